@@ -1,0 +1,91 @@
+"""Actions the controller sends to workers, and the results workers send back (DESIGN.md s.3)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from clockwork.core.ids import DeviceId
+
+
+@dataclass(frozen=True, slots=True)
+class LoadWeights:
+    """Copy a model's weights from host memory into free pages of the device's weights cache."""
+
+    action_id: int
+    device: DeviceId
+    model: str
+    earliest_ns: int
+    latest_ns: int
+    expected_duration_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Infer:
+    """Run one batched inference. ``request_ids`` fill the batch; it runs padded to ``batch_size``."""
+
+    action_id: int
+    device: DeviceId
+    model: str
+    batch_size: int
+    request_ids: tuple[int, ...]
+    earliest_ns: int
+    latest_ns: int
+    expected_duration_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class EvictWeights:
+    """Free the pages that a model occupies on a device. Runs at once, on no executor."""
+
+    action_id: int
+    device: DeviceId
+    model: str
+
+
+Action = LoadWeights | Infer | EvictWeights
+
+
+class ActionStatus(enum.Enum):
+    """Why an action ended as it did. Specific reasons, never bare integers."""
+
+    SUCCESS = "SUCCESS"
+    TOO_EARLY = "TOO_EARLY"  # offered to an executor before earliest with no way to wait
+    TOO_LATE = "TOO_LATE"  # dequeued after latest: refused without running
+    WEIGHTS_NOT_PRESENT = "WEIGHTS_NOT_PRESENT"
+    WEIGHTS_ALREADY_PRESENT = "WEIGHTS_ALREADY_PRESENT"
+    INSUFFICIENT_PAGES = "INSUFFICIENT_PAGES"
+    WEIGHTS_CHANGED_DURING_EXEC = "WEIGHTS_CHANGED_DURING_EXEC"
+    INVALID_INPUT = "INVALID_INPUT"
+    UNKNOWN_MODEL = "UNKNOWN_MODEL"
+    UNKNOWN_DEVICE = "UNKNOWN_DEVICE"
+    UNSUPPORTED_BATCH_SIZE = "UNSUPPORTED_BATCH_SIZE"
+    INVALID_WINDOW = "INVALID_WINDOW"
+    EXECUTION_ERROR = "EXECUTION_ERROR"
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """What a worker says about one action, with its own timestamps (converted to the controller's
+    clock by whoever carries the message).
+
+    ``began_ns``/``ended_ns`` bound the action's execution; for a refused action both equal the
+    moment of refusal. ``exec_ns`` is the measured duration of the execution phase alone; the
+    optional copy phases are 0 where a backend has none.
+    """
+
+    action_id: int
+    device: DeviceId
+    model: str
+    status: ActionStatus
+    received_ns: int
+    began_ns: int
+    ended_ns: int
+    exec_ns: int = 0
+    input_copy_ns: int = 0
+    output_copy_ns: int = 0
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is ActionStatus.SUCCESS

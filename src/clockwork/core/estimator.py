@@ -1,0 +1,66 @@
+"""Execution-time estimates from recent measurements (DESIGN.md s.5).
+
+Per (model, batch size, device kind) and per (model, device kind) for loads: a percentile of the
+last ``window`` measurements, seeded from the profile. The estimate is recomputed only when a
+measurement arrives, so reading it is a single attribute access on the hot path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class EstimatorConfig:
+    window: int = 10
+    percentile: float = 99.0
+
+    def __post_init__(self) -> None:
+        if self.window < 1:
+            raise ValueError(f"estimator window must be >= 1, got {self.window}")
+        if not 0.0 < self.percentile <= 100.0:
+            raise ValueError(f"estimator percentile must be in (0, 100], got {self.percentile}")
+
+
+class LatencyEstimator:
+    """One series of durations; ``estimate_ns`` is the configured percentile of the window."""
+
+    __slots__ = ("_rank", "_samples", "estimate_ns")
+
+    def __init__(self, seed_ns: int, config: EstimatorConfig) -> None:
+        if seed_ns <= 0:
+            raise ValueError(f"seed estimate must be > 0 ns, got {seed_ns}")
+        self._samples: deque[int] = deque([seed_ns], maxlen=config.window)
+        # nearest-rank percentile: the smallest value with at least p% of samples at or below it
+        self._rank = config.percentile / 100.0
+        self.estimate_ns = seed_ns
+
+    def observe(self, duration_ns: int) -> None:
+        if duration_ns <= 0:
+            return  # a clock glitch must not drive the estimate to zero
+        self._samples.append(duration_ns)
+        ordered = sorted(self._samples)
+        idx = max(0, math.ceil(self._rank * len(ordered)) - 1)
+        self.estimate_ns = ordered[idx]
+
+    @property
+    def samples(self) -> tuple[int, ...]:
+        return tuple(self._samples)
+
+
+class ModelEstimates:
+    """All estimates of one model on one device kind: one per batch size, and one for loads."""
+
+    __slots__ = ("batch_sizes", "exec", "load")
+
+    def __init__(
+        self, exec_seed_ns: dict[int, int], load_seed_ns: int, config: EstimatorConfig
+    ) -> None:
+        self.batch_sizes = tuple(sorted(exec_seed_ns))
+        self.exec = {b: LatencyEstimator(t, config) for b, t in exec_seed_ns.items()}
+        self.load = LatencyEstimator(load_seed_ns, config)
+
+    def exec_ns(self, batch_size: int) -> int:
+        return self.exec[batch_size].estimate_ns

@@ -1,0 +1,68 @@
+"""Events fed to a scheduler. Each is a plain value; time travels beside it as ``now_ns``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clockwork.core.actions import ActionResult
+from clockwork.core.ids import DeviceId
+from clockwork.core.profile import DeviceKind, ModelProfile
+from clockwork.core.requests import InferRequest
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """A servable model: its name, its profile per device kind, and its default SLO."""
+
+    name: str
+    profiles: tuple[ModelProfile, ...]
+    default_slo_ns: int | None = None
+
+    def profile_for(self, kind: str) -> ModelProfile | None:
+        for p in self.profiles:
+            if p.device_kind == kind:
+                return p
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """A device as a worker reports it, with the models already resident in its cache."""
+
+    device: DeviceId
+    kind: DeviceKind
+    resident_models: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RequestArrived:
+    request: InferRequest
+
+
+@dataclass(frozen=True, slots=True)
+class ActionFinished:
+    result: ActionResult
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerJoined:
+    worker: str
+    devices: tuple[DeviceInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerLost:
+    worker: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRegistered:
+    model: ModelInfo
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRemoved:
+    name: str
+
+
+Event = RequestArrived | ActionFinished | WorkerJoined | WorkerLost | ModelRegistered | ModelRemoved

@@ -1,0 +1,23 @@
+"""Identifiers shared by controller, workers and simulator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class DeviceId:
+    """One device of one worker: ``worker/index`` (for example ``w0/0``)."""
+
+    worker: str
+    index: int
+
+    def __str__(self) -> str:
+        return f"{self.worker}/{self.index}"
+
+    @staticmethod
+    def parse(text: str) -> DeviceId:
+        worker, sep, index = text.rpartition("/")
+        if not sep or not worker or not index.isdigit():
+            raise ValueError(f"device id {text!r} is not of the form WORKER/INDEX")
+        return DeviceId(worker, int(index))

@@ -1,0 +1,55 @@
+"""Inference requests as the scheduler sees them, and the one response each of them gets."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class ResponseStatus(enum.Enum):
+    """How a request ended. Every request ends in exactly one of these."""
+
+    SUCCESS = "SUCCESS"  # result delivered inside the deadline
+    LATE = "LATE"  # result delivered, but after the deadline (a miss)
+    DEADLINE_INFEASIBLE = "DEADLINE_INFEASIBLE"  # refused at arrival: no plan could meet it
+    OVERLOADED = "OVERLOADED"  # accepted, then refused: the devices could not fit it in time
+    MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
+    MODEL_REMOVED = "MODEL_REMOVED"  # the model was unregistered while the request waited
+    INVALID_INPUT = "INVALID_INPUT"
+    WORKER_LOST = "WORKER_LOST"  # its device went away and no other could serve it in time
+    EXECUTION_FAILED = "EXECUTION_FAILED"  # the worker failed it and no retry was possible
+
+    @property
+    def is_success(self) -> bool:
+        return self is ResponseStatus.SUCCESS
+
+    @property
+    def delivered_result(self) -> bool:
+        return self is ResponseStatus.SUCCESS or self is ResponseStatus.LATE
+
+
+@dataclass(frozen=True, slots=True)
+class InferRequest:
+    """One client request. ``deadline_ns`` is absolute, on the controller's clock."""
+
+    request_id: int
+    model: str
+    arrival_ns: int
+    deadline_ns: int
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """The single answer to one request.
+
+    ``action_id`` and ``batch_size`` name the Infer that produced a result (``-1``/``0`` when none).
+    """
+
+    request_id: int
+    model: str
+    status: ResponseStatus
+    time_ns: int
+    detail: str = ""
+    action_id: int = -1
+    batch_size: int = 0

@@ -1,0 +1,1 @@
+"""Profiles shipped with the package, as JSON files beside this module."""

@@ -1,0 +1,188 @@
+"""Columnar request and action logs: one row per request / per action, appended cheaply.
+
+Columns live in ``array`` buffers (8 bytes a number) rather than lists of objects, so a run of tens
+of millions of requests stays within memory. Strings (model, device, status) are interned into
+small code tables.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+
+class _Codes:
+    """Interns strings to small integer codes."""
+
+    __slots__ = ("index", "names")
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.index: dict[str, int] = {}
+
+    def code(self, name: str) -> int:
+        c = self.index.get(name)
+        if c is None:
+            c = len(self.names)
+            self.names.append(name)
+            self.index[name] = c
+        return c
+
+
+@dataclass(frozen=True, slots=True)
+class RequestTable:
+    """A finished request log as numpy columns. Times in ns from the start of the run.
+
+    ``response_ns`` is when the answer was given; ``status`` indexes ``status_names``; ``model``
+    indexes ``model_names``; ``batch_size`` and ``action_id`` are 0 / -1 for requests that no Infer
+    served; ``cold_start`` is 1 when the model was on no device (nor loading) at arrival.
+    """
+
+    request_id: npt.NDArray[np.int64]
+    model: npt.NDArray[np.int64]
+    arrival_ns: npt.NDArray[np.int64]
+    deadline_ns: npt.NDArray[np.int64]
+    response_ns: npt.NDArray[np.int64]
+    status: npt.NDArray[np.int64]
+    batch_size: npt.NDArray[np.int64]
+    action_id: npt.NDArray[np.int64]
+    cold_start: npt.NDArray[np.int64]
+    model_names: tuple[str, ...]
+    status_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.request_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionTable:
+    """A finished action log as numpy columns.
+
+    ``kind`` indexes ``kind_names`` (LoadWeights, Infer, EvictWeights); ``sent_ns`` is when the
+    controller emitted it; ``began_ns``/``ended_ns`` as the worker reported them (``-1`` if the action
+    never finished, e.g. its worker was lost); ``expected_ns`` the controller's estimate; ``actual_ns``
+    the measured execution duration (0 for refused actions).
+    """
+
+    action_id: npt.NDArray[np.int64]
+    kind: npt.NDArray[np.int64]
+    device: npt.NDArray[np.int64]
+    model: npt.NDArray[np.int64]
+    batch_size: npt.NDArray[np.int64]
+    requests: npt.NDArray[np.int64]
+    sent_ns: npt.NDArray[np.int64]
+    earliest_ns: npt.NDArray[np.int64]
+    latest_ns: npt.NDArray[np.int64]
+    expected_ns: npt.NDArray[np.int64]
+    began_ns: npt.NDArray[np.int64]
+    ended_ns: npt.NDArray[np.int64]
+    actual_ns: npt.NDArray[np.int64]
+    status: npt.NDArray[np.int64]
+    kind_names: tuple[str, ...]
+    device_names: tuple[str, ...]
+    model_names: tuple[str, ...]
+    status_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.action_id)
+
+
+def _col(a: array[int]) -> npt.NDArray[np.int64]:
+    return np.frombuffer(a, dtype=np.int64).copy() if len(a) else np.zeros(0, dtype=np.int64)
+
+
+class RequestLog:
+    """Appends one row per answered request."""
+
+    def __init__(self) -> None:
+        self._cols: tuple[array[int], ...] = tuple(array("q") for _ in range(9))
+        self.models = _Codes()
+        self.statuses = _Codes()
+
+    def append(
+        self,
+        request_id: int,
+        model: str,
+        arrival_ns: int,
+        deadline_ns: int,
+        response_ns: int,
+        status: str,
+        batch_size: int,
+        action_id: int,
+        cold_start: bool,
+    ) -> None:
+        c = self._cols
+        c[0].append(request_id)
+        c[1].append(self.models.code(model))
+        c[2].append(arrival_ns)
+        c[3].append(deadline_ns)
+        c[4].append(response_ns)
+        c[5].append(self.statuses.code(status))
+        c[6].append(batch_size)
+        c[7].append(action_id)
+        c[8].append(1 if cold_start else 0)
+
+    def __len__(self) -> int:
+        return len(self._cols[0])
+
+    def table(self) -> RequestTable:
+        cols = [_col(a) for a in self._cols]
+        return RequestTable(*cols, model_names=tuple(self.models.names),
+                            status_names=tuple(self.statuses.names))
+
+
+class ActionLog:
+    """Appends one row per action, when its result arrives (or when it is abandoned)."""
+
+    def __init__(self) -> None:
+        self._cols: tuple[array[int], ...] = tuple(array("q") for _ in range(14))
+        self.kinds = _Codes()
+        self.devices = _Codes()
+        self.models = _Codes()
+        self.statuses = _Codes()
+
+    def append(
+        self,
+        action_id: int,
+        kind: str,
+        device: str,
+        model: str,
+        batch_size: int,
+        requests: int,
+        sent_ns: int,
+        earliest_ns: int,
+        latest_ns: int,
+        expected_ns: int,
+        began_ns: int,
+        ended_ns: int,
+        actual_ns: int,
+        status: str,
+    ) -> None:
+        c = self._cols
+        c[0].append(action_id)
+        c[1].append(self.kinds.code(kind))
+        c[2].append(self.devices.code(device))
+        c[3].append(self.models.code(model))
+        c[4].append(batch_size)
+        c[5].append(requests)
+        c[6].append(sent_ns)
+        c[7].append(earliest_ns)
+        c[8].append(latest_ns)
+        c[9].append(expected_ns)
+        c[10].append(began_ns)
+        c[11].append(ended_ns)
+        c[12].append(actual_ns)
+        c[13].append(self.statuses.code(status))
+
+    def __len__(self) -> int:
+        return len(self._cols[0])
+
+    def table(self) -> ActionTable:
+        cols = [_col(a) for a in self._cols]
+        return ActionTable(*cols, kind_names=tuple(self.kinds.names),
+                           device_names=tuple(self.devices.names),
+                           model_names=tuple(self.models.names),
+                           status_names=tuple(self.statuses.names))

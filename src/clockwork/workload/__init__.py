@@ -1,0 +1,1 @@
+"""Arrival generators and trace replay (DESIGN.md s.6)."""
