@@ -1,0 +1,1 @@
+"""Command line: the only place that reads argv, the environment and config files."""
