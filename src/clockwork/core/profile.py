@@ -148,8 +148,10 @@ class ModelProfile:
                 measured=Measurement(by=str(m["by"]), where=str(m["where"]), how=str(m["how"])),
                 extra=dict(data.get("extra", {})),
             )
-        except InvalidInputError:
-            raise
+        except InvalidInputError as e:
+            if source in str(e):
+                raise
+            raise InvalidInputError(f"{source}: {e}") from e
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise InvalidInputError(f"{source}: malformed profile ({type(e).__name__}: {e})") from e
 

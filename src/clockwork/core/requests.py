@@ -43,7 +43,8 @@ class InferRequest:
 class Response:
     """The single answer to one request.
 
-    ``action_id`` and ``batch_size`` name the Infer that produced a result (``-1``/``0`` when none).
+    ``action_id`` and ``batch_size`` name the Infer that produced a result (``-1``/``0`` when none);
+    ``time_ns`` is when the scheduler gave the answer.
     """
 
     request_id: int
@@ -53,3 +54,5 @@ class Response:
     detail: str = ""
     action_id: int = -1
     batch_size: int = 0
+    # the model was on no device (nor loading onto one) when the request arrived
+    cold_start: bool = False

@@ -1,0 +1,408 @@
+"""What every policy shares: event dispatch, request bookkeeping, the cluster view, estimates,
+action ids and timelines. Policies subclass it and decide *what* to run; this decides nothing.
+
+Invariants kept here, whatever the policy:
+- every accepted request is answered exactly once (``pending`` holds the unanswered ones);
+- a result is SUCCESS only if it reached the scheduler by the request's deadline;
+- the cluster view never holds more pages than a device has.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from clockwork.core.actions import (
+    Action,
+    ActionResult,
+    ActionStatus,
+    EvictWeights,
+    Infer,
+    LoadWeights,
+)
+from clockwork.core.cluster import DeviceView, Residency
+from clockwork.core.errors import InvalidInputError
+from clockwork.core.estimator import EstimatorConfig, ModelEstimates
+from clockwork.core.events import (
+    ActionFinished,
+    DeviceInfo,
+    ModelInfo,
+    ModelRegistered,
+    ModelRemoved,
+    RequestArrived,
+    WorkerJoined,
+    WorkerLost,
+)
+from clockwork.core.ids import DeviceId
+from clockwork.core.requests import InferRequest, Response, ResponseStatus
+from clockwork.core.scheduler import SchedulerOutput
+
+QUEUED, IN_FLIGHT, DONE = 0, 1, 2
+
+
+class PendingRequest:
+    """An accepted, unanswered request and what the scheduler knows about it."""
+
+    __slots__ = ("cold", "lost", "request", "state")
+
+    def __init__(self, request: InferRequest, cold: bool) -> None:
+        self.request = request
+        self.cold = cold
+        self.state = QUEUED
+        # its device was lost once: if it cannot be served any more, say WORKER_LOST
+        self.lost = False
+
+
+class Flight:
+    """An action sent and not yet answered."""
+
+    __slots__ = ("action", "device", "requests", "sent_ns")
+
+    def __init__(
+        self, action: Action, device: DeviceView, sent_ns: int, requests: list[PendingRequest]
+    ) -> None:
+        self.action = action
+        self.device = device
+        self.sent_ns = sent_ns
+        self.requests = requests
+
+
+class PolicyBase:
+    """Shared machinery of all policies; see the module docstring."""
+
+    name = "base"
+
+    def __init__(self, estimator: EstimatorConfig) -> None:
+        self.estimator_config = estimator
+        self.models: dict[str, ModelInfo] = {}
+        # model -> device kind name -> estimates
+        self.estimates: dict[str, dict[str, ModelEstimates]] = {}
+        self.devices: dict[DeviceId, DeviceView] = {}
+        self.workers: dict[str, tuple[DeviceId, ...]] = {}
+        self.pending: dict[int, PendingRequest] = {}
+        self.inflight: dict[int, Flight] = {}
+        # per device: in-flight Infer flights in the order the device will run them
+        self.infer_chain: dict[DeviceId, deque[Flight]] = {}
+        self._actions: list[Action] = []
+        self._responses: list[Response] = []
+        self._next_action_id = 1
+        self._handlers: dict[type, Callable[[Any, int], None]] = {
+            RequestArrived: self._on_request_event,
+            ActionFinished: self._on_result_event,
+            WorkerJoined: self._on_worker_joined,
+            WorkerLost: self._on_worker_lost,
+            ModelRegistered: self._on_model_registered,
+            ModelRemoved: self._on_model_removed,
+        }
+
+    # ----------------------------------------------------------------- the interface
+
+    def handle(self, event: Any, now_ns: int) -> None:
+        handler = self._handlers.get(type(event))
+        if handler is None:
+            raise InvalidInputError(f"{self.name}: not an event: {event!r}")
+        handler(event, now_ns)
+
+    def poll(self, now_ns: int) -> SchedulerOutput:
+        self.plan(now_ns)
+        out = SchedulerOutput(self._actions, self._responses, self.wake_at(now_ns))
+        self._actions = []
+        self._responses = []
+        return out
+
+    def pending_requests(self) -> int:
+        return len(self.pending)
+
+    # ----------------------------------------------------------------- policy hooks
+
+    def plan(self, now_ns: int) -> None:
+        """Decide actions up to the policy's horizon (emit with ``send``)."""
+
+    def wake_at(self, now_ns: int) -> int | None:
+        return None
+
+    def accept(self, p: PendingRequest, now_ns: int) -> None:
+        """A valid request for a known model arrived: queue it, or answer it."""
+        raise NotImplementedError
+
+    def requeue(self, p: PendingRequest, now_ns: int) -> None:
+        """A request came back from a failed or lost Infer; it is QUEUED again."""
+        raise NotImplementedError
+
+    def drop_queued(self, model: str) -> list[PendingRequest]:
+        """Remove and return every queued request of ``model`` (it is being unregistered)."""
+        raise NotImplementedError
+
+    def on_residency_ready(self, view: DeviceView, model: str, now_ns: int) -> None:
+        """A model became usable for inference on a device."""
+
+    def on_residency_gone(self, view: DeviceView, model: str) -> None:
+        """A model is no longer on a device (evicted, failed load, or the device left)."""
+
+    def on_device_added(self, view: DeviceView, now_ns: int) -> None:
+        """A device joined."""
+
+    def on_device_removed(self, view: DeviceView) -> None:
+        """A device left (its worker was lost)."""
+
+    # ----------------------------------------------------------------- helpers for policies
+
+    def is_cold(self, model: str) -> bool:
+        return not any(model in v.resident for v in self.devices.values())
+
+    def respond(
+        self,
+        p: PendingRequest,
+        status: ResponseStatus,
+        now_ns: int,
+        detail: str = "",
+        action_id: int = -1,
+        batch_size: int = 0,
+    ) -> None:
+        if p.state == DONE:
+            raise AssertionError(f"request {p.request.request_id} answered twice")
+        p.state = DONE
+        del self.pending[p.request.request_id]
+        r = p.request
+        self._responses.append(
+            Response(r.request_id, r.model, status, now_ns, detail, action_id, batch_size, p.cold)
+        )
+
+    def new_action_id(self) -> int:
+        a = self._next_action_id
+        self._next_action_id = a + 1
+        return a
+
+    def send(
+        self, action: Action, view: DeviceView, now_ns: int,
+        requests: list[PendingRequest] | None = None,
+    ) -> None:
+        flight = Flight(action, view, now_ns, requests or [])
+        self.inflight[action.action_id] = flight
+        if type(action) is Infer:
+            view.infers_in_flight += 1
+            res = view.resident.get(action.model)
+            if res is not None:
+                res.infers_in_flight += 1
+            self.infer_chain[view.device].append(flight)
+            for p in flight.requests:
+                p.state = IN_FLIGHT
+        elif type(action) is LoadWeights:
+            view.loads_in_flight += 1
+        self._actions.append(action)
+
+    def evict(self, view: DeviceView, model: str, now_ns: int) -> None:
+        if view.release(model) is None:
+            return
+        self.on_residency_gone(view, model)
+        self.send(EvictWeights(self.new_action_id(), view.device, model), view, now_ns)
+
+    def start_load(
+        self, view: DeviceView, model: str, pages: int, start_ns: int, latest_ns: int,
+        now_ns: int,
+    ) -> Residency | None:
+        """Reserve pages and send a LoadWeights expected to start at ``start_ns``."""
+        est = self.estimates[model][view.kind.name].load.estimate_ns
+        res = view.reserve(model, pages, ready=False, ready_at_ns=start_ns + est)
+        if res is None:
+            return None
+        view.load_free_at_ns = start_ns + est
+        action = LoadWeights(self.new_action_id(), view.device, model, now_ns,
+                             max(latest_ns, start_ns), est)
+        self.send(action, view, now_ns)
+        return res
+
+    def infer_estimates(self, model: str, view: DeviceView) -> ModelEstimates | None:
+        by_kind = self.estimates.get(model)
+        return None if by_kind is None else by_kind.get(view.kind.name)
+
+    # ----------------------------------------------------------------- event handlers
+
+    def _on_request_event(self, event: RequestArrived, now_ns: int) -> None:
+        r = event.request
+        if r.request_id in self.pending:
+            raise InvalidInputError(f"request id {r.request_id} is already pending")
+        p = PendingRequest(r, cold=False)
+        self.pending[r.request_id] = p
+        if r.model not in self.models:
+            self.respond(p, ResponseStatus.MODEL_NOT_FOUND, now_ns, f"no model named {r.model!r}")
+            return
+        if r.deadline_ns <= r.arrival_ns:
+            self.respond(p, ResponseStatus.INVALID_INPUT, now_ns,
+                         f"deadline {r.deadline_ns} ns is not after arrival {r.arrival_ns} ns")
+            return
+        p.cold = self.is_cold(r.model)
+        self.accept(p, now_ns)
+
+    def _on_result_event(self, event: ActionFinished, now_ns: int) -> None:
+        result = event.result
+        flight = self.inflight.pop(result.action_id, None)
+        if flight is None:
+            return  # from a worker we already gave up on, or a duplicate: nothing waits for it
+        action = flight.action
+        if type(action) is Infer:
+            self._infer_done(flight, action, result, now_ns)
+        elif type(action) is LoadWeights:
+            self._load_done(flight, action, result, now_ns)
+
+    def _infer_done(self, flight: Flight, action: Infer, result: ActionResult, now_ns: int) -> None:
+        view = flight.device
+        view.infers_in_flight -= 1
+        res = view.resident.get(action.model)
+        if res is not None:
+            res.infers_in_flight -= 1
+        chain = self.infer_chain[view.device]
+        try:
+            chain.remove(flight)
+        except ValueError:
+            pass
+        # correct the timeline: what is still in flight runs back to back after this one ended
+        t = max(result.ended_ns, now_ns) if not chain else result.ended_ns
+        for f in chain:
+            a = f.action
+            assert type(a) is Infer
+            t += a.expected_duration_ns
+        view.infer_free_at_ns = t
+        if result.status is ActionStatus.SUCCESS:
+            est = self.infer_estimates(action.model, view)
+            if est is not None and action.batch_size in est.exec:
+                measured = result.exec_ns or (result.ended_ns - result.began_ns)
+                est.exec[action.batch_size].observe(measured)
+            for p in flight.requests:
+                if p.state == DONE:
+                    continue
+                ok = now_ns <= p.request.deadline_ns
+                self.respond(p, ResponseStatus.SUCCESS if ok else ResponseStatus.LATE, now_ns,
+                             "" if ok else "result arrived after the deadline",
+                             action.action_id, action.batch_size)
+            return
+        if result.status in (ActionStatus.WEIGHTS_NOT_PRESENT,
+                             ActionStatus.WEIGHTS_CHANGED_DURING_EXEC):
+            # our view was wrong: the worker does not hold the model (any more)
+            if res is not None and res.ready and res.infers_in_flight == 0:
+                view.release(action.model)
+                self.on_residency_gone(view, action.model)
+        for p in flight.requests:
+            if p.state == DONE:
+                continue
+            if action.model not in self.models:
+                self.respond(p, ResponseStatus.MODEL_REMOVED, now_ns,
+                             f"model {action.model!r} was removed")
+                continue
+            p.state = QUEUED
+            self.requeue(p, now_ns)
+
+    def _load_done(
+        self, flight: Flight, action: LoadWeights, result: ActionResult, now_ns: int
+    ) -> None:
+        view = flight.device
+        view.loads_in_flight -= 1
+        res = view.resident.get(action.model)
+        if result.status is ActionStatus.SUCCESS:
+            est = self.estimates.get(action.model, {}).get(view.kind.name)
+            if est is not None:
+                est.load.observe(result.exec_ns or (result.ended_ns - result.began_ns))
+            if view.loads_in_flight == 0:
+                view.load_free_at_ns = max(result.ended_ns, now_ns)
+            if res is None or action.model not in self.models:
+                # evicted or unregistered while loading: free the worker's pages too
+                if res is None and action.model not in self.models:
+                    self.send(EvictWeights(self.new_action_id(), view.device, action.model),
+                              view, now_ns)
+                return
+            res.ready = True
+            res.ready_at_ns = now_ns
+            res.last_used_ns = now_ns
+            self.on_residency_ready(view, action.model, now_ns)
+            return
+        if view.loads_in_flight == 0:
+            view.load_free_at_ns = now_ns
+        if result.status is ActionStatus.WEIGHTS_ALREADY_PRESENT and res is not None:
+            res.ready = True
+            res.ready_at_ns = now_ns
+            self.on_residency_ready(view, action.model, now_ns)
+            return
+        if res is not None and not res.ready:
+            view.release(action.model)
+            self.on_residency_gone(view, action.model)
+
+    def _on_worker_joined(self, event: WorkerJoined, now_ns: int) -> None:
+        if event.worker in self.workers:
+            self._on_worker_lost(WorkerLost(event.worker), now_ns)
+        ids = []
+        for info in event.devices:
+            if info.device in self.devices:
+                raise InvalidInputError(f"device {info.device} is already known")
+            ids.append(info.device)
+        self.workers[event.worker] = tuple(ids)
+        for info in event.devices:
+            self._add_device(info, now_ns)
+
+    def _add_device(self, info: DeviceInfo, now_ns: int) -> None:
+        view = DeviceView(info.device, info.kind)
+        self.devices[info.device] = view
+        self.infer_chain[info.device] = deque()
+        self.on_device_added(view, now_ns)
+        for model in info.resident_models:
+            profile = self.models[model].profile_for(info.kind.name) if model in self.models \
+                else None
+            if profile is None or view.reserve(model, profile.pages_for(info.kind), True,
+                                               now_ns) is None:
+                # a model we cannot serve there: free its pages on the worker
+                self.send(EvictWeights(self.new_action_id(), info.device, model), view, now_ns)
+                continue
+            self.on_residency_ready(view, model, now_ns)
+
+    def _on_worker_lost(self, event: WorkerLost, now_ns: int) -> None:
+        ids = self.workers.pop(event.worker, ())
+        lost = set(ids)
+        for action_id, flight in list(self.inflight.items()):
+            if flight.action.device not in lost:
+                continue
+            del self.inflight[action_id]
+            for p in flight.requests:
+                if p.state == DONE:
+                    continue
+                p.state = QUEUED
+                p.lost = True
+                self.requeue(p, now_ns)
+        for device in ids:
+            view = self.devices.pop(device)
+            self.infer_chain.pop(device, None)
+            for model in list(view.resident):
+                view.release(model)
+                self.on_residency_gone(view, model)
+            self.on_device_removed(view)
+
+    def _on_model_registered(self, event: ModelRegistered, now_ns: int) -> None:
+        info = event.model
+        if info.name in self.models:
+            raise InvalidInputError(f"model {info.name!r} is already registered")
+        if not info.profiles:
+            raise InvalidInputError(f"model {info.name!r} has no profile")
+        self.models[info.name] = info
+        self.estimates[info.name] = {
+            p.device_kind: ModelEstimates(dict(p.exec_ns), p.load_ns, self.estimator_config)
+            for p in info.profiles
+        }
+
+    def _on_model_removed(self, event: ModelRemoved, now_ns: int) -> None:
+        if event.name not in self.models:
+            raise InvalidInputError(f"no model named {event.name!r} to remove")
+        for p in self.drop_queued(event.name):
+            self.respond(p, ResponseStatus.MODEL_REMOVED, now_ns,
+                         f"model {event.name!r} was removed")
+        del self.models[event.name]
+        del self.estimates[event.name]
+        for view in self.devices.values():
+            res = view.resident.get(event.name)
+            if res is not None and res.ready:
+                self.evict(view, event.name, now_ns)
+            elif res is not None:
+                # still loading: forget it now; the load's result evicts it on the worker
+                view.release(event.name)
+                self.on_residency_gone(view, event.name)
+
+    def known_models(self) -> Iterable[str]:
+        return self.models.keys()

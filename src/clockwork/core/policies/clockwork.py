@@ -1,0 +1,448 @@
+"""The Clockwork policy (DESIGN.md s.5): plan a short horizon ahead on every device from
+estimates, batch while the oldest request's deadline holds, load by unmet demand, evict the least
+recently used models without demand, and refuse early what cannot be served.
+
+Strategies: for a queued request ``r`` and batch size ``b`` on a device that holds its model, the
+latest start that still meets ``r``'s deadline is ``deadline - margin - estimate(b)``. Each device
+keeps them in a min-heap. Only the largest batch size is pushed at first; when it is found
+infeasible, the next smaller size is pushed (its key is larger, so the heap order is the same as if
+all sizes had been pushed at once, at a fifth of the cost).
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_left
+from collections import deque
+from dataclasses import dataclass, field
+
+from clockwork.core.actions import Infer
+from clockwork.core.cluster import DeviceView
+from clockwork.core.estimator import EstimatorConfig, ModelEstimates
+from clockwork.core.ids import DeviceId
+from clockwork.core.policies.base import QUEUED, PendingRequest, PolicyBase
+from clockwork.core.requests import ResponseStatus
+from clockwork.core.units import NS_PER_MS, NS_PER_US
+
+# (latest start ns, -priority, tie-break, request, batch size)
+Strategy = tuple[int, int, int, PendingRequest, int]
+# (time after which the request is certainly lost, tie-break, request, key assumed a load)
+Expiry = tuple[int, int, PendingRequest, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class ClockworkConfig:
+    """Tunables of the Clockwork policy; defaults are the paper's."""
+
+    # how far ahead of now each device's inference timeline is planned
+    schedule_ahead_ns: int = 10 * NS_PER_MS
+    # loads outstanding per device at once
+    max_loads_in_flight: int = 2
+    # time reserved between an action's end and the deadline, for the result to reach us
+    result_margin_ns: int = 500 * NS_PER_US
+    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
+
+    def __post_init__(self) -> None:
+        if self.schedule_ahead_ns <= 0:
+            raise ValueError("schedule_ahead_ns must be > 0")
+        if self.max_loads_in_flight < 1:
+            raise ValueError("max_loads_in_flight must be >= 1")
+        if self.result_margin_ns < 0:
+            raise ValueError("result_margin_ns must be >= 0")
+
+
+class _Model:
+    """Per-model queue and where the model is."""
+
+    __slots__ = ("batch_sizes", "loading_on", "name", "queue", "ready_on")
+
+    def __init__(self, name: str, batch_sizes: tuple[int, ...]) -> None:
+        self.name = name
+        self.batch_sizes = batch_sizes
+        # queued requests in deadline order (oldest deadline first)
+        self.queue: deque[PendingRequest] = deque()
+        self.ready_on: dict[DeviceId, DeviceView] = {}
+        self.loading_on: dict[DeviceId, DeviceView] = {}
+
+    def holders(self) -> int:
+        return len(self.ready_on) + len(self.loading_on)
+
+    def pad(self, n: int) -> int:
+        """Smallest supported batch size >= n (or the largest)."""
+        sizes = self.batch_sizes
+        i = bisect_left(sizes, n)
+        return sizes[i] if i < len(sizes) else sizes[-1]
+
+    def smaller(self, b: int) -> int:
+        """Next supported batch size below b, or 0."""
+        i = bisect_left(self.batch_sizes, b)
+        return self.batch_sizes[i - 1] if i > 0 else 0
+
+
+class ClockworkPolicy(PolicyBase):
+    name = "clockwork"
+
+    def __init__(self, config: ClockworkConfig) -> None:
+        super().__init__(config.estimator)
+        self.config = config
+        self._m: dict[str, _Model] = {}
+        self._heaps: dict[DeviceId, list[Strategy]] = {}
+        self._expiry: list[Expiry] = []
+        self._seq = 0
+        # models with queued requests that need (another) device: on none, or demand > holders
+        self._cold: dict[str, _Model] = {}
+        self._hot: dict[str, _Model] = {}
+        # when a load executor that candidates wait for comes inside the horizon (None: no wait)
+        self._load_wake_ns: int | None = None
+
+    # ----------------------------------------------------------------- model state
+
+    def _model(self, name: str) -> _Model:
+        m = self._m.get(name)
+        if m is None:
+            sizes = sorted({b for p in self.models[name].profiles for b in p.exec_ns})
+            m = _Model(name, tuple(sizes))
+            self._m[name] = m
+        return m
+
+    def _any_estimates(self, name: str) -> ModelEstimates:
+        return next(iter(self.estimates[name].values()))
+
+    def _best_exec1_ns(self, name: str) -> int:
+        return min(e.exec_ns(1) if 1 in e.exec else e.exec_ns(min(e.exec))
+                   for e in self.estimates[name].values())
+
+    def _unmet_demand(self, m: _Model, now_ns: int) -> float:
+        """Devices' worth of work the queue needs before its deadlines, minus devices held."""
+        n = len(m.queue)
+        if n == 0:
+            return 0.0
+        e = self._any_estimates(m.name)
+        b = m.pad(min(n, m.batch_sizes[-1]))
+        work_ns = n * e.exec_ns(b) / b
+        left_ns = max(1, m.queue[0].request.deadline_ns - now_ns)
+        return work_ns / left_ns - m.holders()
+
+    def _update_candidacy(self, m: _Model, now_ns: int) -> None:
+        name = m.name
+        if not m.queue:
+            self._cold.pop(name, None)
+            self._hot.pop(name, None)
+        elif m.holders() == 0:
+            self._cold[name] = m
+            self._hot.pop(name, None)
+        else:
+            self._cold.pop(name, None)
+            if self._unmet_demand(m, now_ns) > 0:
+                self._hot[name] = m
+            else:
+                self._hot.pop(name, None)
+
+    # ----------------------------------------------------------------- queueing
+
+    def _enqueue(self, p: PendingRequest, m: _Model, now_ns: int) -> None:
+        q = m.queue
+        deadline = p.request.deadline_ns
+        if not q or q[-1].request.deadline_ns <= deadline:
+            q.append(p)
+        else:  # rare: a tighter deadline than requests queued before it
+            i = len(q)
+            while i > 0 and q[i - 1].request.deadline_ns > deadline:
+                i -= 1
+            q.insert(i, p)
+        for view in m.ready_on.values():
+            self._push_strategy(view, p, m.batch_sizes[-1])
+        margin = self.config.result_margin_ns
+        e1 = self._best_exec1_ns(m.name)
+        needs_load = m.holders() == 0
+        load = min(e.load.estimate_ns for e in self.estimates[m.name].values()) if needs_load \
+            else 0
+        self._seq += 1
+        heapq.heappush(self._expiry, (deadline - margin - e1 - load, self._seq, p, needs_load))
+        self._update_candidacy(m, now_ns)
+
+    def _push_strategy(self, view: DeviceView, p: PendingRequest, batch_size: int) -> None:
+        e = self.estimates[p.request.model].get(view.kind.name)
+        if e is None:
+            return
+        self._seq += 1
+        r = p.request
+        key = r.deadline_ns - self.config.result_margin_ns - e.exec_ns(batch_size)
+        heapq.heappush(self._heaps[view.device], (key, -r.priority, self._seq, p, batch_size))
+
+    def _remove_queued(self, m: _Model, p: PendingRequest) -> None:
+        q = m.queue
+        if q and q[0] is p:
+            q.popleft()
+        else:
+            q.remove(p)
+
+    def _give_up(self, p: PendingRequest, now_ns: int, why: str) -> None:
+        status = ResponseStatus.WORKER_LOST if p.lost else ResponseStatus.OVERLOADED
+        self.respond(p, status, now_ns, why)
+
+    # ----------------------------------------------------------------- policy hooks
+
+    def accept(self, p: PendingRequest, now_ns: int) -> None:
+        r = p.request
+        if not self.devices:
+            self.respond(p, ResponseStatus.OVERLOADED, now_ns, "no worker is connected")
+            return
+        kinds = {v.kind.name: v.kind for v in self.devices.values()}
+        info = self.models[r.model]
+        fits = [prof for prof in info.profiles
+                if prof.device_kind in kinds
+                and prof.pages_for(kinds[prof.device_kind]) <= kinds[prof.device_kind].cache_pages]
+        if not fits:
+            self.respond(p, ResponseStatus.DEADLINE_INFEASIBLE, now_ns,
+                         f"no connected device can hold model {r.model!r}")
+            return
+        m = self._model(r.model)
+        budget = r.deadline_ns - now_ns - self.config.result_margin_ns
+        e1 = self._best_exec1_ns(r.model)
+        if m.holders() == 0:
+            need = e1 + min(e.load.estimate_ns for e in self.estimates[r.model].values())
+            what = "loading the model and running batch 1"
+        else:
+            need = e1
+            what = "running batch 1"
+        if budget < need:
+            self.respond(p, ResponseStatus.DEADLINE_INFEASIBLE, now_ns,
+                         f"{what} is estimated at {need / NS_PER_MS:.3f} ms; "
+                         f"only {max(0, budget) / NS_PER_MS:.3f} ms are left")
+            return
+        self._enqueue(p, m, now_ns)
+
+    def requeue(self, p: PendingRequest, now_ns: int) -> None:
+        self._enqueue(p, self._model(p.request.model), now_ns)
+
+    def drop_queued(self, model: str) -> list[PendingRequest]:
+        m = self._m.pop(model, None)
+        self._cold.pop(model, None)
+        self._hot.pop(model, None)
+        return list(m.queue) if m else []
+
+    def on_device_added(self, view: DeviceView, now_ns: int) -> None:
+        self._heaps[view.device] = []
+
+    def on_device_removed(self, view: DeviceView) -> None:
+        self._heaps.pop(view.device, None)
+
+    def on_residency_ready(self, view: DeviceView, model: str, now_ns: int) -> None:
+        m = self._model(model)
+        m.loading_on.pop(view.device, None)
+        m.ready_on[view.device] = view
+        top = m.batch_sizes[-1]
+        for p in m.queue:
+            self._push_strategy(view, p, top)
+        self._update_candidacy(m, now_ns)
+
+    def on_residency_gone(self, view: DeviceView, model: str) -> None:
+        m = self._m.get(model)
+        if m is None:
+            return
+        m.ready_on.pop(view.device, None)
+        m.loading_on.pop(view.device, None)
+        if m.queue and m.holders() == 0:
+            self._cold[model] = m
+            self._hot.pop(model, None)
+
+    # ----------------------------------------------------------------- planning
+
+    def plan(self, now_ns: int) -> None:
+        self._expire(now_ns)
+        if not self.devices:
+            return
+        horizon = now_ns + self.config.schedule_ahead_ns
+        heaps = self._heaps
+        ready = [v for v in self.devices.values()
+                 if v.infer_free_at_ns < horizon and heaps[v.device]]
+        if len(ready) > 1:
+            ready.sort(key=_infer_free_at)
+        for view in ready:
+            self._plan_infers(view, now_ns, horizon)
+        self._load_wake_ns = None
+        if self._cold or self._hot:
+            self._plan_loads(now_ns, horizon)
+
+    def _expire(self, now_ns: int) -> None:
+        expiry = self._expiry
+        while expiry and expiry[0][0] < now_ns:
+            key, _, p, assumed_load = heapq.heappop(expiry)
+            if p.state != QUEUED:
+                continue
+            m = self._m[p.request.model]
+            if assumed_load and m.holders():
+                # the model arrived (or is arriving) after all: only execution is needed now
+                self._seq += 1
+                e1 = self._best_exec1_ns(m.name)
+                heapq.heappush(expiry, (p.request.deadline_ns - self.config.result_margin_ns - e1,
+                                        self._seq, p, False))
+                continue
+            self._remove_queued(m, p)
+            self._give_up(p, now_ns, "no device could start it in time"
+                          if not assumed_load else "its model could not be loaded in time")
+            self._update_candidacy(m, now_ns)
+
+    def _plan_infers(self, view: DeviceView, now_ns: int, horizon: int) -> None:
+        heap = self._heaps[view.device]
+        device = view.device
+        while heap:
+            t = view.infer_free_at_ns if view.infer_free_at_ns > now_ns else now_ns
+            if t >= horizon:
+                return
+            key, negprio, _, p, b = heapq.heappop(heap)
+            if p.state != QUEUED:
+                continue
+            m = self._m.get(p.request.model)
+            if m is None or device not in m.ready_on:
+                continue
+            if t > key:
+                nb = m.smaller(b)
+                if nb:
+                    self._push_strategy(view, p, nb)
+                continue
+            e = self.estimates[m.name][view.kind.name]
+            self._form_batch(view, m, e, t, now_ns)
+
+    def _feasible_elsewhere(self, m: _Model, p: PendingRequest, here: DeviceView,
+                            now_ns: int) -> bool:
+        deadline = p.request.deadline_ns - self.config.result_margin_ns
+        for holders, loading in ((m.ready_on, False), (m.loading_on, True)):
+            for view in holders.values():
+                if view is here:
+                    continue
+                e = self.estimates[m.name][view.kind.name]
+                t = max(now_ns, view.infer_free_at_ns)
+                if loading:
+                    res = view.resident.get(m.name)
+                    if res is not None:
+                        t = max(t, res.ready_at_ns)
+                if t + e.exec_ns(m.batch_sizes[0]) <= deadline:
+                    return True
+        return False
+
+    def _form_batch(self, view: DeviceView, m: _Model, e: ModelEstimates, t: int,
+                    now_ns: int) -> None:
+        q = m.queue
+        margin = self.config.result_margin_ns
+        smallest = m.batch_sizes[0]
+        first_end = t + e.exec_ns(smallest) + margin
+        while q and first_end > q[0].request.deadline_ns:
+            head = q[0]
+            if self._feasible_elsewhere(m, head, view, now_ns):
+                return
+            q.popleft()
+            self._give_up(head, now_ns, "the devices holding its model were busy until past "
+                          "its deadline")
+        if not q:
+            self._update_candidacy(m, now_ns)
+            return
+        n = min(len(q), m.batch_sizes[-1])
+        b = m.pad(n)
+        oldest = q[0].request.deadline_ns - margin
+        while b > smallest and t + e.exec_ns(b) > oldest:
+            b = m.smaller(b)
+        k = min(n, b)
+        batch = [q.popleft() for _ in range(k)]
+        expected = e.exec_ns(b)
+        action = Infer(self.new_action_id(), view.device, m.name, b,
+                       tuple(p.request.request_id for p in batch),
+                       now_ns, oldest - expected, expected)
+        view.infer_free_at_ns = t + expected
+        view.touch(m.name, now_ns)
+        self.send(action, view, now_ns, batch)
+        if not q:
+            self._cold.pop(m.name, None)
+            self._hot.pop(m.name, None)
+
+    def _plan_loads(self, now_ns: int, horizon: int) -> None:
+        ranked: list[tuple[float, str, _Model]] = []
+        for pool in (self._cold, self._hot):
+            for name, m in list(pool.items()):
+                unmet = self._unmet_demand(m, now_ns)
+                if unmet > 0:
+                    ranked.append((unmet, name, m))
+                elif pool is self._hot:
+                    del pool[name]
+        if not ranked:
+            return
+        ranked.sort(key=lambda x: (-x[0], x[1]))
+        limit = self.config.max_loads_in_flight
+        for view in sorted(self.devices.values(), key=_load_free_at):
+            while ranked and view.loads_in_flight < limit:
+                start = max(now_ns, view.load_free_at_ns)
+                if start >= horizon:
+                    w = start - self.config.schedule_ahead_ns
+                    if self._load_wake_ns is None or w < self._load_wake_ns:
+                        self._load_wake_ns = w
+                    break
+                chosen = None
+                for i, (_, name, m) in enumerate(ranked):
+                    if name in view.resident or not m.queue:
+                        continue
+                    profile = self.models[name].profile_for(view.kind.name)
+                    if profile is None:
+                        continue
+                    pages = profile.pages_for(view.kind)
+                    if self._make_room(view, pages, now_ns):
+                        chosen = (i, m, pages)
+                        break
+                if chosen is None:
+                    break
+                i, m, pages = chosen
+                e = self.estimates[m.name][view.kind.name]
+                head = m.queue[0].request.deadline_ns - self.config.result_margin_ns
+                latest = head - e.exec_ns(m.batch_sizes[0]) - e.load.estimate_ns
+                if self.start_load(view, m.name, pages, start, latest, now_ns) is None:
+                    break
+                m.loading_on[view.device] = view
+                del ranked[i]
+                self._update_candidacy(m, now_ns)
+
+    def _make_room(self, view: DeviceView, pages: int, now_ns: int) -> bool:
+        """Evict least-recently-used models without demand until ``pages`` are free."""
+        if view.free_pages >= pages:
+            return True
+        victims: list[str] = []
+        freed = view.free_pages
+        for name, res in view.resident.items():
+            if not res.ready or res.infers_in_flight:
+                continue
+            m = self._m.get(name)
+            if m is not None and m.queue:
+                continue
+            victims.append(name)
+            freed += res.pages
+            if freed >= pages:
+                break
+        if freed < pages:
+            return False
+        for name in victims:
+            self.evict(view, name, now_ns)
+        return True
+
+    def wake_at(self, now_ns: int) -> int | None:
+        wake: int | None = None
+        if self._expiry:
+            wake = self._expiry[0][0] + 1
+        ahead = self.config.schedule_ahead_ns
+        for device, heap in self._heaps.items():
+            if heap:
+                t = self.devices[device].infer_free_at_ns - ahead
+                if wake is None or t < wake:
+                    wake = t
+        lw = self._load_wake_ns
+        if lw is not None and (wake is None or lw < wake):
+            wake = lw
+        if wake is not None and wake <= now_ns:
+            wake = now_ns + 1
+        return wake
+
+
+def _infer_free_at(view: DeviceView) -> int:
+    return view.infer_free_at_ns
+
+
+def _load_free_at(view: DeviceView) -> int:
+    return view.load_free_at_ns

@@ -1,0 +1,129 @@
+"""The reactive baseline (DESIGN.md s.5): what common servers do, to be measured against.
+
+Per-model FIFO queues; a device takes work when it has a free slot, from the model (among those
+it holds) whose oldest request waited longest, batching whatever is queued up to the largest
+supported size; a request for a model on no device triggers a load on the least-loaded device,
+evicting least-recently-used idle models. No deadline awareness: nothing is refused, late results
+are still delivered (and count as misses).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import deque
+from dataclasses import dataclass, field
+
+from clockwork.core.actions import Infer
+from clockwork.core.cluster import DeviceView
+from clockwork.core.estimator import EstimatorConfig
+from clockwork.core.policies.base import PendingRequest, PolicyBase
+from clockwork.core.requests import ResponseStatus
+from clockwork.core.units import NEVER_NS
+
+
+@dataclass(frozen=True, slots=True)
+class ReactiveConfig:
+    # Infers outstanding per device; 2 keeps the device busy across one network round trip
+    max_outstanding_per_device: int = 2
+    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
+
+
+class ReactivePolicy(PolicyBase):
+    name = "reactive"
+
+    def __init__(self, config: ReactiveConfig) -> None:
+        super().__init__(config.estimator)
+        self.config = config
+        # models with queued requests, in the order their current oldest request arrived
+        self._waiting: dict[str, deque[PendingRequest]] = {}
+
+    def accept(self, p: PendingRequest, now_ns: int) -> None:
+        if not self.devices:
+            self.respond(p, ResponseStatus.OVERLOADED, now_ns, "no worker is connected")
+            return
+        q = self._waiting.get(p.request.model)
+        if q is None:
+            self._waiting[p.request.model] = deque([p])
+        else:
+            q.append(p)
+
+    def requeue(self, p: PendingRequest, now_ns: int) -> None:
+        q = self._waiting.get(p.request.model)
+        if q is None:
+            self._waiting[p.request.model] = deque([p])
+        else:
+            q.appendleft(p)
+
+    def drop_queued(self, model: str) -> list[PendingRequest]:
+        return list(self._waiting.pop(model, ()))
+
+    def plan(self, now_ns: int) -> None:
+        if not self._waiting or not self.devices:
+            return
+        self._load_misses(now_ns)
+        limit = self.config.max_outstanding_per_device
+        for view in self.devices.values():
+            while view.infers_in_flight < limit and self._dispatch_one(view, now_ns):
+                pass
+
+    def _load_misses(self, now_ns: int) -> None:
+        for name in self._waiting:
+            if any(name in v.resident for v in self.devices.values()):
+                continue
+            for view in sorted(self.devices.values(), key=_load_order):
+                profile = self.models[name].profile_for(view.kind.name)
+                if profile is None:
+                    continue
+                pages = profile.pages_for(view.kind)
+                if self._make_room(view, pages, now_ns):
+                    self.start_load(view, name, pages, max(now_ns, view.load_free_at_ns),
+                                    NEVER_NS, now_ns)
+                    break
+
+    def _make_room(self, view: DeviceView, pages: int, now_ns: int) -> bool:
+        if view.free_pages >= pages:
+            return True
+        victims: list[str] = []
+        freed = view.free_pages
+        for name, res in view.resident.items():
+            if res.ready and not res.infers_in_flight:
+                victims.append(name)
+                freed += res.pages
+                if freed >= pages:
+                    break
+        if freed < pages:
+            return False
+        for name in victims:
+            self.evict(view, name, now_ns)
+        return True
+
+    def _dispatch_one(self, view: DeviceView, now_ns: int) -> bool:
+        chosen: str | None = None
+        for name in self._waiting:
+            res = view.resident.get(name)
+            if res is not None and res.ready:
+                chosen = name
+                break
+        if chosen is None:
+            return False
+        q = self._waiting[chosen]
+        e = self.estimates[chosen][view.kind.name]
+        sizes = e.batch_sizes
+        n = min(len(q), sizes[-1])
+        i = bisect_left(sizes, n)
+        b = sizes[i] if i < len(sizes) else sizes[-1]
+        batch = [q.popleft() for _ in range(min(n, b))]
+        if not q:
+            del self._waiting[chosen]
+        expected = e.exec_ns(b)
+        start = max(now_ns, view.infer_free_at_ns)
+        view.infer_free_at_ns = start + expected
+        view.touch(chosen, now_ns)
+        self.send(Infer(self.new_action_id(), view.device, chosen, b,
+                        tuple(p.request.request_id for p in batch), now_ns, NEVER_NS, expected),
+                  view, now_ns, batch)
+        return True
+
+
+def _load_order(view: DeviceView) -> tuple[int, int]:
+    return (view.loads_in_flight + view.infers_in_flight, view.load_free_at_ns)

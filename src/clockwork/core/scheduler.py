@@ -1,0 +1,47 @@
+"""The scheduler interface: events and the time in, actions and responses out.
+
+A scheduler is a synchronous object with no I/O (h11's ``Connection`` for model serving). Drivers
+(the asyncio controller service, the virtual-time simulator) call ``handle`` for each event and
+``poll`` whenever they like; ``poll`` plans, and returns what to send, what to answer, and when the
+scheduler next wants to be polled even if nothing happens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from clockwork.core.actions import Action
+from clockwork.core.events import Event
+from clockwork.core.requests import Response
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerOutput:
+    """Everything a scheduler decided since the last poll."""
+
+    # actions to send now, in the order they were planned
+    actions: list[Action] = field(default_factory=list)
+    # answers to give now; each request appears in exactly one response over a scheduler's life
+    responses: list[Response] = field(default_factory=list)
+    # the scheduler wants ``poll`` again at this time even if no event arrives (None: no need)
+    wake_at_ns: int | None = None
+
+
+class Scheduler(Protocol):
+    """One interface, several policies behind it (``clockwork``, ``reactive``)."""
+
+    name: str
+
+    def handle(self, event: Event, now_ns: int) -> None:
+        """Take one event. Raises ``InvalidInputError`` for an event that cannot be taken (for
+        example a duplicate request id); nothing is changed then."""
+        ...
+
+    def poll(self, now_ns: int) -> SchedulerOutput:
+        """Plan up to the policy's horizon and drain what was decided."""
+        ...
+
+    def pending_requests(self) -> int:
+        """Requests accepted and not yet answered (for drivers' shutdown and tests)."""
+        ...

@@ -1,0 +1,218 @@
+"""A Triton-like model repository on disk.
+
+Layout::
+
+    REPO/
+      <model>/config.json                  (see clockwork.models.config)
+      <model>/<version>/model.safetensors  (version directories are positive integers)
+      _shared/<file>.safetensors           (weights that several models' configs point at)
+
+Directories whose names start with ``_`` or ``.`` are not models and are skipped by
+:meth:`ModelRepository.scan`, as are plain files at the top level. Every problem raises
+:class:`ModelRepositoryError` (an ``InvalidInputError``) naming the offending file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from clockwork.core.errors import InvalidInputError
+from clockwork.models.config import ModelConfig, check_model_name
+from clockwork.models.errors import ModelRepositoryError, UnknownModelError
+from clockwork.models.weights import (
+    Layout,
+    check_layout,
+    load_tensors,
+    module_layout,
+    read_layout,
+    tensors_layout,
+)
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+# (architecture, sorted params) -> expected layout
+_ArchKey = tuple[str, tuple[tuple[str, object], ...]]
+# (weights path, mtime_ns, size, inode, architecture key): a weights header already checked
+_CheckedKey = tuple[str, int, int, int, _ArchKey]
+
+
+class ModelRepository:
+    """Reads and validates the models under ``root``; never writes.
+
+    Reads are not cached across calls except for two small memos: the tensor layout of each
+    (architecture, parameters) and which weights files (by path, size, mtime, inode) already
+    matched it, so scanning many models that share one weights file reads its header once.
+    """
+
+    def __init__(self, root: Path | str) -> None:
+        self._root = Path(root)
+        self._errors: list[ModelRepositoryError] = []
+        self._layouts: dict[_ArchKey, Layout] = {}
+        self._checked: set[_CheckedKey] = set()
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    def model_dirs(self) -> list[str]:
+        """Names of the top-level directories that should be models, sorted."""
+        if not self._root.is_dir():
+            raise ModelRepositoryError(self._root, "model repository directory does not exist")
+        return sorted(
+            entry.name
+            for entry in self._root.iterdir()
+            if entry.is_dir() and not entry.name.startswith(("_", "."))
+        )
+
+    def scan(self) -> dict[str, ModelConfig]:
+        """Every valid model by name, fully checked (weights by header only).
+
+        A bad model does not stop the scan: its error is kept, one per bad model, in
+        :meth:`scan_errors`.
+        """
+        good: dict[str, ModelConfig] = {}
+        errors: list[ModelRepositoryError] = []
+        for name in self.model_dirs():
+            try:
+                good[name] = self.load_config(name)
+            except ModelRepositoryError as e:
+                errors.append(e)
+        self._errors = errors
+        return good
+
+    def scan_errors(self) -> list[ModelRepositoryError]:
+        """The errors of the last :meth:`scan`, one per bad model directory (``.model``)."""
+        return list(self._errors)
+
+    def load_config(self, name: str) -> ModelConfig:
+        """The model's validated config; its weights files exist and match (headers only)."""
+        config = self._read_config(name)
+        for version in config.versions:
+            self._check_weights(config, self._weights_path(config, version))
+        return config
+
+    def weights_path(self, name: str, version: int) -> Path:
+        """Where the weights of ``name`` version ``version`` are (the file exists)."""
+        config = self._read_config(name)
+        return self._weights_path(config, version)
+
+    def load_weights(self, name: str, version: int) -> dict[str, torch.Tensor]:
+        """The model's tensors, memory-mapped from its safetensors file and checked by layout."""
+        config = self._read_config(name)
+        path = self._weights_path(config, version)
+        tensors = load_tensors(path, name)
+        check_layout(path, tensors_layout(tensors), self._layout(config), name)
+        return tensors
+
+    def build_module(self, name: str, version: int) -> nn.Module:
+        """The model's module in eval mode with its weights loaded (strictly), on the CPU.
+
+        The parameters are the memory-mapped tensors themselves (no copy). The repository's
+        writers replace files by renaming, so a mapped file never changes under a module.
+        """
+        config = self._read_config(name)
+        tensors = self.load_weights(name, version)
+        module = config.arch_spec.build_skeleton(config.arch_params)
+        module.load_state_dict(tensors, strict=True, assign=True)
+        left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
+        if left:
+            raise ModelRepositoryError(
+                self._weights_path(config, version), f"tensors not loaded: {left[:5]}", name
+            )
+        return module.eval()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _model_dir(self, name: str) -> Path:
+        try:
+            check_model_name(name)
+        except InvalidInputError as e:
+            path = self._root / str(name)
+            # A directory that is there but badly named is a bad model; otherwise, not found.
+            error = ModelRepositoryError if path.is_dir() else UnknownModelError
+            raise error(path, str(e), str(name)) from None
+        return self._root / name
+
+    def _read_config(self, name: str) -> ModelConfig:
+        model_dir = self._model_dir(name)
+        path = model_dir / CONFIG_FILE
+        if not model_dir.is_dir():
+            raise UnknownModelError(model_dir, "no such model directory", name)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ModelRepositoryError(path, "missing config file", name) from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ModelRepositoryError(path, f"cannot read config: {e}", name) from e
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ModelRepositoryError(path, f"bad JSON: {e}", name) from e
+        try:
+            config = ModelConfig.from_json(data)
+        except InvalidInputError as e:
+            raise ModelRepositoryError(path, str(e), name) from e
+        if config.name != name:
+            raise ModelRepositoryError(
+                path, f"name {config.name!r} does not match its directory {name!r}", name
+            )
+        return config
+
+    def _weights_path(self, config: ModelConfig, version: int) -> Path:
+        model_dir = self._root / config.name
+        if version not in config.versions:
+            raise UnknownModelError(
+                model_dir / CONFIG_FILE,
+                f"model {config.name!r} has no version {version!r} (versions: "
+                f"{list(config.versions)})",
+                config.name,
+            )
+        if config.weights_file is None:
+            path = model_dir / str(version) / WEIGHTS_FILE
+        else:
+            path = model_dir / config.weights_file
+            inside = os.path.commonpath([path.resolve(), self._root.resolve()])
+            if Path(inside) != self._root.resolve():
+                raise ModelRepositoryError(
+                    model_dir / CONFIG_FILE,
+                    f"weights_file {config.weights_file!r} points outside the repository",
+                    config.name,
+                )
+        if not path.is_file():
+            raise ModelRepositoryError(path, "missing weights file", config.name)
+        return path
+
+    def _layout(self, config: ModelConfig) -> Layout:
+        key = _arch_key(config)
+        layout = self._layouts.get(key)
+        if layout is None:
+            layout = module_layout(config.arch_spec.build_skeleton(config.arch_params))
+            self._layouts[key] = layout
+        return layout
+
+    def _check_weights(self, config: ModelConfig, path: Path) -> None:
+        try:
+            st = path.stat()
+        except OSError as e:
+            raise ModelRepositoryError(path, f"cannot read weights file: {e}", config.name) from e
+        key: _CheckedKey = (
+            str(path.resolve()),
+            st.st_mtime_ns,
+            st.st_size,
+            st.st_ino,
+            _arch_key(config),
+        )
+        if key in self._checked:
+            return
+        check_layout(path, read_layout(path, config.name), self._layout(config), config.name)
+        self._checked.add(key)
+
+
+def _arch_key(config: ModelConfig) -> _ArchKey:
+    return (config.architecture, tuple(sorted(config.arch_params.items())))

@@ -1,0 +1,1 @@
+"""Virtual-time cluster simulator: the real scheduler object, simulated workers, a seeded heap."""

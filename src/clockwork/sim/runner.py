@@ -1,0 +1,306 @@
+"""Runs one simulation: a workload, a scheduler, simulated workers, a network, in virtual time."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from clockwork.core.actions import Action, ActionResult, EvictWeights, Infer
+from clockwork.core.errors import ConfigurationError
+from clockwork.core.events import (
+    ActionFinished,
+    DeviceInfo,
+    ModelInfo,
+    ModelRegistered,
+    RequestArrived,
+    WorkerJoined,
+)
+from clockwork.core.ids import DeviceId
+from clockwork.core.policies.base import PolicyBase
+from clockwork.core.profile import V100_32GB, DeviceKind
+from clockwork.core.requests import InferRequest, Response
+from clockwork.core.units import NS_PER_MS, NS_PER_S, NS_PER_US
+from clockwork.sim.engine import EventQueue
+from clockwork.sim.noise import Noise, NoiseConfig
+from clockwork.sim.worker import SimDevice
+from clockwork.telemetry.records import ActionLog, RequestLog
+from clockwork.worker.device_state import Executor
+from clockwork.workload.base import Arrival, Workload
+
+# event kinds
+_ARRIVAL, _TO_WORKER, _DONE, _EXEC_WAKE, _TO_CONTROLLER, _SCHED_WAKE = range(6)
+UNANSWERED = "UNANSWERED"
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """A simulated cluster and how long to run it."""
+
+    duration_ns: int
+    gpus: int
+    gpus_per_worker: int = 2
+    device_kind: DeviceKind = V100_32GB
+    # one-way controller <-> worker delay; results and actions on a link stay in order
+    network_delay_ns: int = 100 * NS_PER_US
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    seed: int = 1
+    # after the last arrival, keep running this long for queued work to be answered
+    drain_ns: int = 10 * NS_PER_S
+    record_logs: bool = True
+
+    def __post_init__(self) -> None:
+        if self.duration_ns <= 0:
+            raise ConfigurationError(f"duration must be > 0, got {self.duration_ns} ns")
+        if self.gpus <= 0 or self.gpus_per_worker <= 0:
+            raise ConfigurationError(f"need at least one GPU and one GPU per worker, got "
+                                     f"{self.gpus} GPUs, {self.gpus_per_worker} per worker")
+        if self.network_delay_ns < 0 or self.drain_ns < 0:
+            raise ConfigurationError("network delay and drain time must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class SimResult:
+    requests: RequestLog
+    actions: ActionLog
+    responses: int
+    unanswered: int
+    end_ns: int
+    wall_s: float
+    cpu_s: float
+    scheduler_cpu_s: float
+    events: int
+
+
+Progress = Callable[[int, int], None]
+
+
+class Simulation:
+    """One run. ``run()`` may be called once."""
+
+    def __init__(self, config: SimConfig, models: list[ModelInfo], workload: Workload,
+                 scheduler: PolicyBase, progress: Progress | None = None) -> None:
+        self.config = config
+        self.models = models
+        self.workload = workload
+        self.scheduler = scheduler
+        self.progress = progress
+        self.q = EventQueue()
+        self.request_log = RequestLog()
+        self.action_log = ActionLog()
+        # request id -> (request, arrival as generated)
+        self._live: dict[int, tuple[InferRequest, Arrival]] = {}
+        self._sent: dict[int, tuple[Action, int]] = {}
+        self._devices: dict[DeviceId, SimDevice] = {}
+        self._next_request_id = 0
+        self._wake_ns = -1
+        self._responses = 0
+        self._sched_s = 0.0
+        self._check_fits()
+
+    def _check_fits(self) -> None:
+        kind = self.config.device_kind
+        for info in self.models:
+            profile = info.profile_for(kind.name)
+            if profile is None:
+                raise ConfigurationError(f"model {info.name!r} has no profile for device kind "
+                                         f"{kind.name!r}")
+            if profile.pages_for(kind) > kind.cache_pages:
+                raise ConfigurationError(
+                    f"model {info.name!r} needs {profile.pages_for(kind)} pages; a {kind.name} "
+                    f"has {kind.cache_pages}")
+
+    # ----------------------------------------------------------------- set-up
+
+    def _start_cluster(self) -> None:
+        cfg = self.config
+        sched = self.scheduler
+        for info in self.models:
+            sched.handle(ModelRegistered(info), 0)
+        workers = math.ceil(cfg.gpus / cfg.gpus_per_worker)
+        index = 0
+        for w in range(workers):
+            infos = []
+            for i in range(min(cfg.gpus_per_worker, cfg.gpus - index)):
+                device = DeviceId(f"w{w}", i)
+                sim = SimDevice(device, cfg.device_kind, Noise(cfg.noise, cfg.seed * 7919 + index))
+                for info in self.models:
+                    sim.register(info)
+                self._devices[device] = sim
+                infos.append(DeviceInfo(device, cfg.device_kind))
+                index += 1
+            sched.handle(WorkerJoined(f"w{w}", tuple(infos)), 0)
+
+    # ----------------------------------------------------------------- the loop
+
+    def run(self) -> SimResult:
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        cfg = self.config
+        self._start_cluster()
+        q = self.q
+        arrivals = self.workload.arrivals()
+        end_ns = cfg.duration_ns
+        self._push_next_arrival(arrivals, end_ns)
+        self._poll(0)
+        sched = self.scheduler
+        delay = cfg.network_delay_ns
+        perf = time.perf_counter
+        stop_ns = end_ns + cfg.drain_ns
+        events = 0
+        dirty = False
+        results: list[ActionResult] = []
+        progress = self.progress
+        while len(q):
+            t, kind, payload = q.pop()
+            if t > stop_ns:
+                break
+            events += 1
+            if kind == _ARRIVAL:
+                arrival, from_stream = payload
+                self._arrive(arrival, t)
+                if from_stream:
+                    self._push_next_arrival(arrivals, end_ns)
+                dirty = True
+            elif kind == _TO_CONTROLLER:
+                s = perf()
+                sched.handle(ActionFinished(payload), t)
+                self._sched_s += perf() - s
+                self._log_action(payload)
+                dirty = True
+            elif kind == _TO_WORKER:
+                dev = self._devices[payload.device]
+                r = dev.receive(payload, t)
+                if r is not None:
+                    q.push(t + delay, _TO_CONTROLLER, r)
+                else:
+                    ex = Executor.INFER if type(payload) is Infer else Executor.LOAD
+                    dev.advance(ex, t, self._schedule_done, self._schedule_wake, results)
+            elif kind == _DONE:
+                dev, ex, began = payload
+                q.push(t + delay, _TO_CONTROLLER, dev.state.finish(ex, began, t))
+                dev.advance(ex, t, self._schedule_done, self._schedule_wake, results)
+            elif kind == _EXEC_WAKE:
+                dev, ex = payload
+                if dev.wake_ns[ex] == t:
+                    dev.wake_ns[ex] = -1
+                dev.advance(ex, t, self._schedule_done, self._schedule_wake, results)
+            else:  # _SCHED_WAKE
+                if t == self._wake_ns:
+                    self._wake_ns = -1
+                dirty = True
+            if results:
+                for r in results:
+                    q.push(t + delay, _TO_CONTROLLER, r)
+                results.clear()
+            if dirty:
+                nxt = q.peek_ns()
+                if nxt is None or nxt > t:
+                    self._poll(t)
+                    dirty = False
+            if progress is not None and events % 65536 == 0:
+                progress(t, self._responses)
+            if t >= end_ns and not self._live and not self._stream_left:
+                break
+        unanswered = len(self._live)
+        last_ns = q.now_ns
+        for request, _ in self._live.values():
+            if self.config.record_logs:
+                self.request_log.append(request.request_id, request.model, request.arrival_ns,
+                                        request.deadline_ns, last_ns, UNANSWERED, 0, -1, False)
+        for action, sent_ns in self._sent.values():
+            self._log_unfinished(action, sent_ns)
+        return SimResult(self.request_log, self.action_log, self._responses, unanswered, last_ns,
+                         time.perf_counter() - wall0, time.process_time() - cpu0, self._sched_s,
+                         events)
+
+    # ----------------------------------------------------------------- helpers
+
+    _stream_left = True
+
+    def _push_next_arrival(self, arrivals: Iterator[Arrival], end_ns: int) -> None:
+        nxt = next(arrivals, None)
+        if nxt is None or nxt.time_ns >= end_ns:
+            self._stream_left = False
+            return
+        self.q.push(max(nxt.time_ns, self.q.now_ns), _ARRIVAL, (nxt, True))
+
+    def _arrive(self, arrival: Arrival, now_ns: int) -> None:
+        rid = self._next_request_id
+        self._next_request_id = rid + 1
+        request = InferRequest(rid, arrival.model, now_ns, now_ns + arrival.slo_ns,
+                               arrival.priority)
+        self._live[rid] = (request, arrival)
+        s = time.perf_counter()
+        self.scheduler.handle(RequestArrived(request), now_ns)
+        self._sched_s += time.perf_counter() - s
+
+    def _poll(self, now_ns: int) -> None:
+        s = time.perf_counter()
+        out = self.scheduler.poll(now_ns)
+        self._sched_s += time.perf_counter() - s
+        q = self.q
+        delay = self.config.network_delay_ns
+        for action in out.actions:
+            self._sent[action.action_id] = (action, now_ns)
+            q.push(now_ns + delay, _TO_WORKER, action)
+        for response in out.responses:
+            self._respond(response, now_ns)
+        wake = out.wake_at_ns
+        if wake is not None and (self._wake_ns < 0 or wake < self._wake_ns):
+            self._wake_ns = wake
+            q.push(max(wake, now_ns), _SCHED_WAKE, None)
+
+    def _respond(self, response: Response, now_ns: int) -> None:
+        request, arrival = self._live.pop(response.request_id)
+        self._responses += 1
+        if self.config.record_logs:
+            self.request_log.append(request.request_id, request.model, request.arrival_ns,
+                                    request.deadline_ns, response.time_ns, response.status.value,
+                                    response.batch_size, response.action_id, response.cold_start)
+        nxt = self.workload.on_response(arrival, now_ns)
+        if nxt is not None and nxt.time_ns < self.config.duration_ns:
+            self.q.push(max(nxt.time_ns, now_ns), _ARRIVAL, (nxt, False))
+
+    def _schedule_done(self, when_ns: int, dev: SimDevice, ex: Executor, began_ns: int) -> None:
+        self.q.push(when_ns, _DONE, (dev, ex, began_ns))
+
+    def _schedule_wake(self, when_ns: int, dev: SimDevice, ex: Executor) -> None:
+        self.q.push(when_ns, _EXEC_WAKE, (dev, ex))
+
+    def _log_action(self, result: ActionResult) -> None:
+        sent = self._sent.pop(result.action_id, None)
+        if sent is None or not self.config.record_logs:
+            return
+        action, sent_ns = sent
+        kind = type(action).__name__
+        if type(action) is EvictWeights:
+            self.action_log.append(action.action_id, kind, str(action.device), action.model, 0, 0,
+                                   sent_ns, sent_ns, sent_ns, 0, result.began_ns, result.ended_ns,
+                                   0, result.status.value)
+            return
+        batch = action.batch_size if type(action) is Infer else 0
+        nreq = len(action.request_ids) if type(action) is Infer else 0
+        actual = result.exec_ns if result.ok else 0
+        self.action_log.append(action.action_id, kind, str(action.device), action.model, batch,
+                               nreq, sent_ns, action.earliest_ns, action.latest_ns,
+                               action.expected_duration_ns, result.began_ns, result.ended_ns,
+                               actual, result.status.value)
+
+    def _log_unfinished(self, action: Action, sent_ns: int) -> None:
+        if not self.config.record_logs:
+            return
+        kind = type(action).__name__
+        if type(action) is EvictWeights:
+            self.action_log.append(action.action_id, kind, str(action.device), action.model, 0, 0,
+                                   sent_ns, sent_ns, sent_ns, 0, -1, -1, 0, UNANSWERED)
+            return
+        batch = action.batch_size if type(action) is Infer else 0
+        nreq = len(action.request_ids) if type(action) is Infer else 0
+        self.action_log.append(action.action_id, kind, str(action.device), action.model, batch,
+                               nreq, sent_ns, action.earliest_ns, action.latest_ns,
+                               action.expected_duration_ns, -1, -1, 0, UNANSWERED)
+
+
+def ms(x: float) -> int:
+    return round(x * NS_PER_MS)

@@ -1,0 +1,78 @@
+"""Simulated worker devices: the real worker rules (``DeviceState``) with profiled durations.
+
+The controller cannot tell these from real workers: the same actions, windows, statuses and
+timestamps; only the passage of time is virtual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from clockwork.core.actions import Action, ActionResult, Infer, LoadWeights
+from clockwork.core.events import ModelInfo
+from clockwork.core.ids import DeviceId
+from clockwork.core.profile import DeviceKind, ModelProfile
+from clockwork.sim.noise import Noise
+from clockwork.worker.device_state import (
+    DeviceState,
+    Executor,
+    Refused,
+    Started,
+    Wait,
+    WorkerModel,
+)
+
+# (when, executor, device) -> the simulator schedules a wake-up of that executor
+ScheduleWake = Callable[[int, "SimDevice", Executor], None]
+# (when, device, executor, began_ns) -> the simulator schedules the end of a started action
+ScheduleDone = Callable[[int, "SimDevice", Executor, int], None]
+
+
+class SimDevice:
+    """One simulated device: rules, profiles, noise, and the pending wake of each executor."""
+
+    __slots__ = ("device", "kind", "noise", "profiles", "state", "wake_ns")
+
+    def __init__(self, device: DeviceId, kind: DeviceKind, noise: Noise) -> None:
+        self.device = device
+        self.kind = kind
+        self.state = DeviceState(device, kind.cache_pages)
+        self.noise = noise
+        self.profiles: dict[str, ModelProfile] = {}
+        self.wake_ns = {Executor.INFER: -1, Executor.LOAD: -1}
+
+    def register(self, info: ModelInfo) -> None:
+        profile = info.profile_for(self.kind.name)
+        if profile is None:
+            return
+        self.profiles[info.name] = profile
+        self.state.register_model(WorkerModel(info.name, profile.pages_for(self.kind),
+                                              profile.batch_sizes))
+
+    def duration_ns(self, action: LoadWeights | Infer) -> int:
+        profile = self.profiles[action.model]
+        if type(action) is Infer:
+            return self.noise.apply(profile.exec_ns[action.batch_size])
+        return self.noise.apply(profile.load_ns)
+
+    def receive(self, action: Action, now_ns: int) -> ActionResult | None:
+        return self.state.receive(action, now_ns)
+
+    def advance(self, executor: Executor, now_ns: int, done: ScheduleDone, wake: ScheduleWake,
+                out: list[ActionResult]) -> None:
+        """Let ``executor`` start what it can at ``now_ns``; refusals go to ``out``."""
+        while True:
+            d = self.state.next(executor, now_ns)
+            if d is None:
+                return
+            if type(d) is Refused:
+                out.append(d.result)
+                continue
+            if type(d) is Started:
+                done(now_ns + self.duration_ns(d.action), self, executor, now_ns)
+                return
+            assert type(d) is Wait
+            if self.wake_ns[executor] != d.until_ns:
+                self.wake_ns[executor] = d.until_ns
+                wake(d.until_ns, self, executor)
+            return

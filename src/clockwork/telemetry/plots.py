@@ -1,0 +1,267 @@
+"""PNG plots of one run (DESIGN.md s.7), drawn on ``matplotlib.figure.Figure`` (no pyplot, no
+global state). Every function takes ``(path, summary, requests, actions)``, writes one PNG, returns
+its path, and draws a "no data" figure instead of failing when there is nothing to show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from clockwork.telemetry.records import ActionTable, RequestTable
+from clockwork.telemetry.summary import (
+    INFER,
+    LATE,
+    LOAD,
+    NS_PER_MS,
+    SUCCESS,
+    choose_bucket_ns,
+    timeseries,
+)
+
+GOODPUT_LATENCY = "goodput_latency_over_time.png"
+LATENCY_CDF = "latency_cdf.png"
+BATCH_SIZES = "batch_sizes.png"
+PREDICTION_ERROR = "prediction_error.png"
+
+_CDF_POINTS = 4_000
+_DPI = 110
+
+PlotFn = Callable[[Path, Mapping[str, object], RequestTable, ActionTable], Path]
+
+
+def run_title(summary: Mapping[str, object]) -> str:
+    """``policy / workload name`` and "(synthetic)" when the workload says so."""
+    policy = str(summary.get("policy", "?"))
+    workload = summary.get("workload")
+    name = "?"
+    synthetic = False
+    if isinstance(workload, Mapping):
+        name = str(workload.get("name", workload.get("kind", "?")))
+        synthetic = bool(workload.get("synthetic", False))
+    return f"{policy} / {name}" + (" (synthetic)" if synthetic else "")
+
+
+def slo_ms_of(summary: Mapping[str, object]) -> float | None:
+    """The single SLO of the workload (``workload["slo_ms"]``), if it has one."""
+    workload = summary.get("workload")
+    if isinstance(workload, Mapping):
+        slo = workload.get("slo_ms")
+        if isinstance(slo, int | float) and not isinstance(slo, bool) and slo > 0:
+            return float(slo)
+    return None
+
+
+def _no_data(ax: Axes, what: str) -> None:
+    ax.text(0.5, 0.5, f"no data: {what}", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=_DPI, format="png")
+    return path
+
+
+def _floats(xs: object) -> npt.NDArray[np.float64]:
+    """A list of numbers with ``None`` holes as a float array with NaN holes."""
+    if not isinstance(xs, Sequence):
+        return np.zeros(0)
+    return np.array([np.nan if x is None else float(x) for x in xs], dtype=np.float64)
+
+
+def _delivered_latency_ns(requests: RequestTable) -> npt.NDArray[np.int64]:
+    names = requests.status_names
+    ok = np.zeros(len(requests), dtype=bool)
+    for s in (SUCCESS, LATE):
+        if s in names:
+            ok |= requests.status == names.index(s)
+    return (requests.response_ns - requests.arrival_ns)[ok]
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def plot_goodput_latency(
+    path: Path, summary: Mapping[str, object], requests: RequestTable, actions: ActionTable
+) -> Path:
+    """Offered and goodput rps over time (top), p99 latency over time (bottom)."""
+    ts = summary.get("timeseries")
+    if not isinstance(ts, Mapping):
+        dur_s = summary.get("duration_s")
+        dur_ns = int(float(dur_s) * 1e9) if isinstance(dur_s, int | float) else 0
+        ts = timeseries(requests, actions, choose_bucket_ns(dur_ns), dur_ns or None)
+    t = _floats(ts.get("t_s"))
+    fig = Figure(figsize=(10, 6), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    fig.suptitle(f"{run_title(summary)}: goodput and latency over time")
+    offered = _floats(ts.get("offered_rps"))
+    if len(t) == 0 or not np.nansum(offered) > 0:
+        _no_data(top, "no requests")
+        _no_data(bottom, "no requests")
+        return _save(fig, path)
+    bucket_s = ts.get("bucket_s")
+    width = float(bucket_s) if isinstance(bucket_s, int | float) and bucket_s > 0 else 1.0
+    edges = np.append(t, t[-1] + width)
+    top.stairs(offered, edges, label="offered", color="tab:gray", linewidth=1.5)
+    top.stairs(_floats(ts.get("goodput_rps")), edges, label="goodput", color="tab:green")
+    refused = _floats(ts.get("refused_rps")) + _floats(ts.get("late_rps"))
+    top.stairs(refused, edges, label="refused + late", color="tab:red", linewidth=0.8)
+    ideal = summary.get("ideal_capacity_rps")
+    if isinstance(ideal, int | float) and ideal > 0:
+        top.axhline(float(ideal), linestyle="--", color="tab:blue", label="ideal capacity")
+    top.set_ylabel("requests / s")
+    top.set_xlim(float(edges[0]), float(edges[-1]))
+    top.legend(loc="best", fontsize="small")
+    top.grid(True, alpha=0.3)
+
+    p99 = _floats(ts.get("p99_latency_ms"))
+    if np.any(np.isfinite(p99)):
+        bottom.stairs(p99, edges, baseline=None, color="tab:purple",
+                      label="p99 latency (delivered)")
+        slo = slo_ms_of(summary)
+        if slo is not None:
+            bottom.axhline(slo, linestyle="--", color="tab:red", label=f"SLO {slo:g} ms")
+        bottom.set_ylim(bottom=0)
+        bottom.legend(loc="best", fontsize="small")
+    else:
+        bottom.text(0.5, 0.5, "no delivered results", ha="center", va="center",
+                    transform=bottom.transAxes)
+    bottom.set_ylabel("p99 latency (ms)")
+    bottom.set_xlabel("time since start (s)")
+    bottom.grid(True, alpha=0.3)
+    return _save(fig, path)
+
+
+def _cdf_sample(sorted_ns: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64],
+                                                           npt.NDArray[np.float64]]:
+    """Points of the empirical CDF: evenly spread ranks plus dense ranks in the upper tail."""
+    n = len(sorted_ns)
+    if n <= _CDF_POINTS:
+        ranks = np.arange(n)
+    else:
+        even = np.linspace(0, n - 1, _CDF_POINTS // 2).astype(np.int64)
+        tail = n - np.unique(np.geomspace(1, n, _CDF_POINTS // 2).astype(np.int64))
+        ranks = np.unique(np.concatenate((even, tail, [n - 1])))
+    return sorted_ns[ranks], (ranks + 1) / n
+
+
+def plot_latency_cdf(
+    path: Path, summary: Mapping[str, object], requests: RequestTable, actions: ActionTable
+) -> Path:
+    """CDF of delivered-result latency (log x), and its tail (1 - CDF, log-log), SLO marked."""
+    lat = np.sort(_delivered_latency_ns(requests))
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    fig.suptitle(f"{run_title(summary)}: latency of delivered results (n={len(lat):,})")
+    if len(lat) == 0:
+        _no_data(left, "no delivered results")
+        _no_data(right, "no delivered results")
+        return _save(fig, path)
+    x_ns, cdf = _cdf_sample(lat)
+    x = np.maximum(x_ns, 1) / NS_PER_MS  # log axis: clamp 0 ns to 1 ns
+    left.step(x, cdf, where="post", color="tab:blue")
+    left.set_xscale("log")
+    left.set_ylim(0, 1.01)
+    left.set_xlabel("latency (ms)")
+    left.set_ylabel("fraction of requests")
+    ccdf = 1.0 - cdf
+    keep = ccdf > 0
+    if np.any(keep):
+        right.step(x[keep], ccdf[keep], where="post", color="tab:blue")
+        right.set_yscale("log")
+    right.set_xscale("log")
+    right.set_xlabel("latency (ms)")
+    right.set_ylabel("fraction slower (1 - CDF)")
+    slo = slo_ms_of(summary)
+    for ax in (left, right):
+        if slo is not None:
+            ax.axvline(slo, linestyle="--", color="tab:red", label=f"SLO {slo:g} ms")
+            ax.legend(loc="best", fontsize="small")
+        ax.grid(True, which="both", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_batch_sizes(
+    path: Path, summary: Mapping[str, object], requests: RequestTable, actions: ActionTable
+) -> Path:
+    """Bar chart: successful Infer actions per batch size."""
+    bs = summary.get("batch_sizes")
+    items: list[tuple[int, int]] = []
+    if isinstance(bs, Mapping):
+        items = sorted((int(k), int(v)) for k, v in bs.items())
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    ax.set_title(f"{run_title(summary)}: batch sizes")
+    if not items or sum(v for _, v in items) == 0:
+        _no_data(ax, "no successful Infer actions")
+        return _save(fig, path)
+    labels = [str(k) for k, _ in items]
+    counts = [v for _, v in items]
+    ax.bar(labels, counts, color="tab:blue")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("Infer actions")
+    total = sum(counts)
+    for i, c in enumerate(counts):
+        ax.annotate(f"{100 * c / total:.1f}%", (i, c), ha="center", va="bottom", fontsize="small")
+    ax.grid(True, axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def _errors_ms(actions: ActionTable, kind: str) -> npt.NDArray[np.float64]:
+    if kind not in actions.kind_names or SUCCESS not in actions.status_names:
+        return np.zeros(0)
+    mask = (actions.kind == actions.kind_names.index(kind)) & (
+        actions.status == actions.status_names.index(SUCCESS)
+    )
+    err: npt.NDArray[np.float64] = (actions.actual_ns - actions.expected_ns)[mask] / NS_PER_MS
+    return err
+
+
+def plot_prediction_error(
+    path: Path, summary: Mapping[str, object], requests: RequestTable, actions: ActionTable
+) -> Path:
+    """Histograms of actual - expected duration (ms) of successful Infer and LoadWeights."""
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    axes = fig.subplots(1, 2)
+    fig.suptitle(f"{run_title(summary)}: prediction error (actual - expected)")
+    for ax, kind in zip(axes, (INFER, LOAD), strict=True):
+        err = _errors_ms(actions, kind)
+        ax.set_title(f"{kind} (n={len(err):,})")
+        if len(err) == 0:
+            _no_data(ax, f"no successful {kind}")
+            continue
+        lo, hi = np.percentile(err, [0.1, 99.9])
+        lo, hi = float(min(lo, 0.0)), float(max(hi, 0.0))
+        if hi - lo <= 0:
+            lo, hi = lo - 0.5, hi + 0.5
+        counts, edges = np.histogram(np.clip(err, lo, hi), bins=80, range=(lo, hi))
+        ax.stairs(counts, edges, fill=True, color="tab:blue", alpha=0.7)
+        ax.axvline(0.0, color="black", linewidth=0.8)
+        if counts.max() > 0:
+            ax.set_yscale("log")
+        ax.set_xlabel("error (ms); over-runs > 0; tails clipped to p0.1/p99.9")
+        ax.set_ylabel("actions")
+        ax.grid(True, alpha=0.3)
+    return _save(fig, path)
+
+
+PLOTS: tuple[tuple[str, PlotFn], ...] = (
+    (GOODPUT_LATENCY, plot_goodput_latency),
+    (LATENCY_CDF, plot_latency_cdf),
+    (BATCH_SIZES, plot_batch_sizes),
+    (PREDICTION_ERROR, plot_prediction_error),
+)
+
+
+def write_plots(
+    out_dir: Path, summary: Mapping[str, object], requests: RequestTable, actions: ActionTable
+) -> list[Path]:
+    """All four PNGs into ``out_dir``; returns their paths."""
+    return [fn(out_dir / name, summary, requests, actions) for name, fn in PLOTS]

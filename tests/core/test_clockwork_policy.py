@@ -1,0 +1,265 @@
+"""The Clockwork policy driven by hand: events in, actions and responses out."""
+
+import pytest
+
+from clockwork.core.actions import ActionResult, ActionStatus, EvictWeights, Infer, LoadWeights
+from clockwork.core.errors import InvalidInputError
+from clockwork.core.events import (
+    ActionFinished,
+    DeviceInfo,
+    ModelInfo,
+    ModelRegistered,
+    ModelRemoved,
+    RequestArrived,
+    WorkerJoined,
+)
+from clockwork.core.ids import DeviceId
+from clockwork.core.policies import ClockworkConfig, ClockworkPolicy
+from clockwork.core.profile import DeviceKind, Measurement, ModelProfile
+from clockwork.core.requests import InferRequest, ResponseStatus
+from clockwork.core.scheduler import SchedulerOutput
+
+MS = 1_000_000
+KIND = DeviceKind("test-gpu", page_size_bytes=1 << 20, cache_pages=10)
+D0 = DeviceId("w0", 0)
+
+
+def profile(pages: int = 4, load_ms: float = 5, exec_ms: dict[int, float] | None = None
+            ) -> ModelProfile:
+    exec_ms = exec_ms or {1: 2, 2: 3, 4: 4, 8: 6}
+    return ModelProfile("m", KIND.name, pages << 20, 1 << 20, pages, int(load_ms * MS),
+                        {b: int(t * MS) for b, t in exec_ms.items()}, 10, 10,
+                        Measurement("test", "test", "test"))
+
+
+def make(models: dict[str, ModelProfile], devices: int = 1,
+         config: ClockworkConfig | None = None) -> ClockworkPolicy:
+    s = ClockworkPolicy(config or ClockworkConfig(result_margin_ns=0))
+    for name, p in models.items():
+        s.handle(ModelRegistered(ModelInfo(name, (p,))), 0)
+    s.handle(WorkerJoined("w0", tuple(DeviceInfo(DeviceId("w0", i), KIND)
+                                      for i in range(devices))), 0)
+    return s
+
+
+def req(rid: int, model: str, now: int, slo_ms: float = 100, prio: int = 0) -> RequestArrived:
+    return RequestArrived(InferRequest(rid, model, now, now + int(slo_ms * MS), prio))
+
+
+def finish(a: LoadWeights | Infer, began: int, ended: int,
+           status: ActionStatus = ActionStatus.SUCCESS) -> ActionFinished:
+    return ActionFinished(ActionResult(a.action_id, a.device, a.model, status, began, began,
+                                       ended, ended - began))
+
+
+def only(out: SchedulerOutput, kind: type) -> list:  # type: ignore[type-arg]
+    return [a for a in out.actions if isinstance(a, kind)]
+
+
+def test_cold_request_loads_then_infers_inside_its_window() -> None:
+    s = make({"a": profile()})
+    s.handle(req(1, "a", 0), 0)
+    out = s.poll(0)
+    (load,) = only(out, LoadWeights)
+    assert load.model == "a" and load.device == D0 and load.earliest_ns == 0
+    assert load.expected_duration_ns == 5 * MS
+    assert not only(out, Infer) and not out.responses
+    s.handle(finish(load, 0, 5 * MS), 5 * MS)
+    out = s.poll(5 * MS)
+    (inf,) = only(out, Infer)
+    assert inf.request_ids == (1,) and inf.batch_size == 1
+    assert inf.earliest_ns == 5 * MS <= inf.latest_ns
+    assert inf.latest_ns == 100 * MS - 2 * MS  # the last start that still meets the deadline
+    s.handle(finish(inf, 5 * MS, 7 * MS), 7 * MS)
+    out = s.poll(7 * MS)
+    (resp,) = out.responses
+    assert resp.status is ResponseStatus.SUCCESS and resp.request_id == 1
+    assert resp.cold_start and resp.action_id == inf.action_id
+    assert s.pending_requests() == 0
+
+
+def warm(s: ClockworkPolicy, model: str, now: int = 0) -> int:
+    """Load ``model`` on its first device by sending one request through; returns the time."""
+    s.handle(req(10_000 + now, model, now), now)
+    (load,) = only(s.poll(now), LoadWeights)
+    t = now + load.expected_duration_ns
+    s.handle(finish(load, now, t), t)
+    (inf,) = only(s.poll(t), Infer)
+    s.handle(finish(inf, t, t + inf.expected_duration_ns), t + inf.expected_duration_ns)
+    s.poll(t + inf.expected_duration_ns)
+    return t + inf.expected_duration_ns
+
+
+def test_batch_grows_to_the_padded_size_the_oldest_deadline_allows() -> None:
+    s = make({"a": profile()})
+    t = warm(s, "a")
+    for i in range(5):
+        s.handle(req(i, "a", t), t)
+    (inf,) = only(s.poll(t), Infer)
+    assert inf.batch_size == 8 and len(inf.request_ids) == 5
+    assert inf.expected_duration_ns == 6 * MS
+
+
+def test_batch_shrinks_when_the_oldest_deadline_is_tight() -> None:
+    s = make({"a": profile()})
+    t = warm(s, "a")
+    s.handle(req(0, "a", t, slo_ms=3.5), t)  # only batch 2 (3 ms) fits
+    for i in range(1, 6):
+        s.handle(req(i, "a", t), t)
+    first, second = only(s.poll(t), Infer)
+    assert first.batch_size == 2 and first.request_ids == (0, 1)
+    # the rest follow within the horizon, in one padded batch
+    assert second.batch_size == 4 and second.request_ids == (2, 3, 4, 5)
+
+
+def test_infeasible_deadline_is_refused_at_once() -> None:
+    s = make({"a": profile()})
+    s.handle(req(1, "a", 0, slo_ms=6), 0)  # cold: load 5 ms + exec 2 ms > 6 ms
+    out = s.poll(0)
+    (r,) = out.responses
+    assert r.status is ResponseStatus.DEADLINE_INFEASIBLE and "ms" in r.detail
+    assert not out.actions
+    t = warm(s, "a")
+    s.handle(req(2, "a", t, slo_ms=1.5), t)  # warm, but batch 1 takes 2 ms
+    (r,) = s.poll(t).responses
+    assert r.status is ResponseStatus.DEADLINE_INFEASIBLE
+
+
+def test_bad_requests_get_specific_answers_and_disturb_nothing() -> None:
+    s = make({"a": profile()})
+    t = warm(s, "a")
+    s.handle(req(1, "a", t), t)
+    s.handle(req(2, "nope", t), t)
+    s.handle(RequestArrived(InferRequest(3, "a", t, t)), t)
+    with pytest.raises(InvalidInputError, match="already pending"):
+        s.handle(req(1, "a", t), t)
+    out = s.poll(t)
+    status = {r.request_id: r.status for r in out.responses}
+    assert status == {2: ResponseStatus.MODEL_NOT_FOUND, 3: ResponseStatus.INVALID_INPUT}
+    (inf,) = only(out, Infer)
+    assert inf.request_ids == (1,)
+
+
+def test_most_urgent_model_goes_first() -> None:
+    s = make({"a": profile(pages=3), "b": profile(pages=3)})
+    t = warm(s, "a")
+    t = warm(s, "b", t)
+    s.handle(req(1, "a", t, slo_ms=50), t)
+    s.handle(req(2, "b", t, slo_ms=20), t)
+    acts = only(s.poll(t), Infer)
+    assert [a.model for a in acts] == ["b", "a"]
+
+
+def test_planning_stops_at_the_schedule_ahead_horizon() -> None:
+    cfg = ClockworkConfig(schedule_ahead_ns=5 * MS, result_margin_ns=0)
+    s = make({"a": profile(exec_ms={1: 4})}, config=cfg)
+    t = warm(s, "a")
+    for i in range(4):
+        s.handle(req(i, "a", t), t)
+    out = s.poll(t)
+    # 4 ms each: the first starts now, the second at +4 ms (< 5 ms horizon), the third would start
+    # at +8 ms, beyond the horizon
+    assert [a.request_ids for a in only(out, Infer)] == [(0,), (1,)]
+    assert out.wake_at_ns == t + 8 * MS - 5 * MS
+
+
+def test_lru_eviction_of_models_without_demand() -> None:
+    s = make({"a": profile(pages=4), "b": profile(pages=4), "c": profile(pages=4)})
+    t = warm(s, "a")
+    t = warm(s, "b", t)  # 8 of 10 pages used; a is least recently used
+    s.handle(req(1, "c", t), t)
+    out = s.poll(t)
+    (ev,) = [a for a in out.actions if isinstance(a, EvictWeights)]
+    assert ev.model == "a"
+    (load,) = only(out, LoadWeights)
+    assert load.model == "c"
+    assert s.devices[D0].free_pages == 2
+
+
+def test_models_with_demand_are_not_evicted() -> None:
+    s = make({"a": profile(pages=4), "b": profile(pages=4), "c": profile(pages=4)})
+    t = warm(s, "a")
+    t = warm(s, "b", t)
+    cfg_busy = s.devices[D0]
+    cfg_busy.infer_free_at_ns = t + 50 * MS  # the device is busy: a's request stays queued
+    s.handle(req(1, "a", t), t)
+    s.handle(req(2, "c", t), t)
+    out = s.poll(t)
+    evicted = [a.model for a in out.actions if isinstance(a, EvictWeights)]
+    assert evicted == ["b"]
+
+
+def test_expired_queued_requests_are_refused_as_overloaded() -> None:
+    s = make({"a": profile()})
+    t = warm(s, "a")
+    s.devices[D0].infer_free_at_ns = t + 500 * MS  # pretend a long backlog
+    s.handle(req(1, "a", t, slo_ms=30), t)
+    out = s.poll(t)
+    assert not out.responses and out.wake_at_ns is not None
+    later = t + 29 * MS
+    out = s.poll(later)
+    (r,) = out.responses
+    assert r.status is ResponseStatus.OVERLOADED
+    assert s.pending_requests() == 0
+
+
+def test_failed_infer_requeues_its_requests() -> None:
+    s = make({"a": profile()})
+    t = warm(s, "a")
+    s.handle(req(1, "a", t), t)
+    (inf,) = only(s.poll(t), Infer)
+    s.handle(finish(inf, t, t, ActionStatus.TOO_LATE), t + 1)
+    (again,) = only(s.poll(t + 1), Infer)
+    assert again.request_ids == (1,) and again.action_id != inf.action_id
+
+
+def test_late_result_is_late_not_success() -> None:
+    s = make({"a": profile()})
+    t = warm(s, "a")
+    s.handle(req(1, "a", t, slo_ms=10), t)
+    (inf,) = only(s.poll(t), Infer)
+    end = t + 11 * MS
+    s.handle(finish(inf, t, end), end)
+    (r,) = s.poll(end).responses
+    assert r.status is ResponseStatus.LATE
+
+
+def test_removing_a_model_answers_its_queue_and_evicts_it() -> None:
+    s = make({"a": profile()})
+    t = warm(s, "a")
+    s.devices[D0].infer_free_at_ns = t + 50 * MS
+    s.handle(req(1, "a", t), t)
+    s.handle(ModelRemoved("a"), t)
+    out = s.poll(t)
+    assert [r.status for r in out.responses] == [ResponseStatus.MODEL_REMOVED]
+    assert [a.model for a in out.actions if isinstance(a, EvictWeights)] == ["a"]
+    assert s.devices[D0].free_pages == 10
+    s.handle(req(2, "a", t), t)
+    assert s.poll(t).responses[0].status is ResponseStatus.MODEL_NOT_FOUND
+    with pytest.raises(InvalidInputError):
+        s.handle(ModelRemoved("a"), t)
+
+
+def test_hot_model_is_replicated_on_a_second_device() -> None:
+    s = make({"a": profile(exec_ms={1: 2, 8: 8})}, devices=2)
+    t = warm(s, "a")
+    for i in range(150):  # 150 requests need ~150 ms of device time within 100 ms
+        s.handle(req(i, "a", t), t)
+    out = s.poll(t)
+    loads = only(out, LoadWeights)
+    assert [(a.model, a.device) for a in loads] == [("a", DeviceId("w0", 1))]
+
+
+def test_no_workers_means_overloaded() -> None:
+    s = ClockworkPolicy(ClockworkConfig())
+    s.handle(ModelRegistered(ModelInfo("a", (profile(),))), 0)
+    s.handle(req(1, "a", 0), 0)
+    (r,) = s.poll(0).responses
+    assert r.status is ResponseStatus.OVERLOADED
+
+
+def test_model_too_big_for_any_device() -> None:
+    s = make({"big": profile(pages=11)})
+    s.handle(req(1, "big", 0), 0)
+    (r,) = s.poll(0).responses
+    assert r.status is ResponseStatus.DEADLINE_INFEASIBLE and "hold" in r.detail
