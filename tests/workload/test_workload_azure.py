@@ -135,7 +135,7 @@ def test_from_counts_is_synthetic() -> None:
     with pytest.raises(InvalidInputError):
         AzureTrace.from_counts([[1, -1]])
     with pytest.raises(InvalidInputError):
-        AzureTrace.from_counts([[1.5, 2.0]])
+        AzureTrace.from_counts([[1.5, 2.0]])  # type: ignore[list-item]
 
 
 # ---------------------------------------------------------------- mapping

@@ -22,7 +22,7 @@ class LoadWeights:
 
 @dataclass(frozen=True, slots=True)
 class Infer:
-    """Run one batched inference. ``request_ids`` fill the batch; it runs padded to ``batch_size``."""
+    """Run one batched inference; ``request_ids`` fill the batch, padded to ``batch_size``."""
 
     action_id: int
     device: DeviceId

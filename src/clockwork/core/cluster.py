@@ -29,8 +29,8 @@ class Residency:
 class DeviceView:
     """One device as the controller sees it.
 
-    ``infer_free_at_ns``/``load_free_at_ns``: when the inference / load executor is predicted to be
-    idle, given every action sent to it. ``resident`` is in least-recently-used order (oldest first).
+    ``infer_free_at_ns``/``load_free_at_ns``: when the inference / load executor is predicted to
+    be idle, given every action sent to it. ``resident`` is in least-recently-used order.
     """
 
     __slots__ = (

@@ -83,7 +83,8 @@ class ModelProfile:
             raise InvalidInputError(f"{where}: exec_ns lists no batch size")
         for b, t in self.exec_ns.items():
             if b <= 0 or t <= 0:
-                raise InvalidInputError(f"{where}: batch size {b} has time {t} ns; both must be > 0")
+                raise InvalidInputError(
+                    f"{where}: batch size {b} has time {t} ns; both must be > 0")
         if self.weights_bytes < 0 or self.load_ns <= 0:
             raise InvalidInputError(f"{where}: weights_bytes >= 0 and load_ns > 0 required")
         if self.weights_pages < math.ceil(self.weights_bytes / self.page_size_bytes):

@@ -63,12 +63,12 @@ def check_model_name(name: object) -> str:
 
 def check_batch_sizes(batch_sizes: Sequence[int], max_batch_size: int) -> None:
     """Strictly increasing positive sizes, from 1 up to and including ``max_batch_size``."""
-    if not _is_int(max_batch_size) or max_batch_size < 1:
-        raise InvalidInputError(f"max_batch_size must be an integer >= 1, got {max_batch_size!r}")
     if not batch_sizes or not all(_is_int(b) and b >= 1 for b in batch_sizes):
         raise InvalidInputError(
             f"batch_sizes must be a non-empty list of positive integers, got {list(batch_sizes)}"
         )
+    if not _is_int(max_batch_size) or max_batch_size < 1:
+        raise InvalidInputError(f"max_batch_size must be an integer >= 1, got {max_batch_size!r}")
     if any(a >= b for a, b in itertools.pairwise(batch_sizes)):
         raise InvalidInputError(
             f"batch_sizes must be sorted and without repeats, got {list(batch_sizes)}"

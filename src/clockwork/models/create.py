@@ -98,7 +98,8 @@ def create_repository(
         if existing:
             more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
             raise InvalidInputError(
-                f"{existing[0]}: model directory already exists{more}; pass overwrite to replace"
+                f"{existing[0]}: model directory already exists{more}; "
+                "overwrite (--overwrite) replaces"
             )
 
     root.mkdir(parents=True, exist_ok=True)

@@ -102,22 +102,33 @@ class ModelRepository:
         config = self._read_config(name)
         return self._weights_path(config, version)
 
-    def load_weights(self, name: str, version: int) -> dict[str, torch.Tensor]:
-        """The model's tensors, memory-mapped from its safetensors file and checked by layout."""
+    def load_weights(
+        self, name: str, version: int, *, copy: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """The model's tensors on the CPU, checked against its architecture's layout.
+
+        By default they are memory-mapped from the safetensors file (copy-on-write): models that
+        share one file share its pages in host memory. A mapping needs the file to stay as it
+        is: files must be replaced by renaming a new one into place (as this package's writers
+        do), never rewritten in place (``cp`` over it, ``torch.save``), which can crash the
+        process that mapped it (SIGBUS). ``copy=True`` returns tensors in owned memory instead.
+        """
         config = self._read_config(name)
         path = self._weights_path(config, version)
         tensors = load_tensors(path, name)
         check_layout(path, tensors_layout(tensors), self._layout(config), name)
+        if copy:
+            tensors = {key: t.clone() for key, t in tensors.items()}
         return tensors
 
-    def build_module(self, name: str, version: int) -> nn.Module:
+    def build_module(self, name: str, version: int, *, copy: bool = False) -> nn.Module:
         """The model's module in eval mode with its weights loaded (strictly), on the CPU.
 
-        The parameters are the memory-mapped tensors themselves (no copy). The repository's
-        writers replace files by renaming, so a mapped file never changes under a module.
+        The parameters are the tensors of :meth:`load_weights` themselves (memory-mapped unless
+        ``copy``); the structure is built on the meta device, so nothing is initialised twice.
         """
         config = self._read_config(name)
-        tensors = self.load_weights(name, version)
+        tensors = self.load_weights(name, version, copy=copy)
         module = config.arch_spec.build_skeleton(config.arch_params)
         module.load_state_dict(tensors, strict=True, assign=True)
         left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
@@ -134,8 +145,10 @@ class ModelRepository:
             check_model_name(name)
         except InvalidInputError as e:
             path = self._root / str(name)
-            # A directory that is there but badly named is a bad model; otherwise, not found.
-            error = ModelRepositoryError if path.is_dir() else UnknownModelError
+            # A directory of the repository that is badly named is a bad model; anything else
+            # (a path elsewhere, a name with separators) is simply not found.
+            entry = str(name) not in ("", ".", "..") and "/" not in str(name) and path.is_dir()
+            error = ModelRepositoryError if entry else UnknownModelError
             raise error(path, str(e), str(name)) from None
         return self._root / name
 

@@ -103,6 +103,7 @@ def save_tensors(
     tmp = temporary_sibling(path)
     try:
         safetensors.torch.save_file(contiguous, str(tmp), metadata=dict(metadata or {}))
+        tmp.chmod(0o666 & ~_umask())  # safetensors writes private (0600) files
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -113,6 +114,17 @@ def temporary_sibling(path: Path) -> Path:
     """A fresh hidden name beside ``path`` to write into before renaming (respects the umask,
     unlike ``tempfile``'s private 0600 files)."""
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (``os.umask`` would, racing other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
 
 
 def _show(entry: tuple[tuple[int, ...], str]) -> str:

@@ -18,10 +18,10 @@ from clockwork.core.events import (
     WorkerJoined,
 )
 from clockwork.core.ids import DeviceId
-from clockwork.core.policies.base import PolicyBase
 from clockwork.core.profile import V100_32GB, DeviceKind
 from clockwork.core.requests import InferRequest, Response
-from clockwork.core.units import NS_PER_MS, NS_PER_S, NS_PER_US
+from clockwork.core.scheduler import Scheduler
+from clockwork.core.units import NS_PER_S, NS_PER_US
 from clockwork.sim.engine import EventQueue
 from clockwork.sim.noise import Noise, NoiseConfig
 from clockwork.sim.worker import SimDevice
@@ -80,7 +80,7 @@ class Simulation:
     """One run. ``run()`` may be called once."""
 
     def __init__(self, config: SimConfig, models: list[ModelInfo], workload: Workload,
-                 scheduler: PolicyBase, progress: Progress | None = None) -> None:
+                 scheduler: Scheduler, progress: Progress | None = None) -> None:
         self.config = config
         self.models = models
         self.workload = workload
@@ -273,34 +273,23 @@ class Simulation:
         if sent is None or not self.config.record_logs:
             return
         action, sent_ns = sent
-        kind = type(action).__name__
-        if type(action) is EvictWeights:
-            self.action_log.append(action.action_id, kind, str(action.device), action.model, 0, 0,
-                                   sent_ns, sent_ns, sent_ns, 0, result.began_ns, result.ended_ns,
-                                   0, result.status.value)
-            return
-        batch = action.batch_size if type(action) is Infer else 0
-        nreq = len(action.request_ids) if type(action) is Infer else 0
-        actual = result.exec_ns if result.ok else 0
-        self.action_log.append(action.action_id, kind, str(action.device), action.model, batch,
-                               nreq, sent_ns, action.earliest_ns, action.latest_ns,
-                               action.expected_duration_ns, result.began_ns, result.ended_ns,
-                               actual, result.status.value)
+        self._append_action(action, sent_ns, result.began_ns, result.ended_ns,
+                            result.exec_ns if result.ok else 0, result.status.value)
 
     def _log_unfinished(self, action: Action, sent_ns: int) -> None:
-        if not self.config.record_logs:
-            return
+        if self.config.record_logs:
+            self._append_action(action, sent_ns, -1, -1, 0, UNANSWERED)
+
+    def _append_action(self, action: Action, sent_ns: int, began_ns: int, ended_ns: int,
+                       actual_ns: int, status: str) -> None:
         kind = type(action).__name__
         if type(action) is EvictWeights:
             self.action_log.append(action.action_id, kind, str(action.device), action.model, 0, 0,
-                                   sent_ns, sent_ns, sent_ns, 0, -1, -1, 0, UNANSWERED)
+                                   sent_ns, sent_ns, sent_ns, 0, began_ns, ended_ns, 0, status)
             return
+        assert not isinstance(action, EvictWeights)
         batch = action.batch_size if type(action) is Infer else 0
         nreq = len(action.request_ids) if type(action) is Infer else 0
         self.action_log.append(action.action_id, kind, str(action.device), action.model, batch,
                                nreq, sent_ns, action.earliest_ns, action.latest_ns,
-                               action.expected_duration_ns, -1, -1, 0, UNANSWERED)
-
-
-def ms(x: float) -> int:
-    return round(x * NS_PER_MS)
+                               action.expected_duration_ns, began_ns, ended_ns, actual_ns, status)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +32,7 @@ PREDICTION_ERROR = "prediction_error.png"
 
 _CDF_POINTS = 4_000
 _DPI = 110
+_LAYOUT: Final = "constrained"
 
 PlotFn = Callable[[Path, Mapping[str, object], RequestTable, ActionTable], Path]
 
@@ -98,7 +100,7 @@ def plot_goodput_latency(
         dur_ns = int(float(dur_s) * 1e9) if isinstance(dur_s, int | float) else 0
         ts = timeseries(requests, actions, choose_bucket_ns(dur_ns), dur_ns or None)
     t = _floats(ts.get("t_s"))
-    fig = Figure(figsize=(10, 6), layout="constrained")
+    fig = Figure(figsize=(10, 6), layout=_LAYOUT)
     top, bottom = fig.subplots(2, 1, sharex=True)
     fig.suptitle(f"{run_title(summary)}: goodput and latency over time")
     offered = _floats(ts.get("offered_rps"))
@@ -109,10 +111,11 @@ def plot_goodput_latency(
     bucket_s = ts.get("bucket_s")
     width = float(bucket_s) if isinstance(bucket_s, int | float) and bucket_s > 0 else 1.0
     edges = np.append(t, t[-1] + width)
-    top.stairs(offered, edges, label="offered", color="tab:gray", linewidth=1.5)
-    top.stairs(_floats(ts.get("goodput_rps")), edges, label="goodput", color="tab:green")
+    goodput = _floats(ts.get("goodput_rps"))
     refused = _floats(ts.get("refused_rps")) + _floats(ts.get("late_rps"))
-    top.stairs(refused, edges, label="refused + late", color="tab:red", linewidth=0.8)
+    top.stairs(offered, edges, baseline=None, label="offered", color="tab:gray", linewidth=1.5)
+    top.stairs(goodput, edges, baseline=None, label="goodput", color="tab:green")
+    top.stairs(refused, edges, baseline=None, label="refused + late", color="tab:red", lw=0.8)
     ideal = summary.get("ideal_capacity_rps")
     if isinstance(ideal, int | float) and ideal > 0:
         top.axhline(float(ideal), linestyle="--", color="tab:blue", label="ideal capacity")
@@ -157,7 +160,7 @@ def plot_latency_cdf(
 ) -> Path:
     """CDF of delivered-result latency (log x), and its tail (1 - CDF, log-log), SLO marked."""
     lat = np.sort(_delivered_latency_ns(requests))
-    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    fig = Figure(figsize=(11, 4.5), layout=_LAYOUT)
     left, right = fig.subplots(1, 2)
     fig.suptitle(f"{run_title(summary)}: latency of delivered results (n={len(lat):,})")
     if len(lat) == 0:
@@ -196,7 +199,7 @@ def plot_batch_sizes(
     items: list[tuple[int, int]] = []
     if isinstance(bs, Mapping):
         items = sorted((int(k), int(v)) for k, v in bs.items())
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    fig = Figure(figsize=(7, 4.5), layout=_LAYOUT)
     ax = fig.subplots()
     ax.set_title(f"{run_title(summary)}: batch sizes")
     if not items or sum(v for _, v in items) == 0:
@@ -228,7 +231,7 @@ def plot_prediction_error(
     path: Path, summary: Mapping[str, object], requests: RequestTable, actions: ActionTable
 ) -> Path:
     """Histograms of actual - expected duration (ms) of successful Infer and LoadWeights."""
-    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    fig = Figure(figsize=(11, 4.5), layout=_LAYOUT)
     axes = fig.subplots(1, 2)
     fig.suptitle(f"{run_title(summary)}: prediction error (actual - expected)")
     for ax, kind in zip(axes, (INFER, LOAD), strict=True):

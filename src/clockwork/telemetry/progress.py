@@ -16,7 +16,7 @@ NS_PER_S = 1_000_000_000
 
 
 def format_duration(seconds: float) -> str:
-    """``H:MM:SS`` (``M:SS.s`` under a minute is still ``0:00:SS``); negative counts as zero."""
+    """Whole seconds as ``H:MM:SS``; a negative duration counts as zero."""
     total = max(0, round(seconds))
     h, rem = divmod(total, 3600)
     m, s = divmod(rem, 60)

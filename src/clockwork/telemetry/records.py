@@ -62,9 +62,9 @@ class ActionTable:
     """A finished action log as numpy columns.
 
     ``kind`` indexes ``kind_names`` (LoadWeights, Infer, EvictWeights); ``sent_ns`` is when the
-    controller emitted it; ``began_ns``/``ended_ns`` as the worker reported them (``-1`` if the action
-    never finished, e.g. its worker was lost); ``expected_ns`` the controller's estimate; ``actual_ns``
-    the measured execution duration (0 for refused actions).
+    controller emitted it; ``began_ns``/``ended_ns`` as the worker reported them (``-1`` if the
+    action never finished, e.g. its worker was lost); ``expected_ns`` the controller's estimate;
+    ``actual_ns`` the measured execution duration (0 for refused actions).
     """
 
     action_id: npt.NDArray[np.int64]
@@ -129,8 +129,9 @@ class RequestLog:
         return len(self._cols[0])
 
     def table(self) -> RequestTable:
-        cols = [_col(a) for a in self._cols]
-        return RequestTable(*cols, model_names=tuple(self.models.names),
+        c = [_col(a) for a in self._cols]
+        return RequestTable(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8],
+                            model_names=tuple(self.models.names),
                             status_names=tuple(self.statuses.names))
 
 
@@ -181,8 +182,9 @@ class ActionLog:
         return len(self._cols[0])
 
     def table(self) -> ActionTable:
-        cols = [_col(a) for a in self._cols]
-        return ActionTable(*cols, kind_names=tuple(self.kinds.names),
+        c = [_col(a) for a in self._cols]
+        return ActionTable(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10],
+                           c[11], c[12], c[13], kind_names=tuple(self.kinds.names),
                            device_names=tuple(self.devices.names),
                            model_names=tuple(self.models.names),
                            status_names=tuple(self.statuses.names))

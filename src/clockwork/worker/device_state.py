@@ -209,7 +209,7 @@ class DeviceState:
     def finish(self, executor: Executor, began_ns: int, now_ns: int, exec_ns: int | None = None,
                input_copy_ns: int = 0, output_copy_ns: int = 0,
                error: str | None = None) -> ActionResult:
-        """The running action of ``executor`` ended at ``now_ns`` (``error``: the backend failed)."""
+        """The running action of ``executor`` ended at ``now_ns`` (``error``: backend failed)."""
         q = self._queues[executor]
         action = q.busy
         if action is None:

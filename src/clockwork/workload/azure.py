@@ -258,7 +258,10 @@ class AzureReplay:
     first; copy ``k`` is the trace delayed cyclically by ``k * shift_minutes`` (its minute ``t``
     is the original minute ``(t - k * shift) mod T``; default ``shift = T // copies``). The
     copies have the same totals as their originals; equal totals are ranked by copy, then by
-    row. ``F`` above is then ``F * copies``.
+    row. ``F`` above is then ``F * copies``. An explicit ``shift_minutes`` is taken mod ``T``
+    and ignored when no copies are needed. After construction, ``function_model[k * F + row]``
+    is the model index of row ``row``, copy ``k``, and ``model_counts[j, t]`` is model ``j``'s
+    summed (unscaled) count in trace minute ``t``.
 
     **Scaling.** The replay covers ``M = ceil(duration_ns / minute_ns)`` trace minutes from
     ``start_minute`` (an index into the trace's minute columns, 0 = first column), wrapping

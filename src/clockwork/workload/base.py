@@ -21,14 +21,14 @@ class Arrival:
 class Workload(Protocol):
     """A source of arrivals.
 
-    ``arrivals()`` yields the open-loop part in nondecreasing ``time_ns``, lazily (an 8-hour trace is
-    never materialised). Closed-loop workloads also react to responses: ``on_response`` is called
-    once per answered request and may return the next arrival of that client (its ``time_ns`` is
-    never before ``now_ns``).
+    ``arrivals()`` yields the open-loop part in nondecreasing ``time_ns``, lazily (an 8-hour
+    trace is never materialised). Closed-loop workloads also react to responses: ``on_response``
+    is called once per answered request and may return the next arrival of that client (its
+    ``time_ns`` is never before ``now_ns``).
     """
 
     def describe(self) -> dict[str, object]:
-        """Parameters and provenance for reports (e.g. the trace file, and whether it is synthetic)."""
+        """Parameters and provenance for reports (the trace file; whether it is synthetic)."""
         ...
 
     def arrivals(self) -> Iterator[Arrival]: ...

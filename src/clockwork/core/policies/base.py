@@ -253,10 +253,8 @@ class PolicyBase:
         if res is not None:
             res.infers_in_flight -= 1
         chain = self.infer_chain[view.device]
-        try:
+        if flight in chain:
             chain.remove(flight)
-        except ValueError:
-            pass
         # correct the timeline: what is still in flight runs back to back after this one ended
         t = max(result.ended_ns, now_ns) if not chain else result.ended_ns
         for f in chain:
@@ -278,11 +276,11 @@ class PolicyBase:
                              action.action_id, action.batch_size)
             return
         if result.status in (ActionStatus.WEIGHTS_NOT_PRESENT,
-                             ActionStatus.WEIGHTS_CHANGED_DURING_EXEC):
+                             ActionStatus.WEIGHTS_CHANGED_DURING_EXEC) and (
+                res is not None and res.ready and res.infers_in_flight == 0):
             # our view was wrong: the worker does not hold the model (any more)
-            if res is not None and res.ready and res.infers_in_flight == 0:
-                view.release(action.model)
-                self.on_residency_gone(view, action.model)
+            view.release(action.model)
+            self.on_residency_gone(view, action.model)
         for p in flight.requests:
             if p.state == DONE:
                 continue

@@ -268,7 +268,7 @@ class ClockworkPolicy(PolicyBase):
     def _expire(self, now_ns: int) -> None:
         expiry = self._expiry
         while expiry and expiry[0][0] < now_ns:
-            key, _, p, assumed_load = heapq.heappop(expiry)
+            _, _, p, assumed_load = heapq.heappop(expiry)
             if p.state != QUEUED:
                 continue
             m = self._m[p.request.model]
@@ -291,7 +291,7 @@ class ClockworkPolicy(PolicyBase):
             t = view.infer_free_at_ns if view.infer_free_at_ns > now_ns else now_ns
             if t >= horizon:
                 return
-            key, negprio, _, p, b = heapq.heappop(heap)
+            key, _, _, p, b = heapq.heappop(heap)
             if p.state != QUEUED:
                 continue
             m = self._m.get(p.request.model)

@@ -1,10 +1,9 @@
-"""The reactive baseline (DESIGN.md s.5): what common servers do, to be measured against.
-
-Per-model FIFO queues; a device takes work when it has a free slot, from the model (among those
-it holds) whose oldest request waited longest, batching whatever is queued up to the largest
-supported size; a request for a model on no device triggers a load on the least-loaded device,
-evicting least-recently-used idle models. No deadline awareness: nothing is refused, late results
-are still delivered (and count as misses).
+"""The reactive baseline (DESIGN.md s.5): what common servers do, to be measured against. Per-model
+FIFO queues; a device takes work when it has a free slot, from the model (among those it holds)
+whose oldest request waited longest, batching whatever is queued up to the largest supported
+size; a request for a model on no device triggers a load on the least-loaded device, evicting
+least-recently-used idle models (loaded, with nothing running or queued). No deadline awareness:
+nothing is refused, late results are still delivered (and count as misses).
 """
 
 from __future__ import annotations
@@ -60,11 +59,12 @@ class ReactivePolicy(PolicyBase):
     def plan(self, now_ns: int) -> None:
         if not self._waiting or not self.devices:
             return
-        self._load_misses(now_ns)
         limit = self.config.max_outstanding_per_device
         for view in self.devices.values():
             while view.infers_in_flight < limit and self._dispatch_one(view, now_ns):
                 pass
+        if self._waiting:
+            self._load_misses(now_ns)
 
     def _load_misses(self, now_ns: int) -> None:
         for name in self._waiting:
@@ -86,7 +86,8 @@ class ReactivePolicy(PolicyBase):
         victims: list[str] = []
         freed = view.free_pages
         for name, res in view.resident.items():
-            if res.ready and not res.infers_in_flight:
+            # idle: loaded, nothing running, nothing waiting for it
+            if res.ready and not res.infers_in_flight and name not in self._waiting:
                 victims.append(name)
                 freed += res.pages
                 if freed >= pages:

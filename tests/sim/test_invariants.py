@@ -1,0 +1,109 @@
+"""Invariants of any run, for both policies, over random small clusters and workloads."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from clockwork.core.policies import make_policy
+from clockwork.core.policies.base import PolicyBase
+from clockwork.core.scheduler import SchedulerOutput
+from clockwork.sim.noise import NoiseConfig
+from clockwork.sim.runner import SimConfig, Simulation
+from support.sim import MS, S, SkewedPoisson, model_set, small_kind
+
+
+class CheckedScheduler:
+    """Delegates to a policy and checks page accounting after every poll."""
+
+    def __init__(self, inner: PolicyBase) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.sim: Simulation | None = None
+        self.polls = 0
+
+    def handle(self, event: object, now_ns: int) -> None:
+        self.inner.handle(event, now_ns)
+
+    def pending_requests(self) -> int:
+        return self.inner.pending_requests()
+
+    def poll(self, now_ns: int) -> SchedulerOutput:
+        out = self.inner.poll(now_ns)
+        self.polls += 1
+        for view in self.inner.devices.values():
+            assert 0 <= view.free_pages <= view.total_pages
+            assert view.used_pages() + view.free_pages == view.total_pages
+        if self.sim is not None:
+            for dev in self.sim._devices.values():
+                assert 0 <= dev.state.free_pages <= dev.state.total_pages
+                assert dev.state.used_pages() + dev.state.free_pages == dev.state.total_pages
+        for a in out.actions:
+            if hasattr(a, "latest_ns"):
+                assert a.earliest_ns <= a.latest_ns, a
+                assert now_ns <= a.latest_ns, a
+        return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    policy=st.sampled_from(["clockwork", "reactive"]),
+    n_models=st.integers(1, 12),
+    gpus=st.integers(1, 3),
+    cache_pages=st.integers(7, 40),
+    rate=st.floats(20, 1500),
+    slo_ms=st.sampled_from([8, 15, 30, 100, 250]),
+    slo_spread=st.sampled_from([0.0, 1.0]),
+    noise=st.sampled_from(["none", "lognormal", "lognormal+straggler"]),
+    seed=st.integers(0, 10_000),
+)
+def test_run_invariants(policy: str, n_models: int, gpus: int, cache_pages: int, rate: float,
+                        slo_ms: int, slo_spread: float, noise: str, seed: int) -> None:
+    kind = small_kind(cache_pages)
+    models = model_set(n_models, kind)
+    wl = SkewedPoisson([m.name for m in models], rate, S, slo_ms * MS, seed, slo_spread)
+    sched = CheckedScheduler(make_policy(policy))
+    cfg = SimConfig(duration_ns=S, gpus=gpus, gpus_per_worker=2, device_kind=kind,
+                    noise=NoiseConfig(kind=noise, sigma=0.05, straggler_prob=0.01), seed=seed,
+                    drain_ns=30 * S)
+    sim = Simulation(cfg, models, wl, sched)  # type: ignore[arg-type]
+    sched.sim = sim
+    result = sim.run()
+    req = result.requests.table()
+    act = result.actions.table()
+    # every request answered exactly once
+    assert result.unanswered == 0
+    assert len(req) == wl.generated == result.responses
+    assert len(np.unique(req.request_id)) == len(req)
+    # success only inside the deadline
+    status = np.array(req.status_names)[req.status] if len(req) else np.array([])
+    ok = status == "SUCCESS"
+    assert (req.response_ns[ok] <= req.deadline_ns[ok]).all()
+    late = status == "LATE"
+    assert (req.response_ns[late] > req.deadline_ns[late]).all()
+    # a result was delivered only through a successful Infer that carried the request
+    delivered = ok | late
+    assert (req.action_id[delivered] > 0).all() and (req.batch_size[delivered] >= 1).all()
+    # nothing ran after its latest start, and nothing was sent already too late
+    kinds = np.array(act.kind_names)[act.kind] if len(act) else np.array([])
+    astatus = np.array(act.status_names)[act.status] if len(act) else np.array([])
+    timed = kinds != "EvictWeights"
+    ran = timed & (astatus == "SUCCESS")
+    assert (act.began_ns[ran] <= act.latest_ns[ran]).all()
+    assert (act.sent_ns[timed] <= act.latest_ns[timed]).all()
+    assert (act.earliest_ns[timed] <= act.latest_ns[timed]).all()
+    # one inference at a time per device
+    infer = ran & (kinds == "Infer")
+    for d in np.unique(act.device[infer]):
+        sel = infer & (act.device == d)
+        order = np.argsort(act.began_ns[sel])
+        b, e = act.began_ns[sel][order], act.ended_ns[sel][order]
+        assert (b[1:] >= e[:-1]).all()
+    if policy == "clockwork":
+        # the Clockwork policy never delivers late when durations match estimates
+        if noise == "none":
+            assert not late.any(), Counter(status)
+        assert not (status == "UNANSWERED").any()
