@@ -319,14 +319,22 @@ def test_config_json_round_trip(tiny_repo: Path) -> None:
 
 
 def test_partial_arch_params_take_defaults(tiny_repo: Path, edit_config: EditConfig) -> None:
-    def drop_width(d: dict[str, Any]) -> None:
+    def drop_resolution(d: dict[str, Any]) -> None:
+        d["arch_params"].pop("resolution")
+        d["inputs"][0]["shape"] = [3, 224, 224]
+
+    def drop_classes(d: dict[str, Any]) -> None:
         d["arch_params"].pop("num_classes")
         d["outputs"][0]["shape"] = [1000]
 
-    edit_config(tiny_repo, "transformer-0000", lambda d: None)
-    edit_config(tiny_repo, "mobilenet_v2-0000", drop_width)
+    edit_config(tiny_repo, "mobilenet_v2-0000", drop_resolution)
+    edit_config(tiny_repo, "mobilenet_v2-0001", drop_classes)
+    repo = ModelRepository(tiny_repo)
+    config = repo.load_config("mobilenet_v2-0000")  # the resolution does not change the weights
+    assert config.arch_params["resolution"] == 224
+    assert config.to_json()["arch_params"]["resolution"] == 224
     with pytest.raises(ModelRepositoryError, match="weights do not match"):
-        ModelRepository(tiny_repo).load_config("mobilenet_v2-0000")
+        repo.load_config("mobilenet_v2-0001")  # 1000 classes: the head has another shape
 
 
 def test_build_module_with_owned_memory_survives_in_place_rewrite(tiny_repo: Path) -> None:

@@ -65,6 +65,8 @@ class TensorSpec:
     shape: tuple[int, ...]
 
     def __post_init__(self) -> None:
+        if isinstance(self.shape, list):
+            object.__setattr__(self, "shape", tuple(self.shape))
         if not isinstance(self.name, str) or not self.name:
             raise InvalidInputError(f"tensor name must be a non-empty string, got {self.name!r}")
         if self.dtype not in TRITON_DTYPES:

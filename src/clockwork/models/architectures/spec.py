@@ -1,4 +1,4 @@
-"""What an architecture is: a builder, its parameters with defaults, and its input/output specs."""
+"""What an architecture is: a builder, its parameters with defaults, its input/output specs."""
 
 from __future__ import annotations
 
@@ -29,16 +29,17 @@ class ModelIO:
 class ArchSpec:
     """One built-in architecture.
 
-    ``builder`` builds the module's structure from *resolved* parameters (torch's default,
-    unseeded initialisation; use :meth:`build` for seeded weights). ``init_weights`` gives every
-    parameter and buffer a value drawn from the generator only. ``check_params`` rejects
-    combinations the builder cannot honour. ``io`` gives the input/output specs.
+    Build models with :meth:`build` (seeded weights, eval mode) or :meth:`build_skeleton` (meta
+    device, no values). The fields are the parts those use: ``structure`` makes the module from
+    *resolved* parameters, with whatever values torch's constructors give; ``init_weights``
+    gives every parameter and buffer a value drawn from the generator only; ``check_params``
+    rejects combinations the structure cannot honour; ``io`` gives the input/output specs.
     """
 
     name: str
     description: str
     default_params: Mapping[str, ParamValue]
-    builder: Callable[[Params], nn.Module]
+    structure: Callable[[Params], nn.Module]
     io: Callable[[Params], ModelIO]
     init_weights: Callable[[nn.Module, torch.Generator], None]
     check_params: Callable[[Params], None]
@@ -91,7 +92,7 @@ class ArchSpec:
         """
         resolved = self.resolve_params(params)
         with torch.device("meta"):
-            module = self.builder(types.MappingProxyType(resolved))
+            module = self.structure(types.MappingProxyType(resolved))
         return module.eval()
 
 

@@ -123,7 +123,7 @@ TRANSFORMER = ArchSpec(
         "ffn_dim": 1024,
         "num_classes": 2,
     },
-    builder=_build,
+    structure=_build,
     io=_io,
     init_weights=_init,
     check_params=_check,

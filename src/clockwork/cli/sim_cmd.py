@@ -1,0 +1,215 @@
+"""``clockwork sim``: one simulated run (or several policies side by side) with a full report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+
+from clockwork.core.errors import ConfigurationError, InvalidInputError
+from clockwork.core.events import ModelInfo
+from clockwork.core.policies import (
+    POLICIES,
+    ClockworkConfig,
+    ClockworkPolicy,
+    ReactiveConfig,
+    ReactivePolicy,
+)
+from clockwork.core.policies.base import PolicyBase
+from clockwork.core.profile import DEVICE_KINDS, ModelProfile, load_profile, shipped_profile
+from clockwork.core.units import NS_PER_MS, NS_PER_S, NS_PER_US
+from clockwork.sim.noise import NOISE_KINDS, NoiseConfig
+from clockwork.sim.runner import SimConfig, Simulation
+from clockwork.workload import (
+    DEFAULT_AZURE_TRACE,
+    AzureReplay,
+    AzureTrace,
+    Bursty,
+    ClosedLoop,
+    PoissonOpenLoop,
+    SloSweep,
+    Workload,
+)
+
+WORKLOADS = ("azure", "poisson", "closed", "bursty", "slo-sweep")
+DEFAULT_PROFILE = "resnet50_v2-V100-32GB"
+_NOISE = NoiseConfig()
+_CW = ClockworkConfig()
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "sim",
+        help="simulate a cluster in virtual time and report on it",
+        description="Run the real scheduler against simulated workers in virtual time. "
+        "Writes summary.json, request and action logs (Parquet) and PNG plots into --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--workload", choices=WORKLOADS, default="poisson")
+    p.add_argument("--models", type=int, default=100, help="number of models (copies of the "
+                   "profiled model)")
+    p.add_argument("--gpus", type=int, default=6)
+    p.add_argument("--gpus-per-worker", type=int, default=2)
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals")
+    p.add_argument("--slo-ms", type=float, default=100.0)
+    p.add_argument("--policy", choices=sorted(POLICIES), default="clockwork")
+    p.add_argument("--compare", default=None, help="comma-separated policies to run on the same "
+                   "workload and seed, side by side (e.g. clockwork,reactive)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", type=Path, default=None, help="report directory (none: no files)")
+    p.add_argument("--profile", default=DEFAULT_PROFILE, help="shipped profile name, or a path "
+                   "to a profile JSON file")
+    g = p.add_argument_group("workload parameters")
+    g.add_argument("--load-factor", type=float, default=0.5, help="azure: mean rate as a "
+                   "fraction of the devices' ideal capacity")
+    g.add_argument("--rate", type=float, default=None, help="poisson/bursty/slo-sweep: total "
+                   "requests per second (default: load factor x ideal capacity)")
+    g.add_argument("--trace", type=Path, default=DEFAULT_AZURE_TRACE,
+                   help="azure: invocations.csv of the Azure Functions 2019 trace")
+    g.add_argument("--minute-s", type=float, default=60.0, help="azure: length of one trace "
+                   "minute in seconds (smaller compresses the trace)")
+    g.add_argument("--start-minute", type=int, default=0, help="azure: first trace minute")
+    g.add_argument("--concurrency", type=int, default=1, help="closed: clients per model")
+    g.add_argument("--burst-on-s", type=float, default=1.0)
+    g.add_argument("--burst-off-s", type=float, default=1.0)
+    g.add_argument("--sweep-factor", type=float, default=0.8, help="slo-sweep: SLO multiplier "
+                   "per period")
+    g.add_argument("--sweep-period-s", type=float, default=10.0)
+    s = p.add_argument_group("simulation")
+    s.add_argument("--noise", choices=NOISE_KINDS, default=_NOISE.kind)
+    s.add_argument("--noise-sigma", type=float, default=_NOISE.sigma)
+    s.add_argument("--straggler-prob", type=float, default=_NOISE.straggler_prob)
+    s.add_argument("--straggler-factor", type=float, default=_NOISE.straggler_factor)
+    s.add_argument("--network-delay-us", type=float, default=100.0, help="one-way")
+    s.add_argument("--schedule-ahead-ms", type=float, default=_CW.schedule_ahead_ns / NS_PER_MS)
+    s.add_argument("--drain-s", type=float, default=10.0, help="virtual seconds after the last "
+                   "arrival for queued work to finish")
+    s.add_argument("--no-plots", action="store_true")
+    s.add_argument("--no-logs", action="store_true", help="keep no per-request/action logs "
+                   "(faster, less memory; the summary then has only run-level figures)")
+    s.add_argument("--quiet", action="store_true", help="no progress line")
+    p.set_defaults(func=run)
+
+
+def _profile(spec: str) -> ModelProfile:
+    path = Path(spec)
+    if path.suffix == ".json" or path.exists():
+        return load_profile(path)
+    return shipped_profile(spec)
+
+
+def _policy(name: str, args: argparse.Namespace) -> PolicyBase:
+    if name == "clockwork":
+        return ClockworkPolicy(ClockworkConfig(
+            schedule_ahead_ns=round(args.schedule_ahead_ms * NS_PER_MS)))
+    if name == "reactive":
+        return ReactivePolicy(ReactiveConfig())
+    raise ConfigurationError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
+
+
+def _workload_factory(args: argparse.Namespace, names: list[str],
+                      capacity_rps: float) -> Callable[[], Workload]:
+    duration_ns = round(args.duration * NS_PER_S)
+    slo_ns = round(args.slo_ms * NS_PER_MS)
+    rate = args.rate if args.rate is not None else args.load_factor * capacity_rps
+    if args.workload == "azure":
+        trace = AzureTrace.load(args.trace)
+        return lambda: AzureReplay(trace, names, capacity_rps, args.load_factor, duration_ns,
+                                   slo_ns, args.seed, minute_ns=round(args.minute_s * NS_PER_S),
+                                   start_minute=args.start_minute)
+    if args.workload == "poisson":
+        return lambda: PoissonOpenLoop(names, rate, duration_ns, slo_ns, args.seed)
+    if args.workload == "closed":
+        return lambda: ClosedLoop(names, args.concurrency, slo_ns, duration_ns)
+    if args.workload == "bursty":
+        return lambda: Bursty(names, 2 * rate, 0.0, round(args.burst_on_s * NS_PER_S),
+                              round(args.burst_off_s * NS_PER_S), duration_ns, slo_ns, args.seed)
+    return lambda: SloSweep(names, rate, duration_ns, slo_ns, args.sweep_factor,
+                            round(args.sweep_period_s * NS_PER_S), args.seed)
+
+
+def _describe(workload: Workload, args: argparse.Namespace) -> dict[str, object]:
+    d = dict(workload.describe())
+    d.pop("models", None)  # thousands of names: the count is in the summary
+    d.setdefault("name", args.workload)
+    d["slo_ms"] = args.slo_ms
+    return d
+
+
+def run(args: argparse.Namespace) -> int:
+    from clockwork.telemetry.progress import ProgressPrinter
+    from clockwork.telemetry.report import format_comparison, format_table, write_report
+    from clockwork.telemetry.summary import RunInfo, summarize
+
+    if args.models <= 0:
+        raise ConfigurationError(f"--models must be > 0, got {args.models}")
+    if args.duration <= 0 or args.slo_ms <= 0:
+        raise ConfigurationError("--duration and --slo-ms must be > 0")
+    kinds = {name: kind for name, kind in DEVICE_KINDS.items()}
+    profile = _profile(args.profile)
+    kind = kinds.get(profile.device_kind)
+    if kind is None:
+        raise ConfigurationError(f"profile {args.profile!r} is for device kind "
+                                 f"{profile.device_kind!r}, which is not one of {sorted(kinds)}")
+    names = [f"{profile.model}-{i:04d}" for i in range(args.models)]
+    models = [ModelInfo(n, (profile,)) for n in names]
+    capacity = args.gpus * profile.ideal_throughput_rps()
+    make_workload = _workload_factory(args, names, capacity)
+    try:
+        noise = NoiseConfig(args.noise, args.noise_sigma, args.straggler_prob,
+                            args.straggler_factor)
+    except ValueError as e:
+        raise ConfigurationError(str(e)) from e
+    config = SimConfig(
+        duration_ns=round(args.duration * NS_PER_S), gpus=args.gpus,
+        gpus_per_worker=args.gpus_per_worker, device_kind=kind,
+        network_delay_ns=round(args.network_delay_us * NS_PER_US), noise=noise, seed=args.seed,
+        drain_ns=round(args.drain_s * NS_PER_S), record_logs=not args.no_logs)
+    policies = args.compare.split(",") if args.compare else [args.policy]
+    summaries: dict[str, dict[str, object]] = {}
+    for name in policies:
+        workload = make_workload()
+        policy = _policy(name.strip(), args)
+        printer = None if args.quiet else ProgressPrinter(config.duration_ns + config.drain_ns)
+        progress = None if printer is None else (lambda t, n, pr=printer: pr.update(t, n))
+        sim = Simulation(config, models, workload, policy, progress)
+        result = sim.run()
+        if printer is not None:
+            printer.close(result.end_ns, result.responses)
+        info = RunInfo(policy=policy.name, workload=_describe(workload, args),
+                       duration_ns=config.duration_ns, devices=args.gpus, models=args.models,
+                       seed=args.seed, ideal_capacity_rps=capacity, sim_wall_s=result.wall_s,
+                       scheduler_cpu_s=result.scheduler_cpu_s,
+                       extra={"unanswered": result.unanswered, "events": result.events,
+                              "sim_cpu_s": result.cpu_s, "profile": profile.to_json(),
+                              "device_kind": {f.name: getattr(kind, f.name)
+                                              for f in fields(kind)},
+                              "noise": {f.name: getattr(noise, f.name) for f in fields(noise)},
+                              "network_delay_us": args.network_delay_us,
+                              "schedule_ahead_ms": args.schedule_ahead_ms,
+                              "responses": result.responses})
+        requests, actions = result.requests.table(), result.actions.table()
+        summary = summarize(requests, actions, info)
+        summaries[policy.name] = summary
+        if args.out is not None:
+            out = args.out / policy.name if len(policies) > 1 else args.out
+            write_report(out, summary, requests, actions, plots=not args.no_plots)
+        if len(policies) == 1:
+            print(format_table(summary))
+    if len(policies) > 1:
+        print(format_comparison(summaries))
+        if args.out is not None:
+            (args.out / "comparison.json").write_text(
+                json.dumps({k: {key: v.get(key) for key in ("slo_attainment", "goodput_rps",
+                                                             "offered_rps", "latency_ms",
+                                                             "refused", "late")}
+                            for k, v in summaries.items()}, indent=2) + "\n")
+    if args.out is not None:
+        print(f"report written to {args.out}", file=sys.stderr)
+    return 0
+
+
+__all__ = ["InvalidInputError", "register", "run"]
