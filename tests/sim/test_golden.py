@@ -11,13 +11,14 @@ import os
 from pathlib import Path
 
 import pytest
-from support.sim import MS, S, model_set, small_kind
 
 from clockwork.core.policies import make_policy
 from clockwork.sim.noise import NoiseConfig
 from clockwork.sim.runner import SimConfig, Simulation
 from clockwork.telemetry.summary import RunInfo, summarize
 from clockwork.workload import PoissonOpenLoop
+
+from support.sim import MS, S, model_set, small_kind
 
 GOLDEN = Path(__file__).with_name("golden_small.json")
 KEYS = ("requests", "succeeded", "late", "refused", "cold_starts", "loads", "evictions", "infers",

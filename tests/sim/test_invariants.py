@@ -13,6 +13,7 @@ from clockwork.core.policies.base import PolicyBase
 from clockwork.core.scheduler import SchedulerOutput
 from clockwork.sim.noise import NoiseConfig
 from clockwork.sim.runner import SimConfig, Simulation
+
 from support.sim import MS, S, SkewedPoisson, model_set, small_kind
 
 
