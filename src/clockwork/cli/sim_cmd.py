@@ -190,7 +190,11 @@ def run(args: argparse.Namespace) -> int:
                               "noise": {f.name: getattr(noise, f.name) for f in fields(noise)},
                               "network_delay_us": args.network_delay_us,
                               "schedule_ahead_ms": args.schedule_ahead_ms,
-                              "responses": result.responses})
+                              "responses": result.responses,
+                              "samples": {"t_s": [t / NS_PER_S for t, _, _ in result.samples],
+                                          "pending": [n for _, n, _ in result.samples],
+                                          "rss_mb": [round(m / 2**20, 1)
+                                                     for _, _, m in result.samples]}})
         requests, actions = result.requests.table(), result.actions.table()
         summary = summarize(requests, actions, info)
         summaries[policy.name] = summary

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import resource
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,7 +32,7 @@ from clockwork.worker.device_state import Executor
 from clockwork.workload.base import Arrival, Workload
 
 # event kinds
-_ARRIVAL, _TO_WORKER, _DONE, _EXEC_WAKE, _TO_CONTROLLER, _SCHED_WAKE = range(6)
+_ARRIVAL, _TO_WORKER, _DONE, _EXEC_WAKE, _TO_CONTROLLER, _SCHED_WAKE, _SAMPLE = range(7)
 UNANSWERED = "UNANSWERED"
 
 
@@ -49,6 +51,8 @@ class SimConfig:
     # after the last arrival, keep running this long for queued work to be answered
     drain_ns: int = 10 * NS_PER_S
     record_logs: bool = True
+    # how often (virtual time) to sample queued requests and the process's memory
+    sample_every_ns: int = NS_PER_S
 
     def __post_init__(self) -> None:
         if self.duration_ns <= 0:
@@ -58,6 +62,8 @@ class SimConfig:
                                      f"{self.gpus} GPUs, {self.gpus_per_worker} per worker")
         if self.network_delay_ns < 0 or self.drain_ns < 0:
             raise ConfigurationError("network delay and drain time must be >= 0")
+        if self.sample_every_ns <= 0:
+            raise ConfigurationError("sample_every_ns must be > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,8 @@ class SimResult:
     cpu_s: float
     scheduler_cpu_s: float
     events: int
+    # (virtual time ns, requests accepted and unanswered, resident memory bytes), periodically
+    samples: list[tuple[int, int, int]]
 
 
 Progress = Callable[[int, int], None]
@@ -97,6 +105,7 @@ class Simulation:
         self._wake_ns = -1
         self._responses = 0
         self._sched_s = 0.0
+        self._samples: list[tuple[int, int, int]] = []
         self._check_fits()
 
     def _check_fits(self) -> None:
@@ -142,6 +151,7 @@ class Simulation:
         arrivals = self.workload.arrivals()
         end_ns = cfg.duration_ns
         self._push_next_arrival(arrivals, end_ns)
+        q.push(0, _SAMPLE, None)
         self._poll(0)
         sched = self.scheduler
         delay = cfg.network_delay_ns
@@ -185,10 +195,14 @@ class Simulation:
                 if dev.wake_ns[ex] == t:
                     dev.wake_ns[ex] = -1
                 dev.advance(ex, t, self._schedule_done, self._schedule_wake, results)
-            else:  # _SCHED_WAKE
+            elif kind == _SCHED_WAKE:
                 if t == self._wake_ns:
                     self._wake_ns = -1
                 dirty = True
+            else:  # _SAMPLE
+                self._samples.append((t, len(self._live), _rss_bytes()))
+                if t < end_ns:
+                    q.push(t + cfg.sample_every_ns, _SAMPLE, None)
             if results:
                 for r in results:
                     q.push(t + delay, _TO_CONTROLLER, r)
@@ -212,7 +226,7 @@ class Simulation:
             self._log_unfinished(action, sent_ns)
         return SimResult(self.request_log, self.action_log, self._responses, unanswered, last_ns,
                          time.perf_counter() - wall0, time.process_time() - cpu0, self._sched_s,
-                         events)
+                         events, self._samples)
 
     # ----------------------------------------------------------------- helpers
 
@@ -293,3 +307,12 @@ class Simulation:
         self.action_log.append(action.action_id, kind, str(action.device), action.model, batch,
                                nreq, sent_ns, action.earliest_ns, action.latest_ns,
                                action.expected_duration_ns, began_ns, ended_ns, actual_ns, status)
+
+
+def _rss_bytes() -> int:
+    """Resident memory of this process now (Linux), else its peak."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

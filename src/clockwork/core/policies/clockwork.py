@@ -54,11 +54,14 @@ class ClockworkConfig:
 class _Model:
     """Per-model queue and where the model is."""
 
-    __slots__ = ("batch_sizes", "loading_on", "name", "queue", "ready_on")
+    __slots__ = ("batch_sizes", "ests", "loading_on", "name", "queue", "ready_on")
 
-    def __init__(self, name: str, batch_sizes: tuple[int, ...]) -> None:
+    def __init__(self, name: str, batch_sizes: tuple[int, ...],
+                 ests: tuple[ModelEstimates, ...]) -> None:
         self.name = name
         self.batch_sizes = batch_sizes
+        # the model's estimates on every device kind it has a profile for
+        self.ests = ests
         # queued requests in deadline order (oldest deadline first)
         self.queue: deque[PendingRequest] = deque()
         self.ready_on: dict[DeviceId, DeviceView] = {}
@@ -87,6 +90,8 @@ class ClockworkPolicy(PolicyBase):
         self.config = config
         self._m: dict[str, _Model] = {}
         self._heaps: dict[DeviceId, list[Strategy]] = {}
+        # the same heaps beside their devices, for the per-poll scans
+        self._dev_heaps: list[tuple[DeviceView, list[Strategy]]] = []
         self._expiry: list[Expiry] = []
         self._seq = 0
         # models with queued requests that need (another) device: on none, or demand > holders
@@ -101,23 +106,29 @@ class ClockworkPolicy(PolicyBase):
         m = self._m.get(name)
         if m is None:
             sizes = sorted({b for p in self.models[name].profiles for b in p.exec_ns})
-            m = _Model(name, tuple(sizes))
+            m = _Model(name, tuple(sizes), tuple(self.estimates[name].values()))
             self._m[name] = m
         return m
 
-    def _any_estimates(self, name: str) -> ModelEstimates:
-        return next(iter(self.estimates[name].values()))
+    @staticmethod
+    def _best_exec1_ns(m: _Model) -> int:
+        """The smallest batch's estimate on the fastest kind: the least any plan needs."""
+        ests = m.ests
+        if len(ests) == 1:
+            e = ests[0]
+            return e.exec[e.batch_sizes[0]].estimate_ns
+        return min(e.exec[e.batch_sizes[0]].estimate_ns for e in ests)
 
-    def _best_exec1_ns(self, name: str) -> int:
-        return min(e.exec_ns(1) if 1 in e.exec else e.exec_ns(min(e.exec))
-                   for e in self.estimates[name].values())
+    def is_cold(self, model: str) -> bool:
+        m = self._m.get(model)
+        return m is None or not m.holders()
 
     def _unmet_demand(self, m: _Model, now_ns: int) -> float:
         """Devices' worth of work the queue needs before its deadlines, minus devices held."""
         n = len(m.queue)
         if n == 0:
             return 0.0
-        e = self._any_estimates(m.name)
+        e = m.ests[0]
         b = m.pad(min(n, m.batch_sizes[-1]))
         work_ns = n * e.exec_ns(b) / b
         left_ns = max(1, m.queue[0].request.deadline_ns - now_ns)
@@ -153,10 +164,9 @@ class ClockworkPolicy(PolicyBase):
         for view in m.ready_on.values():
             self._push_strategy(view, p, m.batch_sizes[-1])
         margin = self.config.result_margin_ns
-        e1 = self._best_exec1_ns(m.name)
+        e1 = self._best_exec1_ns(m)
         needs_load = m.holders() == 0
-        load = min(e.load.estimate_ns for e in self.estimates[m.name].values()) if needs_load \
-            else 0
+        load = min(e.load.estimate_ns for e in m.ests) if needs_load else 0
         self._seq += 1
         heapq.heappush(self._expiry, (deadline - margin - e1 - load, self._seq, p, needs_load))
         self._update_candidacy(m, now_ns)
@@ -199,9 +209,9 @@ class ClockworkPolicy(PolicyBase):
             return
         m = self._model(r.model)
         budget = r.deadline_ns - now_ns - self.config.result_margin_ns
-        e1 = self._best_exec1_ns(r.model)
+        e1 = self._best_exec1_ns(m)
         if m.holders() == 0:
-            need = e1 + min(e.load.estimate_ns for e in self.estimates[r.model].values())
+            need = e1 + min(e.load.estimate_ns for e in m.ests)
             what = "loading the model and running batch 1"
         else:
             need = e1
@@ -223,10 +233,13 @@ class ClockworkPolicy(PolicyBase):
         return list(m.queue) if m else []
 
     def on_device_added(self, view: DeviceView, now_ns: int) -> None:
-        self._heaps[view.device] = []
+        heap: list[Strategy] = []
+        self._heaps[view.device] = heap
+        self._dev_heaps.append((view, heap))
 
     def on_device_removed(self, view: DeviceView) -> None:
         self._heaps.pop(view.device, None)
+        self._dev_heaps = [(v, h) for v, h in self._dev_heaps if v is not view]
 
     def on_residency_ready(self, view: DeviceView, model: str, now_ns: int) -> None:
         m = self._model(model)
@@ -254,9 +267,7 @@ class ClockworkPolicy(PolicyBase):
         if not self.devices:
             return
         horizon = now_ns + self.config.schedule_ahead_ns
-        heaps = self._heaps
-        ready = [v for v in self.devices.values()
-                 if v.infer_free_at_ns < horizon and heaps[v.device]]
+        ready = [v for v, heap in self._dev_heaps if heap and v.infer_free_at_ns < horizon]
         if len(ready) > 1:
             ready.sort(key=_infer_free_at)
         for view in ready:
@@ -275,7 +286,7 @@ class ClockworkPolicy(PolicyBase):
             if assumed_load and m.holders():
                 # the model arrived (or is arriving) after all: only execution is needed now
                 self._seq += 1
-                e1 = self._best_exec1_ns(m.name)
+                e1 = self._best_exec1_ns(m)
                 heapq.heappush(expiry, (p.request.deadline_ns - self.config.result_margin_ns - e1,
                                         self._seq, p, False))
                 continue
@@ -427,9 +438,9 @@ class ClockworkPolicy(PolicyBase):
         if self._expiry:
             wake = self._expiry[0][0] + 1
         ahead = self.config.schedule_ahead_ns
-        for device, heap in self._heaps.items():
+        for view, heap in self._dev_heaps:
             if heap:
-                t = self.devices[device].infer_free_at_ns - ahead
+                t = view.infer_free_at_ns - ahead
                 if wake is None or t < wake:
                     wake = t
         lw = self._load_wake_ns
