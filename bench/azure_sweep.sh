@@ -5,14 +5,15 @@
 # One hour of trace = 60 trace minutes. MINUTE_S compresses each minute (6 s: the hour runs in
 # 360 s of virtual time, with the same per-minute counts and 10x faster changes between minutes).
 #
-# usage: bench/azure_sweep.sh OUT_DIR [MINUTE_S] [LOAD_FACTORS] [POLICIES]
+# usage: bench/azure_sweep.sh OUT_DIR [MINUTE_S] [LOAD_FACTORS] [POLICIES] [TRACE_MINUTES]
 set -euo pipefail
 out=${1:?usage: bench/azure_sweep.sh OUT_DIR [MINUTE_S] [LOAD_FACTORS] [POLICIES]}
 minute_s=${2:-6}
 lfs=${3:-"0.25 0.5 0.8 1.0"}
 policies=${4:-"clockwork reactive"}
+trace_minutes=${5:-60}
 trace=${TRACE:-../shared/data/traces/azure_functions_2019_sample500/invocations.csv}
-duration=$(python3 -c "print(60 * $minute_s)")
+duration=$(python3 -c "print($trace_minutes * $minute_s)")
 cw=${CLOCKWORK:-.venv/bin/clockwork}
 mkdir -p "$out"
 for lf in $lfs; do

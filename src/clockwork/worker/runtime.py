@@ -58,8 +58,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
 
@@ -317,6 +316,8 @@ class WorkerRuntime:
 
     def _step(self, dev: _Device, executor: Executor) -> bool:
         """One turn of an executor; False when it is to stop."""
+        answered = False
+        inputs: list[Mapping[str, npt.NDArray[np.generic]]] = []
         with dev.cond:
             if self._closed:
                 return False
@@ -335,7 +336,6 @@ class WorkerRuntime:
                 dev.inputs.pop(decision.result.action_id, None)
             else:
                 assert type(decision) is Started
-                inputs: list[Mapping[str, npt.NDArray[np.generic]]] = []
                 if type(decision.action) is Infer:
                     inputs = dev.inputs.pop(decision.action.action_id, [])
                 else:
@@ -401,13 +401,3 @@ class WorkerRuntime:
         except Exception:
             _log.exception("on_result raised for action %d", result.action_id)
 
-
-@contextmanager
-def running(devices: Sequence[tuple[DeviceId, Backend]], on_result: OnResult,
-            clock_ns: Callable[[], int] = time.monotonic_ns) -> Iterator[WorkerRuntime]:
-    """A ``WorkerRuntime`` that is closed on leaving the block."""
-    rt = WorkerRuntime(devices, on_result, clock_ns)
-    try:
-        yield rt
-    finally:
-        rt.close()
