@@ -31,7 +31,6 @@ def test_random_sequences_keep_the_rules(ops: list[tuple[str, str, int, int, int
     running: dict[Executor, tuple[int, int]] = {}  # executor -> (began, ends at)
     results: list[ActionResult] = []
     sent: dict[int, LoadWeights | Infer | EvictWeights] = {}
-    aid = 0
 
     def step() -> None:
         for ex in Executor:
@@ -51,12 +50,11 @@ def test_random_sequences_keep_the_rules(ops: list[tuple[str, str, int, int, int
                 a = d.action
                 assert a.earliest_ns <= now <= a.latest_ns
                 running[ex] = (now, now + durations[a.action_id])
-        assert 0 <= s.free_pages and s.free_pages + s.used_pages() == pages
+        assert s.free_pages >= 0 and s.free_pages + s.used_pages() == pages
 
     durations: dict[int, int] = {}
-    for kind, model, early, window, dur in ops:
+    for aid, (kind, model, early, window, dur) in enumerate(ops, start=1):
         now += 1
-        aid += 1
         action: LoadWeights | Infer | EvictWeights | None = None
         if kind == "load":
             action = LoadWeights(aid, D, model, now + early, now + early + window, dur)
