@@ -88,8 +88,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--drain-s", type=float, default=10.0, help="virtual seconds after the last "
                    "arrival for queued work to finish")
     s.add_argument("--no-plots", action="store_true")
-    s.add_argument("--no-logs", action="store_true", help="keep no per-request/action logs "
-                   "(faster, less memory; the summary then has only run-level figures)")
     s.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=run)
 
@@ -167,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         duration_ns=round(args.duration * NS_PER_S), gpus=args.gpus,
         gpus_per_worker=args.gpus_per_worker, device_kind=kind,
         network_delay_ns=round(args.network_delay_us * NS_PER_US), noise=noise, seed=args.seed,
-        drain_ns=round(args.drain_s * NS_PER_S), record_logs=not args.no_logs)
+        drain_ns=round(args.drain_s * NS_PER_S))
     policies = args.compare.split(",") if args.compare else [args.policy]
     summaries: dict[str, dict[str, object]] = {}
     for name in policies:
