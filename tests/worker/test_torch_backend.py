@@ -9,7 +9,6 @@ batch size may change which kernel torch picks.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -144,7 +143,8 @@ def image(shape: tuple[int, ...] = (3, 32, 32), dtype: Any = np.float32) -> np.n
 
 
 @pytest.mark.parametrize(("requests", "batch", "match"), [
-    ([{"input": image((3, 32, 31))}], 1, r"'input' has shape \[3, 32, 31\], expected \[3, 32, 32\]"),
+    ([{"input": image((3, 32, 31))}], 1,
+     r"'input' has shape \[3, 32, 31\], expected \[3, 32, 32\]"),
     ([{"input": image((1, 3, 32, 32))}], 1, r"'input' has shape"),
     ([{"input": image(dtype=np.float64)}], 1, r"'input' has dtype float64, expected float32"),
     ([{"input": image()}, {}], 2, r"request 1: input tensor 'input' is missing"),

@@ -279,7 +279,7 @@ class WorkerRuntime:
         when the action running on it returns (see the module docstring)."""
         for executor in (Executor.LOAD, Executor.INFER):
             running = dev.state.busy(executor)
-            if False:
+            if running is not None and running.model == model:
                 dev.deferred_evicts[executor].append(model)
                 return result
         try:

@@ -99,6 +99,7 @@ class ClockworkPolicy(PolicyBase):
         self._hot: dict[str, _Model] = {}
         # when a load executor that candidates wait for comes inside the horizon (None: no wait)
         self._load_wake_ns: int | None = None
+        self._fits_cache: dict[str, bool] = {}
 
     # ----------------------------------------------------------------- model state
 
@@ -198,12 +199,7 @@ class ClockworkPolicy(PolicyBase):
         if not self.devices:
             self.respond(p, ResponseStatus.OVERLOADED, now_ns, "no worker is connected")
             return
-        kinds = {v.kind.name: v.kind for v in self.devices.values()}
-        info = self.models[r.model]
-        fits = [prof for prof in info.profiles
-                if prof.device_kind in kinds
-                and prof.pages_for(kinds[prof.device_kind]) <= kinds[prof.device_kind].cache_pages]
-        if not fits:
+        if not self._fits(r.model):
             self.respond(p, ResponseStatus.DEADLINE_INFEASIBLE, now_ns,
                          f"no connected device can hold model {r.model!r}")
             return
@@ -223,21 +219,35 @@ class ClockworkPolicy(PolicyBase):
             return
         self._enqueue(p, m, now_ns)
 
+    def _fits(self, model: str) -> bool:
+        """Whether some connected device can hold ``model`` (cached until devices change)."""
+        fits = self._fits_cache.get(model)
+        if fits is None:
+            kinds = {v.kind.name: v.kind for v in self.devices.values()}
+            fits = any(p.device_kind in kinds
+                       and p.pages_for(kinds[p.device_kind]) <= kinds[p.device_kind].cache_pages
+                       for p in self.models[model].profiles)
+            self._fits_cache[model] = fits
+        return fits
+
     def requeue(self, p: PendingRequest, now_ns: int) -> None:
         self._enqueue(p, self._model(p.request.model), now_ns)
 
     def drop_queued(self, model: str) -> list[PendingRequest]:
         m = self._m.pop(model, None)
+        self._fits_cache.pop(model, None)
         self._cold.pop(model, None)
         self._hot.pop(model, None)
         return list(m.queue) if m else []
 
     def on_device_added(self, view: DeviceView, now_ns: int) -> None:
+        self._fits_cache.clear()
         heap: list[Strategy] = []
         self._heaps[view.device] = heap
         self._dev_heaps.append((view, heap))
 
     def on_device_removed(self, view: DeviceView) -> None:
+        self._fits_cache.clear()
         self._heaps.pop(view.device, None)
         self._dev_heaps = [(v, h) for v, h in self._dev_heaps if v is not view]
 

@@ -220,7 +220,7 @@ class TorchBackend:
                                                         device=self.device)
                 else:
                     views[placement.name] = self.cache.view(
-                        pages[placement.page], 0, host.dtype, host.shape)
+                        pages[placement.page], placement.offset_bytes, host.dtype, host.shape)
             copy_ns = self._copy_in(views, m.host)
         except BaseException as e:
             self.cache.release(model)
