@@ -162,8 +162,8 @@ def _ms(ns: int) -> str:
     return f"{ns / 1e6:.2f}"
 
 
-def _opt(value: float | None, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
 
 
 def markdown(summaries: list[dict[str, Any]], loads: list[dict[str, Any]],
@@ -187,8 +187,8 @@ def markdown(summaries: list[dict[str, Any]], loads: list[dict[str, Any]],
         lines.append(
             f"| {s['model']} | {s['input']} | {s['batch']} | {s['runs']} | {_ms(s['p50_ns'])} "
             f"| {_ms(s['p99_ns'])} | {_ms(s['max_ns'])} | {s['spread_p99_p50']:.2f} "
-            f"| {_opt(None if frac is None else 100 * frac, '.1f')}% "
-            f"| {_opt(s['excess_p50_pct'], '.1f')}% | {_opt(s['excess_p99_pct'], '.1f')}% |")
+            f"| {_pct(None if frac is None else 100 * frac)} "
+            f"| {_pct(s['excess_p50_pct'])} | {_pct(s['excess_p99_pct'])} |")
     lines += [
         "",
         "| model | input | weights MB | pages (16 MiB) | loads | load p50 ms | load p99 ms "

@@ -145,6 +145,14 @@ class FakeBackend:
             return [e for e in self.log if e.startswith(f"{op}-begin")]
 
 
+class FakeClock:
+    def __init__(self, t: int = 0) -> None:
+        self.t = t
+
+    def __call__(self) -> int:
+        return self.t
+
+
 def now() -> int:
     return time.monotonic_ns()
 
@@ -467,6 +475,20 @@ def test_invalid_actions_are_answered_at_once(action: Action, inputs: list[dict[
     assert sink.counts() == {1: 1}
 
 
+def test_an_earliest_at_the_end_of_time_does_not_break_the_executor() -> None:
+    sink = Collector()
+    end = 2**63 - 1  # from a clock at 0, a wait longer than threading.TIMEOUT_MAX
+    with WorkerRuntime([(D, FakeBackend())], sink, FakeClock(0), spin_ns=0) as rt:
+        rt.submit(load(1, "a", earliest=end, latest=end))
+        rt.submit(infer(2, "a", earliest=end, latest=end))
+        time.sleep(0.01)
+        rt.submit(load(3, "a"))
+        assert sink.wait(3).ok
+        rt.submit(infer(4, "a"))
+        assert sink.wait(4).ok
+    assert sink.wait(1, 0).detail == sink.wait(2, 0).detail == SHUTDOWN_DETAIL
+
+
 def test_a_pending_action_id_cannot_be_reused() -> None:
     sink = Collector()
     with runtime(FakeBackend(), sink) as rt:
@@ -560,14 +582,6 @@ def test_many_actions_from_many_threads_each_get_one_answer() -> None:
 
 
 # --------------------------------------------------------------------- fake clock
-
-
-class FakeClock:
-    def __init__(self, t: int = 0) -> None:
-        self.t = t
-
-    def __call__(self) -> int:
-        return self.t
 
 
 def test_fake_clock_drives_the_windows() -> None:

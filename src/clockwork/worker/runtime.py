@@ -85,6 +85,8 @@ OnResult = Callable[[ActionResult, Outputs | None], None]
 
 #: how long before ``earliest`` an executor stops sleeping and polls the clock (see module doc)
 SPIN_NS = 200_000
+#: the longest an executor sleeps in one go (Condition.wait rejects timeouts over TIMEOUT_MAX)
+MAX_SLEEP_S = 3600.0
 #: detail of the results of actions answered by ``close``
 SHUTDOWN_DETAIL = "worker shutting down"
 
@@ -329,7 +331,7 @@ class WorkerRuntime:
             if type(decision) is Wait:
                 remaining = decision.until_ns - now
                 if remaining > self._spin_ns:
-                    dev.cond.wait((remaining - self._spin_ns) / 1e9)
+                    dev.cond.wait(min((remaining - self._spin_ns) / 1e9, MAX_SLEEP_S))
                     return True
             elif type(decision) is Refused:
                 answered = dev.unanswered.pop(decision.result.action_id, None) is not None
