@@ -12,6 +12,7 @@ from clockwork.core.errors import ClockworkError
 _COMMAND_MODULES = (
     "clockwork.cli.sim_cmd",
     "clockwork.cli.models_cmd",
+    "clockwork.cli.profile_cmd",
 )
 
 

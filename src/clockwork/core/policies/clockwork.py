@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from clockwork.core.actions import Infer
@@ -40,6 +41,13 @@ class ClockworkConfig:
     max_loads_in_flight: int = 2
     # time reserved between an action's end and the deadline, for the result to reach us
     result_margin_ns: int = 500 * NS_PER_US
+    # after a device had to refuse queued requests, it counts as overloaded for this long and
+    # then prefers fuller batches (goodput) over the strict most-urgent-first order
+    overload_window_ns: int = 50 * NS_PER_MS
+    # batches of fewer requests than this are inefficient enough to be passed over in overload
+    efficient_batch: int = 4
+    # how many further strategies an overloaded device looks at for a fuller batch (0: never)
+    overload_lookahead: int = 32
     estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
 
     def __post_init__(self) -> None:
@@ -100,6 +108,7 @@ class ClockworkPolicy(PolicyBase):
         # when a load executor that candidates wait for comes inside the horizon (None: no wait)
         self._load_wake_ns: int | None = None
         self._fits_cache: dict[str, bool] = {}
+        self._overload_until: dict[DeviceId, int] = {}
 
     # ----------------------------------------------------------------- model state
 
@@ -301,18 +310,46 @@ class ClockworkPolicy(PolicyBase):
                                         self._seq, p, False))
                 continue
             self._remove_queued(m, p)
+            self._mark_overload(m.ready_on.values(), now_ns)
             self._give_up(p, now_ns, "no device could start it in time"
                           if not assumed_load else "its model could not be loaded in time")
             self._update_candidacy(m, now_ns)
 
     def _plan_infers(self, view: DeviceView, now_ns: int, horizon: int) -> None:
         heap = self._heaps[view.device]
-        device = view.device
+        lookahead = self.config.overload_lookahead
+        efficient = self.config.efficient_batch
         while heap:
             t = view.infer_free_at_ns if view.infer_free_at_ns > now_ns else now_ns
             if t >= horizon:
                 return
-            key, _, _, p, b = heapq.heappop(heap)
+            popped = self._pop_valid(heap, view, t)
+            if popped is None:
+                return
+            entry, m = popped
+            e = self.estimates[m.name][view.kind.name]
+            cand = self._candidate(view, m, e, t, now_ns)
+            if cand is None:
+                continue
+            if cand[2] < efficient and lookahead and self._overload_until.get(
+                    view.device, -1) >= now_ns:
+                # overloaded: a small batch now would push a fuller one past its deadline, and
+                # goodput is what is left to save; look a little further for a fuller batch
+                better = self._fuller_batch(heap, view, t, now_ns, m)
+                if better is not None:
+                    heapq.heappush(heap, entry)  # deferred, not dropped
+                    m, cand = better
+                    e = self.estimates[m.name][view.kind.name]
+            self._commit(view, m, e, t, cand, now_ns)
+
+    def _pop_valid(self, heap: list[Strategy], view: DeviceView, t: int
+                   ) -> tuple[Strategy, _Model] | None:
+        """Pop strategies until one is feasible at ``t``; return its model (the strategy is
+        consumed: its request is served with the model's oldest, or by another holder)."""
+        device = view.device
+        while heap:
+            entry = heapq.heappop(heap)
+            key, _, _, p, b = entry
             if p.state != QUEUED:
                 continue
             m = self._m.get(p.request.model)
@@ -323,8 +360,36 @@ class ClockworkPolicy(PolicyBase):
                 if nb:
                     self._push_strategy(view, p, nb)
                 continue
+            return entry, m
+        return None
+
+    def _fuller_batch(self, heap: list[Strategy], view: DeviceView, t: int, now_ns: int,
+                      first: _Model) -> tuple[_Model, tuple[int, int, int]] | None:
+        """Among the next few most urgent models on this device, one whose batch now would be
+        at least ``efficient_batch`` requests."""
+        held: list[Strategy] = []
+        seen = {first.name}
+        found = None
+        for _ in range(self.config.overload_lookahead):
+            if not heap:
+                break
+            entry = heapq.heappop(heap)
+            held.append(entry)
+            p = entry[3]
+            if p.state != QUEUED or p.request.model in seen:
+                continue
+            m = self._m.get(p.request.model)
+            if m is None or view.device not in m.ready_on:
+                continue
+            seen.add(m.name)
             e = self.estimates[m.name][view.kind.name]
-            self._form_batch(view, m, e, t, now_ns)
+            cand = self._candidate(view, m, e, t, now_ns)
+            if cand is not None and cand[2] >= self.config.efficient_batch:
+                found = (m, cand)
+                break
+        for entry in held:
+            heapq.heappush(heap, entry)
+        return found
 
     def _feasible_elsewhere(self, m: _Model, p: PendingRequest, here: DeviceView,
                             now_ns: int) -> bool:
@@ -343,8 +408,15 @@ class ClockworkPolicy(PolicyBase):
                     return True
         return False
 
-    def _form_batch(self, view: DeviceView, m: _Model, e: ModelEstimates, t: int,
-                    now_ns: int) -> None:
+    def _mark_overload(self, views: Iterable[DeviceView], now_ns: int) -> None:
+        until = now_ns + self.config.overload_window_ns
+        for view in views:
+            self._overload_until[view.device] = until
+
+    def _candidate(self, view: DeviceView, m: _Model, e: ModelEstimates, t: int,
+                   now_ns: int) -> tuple[int, int, int] | None:
+        """The batch ``m`` would run on ``view`` starting at ``t``: (requests to skip at the
+        head, batch size, requests taken). Refuses heads that no device can serve in time."""
         q = m.queue
         margin = self.config.result_margin_ns
         smallest = m.batch_sizes[0]
@@ -352,24 +424,54 @@ class ClockworkPolicy(PolicyBase):
         while q and first_end > q[0].request.deadline_ns:
             head = q[0]
             if self._feasible_elsewhere(m, head, view, now_ns):
-                return
+                return None
             q.popleft()
             self._give_up(head, now_ns, "the devices holding its model were busy until past "
                           "its deadline")
+            self._mark_overload((view,), now_ns)
         if not q:
             self._update_candidacy(m, now_ns)
-            return
-        n = min(len(q), m.batch_sizes[-1])
+            return None
+        top = m.batch_sizes[-1]
+        n = min(len(q), top)
         b = m.pad(n)
         oldest = q[0].request.deadline_ns - margin
         while b > smallest and t + e.exec_ns(b) > oldest:
             b = m.smaller(b)
         k = min(n, b)
+        if len(q) < 2 * k or self._overload_until.get(view.device, -1) < now_ns:
+            return 0, b, k
+        # overloaded and the oldest deadline forces a small batch: consider giving up the oldest
+        # requests (they would be served at a fraction of the device's throughput) for a batch
+        # at least twice as full of younger ones
+        size = top
+        while size > b:
+            end = t + e.exec_ns(size) + margin
+            skip = 0
+            while skip < len(q) and q[skip].request.deadline_ns < end:
+                skip += 1
+            avail = min(len(q) - skip, size)
+            run = m.pad(avail)
+            # estimates need not grow with batch size: check the size that will actually run
+            if (avail >= 2 * k and 2 * avail >= size
+                    and t + e.exec_ns(run) + margin <= q[skip].request.deadline_ns):
+                return skip, run, avail
+            size = m.smaller(size)
+        return 0, b, k
+
+    def _commit(self, view: DeviceView, m: _Model, e: ModelEstimates, t: int,
+                cand: tuple[int, int, int], now_ns: int) -> None:
+        skip, b, k = cand
+        q = m.queue
+        for _ in range(skip):
+            head = q.popleft()
+            self._give_up(head, now_ns, "shed under overload for a fuller batch")
+        margin = self.config.result_margin_ns
         batch = [q.popleft() for _ in range(k)]
         expected = e.exec_ns(b)
+        latest = batch[0].request.deadline_ns - margin - expected
         action = Infer(self.new_action_id(), view.device, m.name, b,
-                       tuple(p.request.request_id for p in batch),
-                       now_ns, oldest - expected, expected)
+                       tuple(p.request.request_id for p in batch), now_ns, latest, expected)
         view.infer_free_at_ns = t + expected
         view.touch(m.name, now_ns)
         self.send(action, view, now_ns, batch)

@@ -100,8 +100,14 @@ class _Model:
 
 class TorchBackend:
     """One device (``cpu`` or ``cuda:N``) serving the models of a repository. See the module
-    docstring. ``models`` restricts it to those names (default: every valid model); each model
-    serves its latest version."""
+    docstring.
+
+    ``kind`` fixes the page size and cache size; without it the kind is named ``cpu`` or after
+    the CUDA device, with 16 MiB pages and ``cache_pages`` pages (default: 64 on the CPU, raised
+    to the largest model's need; half the device memory on CUDA). ``models`` restricts the
+    backend to those names (default: every valid model of the repository); each model serves
+    its latest version. ``threads`` is torch's intra-op thread count on the CPU (process-wide).
+    """
 
     def __init__(self, repository: ModelRepository, device: str = "cpu",
                  kind: DeviceKind | None = None, threads: int = 1,
@@ -253,7 +259,7 @@ class TorchBackend:
                 outs, times = self._run_cuda(m, params, args, staging_ns)
             else:
                 outs, times = self._run_cpu(m, params, args, staging_ns, t0)
-        except RuntimeError as e:
+        except (RuntimeError, IndexError, ValueError) as e:
             raise BackendError(f"model {model!r} failed on {self.device}: {e}") from e
         return InferOutput(outputs=outs[:len(inputs)], times=times)
 

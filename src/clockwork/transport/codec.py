@@ -1,0 +1,353 @@
+"""Compact msgpack encoding of the protocol's messages.
+
+A message is one msgpack array: ``[tag, sent_ns, field...]`` with a small integer ``tag`` per
+message type (``TAGS``). Nested values are arrays too, in field order; enums travel by value;
+a ``DeviceId`` is ``[worker, index]``; a tensor is ``[dtype, [dim...], raw bytes]`` (msgpack bin,
+never JSON or pickle); a model profile is its ``to_json()`` map. Optional ints are nil or an int.
+
+``decode`` checks every field's type and count and raises ``ProtocolError`` naming the first thing
+that is wrong (unknown tag, wrong field count or type, bad enum value, truncated or trailing
+bytes, a tensor whose bytes do not match its dtype and shape); it never raises anything else.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from clockwork.core.actions import ActionResult, ActionStatus, EvictWeights, Infer, LoadWeights
+from clockwork.core.errors import ClockworkError
+from clockwork.core.events import DeviceInfo, ModelInfo
+from clockwork.core.ids import DeviceId
+from clockwork.core.profile import DeviceKind, ModelProfile
+from clockwork.transport.errors import ProtocolError
+from clockwork.transport.messages import (
+    TENSOR_DTYPE_KINDS,
+    ActionResultMsg,
+    EvictWeightsMsg,
+    GetWorkerState,
+    Hello,
+    InferInputs,
+    InferMsg,
+    InferOutputs,
+    LoadWeightsMsg,
+    Message,
+    Ping,
+    Pong,
+    Role,
+    Tensor,
+    WorkerState,
+)
+
+__all__ = ["TAGS", "decode", "encode"]
+
+#: the wire tag of each message type (never reuse a retired number)
+TAGS: dict[type[Any], int] = {
+    Hello: 1,
+    GetWorkerState: 2,
+    WorkerState: 3,
+    Ping: 4,
+    Pong: 5,
+    LoadWeightsMsg: 10,
+    InferMsg: 11,
+    EvictWeightsMsg: 12,
+    ActionResultMsg: 20,
+}
+
+_MAX_NDIM = 32
+_DTYPE_RE = re.compile(r"[<>|=][biufcSU][0-9]{1,6}")
+
+
+# ---- encoding ----------------------------------------------------------------------------------
+
+
+def _dev(d: DeviceId) -> list[Any]:
+    return [d.worker, d.index]
+
+
+def _tensor_map(tensors: Any) -> dict[str, list[Any]]:
+    return {name: [t.dtype, list(t.shape), t.data] for name, t in tensors.items()}
+
+
+def _fields(msg: Message) -> list[Any]:
+    if isinstance(msg, InferMsg):
+        a = msg.action
+        return [a.action_id, _dev(a.device), a.model, a.batch_size, list(a.request_ids),
+                a.earliest_ns, a.latest_ns, a.expected_duration_ns,
+                [_tensor_map(i.tensors) for i in msg.inputs]]
+    if isinstance(msg, ActionResultMsg):
+        r = msg.result
+        return [r.action_id, _dev(r.device), r.model, r.status.value, r.received_ns, r.began_ns,
+                r.ended_ns, r.exec_ns, r.input_copy_ns, r.output_copy_ns, r.detail,
+                [_tensor_map(o.tensors) for o in msg.outputs]]
+    if isinstance(msg, LoadWeightsMsg):
+        lw = msg.action
+        return [lw.action_id, _dev(lw.device), lw.model, lw.earliest_ns, lw.latest_ns,
+                lw.expected_duration_ns]
+    if isinstance(msg, EvictWeightsMsg):
+        ev = msg.action
+        return [ev.action_id, _dev(ev.device), ev.model]
+    if isinstance(msg, Ping):
+        return [msg.seq, msg.min_delta_ns]
+    if isinstance(msg, Pong):
+        return [msg.seq, msg.ping_sent_ns, msg.min_delta_ns]
+    if isinstance(msg, Hello):
+        return [msg.protocol_version, msg.role.value, msg.sender_id]
+    if isinstance(msg, GetWorkerState):
+        return []
+    if isinstance(msg, WorkerState):
+        return [msg.worker,
+                [[_dev(d.device), [d.kind.name, d.kind.page_size_bytes, d.kind.cache_pages],
+                  list(d.resident_models)] for d in msg.devices],
+                [[m.name, [p.to_json() for p in m.profiles], m.default_slo_ns]
+                 for m in msg.models]]
+    raise ProtocolError(f"cannot encode {type(msg).__name__}: not a protocol message")
+
+
+def encode(msg: Message, sent_ns: int | None = None) -> bytes:
+    """The bytes of ``msg``; ``sent_ns``, if given, replaces the message's own ``sent_ns``."""
+    tag = TAGS.get(type(msg))
+    if tag is None:
+        raise ProtocolError(f"cannot encode {type(msg).__name__}: not a protocol message")
+    stamp = msg.sent_ns if sent_ns is None else sent_ns
+    try:
+        out: bytes = msgpack.packb([tag, stamp, *_fields(msg)], use_bin_type=True)
+    except ProtocolError:
+        raise
+    except (TypeError, ValueError, OverflowError, AttributeError) as e:
+        raise ProtocolError(f"cannot encode {type(msg).__name__}: {type(e).__name__}: {e}") from e
+    return out
+
+
+# ---- decoding ----------------------------------------------------------------------------------
+
+
+def _int(v: Any, what: str) -> int:
+    if type(v) is not int:
+        raise ProtocolError(f"{what}: expected an int, got {type(v).__name__}")
+    return v
+
+
+def _opt_int(v: Any, what: str) -> int | None:
+    return None if v is None else _int(v, what)
+
+
+def _str(v: Any, what: str) -> str:
+    if type(v) is not str:
+        raise ProtocolError(f"{what}: expected a string, got {type(v).__name__}")
+    return v
+
+
+def _list(v: Any, what: str, n: int | None = None) -> list[Any]:
+    if type(v) is not list:
+        raise ProtocolError(f"{what}: expected an array, got {type(v).__name__}")
+    if n is not None and len(v) != n:
+        raise ProtocolError(f"{what}: expected {n} fields, got {len(v)}")
+    return v
+
+
+def _dict(v: Any, what: str) -> dict[str, Any]:
+    if type(v) is not dict:
+        raise ProtocolError(f"{what}: expected a map, got {type(v).__name__}")
+    for k in v:
+        if type(k) is not str:
+            raise ProtocolError(f"{what}: map key {k!r} is not a string")
+    return v
+
+
+def _device(v: Any, what: str) -> DeviceId:
+    worker, index = _list(v, what, 2)
+    return DeviceId(_str(worker, f"{what}.worker"), _int(index, f"{what}.index"))
+
+
+def _tensor(v: Any, what: str) -> Tensor:
+    dtype_s, shape_v, data = _list(v, what, 3)
+    dtype_s = _str(dtype_s, f"{what}.dtype")
+    if not _DTYPE_RE.fullmatch(dtype_s):
+        raise ProtocolError(f"{what}.dtype: {dtype_s!r} is not a plain numpy dtype string")
+    try:
+        dtype = np.dtype(dtype_s)
+    except (TypeError, ValueError) as e:
+        raise ProtocolError(f"{what}.dtype: {dtype_s!r} is not a numpy dtype ({e})") from e
+    if dtype.kind not in TENSOR_DTYPE_KINDS or dtype.itemsize <= 0:
+        raise ProtocolError(f"{what}.dtype: {dtype_s!r} is not a plain numeric or string type")
+    shape_l = _list(shape_v, f"{what}.shape")
+    if len(shape_l) > _MAX_NDIM:
+        raise ProtocolError(f"{what}.shape: {len(shape_l)} dimensions (at most {_MAX_NDIM})")
+    shape = tuple(_int(d, f"{what}.shape") for d in shape_l)
+    if any(d < 0 for d in shape):
+        raise ProtocolError(f"{what}.shape: negative dimension in {shape}")
+    if type(data) is not bytes:
+        raise ProtocolError(f"{what}.data: expected bytes, got {type(data).__name__}")
+    expected = math.prod(shape) * dtype.itemsize
+    if len(data) != expected:
+        raise ProtocolError(f"{what}: {len(data)} bytes of data, but dtype {dtype_s} and shape "
+                            f"{shape} need {expected}")
+    return Tensor(dtype_s, shape, data)
+
+
+def _tensors(v: Any, what: str) -> dict[str, Tensor]:
+    return {name: _tensor(t, f"{what}[{name!r}]") for name, t in _dict(v, what).items()}
+
+
+def _dec_hello(f: list[Any]) -> Hello:
+    version, role, sender = f[2:]
+    try:
+        role_e = Role(role)
+    except ValueError as e:
+        raise ProtocolError(f"Hello.role: bad role value {role!r}") from e
+    return Hello(f[1], _int(version, "Hello.protocol_version"), role_e,
+                 _str(sender, "Hello.sender_id"))
+
+
+def _dec_get_state(f: list[Any]) -> GetWorkerState:
+    return GetWorkerState(f[1])
+
+
+def _dec_device_info(v: Any, what: str) -> DeviceInfo:
+    dev, kind, resident = _list(v, what, 3)
+    kname, page, pages = _list(kind, f"{what}.kind", 3)
+    try:
+        kind_v = DeviceKind(_str(kname, f"{what}.kind.name"),
+                            _int(page, f"{what}.kind.page_size_bytes"),
+                            _int(pages, f"{what}.kind.cache_pages"))
+    except ProtocolError:
+        raise
+    except ClockworkError as e:
+        raise ProtocolError(f"{what}.kind: {e}") from e
+    return DeviceInfo(_device(dev, f"{what}.device"), kind_v,
+                      tuple(_str(m, f"{what}.resident_models")
+                            for m in _list(resident, f"{what}.resident_models")))
+
+
+def _dec_model_info(v: Any, what: str) -> ModelInfo:
+    name, profiles, slo = _list(v, what, 3)
+    profs = []
+    for i, p in enumerate(_list(profiles, f"{what}.profiles")):
+        try:
+            profs.append(ModelProfile.from_json(_dict(p, f"{what}.profiles[{i}]"),
+                                                source=f"{what}.profiles[{i}]"))
+        except ProtocolError:
+            raise
+        except (ClockworkError, OverflowError) as e:
+            raise ProtocolError(f"{what}.profiles[{i}]: {e}") from e
+    return ModelInfo(_str(name, f"{what}.name"), tuple(profs),
+                     _opt_int(slo, f"{what}.default_slo_ns"))
+
+
+def _dec_worker_state(f: list[Any]) -> WorkerState:
+    worker, devices, models = f[2:]
+    return WorkerState(
+        f[1], _str(worker, "WorkerState.worker"),
+        tuple(_dec_device_info(d, f"WorkerState.devices[{i}]")
+              for i, d in enumerate(_list(devices, "WorkerState.devices"))),
+        tuple(_dec_model_info(m, f"WorkerState.models[{i}]")
+              for i, m in enumerate(_list(models, "WorkerState.models"))))
+
+
+def _dec_ping(f: list[Any]) -> Ping:
+    seq, delta = f[2:]
+    return Ping(f[1], _int(seq, "Ping.seq"), _opt_int(delta, "Ping.min_delta_ns"))
+
+
+def _dec_pong(f: list[Any]) -> Pong:
+    seq, ping_sent, delta = f[2:]
+    return Pong(f[1], _int(seq, "Pong.seq"), _int(ping_sent, "Pong.ping_sent_ns"),
+                _opt_int(delta, "Pong.min_delta_ns"))
+
+
+def _dec_load(f: list[Any]) -> LoadWeightsMsg:
+    aid, dev, model, earliest, latest, expected = f[2:]
+    w = "LoadWeights"
+    return LoadWeightsMsg(f[1], LoadWeights(
+        _int(aid, f"{w}.action_id"), _device(dev, f"{w}.device"), _str(model, f"{w}.model"),
+        _int(earliest, f"{w}.earliest_ns"), _int(latest, f"{w}.latest_ns"),
+        _int(expected, f"{w}.expected_duration_ns")))
+
+
+def _dec_infer(f: list[Any]) -> InferMsg:
+    aid, dev, model, batch, req_ids, earliest, latest, expected, inputs = f[2:]
+    w = "Infer"
+    action = Infer(
+        _int(aid, f"{w}.action_id"), _device(dev, f"{w}.device"), _str(model, f"{w}.model"),
+        _int(batch, f"{w}.batch_size"),
+        tuple(_int(r, f"{w}.request_ids") for r in _list(req_ids, f"{w}.request_ids")),
+        _int(earliest, f"{w}.earliest_ns"), _int(latest, f"{w}.latest_ns"),
+        _int(expected, f"{w}.expected_duration_ns"))
+    return InferMsg(f[1], action, tuple(
+        InferInputs(_tensors(i, f"{w}.inputs[{n}]"))
+        for n, i in enumerate(_list(inputs, f"{w}.inputs"))))
+
+
+def _dec_evict(f: list[Any]) -> EvictWeightsMsg:
+    aid, dev, model = f[2:]
+    w = "EvictWeights"
+    return EvictWeightsMsg(f[1], EvictWeights(
+        _int(aid, f"{w}.action_id"), _device(dev, f"{w}.device"), _str(model, f"{w}.model")))
+
+
+def _dec_result(f: list[Any]) -> ActionResultMsg:
+    (aid, dev, model, status, received, began, ended, exec_ns, in_copy, out_copy, detail,
+     outputs) = f[2:]
+    w = "ActionResult"
+    try:
+        status_e = ActionStatus(status)
+    except ValueError as e:
+        raise ProtocolError(f"{w}.status: bad status value {status!r}") from e
+    result = ActionResult(
+        _int(aid, f"{w}.action_id"), _device(dev, f"{w}.device"), _str(model, f"{w}.model"),
+        status_e, _int(received, f"{w}.received_ns"), _int(began, f"{w}.began_ns"),
+        _int(ended, f"{w}.ended_ns"), _int(exec_ns, f"{w}.exec_ns"),
+        _int(in_copy, f"{w}.input_copy_ns"), _int(out_copy, f"{w}.output_copy_ns"),
+        _str(detail, f"{w}.detail"))
+    return ActionResultMsg(f[1], result, tuple(
+        InferOutputs(_tensors(o, f"{w}.outputs[{n}]"))
+        for n, o in enumerate(_list(outputs, f"{w}.outputs"))))
+
+
+# tag -> (name, number of fields after tag and sent_ns, decoder)
+_DECODERS: dict[int, tuple[str, int, Callable[[list[Any]], Message]]] = {
+    1: ("Hello", 3, _dec_hello),
+    2: ("GetWorkerState", 0, _dec_get_state),
+    3: ("WorkerState", 3, _dec_worker_state),
+    4: ("Ping", 2, _dec_ping),
+    5: ("Pong", 3, _dec_pong),
+    10: ("LoadWeights", 6, _dec_load),
+    11: ("Infer", 9, _dec_infer),
+    12: ("EvictWeights", 3, _dec_evict),
+    20: ("ActionResult", 12, _dec_result),
+}
+assert {TAGS[t] for t in TAGS} == set(_DECODERS)
+
+
+def decode(data: bytes | bytearray | memoryview) -> Message:
+    """The message in ``data``; ``ProtocolError`` (naming the problem) if there is none."""
+    try:
+        obj = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
+    except Exception as e:  # msgpack raises several types for malformed input
+        raise ProtocolError(f"undecodable message ({len(data)} bytes): "
+                            f"{type(e).__name__}: {e}") from e
+    if type(obj) is not list or len(obj) < 2:
+        raise ProtocolError(f"a message is an array [tag, sent_ns, ...], got {type(obj).__name__}"
+                            + (f" of {len(obj)}" if isinstance(obj, list) else ""))
+    tag = _int(obj[0], "message tag")
+    entry = _DECODERS.get(tag)
+    if entry is None:
+        raise ProtocolError(f"unknown message tag {tag}")
+    name, n_fields, dec = entry
+    if len(obj) != n_fields + 2:
+        raise ProtocolError(f"{name}: expected {n_fields} fields after tag and sent_ns, "
+                            f"got {len(obj) - 2}")
+    _int(obj[1], f"{name}.sent_ns")
+    try:
+        return dec(obj)
+    except ProtocolError:
+        raise
+    except (ClockworkError, KeyError, IndexError, TypeError, ValueError, AttributeError,
+            OverflowError) as e:  # pragma: no cover - backstop; the checks above should see all
+        raise ProtocolError(f"malformed {name}: {type(e).__name__}: {e}") from e
