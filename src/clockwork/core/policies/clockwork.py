@@ -41,9 +41,11 @@ class ClockworkConfig:
     max_loads_in_flight: int = 2
     # time reserved between an action's end and the deadline, for the result to reach us
     result_margin_ns: int = 500 * NS_PER_US
-    # after a device had to refuse queued requests, it counts as overloaded for this long and
-    # then prefers fuller batches (goodput) over the strict most-urgent-first order
-    overload_window_ns: int = 50 * NS_PER_MS
+    # a device that had to refuse ``overload_drops`` queued requests within ``overload_window_ns``
+    # counts as overloaded for that long, and then prefers fuller batches (goodput) over the strict
+    # most-urgent-first order
+    overload_window_ns: int = 10 * NS_PER_MS
+    overload_drops: int = 4
     # batches of fewer requests than this are inefficient enough to be passed over in overload
     efficient_batch: int = 4
     # how many further strategies an overloaded device looks at for a fuller batch (0: never)
@@ -57,6 +59,10 @@ class ClockworkConfig:
             raise ValueError("max_loads_in_flight must be >= 1")
         if self.result_margin_ns < 0:
             raise ValueError("result_margin_ns must be >= 0")
+        if self.overload_window_ns <= 0 or self.overload_drops < 1:
+            raise ValueError("overload_window_ns must be > 0 and overload_drops >= 1")
+        if self.efficient_batch < 1 or self.overload_lookahead < 0:
+            raise ValueError("efficient_batch must be >= 1 and overload_lookahead >= 0")
 
 
 class _Model:
@@ -109,6 +115,7 @@ class ClockworkPolicy(PolicyBase):
         self._load_wake_ns: int | None = None
         self._fits_cache: dict[str, bool] = {}
         self._overload_until: dict[DeviceId, int] = {}
+        self._drops: dict[DeviceId, deque[int]] = {}
 
     # ----------------------------------------------------------------- model state
 
@@ -409,9 +416,17 @@ class ClockworkPolicy(PolicyBase):
         return False
 
     def _mark_overload(self, views: Iterable[DeviceView], now_ns: int) -> None:
-        until = now_ns + self.config.overload_window_ns
+        """Count a refusal against ``views``; enough of them close together mean overload."""
+        window = self.config.overload_window_ns
         for view in views:
-            self._overload_until[view.device] = until
+            drops = self._drops.get(view.device)
+            if drops is None:
+                drops = self._drops[view.device] = deque()
+            drops.append(now_ns)
+            while drops[0] < now_ns - window:
+                drops.popleft()
+            if len(drops) >= self.config.overload_drops:
+                self._overload_until[view.device] = now_ns + window
 
     def _candidate(self, view: DeviceView, m: _Model, e: ModelEstimates, t: int,
                    now_ns: int) -> tuple[int, int, int] | None:
