@@ -263,3 +263,55 @@ def test_model_too_big_for_any_device() -> None:
     s.handle(req(1, "big", 0), 0)
     (r,) = s.poll(0).responses
     assert r.status is ResponseStatus.DEADLINE_INFEASIBLE and "hold" in r.detail
+
+
+def overload_policy() -> tuple[ClockworkPolicy, int]:
+    cfg = ClockworkConfig(result_margin_ns=0, overload_drops=1, overload_window_ns=50 * MS)
+    s = make({"a": profile(pages=3), "b": profile(pages=3)}, config=cfg)
+    t = warm(s, "a")
+    t = warm(s, "b", t)
+    return s, t
+
+
+def test_overloaded_device_prefers_a_fuller_batch() -> None:
+    s, t = overload_policy()
+    # a refusal: the device is busy past a queued request's last chance
+    s.devices[D0].infer_free_at_ns = t + 40 * MS
+    s.handle(req(1, "a", t, slo_ms=30), t)
+    s.poll(t)
+    t += 29 * MS
+    (r,) = s.poll(t).responses
+    assert r.status is ResponseStatus.OVERLOADED
+    s.devices[D0].infer_free_at_ns = t
+    s.handle(req(2, "b", t, slo_ms=20), t)  # most urgent, but alone: batch 1
+    for i in range(3, 11):
+        s.handle(req(i, "a", t, slo_ms=40), t)  # eight of them: batch 8
+    first = only(s.poll(t), Infer)[0]
+    assert first.model == "a" and first.batch_size == 8
+
+
+def test_without_overload_the_most_urgent_goes_first() -> None:
+    s, t = overload_policy()
+    s.handle(req(2, "b", t, slo_ms=20), t)
+    for i in range(3, 11):
+        s.handle(req(i, "a", t, slo_ms=40), t)
+    first = only(s.poll(t), Infer)[0]
+    assert first.model == "b" and first.batch_size == 1
+
+
+def test_overloaded_device_sheds_old_heads_for_a_fuller_batch() -> None:
+    s, t = overload_policy()
+    s.devices[D0].infer_free_at_ns = t + 40 * MS
+    s.handle(req(1, "a", t, slo_ms=30), t)
+    s.poll(t)
+    t += 29 * MS
+    s.poll(t)
+    s.devices[D0].infer_free_at_ns = t
+    s.handle(req(2, "a", t, slo_ms=3), t)  # only batch 2 (3 ms) can still serve this one
+    for i in range(3, 11):
+        s.handle(req(i, "a", t, slo_ms=50), t)
+    out = s.poll(t)
+    first = only(out, Infer)[0]
+    assert first.batch_size == 8 and 2 not in first.request_ids
+    shed = [r for r in out.responses if r.request_id == 2]
+    assert shed and shed[0].status is ResponseStatus.OVERLOADED
