@@ -96,3 +96,21 @@ def test_model_larger_than_a_device_is_refused(tmp_path: Path,
     save_profile(big, path)
     assert main([*SMALL, "--profile", str(path)]) == 2
     assert "needs 2000 pages" in capsys.readouterr().err
+
+
+def test_profile_of_another_device_kind_needs_its_cache_size(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from clockwork.core.profile import save_profile, shipped_profile
+
+    p = shipped_profile("resnet50_v2-V100-32GB")
+    cpu = type(p)(**{**{f: getattr(p, f) for f in p.__dataclass_fields__}, "device_kind": "cpu"})
+    path = tmp_path / "cpu.json"
+    save_profile(cpu, path)
+    assert main([*SMALL, "--profile", str(path)]) == 2
+    assert "--cache-pages" in capsys.readouterr().err
+    out = tmp_path / "run"
+    assert main([*SMALL, "--profile", str(path), "--cache-pages", "20", "--no-plots",
+                 "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["extra"]["device_kind"] == {"name": "cpu", "page_size_bytes": 16 << 20,
+                                               "cache_pages": 20}

@@ -19,7 +19,13 @@ from clockwork.core.policies import (
     ReactivePolicy,
 )
 from clockwork.core.policies.base import PolicyBase
-from clockwork.core.profile import DEVICE_KINDS, ModelProfile, load_profile, shipped_profile
+from clockwork.core.profile import (
+    DEVICE_KINDS,
+    DeviceKind,
+    ModelProfile,
+    load_profile,
+    shipped_profile,
+)
 from clockwork.core.units import NS_PER_MS, NS_PER_S, NS_PER_US
 from clockwork.sim.noise import NOISE_KINDS, NoiseConfig
 from clockwork.sim.runner import SimConfig, Simulation
@@ -61,7 +67,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", type=Path, default=None, help="report directory (none: no files)")
     p.add_argument("--profile", default=DEFAULT_PROFILE, help="shipped profile name, or a path "
-                   "to a profile JSON file")
+                   "to a profile JSON file (e.g. one written by `clockwork profile`)")
+    p.add_argument("--cache-pages", type=int, default=None, help="weights cache of each device "
+                   "in pages of the profile's page size (default: the device kind's)")
     g = p.add_argument_group("workload parameters")
     g.add_argument("--load-factor", type=float, default=0.5, help="azure: mean rate as a "
                    "fraction of the devices' ideal capacity")
@@ -149,9 +157,14 @@ def run(args: argparse.Namespace) -> int:
     kinds = {name: kind for name, kind in DEVICE_KINDS.items()}
     profile = _profile(args.profile)
     kind = kinds.get(profile.device_kind)
+    if args.cache_pages is not None:
+        if args.cache_pages <= 0:
+            raise ConfigurationError(f"--cache-pages must be > 0, got {args.cache_pages}")
+        kind = DeviceKind(profile.device_kind, profile.page_size_bytes, args.cache_pages)
     if kind is None:
         raise ConfigurationError(f"profile {args.profile!r} is for device kind "
-                                 f"{profile.device_kind!r}, which is not one of {sorted(kinds)}")
+                                 f"{profile.device_kind!r}, which is not one of {sorted(kinds)}; "
+                                 "give its cache size with --cache-pages")
     names = [f"{profile.model}-{i:04d}" for i in range(args.models)]
     models = [ModelInfo(n, (profile,)) for n in names]
     capacity = args.gpus * profile.ideal_throughput_rps()
