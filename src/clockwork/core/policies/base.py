@@ -198,6 +198,27 @@ class PolicyBase:
         self.on_residency_gone(view, model)
         self.send(EvictWeights(self.new_action_id(), view.device, model), view, now_ns)
 
+    def make_room(self, view: DeviceView, pages: int, now_ns: int,
+                  has_demand: Callable[[str], bool]) -> bool:
+        """Evict least-recently-used idle models (loaded, nothing running, no demand) until
+        ``pages`` are free on ``view``; evict nothing if that cannot free enough."""
+        if view.free_pages >= pages:
+            return True
+        victims: list[str] = []
+        freed = view.free_pages
+        for name, res in view.resident.items():
+            if not res.ready or res.infers_in_flight or has_demand(name):
+                continue
+            victims.append(name)
+            freed += res.pages
+            if freed >= pages:
+                break
+        if freed < pages:
+            return False
+        for name in victims:
+            self.evict(view, name, now_ns)
+        return True
+
     def start_load(
         self, view: DeviceView, model: str, pages: int, start_ns: int, latest_ns: int,
         now_ns: int,

@@ -523,7 +523,7 @@ class ClockworkPolicy(PolicyBase):
                     if profile is None:
                         continue
                     pages = profile.pages_for(view.kind)
-                    if self._make_room(view, pages, now_ns):
+                    if self.make_room(view, pages, now_ns, self._has_demand):
                         chosen = (i, m, pages)
                         break
                 if chosen is None:
@@ -538,27 +538,9 @@ class ClockworkPolicy(PolicyBase):
                 del ranked[i]
                 self._update_candidacy(m, now_ns)
 
-    def _make_room(self, view: DeviceView, pages: int, now_ns: int) -> bool:
-        """Evict least-recently-used models without demand until ``pages`` are free."""
-        if view.free_pages >= pages:
-            return True
-        victims: list[str] = []
-        freed = view.free_pages
-        for name, res in view.resident.items():
-            if not res.ready or res.infers_in_flight:
-                continue
-            m = self._m.get(name)
-            if m is not None and m.queue:
-                continue
-            victims.append(name)
-            freed += res.pages
-            if freed >= pages:
-                break
-        if freed < pages:
-            return False
-        for name in victims:
-            self.evict(view, name, now_ns)
-        return True
+    def _has_demand(self, model: str) -> bool:
+        m = self._m.get(model)
+        return m is not None and bool(m.queue)
 
     def wake_at(self, now_ns: int) -> int | None:
         wake: int | None = None

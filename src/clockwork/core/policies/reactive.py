@@ -75,28 +75,10 @@ class ReactivePolicy(PolicyBase):
                 if profile is None:
                     continue
                 pages = profile.pages_for(view.kind)
-                if self._make_room(view, pages, now_ns):
+                if self.make_room(view, pages, now_ns, self._waiting.__contains__):
                     self.start_load(view, name, pages, max(now_ns, view.load_free_at_ns),
                                     NEVER_NS, now_ns)
                     break
-
-    def _make_room(self, view: DeviceView, pages: int, now_ns: int) -> bool:
-        if view.free_pages >= pages:
-            return True
-        victims: list[str] = []
-        freed = view.free_pages
-        for name, res in view.resident.items():
-            # idle: loaded, nothing running, nothing waiting for it
-            if res.ready and not res.infers_in_flight and name not in self._waiting:
-                victims.append(name)
-                freed += res.pages
-                if freed >= pages:
-                    break
-        if freed < pages:
-            return False
-        for name in victims:
-            self.evict(view, name, now_ns)
-        return True
 
     def _dispatch_one(self, view: DeviceView, now_ns: int) -> bool:
         chosen: str | None = None
