@@ -13,6 +13,8 @@ _COMMAND_MODULES = (
     "clockwork.cli.sim_cmd",
     "clockwork.cli.models_cmd",
     "clockwork.cli.profile_cmd",
+    "clockwork.cli.worker_cmd",
+    "clockwork.cli.controller_cmd",
 )
 
 

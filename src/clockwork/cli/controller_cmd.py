@@ -1,0 +1,118 @@
+"""``clockwork controller``: connect to workers and run the scheduler against them.
+
+There is no client API yet (the HTTP/gRPC front door is a later layer): the controller connects,
+keeps its workers joined (reconnecting as they come and go) and prints a status line every
+``--status-every`` seconds. ``--demo-rps R`` generates its own Poisson load of R requests per
+second spread uniformly over the workers' models, to exercise a cluster end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import random
+import sys
+import time
+
+from clockwork.core.errors import ConfigurationError
+from clockwork.core.policies import POLICIES, make_policy
+from clockwork.core.units import NS_PER_MS
+from clockwork.transport import loop_factory
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "controller",
+        help="schedule requests onto running workers",
+        description="Connect to workers, keep them joined and run the scheduler. No client "
+        "API yet (HTTP/gRPC comes later): prints a status line every few seconds; "
+        "--demo-rps generates a synthetic load.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--workers", required=True, metavar="HOST:PORT,...",
+                   help="worker addresses, comma separated")
+    p.add_argument("--policy", choices=sorted(POLICIES), default="clockwork")
+    p.add_argument("--status-every", type=float, default=5.0, metavar="S",
+                   help="seconds between status lines")
+    p.add_argument("--demo-rps", type=float, default=0.0, metavar="R",
+                   help="generate R requests per second (Poisson) over the workers' models")
+    p.add_argument("--demo-slo-ms", type=float, default=100.0, metavar="MS",
+                   help="deadline of the generated requests")
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="stop after S seconds (default: run until interrupted)")
+    p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=run)
+
+
+def _addresses(text: str) -> list[tuple[str, int]]:
+    from clockwork.cli.worker_cmd import parse_address
+
+    out = [parse_address(a.strip()) for a in text.split(",") if a.strip()]
+    if not out:
+        raise ConfigurationError("--workers names no address")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from clockwork.service.controller_service import ControllerService
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    workers = _addresses(args.workers)
+    if args.status_every <= 0 or args.demo_rps < 0 or args.demo_slo_ms <= 0:
+        raise ConfigurationError("--status-every and --demo-slo-ms must be > 0, --demo-rps >= 0")
+    service = ControllerService(make_policy(args.policy), workers)
+
+    async def demo() -> None:
+        rng = random.Random(0)
+        tasks: set[asyncio.Task[object]] = set()
+        while True:
+            await asyncio.sleep(rng.expovariate(args.demo_rps))
+            models = sorted(service.models)
+            if not models or not service.workers:
+                continue
+            t = asyncio.create_task(service.submit(
+                rng.choice(models), timeout_ns=round(args.demo_slo_ms * NS_PER_MS)))
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+
+    async def status() -> None:
+        last_t, last_ok = time.monotonic(), 0
+        while True:
+            await asyncio.sleep(args.status_every)
+            s = service.stats
+            now = time.monotonic()
+            goodput = (s.successes - last_ok) / (now - last_t)
+            last_t, last_ok = now, s.successes
+            print(f"workers {len(service.workers)}/{len(workers)}  models "
+                  f"{len(service.models)}  requests {s.submitted}  answered {s.answered}  "
+                  f"pending {service.pending()}  goodput {goodput:.1f}/s  "
+                  f"attainment {100 * s.attainment:.1f}%", flush=True)
+
+    async def main() -> None:
+        await service.start()
+        tasks = [asyncio.create_task(status())]
+        if args.demo_rps > 0:
+            tasks.append(asyncio.create_task(demo()))
+        try:
+            if args.duration is None:
+                await asyncio.Event().wait()
+            else:
+                await asyncio.sleep(args.duration)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await service.close()
+            s = service.stats
+            print("final: " + ", ".join(f"{k.value} {v}" for k, v in sorted(
+                s.responses.items(), key=lambda kv: kv[0].value)), file=sys.stderr)
+
+    try:
+        with asyncio.Runner(loop_factory=loop_factory(not args.no_uvloop)) as runner:
+            runner.run(main())
+    except KeyboardInterrupt:
+        pass
+    return 0

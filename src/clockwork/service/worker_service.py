@@ -1,0 +1,301 @@
+"""The worker service: a ``WorkerRuntime`` behind a TCP port, driven by one controller at a time.
+
+Protocol (each side's messages are ``clockwork.transport`` messages):
+
+- A connection becomes *the controller's* once it sends a ``Hello`` with role ``CONTROLLER`` and
+  our ``PROTOCOL_VERSION``; we answer with our own ``Hello``. A connection whose first message is
+  anything else (or that sends nothing for ``hello_timeout_s``) is closed with the reason logged,
+  and has no effect on the current controller: garbage on the port cannot displace it.
+- **One controller at a time; a newer one replaces the older.** When a second connection says
+  ``Hello``, the first is closed (logged as "replaced"). This is the choice that recovers from a
+  controller that died without closing its socket (a half-open connection would otherwise lock
+  the worker out). Results of actions the old controller sent are dropped, never delivered to the
+  new one (each action gets a worker-internal id, so the controllers' ids never collide).
+- ``Ping`` is answered with ``Pong`` (carrying our minimum one-way delta, for the controller's
+  clock sync); ``GetWorkerState`` with ``WorkerState``: the devices, each with the models resident
+  on it now (weights still loading are not listed), and every model registered on this worker.
+- Actions (``LoadWeightsMsg``, ``InferMsg``, ``EvictWeightsMsg``) carry windows in the
+  controller's clock. We convert them into ours with the connection's ``ClockSync`` and submit to
+  the runtime; each result goes back as an ``ActionResultMsg`` with its times converted to the
+  controller's clock, with the outputs of a successful ``Infer``.
+- **Clock not yet synchronised** (the controller has not sent a ``Ping`` carrying its minimum
+  delta yet): an action is refused at once with ``INVALID_WINDOW`` (times raw, on our clock). The
+  controller is expected to ping until synced before sending actions, as ``ControllerService``
+  does; we never guess the offset.
+- A controller disconnect leaves the worker as it is: resident weights stay, actions already
+  queued run (their results are dropped), and the next controller re-learns the state with
+  ``GetWorkerState``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from clockwork.core.actions import ActionResult, ActionStatus, EvictWeights
+from clockwork.core.clock_sync import ClockSync
+from clockwork.core.events import DeviceInfo, ModelInfo
+from clockwork.core.ids import DeviceId
+from clockwork.transport import (
+    PROTOCOL_VERSION,
+    ActionResultMsg,
+    ConnectionClosedError,
+    EvictWeightsMsg,
+    GetWorkerState,
+    Hello,
+    InferMsg,
+    InferOutputs,
+    LoadWeightsMsg,
+    Message,
+    Ping,
+    ProtocolError,
+    Role,
+    Server,
+    StreamConnection,
+    WorkerState,
+    pong_for,
+    serve,
+)
+from clockwork.worker.backends.base import Backend
+from clockwork.worker.runtime import Outputs, WorkerRuntime
+
+log = logging.getLogger("clockwork.service.worker")
+
+#: how long a new connection may take to say Hello
+HELLO_TIMEOUT_S = 10.0
+NOT_SYNCED_DETAIL = "worker clock not synchronised with the controller yet"
+
+
+class _Session:
+    """One controller connection that said Hello."""
+
+    __slots__ = ("conn", "number", "queue", "sender")
+
+    def __init__(self, number: int, conn: StreamConnection) -> None:
+        self.number = number
+        self.conn = conn
+        self.queue: asyncio.Queue[Message] = asyncio.Queue()
+        self.sender: asyncio.Task[None] | None = None
+
+
+class WorkerService:
+    """Serve ``runtime_devices`` (one ``(DeviceId, Backend)`` each, all of worker ``worker_id``)
+    and ``models`` to one controller at a time. See the module docstring.
+
+    ``clock_ns`` is the worker's clock (the runtime's and the connections'); tests inject a skewed
+    one. ``received`` counts the actions received, by ``(action type name, model)``.
+    """
+
+    def __init__(self, worker_id: str, runtime_devices: Sequence[tuple[DeviceId, Backend]],
+                 models: Sequence[ModelInfo], *,
+                 clock_ns: Callable[[], int] = time.monotonic_ns,
+                 hello_timeout_s: float = HELLO_TIMEOUT_S) -> None:
+        for device, _ in runtime_devices:
+            if device.worker != worker_id:
+                raise ValueError(f"device {device} does not belong to worker {worker_id!r}")
+        self.worker_id = worker_id
+        self.models = tuple(models)
+        self.hello_timeout_s = hello_timeout_s
+        self._clock = clock_ns
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runtime = WorkerRuntime(runtime_devices, self._on_result, clock_ns)
+        self._server: Server | None = None
+        self._session: _Session | None = None
+        self._sessions = 0
+        self._next_action_id = 0
+        # worker-internal action id -> (session, the controller's action id)
+        self._routes: dict[int, tuple[_Session, int]] = {}
+        self._closed = asyncio.Event()
+        self.received: Counter[tuple[str, str]] = Counter()
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @property
+    def runtime(self) -> WorkerRuntime:
+        return self._runtime
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("worker service is not listening")
+        return self._server.port
+
+    @property
+    def controller_connected(self) -> bool:
+        return self._session is not None
+
+    async def start(self, host: str, port: int) -> Server:
+        """Listen on ``host:port`` (0: any free port, see ``port``) and return at once."""
+        if self._server is not None:
+            raise RuntimeError("worker service already started")
+        self._loop = asyncio.get_running_loop()
+        self._server = await serve(host, port, self._handle, clock_ns=self._clock,
+                                   clock_sync_factory=ClockSync)
+        log.info("worker %s listening on %s:%d", self.worker_id, *self._server.address)
+        return self._server
+
+    async def serve(self, host: str, port: int) -> None:
+        """Listen on ``host:port`` and serve until ``close``."""
+        await self.start(host, port)
+        await self._closed.wait()
+
+    async def close(self) -> None:
+        """Stop listening, drop the controller and stop the runtime (idempotent)."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        if self._server is not None:
+            self._server.close("worker shutting down")
+            await self._server.wait_closed()
+        self._session = None
+        await asyncio.to_thread(self._runtime.close)
+
+    # ----------------------------------------------------------------- connections
+
+    async def _handle(self, conn: StreamConnection) -> None:
+        try:
+            first = await asyncio.wait_for(conn.recv(), self.hello_timeout_s)
+        except TimeoutError:
+            log.warning("connection %s: no Hello within %.1f s; closing", conn.name,
+                        self.hello_timeout_s)
+            conn.close("no Hello")
+            return
+        if not isinstance(first, Hello):
+            reason = f"expected Hello, got {type(first).__name__}"
+        elif first.role is not Role.CONTROLLER:
+            reason = f"peer is a {first.role.value}, not a controller"
+        elif first.protocol_version != PROTOCOL_VERSION:
+            reason = (f"protocol version {first.protocol_version}, this worker speaks "
+                      f"{PROTOCOL_VERSION}")
+        else:
+            reason = ""
+        if reason:
+            log.warning("connection %s refused: %s", conn.name, reason)
+            conn.close(reason)
+            return
+        assert isinstance(first, Hello)
+        session = self._open_session(conn, first.sender_id)
+        try:
+            async for msg in conn:
+                if session is not self._session:
+                    break
+                self._on_message(session, msg)
+        finally:
+            self._close_session(session, conn.close_reason or "handler ended")
+
+    def _open_session(self, conn: StreamConnection, controller: str) -> _Session:
+        self._sessions += 1
+        session = _Session(self._sessions, conn)
+        old = self._session
+        if old is not None:
+            log.warning("controller connection %s replaced by %s (controller %r)",
+                        old.conn.name, conn.name, controller)
+            self._close_session(old, "replaced by a new controller connection")
+        self._session = session
+        session.sender = asyncio.create_task(self._send_loop(session),
+                                             name=f"worker {self.worker_id} sender")
+        session.queue.put_nowait(Hello(0, PROTOCOL_VERSION, Role.WORKER, self.worker_id))
+        log.info("controller %r connected (connection %s)", controller, conn.name)
+        return session
+
+    def _close_session(self, session: _Session, reason: str) -> None:
+        if self._session is session:
+            self._session = None
+            log.info("controller connection %s ended: %s", session.conn.name, reason)
+        session.conn.close(reason)
+        if session.sender is not None:
+            session.sender.cancel()
+
+    async def _send_loop(self, session: _Session) -> None:
+        conn = session.conn
+        while True:
+            msg = await session.queue.get()
+            try:
+                await conn.send(msg)
+            except ConnectionClosedError:
+                return
+            except ProtocolError as e:
+                log.warning("could not send %s: %s", type(msg).__name__, e)
+                if isinstance(msg, ActionResultMsg):
+                    # the controller must still hear about the action
+                    r = msg.result
+                    fallback = replace(r, status=ActionStatus.EXECUTION_ERROR,
+                                       detail=f"result could not be sent: {e}")
+                    with contextlib.suppress(ProtocolError, ConnectionClosedError):
+                        await conn.send(ActionResultMsg(0, fallback))
+
+    # ----------------------------------------------------------------- messages
+
+    def state_message(self) -> WorkerState:
+        devices = []
+        for device in self._runtime.devices:
+            snap = self._runtime.state(device)
+            devices.append(DeviceInfo(device, self._runtime.backend(device).kind,
+                                      snap.resident_models))
+        return WorkerState(0, self.worker_id, tuple(devices), self.models)
+
+    def _on_message(self, session: _Session, msg: Message) -> None:
+        if isinstance(msg, Ping):
+            session.queue.put_nowait(pong_for(msg, session.conn.clock_sync))
+        elif isinstance(msg, GetWorkerState):
+            session.queue.put_nowait(self.state_message())
+        elif isinstance(msg, LoadWeightsMsg | InferMsg | EvictWeightsMsg):
+            self._submit(session, msg)
+        else:
+            log.warning("controller connection %s: ignoring unexpected %s", session.conn.name,
+                        type(msg).__name__)
+
+    def _submit(self, session: _Session, msg: LoadWeightsMsg | InferMsg | EvictWeightsMsg) -> None:
+        action = msg.action
+        self.received[(type(action).__name__, action.model)] += 1
+        sync = session.conn.clock_sync
+        if sync is None or not sync.ready:
+            now = self._clock()
+            result = ActionResult(action.action_id, action.device, action.model,
+                                  ActionStatus.INVALID_WINDOW, now, now, now,
+                                  detail=NOT_SYNCED_DETAIL)
+            session.queue.put_nowait(ActionResultMsg(0, result))
+            return
+        internal = self._next_action_id
+        self._next_action_id += 1
+        self._routes[internal] = (session, action.action_id)
+        if isinstance(action, EvictWeights):
+            self._runtime.submit(replace(action, action_id=internal))
+            return
+        offset = sync.offset_ns  # controller clock - ours
+        local = replace(action, action_id=internal, earliest_ns=action.earliest_ns - offset,
+                        latest_ns=action.latest_ns - offset)
+        inputs = msg.input_arrays() if isinstance(msg, InferMsg) and msg.inputs else None
+        self._runtime.submit(local, inputs)
+
+    # ----------------------------------------------------------------- results
+
+    def _on_result(self, result: ActionResult, outputs: Outputs | None) -> None:
+        """From the runtime's threads (or from ``submit``): hand over to the event loop."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(self._deliver, result, outputs)
+
+    def _deliver(self, result: ActionResult, outputs: Outputs | None) -> None:
+        route = self._routes.pop(result.action_id, None)
+        if route is None:
+            return
+        session, action_id = route
+        if session is not self._session:
+            log.debug("dropping result of action %d of a former controller", action_id)
+            return
+        sync = session.conn.clock_sync
+        offset = sync.offset_ns if sync is not None and sync.ready else 0
+        converted = replace(result, action_id=action_id,
+                            received_ns=result.received_ns + offset,
+                            began_ns=result.began_ns + offset,
+                            ended_ns=result.ended_ns + offset)
+        outs = tuple(InferOutputs.from_arrays(o) for o in outputs) if outputs else ()
+        session.queue.put_nowait(ActionResultMsg(0, converted, outs))

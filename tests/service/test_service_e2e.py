@@ -1,0 +1,288 @@
+"""Controller and emulated workers end to end, over real TCP on 127.0.0.1 (one process, asyncio)."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from clockwork.cli.worker_cmd import emulated_setup
+from clockwork.core.actions import ActionStatus, LoadWeights
+from clockwork.core.ids import DeviceId
+from clockwork.core.policies import make_policy
+from clockwork.core.requests import Response, ResponseStatus
+from clockwork.service import ControllerService, WorkerService
+from clockwork.transport import (
+    PROTOCOL_VERSION,
+    ActionResultMsg,
+    Hello,
+    LoadWeightsMsg,
+    Role,
+    connect,
+)
+
+PROFILE = "resnet50_v2-V100-32GB"
+MS = 1_000_000
+
+
+def run(coro: Coroutine[Any, Any, None], timeout_s: float = 30.0) -> None:
+    async def bounded() -> None:
+        async with asyncio.timeout(timeout_s):
+            await coro
+
+    asyncio.run(bounded())
+
+
+async def start_worker(wid: str, devices: int = 1, models: int = 3,
+                       clock_ns: Callable[[], int] = time.monotonic_ns) -> WorkerService:
+    devs, infos = emulated_setup(wid, devices, models, PROFILE)
+    svc = WorkerService(wid, devs, infos, clock_ns=clock_ns)
+    await svc.start("127.0.0.1", 0)
+    return svc
+
+
+def make_controller(*workers: WorkerService, policy: str = "clockwork") -> ControllerService:
+    return ControllerService(make_policy(policy), [("127.0.0.1", w.port) for w in workers],
+                             ping_interval_s=0.05, silence_pings=6,
+                             connect_backoff_s=(0.02, 0.2))
+
+
+async def load(ctrl: ControllerService, models: list[str], n: int, gap_s: float,
+               timeout_ns: int = 100 * MS,
+               during: Callable[[int], Coroutine[Any, Any, None]] | None = None,
+               ) -> list[tuple[int, Response]]:
+    """Submit ``n`` requests ``gap_s`` apart, round robin over ``models``; (deadline, response)
+    of each. ``during(i)`` is awaited before request ``i`` is submitted."""
+
+    async def one(model: str) -> tuple[int, Response]:
+        deadline = time.monotonic_ns() + timeout_ns
+        response, _ = await ctrl.submit(model, deadline_ns=deadline)
+        return deadline, response
+
+    tasks = []
+    for i in range(n):
+        if during is not None:
+            await during(i)
+        tasks.append(asyncio.create_task(one(models[i % len(models)])))
+        await asyncio.sleep(gap_s)
+    return list(await asyncio.gather(*tasks))
+
+
+def check_answers(ctrl: ControllerService, results: list[tuple[int, Response]]) -> None:
+    ids = [r.request_id for _, r in results]
+    assert len(ids) == len(set(ids))  # one response per request
+    assert ctrl.stats.answered == ctrl.stats.submitted == len(results)
+    assert ctrl.pending() == 0
+    for deadline, r in results:
+        if r.status is ResponseStatus.SUCCESS:
+            assert r.time_ns <= deadline
+
+
+def successes(results: list[tuple[int, Response]]) -> int:
+    return sum(r.status is ResponseStatus.SUCCESS for _, r in results)
+
+
+def test_end_to_end_every_request_answered_within_deadline() -> None:
+    async def main() -> None:
+        worker = await start_worker("w0", devices=2, models=3)
+        ctrl = make_controller(worker)
+        await ctrl.start()
+        try:
+            await ctrl.wait_workers(1)
+            assert sorted(ctrl.models) == [f"resnet50_v2-{i:04d}" for i in range(3)]
+            models = sorted(ctrl.models)
+            results = await load(ctrl, models, 90, 0.004)
+            check_answers(ctrl, results)
+            assert successes(results) >= 0.9 * len(results)
+            # outputs come back with a success
+            response, outputs = await ctrl.submit(models[0], timeout_ns=100 * MS)
+            assert response.status is ResponseStatus.SUCCESS
+            assert outputs is not None and outputs["output"].shape == (1000,)
+            # an unknown model is refused, not dropped
+            response, outputs = await ctrl.submit("nope", timeout_ns=100 * MS)
+            assert response.status is ResponseStatus.MODEL_NOT_FOUND and outputs is None
+        finally:
+            await ctrl.close()
+            await worker.close()
+
+    run(main())
+
+
+def test_worker_clock_skew_of_seconds() -> None:
+    def skewed() -> int:
+        return time.monotonic_ns() + 5_000_000_000
+
+    async def main() -> None:
+        worker = await start_worker("w0", models=2, clock_ns=skewed)
+        ctrl = make_controller(worker)
+        await ctrl.start()
+        try:
+            await ctrl.wait_workers(1)
+            results = await load(ctrl, sorted(ctrl.models), 60, 0.005)
+            check_answers(ctrl, results)
+            assert successes(results) >= 0.9 * len(results)
+            assert ctrl.stats.too_late_unsent == 0
+        finally:
+            await ctrl.close()
+            await worker.close()
+
+    run(main())
+
+
+def test_worker_killed_mid_run_every_request_answered_once() -> None:
+    async def main() -> None:
+        w0 = await start_worker("w0", models=2)
+        w1 = await start_worker("w1", models=2)
+        ctrl = make_controller(w0, w1)
+        await ctrl.start()
+        try:
+            await ctrl.wait_workers(2)
+
+            async def kill(i: int) -> None:
+                if i == 40:
+                    await w0.close()
+
+            results = await load(ctrl, sorted(ctrl.models), 120, 0.004, during=kill)
+            check_answers(ctrl, results)
+            assert ctrl.workers == ("w1",)
+            assert ctrl.stats.losses == 1
+            allowed = {ResponseStatus.SUCCESS, ResponseStatus.WORKER_LOST,
+                       ResponseStatus.OVERLOADED}
+            assert {r.status for _, r in results} <= allowed
+            # the survivor keeps serving
+            later = results[70:]
+            assert successes(later) >= 0.9 * len(later)
+        finally:
+            await ctrl.close()
+            await w0.close()
+            await w1.close()
+
+    run(main())
+
+
+def test_controller_restart_relearns_resident_models() -> None:
+    async def main() -> None:
+        worker = await start_worker("w0", models=2)
+        ctrl = make_controller(worker)
+        await ctrl.start()
+        try:
+            await ctrl.wait_workers(1)
+            models = sorted(ctrl.models)
+            results = await load(ctrl, models, 20, 0.005)
+            assert successes(results) >= 18
+        finally:
+            await ctrl.close()
+        loads_before = {m: worker.received[("LoadWeights", m)] for m in models}
+        assert all(n >= 1 for n in loads_before.values())
+        resident = worker.runtime.state(DeviceId("w0", 0)).resident_models
+        assert sorted(resident) == models
+
+        ctrl2 = make_controller(worker)
+        await ctrl2.start()
+        try:
+            await ctrl2.wait_workers(1)
+            results = await load(ctrl2, models, 20, 0.005)
+            check_answers(ctrl2, results)
+            assert successes(results) >= 18
+            assert {m: worker.received[("LoadWeights", m)] for m in models} == loads_before
+            assert ctrl2.stats.actions_sent["LoadWeights"] == 0
+            assert all(not r.cold_start for _, r in results)
+        finally:
+            await ctrl2.close()
+            await worker.close()
+
+    run(main())
+
+
+def test_garbage_frames_do_not_disturb_the_worker() -> None:
+    async def main() -> None:
+        worker = await start_worker("w0", models=1)
+        ctrl = make_controller(worker)
+        await ctrl.start()
+        try:
+            await ctrl.wait_workers(1)
+            garbage = [
+                b"\x00\x00\x00\x05hello",  # a frame that does not decode
+                struct.pack(">I", 0xFFFFFFF0) + b"xx",  # an oversized length prefix
+                b"\x00\x00",  # a truncated header
+                bytes(range(256)) * 4,
+            ]
+            for blob in garbage:
+                _, writer = await asyncio.open_connection("127.0.0.1", worker.port)
+                writer.write(blob)
+                await writer.drain()
+                writer.close()
+                await writer.wait_closed()
+            await asyncio.sleep(0.1)
+            model = sorted(ctrl.models)[0]
+            response, _ = await ctrl.submit(model, timeout_ns=200 * MS)
+            assert response.status is ResponseStatus.SUCCESS
+            assert ctrl.stats.losses == 0 and worker.controller_connected
+        finally:
+            await ctrl.close()
+            await worker.close()
+
+    run(main())
+
+
+def test_worker_refuses_actions_before_clock_sync() -> None:
+    async def main() -> None:
+        worker = await start_worker("w0", models=1)
+        try:
+            conn = await connect("127.0.0.1", worker.port)
+            await conn.send(Hello(0, PROTOCOL_VERSION, Role.CONTROLLER, "raw"))
+            hello = await conn.recv()
+            assert isinstance(hello, Hello) and hello.sender_id == "w0"
+            now = time.monotonic_ns()
+            action = LoadWeights(7, DeviceId("w0", 0), "resnet50_v2-0000", now, now + 10**9,
+                                 8 * MS)
+            await conn.send(LoadWeightsMsg(0, action))
+            reply = await conn.recv()
+            assert isinstance(reply, ActionResultMsg)
+            assert reply.result.action_id == 7
+            assert reply.result.status is ActionStatus.INVALID_WINDOW
+            conn.close()
+            await conn.wait_closed()
+        finally:
+            await worker.close()
+
+    run(main())
+
+
+def test_silent_worker_is_lost_then_rejoins() -> None:
+    async def main() -> None:
+        worker = await start_worker("w0", models=1)
+        silent = False
+        real = worker._on_message
+
+        def on_message(session: Any, msg: Any) -> None:
+            if not silent:
+                real(session, msg)
+
+        worker._on_message = on_message  # type: ignore[method-assign]
+        ctrl = make_controller(worker)
+        ctrl.handshake_timeout_s = 0.5
+        await ctrl.start()
+        try:
+            await ctrl.wait_workers(1)
+            model = sorted(ctrl.models)[0]
+            response, _ = await ctrl.submit(model, timeout_ns=200 * MS)
+            assert response.status is ResponseStatus.SUCCESS
+            silent = True
+            # a request sent into the silence is answered once the worker is declared lost
+            response, _ = await ctrl.submit(model, timeout_ns=2000 * MS)
+            assert response.status is ResponseStatus.WORKER_LOST
+            assert ctrl.stats.losses == 1 and ctrl.workers == ()
+            silent = False
+            await ctrl.wait_workers(1, timeout_s=5.0)
+            response, _ = await ctrl.submit(model, timeout_ns=200 * MS)
+            assert response.status is ResponseStatus.SUCCESS
+            assert not response.cold_start  # re-learnt as resident
+            assert ctrl.stats.answered == ctrl.stats.submitted == 3
+        finally:
+            await ctrl.close()
+            await worker.close()
+
+    run(main())
