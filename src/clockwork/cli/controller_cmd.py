@@ -68,15 +68,23 @@ def run(args: argparse.Namespace) -> int:
     async def demo() -> None:
         rng = random.Random(0)
         tasks: set[asyncio.Task[object]] = set()
-        while True:
-            await asyncio.sleep(rng.expovariate(args.demo_rps))
-            models = sorted(service.models)
-            if not models or not service.workers:
-                continue
-            t = asyncio.create_task(service.submit(
-                rng.choice(models), timeout_ns=round(args.demo_slo_ms * NS_PER_MS)))
-            tasks.add(t)
-            t.add_done_callback(tasks.discard)
+        try:
+            while True:
+                await asyncio.sleep(rng.expovariate(args.demo_rps))
+                models = sorted(service.models)
+                if not models or not service.workers:
+                    continue
+                t = asyncio.create_task(service.submit(
+                    rng.choice(models), timeout_ns=round(args.demo_slo_ms * NS_PER_MS)))
+                tasks.add(t)
+                t.add_done_callback(tasks.discard)
+        finally:
+            # stop generating, but let what was sent be answered before the controller closes
+            if tasks:
+                await asyncio.wait(tasks, timeout=2 * args.demo_slo_ms / 1000 + 1)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def status() -> None:
         last_t, last_ok = time.monotonic(), 0
