@@ -82,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
             # stop generating, but let what was sent be answered before the controller closes
             if tasks:
                 await asyncio.wait(tasks, timeout=2 * args.demo_slo_ms / 1000 + 1)
-            for t in tasks:
-                t.cancel()
+            for left in tasks:
+                left.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def status() -> None:
