@@ -149,7 +149,10 @@ class ControllerService:
                  connect_backoff_s: tuple[float, float] = (0.05, 2.0),
                  handshake_timeout_s: float = 5.0,
                  default_slo_ns: int = DEFAULT_SLO_NS,
-                 on_response: Callable[[Response], None] | None = None) -> None:
+                 on_response: Callable[[Response], None] | None = None,
+                 on_request: Callable[[InferRequest], None] | None = None,
+                 on_action_sent: Callable[[Action, int], None] | None = None,
+                 on_action_result: Callable[[ActionResult, int], None] | None = None) -> None:
         if ping_interval_s <= 0 or silence_pings < 1 or sync_pings < 1:
             raise ValueError("ping_interval_s > 0, silence_pings >= 1 and sync_pings >= 1 "
                              "required")
@@ -162,6 +165,13 @@ class ControllerService:
         self.handshake_timeout_s = handshake_timeout_s
         self.default_slo_ns = default_slo_ns
         self.on_response = on_response
+        # telemetry hooks (observers only; an exception they raise is logged and ignored):
+        # each request as accepted by ``submit``; each action as the scheduler emitted it, with
+        # the controller time; each result fed back to the scheduler (from a worker, converted to
+        # our clock, or synthetic: TOO_LATE unsent, INVALID_INPUT unsendable), with the time
+        self.on_request = on_request
+        self.on_action_sent = on_action_sent
+        self.on_action_result = on_action_result
         self.stats = ControllerStats()
         self._clock = clock_ns
         self._links = [_Link(h, p) for h, p in workers]
@@ -249,7 +259,10 @@ class ControllerService:
         if inputs is not None:
             self._inputs[rid] = InferInputs.from_arrays(inputs)
         self.stats.submitted += 1
-        self._run(RequestArrived(InferRequest(rid, model, now, deadline_ns, priority)))
+        request = InferRequest(rid, model, now, deadline_ns, priority)
+        if self.on_request is not None:
+            _notify(self.on_request, request)
+        self._run(RequestArrived(request))
         return await fut
 
     def pending(self) -> int:
@@ -270,6 +283,8 @@ class ControllerService:
                 now = self._clock()
                 events, self._deferred = self._deferred, []
                 for ev in events:
+                    if self.on_action_result is not None and type(ev) is ActionFinished:
+                        _notify(self.on_action_result, ev.result, now)
                     try:
                         self.scheduler.handle(ev, now)
                     except ClockworkError as e:
@@ -286,6 +301,8 @@ class ControllerService:
             self._in_scheduler = False
 
     def _dispatch(self, action: Action, now: int) -> None:
+        if self.on_action_sent is not None:
+            _notify(self.on_action_sent, action, now)
         worker = action.device.worker
         if not isinstance(action, EvictWeights) and action.latest_ns < now:
             self.stats.too_late_unsent += 1
@@ -510,3 +527,11 @@ class ControllerService:
 def _too_late(action: Action, now: int) -> ActionResult:
     return ActionResult(action.action_id, action.device, action.model, ActionStatus.TOO_LATE,
                         now, now, now, detail="window passed before the action was sent")
+
+
+def _notify(hook: Callable[..., None], *args: object) -> None:
+    """Call a telemetry hook; what it raises is logged, never propagated."""
+    try:
+        hook(*args)
+    except Exception:
+        log.exception("telemetry hook %r raised", hook)
