@@ -1,44 +1,47 @@
-"""``clockwork`` entry point: one subcommand per module, each exposing ``register(subparsers)``."""
+"""``clockwork`` entry point: one subcommand per module, each exposing ``register(subparsers)``.
+
+Only the module of the subcommand being run is imported (some pull in torch, which takes
+seconds); the others appear in ``--help`` by name and summary.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from clockwork.core.errors import ClockworkError
 
-# Each module registers its subcommand and sets ``func`` (argparse.Namespace -> exit code).
-_COMMAND_MODULES = (
-    "clockwork.cli.sim_cmd",
-    "clockwork.cli.models_cmd",
-    "clockwork.cli.profile_cmd",
-    "clockwork.cli.worker_cmd",
-    "clockwork.cli.controller_cmd",
-)
+# name -> (module that registers it and sets ``func``, one-line summary for --help)
+_COMMANDS = {
+    "sim": ("clockwork.cli.sim_cmd", "simulate a cluster in virtual time and report on it"),
+    "models": ("clockwork.cli.models_cmd", "create and inspect model repositories"),
+    "profile": ("clockwork.cli.profile_cmd",
+                "measure models with the torch backend and write their profiles"),
+    "worker": ("clockwork.cli.worker_cmd", "serve this machine's devices to a controller"),
+    "controller": ("clockwork.cli.controller_cmd", "schedule requests onto running workers"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    import importlib
-
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clockwork", description="A predictable multi-tenant DNN model server."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:
-                continue  # a subcommand not built yet
-            raise
-        module.register(sub)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module, summary) in _COMMANDS.items():
+        if name == chosen:
+            importlib.import_module(module).register(sub)
+        else:
+            sub.add_parser(name, help=summary)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(args_list)
+    args = parser.parse_args(args_list)
     try:
         code: int = args.func(args)
     except ClockworkError as e:
