@@ -102,7 +102,9 @@ class Simulation:
         self._sent: dict[int, tuple[Action, int]] = {}
         self._devices: dict[DeviceId, SimDevice] = {}
         self._next_request_id = 0
+        # earliest wake-up event in the queue, and the time the scheduler last asked for
         self._wake_ns = -1
+        self._want_ns: int | None = None
         self._responses = 0
         self._sched_s = 0.0
         self._samples: list[tuple[int, int, int]] = []
@@ -198,7 +200,13 @@ class Simulation:
             elif kind == _SCHED_WAKE:
                 if t == self._wake_ns:
                     self._wake_ns = -1
-                dirty = True
+                want = self._want_ns
+                if want is not None and t >= want:
+                    dirty = True
+                elif want is not None and (self._wake_ns < 0 or want < self._wake_ns):
+                    # a wake-up the scheduler no longer wants: wait for the one it does
+                    self._wake_ns = want
+                    q.push(want, _SCHED_WAKE, None)
             else:  # _SAMPLE
                 self._samples.append((t, len(self._live), _rss_bytes()))
                 if t < end_ns:
@@ -261,6 +269,7 @@ class Simulation:
         for response in out.responses:
             self._respond(response, now_ns)
         wake = out.wake_at_ns
+        self._want_ns = wake
         if wake is not None and (self._wake_ns < 0 or wake < self._wake_ns):
             self._wake_ns = wake
             q.push(max(wake, now_ns), _SCHED_WAKE, None)

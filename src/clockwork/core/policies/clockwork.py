@@ -544,10 +544,16 @@ class ClockworkPolicy(PolicyBase):
 
     def wake_at(self, now_ns: int) -> int | None:
         wake: int | None = None
-        if self._expiry:
-            wake = self._expiry[0][0] + 1
+        expiry = self._expiry
+        # entries of requests already served are dropped here, or each would cost a wake-up
+        while expiry and expiry[0][2].state != QUEUED:
+            heapq.heappop(expiry)
+        if expiry:
+            wake = expiry[0][0] + 1
         ahead = self.config.schedule_ahead_ns
         for view, heap in self._dev_heaps:
+            while heap and heap[0][3].state != QUEUED:
+                heapq.heappop(heap)
             if heap:
                 t = view.infer_free_at_ns - ahead
                 if wake is None or t < wake:
