@@ -21,6 +21,8 @@ _COMMANDS = {
                 "measure models with the torch backend and write their profiles"),
     "worker": ("clockwork.cli.worker_cmd", "serve this machine's devices to a controller"),
     "controller": ("clockwork.cli.controller_cmd", "schedule requests onto running workers"),
+    "bench-cluster": ("clockwork.cli.bench_cluster_cmd",
+                      "run a controller and emulated workers on this machine under a workload"),
 }
 
 

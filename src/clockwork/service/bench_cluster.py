@@ -1,0 +1,294 @@
+"""A real cluster on one machine, driven by a workload: emulated worker processes, an in-process
+controller and a load generator in the controller's event loop (``clockwork bench-cluster``).
+
+``WorkerProcesses`` starts ``clockwork worker --backend emulated`` subprocesses on free
+127.0.0.1 ports and always stops them (``stop``, also from ``__exit__``; on Linux each child is
+also told by the kernel to exit if this process dies, so none is orphaned).
+
+``run_bench`` connects a ``ControllerService`` to them, waits for every worker to join, then
+submits each arrival of the workload at its time (real time, from the moment the load starts),
+records every request and action with ``ControllerTelemetry``, drains (waits for the answers, at
+most ``drain_ns``), closes the controller and returns the logs and the costs. Only the open-loop
+part of a workload is driven (``arrivals()``; ``on_response`` is not called): Poisson and Azure
+replay are open loop.
+
+An arrival submitted more than ``LATE_SUBMIT_NS`` after its time counts in ``late_submits``: the
+generator (or the controller sharing its loop) could not keep up. The generator sleeps only when
+the next arrival is more than ``EARLY_NS`` away, so an arrival may go up to that much early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from clockwork.core.errors import ConfigurationError
+from clockwork.core.scheduler import Scheduler
+from clockwork.core.units import NS_PER_MS, NS_PER_S, NS_PER_US
+from clockwork.service.controller_service import ControllerService
+from clockwork.service.telemetry import ControllerTelemetry, StatusLine
+from clockwork.telemetry.records import ActionLog, RequestLog
+from clockwork.workload.base import Workload
+
+log = logging.getLogger("clockwork.service.bench_cluster")
+
+LATE_SUBMIT_NS = NS_PER_MS
+EARLY_NS = 250 * NS_PER_US
+DEFAULT_PROFILE = "resnet50_v2-V100-32GB"
+
+
+# --------------------------------------------------------------------------- worker processes
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` distinct ports free now (bound together, then released)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: ask for SIGTERM when the parent dies (PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+
+
+class WorkerProcesses:
+    """``workers`` emulated worker processes (``w0``, ``w1``, ...), each with
+    ``gpus_per_worker`` devices serving ``models`` copies of ``profile``."""
+
+    def __init__(self, workers: int, gpus_per_worker: int, models: int,
+                 profile: str = DEFAULT_PROFILE, host: str = "127.0.0.1",
+                 noise_sigma: float = 0.0, log_dir: Path | None = None,
+                 python: str = sys.executable) -> None:
+        if workers < 1 or gpus_per_worker < 1 or models < 1:
+            raise ConfigurationError("need at least one worker, one GPU per worker and one model")
+        self.workers = workers
+        self.gpus_per_worker = gpus_per_worker
+        self.models = models
+        self.profile = profile
+        self.host = host
+        self.noise_sigma = noise_sigma
+        self.log_dir = log_dir
+        self.python = python
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.addresses: list[tuple[str, int]] = []
+
+    def command(self, index: int, port: int) -> list[str]:
+        return [self.python, "-m", "clockwork.cli.main", "worker",
+                "--listen", f"{self.host}:{port}", "--id", f"w{index}",
+                "--backend", "emulated", "--devices", str(self.gpus_per_worker),
+                "--models", str(self.models), "--profile", self.profile,
+                "--noise-sigma", str(self.noise_sigma)]
+
+    def start(self) -> None:
+        if self.procs:
+            raise RuntimeError("worker processes already started")
+        ports = free_ports(self.workers, self.host)
+        try:
+            for i, port in enumerate(ports):
+                if self.log_dir is not None:
+                    self.log_dir.mkdir(parents=True, exist_ok=True)
+                    with (self.log_dir / f"worker-w{i}.log").open("wb") as out:
+                        proc = self._spawn(i, port, out.fileno())
+                else:
+                    proc = self._spawn(i, port, subprocess.DEVNULL)
+                self.procs.append(proc)
+                self.addresses.append((self.host, port))
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spawn(self, index: int, port: int, out: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            self.command(index, port), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+            start_new_session=True,  # Ctrl-C goes to us; we stop them in order
+            # started before the event loop runs, so no other thread can hold a lock at fork
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+        )
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def check_alive(self) -> None:
+        """``ConfigurationError`` if a worker has exited."""
+        for i, p in enumerate(self.procs):
+            code = p.poll()
+            if code is not None:
+                where = (f"; see {self.log_dir / f'worker-w{i}.log'}"
+                         if self.log_dir is not None else "")
+                raise ConfigurationError(f"worker w{i} exited with code {code}{where}")
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Terminate every worker and wait for it (kill those that do not exit in time)."""
+        for p in self.procs:
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.terminate()
+        deadline = time.monotonic() + timeout_s
+        for p in self.procs:
+            try:
+                p.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
+                p.wait()
+
+    def __enter__(self) -> WorkerProcesses:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True, slots=True)
+class BenchResult:
+    requests: RequestLog
+    actions: ActionLog
+    submitted: int
+    responses: int
+    unanswered: int
+    unfinished_actions: int
+    late_submits: int
+    max_submit_lateness_ns: int
+    mean_submit_lateness_ns: float
+    # controller clock, from the start of the load to the end of the drain
+    end_ns: int
+    wall_s: float
+    # CPU seconds of this process (controller + load generator) over the same interval
+    cpu_s: float
+    startup_s: float
+
+
+Status = Callable[[str], None]
+
+
+async def run_bench(policy: Scheduler, addresses: Sequence[tuple[str, int]], workload: Workload,
+                    duration_ns: int, *, drain_ns: int = 10 * NS_PER_S,
+                    startup_timeout_s: float = 60.0, status_every_s: float = 5.0,
+                    status: Status | None = None,
+                    check_alive: Callable[[], None] | None = None,
+                    clock_ns: Callable[[], int] = time.monotonic_ns) -> BenchResult:
+    """Drive ``workload`` through a controller connected to ``addresses``. See the module
+    docstring. ``status`` receives a status line every ``status_every_s``; ``check_alive`` is
+    called while waiting for the workers (to fail fast if one died)."""
+    telemetry = ControllerTelemetry()
+    service = ControllerService(policy, list(addresses), clock_ns)
+    telemetry.attach(service)
+    wall0 = time.perf_counter()
+    await service.start()
+    tasks: set[asyncio.Task[object]] = set()
+    status_task: asyncio.Task[None] | None = None
+    try:
+        deadline = time.monotonic() + startup_timeout_s
+        while len(service.workers) < len(addresses):
+            if check_alive is not None:
+                check_alive()
+            if time.monotonic() > deadline:
+                raise ConfigurationError(
+                    f"only {len(service.workers)} of {len(addresses)} workers joined within "
+                    f"{startup_timeout_s:.0f} s")
+            await asyncio.sleep(0.02)
+        startup_s = time.perf_counter() - wall0
+        loop = asyncio.get_running_loop()
+        late = 0
+        lateness_sum = 0
+        lateness_max = 0
+
+        def done(task: asyncio.Task[object]) -> None:
+            tasks.discard(task)
+            if not task.cancelled():
+                task.exception()  # retrieved: unanswered requests are logged by telemetry
+
+        if status is not None:
+            line = StatusLine(service, len(addresses))
+
+            async def status_loop() -> None:
+                while True:
+                    await asyncio.sleep(status_every_s)
+                    status(line.line(f"late submits {late}"))
+
+            status_task = asyncio.create_task(status_loop())
+
+        t0 = clock_ns()
+        telemetry.start(t0)
+        cpu0, wall_load0 = time.process_time(), time.perf_counter()
+        submit = service.submit
+        for arrival in workload.arrivals():
+            if arrival.time_ns >= duration_ns:
+                break
+            target = t0 + arrival.time_ns
+            now = clock_ns()
+            if target - now > EARLY_NS:
+                await asyncio.sleep((target - now) / NS_PER_S)
+                now = clock_ns()
+            lateness = now - target
+            if lateness > 0:
+                lateness_sum += lateness
+                lateness_max = max(lateness_max, lateness)
+                if lateness > LATE_SUBMIT_NS:
+                    late += 1
+            task: asyncio.Task[object] = loop.create_task(
+                submit(arrival.model, timeout_ns=arrival.slo_ns, priority=arrival.priority))
+            tasks.add(task)
+            task.add_done_callback(done)
+        # drain: the answers to what was submitted (the scheduler answers every request)
+        if tasks:
+            await asyncio.wait(set(tasks), timeout=drain_ns / NS_PER_S)
+        end = clock_ns()
+        cpu_s = time.process_time() - cpu0
+        wall_s = time.perf_counter() - wall_load0
+    finally:
+        if status_task is not None:
+            status_task.cancel()
+            await asyncio.gather(status_task, return_exceptions=True)
+        await service.close()
+        for t in list(tasks):
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    submitted = service.stats.submitted
+    responses = telemetry.responses
+    unanswered, unfinished = telemetry.finish(end)
+    return BenchResult(telemetry.request_log, telemetry.action_log, submitted, responses,
+                       unanswered, unfinished, late, lateness_max,
+                       lateness_sum / submitted if submitted else 0.0, end - t0, wall_s, cpu_s,
+                       startup_s)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (and is not a zombie of ours: those are reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+__all__ = ["BenchResult", "WorkerProcesses", "free_ports", "pid_alive", "run_bench"]
