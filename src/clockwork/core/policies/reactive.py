@@ -35,6 +35,8 @@ class ReactivePolicy(PolicyBase):
         self.config = config
         # models with queued requests, in the order their current oldest request arrived
         self._waiting: dict[str, deque[PendingRequest]] = {}
+        # waiting models on no device and loading onto none: the misses to load
+        self._unplaced: dict[str, None] = {}
 
     def accept(self, p: PendingRequest, now_ns: int) -> None:
         if not self.devices:
@@ -45,6 +47,8 @@ class ReactivePolicy(PolicyBase):
             self._waiting[p.request.model] = deque([p])
         else:
             q.append(p)
+        if p.cold:
+            self._unplaced[p.request.model] = None
 
     def requeue(self, p: PendingRequest, now_ns: int) -> None:
         q = self._waiting.get(p.request.model)
@@ -52,9 +56,16 @@ class ReactivePolicy(PolicyBase):
             self._waiting[p.request.model] = deque([p])
         else:
             q.appendleft(p)
+        if self.is_cold(p.request.model):
+            self._unplaced[p.request.model] = None
 
     def drop_queued(self, model: str) -> list[PendingRequest]:
+        self._unplaced.pop(model, None)
         return list(self._waiting.pop(model, ()))
+
+    def on_residency_gone(self, view: DeviceView, model: str) -> None:
+        if model in self._waiting and self.is_cold(model):
+            self._unplaced[model] = None
 
     def plan(self, now_ns: int) -> None:
         if not self._waiting or not self.devices:
@@ -63,12 +74,13 @@ class ReactivePolicy(PolicyBase):
         for view in self.devices.values():
             while view.infers_in_flight < limit and self._dispatch_one(view, now_ns):
                 pass
-        if self._waiting:
+        if self._unplaced:
             self._load_misses(now_ns)
 
     def _load_misses(self, now_ns: int) -> None:
-        for name in self._waiting:
-            if any(name in v.resident for v in self.devices.values()):
+        for name in list(self._unplaced):
+            if name not in self._waiting or not self.is_cold(name):
+                del self._unplaced[name]
                 continue
             for view in sorted(self.devices.values(), key=_load_order):
                 profile = self.models[name].profile_for(view.kind.name)
@@ -76,17 +88,27 @@ class ReactivePolicy(PolicyBase):
                     continue
                 pages = profile.pages_for(view.kind)
                 if self.make_room(view, pages, now_ns, self._waiting.__contains__):
-                    self.start_load(view, name, pages, max(now_ns, view.load_free_at_ns),
-                                    NEVER_NS, now_ns)
+                    if self.start_load(view, name, pages, max(now_ns, view.load_free_at_ns),
+                                       NEVER_NS, now_ns) is not None:
+                        del self._unplaced[name]
                     break
 
     def _dispatch_one(self, view: DeviceView, now_ns: int) -> bool:
+        # the model, among those ready here, whose oldest request has waited longest; scan
+        # whichever of the two sets is smaller (in overload thousands of models wait)
         chosen: str | None = None
-        for name in self._waiting:
-            res = view.resident.get(name)
-            if res is not None and res.ready:
-                chosen = name
-                break
+        oldest = 0
+        waiting = self._waiting
+        resident = view.resident
+        names = waiting if len(waiting) <= len(resident) else resident
+        for name in names:
+            res = resident.get(name)
+            q = waiting.get(name)
+            if res is None or q is None or not res.ready:
+                continue
+            arrived = q[0].request.arrival_ns
+            if chosen is None or arrived < oldest:
+                chosen, oldest = name, arrived
         if chosen is None:
             return False
         q = self._waiting[chosen]
