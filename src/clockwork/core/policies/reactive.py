@@ -78,20 +78,26 @@ class ReactivePolicy(PolicyBase):
             self._load_misses(now_ns)
 
     def _load_misses(self, now_ns: int) -> None:
+        """Load misses in the order they happened; the first that fits nowhere waits, and so
+        do the ones behind it (a FIFO load queue, as common servers have)."""
         for name in list(self._unplaced):
             if name not in self._waiting or not self.is_cold(name):
                 del self._unplaced[name]
                 continue
+            placed = False
             for view in sorted(self.devices.values(), key=_load_order):
                 profile = self.models[name].profile_for(view.kind.name)
                 if profile is None:
                     continue
                 pages = profile.pages_for(view.kind)
                 if self.make_room(view, pages, now_ns, self._waiting.__contains__):
-                    if self.start_load(view, name, pages, max(now_ns, view.load_free_at_ns),
-                                       NEVER_NS, now_ns) is not None:
-                        del self._unplaced[name]
+                    placed = self.start_load(view, name, pages,
+                                             max(now_ns, view.load_free_at_ns), NEVER_NS,
+                                             now_ns) is not None
                     break
+            if not placed:
+                return
+            del self._unplaced[name]
 
     def _dispatch_one(self, view: DeviceView, now_ns: int) -> bool:
         # the model, among those ready here, whose oldest request has waited longest; scan
