@@ -81,7 +81,12 @@ def _sigterm(signum: int, frame: FrameType | None) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from clockwork.cli.sim_cmd import _describe, _policy, _profile, _workload_factory
+    from clockwork.cli.sim_cmd import (
+        describe_workload,
+        policy_from_args,
+        profile_from_spec,
+        workload_factory,
+    )
     from clockwork.core.policies import ClockworkConfig
     from clockwork.service.bench_cluster import WorkerProcesses, run_bench
     from clockwork.telemetry.report import format_table, write_report
@@ -97,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
                                  "--drain-s >= 0")
     if args.rate is not None and args.rate <= 0:
         raise ConfigurationError(f"--rate must be > 0, got {args.rate}")
-    profile = _profile(args.profile)
+    profile = profile_from_spec(args.profile)
     kind = DEVICE_KINDS.get(profile.device_kind)
     if kind is None:
         raise ConfigurationError(f"profile {args.profile!r} is for device kind "
@@ -108,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
     capacity = gpus * profile.ideal_throughput_rps()
     if args.schedule_ahead_ms is None:
         args.schedule_ahead_ms = ClockworkConfig().schedule_ahead_ns / NS_PER_MS
-    workload = _workload_factory(args, names, capacity)()
-    policy = _policy(args.policy, args)
+    workload = workload_factory(args, names, capacity)()
+    policy = policy_from_args(args.policy, args)
     duration_ns = round(args.duration * NS_PER_S)
 
     def status(line: str) -> None:
@@ -137,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
     n = result.submitted
     info = RunInfo(
-        policy=policy.name, workload=_describe(workload, args), duration_ns=duration_ns,
+        policy=policy.name, workload=describe_workload(workload, args), duration_ns=duration_ns,
         devices=gpus, models=args.models, seed=args.seed, ideal_capacity_rps=capacity,
         sim_wall_s=result.wall_s, scheduler_cpu_s=result.cpu_s,
         extra={"mode": "bench-cluster", "workers": args.workers,

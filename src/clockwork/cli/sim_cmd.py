@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
-from clockwork.core.errors import ConfigurationError, InvalidInputError
+from clockwork.core.errors import ConfigurationError
 from clockwork.core.events import ModelInfo
 from clockwork.core.policies import (
     POLICIES,
@@ -100,14 +100,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def _profile(spec: str) -> ModelProfile:
+def profile_from_spec(spec: str) -> ModelProfile:
     path = Path(spec)
     if path.suffix == ".json" or path.exists():
         return load_profile(path)
     return shipped_profile(spec)
 
 
-def _policy(name: str, args: argparse.Namespace) -> PolicyBase:
+def policy_from_args(name: str, args: argparse.Namespace) -> PolicyBase:
     if name == "clockwork":
         return ClockworkPolicy(ClockworkConfig(
             schedule_ahead_ns=round(args.schedule_ahead_ms * NS_PER_MS)))
@@ -116,7 +116,7 @@ def _policy(name: str, args: argparse.Namespace) -> PolicyBase:
     raise ConfigurationError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
 
 
-def _workload_factory(args: argparse.Namespace, names: list[str],
+def workload_factory(args: argparse.Namespace, names: list[str],
                       capacity_rps: float) -> Callable[[], Workload]:
     duration_ns = round(args.duration * NS_PER_S)
     slo_ns = round(args.slo_ms * NS_PER_MS)
@@ -137,7 +137,7 @@ def _workload_factory(args: argparse.Namespace, names: list[str],
                             round(args.sweep_period_s * NS_PER_S), args.seed)
 
 
-def _describe(workload: Workload, args: argparse.Namespace) -> dict[str, object]:
+def describe_workload(workload: Workload, args: argparse.Namespace) -> dict[str, object]:
     d = dict(workload.describe())
     d.pop("models", None)  # thousands of names: the count is in the summary
     d.setdefault("name", args.workload)
@@ -154,8 +154,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--models must be > 0, got {args.models}")
     if args.duration <= 0 or args.slo_ms <= 0:
         raise ConfigurationError("--duration and --slo-ms must be > 0")
-    kinds = {name: kind for name, kind in DEVICE_KINDS.items()}
-    profile = _profile(args.profile)
+    kinds = DEVICE_KINDS
+    profile = profile_from_spec(args.profile)
     kind = kinds.get(profile.device_kind)
     if args.cache_pages is not None:
         if args.cache_pages <= 0:
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     names = [f"{profile.model}-{i:04d}" for i in range(args.models)]
     models = [ModelInfo(n, (profile,)) for n in names]
     capacity = args.gpus * profile.ideal_throughput_rps()
-    make_workload = _workload_factory(args, names, capacity)
+    make_workload = workload_factory(args, names, capacity)
     try:
         noise = NoiseConfig(args.noise, args.noise_sigma, args.straggler_prob,
                             args.straggler_factor)
@@ -183,14 +183,14 @@ def run(args: argparse.Namespace) -> int:
     summaries: dict[str, dict[str, object]] = {}
     for name in policies:
         workload = make_workload()
-        policy = _policy(name.strip(), args)
+        policy = policy_from_args(name.strip(), args)
         printer = None if args.quiet else ProgressPrinter(config.duration_ns + config.drain_ns)
         progress = None if printer is None else (lambda t, n, pr=printer: pr.update(t, n))
         sim = Simulation(config, models, workload, policy, progress)
         result = sim.run()
         if printer is not None:
             printer.close(result.end_ns, result.responses)
-        info = RunInfo(policy=policy.name, workload=_describe(workload, args),
+        info = RunInfo(policy=policy.name, workload=describe_workload(workload, args),
                        duration_ns=config.duration_ns, devices=args.gpus, models=args.models,
                        seed=args.seed, ideal_capacity_rps=capacity, sim_wall_s=result.wall_s,
                        scheduler_cpu_s=result.scheduler_cpu_s,
@@ -226,5 +226,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"report written to {args.out}", file=sys.stderr)
     return 0
 
-
-__all__ = ["InvalidInputError", "register", "run"]
