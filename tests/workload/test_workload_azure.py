@@ -16,7 +16,9 @@ from clockwork.core.errors import InvalidInputError
 from clockwork.core.units import NS_PER_MS, NS_PER_S
 from clockwork.workload import DEFAULT_AZURE_TRACE, Arrival, AzureReplay, AzureTrace
 
-REAL_TRACE = Path("/work/shared/data/traces/azure_functions_2019_sample500/invocations.csv")
+# the shared data folder sits beside the repository (here and on CI)
+REAL_TRACE = (Path(__file__).resolve().parents[2].parent / "shared" / "data" / "traces"
+              / "azure_functions_2019_sample500" / "invocations.csv")
 SLO = 100 * NS_PER_MS
 MINUTE = 60 * NS_PER_S
 HEADER = "HashOwner,HashApp,HashFunction,Trigger"
