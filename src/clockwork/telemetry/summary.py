@@ -35,7 +35,8 @@ Actions:
     ``prediction_error``: {"Infer": E, "LoadWeights": E} where E is the distribution of
         ``actual_ns - expected_ns`` of SUCCESS actions in ms: {"count", "p1", "p50", "p99",
         "p99.9", "max", "mean", "frac_over"} (``frac_over``: fraction with actual > expected).
-    ``device_utilisation``: sum of SUCCESS Infer ``actual_ns`` / (devices * duration_ns).
+    ``device_utilisation``: sum of SUCCESS Infer ``actual_ns`` / (devices * the longer of
+    duration_ns and the end of the last successful Infer).
 
 Cost of the simulation and of the controller:
     ``sim_wall_s``: wall-clock seconds the run took.
@@ -345,6 +346,9 @@ def summarize(requests: RequestTable, actions: ActionTable, info: RunInfo) -> di
         return d
 
     infer_busy_ns = int(actions.actual_ns[infer_ok].sum())
+    # work that runs on after the last arrival (the drain) counts against the time it took
+    busy_span_ns = max(info.duration_ns,
+                       int(actions.ended_ns[infer_ok].max()) if infer_ok.any() else 0)
     ideal = float(info.ideal_capacity_rps)
     goodput = _ratio(succeeded, duration_s)
     cpu = info.scheduler_cpu_s
@@ -376,7 +380,7 @@ def summarize(requests: RequestTable, actions: ActionTable, info: RunInfo) -> di
         "actions_by_status": actions_by_status,
         "batch_sizes": batch_sizes,
         "prediction_error": {INFER: error_of(infer_ok), LOAD: error_of(load_ok)},
-        "device_utilisation": _ratio(infer_busy_ns, info.devices * info.duration_ns),
+        "device_utilisation": _ratio(infer_busy_ns, info.devices * busy_span_ns),
         "sim_wall_s": info.sim_wall_s,
         "sim_requests_per_wall_s": _ratio(n, info.sim_wall_s),
         "scheduler_cpu_s": cpu,
