@@ -14,6 +14,7 @@ import logging
 import random
 import sys
 import time
+from pathlib import Path
 
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES, make_policy
@@ -41,6 +42,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="deadline of the generated requests")
     p.add_argument("--duration", type=float, default=None, metavar="S",
                    help="stop after S seconds (default: run until interrupted)")
+    p.add_argument("--log-dir", type=Path, default=None, metavar="DIR",
+                   help="write the request and action logs here as rotating Parquet files")
+    p.add_argument("--log-every", type=float, default=10.0, metavar="S",
+                   help="seconds between log files")
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=run)
@@ -99,9 +104,26 @@ def run(args: argparse.Namespace) -> int:
                   f"pending {service.pending()}  goodput {goodput:.1f}/s  "
                   f"attainment {100 * s.attainment:.1f}%", flush=True)
 
+    files = None
+    if args.log_dir is not None:
+        if args.log_every <= 0:
+            raise ConfigurationError("--log-every must be > 0")
+        from clockwork.service.log_files import LogFiles
+        from clockwork.service.telemetry import ControllerTelemetry
+
+        telemetry = ControllerTelemetry()
+        telemetry.attach(service)
+        telemetry.start(time.monotonic_ns())
+        files = LogFiles(telemetry, args.log_dir)
+
+    async def rotate() -> None:
+        while files is not None:
+            await asyncio.sleep(args.log_every)
+            files.rotate()
+
     async def main() -> None:
         await service.start()
-        tasks = [asyncio.create_task(status())]
+        tasks = [asyncio.create_task(status()), asyncio.create_task(rotate())]
         if args.demo_rps > 0:
             tasks.append(asyncio.create_task(demo()))
         try:
@@ -114,6 +136,10 @@ def run(args: argparse.Namespace) -> int:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await service.close()
+            if files is not None:
+                files.telemetry.finish(time.monotonic_ns())
+                files.close()
+                print(f"logs written to {args.log_dir}", file=sys.stderr)
             s = service.stats
             print("final: " + ", ".join(f"{k.value} {v}" for k, v in sorted(
                 s.responses.items(), key=lambda kv: kv[0].value)), file=sys.stderr)
