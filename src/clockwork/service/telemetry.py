@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from clockwork.core.actions import Action, ActionResult, EvictWeights, Infer
+from clockwork.core.actions import Action, ActionResult
 from clockwork.core.requests import InferRequest, Response
 from clockwork.sim.runner import UNANSWERED
 from clockwork.telemetry.records import ActionLog, RequestLog
@@ -101,8 +101,10 @@ class ControllerTelemetry:
         if self.record_logs:
             action, sent_ns = sent
             t0 = self.start_ns
-            self._append_action(action, sent_ns, result.began_ns - t0, result.ended_ns - t0,
-                                result.exec_ns if result.ok else 0, result.status.value)
+            self.action_log.append_action(action, sent_ns, result.began_ns - t0,
+                                         result.ended_ns - t0,
+                                         result.exec_ns if result.ok else 0,
+                                         result.status.value, t0)
 
     # ----------------------------------------------------------------- the end
 
@@ -117,26 +119,11 @@ class ControllerTelemetry:
                                         r.deadline_ns - t0, now_ns - t0, UNANSWERED, 0, -1,
                                         False)
             for action, sent_ns in self._sent.values():
-                self._append_action(action, sent_ns, -1, -1, 0, UNANSWERED)
+                self.action_log.append_action(action, sent_ns, -1, -1, 0, UNANSWERED,
+                                             self.start_ns)
         self._live.clear()
         self._sent.clear()
         return requests, actions
-
-    def _append_action(self, action: Action, sent_ns: int, began_ns: int, ended_ns: int,
-                       actual_ns: int, status: str) -> None:
-        kind = type(action).__name__
-        sent = sent_ns - self.start_ns
-        if type(action) is EvictWeights:
-            self.action_log.append(action.action_id, kind, str(action.device), action.model, 0, 0,
-                                   sent, sent, sent, 0, began_ns, ended_ns, 0, status)
-            return
-        assert not isinstance(action, EvictWeights)
-        batch = action.batch_size if type(action) is Infer else 0
-        nreq = len(action.request_ids) if type(action) is Infer else 0
-        t0 = self.start_ns
-        self.action_log.append(action.action_id, kind, str(action.device), action.model, batch,
-                               nreq, sent, action.earliest_ns - t0, action.latest_ns - t0,
-                               action.expected_duration_ns, began_ns, ended_ns, actual_ns, status)
 
 
 class StatusLine:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from clockwork.core.actions import Action, ActionResult, EvictWeights, Infer
+from clockwork.core.actions import Action, ActionResult, Infer
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.events import (
     ActionFinished,
@@ -296,26 +296,12 @@ class Simulation:
         if sent is None or not self.config.record_logs:
             return
         action, sent_ns = sent
-        self._append_action(action, sent_ns, result.began_ns, result.ended_ns,
+        self.action_log.append_action(action, sent_ns, result.began_ns, result.ended_ns,
                             result.exec_ns if result.ok else 0, result.status.value)
 
     def _log_unfinished(self, action: Action, sent_ns: int) -> None:
         if self.config.record_logs:
-            self._append_action(action, sent_ns, -1, -1, 0, UNANSWERED)
-
-    def _append_action(self, action: Action, sent_ns: int, began_ns: int, ended_ns: int,
-                       actual_ns: int, status: str) -> None:
-        kind = type(action).__name__
-        if type(action) is EvictWeights:
-            self.action_log.append(action.action_id, kind, str(action.device), action.model, 0, 0,
-                                   sent_ns, sent_ns, sent_ns, 0, began_ns, ended_ns, 0, status)
-            return
-        assert not isinstance(action, EvictWeights)
-        batch = action.batch_size if type(action) is Infer else 0
-        nreq = len(action.request_ids) if type(action) is Infer else 0
-        self.action_log.append(action.action_id, kind, str(action.device), action.model, batch,
-                               nreq, sent_ns, action.earliest_ns, action.latest_ns,
-                               action.expected_duration_ns, began_ns, ended_ns, actual_ns, status)
+            self.action_log.append_action(action, sent_ns, -1, -1, 0, UNANSWERED)
 
 
 def _rss_bytes() -> int:

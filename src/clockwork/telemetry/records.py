@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from clockwork.core.actions import Action, EvictWeights, Infer
+
 
 class _Codes:
     """Interns strings to small integer codes."""
@@ -177,6 +179,23 @@ class ActionLog:
         c[11].append(ended_ns)
         c[12].append(actual_ns)
         c[13].append(self.statuses.code(status))
+
+    def append_action(self, action: Action, sent_ns: int, began_ns: int, ended_ns: int,
+                      actual_ns: int, status: str, origin_ns: int = 0) -> None:
+        """One row for ``action``; ``sent_ns`` and its window are shifted by ``origin_ns`` (the
+        run's start on the controller's clock); ``began_ns``/``ended_ns`` are taken as given."""
+        kind = type(action).__name__
+        sent = sent_ns - origin_ns
+        if type(action) is EvictWeights:
+            self.append(action.action_id, kind, str(action.device), action.model, 0, 0,
+                        sent, sent, sent, 0, began_ns, ended_ns, 0, status)
+            return
+        assert not isinstance(action, EvictWeights)
+        batch = action.batch_size if isinstance(action, Infer) else 0
+        nreq = len(action.request_ids) if isinstance(action, Infer) else 0
+        self.append(action.action_id, kind, str(action.device), action.model, batch, nreq, sent,
+                    action.earliest_ns - origin_ns, action.latest_ns - origin_ns,
+                    action.expected_duration_ns, began_ns, ended_ns, actual_ns, status)
 
     def __len__(self) -> int:
         return len(self._cols[0])
