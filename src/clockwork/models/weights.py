@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import safetensors
@@ -37,21 +38,27 @@ def tensors_layout(tensors: Mapping[str, torch.Tensor]) -> Layout:
     return {name: (tuple(t.shape), SAFETENSORS_DTYPES[t.dtype]) for name, t in tensors.items()}
 
 
-def read_layout(path: Path, model: str | None = None) -> Layout:
-    """The layout in a safetensors file's header; ModelRepositoryError if it is not one."""
+@contextmanager
+def _reading(path: Path, model: str | None) -> Iterator[None]:
+    """Turn the ways reading a weights file fails into ModelRepositoryError naming it."""
     try:
-        with safetensors.safe_open(str(path), framework="pt") as f:
-            layout: Layout = {}
-            for name in f.keys():  # noqa: SIM118 (a safe_open handle is not a mapping)
-                tensor_slice = f.get_slice(name)
-                layout[name] = (tuple(tensor_slice.get_shape()), str(tensor_slice.get_dtype()))
-            return layout
+        yield
     except FileNotFoundError:
         raise ModelRepositoryError(path, "weights file does not exist", model) from None
     except OSError as e:
         raise ModelRepositoryError(path, f"cannot read weights file: {e}", model) from e
     except safetensors.SafetensorError as e:
         raise ModelRepositoryError(path, f"not a valid safetensors file: {e}", model) from e
+
+
+def read_layout(path: Path, model: str | None = None) -> Layout:
+    """The layout in a safetensors file's header; ModelRepositoryError if it is not one."""
+    with _reading(path, model), safetensors.safe_open(str(path), framework="pt") as f:
+        layout: Layout = {}
+        for name in f.keys():  # noqa: SIM118 (a safe_open handle is not a mapping)
+            tensor_slice = f.get_slice(name)
+            layout[name] = (tuple(tensor_slice.get_shape()), str(tensor_slice.get_dtype()))
+        return layout
 
 
 def check_layout(path: Path, actual: Layout, expected: Layout, model: str | None = None) -> None:
@@ -79,14 +86,8 @@ def check_layout(path: Path, actual: Layout, expected: Layout, model: str | None
 
 def load_tensors(path: Path, model: str | None = None) -> dict[str, torch.Tensor]:
     """All tensors of a safetensors file, memory-mapped (copy-on-write), on the CPU."""
-    try:
+    with _reading(path, model):
         tensors: dict[str, torch.Tensor] = safetensors.torch.load_file(str(path))
-    except FileNotFoundError:
-        raise ModelRepositoryError(path, "weights file does not exist", model) from None
-    except OSError as e:
-        raise ModelRepositoryError(path, f"cannot read weights file: {e}", model) from e
-    except safetensors.SafetensorError as e:
-        raise ModelRepositoryError(path, f"not a valid safetensors file: {e}", model) from e
     return tensors
 
 
