@@ -18,6 +18,7 @@ from clockwork.core.errors import ClockworkError
 from clockwork.core.events import DeviceInfo, ModelInfo
 from clockwork.core.ids import DeviceId
 from clockwork.core.profile import DeviceKind, Measurement, ModelProfile
+from clockwork.core.signature import OIP_DATATYPES, ModelSignature, TensorSignature
 from clockwork.transport import (
     TAGS,
     ActionResultMsg,
@@ -90,8 +91,14 @@ def profiles(draw: st.DrawFn) -> ModelProfile:
                                    max_size=2)))
 
 
+tensor_sigs = st.lists(
+    st.builds(TensorSignature, NAMES, st.sampled_from(OIP_DATATYPES),
+              st.lists(st.integers(-1, 4096).filter(lambda d: d >= -1), max_size=4).map(tuple)),
+    min_size=1, max_size=3, unique_by=lambda t: t.name).map(tuple)
+signatures = st.builds(ModelSignature, tensor_sigs, tensor_sigs, st.integers(1, 64),
+                       st.lists(st.integers(1, 9), min_size=1, max_size=3).map(tuple), TEXT)
 model_infos = st.builds(ModelInfo, TEXT, st.lists(profiles(), max_size=2).map(tuple),
-                        st.one_of(st.none(), NS))
+                        st.one_of(st.none(), NS), st.one_of(st.none(), signatures))
 opt_i64 = st.one_of(st.none(), I64)
 
 messages: st.SearchStrategy[Message] = st.one_of(
@@ -237,9 +244,13 @@ def test_the_raw_samples_are_valid() -> None:
     (pack(with_inputs(["<f4", [1], "abcd"])), "expected bytes, got str"),
     (pack([*INFER_RAW[:10], [{1: ["<f4", [1], b"\0" * 4]}]]), "undecodable"),  # non-str key
     (pack([3, 0, "w", [[D_RAW, ["k", 0, 5], []]], []]), "kind: device kind"),
-    (pack([3, 0, "w", [], [["m", [{"format": "nope"}], None]]]), "profiles\\[0\\]"),
-    (pack([3, 0, "w", [], [["m", [{"format": "clockwork-profile/1"}], None]]]),
+    (pack([3, 0, "w", [], [["m", [{"format": "nope"}], None, None]]]), "profiles\\[0\\]"),
+    (pack([3, 0, "w", [], [["m", [{"format": "clockwork-profile/1"}], None, None]]]),
      "profiles\\[0\\]"),
+    (pack([3, 0, "w", [], [["m", [], None, [[["x", "FP99", [1]]], [["y", "FP32", [1]]], 1,
+                                            [1], "p"]]]]), "unknown datatype 'FP99'"),
+    (pack([3, 0, "w", [], [["m", [], None, [[], [["y", "FP32", [1]]], 1, [1], "p"]]]]),
+     "signature"),
 ])
 def test_malformed_input_names_the_problem(data: bytes, match: str) -> None:
     with pytest.raises(ProtocolError, match=match):

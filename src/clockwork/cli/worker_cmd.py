@@ -14,15 +14,28 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.events import ModelInfo
 from clockwork.core.ids import DeviceId
-from clockwork.core.profile import DEVICE_KINDS, DeviceKind, load_profile, shipped_profile
+from clockwork.core.profile import (
+    DEVICE_KINDS,
+    DeviceKind,
+    ModelProfile,
+    load_profile,
+    shipped_profile,
+)
+from clockwork.core.signature import ModelSignature, TensorSignature
 from clockwork.core.units import NS_PER_MS
 from clockwork.transport import loop_factory
 from clockwork.worker.backends.base import Backend
+
+if TYPE_CHECKING:
+    from clockwork.models.config import ModelConfig
+    from clockwork.models.tensors import TensorSpec
 
 DEFAULT_PROFILE = "resnet50_v2-V100-32GB"
 
@@ -86,7 +99,26 @@ def emulated_setup(worker_id: str, devices: int, models: int, profile_spec: str,
         (DeviceId(worker_id, i), EmulatedBackend(kind, profiles, seed=seed + i,
                                                  noise_sigma=noise_sigma))
         for i in range(devices)]
-    return backends, [ModelInfo(n, (profile,)) for n in names]
+    signature = emulated_signature(profile)
+    return backends, [ModelInfo(n, (profile,), signature=signature) for n in names]
+
+
+def emulated_signature(profile: ModelProfile) -> ModelSignature:
+    """What an emulated model takes and returns: one FP32 vector of the profile's input bytes in,
+    one of its output bytes out (the emulated backend ignores the values)."""
+    return ModelSignature(
+        inputs=(TensorSignature("input", "FP32", (max(1, profile.input_bytes // 4),)),),
+        outputs=(TensorSignature("output", "FP32", (max(1, profile.output_bytes // 4),)),),
+        max_batch_size=max(profile.exec_ns), platform="emulated")
+
+
+def repository_signature(config: ModelConfig) -> ModelSignature:
+    """What a repository model takes and returns, from its ``config.json``."""
+    def sigs(specs: Sequence[TensorSpec]) -> tuple[TensorSignature, ...]:
+        return tuple(TensorSignature(t.name, t.dtype, tuple(t.shape)) for t in specs)
+
+    return ModelSignature(sigs(config.inputs), sigs(config.outputs), config.max_batch_size,
+                          tuple(config.versions), platform="pytorch")
 
 
 def torch_setup(worker_id: str, repository: Path, device: str,
@@ -108,7 +140,7 @@ def torch_setup(worker_id: str, repository: Path, device: str,
             continue
         slo = (round(config.default_slo_ms * NS_PER_MS)
                if config.default_slo_ms is not None else None)
-        infos.append(ModelInfo(name, (load_profile(path),), slo))
+        infos.append(ModelInfo(name, (load_profile(path),), slo, repository_signature(config)))
     if not infos:
         raise ConfigurationError(f"no model of {repository} has a profile for {kind_name!r}")
     backend = TorchBackend(repo, device, threads=threads, models=[m.name for m in infos])

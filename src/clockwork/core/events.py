@@ -8,15 +8,18 @@ from clockwork.core.actions import ActionResult
 from clockwork.core.ids import DeviceId
 from clockwork.core.profile import DeviceKind, ModelProfile
 from clockwork.core.requests import InferRequest
+from clockwork.core.signature import ModelSignature
 
 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
-    """A servable model: its name, its profile per device kind, and its default SLO."""
+    """A servable model: its name, its profile per device kind, its default SLO, and what it
+    takes and returns (None where the worker does not say, as in bare simulations)."""
 
     name: str
     profiles: tuple[ModelProfile, ...]
     default_slo_ns: int | None = None
+    signature: ModelSignature | None = None
 
     def profile_for(self, kind: str) -> ModelProfile | None:
         for p in self.profiles:

@@ -25,6 +25,7 @@ from clockwork.core.errors import ClockworkError
 from clockwork.core.events import DeviceInfo, ModelInfo
 from clockwork.core.ids import DeviceId
 from clockwork.core.profile import DeviceKind, ModelProfile
+from clockwork.core.signature import ModelSignature, TensorSignature
 from clockwork.transport.errors import ProtocolError
 from clockwork.transport.messages import (
     TENSOR_DTYPE_KINDS,
@@ -104,8 +105,8 @@ def _fields(msg: Message) -> list[Any]:
         return [msg.worker,
                 [[_dev(d.device), [d.kind.name, d.kind.page_size_bytes, d.kind.cache_pages],
                   list(d.resident_models)] for d in msg.devices],
-                [[m.name, [p.to_json() for p in m.profiles], m.default_slo_ns]
-                 for m in msg.models]]
+                [[m.name, [p.to_json() for p in m.profiles], m.default_slo_ns,
+                  _enc_signature(m.signature)] for m in msg.models]]
     raise ProtocolError(f"cannot encode {type(msg).__name__}: not a protocol message")
 
 
@@ -225,8 +226,46 @@ def _dec_device_info(v: Any, what: str) -> DeviceInfo:
                             for m in _list(resident, f"{what}.resident_models")))
 
 
+def _enc_tensor_sigs(ts: tuple[TensorSignature, ...]) -> list[Any]:
+    return [[t.name, t.datatype, list(t.shape)] for t in ts]
+
+
+def _enc_signature(sig: ModelSignature | None) -> list[Any] | None:
+    if sig is None:
+        return None
+    return [_enc_tensor_sigs(sig.inputs), _enc_tensor_sigs(sig.outputs), sig.max_batch_size,
+            list(sig.versions), sig.platform]
+
+
+def _dec_tensor_sigs(v: Any, what: str) -> tuple[TensorSignature, ...]:
+    out = []
+    for i, t in enumerate(_list(v, what)):
+        name, datatype, shape = _list(t, f"{what}[{i}]", 3)
+        out.append(TensorSignature(
+            _str(name, f"{what}[{i}].name"), _str(datatype, f"{what}[{i}].datatype"),
+            tuple(_int(d, f"{what}[{i}].shape") for d in _list(shape, f"{what}[{i}].shape"))))
+    return tuple(out)
+
+
+def _dec_signature(v: Any, what: str) -> ModelSignature | None:
+    if v is None:
+        return None
+    inputs, outputs, max_batch, versions, platform = _list(v, what, 5)
+    try:
+        return ModelSignature(
+            _dec_tensor_sigs(inputs, f"{what}.inputs"),
+            _dec_tensor_sigs(outputs, f"{what}.outputs"),
+            _int(max_batch, f"{what}.max_batch_size"),
+            tuple(_int(x, f"{what}.versions") for x in _list(versions, f"{what}.versions")),
+            _str(platform, f"{what}.platform"))
+    except ProtocolError:
+        raise
+    except ClockworkError as e:
+        raise ProtocolError(f"{what}: {e}") from e
+
+
 def _dec_model_info(v: Any, what: str) -> ModelInfo:
-    name, profiles, slo = _list(v, what, 3)
+    name, profiles, slo, signature = _list(v, what, 4)
     profs = []
     for i, p in enumerate(_list(profiles, f"{what}.profiles")):
         try:
@@ -237,7 +276,8 @@ def _dec_model_info(v: Any, what: str) -> ModelInfo:
         except (ClockworkError, OverflowError) as e:
             raise ProtocolError(f"{what}.profiles[{i}]: {e}") from e
     return ModelInfo(_str(name, f"{what}.name"), tuple(profs),
-                     _opt_int(slo, f"{what}.default_slo_ns"))
+                     _opt_int(slo, f"{what}.default_slo_ns"),
+                     _dec_signature(signature, f"{what}.signature"))
 
 
 def _dec_worker_state(f: list[Any]) -> WorkerState:

@@ -28,7 +28,7 @@ from clockwork.core.actions import Action, ActionResult, EvictWeights, Infer, Lo
 from clockwork.core.events import DeviceInfo, ModelInfo
 
 #: bumped on every incompatible change of messages or their encoding
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 #: numpy dtype kinds a tensor may have: bool, signed/unsigned int, float, complex, bytes, str.
 #: (No objects, no structured/void types, no datetimes: plain numbers and strings only.)

@@ -1,0 +1,188 @@
+"""Open Inference Protocol tensors <-> numpy, shared by the HTTP and gRPC layers.
+
+Raw bytes (Triton's binary extension on HTTP, ``raw_input_contents`` on gRPC) are little-endian,
+row-major; ``BYTES`` elements are each a 4-byte little-endian length and that many bytes. Every
+error names the tensor and what is wrong with it and is a ``FrontendError(INVALID_ARGUMENT)``.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from clockwork.frontend.api import ErrorKind, FrontendError
+
+NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+    "BYTES": np.dtype(object),
+}
+
+_MAX_DIMS = 16
+
+
+def bad(tensor: str, problem: str) -> FrontendError:
+    return FrontendError(ErrorKind.INVALID_ARGUMENT, f"tensor {tensor!r}: {problem}", "BAD_TENSOR")
+
+
+def numpy_dtype(datatype: str, tensor: str) -> np.dtype[Any]:
+    dt = NUMPY_DTYPES.get(datatype)
+    if dt is None:
+        if datatype == "BF16":
+            raise bad(tensor, "datatype BF16 is not supported by this server")
+        raise bad(tensor, f"unknown datatype {datatype!r}; expected one of "
+                          f"{', '.join(NUMPY_DTYPES)}")
+    return dt
+
+
+def datatype_of(array: npt.NDArray[np.generic]) -> str:
+    """The OIP datatype name of a numpy array."""
+    if array.dtype == np.dtype(object):
+        return "BYTES"
+    for name, dt in NUMPY_DTYPES.items():
+        if dt == array.dtype.newbyteorder("<") or dt == array.dtype:
+            return name
+    raise FrontendError(ErrorKind.INTERNAL, f"numpy dtype {array.dtype} has no OIP datatype")
+
+
+def check_shape(shape: Sequence[object], tensor: str) -> tuple[int, ...]:
+    if not isinstance(shape, list | tuple) or len(shape) > _MAX_DIMS:
+        raise bad(tensor, f"shape must be a list of at most {_MAX_DIMS} integers, got {shape!r}")
+    if not all(type(d) is int and d >= 0 for d in shape):
+        raise bad(tensor, f"shape {list(shape)} must hold integers >= 0")
+    return tuple(int(d) for d in shape)
+
+
+def element_count(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)
+
+
+def from_raw(datatype: str, shape: Sequence[object], raw: bytes | memoryview,
+             tensor: str) -> npt.NDArray[np.generic]:
+    """A tensor from its raw bytes; the byte count must match the shape exactly."""
+    dims = check_shape(shape, tensor)
+    dt = numpy_dtype(datatype, tensor)
+    n = element_count(dims)
+    if datatype == "BYTES":
+        return _bytes_from_raw(memoryview(raw), dims, n, tensor)
+    want = n * dt.itemsize
+    if len(raw) != want:
+        raise bad(tensor, f"{len(raw)} bytes of data, but shape {list(dims)} of {datatype} "
+                          f"needs {want}")
+    return np.frombuffer(raw, dtype=dt).reshape(dims)
+
+
+def _bytes_from_raw(raw: memoryview, dims: tuple[int, ...], n: int,
+                    tensor: str) -> npt.NDArray[np.generic]:
+    items: list[bytes] = []
+    pos = 0
+    while pos < len(raw):
+        if pos + 4 > len(raw):
+            raise bad(tensor, "BYTES data ends inside an element's length prefix")
+        (size,) = struct.unpack_from("<I", raw, pos)
+        pos += 4
+        if pos + size > len(raw):
+            raise bad(tensor, f"BYTES element {len(items)} claims {size} bytes past the end")
+        items.append(bytes(raw[pos:pos + size]))
+        pos += size
+    if len(items) != n:
+        raise bad(tensor, f"{len(items)} BYTES elements, but shape {list(dims)} needs {n}")
+    out = np.empty(n, dtype=object)
+    out[:] = items
+    return out.reshape(dims)
+
+
+def to_raw(array: npt.NDArray[np.generic]) -> bytes:
+    """The raw bytes of a tensor (little-endian, row-major; BYTES length-prefixed)."""
+    if array.dtype == np.dtype(object):
+        parts = []
+        for item in array.reshape(-1):
+            b = item if isinstance(item, bytes) else str(item).encode()
+            parts.append(struct.pack("<I", len(b)))
+            parts.append(b)
+        return b"".join(parts)
+    dt = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
+    return np.ascontiguousarray(array, dtype=dt).tobytes()
+
+
+def from_json(datatype: str, shape: Sequence[object], data: object,
+              tensor: str) -> npt.NDArray[np.generic]:
+    """A tensor from JSON ``data`` (flat or nested lists, row-major), checked element by
+    element against the datatype."""
+    dims = check_shape(shape, tensor)
+    dt = numpy_dtype(datatype, tensor)
+    flat = _flatten(data, tensor)
+    n = element_count(dims)
+    if len(flat) != n:
+        raise bad(tensor, f"{len(flat)} elements of data, but shape {list(dims)} needs {n}")
+    if datatype == "BYTES":
+        if not all(isinstance(x, str) for x in flat):
+            raise bad(tensor, "BYTES data must be strings")
+        out = np.empty(n, dtype=object)
+        out[:] = [x.encode() for x in flat]
+        return out.reshape(dims)
+    if datatype == "BOOL":
+        if not all(isinstance(x, bool) for x in flat):
+            raise bad(tensor, "BOOL data must be true or false")
+    elif dt.kind in "iu":
+        if not all(type(x) is int for x in flat):
+            raise bad(tensor, f"{datatype} data must be integers")
+        info = np.iinfo(dt)
+        if flat and (min(flat) < info.min or max(flat) > info.max):
+            raise bad(tensor, f"{datatype} data out of range [{info.min}, {info.max}]")
+    elif not all(type(x) in (int, float) for x in flat):
+        raise bad(tensor, f"{datatype} data must be numbers")
+    try:
+        return np.asarray(flat, dtype=dt).reshape(dims)
+    except (OverflowError, ValueError) as e:
+        raise bad(tensor, f"data does not fit {datatype}: {e}") from e
+
+
+def _flatten(data: object, tensor: str) -> list[Any]:
+    if not isinstance(data, list):
+        raise bad(tensor, f"data must be a list, got {type(data).__name__}")
+    if not any(isinstance(x, list) for x in data):
+        return data
+    out: list[Any] = []
+    stack: list[Any] = [iter(data)]
+    while stack:
+        for x in stack[-1]:
+            if isinstance(x, list):
+                if len(stack) > _MAX_DIMS:
+                    raise bad(tensor, f"data nested deeper than {_MAX_DIMS} levels")
+                stack.append(iter(x))
+                break
+            out.append(x)
+        else:
+            stack.pop()
+    return out
+
+
+def to_json(array: npt.NDArray[np.generic]) -> list[Any]:
+    """Flat row-major JSON data of a tensor (BYTES as strings, bytes decoded as UTF-8 with
+    replacement)."""
+    if array.dtype == np.dtype(object):
+        return [x.decode(errors="replace") if isinstance(x, bytes) else str(x)
+                for x in array.reshape(-1)]
+    if array.dtype.kind == "f":
+        # NaN and infinities are not JSON: clients get null for them
+        flat = array.reshape(-1).astype(np.float64)
+        if not np.isfinite(flat).all():
+            return [float(x) if math.isfinite(x) else None for x in flat.tolist()]
+        return flat.tolist()
+    return array.reshape(-1).tolist()
