@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-DEMO_REPO ?= demo-repo
+SERVE_ARGS ?=
 
 .PHONY: install test test-slow lint typecheck serve clean
 
@@ -25,16 +25,10 @@ test: install
 test-slow: install
 	$(VENV)/bin/pytest -q -m slow
 
-# The network server (OIP over HTTP/gRPC) is not built yet (issue 5). Until it is, `make serve`
-# prepares the demo model repository and runs the scheduler on a simulated cluster.
+# The embedded default: controller + front door (HTTP :8000, gRPC :8001) + one local worker
+# (torch on CUDA if present, else CPU) serving demo-repo/, created and profiled on first run.
 serve: install
-	@test -f $(DEMO_REPO)/.created || ( $(VENV)/bin/clockwork models create $(DEMO_REPO) \
-		--arch mobilenet_v2 --copies 4 --seed 1 --resolution 64 --overwrite \
-		&& touch $(DEMO_REPO)/.created )
-	$(VENV)/bin/clockwork models list $(DEMO_REPO)
-	@echo "clockwork serve (the HTTP/gRPC front door) is not built yet; running a 20 s simulation"
-	$(VENV)/bin/clockwork sim --workload poisson --models 100 --gpus 2 --duration 20 \
-		--load-factor 0.4 --out runs/demo
+	$(VENV)/bin/clockwork serve $(SERVE_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench scripts

@@ -40,6 +40,7 @@ from clockwork.transport import (
     decode,
     encode,
 )
+from clockwork.transport.messages import RescanRepository
 
 I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 NS = st.integers(min_value=0, max_value=2**62)
@@ -104,6 +105,7 @@ opt_i64 = st.one_of(st.none(), I64)
 messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(Hello, I64, st.integers(0, 1000), st.sampled_from(Role), TEXT),
     st.builds(GetWorkerState, I64),
+    st.builds(RescanRepository, I64),
     st.builds(WorkerState, I64, TEXT, st.lists(device_infos, max_size=3).map(tuple),
               st.lists(model_infos, max_size=2).map(tuple)),
     st.builds(Ping, I64, I64, opt_i64),
@@ -116,8 +118,8 @@ messages: st.SearchStrategy[Message] = st.one_of(
 
 
 def test_every_message_type_has_a_strategy_and_a_tag() -> None:
-    assert set(TAGS) == {Hello, GetWorkerState, WorkerState, Ping, Pong, LoadWeightsMsg,
-                         InferMsg, EvictWeightsMsg, ActionResultMsg}
+    assert set(TAGS) == {Hello, GetWorkerState, WorkerState, RescanRepository, Ping, Pong,
+                         LoadWeightsMsg, InferMsg, EvictWeightsMsg, ActionResultMsg}
     assert len(set(TAGS.values())) == len(TAGS)
 
 
@@ -226,6 +228,8 @@ def test_the_raw_samples_are_valid() -> None:
     (pack([1, 0, 1, "boss", "x"]), "bad role value 'boss'"),
     (pack([1, 1.5, 1, "controller", "x"]), "Hello.sent_ns: expected an int, got float"),
     (pack([4, 0, "one", None]), "Ping.seq"),
+    (pack([6, 0, 1]), "RescanRepository: expected 0 fields"),
+    (pack([6, "0"]), "RescanRepository.sent_ns: expected an int, got str"),
     (pack([4, 0, 1, "x"]), "Ping.min_delta_ns"),
     (pack([12, 0, 1, ["w"], "m"]), "EvictWeights.device: expected 2 fields"),
     (pack([12, 0, 1, "w/0", "m"]), "EvictWeights.device: expected an array"),
@@ -292,7 +296,7 @@ msgpack_values = st.recursive(
 
 
 # fields after tag and sent_ns, per tag
-FIELD_COUNTS = {1: 3, 2: 0, 3: 3, 4: 2, 5: 3, 10: 6, 11: 9, 12: 3, 20: 12}
+FIELD_COUNTS = {1: 3, 2: 0, 3: 3, 4: 2, 5: 3, 6: 0, 10: 6, 11: 9, 12: 3, 20: 12}
 
 
 def test_field_counts_cover_every_tag() -> None:

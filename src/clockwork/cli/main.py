@@ -15,6 +15,8 @@ from clockwork.core.errors import ClockworkError
 
 # name -> (module that registers it and sets ``func``, one-line summary for --help)
 _COMMANDS = {
+    "serve": ("clockwork.cli.serve_cmd",
+              "run the server: controller, OIP front door (HTTP/gRPC) and a local worker"),
     "sim": ("clockwork.cli.sim_cmd", "simulate a cluster in virtual time and report on it"),
     "models": ("clockwork.cli.models_cmd", "create and inspect model repositories"),
     "profile": ("clockwork.cli.profile_cmd",

@@ -6,6 +6,8 @@ simulator names them. ``--backend torch``: one device (``--device cpu`` or ``cud
 models of ``--repository`` that have a profile for the backend's device kind
 (``REPO/<model>/profile-<kind>.json``, as ``clockwork profile`` writes it); models without one
 are skipped with a warning, since the controller cannot schedule a model it has no estimate for.
+A torch worker also serves models added to the repository while it runs, once the controller asks
+it to rescan (``TorchRescan``; ``--profile-missing`` applies to them as at start).
 """
 
 from __future__ import annotations
@@ -35,7 +37,11 @@ from clockwork.worker.backends.base import Backend
 
 if TYPE_CHECKING:
     from clockwork.models.config import ModelConfig
+    from clockwork.models.repository import ModelRepository
     from clockwork.models.tensors import TensorSpec
+    from clockwork.worker.backends.torch_backend import TorchBackend
+
+log = logging.getLogger("clockwork.cli.worker")
 
 DEFAULT_PROFILE = "resnet50_v2-V100-32GB"
 
@@ -63,7 +69,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="emulated: log-normal noise on durations")
     p.add_argument("--repository", type=Path, default=None, metavar="DIR",
                    help="torch: model repository")
-    p.add_argument("--device", default="cpu", help="torch: cpu or cuda:N")
+    p.add_argument("--device", default="cpu",
+                   help="torch: cpu, cuda:N, or auto (CUDA if present, else CPU)")
+    p.add_argument("--profile-missing", action="store_true",
+                   help="torch: profile models that have no profile for the device first")
     p.add_argument("--threads", type=int, default=1, help="torch: CPU threads")
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -121,30 +130,178 @@ def repository_signature(config: ModelConfig) -> ModelSignature:
                           tuple(config.versions), platform="pytorch")
 
 
-def torch_setup(worker_id: str, repository: Path, device: str,
-                threads: int = 1) -> tuple[list[tuple[DeviceId, Backend]], list[ModelInfo]]:
-    """One torch device serving the models of ``repository`` that have a profile for it."""
-    from clockwork.models.repository import ModelRepository
-    from clockwork.worker.backends.torch_backend import TorchBackend
+def repository_model_info(repo: ModelRepository, name: str, config: ModelConfig,
+                          kind_name: str) -> ModelInfo | None:
+    """What the controller learns of repository model ``name`` served on a ``kind_name`` device:
+    its profile there (``profile_path``), default SLO and signature; None if it has no profile."""
+    from clockwork.models.profiler import profile_path
 
+    path = profile_path(repo, name, kind_name)
+    if not path.is_file():
+        return None
+    slo = round(config.default_slo_ms * NS_PER_MS) if config.default_slo_ms is not None else None
+    return ModelInfo(name, (load_profile(path),), slo, repository_signature(config))
+
+
+def torch_setup(worker_id: str, repository: Path, device: str, threads: int = 1,
+                profile_missing: bool = False,
+                ) -> tuple[list[tuple[DeviceId, Backend]], list[ModelInfo]]:
+    """One torch device serving the models of ``repository`` that have a profile for it
+    (``profile_missing``: measure the others first, as ``clockwork profile`` would).
+    ``device`` ``auto`` is the first CUDA device if there is one, else the CPU."""
+    from clockwork.models.profiler import profile_path
+    from clockwork.models.repository import ModelRepository
+    from clockwork.worker.backends.torch_backend import TorchBackend, default_kind
+
+    if device == "auto":
+        import torch
+
+        device = "cuda:0" if torch.cuda.is_available() else "cpu"
     repo = ModelRepository(repository)
     configs = repo.scan()
-    probe = TorchBackend(repo, device, threads=threads, models=list(configs)[:1])
-    kind_name = probe.kind.name
+    if not configs:
+        raise ConfigurationError(f"{repository}: no models in this repository")
+    # the name a backend on ``device`` will have; no backend made for it: on CUDA each one holds
+    # a weights cache of half the device's memory
+    kind_name = default_kind(device).name
+    missing = [n for n in sorted(configs) if not profile_path(repo, n, kind_name).is_file()]
+    if missing and profile_missing:
+        from clockwork.models.profiler import profile_repository
+
+        print(f"profiling {len(missing)} model(s) on {device} (once; the profiles are saved in "
+              "the repository)", file=sys.stderr, flush=True)
+        profile_repository(repo, device, models=missing, threads=threads)
     infos: list[ModelInfo] = []
     for name, config in sorted(configs.items()):
-        path = repo.root / name / f"profile-{kind_name}.json"
-        if not path.is_file():
+        info = repository_model_info(repo, name, config, kind_name)
+        if info is None:
             logging.warning("model %s has no profile %s; skipped (run `clockwork profile`)",
-                            name, path.name)
+                            name, profile_path(repo, name, kind_name).name)
             continue
-        slo = (round(config.default_slo_ms * NS_PER_MS)
-               if config.default_slo_ms is not None else None)
-        infos.append(ModelInfo(name, (load_profile(path),), slo, repository_signature(config)))
+        infos.append(info)
     if not infos:
         raise ConfigurationError(f"no model of {repository} has a profile for {kind_name!r}")
     backend = TorchBackend(repo, device, threads=threads, models=[m.name for m in infos])
     return [(DeviceId(worker_id, 0), backend)], infos
+
+
+class TorchRescan:
+    """The ``rescan`` of a torch worker (``WorkerService(rescan=...)``): serve the models added
+    to ``backend``'s repository since the worker started.
+
+    Each call scans the repository and takes the models ``backend`` does not serve yet; those
+    without a profile for its device kind are profiled first if ``profile_missing`` (as
+    ``torch_setup`` does at start; the profile is written beside the model), else skipped with
+    a warning. Each is then registered into ``backend`` (host memory). A model that fails any
+    step is logged and skipped; the next call tries it again.
+
+    Returns the ``ModelInfo`` of every model registered so far, ``models`` (those served from
+    the start) included: the worker keeps the ones it does not list yet, so a model whose info
+    was registered but never advertised (a rescan cut short) is not lost.
+
+    Profiling runs beside the served models on the same device, so its figures are as noisy as
+    the load is, and it slows what is served meanwhile. On CUDA its cache holds only the pages
+    of the model being measured (the serving backend already holds half of the memory).
+    """
+
+    def __init__(self, backend: TorchBackend, models: Sequence[ModelInfo], *,
+                 profile_missing: bool = False, threads: int = 1,
+                 profile_runs: int | None = None, profile_warmup: int | None = None,
+                 profile_loads: int | None = None) -> None:
+        self.backend = backend
+        self.repository = backend.repository
+        self.profile_missing = profile_missing
+        self.threads = threads
+        # None: the profiler's defaults (tests pass small numbers)
+        self.profile_runs = profile_runs
+        self.profile_warmup = profile_warmup
+        self.profile_loads = profile_loads
+        self._infos: dict[str, ModelInfo] = {m.name: m for m in models}
+
+    def __call__(self) -> list[ModelInfo]:
+        repo = self.repository
+        served = self.backend.models()
+        configs = repo.scan()
+        for error in repo.scan_errors():
+            if error.model not in served:
+                log.warning("repository model %s is not valid; skipped: %s",
+                            error.model or error.path, error)
+        new = {n: c for n, c in sorted(configs.items()) if n not in served}
+        if new:
+            kind_name = self.backend.kind.name
+            infos: dict[str, ModelInfo | None] = {}
+            for name, config in new.items():
+                try:
+                    infos[name] = repository_model_info(repo, name, config, kind_name)
+                except Exception as e:  # a bad profile file: skip the model, keep serving
+                    log.warning("model %s: cannot read its profile; skipped: %s", name, e)
+            missing = [n for n, info in infos.items() if info is None]
+            if missing and self.profile_missing:
+                for name in self._profile(missing):
+                    try:
+                        infos[name] = repository_model_info(repo, name, new[name], kind_name)
+                    except Exception as e:
+                        log.warning("model %s: cannot read its profile; skipped: %s", name, e)
+            for name, info in infos.items():
+                if info is None:
+                    log.warning("new model %s has no profile for %s; skipped (run `clockwork "
+                                "profile`, or serve with --profile-missing)", name, kind_name)
+                    continue
+                if self.backend.add_models([name]):
+                    self._infos[name] = info
+                    log.info("new model %s registered", name)
+        return list(self._infos.values())
+
+    def _profile(self, names: Sequence[str]) -> list[str]:
+        """Profile ``names`` and write their profiles; return those that succeeded. Models of
+        one architecture, parameters and batch sizes are measured once, as at start."""
+        import dataclasses
+
+        from clockwork.core.profile import save_profile
+        from clockwork.models.packing import pack_tensors
+        from clockwork.models.profiler import (
+            DEFAULT_LOADS,
+            DEFAULT_RUNS,
+            DEFAULT_WARMUP,
+            profile_model,
+            profile_path,
+        )
+
+        repo = self.repository
+        kind = self.backend.kind
+        runs = DEFAULT_RUNS if self.profile_runs is None else self.profile_runs
+        warmup = DEFAULT_WARMUP if self.profile_warmup is None else self.profile_warmup
+        loads = DEFAULT_LOADS if self.profile_loads is None else self.profile_loads
+        measured: dict[tuple[object, ...], ModelProfile] = {}
+        done: list[str] = []
+        for name in names:
+            try:
+                config = repo.load_config(name)
+                key = (config.architecture, tuple(sorted(config.arch_params.items())),
+                       config.batch_sizes)
+                profile = measured.get(key)
+                if profile is None:
+                    log.info("profiling new model %s on %s", name, self.backend.device)
+                    weights = repo.load_weights(name, max(config.versions))
+                    pages = pack_tensors(weights, kind.page_size_bytes).num_pages
+                    # the served backend's kind name and page size, but a cache of only this
+                    # model's pages: a second full-size cache may not fit beside the first
+                    small = DeviceKind(kind.name, kind.page_size_bytes, max(1, pages))
+                    profile = profile_model(repo, name, str(self.backend.device), kind=small,
+                                            threads=self.threads, runs=runs, warmup=warmup,
+                                            loads=loads)
+                    measured[key] = profile
+                else:
+                    profile = dataclasses.replace(profile, model=name, measured=dataclasses.replace(
+                        profile.measured, how=f"{profile.measured.how}; measured on "
+                        f"{profile.model}, same architecture, parameters and batch sizes"))
+                path = profile_path(repo, name, profile.device_kind)
+                save_profile(profile, path)
+            except Exception as e:  # one model failing to profile must not stop the worker
+                log.warning("model %s: profiling failed; skipped: %s", name, e)
+                continue
+            done.append(name)
+        return done
 
 
 def run(args: argparse.Namespace) -> int:
@@ -154,14 +311,22 @@ def run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     host, port = parse_address(args.listen)
     worker_id = args.id or f"w-{port}"
+    rescan: TorchRescan | None = None
     if args.backend == "emulated":
         devices, models = emulated_setup(worker_id, args.devices, args.models, args.profile,
                                          args.cache_pages, args.noise_sigma)
     else:
         if args.repository is None:
             raise ConfigurationError("--backend torch needs --repository")
-        devices, models = torch_setup(worker_id, args.repository, args.device, args.threads)
-    service = WorkerService(worker_id, devices, models)
+        from clockwork.worker.backends.torch_backend import TorchBackend
+
+        devices, models = torch_setup(worker_id, args.repository, args.device, args.threads,
+                                      args.profile_missing)
+        backend = devices[0][1]
+        assert isinstance(backend, TorchBackend)
+        rescan = TorchRescan(backend, models, profile_missing=args.profile_missing,
+                             threads=args.threads)
+    service = WorkerService(worker_id, devices, models, rescan=rescan)
     print(f"worker {worker_id}: {len(devices)} device(s), {len(models)} model(s), "
           f"listening on {host}:{port}", file=sys.stderr, flush=True)
 

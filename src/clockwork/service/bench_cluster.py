@@ -72,6 +72,17 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
 
 
+def spawn_child(command: Sequence[str], out: int | None) -> subprocess.Popen[bytes]:
+    """Start ``command`` in its own session (Ctrl-C goes to us; we stop children in order) with
+    stdout and stderr to ``out`` (a file descriptor, ``subprocess.DEVNULL``, or None to
+    inherit ours); on Linux the kernel also stops it if we die."""
+    return subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+        # started before the event loop runs, so no other thread can hold a lock at fork
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+    )
+
+
 class WorkerProcesses:
     """``workers`` emulated worker processes (``w0``, ``w1``, ...), each with
     ``gpus_per_worker`` devices serving ``models`` copies of ``profile``."""
@@ -119,12 +130,7 @@ class WorkerProcesses:
             raise
 
     def _spawn(self, index: int, port: int, out: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            self.command(index, port), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-            start_new_session=True,  # Ctrl-C goes to us; we stop them in order
-            # started before the event loop runs, so no other thread can hold a lock at fork
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
-        )
+        return spawn_child(self.command(index, port), out)
 
     @property
     def pids(self) -> list[int]:

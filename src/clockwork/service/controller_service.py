@@ -14,6 +14,10 @@ One task per configured worker address keeps a connection to it:
    times into our clock), a sender drains the link's queue, and a pinger sends a ``Ping`` every
    ``ping_interval_s``. A worker silent for ``silence_pings`` ping intervals is closed.
 
+``rescan_models`` asks every joined worker to rescan its repository (``RescanRepository``); a
+``WorkerState`` that arrives in step 5 is such a rescan's answer (matched in order of asking), and
+each model in it not known yet is registered.
+
 When the connection ends (disconnect, silence, protocol error), ``WorkerLost`` is fed (the
 scheduler re-plans the requests that were in flight there, or answers ``WORKER_LOST``) and the
 task goes back to step 1: a worker that comes back re-joins.
@@ -33,7 +37,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -45,9 +49,11 @@ from clockwork.core.clock_sync import ClockSync
 from clockwork.core.errors import ClockworkError
 from clockwork.core.events import (
     ActionFinished,
+    DeviceInfo,
     Event,
     ModelInfo,
     ModelRegistered,
+    ModelRemoved,
     RequestArrived,
     WorkerJoined,
     WorkerLost,
@@ -74,6 +80,7 @@ from clockwork.transport import (
     connect,
     pong_for,
 )
+from clockwork.transport.messages import RescanRepository
 
 log = logging.getLogger("clockwork.service.controller")
 
@@ -116,7 +123,7 @@ class ControllerStats:
 class _Link:
     """One configured worker address and its current connection."""
 
-    __slots__ = ("conn", "host", "last_rx_ns", "port", "queue", "task", "worker")
+    __slots__ = ("conn", "host", "last_rx_ns", "port", "queue", "rescans", "task", "worker")
 
     def __init__(self, host: str, port: int) -> None:
         self.host = host
@@ -126,6 +133,9 @@ class _Link:
         self.queue: asyncio.Queue[Message] | None = None
         self.last_rx_ns = 0
         self.task: asyncio.Task[None] | None = None
+        # one per RescanRepository sent on this connection and not answered yet, oldest first
+        # (a worker answers them in order); one given up on stays, cancelled, until its answer
+        self.rescans: deque[asyncio.Future[WorkerState]] = deque()
 
     @property
     def address(self) -> str:
@@ -152,7 +162,9 @@ class ControllerService:
                  on_response: Callable[[Response], None] | None = None,
                  on_request: Callable[[InferRequest], None] | None = None,
                  on_action_sent: Callable[[Action, int], None] | None = None,
-                 on_action_result: Callable[[ActionResult, int], None] | None = None) -> None:
+                 on_action_result: Callable[[ActionResult, int], None] | None = None,
+                 on_worker_joined: Callable[[str, tuple[DeviceInfo, ...]], None] | None = None,
+                 on_worker_lost: Callable[[str], None] | None = None) -> None:
         if ping_interval_s <= 0 or silence_pings < 1 or sync_pings < 1:
             raise ValueError("ping_interval_s > 0, silence_pings >= 1 and sync_pings >= 1 "
                              "required")
@@ -172,11 +184,16 @@ class ControllerService:
         self.on_request = on_request
         self.on_action_sent = on_action_sent
         self.on_action_result = on_action_result
+        # each worker that joined, with its devices and their resident models; each lost
+        self.on_worker_joined = on_worker_joined
+        self.on_worker_lost = on_worker_lost
         self.stats = ControllerStats()
         self._clock = clock_ns
         self._links = [_Link(h, p) for h, p in workers]
         self._joined: dict[str, _Link] = {}
         self._models: dict[str, ModelInfo] = {}
+        # unregistered by ``remove_model``: a worker that (re)joins does not bring them back
+        self._removed: dict[str, ModelInfo] = {}
         self._next_request_id = 0
         self._futures: dict[int, asyncio.Future[tuple[Response, Arrays | None]]] = {}
         self._inputs: dict[int, InferInputs] = {}
@@ -208,6 +225,82 @@ class ControllerService:
     @property
     def models(self) -> Mapping[str, ModelInfo]:
         return self._models
+
+    @property
+    def removed_models(self) -> Mapping[str, ModelInfo]:
+        """Models unregistered by ``remove_model`` (workers still hold them on disk)."""
+        return self._removed
+
+    def remove_model(self, name: str) -> None:
+        """Stop serving ``name``: the scheduler answers its waiting requests with
+        ``MODEL_REMOVED`` and evicts it; workers that (re)join do not register it again until
+        ``restore_model``. ``KeyError`` if no such model is registered."""
+        info = self._models.pop(name)
+        self._removed[name] = info
+        self._run(ModelRemoved(name))
+
+    def restore_model(self, name: str) -> None:
+        """Serve again a model unregistered by ``remove_model`` (``KeyError`` if it was not)."""
+        info = self._removed.pop(name)
+        self._models[name] = info
+        self._run(ModelRegistered(info))
+
+    async def rescan_models(self, timeout_s: float = 600.0) -> list[str]:
+        """Ask every joined worker to rescan its model repository, wait for their answers (at
+        most ``timeout_s``: a rescan may profile new models), and register each model they
+        now serve that is not known yet (nor removed by ``remove_model``). Returns the names
+        registered, sorted. A worker that does not answer in time, or is lost meanwhile, is
+        skipped (its answer, should it come later, still registers its new models)."""
+        if self._closing or self._loop is None:
+            raise ControllerClosedError("controller is not running")
+        waiting: dict[asyncio.Future[WorkerState], str] = {}
+        for worker, link in list(self._joined.items()):
+            if link.queue is None:
+                continue
+            fut: asyncio.Future[WorkerState] = self._loop.create_future()
+            link.rescans.append(fut)
+            link.queue.put_nowait(RescanRepository(0))
+            waiting[fut] = worker
+        if not waiting:
+            return []
+        done, late = await asyncio.wait(waiting, timeout=timeout_s)
+        for fut in late:
+            log.warning("worker %s: no rescan answer within %.1f s; skipped", waiting[fut],
+                        timeout_s)
+            fut.cancel()
+        added: list[str] = []
+        for fut in done:
+            if fut.cancelled():
+                log.warning("worker %s: lost during the rescan; skipped", waiting[fut])
+                continue
+            added += self._register_new(fut.result())
+        return sorted(added)
+
+    def _register_new(self, state: WorkerState) -> list[str]:
+        """Register the models of ``state`` not known yet (nor removed); return their names."""
+        added = []
+        for model in state.models:
+            if model.name in self._models or model.name in self._removed:
+                continue
+            self._models[model.name] = model
+            self._run(ModelRegistered(model))
+            added.append(model.name)
+        if added:
+            log.info("worker %s: new models registered: %s", state.worker, ", ".join(added))
+        return added
+
+    def _on_worker_state(self, worker: str, link: _Link, state: WorkerState) -> None:
+        """A rescan's answer: to the oldest rescan waiting on ``link``, else register its new
+        models here (its rescan gave up on it, or nobody asked: a worker's state is news)."""
+        if state.worker != worker:
+            log.warning("worker %s: ignoring a WorkerState of worker %r", worker, state.worker)
+            return
+        if link.rescans:
+            fut = link.rescans.popleft()
+            if not fut.done():
+                fut.set_result(state)
+                return
+        self._register_new(state)
 
     async def wait_workers(self, n: int, timeout_s: float = 10.0) -> None:
         """Wait until at least ``n`` workers are joined (``TimeoutError`` after ``timeout_s``)."""
@@ -449,10 +542,14 @@ class ControllerService:
         self._joined[worker] = link
         self.stats.joins += 1
         for model in state.models:
+            if model.name in self._removed:
+                continue
             if model.name not in self._models:
                 self._models[model.name] = model
                 self._run(ModelRegistered(model))
         self._run(WorkerJoined(worker, state.devices))
+        if self.on_worker_joined is not None:
+            _notify(self.on_worker_joined, worker, state.devices)
         sender = asyncio.create_task(self._send_loop(conn, queue), name=f"send {worker}")
         pinger = asyncio.create_task(self._ping_loop(link, conn, queue, seq),
                                      name=f"ping {worker}")
@@ -463,6 +560,8 @@ class ControllerService:
                     self._on_result(msg)
                 elif isinstance(msg, Ping):
                     queue.put_nowait(pong_for(msg, sync))
+                elif isinstance(msg, WorkerState):
+                    self._on_worker_state(worker, link, msg)
                 elif not isinstance(msg, Pong):
                     log.warning("worker %s: ignoring unexpected %s", worker, type(msg).__name__)
         finally:
@@ -474,6 +573,9 @@ class ControllerService:
         worker = link.worker
         link.worker = None
         link.queue = None
+        # rescans waiting on this connection will get no answer on it
+        while link.rescans:
+            link.rescans.popleft().cancel()
         if worker is None or self._joined.get(worker) is not link:
             return
         del self._joined[worker]
@@ -484,6 +586,8 @@ class ControllerService:
             if w == worker:
                 del self._infers[action_id]
         self._run(WorkerLost(worker))
+        if self.on_worker_lost is not None:
+            _notify(self.on_worker_lost, worker)
 
     async def _send_loop(self, conn: StreamConnection, queue: asyncio.Queue[Message]) -> None:
         while True:

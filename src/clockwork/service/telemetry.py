@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from clockwork.core.actions import Action, ActionResult
 from clockwork.core.requests import InferRequest, Response
+from clockwork.service.observers import attach_observer
 from clockwork.sim.runner import UNANSWERED
 from clockwork.telemetry.records import ActionLog, RequestLog
 
@@ -50,19 +51,8 @@ class ControllerTelemetry:
     # ----------------------------------------------------------------- wiring
 
     def attach(self, service: ControllerService) -> None:
-        """Install the hooks on ``service`` (an ``on_response`` already there is still called)."""
-        service.on_request = self.on_request
-        service.on_action_sent = self.on_action_sent
-        service.on_action_result = self.on_action_result
-        previous = service.on_response
-        if previous is None:
-            service.on_response = self.on_response
-        else:
-            def both(response: Response) -> None:
-                self.on_response(response)
-                previous(response)
-
-            service.on_response = both
+        """Install the hooks on ``service`` (hooks already there are still called)."""
+        attach_observer(service, self)
 
     def start(self, now_ns: int) -> None:
         """Times in the logs are relative to ``now_ns`` (controller clock)."""

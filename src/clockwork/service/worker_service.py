@@ -14,6 +14,11 @@ Protocol (each side's messages are ``clockwork.transport`` messages):
 - ``Ping`` is answered with ``Pong`` (carrying our minimum one-way delta, for the controller's
   clock sync); ``GetWorkerState`` with ``WorkerState``: the devices, each with the models resident
   on it now (weights still loading are not listed), and every model registered on this worker.
+- ``RescanRepository`` runs the ``rescan`` callable given at construction in a thread (it may
+  profile and read weights for seconds; actions keep being served meanwhile), makes the runtime
+  learn the models it added to the backends, and answers ``WorkerState`` with the new models
+  listed. Rescans run one at a time; one that fails is logged and answered with the state as it
+  is. A worker without ``rescan`` answers at once with its state (nothing new).
 - Actions (``LoadWeightsMsg``, ``InferMsg``, ``EvictWeightsMsg``) carry windows in the
   controller's clock. We convert them into ours with the connection's ``ClockSync`` and submit to
   the runtime; each result goes back as an ``ActionResultMsg`` with its times converted to the
@@ -61,6 +66,7 @@ from clockwork.transport import (
     pong_for,
     serve,
 )
+from clockwork.transport.messages import RescanRepository
 from clockwork.worker.backends.base import Backend
 from clockwork.worker.runtime import Outputs, WorkerRuntime
 
@@ -89,18 +95,28 @@ class WorkerService:
 
     ``clock_ns`` is the worker's clock (the runtime's and the connections'); tests inject a skewed
     one. ``received`` counts the actions received, by ``(action type name, model)``.
+
+    ``rescan`` (optional): called in a worker thread on ``RescanRepository``; it finds models
+    that are not served yet, registers them into the backends (so that ``backend.models()``
+    lists them) and returns their ``ModelInfo`` (it may return those of models served already
+    too: they are ignored). It must skip (and log) a model that fails rather than raise; if it
+    raises anyway, the rescan adds nothing.
     """
 
     def __init__(self, worker_id: str, runtime_devices: Sequence[tuple[DeviceId, Backend]],
                  models: Sequence[ModelInfo], *,
                  clock_ns: Callable[[], int] = time.monotonic_ns,
-                 hello_timeout_s: float = HELLO_TIMEOUT_S) -> None:
+                 hello_timeout_s: float = HELLO_TIMEOUT_S,
+                 rescan: Callable[[], Sequence[ModelInfo]] | None = None) -> None:
         for device, _ in runtime_devices:
             if device.worker != worker_id:
                 raise ValueError(f"device {device} does not belong to worker {worker_id!r}")
         self.worker_id = worker_id
         self.models = tuple(models)
         self.hello_timeout_s = hello_timeout_s
+        self.rescan = rescan
+        # rescans run one at a time: two at once would register the same new models twice
+        self._rescan_lock = asyncio.Lock()
         self._clock = clock_ns
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runtime = WorkerRuntime(runtime_devices, self._on_result, clock_ns)
@@ -111,6 +127,8 @@ class WorkerService:
         # worker-internal action id -> (session, the controller's action id)
         self._routes: dict[int, tuple[_Session, int]] = {}
         self._closed = asyncio.Event()
+        # rescans in progress (kept referenced until done, as asyncio requires)
+        self._tasks: set[asyncio.Task[None]] = set()
         self.received: Counter[tuple[str, str]] = Counter()
 
     # ----------------------------------------------------------------- lifecycle
@@ -153,6 +171,8 @@ class WorkerService:
             self._server.close("worker shutting down")
             await self._server.wait_closed()
         self._session = None
+        for task in list(self._tasks):  # a rescan's thread runs on; its answer is not wanted
+            task.cancel()
         await asyncio.to_thread(self._runtime.close)
 
     # ----------------------------------------------------------------- connections
@@ -244,11 +264,57 @@ class WorkerService:
             session.queue.put_nowait(pong_for(msg, session.conn.clock_sync))
         elif isinstance(msg, GetWorkerState):
             session.queue.put_nowait(self.state_message())
+        elif isinstance(msg, RescanRepository):
+            # a task, not a wait: pings and actions must be served while it runs
+            task = asyncio.create_task(self._answer_rescan(session),
+                                       name=f"worker {self.worker_id} rescan")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         elif isinstance(msg, LoadWeightsMsg | InferMsg | EvictWeightsMsg):
             self._submit(session, msg)
         else:
             log.warning("controller connection %s: ignoring unexpected %s", session.conn.name,
                         type(msg).__name__)
+
+    async def rescan_models(self) -> list[ModelInfo]:
+        """Run ``rescan`` (in a thread) and serve the models it returns; return those that are
+        new (none without ``rescan``, or if it raised). Serialised with other rescans."""
+        if self.rescan is None:
+            return []
+        async with self._rescan_lock:
+            try:
+                found = list(await asyncio.to_thread(self.rescan))
+            except Exception:
+                log.exception("worker %s: repository rescan failed", self.worker_id)
+                return []
+            # the runtime must accept a model before the controller may hear of it
+            self._runtime.refresh_models()
+            servable = {name for device in self._runtime.devices
+                        for name in self._runtime.backend(device).models()}
+            known = {m.name for m in self.models}
+            new: list[ModelInfo] = []
+            for info in found:
+                if info.name in known:
+                    continue
+                if info.name not in servable:
+                    log.warning("worker %s: rescan returned model %s, which no backend has; "
+                                "skipped", self.worker_id, info.name)
+                    continue
+                known.add(info.name)
+                new.append(info)
+            if new:
+                self.models = (*self.models, *new)
+                log.info("worker %s: now serving %d new model(s): %s", self.worker_id, len(new),
+                         ", ".join(m.name for m in new))
+            return new
+
+    async def _answer_rescan(self, session: _Session) -> None:
+        await self.rescan_models()
+        if session is self._session:
+            session.queue.put_nowait(self.state_message())
+        else:
+            log.info("worker %s: rescan done after its controller left; reply dropped",
+                     self.worker_id)
 
     def _submit(self, session: _Session, msg: LoadWeightsMsg | InferMsg | EvictWeightsMsg) -> None:
         action = msg.action

@@ -40,6 +40,7 @@ from clockwork.transport.messages import (
     Message,
     Ping,
     Pong,
+    RescanRepository,
     Role,
     Tensor,
     WorkerState,
@@ -54,6 +55,7 @@ TAGS: dict[type[Any], int] = {
     WorkerState: 3,
     Ping: 4,
     Pong: 5,
+    RescanRepository: 6,
     LoadWeightsMsg: 10,
     InferMsg: 11,
     EvictWeightsMsg: 12,
@@ -99,7 +101,7 @@ def _fields(msg: Message) -> list[Any]:
         return [msg.seq, msg.ping_sent_ns, msg.min_delta_ns]
     if isinstance(msg, Hello):
         return [msg.protocol_version, msg.role.value, msg.sender_id]
-    if isinstance(msg, GetWorkerState):
+    if isinstance(msg, GetWorkerState | RescanRepository):
         return []
     if isinstance(msg, WorkerState):
         return [msg.worker,
@@ -208,6 +210,10 @@ def _dec_hello(f: list[Any]) -> Hello:
 
 def _dec_get_state(f: list[Any]) -> GetWorkerState:
     return GetWorkerState(f[1])
+
+
+def _dec_rescan(f: list[Any]) -> RescanRepository:
+    return RescanRepository(f[1])
 
 
 def _dec_device_info(v: Any, what: str) -> DeviceInfo:
@@ -357,6 +363,7 @@ _DECODERS: dict[int, tuple[str, int, Callable[[list[Any]], Message]]] = {
     3: ("WorkerState", 3, _dec_worker_state),
     4: ("Ping", 2, _dec_ping),
     5: ("Pong", 3, _dec_pong),
+    6: ("RescanRepository", 0, _dec_rescan),
     10: ("LoadWeights", 6, _dec_load),
     11: ("Infer", 9, _dec_infer),
     12: ("EvictWeights", 3, _dec_evict),

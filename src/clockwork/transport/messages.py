@@ -129,6 +129,15 @@ class WorkerState:
 
 
 @dataclass(frozen=True, slots=True)
+class RescanRepository:
+    """Controller -> worker: look for models added to your repository since you started and
+    serve them too (answered by ``WorkerState``, listing every model served, the new ones
+    included). The reply may take seconds: new models may be profiled and read first."""
+
+    sent_ns: int
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     """Liveness and clock sync. ``min_delta_ns``: the sender's current minimum one-way delta
     (its local receive time minus our send time, ``ClockSync.local_min_delta_ns``), or None."""
@@ -189,7 +198,7 @@ class ActionResultMsg:
 
 ActionMsg = LoadWeightsMsg | InferMsg | EvictWeightsMsg
 
-Message = (Hello | GetWorkerState | WorkerState | Ping | Pong
+Message = (Hello | GetWorkerState | WorkerState | RescanRepository | Ping | Pong
            | LoadWeightsMsg | InferMsg | EvictWeightsMsg | ActionResultMsg)
 
 

@@ -4,9 +4,10 @@ The rules (windows, executors, pages, versions, statuses) live in ``DeviceState`
 simulator; this module only supplies time, threads and a backend. It never evicts, batches or
 reorders on its own: it does what it is told, when it is told (DESIGN.md s.4).
 
-Per device: one ``DeviceState`` (``backend.kind.cache_pages`` pages, ``backend.models()``), one
-lock with a condition variable, and two executor threads, ``INFER`` and ``LOAD``, each running
-strictly one action at a time. An executor thread loops: under the lock it asks
+Per device: one ``DeviceState`` (``backend.kind.cache_pages`` pages, ``backend.models()``, and
+later the models ``refresh_models`` finds the backend has gained), one lock with a condition
+variable, and two executor threads, ``INFER`` and ``LOAD``, each running strictly one action at a
+time. An executor thread loops: under the lock it asks
 ``state.next(executor, clock_ns())``; a ``Refused`` is reported; a ``Wait`` parks it on the
 condition variable until ``earliest`` (or until something is submitted, since a new action may have
 an earlier ``earliest``); a ``Started`` runs the backend call *outside* the lock, then
@@ -191,6 +192,20 @@ class WorkerRuntime:
                 running_infer=None if running_infer is None else running_infer.action_id,
                 running_load=None if running_load is None else running_load.action_id,
                 unanswered=len(dev.unanswered))
+
+    def refresh_models(self) -> tuple[str, ...]:
+        """Register, on each device, the models its backend has gained since (a repository
+        rescan added them); return their names, sorted. Known models are left as they are:
+        their pages and weights versions must not change under queued or running actions."""
+        added: set[str] = set()
+        for dev in self._devices.values():
+            models = dict(dev.backend.models())  # a copy: the backend may grow it meanwhile
+            with dev.cond:
+                for name, model in models.items():
+                    if name not in dev.state.models:
+                        dev.state.register_model(model)
+                        added.add(name)
+        return tuple(sorted(added))
 
     def submit(self, action: Action, inputs: Inputs | None = None) -> None:
         """Hand ``action`` to its device (thread-safe). Results that are known at once (invalid

@@ -18,6 +18,10 @@ each phase (input copy, execution, output copy) timed with CUDA events; on the C
 ``time.perf_counter_ns`` (input copy = stacking, validating and padding the requests; output
 copy = splitting the result into per-request numpy arrays).
 
+Models added later: ``add_model``/``add_models`` register models that appeared in the repository
+after the backend was made (a rescan), in host memory as above, without touching the cache or the
+models already served. The runtime learns of them through ``models()``.
+
 Threads: on the CPU the backend fixes torch's intra-op thread count (``threads``, default 1) when
 it is made. Fewer threads are slower at peak but far steadier, and Clockwork's controller plans
 with the 99th percentile: predictability over peak speed. The setting is process-wide.
@@ -28,6 +32,7 @@ at a time, at most one ``load`` beside it, and no ``evict`` of a model while it 
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
@@ -49,6 +54,8 @@ from clockwork.models.repository import ModelRepository
 from clockwork.worker.backends.base import BackendError, InferOutput, PhaseTimes
 from clockwork.worker.device_state import WorkerModel
 from clockwork.worker.weights_cache import WeightsCache, WeightsCacheError
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE_BYTES = 16 * MIB
 # CPU: 64 pages = 1 GiB of lazily committed host memory (raised to the largest model's need).
@@ -127,11 +134,15 @@ class TorchBackend:
             configs = repository.scan()
         else:
             configs = {name: repository.load_config(name) for name in models}
-        skeletons: dict[_ArchKey, nn.Module] = {}
-        host_files: dict[str, dict[str, torch.Tensor]] = {}
+        # kept so that models added later share skeletons and host mappings with these
+        self._skeletons: dict[_ArchKey, nn.Module] = {}
+        self._host_files: dict[str, dict[str, torch.Tensor]] = {}
+        # serialises add_model; reads of the two dicts below take no lock: an addition replaces
+        # them with grown copies (one reference assignment each), never changes them in place
+        self._add_lock = threading.Lock()
         self._models: dict[str, _Model] = {}
         for name, config in configs.items():
-            self._models[name] = self._register(config, skeletons, host_files)
+            self._models[name] = self._register(config, self._skeletons, self._host_files)
         self._worker_models = {name: m.worker_model for name, m in self._models.items()}
 
         if kind is None:
@@ -159,7 +170,11 @@ class TorchBackend:
     def _register(self, config: ModelConfig, skeletons: dict[_ArchKey, nn.Module],
                   host_files: dict[str, dict[str, torch.Tensor]]) -> _Model:
         version = max(config.versions)
-        path = str(self.repository.weights_path(config.name, version).resolve())
+        resolved = self.repository.weights_path(config.name, version).resolve()
+        st = resolved.stat()
+        # the file's identity too: a model added later must not get the old mapping of a shared
+        # file that was replaced (renamed over) since
+        path = f"{resolved}@{st.st_ino}:{st.st_mtime_ns}"
         host = host_files.get(path)
         if host is None:
             host = self.repository.load_weights(config.name, version)  # memory-mapped
@@ -191,6 +206,40 @@ class TorchBackend:
                     "this backend cannot take from numpy")
         return _Model(config, version, host, skeleton, plan,
                       WorkerModel(config.name, plan.num_pages, config.batch_sizes), bounds)
+
+    def add_model(self, name: str) -> WorkerModel:
+        """Register the repository's model ``name`` (latest version) as at start: validate it,
+        map its weights into host memory (pinned on CUDA), plan its pages. Raises (and registers
+        nothing) if the model is invalid or can never fit this device's cache. A model already
+        registered is left as it is (its ``WorkerModel`` is returned)."""
+        with self._add_lock:
+            known = self._models.get(name)
+            if known is not None:
+                return known.worker_model
+            config = self.repository.load_config(name)
+            model = self._register(config, self._skeletons, self._host_files)
+            pages = model.worker_model.pages
+            if pages > self.kind.cache_pages:
+                # the cache was sized at start; a model larger than all of it could never load
+                raise ConfigurationError(
+                    f"model {name!r} needs {pages} pages of {self.kind.page_size_bytes} bytes; "
+                    f"the weights cache of {self.device} has {self.kind.cache_pages}")
+            self._models = {**self._models, name: model}
+            self._worker_models = {**self._worker_models, name: model.worker_model}
+            return model.worker_model
+
+    def add_models(self, names: Sequence[str]) -> list[str]:
+        """``add_model`` each of ``names``; a model that fails is logged and skipped (the others
+        are still added). Returns the names registered now or before, in order."""
+        added: list[str] = []
+        for name in names:
+            try:
+                self.add_model(name)
+            except Exception as e:  # one bad model must not stop the others or the worker
+                _log.warning("model %s not added on %s: %s", name, self.device, e)
+                continue
+            added.append(name)
+        return added
 
     # ------------------------------------------------------------------ Backend protocol
 

@@ -1,0 +1,254 @@
+"""``clockwork serve``: the embedded default server, one command.
+
+A controller with the Open Inference Protocol front door (HTTP on ``--http-port``, gRPC on
+``--grpc-port``, Prometheus metrics at ``/metrics``) and one local worker process (torch backend,
+on CUDA if present, else the CPU) serving ``--repository``. Without ``--repository`` a demo
+repository (``demo-repo/``: four small MobileNetV2 models) is created on first run; models without
+a profile for the local device are profiled once before serving. ``--workers`` attaches remote
+workers besides (``--no-local-worker``: only those).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from clockwork.core.errors import ConfigurationError
+from clockwork.core.policies import POLICIES, make_policy
+
+DEMO_REPOSITORY = Path("demo-repo")
+DEMO_ARCH = "mobilenet_v2"
+DEMO_COPIES = 4
+DEMO_BATCH_SIZES = (1, 2, 4, 8)
+DEMO_RESOLUTION = 64
+LOCAL_WORKER_ID = "local"
+#: the local worker profiles unprofiled models before it listens: allow for that
+LOCAL_JOIN_TIMEOUT_S = 900.0
+
+log = logging.getLogger("clockwork.serve")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the server: controller, front door (HTTP/gRPC) and a local worker",
+        description="Serve the models of a repository over the Open Inference Protocol "
+        "(KServe v2, Triton-compatible) with a controller and one local worker process.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--repository", type=Path, default=None, metavar="DIR",
+                   help=f"model repository (default: {DEMO_REPOSITORY}/, a demo repository "
+                   "created on first run)")
+    p.add_argument("--host", default="0.0.0.0", help="address the HTTP and gRPC servers bind")
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--grpc-port", type=int, default=8001,
+                   help="gRPC port (0: no gRPC server)")
+    p.add_argument("--workers", default="", metavar="HOST:PORT,...",
+                   help="remote workers to attach besides the local one")
+    p.add_argument("--no-local-worker", action="store_true",
+                   help="start no local worker (serve only --workers)")
+    p.add_argument("--device", default="auto", help="local worker: auto, cpu or cuda:N")
+    p.add_argument("--threads", type=int, default=1, help="local worker: torch CPU threads")
+    p.add_argument("--policy", choices=sorted(POLICIES), default="clockwork")
+    p.add_argument("--default-slo-ms", type=float, default=100.0,
+                   help="deadline of a request without timeout, for models without their own")
+    p.add_argument("--max-body-mb", type=float, default=64.0,
+                   help="largest request body (HTTP) or message (gRPC)")
+    p.add_argument("--status-interval", type=float, default=10.0,
+                   help="seconds between status lines (0: none)")
+    p.add_argument("--log-dir", type=Path, default=None,
+                   help="write the request and action logs (rotating Parquet) here")
+    p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=run)
+
+
+def ensure_demo_repository(root: Path) -> None:
+    """Create the demo repository at ``root`` unless it already holds models."""
+    if root.is_dir() and any((d / "config.json").is_file() for d in root.iterdir()):
+        return
+    from clockwork.models.create import create_repository
+
+    print(f"creating the demo model repository {root}/ ({DEMO_COPIES} x {DEMO_ARCH} at "
+          f"{DEMO_RESOLUTION}x{DEMO_RESOLUTION})", file=sys.stderr, flush=True)
+    create_repository(root, DEMO_ARCH, DEMO_COPIES, seed=1,
+                      params={"resolution": DEMO_RESOLUTION}, batch_sizes=DEMO_BATCH_SIZES)
+
+
+def _check_port(name: str, port: int, allow_zero: bool = False) -> None:
+    if not (0 if allow_zero else 1) <= port < 65536:
+        raise ConfigurationError(f"--{name} {port} is not a port number")
+
+
+def run(args: argparse.Namespace) -> int:
+    from clockwork.cli.worker_cmd import parse_address
+    from clockwork.service.bench_cluster import free_ports, spawn_child
+    from clockwork.transport import loop_factory
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _check_port("http-port", args.http_port)
+    _check_port("grpc-port", args.grpc_port, allow_zero=True)
+    if args.default_slo_ms <= 0 or args.max_body_mb <= 0 or args.threads < 1:
+        raise ConfigurationError("--default-slo-ms and --max-body-mb must be > 0, "
+                                 "--threads >= 1")
+    remote = [parse_address(a) for a in args.workers.split(",") if a.strip()]
+    if args.no_local_worker and not remote:
+        raise ConfigurationError("--no-local-worker needs --workers")
+    repository = args.repository
+    if not args.no_local_worker:
+        if repository is None:
+            repository = DEMO_REPOSITORY
+            ensure_demo_repository(repository)
+        elif not repository.is_dir():
+            raise ConfigurationError(f"--repository {repository}: no such directory")
+
+    worker: subprocess.Popen[bytes] | None = None
+    addresses = list(remote)
+    if not args.no_local_worker:
+        (port,) = free_ports(1)
+        command = [sys.executable, "-m", "clockwork.cli.main", "worker",
+                   "--listen", f"127.0.0.1:{port}", "--id", LOCAL_WORKER_ID,
+                   "--backend", "torch", "--repository", str(repository),
+                   "--device", args.device, "--threads", str(args.threads), "--profile-missing"]
+        worker = spawn_child(command, None)
+        addresses.insert(0, ("127.0.0.1", port))
+    try:
+        with asyncio.Runner(loop_factory=loop_factory(not args.no_uvloop)) as runner:
+            runner.run(_serve(args, addresses, worker))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if worker is not None:
+            _stop(worker)
+    return 0
+
+
+async def _serve(args: argparse.Namespace, addresses: list[tuple[str, int]],
+                 worker: subprocess.Popen[bytes] | None) -> None:
+    from clockwork.core.units import NS_PER_MS
+    from clockwork.frontend.grpc_server import start_grpc
+    from clockwork.frontend.http_server import start_http
+    from clockwork.frontend.metrics import ServingMetrics
+    from clockwork.frontend.server import ControllerModelServer
+    from clockwork.service.controller_service import ControllerService
+    from clockwork.service.observers import attach_observer
+    from clockwork.service.telemetry import ControllerTelemetry, StatusLine
+
+    controller = ControllerService(make_policy(args.policy), addresses,
+                                   default_slo_ns=round(args.default_slo_ms * NS_PER_MS))
+    metrics = ServingMetrics()
+    attach_observer(controller, metrics)
+    files = None
+    telemetry = None
+    if args.log_dir is not None:
+        from clockwork.service.log_files import LogFiles
+
+        telemetry = ControllerTelemetry()
+        telemetry.attach(controller)
+        telemetry.start(time.monotonic_ns())
+        files = LogFiles(telemetry, args.log_dir)
+    server = ControllerModelServer(controller, metrics)
+    max_bytes = round(args.max_body_mb * 2**20)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+    await controller.start()
+    http = await start_http(server, args.host, args.http_port, max_body_bytes=max_bytes)
+    grpc_server = None
+    try:
+        if args.grpc_port:
+            grpc_server = await start_grpc(server, args.host, args.grpc_port,
+                                           max_message_bytes=max_bytes)
+        if worker is not None:
+            await _wait_local_worker(controller, worker, stop)
+        if not stop.is_set():
+            _banner(args, server)
+        status = StatusLine(controller, len(addresses)) if args.status_interval > 0 else None
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), args.status_interval or None)
+            if status is not None and not stop.is_set():
+                print(status.line(), file=sys.stderr, flush=True)
+            if worker is not None and worker.poll() is not None:
+                log.error("the local worker exited with code %s; serving the others",
+                          worker.returncode)
+                worker = None
+    finally:
+        print("shutting down", file=sys.stderr, flush=True)
+        if grpc_server is not None:
+            await grpc_server.stop(1.0)
+        await http.cleanup()
+        await controller.close()
+        if files is not None and telemetry is not None:
+            telemetry.finish(time.monotonic_ns())
+            files.close()
+
+
+async def _wait_local_worker(controller: object, worker: subprocess.Popen[bytes],
+                             stop: asyncio.Event) -> None:
+    from clockwork.service.controller_service import ControllerService
+
+    assert isinstance(controller, ControllerService)
+    deadline = time.monotonic() + LOCAL_JOIN_TIMEOUT_S
+    while LOCAL_WORKER_ID not in controller.workers and not stop.is_set():
+        code = worker.poll()
+        if code is not None:
+            raise ConfigurationError(f"the local worker exited with code {code} before it "
+                                     "joined (its error is printed above)")
+        if time.monotonic() > deadline:
+            raise ConfigurationError(f"the local worker did not join within "
+                                     f"{LOCAL_JOIN_TIMEOUT_S:.0f} s")
+        await asyncio.sleep(0.1)
+
+
+def _banner(args: argparse.Namespace, server: object) -> None:
+    from clockwork.frontend.server import ControllerModelServer
+
+    assert isinstance(server, ControllerModelServer)
+    index = server.repository_index(ready_only=True)
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    lines = [f"clockwork {server.version} serving {len(index)} model(s)",
+             f"  HTTP  http://{host}:{args.http_port}/v2   metrics http://{host}:"
+             f"{args.http_port}/metrics"]
+    if args.grpc_port:
+        lines.append(f"  gRPC  {host}:{args.grpc_port} (inference.GRPCInferenceService)")
+    if index:
+        model = index[0].name
+        meta = server.model_metadata(model)
+        lines.append("first request:")
+        lines.append(f"  curl http://{host}:{args.http_port}/v2/models/{model}")
+        if meta.inputs:
+            t = meta.inputs[0]
+            shape = [1, *(d if d > 0 else 1 for d in t.shape)]
+            count = 1
+            for d in shape:
+                count *= d
+            lines.append(
+                f"  python3 -c 'import json; print(json.dumps({{\"inputs\": [{{\"name\": "
+                f"\"{t.name}\", \"datatype\": \"{t.datatype}\", \"shape\": {shape}, "
+                f"\"data\": [0] * {count}}}]}}))' | curl -s -X POST -H 'Content-Type: "
+                f"application/json' -d @- http://{host}:{args.http_port}/v2/models/{model}/infer"
+                " | head -c 300; echo")
+    lines.append("Ctrl-C stops the server")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

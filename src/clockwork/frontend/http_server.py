@@ -1,0 +1,578 @@
+"""The HTTP/REST front door: KServe v2 (Open Inference Protocol) with Triton's extensions.
+
+Each handler decodes a request into ``clockwork.frontend.api`` values, calls one ``ModelServer``
+method and encodes what it returns. A ``FrontendError`` becomes its kind's status with
+``{"error", "reason"}``; anything else a handler raises is a server bug (500, logged). No
+malformed request may produce a 5xx: every malformed body, wrong type or inconsistent binary
+layout is a 400 naming the field or tensor (503 and 429 are the model server's refusals).
+
+Triton's extensions implemented here, not in the ``ModelServer``: binary tensor data (inputs and
+outputs after the JSON header, ``Inference-Header-Content-Length``) and classification (top-k
+of an output as ``"value:index"`` strings). Request bodies may be gzip or deflate encoded;
+aiohttp decodes them before ``max_body_bytes`` is applied, so the bound holds for the decoded
+size too.
+
+The served OpenAPI document (``openapi.json`` next to this module) describes every route.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from clockwork.core.signature import TensorSignature
+from clockwork.frontend.api import (
+    EXTENSIONS,
+    DurationStat,
+    ErrorKind,
+    FrontendError,
+    InferenceCall,
+    InferenceResult,
+    ModelMetadata,
+    ModelServer,
+    ModelStatistics,
+    Parameter,
+    RequestedOutput,
+    Tensor,
+)
+from clockwork.frontend.tensor_codec import bad, from_json, from_raw, to_json, to_raw
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "HEADER_LENGTH", "OutputPlan", "classify",
+           "decode_infer_request", "encode_infer_response", "encode_model_metadata",
+           "encode_statistics", "make_app", "start_http"]
+
+DEFAULT_MAX_BODY_BYTES = 64 * 2**20
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Triton carries these as uint64/int64; bounding them keeps every later encoder (msgpack, protobuf)
+# from failing on a client's huge integer
+_MAX_INT64 = 2**63 - 1
+
+# what aiohttp decodes itself (br and zstd when their packages are installed, else aiohttp
+# refuses them); anything else would reach the JSON parser still encoded
+_ENCODINGS = frozenset({"identity", "gzip", "deflate", "br", "zstd"})
+
+_log = logging.getLogger(__name__)
+
+_ABSENT = object()
+
+# one encoder for every response: json.dumps builds a new encoder per call with non-default options
+_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _BrokenBodyError(FrontendError):
+    """The body stream failed; the connection cannot carry another request."""
+
+
+def _invalid(message: str) -> FrontendError:
+    return FrontendError(ErrorKind.INVALID_ARGUMENT, message, "BAD_REQUEST")
+
+
+def _json_response(payload: object, status: int = 200) -> web.Response:
+    return web.Response(body=_encode(payload).encode(), status=status,
+                        content_type="application/json")
+
+
+def _error_response(status: int, message: str, reason: str,
+                    headers: Mapping[str, str] | None = None) -> web.Response:
+    resp = _json_response({"error": message, "reason": reason}, status)
+    if headers:
+        resp.headers.update(headers)
+    if status in (429, 503):
+        # clients back off a little and retry; the scheduler's state changes within a second
+        resp.headers["Retry-After"] = "1"
+    return resp
+
+
+# --- request decoding ------------------------------------------------------------------------
+
+
+def _loads(body: bytes, what: str) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are both
+        raise _invalid(f"{what} is not valid JSON: {e}") from None
+
+
+def _parameters(obj: Mapping[str, object], where: str) -> dict[str, Parameter]:
+    """``obj["parameters"]``, an object whose values are all scalars; absent means empty (an
+    explicit null is refused, as the schema says object)."""
+    raw = obj.get("parameters", _ABSENT)
+    if raw is _ABSENT:
+        return {}
+    if not isinstance(raw, dict):
+        raise _invalid(f"{where}: 'parameters' must be an object, got {type(raw).__name__}")
+    for key, value in raw.items():
+        if not isinstance(value, bool | int | float | str):
+            raise _invalid(f"{where}: parameter {key!r} must be a boolean, number or string, "
+                           f"got {type(value).__name__}")
+    return raw
+
+
+def _int_param(params: Mapping[str, Parameter], key: str, where: str) -> int | None:
+    value = params.get(key)
+    if value is None:
+        return None
+    if type(value) is not int or not 0 <= value <= _MAX_INT64:
+        raise _invalid(f"{where}: parameter {key!r} must be an integer in [0, 2^63), "
+                       f"got {value!r}")
+    return value
+
+
+def _bool_param(params: Mapping[str, Parameter], key: str, where: str) -> bool | None:
+    value = params.get(key)
+    if value is None or type(value) is bool:
+        return value
+    raise _invalid(f"{where}: parameter {key!r} must be true or false, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class OutputPlan:
+    """How to encode each output: binary or JSON, and top-k classification (0: none)."""
+
+    binary_default: bool
+    binary: Mapping[str, bool]
+    classification: Mapping[str, int]
+
+
+def _decode_inputs(raw_inputs: object, binary: memoryview) -> tuple[Tensor, ...]:
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise _invalid("'inputs' must be a non-empty list of tensors")
+    tensors: list[Tensor] = []
+    seen: set[str] = set()
+    offset = 0
+    for i, spec in enumerate(raw_inputs):
+        if not isinstance(spec, dict):
+            raise _invalid(f"inputs[{i}] must be an object, got {type(spec).__name__}")
+        name = spec.get("name")
+        if not isinstance(name, str) or not name:
+            raise _invalid(f"inputs[{i}]: 'name' must be a non-empty string")
+        if name in seen:
+            raise bad(name, "appears more than once in inputs")
+        seen.add(name)
+        datatype = spec.get("datatype")
+        if not isinstance(datatype, str):
+            raise bad(name, "'datatype' must be a string")
+        shape = spec.get("shape")
+        if not isinstance(shape, list):
+            raise bad(name, "'shape' must be a list of integers")
+        params = _parameters(spec, f"input {name!r}")
+        size = params.get("binary_data_size")
+        try:
+            if size is not None:
+                if "data" in spec:
+                    raise bad(name, "has both 'data' and parameters.binary_data_size")
+                if type(size) is not int or not 0 <= size <= _MAX_INT64:
+                    raise bad(name, f"binary_data_size must be an integer >= 0, got {size!r}")
+                if offset + size > len(binary):
+                    raise bad(name, f"binary_data_size {size} runs past the end of the body "
+                                    f"({len(binary) - offset} bytes of binary data left)")
+                data = from_raw(datatype, shape, binary[offset:offset + size], name)
+                offset += size
+                params = {k: v for k, v in params.items() if k != "binary_data_size"}
+            elif "data" in spec:
+                data = from_json(datatype, shape, spec["data"], name)
+            else:
+                raise bad(name, "has neither 'data' nor parameters.binary_data_size")
+        except (ValueError, OverflowError, TypeError, MemoryError) as e:
+            # numpy's own limits (e.g. a zero-sized shape with dimensions past intp) are the
+            # client's mistake, not the server's
+            raise bad(name, f"cannot be decoded: {e}") from None
+        tensors.append(Tensor(name, datatype, data, params))
+    if offset != len(binary):
+        raise _invalid(f"{len(binary)} bytes of binary data follow the JSON header, but the "
+                       f"inputs' binary_data_size add up to {offset}")
+    return tuple(tensors)
+
+
+def _decode_outputs(raw_outputs: object) -> tuple[tuple[RequestedOutput, ...], dict[str, bool],
+                                                  dict[str, int]]:
+    if not isinstance(raw_outputs, list):
+        raise _invalid("'outputs' must be a list of requested outputs")
+    outputs: list[RequestedOutput] = []
+    binary: dict[str, bool] = {}
+    classification: dict[str, int] = {}
+    for i, spec in enumerate(raw_outputs):
+        if not isinstance(spec, dict):
+            raise _invalid(f"outputs[{i}] must be an object, got {type(spec).__name__}")
+        name = spec.get("name")
+        if not isinstance(name, str) or not name:
+            raise _invalid(f"outputs[{i}]: 'name' must be a non-empty string")
+        if any(o.name == name for o in outputs):
+            raise _invalid(f"output {name!r} is requested more than once")
+        where = f"output {name!r}"
+        params = _parameters(spec, where)
+        as_binary = _bool_param(params, "binary_data", where)
+        if as_binary is not None:
+            binary[name] = as_binary
+        count = _int_param(params, "classification", where)
+        if count:
+            classification[name] = count
+        outputs.append(RequestedOutput(name, params))
+    return tuple(outputs), binary, classification
+
+
+def decode_infer_request(body: bytes, header_length: str | None, model: str,
+                         version: str) -> tuple[InferenceCall, OutputPlan]:
+    """An inference call from an HTTP body (JSON, or a JSON header of ``header_length`` bytes
+    followed by binary tensors) and how its outputs are to be encoded."""
+    if header_length is None:
+        json_part, binary = body, memoryview(b"")
+    else:
+        try:
+            n = int(header_length)
+        except ValueError:
+            raise _invalid(f"{HEADER_LENGTH} must be an integer, got {header_length!r}") from None
+        if not 0 <= n <= len(body):
+            raise _invalid(f"{HEADER_LENGTH} is {n}, but the body has {len(body)} bytes")
+        json_part, binary = body[:n], memoryview(body)[n:]
+    req = _loads(json_part, "the inference request")
+    if not isinstance(req, dict):
+        raise _invalid("the inference request must be a JSON object")
+    request_id = req.get("id", "")
+    if not isinstance(request_id, str):
+        raise _invalid("'id' must be a string")
+    params = _parameters(req, "request")
+    timeout_us = _int_param(params, "timeout", "request")
+    priority = _int_param(params, "priority", "request") or 0
+    binary_default = _bool_param(params, "binary_data_output", "request") or False
+    inputs = _decode_inputs(req.get("inputs"), binary)
+    outputs, binary_outputs, classification = _decode_outputs(req.get("outputs", []))
+    if "binary_data_output" in params:
+        # a transport detail of this protocol; the model server never needs it
+        params = {k: v for k, v in params.items() if k != "binary_data_output"}
+    call = InferenceCall(
+        model=model, inputs=inputs, version=version, id=request_id, outputs=outputs,
+        # Triton reads a timeout of 0 as "no timeout given", not as an already-past deadline
+        timeout_us=timeout_us or None,
+        priority=priority, parameters=params)
+    return call, OutputPlan(binary_default, binary_outputs, classification)
+
+
+# --- response encoding -----------------------------------------------------------------------
+
+
+def classify(tensor: Tensor, count: int) -> npt.NDArray[np.generic]:
+    """Triton's classification: the ``count`` highest values of each batch row (the whole tensor
+    when it has fewer than two dimensions), as BYTES ``"value:index"``, highest first, ties to the
+    lower index."""
+    array = tensor.data
+    if array.dtype == np.dtype(object):
+        raise bad(tensor.name, "classification needs a numeric output, not BYTES")
+    if array.ndim < 2:
+        rows = array.reshape(1, array.size)
+    else:  # explicit sizes: numpy cannot infer a -1 dimension next to a zero-sized batch
+        rows = array.reshape(array.shape[0], math.prod(array.shape[1:]))
+    width = rows.shape[1]
+    k = min(count, width)
+    # a stable ascending sort of the reversed rows, read backwards, is a descending sort with ties
+    # in index order; negating the values instead would wrap unsigned integers
+    order = (width - 1) - np.argsort(rows[:, ::-1], axis=1, kind="stable")[:, ::-1][:, :k]
+    values = np.take_along_axis(rows, order, axis=1)
+    fmt = "{:f}:{}" if array.dtype.kind == "f" else "{:d}:{}"
+    flat = [fmt.format(v, i).encode()
+            for vals, idx in zip(values.tolist(), order.tolist(), strict=True)
+            for v, i in zip(vals, idx, strict=True)]
+    out = np.empty(len(flat), dtype=object)
+    out[:] = flat
+    return out.reshape(values.shape if array.ndim >= 2 else (k,))
+
+
+def encode_infer_response(result: InferenceResult, plan: OutputPlan) -> web.Response:
+    outputs: list[dict[str, object]] = []
+    chunks: list[bytes] = []
+    for t in result.outputs:
+        data, datatype = t.data, t.datatype
+        count = plan.classification.get(t.name)
+        if count:
+            data, datatype = classify(t, count), "BYTES"
+        entry: dict[str, object] = {"name": t.name, "datatype": datatype,
+                                    "shape": [int(d) for d in data.shape]}
+        if plan.binary.get(t.name, plan.binary_default):
+            raw = to_raw(data)
+            chunks.append(raw)
+            entry["parameters"] = {**t.parameters, "binary_data_size": len(raw)}
+        else:
+            if t.parameters:
+                entry["parameters"] = dict(t.parameters)
+            entry["data"] = to_json(data)
+        outputs.append(entry)
+    payload: dict[str, object] = {"model_name": result.model, "model_version": result.version,
+                                  "id": result.id}
+    if result.parameters:
+        payload["parameters"] = dict(result.parameters)
+    payload["outputs"] = outputs
+    header = _encode(payload).encode()
+    if not chunks:
+        return web.Response(body=header, content_type="application/json")
+    return web.Response(body=b"".join([header, *chunks]),
+                        headers={HEADER_LENGTH: str(len(header)),
+                                 "Content-Type": "application/octet-stream"})
+
+
+def _tensor_metadata(t: TensorSignature, batched: bool) -> dict[str, object]:
+    return {"name": t.name, "datatype": t.datatype,
+            "shape": [-1, *t.shape] if batched else list(t.shape)}
+
+
+def encode_model_metadata(meta: ModelMetadata) -> dict[str, object]:
+    batched = meta.max_batch_size >= 1
+    return {"name": meta.name, "versions": list(meta.versions), "platform": meta.platform,
+            "inputs": [_tensor_metadata(t, batched) for t in meta.inputs],
+            "outputs": [_tensor_metadata(t, batched) for t in meta.outputs]}
+
+
+def _duration(d: DurationStat) -> dict[str, int]:
+    return {"count": d.count, "ns": d.ns}
+
+
+_NOT_MEASURED = {"count": 0, "ns": 0}
+
+
+def encode_statistics(stats: Sequence[ModelStatistics]) -> dict[str, object]:
+    # compute_input/compute_output per batch size and the response cache are not measured
+    # separately by this server; Triton's clients expect the fields, so they read zero
+    return {"model_stats": [{
+        "name": s.name, "version": s.version, "last_inference": s.last_inference_ms,
+        "inference_count": s.inference_count, "execution_count": s.execution_count,
+        "inference_stats": {
+            "success": _duration(s.success), "fail": _duration(s.fail),
+            "queue": _duration(s.queue), "compute_input": _duration(s.compute_input),
+            "compute_infer": _duration(s.compute_infer),
+            "compute_output": _duration(s.compute_output),
+            "cache_hit": _NOT_MEASURED, "cache_miss": _NOT_MEASURED},
+        "batch_stats": [{"batch_size": size, "compute_input": _NOT_MEASURED,
+                         "compute_infer": _duration(d), "compute_output": _NOT_MEASURED}
+                        for size, d in sorted(s.batch_stats.items())],
+    } for s in stats]}
+
+
+# --- the application -------------------------------------------------------------------------
+
+
+def _load_openapi() -> bytes:
+    return resources.files("clockwork.frontend").joinpath("openapi.json").read_bytes()
+
+
+class _Routes:
+    """The handlers, bound to one model server."""
+
+    def __init__(self, server: ModelServer, max_body_bytes: int) -> None:
+        self.server = server
+        self.max_body_bytes = max_body_bytes
+        self.openapi = _load_openapi()
+
+    async def _body(self, request: web.Request) -> bytes:
+        encoding = request.headers.get("Content-Encoding")
+        if encoding is not None and encoding.lower() not in _ENCODINGS:
+            raise FrontendError(ErrorKind.INVALID_ARGUMENT,
+                                f"Content-Encoding {encoding!r} is not supported; send gzip, "
+                                "deflate or none", "UNSUPPORTED_ENCODING")
+        size = request.content_length
+        if size is not None and size > self.max_body_bytes:
+            raise FrontendError(ErrorKind.PAYLOAD_TOO_LARGE,
+                                f"request body of {size} bytes is over the limit of "
+                                f"{self.max_body_bytes}", "PAYLOAD_TOO_LARGE")
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise FrontendError(ErrorKind.PAYLOAD_TOO_LARGE,
+                                f"request body (decoded) is over the limit of "
+                                f"{self.max_body_bytes} bytes", "PAYLOAD_TOO_LARGE") from None
+        except (web.RequestPayloadError, HttpProcessingError, ConnectionError) as e:
+            # a body that cannot be decoded (bad gzip, truncated chunks) or a client gone
+            # mid-body: the stream is broken, so it is marked finished (aiohttp would otherwise
+            # try to drain it after the answer and log the same error again) and the connection
+            # closes after this answer
+            request.content.feed_eof()
+            detail = " ".join(str(e).split())
+            raise _BrokenBodyError(ErrorKind.INVALID_ARGUMENT,
+                                   f"request body cannot be read: {detail}",
+                                   "BAD_BODY") from None
+
+    async def _json_object(self, request: web.Request, what: str) -> dict[str, Any]:
+        """An optional JSON object body: empty means ``{}``."""
+        body = await self._body(request)
+        if not body.strip():
+            return {}
+        obj = _loads(body, what)
+        if not isinstance(obj, dict):
+            raise _invalid(f"{what} must be a JSON object")
+        return obj
+
+    @staticmethod
+    def _model(request: web.Request) -> tuple[str, str]:
+        info = request.match_info
+        return info["model"], info.get("version", "")
+
+    async def live(self, request: web.Request) -> web.Response:
+        if self.server.live():
+            return _json_response({})
+        return _error_response(503, "server is not live", "UNAVAILABLE")
+
+    async def ready(self, request: web.Request) -> web.Response:
+        if self.server.ready():
+            return _json_response({})
+        return _error_response(503, "server is not ready", "UNAVAILABLE")
+
+    async def server_metadata(self, request: web.Request) -> web.Response:
+        return _json_response({"name": self.server.name, "version": self.server.version,
+                               "extensions": list(EXTENSIONS)})
+
+    async def model_metadata(self, request: web.Request) -> web.Response:
+        return _json_response(encode_model_metadata(self.server.model_metadata(
+            *self._model(request))))
+
+    async def model_ready(self, request: web.Request) -> web.Response:
+        model, version = self._model(request)
+        if self.server.model_ready(model, version):
+            return _json_response({})
+        # Triton answers 400 for a model that exists but cannot serve now
+        return _error_response(400, f"model {model!r} is not ready", "MODEL_NOT_READY")
+
+    async def model_config(self, request: web.Request) -> web.Response:
+        return _json_response(self.server.model_config(*self._model(request)))
+
+    async def infer(self, request: web.Request) -> web.Response:
+        model, version = self._model(request)
+        body = await self._body(request)
+        call, plan = decode_infer_request(body, request.headers.get(HEADER_LENGTH), model,
+                                          version)
+        return encode_infer_response(await self.server.infer(call), plan)
+
+    async def repository_index(self, request: web.Request) -> web.Response:
+        ready_only = False
+        if request.method == "POST":
+            ready = (await self._json_object(request, "the index request")).get("ready", False)
+            if type(ready) is not bool:
+                raise _invalid(f"'ready' must be true or false, got {ready!r}")
+            ready_only = ready
+        return _json_response([
+            {"name": e.name, "version": e.version, "state": e.state.value, "reason": e.reason}
+            for e in self.server.repository_index(ready_only)])
+
+    async def _load_request(self, request: web.Request) -> str:
+        body = await self._json_object(request, "the load/unload request")
+        # unknown parameters (config overrides, unload_dependents, files) are accepted and
+        # ignored, whatever their values
+        raw = body.get("parameters", _ABSENT)
+        if raw is not _ABSENT and not isinstance(raw, dict):
+            raise _invalid(f"'parameters' must be an object, got {type(raw).__name__}")
+        return request.match_info["model"]
+
+    async def load(self, request: web.Request) -> web.Response:
+        await self.server.load_model(await self._load_request(request))
+        return _json_response({})
+
+    async def unload(self, request: web.Request) -> web.Response:
+        await self.server.unload_model(await self._load_request(request))
+        return _json_response({})
+
+    async def statistics(self, request: web.Request) -> web.Response:
+        info = request.match_info
+        return _json_response(encode_statistics(self.server.statistics(
+            info.get("model", ""), info.get("version", ""))))
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.server.metrics_text(),
+                            headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    async def openapi_document(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.openapi, content_type="application/json")
+
+
+def _http_error(request: web.Request, e: web.HTTPException) -> web.Response:
+    """aiohttp's own refusals (no route, wrong method, body too large) as JSON errors."""
+    headers: dict[str, str] = {}
+    if isinstance(e, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(e.allowed_methods))
+        headers["Allow"] = allowed
+        message = f"method {request.method} is not allowed on {request.path}; use {allowed}"
+    elif isinstance(e, web.HTTPNotFound):
+        message = f"no route {request.method} {request.path}"
+    else:
+        message = e.text or e.reason
+    reason = e.reason.upper().replace(" ", "_") if e.reason else "HTTP_ERROR"
+    return _error_response(e.status, message, reason, headers)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except FrontendError as e:
+        resp = _error_response(e.kind.http_status, e.message, e.reason)
+        if isinstance(e, _BrokenBodyError):
+            resp.force_close()
+        return resp
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return _http_error(request, e)
+    except Exception:
+        _log.exception("unexpected error answering %s %s", request.method, request.path)
+        return _error_response(500, "internal server error", "INTERNAL")
+
+
+def make_app(server: ModelServer, *,
+             max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> web.Application:
+    """The aiohttp application of the HTTP/REST front door over ``server``. Request bodies over
+    ``max_body_bytes`` (after decoding gzip/deflate) are refused with 413."""
+    if max_body_bytes < 1:
+        raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
+    app = web.Application(middlewares=[_errors], client_max_size=max_body_bytes)
+    r = _Routes(server, max_body_bytes)
+    model_paths = ("/v2/models/{model}", "/v2/models/{model}/versions/{version}")
+    add = app.router.add_route
+    # the inference routes first: aiohttp tries routes under one prefix in registration order
+    for base in model_paths:
+        add("POST", base + "/infer", r.infer)
+    add("GET", "/v2/health/live", r.live)
+    add("GET", "/v2/health/ready", r.ready)
+    add("GET", "/v2", r.server_metadata)
+    add("GET", "/v2/models/stats", r.statistics)
+    for base in model_paths:
+        add("GET", base, r.model_metadata)
+        add("GET", base + "/ready", r.model_ready)
+        add("GET", base + "/config", r.model_config)
+        add("GET", base + "/stats", r.statistics)
+    add("GET", "/v2/repository/index", r.repository_index)
+    add("POST", "/v2/repository/index", r.repository_index)
+    add("POST", "/v2/repository/models/{model}/load", r.load)
+    add("POST", "/v2/repository/models/{model}/unload", r.unload)
+    add("GET", "/metrics", r.metrics)
+    add("GET", "/v2/openapi.json", r.openapi_document)
+    add("GET", "/openapi.json", r.openapi_document)
+    return app
+
+
+async def start_http(server: ModelServer, host: str, port: int, *,
+                     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                     access_log: bool = False) -> web.AppRunner:
+    """Serve ``make_app(server)`` on ``host:port`` (port 0: any free port; see
+    ``runner.addresses``). The caller stops it with ``await runner.cleanup()``. The access log is
+    off by default: one log line per request costs more than the request on the hot path."""
+    app = make_app(server, max_body_bytes=max_body_bytes)
+    runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access") if access_log
+                           else None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner

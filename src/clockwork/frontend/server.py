@@ -1,0 +1,320 @@
+"""The ``ModelServer`` over a running controller: the front door's one real implementation.
+
+A request is checked against the model's signature (learned from the worker that registered it)
+before the scheduler sees it, so a bad tensor is refused with a message naming it and nothing else
+changes. A request carrying a batch of ``n`` samples (leading dimension, up to the model's
+``max_batch_size``) becomes ``n`` scheduler requests with the same deadline and priority: the
+scheduler batches samples across clients itself, which is the point of a central planner. The
+call succeeds when all of them do; otherwise it fails with the first refusal's reason.
+
+Deadlines follow Triton's schedule-policy convention: ``timeout`` in microseconds from arrival;
+absent or 0 means the model's default SLO, else the server's. Priorities too: 1 is the highest,
+larger numbers are lower, 0 means the default level (``DEFAULT_PRIORITY_LEVEL``); the scheduler
+prefers larger numbers, so the level is negated on the way in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from clockwork import __version__
+from clockwork.core.events import ModelInfo
+from clockwork.core.requests import Response, ResponseStatus
+from clockwork.core.signature import ModelSignature, TensorSignature
+from clockwork.core.units import NS_PER_US
+from clockwork.frontend.api import (
+    ErrorKind,
+    FrontendError,
+    InferenceCall,
+    InferenceResult,
+    ModelMetadata,
+    ModelState,
+    ModelStatistics,
+    RepositoryEntry,
+    Tensor,
+)
+from clockwork.frontend.metrics import ServingMetrics
+from clockwork.service.controller_service import ControllerClosedError, ControllerService
+
+log = logging.getLogger("clockwork.frontend.server")
+
+DEFAULT_PRIORITY_LEVEL = 10
+#: timeouts above this (an hour) are refused: a deadline that far is a client mistake
+MAX_TIMEOUT_US = 3600 * 10**6
+
+_REFUSALS: dict[ResponseStatus, ErrorKind] = {
+    ResponseStatus.DEADLINE_INFEASIBLE: ErrorKind.DEADLINE_INFEASIBLE,
+    ResponseStatus.OVERLOADED: ErrorKind.OVERLOADED,
+    ResponseStatus.MODEL_NOT_FOUND: ErrorKind.NOT_FOUND,
+    ResponseStatus.MODEL_REMOVED: ErrorKind.UNAVAILABLE,
+    ResponseStatus.INVALID_INPUT: ErrorKind.INVALID_ARGUMENT,
+    ResponseStatus.WORKER_LOST: ErrorKind.UNAVAILABLE,
+    ResponseStatus.EXECUTION_FAILED: ErrorKind.INTERNAL,
+}
+
+_EMPTY_SIGNATURE_NOTE = "the worker did not describe this model's tensors"
+
+
+def scheduler_priority(priority: int) -> int:
+    """Triton's priority (1 highest, 0 default) as the scheduler's (larger first)."""
+    return -(priority if priority > 0 else DEFAULT_PRIORITY_LEVEL)
+
+
+class ControllerModelServer:
+    """Serve the models of ``controller``. ``metrics`` (attached to the controller's hooks by
+    the caller) answers ``statistics`` and ``metrics_text``."""
+
+    name = "clockwork"
+    version = __version__
+
+    def __init__(self, controller: ControllerService, metrics: ServingMetrics) -> None:
+        self.controller = controller
+        self.metrics = metrics
+
+    # ----------------------------------------------------------------- health and metadata
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return bool(self.controller.workers)
+
+    def _info(self, model: str, version: str) -> tuple[ModelInfo, bool]:
+        """The model and whether it is registered (False: unloaded by a client)."""
+        info = self.controller.models.get(model)
+        registered = info is not None
+        if info is None:
+            info = self.controller.removed_models.get(model)
+        if info is None:
+            raise FrontendError(ErrorKind.NOT_FOUND, f"unknown model {model!r}",
+                                ResponseStatus.MODEL_NOT_FOUND.value)
+        if version:
+            versions = info.signature.versions if info.signature is not None else (1,)
+            if version not in {str(v) for v in versions}:
+                raise FrontendError(ErrorKind.NOT_FOUND,
+                                    f"model {model!r} has no version {version!r} (it has "
+                                    f"{', '.join(str(v) for v in versions)})",
+                                    ResponseStatus.MODEL_NOT_FOUND.value)
+        return info, registered
+
+    def model_metadata(self, model: str, version: str = "") -> ModelMetadata:
+        info, _ = self._info(model, version)
+        sig = info.signature
+        if sig is None:
+            return ModelMetadata(model, ("1",), "unknown", (), (), 1)
+        return ModelMetadata(model, tuple(str(v) for v in sig.versions), sig.platform,
+                             sig.inputs, sig.outputs, sig.max_batch_size)
+
+    def model_ready(self, model: str, version: str = "") -> bool:
+        _, registered = self._info(model, version)
+        return registered and self.ready()
+
+    def model_config(self, model: str, version: str = "") -> Mapping[str, object]:
+        info, _ = self._info(model, version)
+        sig = info.signature
+        config: dict[str, Any] = {"name": model, "platform": "unknown", "backend": "clockwork",
+                                  "max_batch_size": 1, "input": [], "output": []}
+        if sig is not None:
+            config.update(
+                platform=sig.platform, max_batch_size=sig.max_batch_size,
+                version_policy={"specific": {"versions": list(sig.versions)}},
+                input=[_config_tensor(t) for t in sig.inputs],
+                output=[_config_tensor(t) for t in sig.outputs])
+        batch_sizes = sorted({b for p in info.profiles for b in p.exec_ns})
+        # the scheduler batches across requests, as Triton's dynamic batcher does
+        config["dynamic_batching"] = {"preferred_batch_size": batch_sizes}
+        slo_ns = info.default_slo_ns or self.controller.default_slo_ns
+        config["parameters"] = {"default_timeout_us": {"string_value": str(slo_ns // NS_PER_US)}}
+        return config
+
+    # ----------------------------------------------------------------- inference
+
+    async def infer(self, call: InferenceCall) -> InferenceResult:
+        info, registered = self._info(call.model, call.version)
+        if not registered:
+            raise FrontendError(ErrorKind.UNAVAILABLE,
+                                f"model {call.model!r} is unloaded; load it through the "
+                                "repository API first", "MODEL_NOT_READY")
+        sig = info.signature
+        if sig is None:
+            raise FrontendError(ErrorKind.UNAVAILABLE, f"model {call.model!r}: "
+                                f"{_EMPTY_SIGNATURE_NOTE}", "MODEL_NOT_READY")
+        samples = _check_inputs(call, sig)
+        wanted = _check_outputs(call, sig)
+        timeout_ns = _timeout_ns(call.timeout_us)
+        if call.priority < 0:
+            raise FrontendError(ErrorKind.INVALID_ARGUMENT,
+                                f"priority must be >= 0, got {call.priority}", "BAD_PARAMETER")
+        priority = scheduler_priority(call.priority)
+        try:
+            answers = await asyncio.gather(*(
+                self.controller.submit(call.model, sample, timeout_ns=timeout_ns,
+                                       priority=priority)
+                for sample in samples))
+        except ControllerClosedError as e:
+            raise FrontendError(ErrorKind.UNAVAILABLE, f"server is shutting down: {e}",
+                                "SHUTTING_DOWN") from e
+        for response, _ in answers:
+            if not response.status.delivered_result:
+                raise _refusal(response)
+        return _result(call, sig, wanted, answers)
+
+    # ----------------------------------------------------------------- repository
+
+    def repository_index(self, ready_only: bool = False) -> Sequence[RepositoryEntry]:
+        entries = [RepositoryEntry(n, _versions(i)[-1], ModelState.READY)
+                   for n, i in self.controller.models.items()]
+        if not ready_only:
+            entries += [RepositoryEntry(n, _versions(i)[-1], ModelState.UNAVAILABLE, "unloaded")
+                        for n, i in self.controller.removed_models.items()]
+        return sorted(entries, key=lambda e: e.name)
+
+    async def load_model(self, model: str) -> None:
+        """A model unloaded earlier is registered again; a name no worker serves yet makes the
+        workers rescan their repositories (a model directory copied in while serving)."""
+        known = model in self.controller.models or model in self.controller.removed_models
+        if not known:
+            added = await self.controller.rescan_models()
+            if added:
+                log.info("repository rescan added %s", ", ".join(added))
+        _, registered = self._info(model, "")
+        if not registered:
+            self.controller.restore_model(model)
+            log.info("model %s loaded (registered again)", model)
+
+    async def unload_model(self, model: str) -> None:
+        _, registered = self._info(model, "")
+        if registered:
+            self.controller.remove_model(model)
+            log.info("model %s unloaded", model)
+
+    # ----------------------------------------------------------------- observability
+
+    def statistics(self, model: str = "", version: str = "") -> Sequence[ModelStatistics]:
+        if model:
+            info, _ = self._info(model, version)
+            return [self.metrics.statistics(model, _versions(info)[-1])]
+        known = {**self.controller.removed_models, **self.controller.models}
+        return [self.metrics.statistics(n, _versions(i)[-1]) for n, i in sorted(known.items())]
+
+    def metrics_text(self) -> bytes:
+        return self.metrics.metrics_text()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _versions(info: ModelInfo) -> tuple[str, ...]:
+    return tuple(str(v) for v in (info.signature.versions if info.signature else (1,)))
+
+
+def _config_tensor(t: TensorSignature) -> dict[str, object]:
+    return {"name": t.name, "data_type": f"TYPE_{t.datatype}", "dims": list(t.shape)}
+
+
+def _bad(message: str) -> FrontendError:
+    return FrontendError(ErrorKind.INVALID_ARGUMENT, message, "BAD_TENSOR")
+
+
+def _check_inputs(call: InferenceCall,
+                  sig: ModelSignature) -> list[dict[str, npt.NDArray[np.generic]]]:
+    """The per-sample inputs of ``call``, after checking names, datatypes and shapes."""
+    given: dict[str, Tensor] = {}
+    for tensor in call.inputs:
+        if tensor.name in given:
+            raise _bad(f"input {tensor.name!r} is given twice")
+        if sig.input(tensor.name) is None:
+            raise _bad(f"model {call.model!r} has no input {tensor.name!r} (its inputs: "
+                       f"{', '.join(s.name for s in sig.inputs)})")
+        given[tensor.name] = tensor
+    batch: int | None = None
+    for spec in sig.inputs:
+        t = given.get(spec.name)
+        if t is None:
+            raise _bad(f"input {spec.name!r} is missing (model {call.model!r} takes "
+                       f"{', '.join(s.name for s in sig.inputs)})")
+        if t.datatype != spec.datatype:
+            raise _bad(f"input {spec.name!r}: datatype {t.datatype}, but the model takes "
+                       f"{spec.datatype}")
+        shape = t.shape
+        expected = [-1, *spec.shape]
+        if len(shape) != len(expected) or any(
+                e not in (-1, d) for d, e in zip(shape[1:], spec.shape, strict=True)):
+            raise _bad(f"input {spec.name!r}: shape {list(shape)}, but the model takes "
+                       f"{expected} (batch first)")
+        n = shape[0]
+        if not 1 <= n <= sig.max_batch_size:
+            raise _bad(f"input {spec.name!r}: batch dimension {n} is outside 1.."
+                       f"{sig.max_batch_size} (the model's max_batch_size)")
+        if batch is not None and n != batch:
+            raise _bad(f"input {spec.name!r}: batch dimension {n} differs from the other "
+                       f"inputs' {batch}")
+        batch = n
+    assert batch is not None
+    return [{name: t.data[i] for name, t in given.items()} for i in range(batch)]
+
+
+def _check_outputs(call: InferenceCall, sig: ModelSignature) -> list[str]:
+    names = [t.name for t in sig.outputs]
+    wanted = [o.name for o in call.outputs] or names
+    for name in wanted:
+        if name not in names:
+            raise _bad(f"model {call.model!r} has no output {name!r} (its outputs: "
+                       f"{', '.join(names)})")
+    if len(set(wanted)) != len(wanted):
+        raise _bad(f"an output is requested twice: {wanted}")
+    return wanted
+
+
+def _timeout_ns(timeout_us: int | None) -> int | None:
+    if timeout_us is None or timeout_us == 0:
+        return None
+    if not isinstance(timeout_us, int) or isinstance(timeout_us, bool) or timeout_us < 0:
+        raise FrontendError(ErrorKind.INVALID_ARGUMENT, "parameter 'timeout' must be an integer "
+                            f"number of microseconds >= 0, got {timeout_us!r}", "BAD_PARAMETER")
+    if timeout_us > MAX_TIMEOUT_US:
+        raise FrontendError(ErrorKind.INVALID_ARGUMENT, f"parameter 'timeout' {timeout_us} us "
+                            f"exceeds the largest allowed, {MAX_TIMEOUT_US} us", "BAD_PARAMETER")
+    return timeout_us * NS_PER_US
+
+
+def _refusal(response: Response) -> FrontendError:
+    kind = _REFUSALS.get(response.status, ErrorKind.INTERNAL)
+    detail = f": {response.detail}" if response.detail else ""
+    return FrontendError(kind, f"{response.status.value}{detail}", response.status.value)
+
+
+def _result(call: InferenceCall, sig: ModelSignature, wanted: list[str],
+            answers: Sequence[tuple[Response, dict[str, npt.NDArray[np.generic]] | None]],
+            ) -> InferenceResult:
+    specs = {t.name: t for t in sig.outputs}
+    outputs = []
+    for name in wanted:
+        rows = []
+        for response, arrays in answers:
+            array = arrays.get(name) if arrays is not None else None
+            if array is None:
+                raise FrontendError(ErrorKind.INTERNAL, f"the worker returned no output "
+                                    f"{name!r} for request {response.request_id}",
+                                    ResponseStatus.EXECUTION_FAILED.value)
+            rows.append(array)
+        data = np.stack(rows)
+        outputs.append(Tensor(name, specs[name].datatype, data))
+    params: dict[str, bool | int | float | str] = {
+        "batch_size": max(r.batch_size for r, _ in answers),
+        "cold_start": any(r.cold_start for r, _ in answers)}
+    if any(r.status is ResponseStatus.LATE for r, _ in answers):
+        params["late"] = True
+    versions = _versions_of(sig)
+    return InferenceResult(call.model, call.version or versions[-1], call.id, tuple(outputs),
+                           params)
+
+
+def _versions_of(sig: ModelSignature) -> tuple[str, ...]:
+    return tuple(str(v) for v in sig.versions)
