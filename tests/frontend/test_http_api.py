@@ -27,6 +27,7 @@ from clockwork.frontend.api import EXTENSIONS, Tensor
 from clockwork.frontend.http_server import classify, make_app, start_http
 
 from support.fake_model_server import INFEASIBLE_US, OVERLOAD_PRIORITY, SIGNATURES, FakeModelServer
+from support.triton_clients import http_client
 
 MAX_BODY = 2**20
 
@@ -71,13 +72,8 @@ def fake(live: tuple[LiveServer, FakeModelServer]) -> FakeModelServer:
 @pytest.fixture
 def client(live: tuple[LiveServer, FakeModelServer],
            fake: FakeModelServer) -> Iterator[httpclient.InferenceServerClient]:
-    c = httpclient.InferenceServerClient(url=f"127.0.0.1:{live[0].port}", network_timeout=10)
-    yield c
-    c.close()
-    # __del__ closes again from whichever thread the garbage collector runs in (a test's
-    # pytest.raises keeps the client in a reference cycle), and gevent refuses a close from any
-    # thread but its own: the second close must do nothing
-    c.close = lambda: None  # type: ignore[method-assign]
+    with http_client(f"127.0.0.1:{live[0].port}") as c:
+        yield c
 
 
 class Reply:

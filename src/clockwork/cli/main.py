@@ -25,6 +25,7 @@ _COMMANDS = {
     "controller": ("clockwork.cli.controller_cmd", "schedule requests onto running workers"),
     "bench-cluster": ("clockwork.cli.bench_cluster_cmd",
                       "run a controller and emulated workers on this machine under a workload"),
+    "bench": ("clockwork.cli.bench_cmd", "drive an OIP server (HTTP/gRPC) with a workload, report"),
 }
 
 
