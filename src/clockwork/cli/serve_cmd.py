@@ -31,6 +31,7 @@ DEMO_RESOLUTION = 64
 LOCAL_WORKER_ID = "local"
 #: the local worker profiles unprofiled models before it listens: allow for that
 LOCAL_JOIN_TIMEOUT_S = 900.0
+REMOTE_JOIN_WAIT_S = 10.0
 
 log = logging.getLogger("clockwork.serve")
 
@@ -164,14 +165,29 @@ async def _serve(args: argparse.Namespace, addresses: list[tuple[str, int]],
             loop.add_signal_handler(sig, stop.set)
 
     await controller.start()
-    http = await start_http(server, args.host, args.http_port, max_body_bytes=max_bytes)
+    try:
+        http = await start_http(server, args.host, args.http_port, max_body_bytes=max_bytes)
+    except OSError as e:
+        await controller.close()
+        raise ConfigurationError(f"HTTP on {args.host}:{args.http_port}: {e.strerror or e}") \
+            from e
     grpc_server = None
     try:
         if args.grpc_port:
-            grpc_server = await start_grpc(server, args.host, args.grpc_port,
-                                           max_message_bytes=max_bytes)
+            try:
+                grpc_server = await start_grpc(server, args.host, args.grpc_port,
+                                               max_message_bytes=max_bytes)
+            except (OSError, RuntimeError) as e:
+                raise ConfigurationError(f"gRPC on {args.host}:{args.grpc_port}: {e}") from e
         if worker is not None:
             await _wait_local_worker(controller, worker, stop)
+        else:
+            # remote workers only: the banner names their models once one has joined
+            with contextlib.suppress(TimeoutError):
+                await controller.wait_workers(1, timeout_s=REMOTE_JOIN_WAIT_S)
+            if not controller.workers:
+                log.warning("no worker joined within %.0f s; serving as they come",
+                            REMOTE_JOIN_WAIT_S)
         if not stop.is_set():
             _banner(args, server)
         status = StatusLine(controller, len(addresses)) if args.status_interval > 0 else None

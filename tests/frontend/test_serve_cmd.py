@@ -1,0 +1,136 @@
+"""``clockwork serve`` as a user runs it: a process with a local torch worker (CPU), driven over
+HTTP; a model copied into the repository while serving is loaded through the repository API."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.error import HTTPError, URLError
+
+import pytest
+
+from clockwork.cli.main import main
+from clockwork.models.create import create_repository
+from clockwork.service.bench_cluster import free_ports
+
+PARAMS = {"resolution": 32}
+
+
+def request(url: str, body: object | None = None) -> tuple[int, dict[str, object]]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            raw = r.read()
+            return r.status, json.loads(raw) if raw else {}
+    except HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def infer_body() -> dict[str, object]:
+    return {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3, 32, 32],
+                        "data": [0.5] * (3 * 32 * 32)}],
+            "parameters": {"timeout": 2_000_000}}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path,
+                                                                      subprocess.Popen[bytes]]]:
+    root = tmp_path_factory.mktemp("serve")
+    repo = root / "repo"
+    create_repository(repo, "mobilenet_v2", 1, seed=1, params=PARAMS, batch_sizes=(1, 2))
+    http_port, grpc_port = free_ports(2)
+    log = (root / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clockwork.cli.main", "serve", "--repository", str(repo),
+         "--host", "127.0.0.1", "--http-port", str(http_port), "--grpc-port", str(grpc_port),
+         "--device", "cpu", "--status-interval", "0"],
+        stdout=log, stderr=log, cwd=root)
+    url = f"http://127.0.0.1:{http_port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if request(f"{url}/v2/health/ready")[0] == 200:
+                    break
+            except (URLError, ConnectionError):
+                pass
+            assert proc.poll() is None, (root / "serve.log").read_text()
+            assert time.monotonic() < deadline, "server not ready in 120 s"
+            time.sleep(0.2)
+        yield url, repo, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+def test_serves_the_repository_with_real_inference(served: tuple[str, Path, object]) -> None:
+    url, _, _ = served
+    status, meta = request(f"{url}/v2/models/mobilenet_v2-0000")
+    assert status == 200 and meta["platform"] == "pytorch"
+    status, body = request(f"{url}/v2/models/mobilenet_v2-0000/infer", infer_body())
+    assert status == 200, body
+    (out,) = body["outputs"]  # type: ignore[misc]
+    assert out["name"] == "logits" and out["shape"] == [1, 1000]
+
+
+def test_a_model_copied_in_while_serving_is_loaded_on_request(
+        served: tuple[str, Path, object]) -> None:
+    url, repo, _ = served
+    name = "added-0000"
+    assert request(f"{url}/v2/models/{name}")[0] == 404
+    create_repository(repo, "mobilenet_v2", 1, seed=2, params=PARAMS, batch_sizes=(1, 2),
+                      name_prefix="added")
+    status, body = request(f"{url}/v2/repository/models/{name}/load", {})
+    assert status == 200, body
+    status, body = request(f"{url}/v2/models/{name}/infer", infer_body())
+    assert status == 200, body
+    status, index = request(f"{url}/v2/repository/index", {})
+    assert status == 200
+    assert {(m["name"], m["state"]) for m in index} == {  # type: ignore[attr-defined, index]
+        ("mobilenet_v2-0000", "READY"), (name, "READY")}
+    assert request(f"{url}/v2/repository/models/nothing-here/load", {})[0] == 404
+
+
+def test_ctrl_c_stops_the_server_and_its_worker(
+        served: tuple[str, Path, subprocess.Popen[bytes]]) -> None:
+    _, _, proc = served
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["serve", "--no-local-worker"], "--no-local-worker needs --workers"),
+    (["serve", "--repository", "/nonexistent/repo"], "no such directory"),
+    (["serve", "--http-port", "70000"], "not a port number"),
+    (["serve", "--workers", "nohostport"], "HOST:PORT"),
+])
+def test_bad_configuration_exits_2_with_a_clear_error(
+        argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_port_in_use_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["serve", "--no-local-worker", "--workers", "127.0.0.1:1", "--host",
+                     "127.0.0.1", "--http-port", str(port), "--grpc-port", "0"])
+    assert code == 2
+    assert "address already in use" in capsys.readouterr().err
