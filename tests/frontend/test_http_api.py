@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from tritonclient.utils import InferenceServerException
 
 from clockwork.frontend.api import EXTENSIONS, Tensor
-from clockwork.frontend.http_server import classify, make_app, start_http
+from clockwork.frontend.http_server import make_app, start_http
+from clockwork.frontend.tensor_codec import classify
 
 from support.fake_model_server import INFEASIBLE_US, OVERLOAD_PRIORITY, SIGNATURES, FakeModelServer
 from support.triton_clients import http_client

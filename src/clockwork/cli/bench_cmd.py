@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from clockwork.cli.sim_cmd import add_shape_arguments
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.units import NS_PER_MS, NS_PER_S
-from clockwork.workload import DEFAULT_AZURE_TRACE
 
 WORKLOADS = ("poisson", "azure", "closed", "bursty", "slo-sweep")
 DEFAULT_PROFILE = "resnet50_v2-V100-32GB"
@@ -68,17 +68,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "capacity and the report")
     g.add_argument("--profile", default=DEFAULT_PROFILE, help="with --gpus: shipped profile name "
                    "or profile JSON path of the served model")
-    g.add_argument("--trace", type=Path, default=DEFAULT_AZURE_TRACE,
-                   help="azure: invocations.csv of the Azure Functions 2019 trace")
-    g.add_argument("--minute-s", type=float, default=60.0, help="azure: length of one trace "
-                   "minute in seconds")
-    g.add_argument("--start-minute", type=int, default=0, help="azure: first trace minute")
     g.add_argument("--clients", type=int, default=1, help="closed: clients per model")
-    g.add_argument("--burst-on-s", type=float, default=1.0)
-    g.add_argument("--burst-off-s", type=float, default=1.0)
-    g.add_argument("--sweep-factor", type=float, default=0.8, help="slo-sweep: SLO multiplier "
-                   "per period")
-    g.add_argument("--sweep-period-s", type=float, default=10.0)
+    add_shape_arguments(g)
     r = p.add_argument_group("run")
     r.add_argument("--drain-s", type=float, default=10.0, help="at most this long after the "
                    "last arrival for the answers")

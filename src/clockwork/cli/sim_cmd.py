@@ -46,6 +46,21 @@ _NOISE = NoiseConfig()
 _CW = ClockworkConfig()
 
 
+def add_shape_arguments(g: argparse._ArgumentGroup) -> None:
+    """The workload options that shape arrivals, shared by every command that runs a workload
+    (``workload_factory`` reads them)."""
+    g.add_argument("--trace", type=Path, default=DEFAULT_AZURE_TRACE,
+                   help="azure: invocations.csv of the Azure Functions 2019 trace")
+    g.add_argument("--minute-s", type=float, default=60.0, help="azure: length of one trace "
+                   "minute in seconds (smaller compresses the trace)")
+    g.add_argument("--start-minute", type=int, default=0, help="azure: first trace minute")
+    g.add_argument("--burst-on-s", type=float, default=1.0)
+    g.add_argument("--burst-off-s", type=float, default=1.0)
+    g.add_argument("--sweep-factor", type=float, default=0.8, help="slo-sweep: SLO multiplier "
+                   "per period")
+    g.add_argument("--sweep-period-s", type=float, default=10.0)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "sim",
@@ -75,17 +90,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "fraction of the devices' ideal capacity")
     g.add_argument("--rate", type=float, default=None, help="poisson/bursty/slo-sweep: total "
                    "requests per second (default: load factor x ideal capacity)")
-    g.add_argument("--trace", type=Path, default=DEFAULT_AZURE_TRACE,
-                   help="azure: invocations.csv of the Azure Functions 2019 trace")
-    g.add_argument("--minute-s", type=float, default=60.0, help="azure: length of one trace "
-                   "minute in seconds (smaller compresses the trace)")
-    g.add_argument("--start-minute", type=int, default=0, help="azure: first trace minute")
     g.add_argument("--concurrency", type=int, default=1, help="closed: clients per model")
-    g.add_argument("--burst-on-s", type=float, default=1.0)
-    g.add_argument("--burst-off-s", type=float, default=1.0)
-    g.add_argument("--sweep-factor", type=float, default=0.8, help="slo-sweep: SLO multiplier "
-                   "per period")
-    g.add_argument("--sweep-period-s", type=float, default=10.0)
+    add_shape_arguments(g)
     s = p.add_argument_group("simulation")
     s.add_argument("--noise", choices=NOISE_KINDS, default=_NOISE.kind)
     s.add_argument("--noise-sigma", type=float, default=_NOISE.sigma)

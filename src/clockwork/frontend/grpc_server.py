@@ -38,7 +38,6 @@ from google.protobuf.message import DecodeError
 from clockwork.frontend.api import (
     EXTENSIONS,
     DurationStat,
-    ErrorKind,
     FrontendError,
     InferenceCall,
     InferenceResult,
@@ -47,9 +46,16 @@ from clockwork.frontend.api import (
     RequestedOutput,
     Tensor,
 )
-from clockwork.frontend.http_server import classify
+from clockwork.frontend.parameters import MAX_INT64, int_param, invalid
 from clockwork.frontend.proto import inference_pb2 as pb
-from clockwork.frontend.tensor_codec import bad, check_shape, from_raw, numpy_dtype, to_raw
+from clockwork.frontend.tensor_codec import (
+    bad,
+    check_shape,
+    classify,
+    from_raw,
+    numpy_dtype,
+    to_raw,
+)
 
 __all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "REASON_METADATA_KEY", "SERVICE_NAME",
            "InferenceServicer", "decode_infer_request", "encode_infer_response", "start_grpc"]
@@ -61,7 +67,6 @@ REASON_METADATA_KEY = "clockwork-reason"
 
 # Triton carries timeout and priority as int64/uint64; bounding them keeps every later encoder
 # from failing on a client's huge integer (the same bound as the HTTP front door)
-_MAX_INT64 = 2**63 - 1
 
 # the typed contents field of each datatype (FP16 and BF16 have none: raw contents only)
 _CONTENTS_FIELD = {
@@ -88,9 +93,6 @@ _SHARED_MEMORY_KEYS = ("shared_memory_region", "shared_memory_offset", "shared_m
 _log = logging.getLogger(__name__)
 
 
-def _invalid(message: str) -> FrontendError:
-    return FrontendError(ErrorKind.INVALID_ARGUMENT, message, "BAD_REQUEST")
-
 
 # --- parameters ------------------------------------------------------------------------------
 
@@ -107,7 +109,7 @@ def _param_value(p: pb.InferParameter, where: str) -> Parameter:
         return float(p.double_param)
     if kind == "string_param":
         return str(p.string_param)
-    raise _invalid(f"{where} has no value")
+    raise invalid(f"{where} has no value")
 
 
 def _parameters(params: Mapping[str, pb.InferParameter], where: str) -> dict[str, Parameter]:
@@ -115,19 +117,9 @@ def _parameters(params: Mapping[str, pb.InferParameter], where: str) -> dict[str
            for key, value in params.items()}
     for key in _SHARED_MEMORY_KEYS:
         if key in out:
-            raise _invalid(f"{where}: {key}: shared memory is not supported by this server; "
+            raise invalid(f"{where}: {key}: shared memory is not supported by this server; "
                            "send the data in the request")
     return out
-
-
-def _int_param(params: Mapping[str, Parameter], key: str, where: str) -> int | None:
-    value = params.get(key)
-    if value is None:
-        return None
-    if type(value) is not int or not 0 <= value <= _MAX_INT64:
-        raise _invalid(f"{where}: parameter {key!r} must be an integer in [0, 2^63), "
-                       f"got {value!r}")
-    return value
 
 
 def _set_param(p: pb.InferParameter, value: object) -> None:
@@ -136,7 +128,7 @@ def _set_param(p: pb.InferParameter, value: object) -> None:
     if isinstance(value, bool):
         p.bool_param = value
     elif isinstance(value, int):
-        if value > _MAX_INT64:
+        if value > MAX_INT64:
             p.uint64_param = value
         else:
             p.int64_param = value
@@ -186,17 +178,17 @@ def _from_contents(t: pb.ModelInferRequest.InferInputTensor) -> npt.NDArray[np.g
 
 def _decode_inputs(req: pb.ModelInferRequest) -> tuple[Tensor, ...]:
     if not req.inputs:
-        raise _invalid("the request has no inputs")
+        raise invalid("the request has no inputs")
     raw = req.raw_input_contents
     if raw and len(raw) > len(req.inputs):
-        raise _invalid(f"{len(raw)} raw_input_contents for {len(req.inputs)} inputs; each input "
+        raise invalid(f"{len(raw)} raw_input_contents for {len(req.inputs)} inputs; each input "
                        "takes exactly one, in input order")
     tensors: list[Tensor] = []
     seen: set[str] = set()
     for i, t in enumerate(req.inputs):
         name = t.name
         if not name:
-            raise _invalid(f"inputs[{i}] has no name")
+            raise invalid(f"inputs[{i}] has no name")
         if name in seen:
             raise bad(name, "appears more than once in inputs")
         seen.add(name)
@@ -228,12 +220,12 @@ def _decode_outputs(req: pb.ModelInferRequest) -> tuple[tuple[RequestedOutput, .
     for i, o in enumerate(req.outputs):
         name = o.name
         if not name:
-            raise _invalid(f"outputs[{i}] has no name")
+            raise invalid(f"outputs[{i}] has no name")
         if any(r.name == name for r in outputs):
-            raise _invalid(f"output {name!r} is requested more than once")
+            raise invalid(f"output {name!r} is requested more than once")
         where = f"output {name!r}"
         params = _parameters(o.parameters, where)
-        count = _int_param(params, "classification", where)
+        count = int_param(params, "classification", where)
         if count:
             classification[name] = count
         outputs.append(RequestedOutput(name, params))
@@ -244,8 +236,8 @@ def decode_infer_request(req: pb.ModelInferRequest) -> tuple[InferenceCall, dict
     """The inference call of a ``ModelInferRequest`` and the top-k count of each output to be
     classified."""
     params = _parameters(req.parameters, "request")
-    timeout_us = _int_param(params, "timeout", "request")
-    priority = _int_param(params, "priority", "request") or 0
+    timeout_us = int_param(params, "timeout", "request")
+    priority = int_param(params, "priority", "request") or 0
     inputs = _decode_inputs(req)
     outputs, classification = _decode_outputs(req)
     rest = {k: v for k, v in params.items() if k not in ("timeout", "priority")}
@@ -290,7 +282,7 @@ class _Undecodable:
         self.message = message
 
     def error(self) -> FrontendError:
-        return _invalid(self.message)
+        return invalid(self.message)
 
 
 def _deserializer(cls: Any) -> Callable[[bytes], Any]:

@@ -19,14 +19,11 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -45,9 +42,10 @@ from clockwork.frontend.api import (
     RequestedOutput,
     Tensor,
 )
-from clockwork.frontend.tensor_codec import bad, from_json, from_raw, to_json, to_raw
+from clockwork.frontend.parameters import MAX_INT64, int_param, invalid
+from clockwork.frontend.tensor_codec import bad, classify, from_json, from_raw, to_json, to_raw
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "HEADER_LENGTH", "OutputPlan", "classify",
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "HEADER_LENGTH", "OutputPlan",
            "decode_infer_request", "encode_infer_response", "encode_model_metadata",
            "encode_statistics", "make_app", "start_http"]
 
@@ -58,7 +56,6 @@ METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # Triton carries these as uint64/int64; bounding them keeps every later encoder (msgpack, protobuf)
 # from failing on a client's huge integer
-_MAX_INT64 = 2**63 - 1
 
 # what aiohttp decodes itself (br and zstd when their packages are installed, else aiohttp
 # refuses them); anything else would reach the JSON parser still encoded
@@ -77,9 +74,6 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class _BrokenBodyError(FrontendError):
     """The body stream failed; the connection cannot carry another request."""
 
-
-def _invalid(message: str) -> FrontendError:
-    return FrontendError(ErrorKind.INVALID_ARGUMENT, message, "BAD_REQUEST")
 
 
 def _json_response(payload: object, status: int = 200) -> web.Response:
@@ -105,7 +99,7 @@ def _loads(body: bytes, what: str) -> Any:
     try:
         return json.loads(body)
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are both
-        raise _invalid(f"{what} is not valid JSON: {e}") from None
+        raise invalid(f"{what} is not valid JSON: {e}") from None
 
 
 def _parameters(obj: Mapping[str, object], where: str) -> dict[str, Parameter]:
@@ -115,29 +109,19 @@ def _parameters(obj: Mapping[str, object], where: str) -> dict[str, Parameter]:
     if raw is _ABSENT:
         return {}
     if not isinstance(raw, dict):
-        raise _invalid(f"{where}: 'parameters' must be an object, got {type(raw).__name__}")
+        raise invalid(f"{where}: 'parameters' must be an object, got {type(raw).__name__}")
     for key, value in raw.items():
         if not isinstance(value, bool | int | float | str):
-            raise _invalid(f"{where}: parameter {key!r} must be a boolean, number or string, "
+            raise invalid(f"{where}: parameter {key!r} must be a boolean, number or string, "
                            f"got {type(value).__name__}")
     return raw
-
-
-def _int_param(params: Mapping[str, Parameter], key: str, where: str) -> int | None:
-    value = params.get(key)
-    if value is None:
-        return None
-    if type(value) is not int or not 0 <= value <= _MAX_INT64:
-        raise _invalid(f"{where}: parameter {key!r} must be an integer in [0, 2^63), "
-                       f"got {value!r}")
-    return value
 
 
 def _bool_param(params: Mapping[str, Parameter], key: str, where: str) -> bool | None:
     value = params.get(key)
     if value is None or type(value) is bool:
         return value
-    raise _invalid(f"{where}: parameter {key!r} must be true or false, got {value!r}")
+    raise invalid(f"{where}: parameter {key!r} must be true or false, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,16 +135,16 @@ class OutputPlan:
 
 def _decode_inputs(raw_inputs: object, binary: memoryview) -> tuple[Tensor, ...]:
     if not isinstance(raw_inputs, list) or not raw_inputs:
-        raise _invalid("'inputs' must be a non-empty list of tensors")
+        raise invalid("'inputs' must be a non-empty list of tensors")
     tensors: list[Tensor] = []
     seen: set[str] = set()
     offset = 0
     for i, spec in enumerate(raw_inputs):
         if not isinstance(spec, dict):
-            raise _invalid(f"inputs[{i}] must be an object, got {type(spec).__name__}")
+            raise invalid(f"inputs[{i}] must be an object, got {type(spec).__name__}")
         name = spec.get("name")
         if not isinstance(name, str) or not name:
-            raise _invalid(f"inputs[{i}]: 'name' must be a non-empty string")
+            raise invalid(f"inputs[{i}]: 'name' must be a non-empty string")
         if name in seen:
             raise bad(name, "appears more than once in inputs")
         seen.add(name)
@@ -176,7 +160,7 @@ def _decode_inputs(raw_inputs: object, binary: memoryview) -> tuple[Tensor, ...]
             if size is not None:
                 if "data" in spec:
                     raise bad(name, "has both 'data' and parameters.binary_data_size")
-                if type(size) is not int or not 0 <= size <= _MAX_INT64:
+                if type(size) is not int or not 0 <= size <= MAX_INT64:
                     raise bad(name, f"binary_data_size must be an integer >= 0, got {size!r}")
                 if offset + size > len(binary):
                     raise bad(name, f"binary_data_size {size} runs past the end of the body "
@@ -194,7 +178,7 @@ def _decode_inputs(raw_inputs: object, binary: memoryview) -> tuple[Tensor, ...]
             raise bad(name, f"cannot be decoded: {e}") from None
         tensors.append(Tensor(name, datatype, data, params))
     if offset != len(binary):
-        raise _invalid(f"{len(binary)} bytes of binary data follow the JSON header, but the "
+        raise invalid(f"{len(binary)} bytes of binary data follow the JSON header, but the "
                        f"inputs' binary_data_size add up to {offset}")
     return tuple(tensors)
 
@@ -202,24 +186,24 @@ def _decode_inputs(raw_inputs: object, binary: memoryview) -> tuple[Tensor, ...]
 def _decode_outputs(raw_outputs: object) -> tuple[tuple[RequestedOutput, ...], dict[str, bool],
                                                   dict[str, int]]:
     if not isinstance(raw_outputs, list):
-        raise _invalid("'outputs' must be a list of requested outputs")
+        raise invalid("'outputs' must be a list of requested outputs")
     outputs: list[RequestedOutput] = []
     binary: dict[str, bool] = {}
     classification: dict[str, int] = {}
     for i, spec in enumerate(raw_outputs):
         if not isinstance(spec, dict):
-            raise _invalid(f"outputs[{i}] must be an object, got {type(spec).__name__}")
+            raise invalid(f"outputs[{i}] must be an object, got {type(spec).__name__}")
         name = spec.get("name")
         if not isinstance(name, str) or not name:
-            raise _invalid(f"outputs[{i}]: 'name' must be a non-empty string")
+            raise invalid(f"outputs[{i}]: 'name' must be a non-empty string")
         if any(o.name == name for o in outputs):
-            raise _invalid(f"output {name!r} is requested more than once")
+            raise invalid(f"output {name!r} is requested more than once")
         where = f"output {name!r}"
         params = _parameters(spec, where)
         as_binary = _bool_param(params, "binary_data", where)
         if as_binary is not None:
             binary[name] = as_binary
-        count = _int_param(params, "classification", where)
+        count = int_param(params, "classification", where)
         if count:
             classification[name] = count
         outputs.append(RequestedOutput(name, params))
@@ -236,19 +220,19 @@ def decode_infer_request(body: bytes, header_length: str | None, model: str,
         try:
             n = int(header_length)
         except ValueError:
-            raise _invalid(f"{HEADER_LENGTH} must be an integer, got {header_length!r}") from None
+            raise invalid(f"{HEADER_LENGTH} must be an integer, got {header_length!r}") from None
         if not 0 <= n <= len(body):
-            raise _invalid(f"{HEADER_LENGTH} is {n}, but the body has {len(body)} bytes")
+            raise invalid(f"{HEADER_LENGTH} is {n}, but the body has {len(body)} bytes")
         json_part, binary = body[:n], memoryview(body)[n:]
     req = _loads(json_part, "the inference request")
     if not isinstance(req, dict):
-        raise _invalid("the inference request must be a JSON object")
+        raise invalid("the inference request must be a JSON object")
     request_id = req.get("id", "")
     if not isinstance(request_id, str):
-        raise _invalid("'id' must be a string")
+        raise invalid("'id' must be a string")
     params = _parameters(req, "request")
-    timeout_us = _int_param(params, "timeout", "request")
-    priority = _int_param(params, "priority", "request") or 0
+    timeout_us = int_param(params, "timeout", "request")
+    priority = int_param(params, "priority", "request") or 0
     binary_default = _bool_param(params, "binary_data_output", "request") or False
     inputs = _decode_inputs(req.get("inputs"), binary)
     outputs, binary_outputs, classification = _decode_outputs(req.get("outputs", []))
@@ -264,32 +248,6 @@ def decode_infer_request(body: bytes, header_length: str | None, model: str,
 
 
 # --- response encoding -----------------------------------------------------------------------
-
-
-def classify(tensor: Tensor, count: int) -> npt.NDArray[np.generic]:
-    """Triton's classification: the ``count`` highest values of each batch row (the whole tensor
-    when it has fewer than two dimensions), as BYTES ``"value:index"``, highest first, ties to the
-    lower index."""
-    array = tensor.data
-    if array.dtype == np.dtype(object):
-        raise bad(tensor.name, "classification needs a numeric output, not BYTES")
-    if array.ndim < 2:
-        rows = array.reshape(1, array.size)
-    else:  # explicit sizes: numpy cannot infer a -1 dimension next to a zero-sized batch
-        rows = array.reshape(array.shape[0], math.prod(array.shape[1:]))
-    width = rows.shape[1]
-    k = min(count, width)
-    # a stable ascending sort of the reversed rows, read backwards, is a descending sort with ties
-    # in index order; negating the values instead would wrap unsigned integers
-    order = (width - 1) - np.argsort(rows[:, ::-1], axis=1, kind="stable")[:, ::-1][:, :k]
-    values = np.take_along_axis(rows, order, axis=1)
-    fmt = "{:f}:{}" if array.dtype.kind == "f" else "{:d}:{}"
-    flat = [fmt.format(v, i).encode()
-            for vals, idx in zip(values.tolist(), order.tolist(), strict=True)
-            for v, i in zip(vals, idx, strict=True)]
-    out = np.empty(len(flat), dtype=object)
-    out[:] = flat
-    return out.reshape(values.shape if array.ndim >= 2 else (k,))
 
 
 def encode_infer_response(result: InferenceResult, plan: OutputPlan) -> web.Response:
@@ -411,7 +369,7 @@ class _Routes:
             return {}
         obj = _loads(body, what)
         if not isinstance(obj, dict):
-            raise _invalid(f"{what} must be a JSON object")
+            raise invalid(f"{what} must be a JSON object")
         return obj
 
     @staticmethod
@@ -459,7 +417,7 @@ class _Routes:
         if request.method == "POST":
             ready = (await self._json_object(request, "the index request")).get("ready", False)
             if type(ready) is not bool:
-                raise _invalid(f"'ready' must be true or false, got {ready!r}")
+                raise invalid(f"'ready' must be true or false, got {ready!r}")
             ready_only = ready
         return _json_response([
             {"name": e.name, "version": e.version, "state": e.state.value, "reason": e.reason}
@@ -471,7 +429,7 @@ class _Routes:
         # ignored, whatever their values
         raw = body.get("parameters", _ABSENT)
         if raw is not _ABSENT and not isinstance(raw, dict):
-            raise _invalid(f"'parameters' must be an object, got {type(raw).__name__}")
+            raise invalid(f"'parameters' must be an object, got {type(raw).__name__}")
         return request.match_info["model"]
 
     async def load(self, request: web.Request) -> web.Response:

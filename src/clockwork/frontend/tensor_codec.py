@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clockwork.frontend.api import ErrorKind, FrontendError
+from clockwork.frontend.api import ErrorKind, FrontendError, Tensor
 
 NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
     "BOOL": np.dtype(np.bool_),
@@ -186,3 +186,29 @@ def to_json(array: npt.NDArray[np.generic]) -> list[Any]:
             return [float(x) if math.isfinite(x) else None for x in flat.tolist()]
         return flat.tolist()
     return array.reshape(-1).tolist()
+
+
+def classify(tensor: Tensor, count: int) -> npt.NDArray[np.generic]:
+    """Triton's classification: the ``count`` highest values of each batch row (the whole tensor
+    when it has fewer than two dimensions), as BYTES ``"value:index"``, highest first, ties to the
+    lower index."""
+    array = tensor.data
+    if array.dtype == np.dtype(object):
+        raise bad(tensor.name, "classification needs a numeric output, not BYTES")
+    if array.ndim < 2:
+        rows = array.reshape(1, array.size)
+    else:  # explicit sizes: numpy cannot infer a -1 dimension next to a zero-sized batch
+        rows = array.reshape(array.shape[0], math.prod(array.shape[1:]))
+    width = rows.shape[1]
+    k = min(count, width)
+    # a stable ascending sort of the reversed rows, read backwards, is a descending sort with ties
+    # in index order; negating the values instead would wrap unsigned integers
+    order = (width - 1) - np.argsort(rows[:, ::-1], axis=1, kind="stable")[:, ::-1][:, :k]
+    values = np.take_along_axis(rows, order, axis=1)
+    fmt = "{:f}:{}" if array.dtype.kind == "f" else "{:d}:{}"
+    flat = [fmt.format(v, i).encode()
+            for vals, idx in zip(values.tolist(), order.tolist(), strict=True)
+            for v, i in zip(vals, idx, strict=True)]
+    out = np.empty(len(flat), dtype=object)
+    out[:] = flat
+    return out.reshape(values.shape if array.ndim >= 2 else (k,))

@@ -1,0 +1,24 @@
+"""Request parameters both protocol layers check the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from clockwork.frontend.api import ErrorKind, FrontendError, Parameter
+
+#: the largest integer parameter: what protobuf's int64 and msgpack carry
+MAX_INT64 = 2**63 - 1
+
+
+def invalid(message: str) -> FrontendError:
+    return FrontendError(ErrorKind.INVALID_ARGUMENT, message, "BAD_REQUEST")
+
+
+def int_param(params: Mapping[str, Parameter], key: str, where: str) -> int | None:
+    value = params.get(key)
+    if value is None:
+        return None
+    if type(value) is not int or not 0 <= value <= MAX_INT64:
+        raise invalid(f"{where}: parameter {key!r} must be an integer in [0, 2^63), "
+                       f"got {value!r}")
+    return value
