@@ -18,11 +18,11 @@ import pytest
 pytest.importorskip("torch")
 
 from clockwork.cli.worker_cmd import TorchRescan, emulated_setup, torch_setup
-from clockwork.core.actions import ActionResult, ActionStatus, LoadWeights
+from clockwork.core.actions import Action, ActionResult, ActionStatus, Infer, LoadWeights
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.events import ModelInfo
 from clockwork.core.ids import DeviceId
-from clockwork.core.policies import make_policy
+from clockwork.core.policies import PolicyBase, make_policy
 from clockwork.core.profile import DEVICE_KINDS, DeviceKind, shipped_profile
 from clockwork.core.requests import ResponseStatus
 from clockwork.models import create_repository
@@ -283,6 +283,88 @@ def test_a_failing_rescan_is_answered_and_changes_nothing() -> None:
 
     run(main())
 
+
+def recording_controller(policy: str, actions: list[Action], results: list[ActionResult],
+                         *workers: WorkerService) -> ControllerService:
+    return ControllerService(make_policy(policy), [("127.0.0.1", w.port) for w in workers],
+                             ping_interval_s=0.05, silence_pings=40,
+                             connect_backoff_s=(0.02, 0.2),
+                             on_action_sent=lambda a, now: actions.append(a),
+                             on_action_result=lambda r, now: results.append(r))
+
+
+@pytest.mark.parametrize("policy", ["clockwork", "reactive"])
+def test_models_only_one_worker_serves_are_loaded_only_there(policy: str) -> None:
+    """Two workers with different repositories: a model only one of them has is never sent to
+    the other as a load (which it would answer UNKNOWN_MODEL)."""
+    actions: list[Action] = []
+    results: list[ActionResult] = []
+
+    async def main() -> None:
+        devs_a, infos_a = emulated_setup("wa", 1, 4, "resnet50_v2-V100-32GB")
+        devs_b, infos_b = emulated_setup("wb", 1, 1, "resnet50_v2-V100-32GB")
+        wa = WorkerService("wa", devs_a, infos_a)
+        wb = WorkerService("wb", devs_b, infos_b)
+        await wb.start("127.0.0.1", 0)
+        await wa.start("127.0.0.1", 0)
+        ctrl = recording_controller(policy, actions, results, wb, wa)
+        await ctrl.start()
+        try:
+            await ctrl.wait_workers(2)
+            names = [m.name for m in infos_a]
+            assert [m.name for m in infos_b] == names[:1]
+            # every model at once: without the workers' model sets, the idle wb would be
+            # given a load of each model it does not have
+            answers = await asyncio.gather(*(ctrl.submit(n, timeout_ns=2000 * MS)
+                                             for _ in range(3) for n in names))
+            assert [r.status for r, _ in answers] == [ResponseStatus.SUCCESS] * 12
+        finally:
+            await ctrl.close()
+            await wa.close()
+            await wb.close()
+
+    run(main())
+    assert not [r for r in results if r.status is ActionStatus.UNKNOWN_MODEL]
+    placed = {(a.model, a.device.worker) for a in actions if isinstance(a, LoadWeights | Infer)}
+    only_a = {f"resnet50_v2-{i:04d}" for i in range(1, 4)}
+    assert only_a <= {m for m, _ in placed}
+    assert all(w == "wa" for m, w in placed if m in only_a)
+
+
+def test_a_rescan_tells_the_scheduler_what_each_worker_serves() -> None:
+    """A model a worker finds on rescan becomes loadable there, even when another worker had
+    registered it already (the rescan registers nothing new)."""
+    a = GrowingBackend(["m0", "m1"], [])
+    b = GrowingBackend(["m0"], ["m1"])
+    actions: list[Action] = []
+    results: list[ActionResult] = []
+
+    async def main() -> None:
+        wa = emulated_worker("wa", a)
+        wb = emulated_worker("wb", b, lambda: [b.reveal("m1")])
+        await wa.start("127.0.0.1", 0)
+        await wb.start("127.0.0.1", 0)
+        ctrl = recording_controller("clockwork", actions, results, wa, wb)
+        await ctrl.start()
+        try:
+            await ctrl.wait_workers(2)
+            sched = ctrl.scheduler
+            assert isinstance(sched, PolicyBase)
+            assert sched.worker_models == {"wa": frozenset({"m0", "m1"}), "wb": frozenset({"m0"})}
+            response, _ = await ctrl.submit("m1", timeout_ns=500 * MS)
+            assert response.status is ResponseStatus.SUCCESS
+            assert await ctrl.rescan_models() == []  # m1 is known: nothing registered...
+            assert sched.worker_models["wb"] == frozenset({"m0", "m1"})  # ...but wb serves it
+            assert sched.devices[DeviceId("wb", 0)].models == frozenset({"m0", "m1"})
+            response, _ = await ctrl.submit("m1", timeout_ns=500 * MS)
+            assert response.status is ResponseStatus.SUCCESS
+        finally:
+            await ctrl.close()
+            await wa.close()
+            await wb.close()
+
+    run(main())
+    assert not [r for r in results if r.status is ActionStatus.UNKNOWN_MODEL]
 
 
 # ---- the pieces: backend registration and the runtime ----------------------------------------

@@ -1,4 +1,5 @@
-"""Invariants of any run, for both policies, over random small clusters and workloads."""
+"""Invariants of any run, for both policies, over random small clusters and workloads (workers
+sometimes serving only some of the models)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from clockwork.core.actions import Infer, LoadWeights
 from clockwork.core.policies import make_policy
 from clockwork.core.policies.base import PolicyBase
 from clockwork.core.scheduler import SchedulerOutput
@@ -18,13 +20,17 @@ from support.sim import MS, S, SkewedPoisson, model_set, small_kind
 
 
 class CheckedScheduler:
-    """Delegates to a policy and checks page accounting after every poll."""
+    """Delegates to a policy and checks page accounting, and that models are placed only where
+    their worker serves them, after every poll."""
 
-    def __init__(self, inner: PolicyBase) -> None:
+    def __init__(self, inner: PolicyBase,
+                 served: dict[str, frozenset[str] | None] | None = None) -> None:
         self.inner = inner
         self.name = inner.name
         self.sim: Simulation | None = None
         self.polls = 0
+        # worker -> the models it serves (absent or None: all)
+        self.served = served or {}
 
     def handle(self, event: object, now_ns: int) -> None:
         self.inner.handle(event, now_ns)
@@ -46,6 +52,9 @@ class CheckedScheduler:
             if hasattr(a, "latest_ns"):
                 assert a.earliest_ns <= a.latest_ns, a
                 assert now_ns <= a.latest_ns, a
+            if type(a) is LoadWeights or type(a) is Infer:
+                models = self.served.get(a.device.worker)
+                assert models is None or a.model in models, f"{a} on a worker without it"
         return out
 
 
@@ -60,16 +69,25 @@ class CheckedScheduler:
     slo_spread=st.sampled_from([0.0, 1.0]),
     noise=st.sampled_from(["none", "lognormal", "lognormal+straggler"]),
     seed=st.integers(0, 10_000),
+    data=st.data(),
 )
 def test_run_invariants(policy: str, n_models: int, gpus: int, cache_pages: int, rate: float,
-                        slo_ms: int, slo_spread: float, noise: str, seed: int) -> None:
+                        slo_ms: int, slo_spread: float, noise: str, seed: int,
+                        data: st.DataObject) -> None:
     kind = small_kind(cache_pages)
     models = model_set(n_models, kind)
-    wl = SkewedPoisson([m.name for m in models], rate, S, slo_ms * MS, seed, slo_spread)
-    sched = CheckedScheduler(make_policy(policy))
+    names = [m.name for m in models]
+    wl = SkewedPoisson(names, rate, S, slo_ms * MS, seed, slo_spread)
+    workers = (gpus + 1) // 2
+    # per worker: every model (None), or a subset (possibly leaving some models on no worker)
+    worker_models = tuple(data.draw(st.none() | st.sets(st.sampled_from(names)).map(
+        lambda s: tuple(sorted(s))), label=f"w{w} models") for w in range(workers))
+    served = {f"w{w}": None if ms is None else frozenset(ms)
+              for w, ms in enumerate(worker_models)}
+    sched = CheckedScheduler(make_policy(policy), served)
     cfg = SimConfig(duration_ns=S, gpus=gpus, gpus_per_worker=2, device_kind=kind,
                     noise=NoiseConfig(kind=noise, sigma=0.05, straggler_prob=0.01), seed=seed,
-                    drain_ns=30 * S)
+                    drain_ns=30 * S, worker_models=worker_models)
     sim = Simulation(cfg, models, wl, sched)  # type: ignore[arg-type]
     sched.sim = sim
     result = sim.run()
@@ -91,6 +109,8 @@ def test_run_invariants(policy: str, n_models: int, gpus: int, cache_pages: int,
     # nothing ran after its latest start, and nothing was sent already too late
     kinds = np.array(act.kind_names)[act.kind] if len(act) else np.array([])
     astatus = np.array(act.status_names)[act.status] if len(act) else np.array([])
+    # no action for a model its worker does not serve (the sim worker would say so)
+    assert not (astatus == "UNKNOWN_MODEL").any()
     timed = kinds != "EvictWeights"
     ran = timed & (astatus == "SUCCESS")
     assert (act.began_ns[ran] <= act.latest_ns[ran]).all()

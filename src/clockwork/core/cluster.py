@@ -31,6 +31,8 @@ class DeviceView:
 
     ``infer_free_at_ns``/``load_free_at_ns``: when the inference / load executor is predicted to
     be idle, given every action sent to it. ``resident`` is in least-recently-used order.
+    ``models``: the models its worker can serve, shared by the worker's devices (None: all of
+    them); only these may be loaded here.
     """
 
     __slots__ = (
@@ -41,13 +43,16 @@ class DeviceView:
         "kind",
         "load_free_at_ns",
         "loads_in_flight",
+        "models",
         "resident",
         "total_pages",
     )
 
-    def __init__(self, device: DeviceId, kind: DeviceKind) -> None:
+    def __init__(self, device: DeviceId, kind: DeviceKind,
+                 models: frozenset[str] | None = None) -> None:
         self.device = device
         self.kind = kind
+        self.models = models
         self.total_pages = kind.cache_pages
         self.free_pages = kind.cache_pages
         self.resident: OrderedDict[str, Residency] = OrderedDict()
@@ -55,6 +60,10 @@ class DeviceView:
         self.load_free_at_ns = 0
         self.infers_in_flight = 0
         self.loads_in_flight = 0
+
+    def serves(self, model: str) -> bool:
+        """Whether this device's worker can load ``model`` (planners inline this test)."""
+        return self.models is None or model in self.models
 
     def reserve(self, model: str, pages: int, ready: bool, ready_at_ns: int) -> Residency | None:
         """Claim pages for ``model``; None if they do not fit or it is already here."""

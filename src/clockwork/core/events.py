@@ -49,8 +49,22 @@ class ActionFinished:
 
 @dataclass(frozen=True, slots=True)
 class WorkerJoined:
+    """A worker and its devices. ``models``: the names of the models it can serve (load from its
+    host memory); None means every registered model (simulated workers serve them all). A model
+    it does not list is never loaded there, and weights of one reported resident are evicted."""
+
     worker: str
     devices: tuple[DeviceInfo, ...]
+    models: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerModelsChanged:
+    """A joined worker now serves exactly ``models`` (after a repository rescan). Models it no
+    longer lists are evicted from its devices; new ones may be loaded there from now on."""
+
+    worker: str
+    models: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,4 +82,5 @@ class ModelRemoved:
     name: str
 
 
-Event = RequestArrived | ActionFinished | WorkerJoined | WorkerLost | ModelRegistered | ModelRemoved
+Event = (RequestArrived | ActionFinished | WorkerJoined | WorkerModelsChanged | WorkerLost
+         | ModelRegistered | ModelRemoved)

@@ -53,6 +53,10 @@ class SimConfig:
     record_logs: bool = True
     # how often (virtual time) to sample queued requests and the process's memory
     sample_every_ns: int = NS_PER_S
+    # per worker (w0, w1, ...), the names of the models it serves; None (or a None entry): every
+    # model, announced as WorkerJoined(models=None). A worker asked to load another model
+    # answers UNKNOWN_MODEL, as a real one does
+    worker_models: tuple[tuple[str, ...] | None, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.duration_ns <= 0:
@@ -64,6 +68,13 @@ class SimConfig:
             raise ConfigurationError("network delay and drain time must be >= 0")
         if self.sample_every_ns <= 0:
             raise ConfigurationError("sample_every_ns must be > 0")
+        if self.worker_models is not None and len(self.worker_models) != self.workers:
+            raise ConfigurationError(f"worker_models names {len(self.worker_models)} workers; "
+                                     f"the cluster has {self.workers}")
+
+    @property
+    def workers(self) -> int:
+        return math.ceil(self.gpus / self.gpus_per_worker)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,19 +140,21 @@ class Simulation:
         sched = self.scheduler
         for info in self.models:
             sched.handle(ModelRegistered(info), 0)
-        workers = math.ceil(cfg.gpus / cfg.gpus_per_worker)
         index = 0
-        for w in range(workers):
+        for w in range(cfg.workers):
+            served = None if cfg.worker_models is None else cfg.worker_models[w]
+            registered = None if served is None else set(served)
             infos = []
             for i in range(min(cfg.gpus_per_worker, cfg.gpus - index)):
                 device = DeviceId(f"w{w}", i)
                 sim = SimDevice(device, cfg.device_kind, Noise(cfg.noise, cfg.seed * 7919 + index))
                 for info in self.models:
-                    sim.register(info)
+                    if registered is None or info.name in registered:
+                        sim.register(info)
                 self._devices[device] = sim
                 infos.append(DeviceInfo(device, cfg.device_kind))
                 index += 1
-            sched.handle(WorkerJoined(f"w{w}", tuple(infos)), 0)
+            sched.handle(WorkerJoined(f"w{w}", tuple(infos), served), 0)
 
     # ----------------------------------------------------------------- the loop
 

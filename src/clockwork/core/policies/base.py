@@ -4,7 +4,8 @@ action ids and timelines. Policies subclass it and decide *what* to run; this de
 Invariants kept here, whatever the policy:
 - every accepted request is answered exactly once (``pending`` holds the unanswered ones);
 - a result is SUCCESS only if it reached the scheduler by the request's deadline;
-- the cluster view never holds more pages than a device has.
+- the cluster view never holds more pages than a device has;
+- a model is loaded only on devices whose worker serves it (``DeviceView.models``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from clockwork.core.events import (
     RequestArrived,
     WorkerJoined,
     WorkerLost,
+    WorkerModelsChanged,
 )
 from clockwork.core.ids import DeviceId
 from clockwork.core.requests import InferRequest, Response, ResponseStatus
@@ -80,6 +82,11 @@ class PolicyBase:
         self.estimates: dict[str, dict[str, ModelEstimates]] = {}
         self.devices: dict[DeviceId, DeviceView] = {}
         self.workers: dict[str, tuple[DeviceId, ...]] = {}
+        # worker -> the models it serves (None: all); its devices' views share the same set
+        self.worker_models: dict[str, frozenset[str] | None] = {}
+        # model -> why no connected device can serve it ("" if one can); cleared whenever
+        # devices, models or what workers serve change
+        self._unservable: dict[str, str] = {}
         self.pending: dict[int, PendingRequest] = {}
         self.inflight: dict[int, Flight] = {}
         # per device: in-flight Infer flights in the order the device will run them
@@ -91,6 +98,7 @@ class PolicyBase:
             RequestArrived: self._on_request_event,
             ActionFinished: self._on_result_event,
             WorkerJoined: self._on_worker_joined,
+            WorkerModelsChanged: self._on_worker_models_changed,
             WorkerLost: self._on_worker_lost,
             ModelRegistered: self._on_model_registered,
             ModelRemoved: self._on_model_removed,
@@ -150,6 +158,24 @@ class PolicyBase:
 
     def is_cold(self, model: str) -> bool:
         return not any(model in v.resident for v in self.devices.values())
+
+    def unservable(self, model: str) -> str:
+        """Why no connected device can ever run registered ``model`` (its worker does not serve
+        it, no profile for its kind, too big for its cache), or "" if some device can."""
+        why = self._unservable.get(model)
+        if why is None:
+            info = self.models[model]
+            served = [v for v in self.devices.values()
+                      if v.models is None or model in v.models]
+            if not served:
+                why = f"no connected worker serves model {model!r}"
+            elif any((p := info.profile_for(v.kind.name)) is not None
+                     and p.pages_for(v.kind) <= v.kind.cache_pages for v in served):
+                why = ""
+            else:
+                why = f"no connected device can hold model {model!r}"
+            self._unservable[model] = why
+        return why
 
     def respond(
         self,
@@ -224,6 +250,9 @@ class PolicyBase:
         now_ns: int,
     ) -> Residency | None:
         """Reserve pages and send a LoadWeights expected to start at ``start_ns``."""
+        if view.models is not None and model not in view.models:
+            # policies check first; this only keeps a bug from costing a worker round trip
+            return None
         est = self.estimates[model][view.kind.name].load.estimate_ns
         res = view.reserve(model, pages, ready=False, ready_at_ns=start_ns + est)
         if res is None:
@@ -324,11 +353,11 @@ class PolicyBase:
                 est.load.observe(result.exec_ns or (result.ended_ns - result.began_ns))
             if view.loads_in_flight == 0:
                 view.load_free_at_ns = max(result.ended_ns, now_ns)
-            if res is None or action.model not in self.models:
-                # evicted or unregistered while loading: free the worker's pages too
-                if res is None and action.model not in self.models:
-                    self.send(EvictWeights(self.new_action_id(), view.device, action.model),
-                              view, now_ns)
+            if res is None:
+                # forgotten while loading (unregistered, or no longer served by this worker):
+                # our view has released its pages, so free them on the worker too
+                self.send(EvictWeights(self.new_action_id(), view.device, action.model),
+                          view, now_ns)
                 return
             res.ready = True
             res.ready_at_ns = now_ns
@@ -354,18 +383,21 @@ class PolicyBase:
             if info.device in self.devices:
                 raise InvalidInputError(f"device {info.device} is already known")
             ids.append(info.device)
+        served = None if event.models is None else frozenset(event.models)
         self.workers[event.worker] = tuple(ids)
+        self.worker_models[event.worker] = served
+        self._unservable.clear()
         for info in event.devices:
-            self._add_device(info, now_ns)
+            self._add_device(info, served, now_ns)
 
-    def _add_device(self, info: DeviceInfo, now_ns: int) -> None:
-        view = DeviceView(info.device, info.kind)
+    def _add_device(self, info: DeviceInfo, served: frozenset[str] | None, now_ns: int) -> None:
+        view = DeviceView(info.device, info.kind, served)
         self.devices[info.device] = view
         self.infer_chain[info.device] = deque()
         self.on_device_added(view, now_ns)
         for model in info.resident_models:
-            profile = self.models[model].profile_for(info.kind.name) if model in self.models \
-                else None
+            profile = self.models[model].profile_for(info.kind.name) if (
+                model in self.models and (served is None or model in served)) else None
             if profile is None or view.reserve(model, profile.pages_for(info.kind), True,
                                                now_ns) is None:
                 # a model we cannot serve there: free its pages on the worker
@@ -373,8 +405,30 @@ class PolicyBase:
                 continue
             self.on_residency_ready(view, model, now_ns)
 
+    def _on_worker_models_changed(self, event: WorkerModelsChanged, now_ns: int) -> None:
+        ids = self.workers.get(event.worker)
+        if ids is None:
+            raise InvalidInputError(f"no worker {event.worker!r} has joined")
+        served = frozenset(event.models)
+        self.worker_models[event.worker] = served
+        self._unservable.clear()
+        for device in ids:
+            view = self.devices[device]
+            view.models = served
+            for model, res in list(view.resident.items()):
+                if model in served:
+                    continue
+                # the worker no longer serves it: as at a join, free its pages there
+                if res.ready:
+                    self.evict(view, model, now_ns)
+                else:  # loading: forget it now; the load's result evicts it on the worker
+                    view.release(model)
+                    self.on_residency_gone(view, model)
+
     def _on_worker_lost(self, event: WorkerLost, now_ns: int) -> None:
         ids = self.workers.pop(event.worker, ())
+        self.worker_models.pop(event.worker, None)
+        self._unservable.clear()
         lost = set(ids)
         for action_id, flight in list(self.inflight.items()):
             if flight.action.device not in lost:
@@ -414,6 +468,7 @@ class PolicyBase:
                          f"model {event.name!r} was removed")
         del self.models[event.name]
         del self.estimates[event.name]
+        self._unservable.pop(event.name, None)
         for view in self.devices.values():
             res = view.resident.get(event.name)
             if res is not None and res.ready:

@@ -113,7 +113,6 @@ class ClockworkPolicy(PolicyBase):
         self._hot: dict[str, _Model] = {}
         # when a load executor that candidates wait for comes inside the horizon (None: no wait)
         self._load_wake_ns: int | None = None
-        self._fits_cache: dict[str, bool] = {}
         self._overload_until: dict[DeviceId, int] = {}
         self._drops: dict[DeviceId, deque[int]] = {}
 
@@ -215,9 +214,9 @@ class ClockworkPolicy(PolicyBase):
         if not self.devices:
             self.respond(p, ResponseStatus.OVERLOADED, now_ns, "no worker is connected")
             return
-        if not self._fits(r.model):
-            self.respond(p, ResponseStatus.DEADLINE_INFEASIBLE, now_ns,
-                         f"no connected device can hold model {r.model!r}")
+        why = self.unservable(r.model)
+        if why:
+            self.respond(p, ResponseStatus.DEADLINE_INFEASIBLE, now_ns, why)
             return
         m = self._model(r.model)
         budget = r.deadline_ns - now_ns - self.config.result_margin_ns
@@ -235,35 +234,21 @@ class ClockworkPolicy(PolicyBase):
             return
         self._enqueue(p, m, now_ns)
 
-    def _fits(self, model: str) -> bool:
-        """Whether some connected device can hold ``model`` (cached until devices change)."""
-        fits = self._fits_cache.get(model)
-        if fits is None:
-            kinds = {v.kind.name: v.kind for v in self.devices.values()}
-            fits = any(p.device_kind in kinds
-                       and p.pages_for(kinds[p.device_kind]) <= kinds[p.device_kind].cache_pages
-                       for p in self.models[model].profiles)
-            self._fits_cache[model] = fits
-        return fits
-
     def requeue(self, p: PendingRequest, now_ns: int) -> None:
         self._enqueue(p, self._model(p.request.model), now_ns)
 
     def drop_queued(self, model: str) -> list[PendingRequest]:
         m = self._m.pop(model, None)
-        self._fits_cache.pop(model, None)
         self._cold.pop(model, None)
         self._hot.pop(model, None)
         return list(m.queue) if m else []
 
     def on_device_added(self, view: DeviceView, now_ns: int) -> None:
-        self._fits_cache.clear()
         heap: list[Strategy] = []
         self._heaps[view.device] = heap
         self._dev_heaps.append((view, heap))
 
     def on_device_removed(self, view: DeviceView) -> None:
-        self._fits_cache.clear()
         self._heaps.pop(view.device, None)
         self._dev_heaps = [(v, h) for v, h in self._dev_heaps if v is not view]
 
@@ -508,6 +493,7 @@ class ClockworkPolicy(PolicyBase):
         ranked.sort(key=lambda x: (-x[0], x[1]))
         limit = self.config.max_loads_in_flight
         for view in sorted(self.devices.values(), key=_load_free_at):
+            served = view.models  # None: its worker serves every model
             while ranked and view.loads_in_flight < limit:
                 start = max(now_ns, view.load_free_at_ns)
                 if start >= horizon:
@@ -517,7 +503,8 @@ class ClockworkPolicy(PolicyBase):
                     break
                 chosen = None
                 for i, (_, name, m) in enumerate(ranked):
-                    if name in view.resident or not m.queue:
+                    if name in view.resident or not m.queue or (
+                            served is not None and name not in served):
                         continue
                     profile = self.models[name].profile_for(view.kind.name)
                     if profile is None:

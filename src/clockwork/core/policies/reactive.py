@@ -3,7 +3,9 @@ FIFO queues; a device takes work when it has a free slot, from the model (among 
 whose oldest request waited longest, batching whatever is queued up to the largest supported
 size; a request for a model on no device triggers a load on the least-loaded device, evicting
 least-recently-used idle models (loaded, with nothing running or queued). No deadline awareness:
-nothing is refused, late results are still delivered (and count as misses).
+nothing is refused, late results are still delivered (and count as misses). The one exception: a
+request for a model that no connected device can ever run (no worker serves it, or it fits no
+device) is refused at arrival, as it would otherwise wait for ever.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ class ReactivePolicy(PolicyBase):
         if not self.devices:
             self.respond(p, ResponseStatus.OVERLOADED, now_ns, "no worker is connected")
             return
+        why = self.unservable(p.request.model)
+        if why:
+            self.respond(p, ResponseStatus.DEADLINE_INFEASIBLE, now_ns, why)
+            return
         q = self._waiting.get(p.request.model)
         if q is None:
             self._waiting[p.request.model] = deque([p])
@@ -79,13 +85,19 @@ class ReactivePolicy(PolicyBase):
 
     def _load_misses(self, now_ns: int) -> None:
         """Load misses in the order they happened; the first that fits nowhere waits, and so
-        do the ones behind it (a FIFO load queue, as common servers have)."""
+        do the ones behind it (a FIFO load queue, as common servers have). A miss that no
+        connected device serves (its workers left after it was queued) is passed over: it waits
+        for such a device without holding up the others."""
         for name in list(self._unplaced):
             if name not in self._waiting or not self.is_cold(name):
                 del self._unplaced[name]
                 continue
+            if self.unservable(name):
+                continue
             placed = False
             for view in sorted(self.devices.values(), key=_load_order):
+                if view.models is not None and name not in view.models:
+                    continue
                 profile = self.models[name].profile_for(view.kind.name)
                 if profile is None:
                     continue
