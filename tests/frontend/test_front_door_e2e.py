@@ -181,3 +181,6 @@ def test_metrics_and_statistics_count_what_was_served(stack: Stack,
     ok = samples[("clockwork_success_within_deadline_total", (("model", MODELS[0]),))]
     assert ok >= 3
     assert samples[("clockwork_pending_requests", ())] == 0
+    # the device has served, so it holds at least the model just used, and was busy
+    assert samples[("clockwork_device_resident_models", (("device", "w0/0"),))] >= 1
+    assert 0 < samples[("clockwork_device_utilisation_ratio", (("device", "w0/0"),))] <= 1

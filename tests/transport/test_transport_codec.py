@@ -261,6 +261,44 @@ def test_malformed_input_names_the_problem(data: bytes, match: str) -> None:
         decode(data)
 
 
+def test_the_fast_path_refuses_what_the_checked_path_refuses() -> None:
+    # Infer and ActionResult are decoded on a fast path once a dtype has been seen; with every
+    # cache warm, malformed input still gets the checked path's error
+    decode(pack(with_inputs(["<f4", [2], b"\0" * 8])))
+    decode(pack([*RESULT_RAW[:-1], [{"y": ["<f4", [1], b"\0" * 4]}]]))
+    for tensor, match in [(["<f4", [3], b"\0" * 8], "8 bytes of data, but dtype <f4"),
+                          (["<f4", [-2], b""], "negative dimension"),
+                          (["<f4", [True], b"\0" * 4], "shape: expected an int"),
+                          (["<f4", [1] * 40, b"\0" * 4], "dimensions"),
+                          (["<f4", [1], "abcd"], "expected bytes, got str")]:
+        with pytest.raises(ProtocolError, match=match):
+            decode(pack(with_inputs(tensor)))
+        with pytest.raises(ProtocolError, match=match):
+            decode(pack([*RESULT_RAW[:-1], [{"y": tensor}]]))
+    for i, value, match in [(2, True, "action_id: expected an int"),
+                            (3, ["w", "0"], "device.index"),
+                            (5, "FINE", "bad status value"),
+                            (6, 1.5, "received_ns"),
+                            (12, None, "detail: expected a string")]:
+        with pytest.raises(ProtocolError, match=match):
+            decode(pack([*RESULT_RAW[:i], value, *RESULT_RAW[i + 1:]]))
+
+
+def test_decoded_device_ids_are_shared_and_equal() -> None:
+    a = decode(pack(RESULT_RAW))
+    b = decode(pack(INFER_RAW))
+    assert isinstance(a, ActionResultMsg)
+    assert isinstance(b, InferMsg)
+    assert a.result.device == b.action.device == DeviceId("w", 0)
+    assert hash(a.result.device) == hash(DeviceId("w", 0))
+
+
+def test_a_failed_encode_leaves_the_encoder_clean() -> None:
+    with pytest.raises(ProtocolError):
+        encode(Ping(0, 1, 2**70))
+    assert decode(encode(Ping(0, 1, 2))) == Ping(0, 1, 2)
+
+
 def test_protocol_error_is_a_clockwork_error() -> None:
     assert issubclass(ProtocolError, ClockworkError)
 

@@ -376,3 +376,109 @@ def test_a_peer_that_never_reads_cannot_hang_shutdown() -> None:
             await writer.wait_closed()
             del reader
     run(main())
+
+
+# ---- batched writes and buffered reads ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("use_uvloop", [False, True])
+def test_frames_written_together_are_received_one_by_one_without_waiting(
+        use_uvloop: bool) -> None:
+    msgs = [Ping(0, i) for i in range(50)]
+
+    async def main() -> None:
+        got: asyncio.Queue[Message] = asyncio.Queue()
+
+        async def collect(conn: StreamConnection) -> None:
+            first = await conn.recv()
+            await got.put(first)
+            # the rest came in the same write: each is there already, no recv has to wait
+            for _ in msgs[1:]:
+                assert conn.has_buffered_frame()
+                await got.put(await conn.recv())
+            assert not conn.has_buffered_frame()
+
+        async with await serve(HOST, 0, collect) as server:
+            conn = await connect(HOST, server.port)
+            failed = await conn.send_many(msgs)
+            assert failed == []
+            for sent in msgs:
+                back = await got.get()
+                assert back == stamped(sent, back.sent_ns)
+            conn.close("done")
+            await conn.wait_closed()
+    run(main(), use_uvloop)
+
+
+def test_send_many_leaves_out_only_what_it_cannot_send() -> None:
+    too_big = InferMsg(0, Infer(9, D, "m", 1, (1,), 0, 1, 1),
+                       (InferInputs.from_arrays({"x": np.zeros(1 << 20, dtype=np.uint8)}),))
+    bad = Ping(0, 2**70)
+
+    async def main() -> None:
+        async with await serve(HOST, 0, Echo(), max_frame_bytes=1 << 20) as server:
+            conn = await connect(HOST, server.port, max_frame_bytes=1 << 20)
+            failed = await conn.send_many([GetWorkerState(0), too_big, bad, Ping(0, 3)])
+            assert [m for m, _ in failed] == [too_big, bad]
+            assert "exceeds the frame limit" in str(failed[0][1])
+            assert "cannot encode" in str(failed[1][1])
+            assert isinstance(await conn.recv(), GetWorkerState)
+            pong = await conn.recv()
+            assert isinstance(pong, Pong)
+            assert pong.seq == 3
+            # ...and the connection stays open
+            assert conn.send_nowait([Ping(0, 4)]) == []
+            pong = await conn.recv()
+            assert isinstance(pong, Pong)
+            assert pong.seq == 4
+            conn.close("done")
+            await conn.wait_closed()
+            with pytest.raises(ConnectionClosedError):
+                conn.send_nowait([Ping(0, 5)])
+    run(main())
+
+
+def test_send_nowait_declines_while_another_send_waits() -> None:
+    async def main() -> None:
+        async with await serve(HOST, 0, Echo()) as server:
+            conn = await connect(HOST, server.port)
+            async with conn._send_lock:  # as a send in progress holds it
+                assert conn.send_nowait([Ping(0, 1)]) is None
+            assert conn.send_nowait([Ping(0, 2)]) == []
+            pong = await conn.recv()
+            assert isinstance(pong, Pong)
+            assert pong.seq == 2  # the declined one was not sent
+            conn.close("done")
+            await conn.wait_closed()
+    run(main())
+
+
+def test_a_recv_cancelled_mid_frame_loses_nothing() -> None:
+    async def main() -> None:
+        server_side: asyncio.Queue[StreamConnection] = asyncio.Queue()
+        done = asyncio.Event()
+
+        async def hold(conn: StreamConnection) -> None:
+            await server_side.put(conn)
+            await done.wait()
+
+        async with await serve(HOST, 0, hold) as server:
+            reader, writer = await asyncio.open_connection(HOST, server.port)
+            conn = await server_side.get()
+            data = frame(encode(Ping(0, 1))) + frame(encode(Ping(0, 2)))
+            writer.write(data[:7])  # the first frame, cut short
+            await writer.drain()
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(conn.recv(), 0.1)
+            assert not conn.closed
+            writer.write(data[7:])
+            await writer.drain()
+            first, second = await conn.recv(), await conn.recv()
+            assert isinstance(first, Ping)
+            assert isinstance(second, Ping)
+            assert (first.seq, second.seq) == (1, 2)
+            done.set()
+            writer.close()
+            await writer.wait_closed()
+            del reader
+    run(main())

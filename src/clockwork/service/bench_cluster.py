@@ -14,7 +14,8 @@ replay are open loop.
 
 An arrival submitted more than ``LATE_SUBMIT_NS`` after its time counts in ``late_submits``: the
 generator (or the controller sharing its loop) could not keep up. The generator sleeps only when
-the next arrival is more than ``EARLY_NS`` away, so an arrival may go up to that much early.
+the next arrival is more than ``EARLY_NS`` away, so an arrival may go up to that much early (more
+with uvloop, whose timers count whole milliseconds and may fire up to 1.5 ms early).
 """
 
 from __future__ import annotations
@@ -29,18 +30,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from clockwork.core.errors import ConfigurationError
+from clockwork.core.requests import Response
 from clockwork.core.scheduler import Scheduler
 from clockwork.core.units import NS_PER_MS, NS_PER_S, NS_PER_US
-from clockwork.service.controller_service import ControllerService
+from clockwork.service.controller_service import Arrays, ControllerService
 from clockwork.service.telemetry import ControllerTelemetry, StatusLine
 from clockwork.telemetry.records import ActionLog, RequestLog
-from clockwork.workload.base import Workload
+from clockwork.workload.base import Arrival, Workload
 
 log = logging.getLogger("clockwork.service.bench_cluster")
 
@@ -192,6 +194,83 @@ class BenchResult:
 
 
 Status = Callable[[str], None]
+Answer = tuple[Response, Arrays | None]
+
+
+class _LoadGenerator:
+    """Submits each arrival at its time, from loop callbacks: one timer per wait, and no task
+    nor sleep future per arrival (the generator shares the controller's loop and its CPU).
+    ``finished`` is done when the arrivals are (or with what ``submit`` or the workload
+    raised)."""
+
+    def __init__(self, service: ControllerService, arrivals: Iterator[Arrival], t0: int,
+                 duration_ns: int, clock_ns: Callable[[], int]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._submit = service.submit_nowait
+        self._arrivals = arrivals
+        self._t0 = t0
+        self._duration_ns = duration_ns
+        self._clock = clock_ns
+        self._held: Arrival | None = None  # the next arrival, waiting for its time
+        self._timer: asyncio.TimerHandle | None = None
+        self.finished: asyncio.Future[None] = self._loop.create_future()
+        # the futures of the requests not answered yet
+        self.answers: set[asyncio.Future[Answer]] = set()
+        self.late = 0
+        self.lateness_sum = 0
+        self.lateness_max = 0
+        self._done_cb = self._done  # one bound method, not one per arrival
+
+    def start(self) -> None:
+        self._tick()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self.finished.done():
+            return
+        try:
+            self._submit_due()
+        except Exception as e:
+            self.finished.set_exception(e)
+
+    def _submit_due(self) -> None:
+        while True:
+            arrival = self._held
+            now = self._clock()
+            if arrival is not None:
+                # its timer fired: submit it now, as an awaited sleep would (never re-arm, even
+                # if the loop's millisecond timers fired a little early)
+                self._held = None
+            else:
+                arrival = next(self._arrivals, None)
+                if arrival is None or arrival.time_ns >= self._duration_ns:
+                    self.finished.set_result(None)
+                    return
+                target = self._t0 + arrival.time_ns
+                if target - now > EARLY_NS:
+                    self._held = arrival
+                    self._timer = self._loop.call_later((target - now) / NS_PER_S, self._tick)
+                    return
+            lateness = now - (self._t0 + arrival.time_ns)
+            if lateness > 0:
+                self.lateness_sum += lateness
+                self.lateness_max = max(self.lateness_max, lateness)
+                if lateness > LATE_SUBMIT_NS:
+                    self.late += 1
+            answer = self._submit(arrival.model, timeout_ns=arrival.slo_ns,
+                                  priority=arrival.priority)
+            self.answers.add(answer)
+            answer.add_done_callback(self._done_cb)
+
+    def _done(self, answer: asyncio.Future[Answer]) -> None:
+        self.answers.discard(answer)
+        if not answer.cancelled():
+            answer.exception()  # retrieved: unanswered requests are logged by telemetry
 
 
 async def run_bench(policy: Scheduler, addresses: Sequence[tuple[str, int]], workload: Workload,
@@ -208,7 +287,7 @@ async def run_bench(policy: Scheduler, addresses: Sequence[tuple[str, int]], wor
     telemetry.attach(service)
     wall0 = time.perf_counter()
     await service.start()
-    tasks: set[asyncio.Task[object]] = set()
+    generator: _LoadGenerator | None = None
     status_task: asyncio.Task[None] | None = None
     try:
         deadline = time.monotonic() + startup_timeout_s
@@ -221,51 +300,26 @@ async def run_bench(policy: Scheduler, addresses: Sequence[tuple[str, int]], wor
                     f"{startup_timeout_s:.0f} s")
             await asyncio.sleep(0.02)
         startup_s = time.perf_counter() - wall0
-        loop = asyncio.get_running_loop()
-        late = 0
-        lateness_sum = 0
-        lateness_max = 0
-
-        def done(task: asyncio.Task[object]) -> None:
-            tasks.discard(task)
-            if not task.cancelled():
-                task.exception()  # retrieved: unanswered requests are logged by telemetry
-
+        t0 = clock_ns()
+        gen = generator = _LoadGenerator(service, iter(workload.arrivals()), t0, duration_ns,
+                                         clock_ns)
         if status is not None:
             line = StatusLine(service, len(addresses))
 
             async def status_loop() -> None:
                 while True:
                     await asyncio.sleep(status_every_s)
-                    status(line.line(f"late submits {late}"))
+                    status(line.line(f"late submits {gen.late}"))
 
             status_task = asyncio.create_task(status_loop())
 
-        t0 = clock_ns()
         telemetry.start(t0)
         cpu0, wall_load0 = time.process_time(), time.perf_counter()
-        submit = service.submit
-        for arrival in workload.arrivals():
-            if arrival.time_ns >= duration_ns:
-                break
-            target = t0 + arrival.time_ns
-            now = clock_ns()
-            if target - now > EARLY_NS:
-                await asyncio.sleep((target - now) / NS_PER_S)
-                now = clock_ns()
-            lateness = now - target
-            if lateness > 0:
-                lateness_sum += lateness
-                lateness_max = max(lateness_max, lateness)
-                if lateness > LATE_SUBMIT_NS:
-                    late += 1
-            task: asyncio.Task[object] = loop.create_task(
-                submit(arrival.model, timeout_ns=arrival.slo_ns, priority=arrival.priority))
-            tasks.add(task)
-            task.add_done_callback(done)
+        generator.start()
+        await generator.finished
         # drain: the answers to what was submitted (the scheduler answers every request)
-        if tasks:
-            await asyncio.wait(set(tasks), timeout=drain_ns / NS_PER_S)
+        if generator.answers:
+            await asyncio.wait(set(generator.answers), timeout=drain_ns / NS_PER_S)
         end = clock_ns()
         cpu_s = time.process_time() - cpu0
         wall_s = time.perf_counter() - wall_load0
@@ -273,15 +327,19 @@ async def run_bench(policy: Scheduler, addresses: Sequence[tuple[str, int]], wor
         if status_task is not None:
             status_task.cancel()
             await asyncio.gather(status_task, return_exceptions=True)
+        if generator is not None:
+            generator.stop()
         await service.close()
-        for t in list(tasks):
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if generator is not None:
+            for answer in list(generator.answers):
+                answer.cancel()
+            await asyncio.gather(*generator.answers, return_exceptions=True)
     submitted = service.stats.submitted
     responses = telemetry.responses
     unanswered, unfinished = telemetry.finish(end)
+    late, lateness_sum = generator.late, generator.lateness_sum
     return BenchResult(telemetry.request_log, telemetry.action_log, submitted, responses,
-                       unanswered, unfinished, late, lateness_max,
+                       unanswered, unfinished, late, generator.lateness_max,
                        lateness_sum / submitted if submitted else 0.0, end - t0, wall_s, cpu_s,
                        startup_s)
 

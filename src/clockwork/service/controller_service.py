@@ -28,6 +28,14 @@ which is answered at once with a synthetic ``TOO_LATE`` result fed back to the s
 checked again just before the frame is written); responses resolve the ``submit`` futures; a
 timer wakes the scheduler at ``wake_at_ns``.
 
+What this costs per request is the controller's capacity, so the hot path batches: requests
+submitted and results received in the same loop iteration are fed to the scheduler together and
+cost one poll; the actions of one poll are written to each worker in one write, at once when its
+connection can take them without waiting (else through the link's queue, whose sender drains it
+in batches); the wake-up timer is re-armed only when the wake-up time changes, and never fires
+before it (uvloop's millisecond timers otherwise fire up to 1.5 ms early, and each early wake-up
+cost a poll that found nothing due).
+
 ``submit`` is the public API (no network front door yet: the HTTP/gRPC server is a later layer).
 """
 
@@ -57,6 +65,7 @@ from clockwork.core.events import (
     RequestArrived,
     WorkerJoined,
     WorkerLost,
+    WorkerModelsChanged,
 )
 from clockwork.core.requests import InferRequest, Response, ResponseStatus
 from clockwork.core.scheduler import Scheduler
@@ -68,6 +77,7 @@ from clockwork.transport import (
     GetWorkerState,
     Hello,
     InferInputs,
+    InferMsg,
     InferOutputs,
     Message,
     Ping,
@@ -202,10 +212,17 @@ class ControllerService:
         # request id -> (action id, outputs) of a successful Infer, until the response
         self._outputs: dict[int, tuple[int, InferOutputs]] = {}
         self._wake: asyncio.TimerHandle | None = None
+        self._wake_ns: int | None = None  # what ``_wake`` is armed for
+        self._ms_timers: bool | None = None  # whether the loop's timers count whole ms (uvloop)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self._in_scheduler = False
         self._deferred: list[Event] = []
+        # a ``_run`` of the deferred events is scheduled for the end of this loop iteration
+        self._run_soon = False
+        # the messages of the actions dispatched by the current ``_run``, per link: written at
+        # its end, one write per link (or queued to the link's sender if that would wait)
+        self._outbox: dict[_Link, list[Message]] = {}
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -277,7 +294,9 @@ class ControllerService:
         return sorted(added)
 
     def _register_new(self, state: WorkerState) -> list[str]:
-        """Register the models of ``state`` not known yet (nor removed); return their names."""
+        """Register the models of ``state`` not known yet (nor removed), then tell the scheduler
+        that its worker, if still joined, now serves exactly the models listed (or it would never
+        place the new ones there); return the names registered."""
         added = []
         for model in state.models:
             if model.name in self._models or model.name in self._removed:
@@ -287,6 +306,9 @@ class ControllerService:
             added.append(model.name)
         if added:
             log.info("worker %s: new models registered: %s", state.worker, ", ".join(added))
+        if state.worker in self._joined:
+            # removed models stay listed: a restore_model makes them servable there again
+            self._run(WorkerModelsChanged(state.worker, tuple(m.name for m in state.models)))
         return added
 
     def _on_worker_state(self, worker: str, link: _Link, state: WorkerState) -> None:
@@ -336,6 +358,16 @@ class ControllerService:
         (absolute, controller clock), else now + ``timeout_ns``, else now + the model's default
         SLO, else now + ``default_slo_ns``. Returns the response and, for a result delivered
         (``SUCCESS``/``LATE``), the outputs (None otherwise, or when the worker sent none)."""
+        return await self.submit_nowait(model, inputs, deadline_ns=deadline_ns,
+                                        timeout_ns=timeout_ns, priority=priority)
+
+    def submit_nowait(self, model: str,
+                      inputs: Mapping[str, npt.NDArray[np.generic]] | None = None, *,
+                      deadline_ns: int | None = None, timeout_ns: int | None = None,
+                      priority: int = 0) -> asyncio.Future[tuple[Response, Arrays | None]]:
+        """``submit`` without a coroutine: the future of its result (for a caller that submits
+        many requests, e.g. a load generator, a task per request costs more than the controller
+        spends scheduling it). Cancelling the future abandons the wait, not the request."""
         if self._closing or self._loop is None:
             raise ControllerClosedError("controller is not running")
         now = self._clock()
@@ -353,16 +385,34 @@ class ControllerService:
             self._inputs[rid] = InferInputs.from_arrays(inputs)
         self.stats.submitted += 1
         request = InferRequest(rid, model, now, deadline_ns, priority)
-        if self.on_request is not None:
-            _notify(self.on_request, request)
-        self._run(RequestArrived(request))
-        return await fut
+        hook = self.on_request
+        if hook is not None:
+            # ``_notify`` inlined here and below: these hooks run for every request and action
+            try:
+                hook(request)
+            except Exception:
+                log.exception("telemetry hook %r raised", hook)
+        self._run_later(RequestArrived(request))
+        return fut
 
     def pending(self) -> int:
         """Requests submitted and not answered yet."""
         return len(self._futures)
 
     # ----------------------------------------------------------------- scheduling
+
+    def _run_later(self, event: Event) -> None:
+        """Feed ``event`` at the end of this loop iteration (or sooner, with any ``_run``), so
+        that the requests and results that arrive together cost one poll, not one each."""
+        self._deferred.append(event)
+        if not self._run_soon and self._loop is not None:
+            self._run_soon = True
+            self._loop.call_soon(self._run_deferred)
+
+    def _run_deferred(self) -> None:
+        self._run_soon = False
+        if self._deferred:  # else a ``_run`` since took them
+            self._run()
 
     def _run(self, event: Event | None = None) -> None:
         """Feed ``event``, poll, and act on the output, until no synthetic event is left."""
@@ -375,9 +425,13 @@ class ControllerService:
             while True:
                 now = self._clock()
                 events, self._deferred = self._deferred, []
+                hook = self.on_action_result
                 for ev in events:
-                    if self.on_action_result is not None and type(ev) is ActionFinished:
-                        _notify(self.on_action_result, ev.result, now)
+                    if hook is not None and type(ev) is ActionFinished:
+                        try:
+                            hook(ev.result, now)
+                        except Exception:
+                            log.exception("telemetry hook %r raised", hook)
                     try:
                         self.scheduler.handle(ev, now)
                     except ClockworkError as e:
@@ -392,10 +446,55 @@ class ControllerService:
                     break
         finally:
             self._in_scheduler = False
+        if self._outbox:
+            self._flush_outbox()
+
+    def _flush_outbox(self) -> None:
+        """Send what ``_dispatch`` put in the outbox: at once where the connection can take it
+        without waiting and nothing is queued before it (which keeps each link's order), else
+        through the link's queue and sender task."""
+        outbox, self._outbox = self._outbox, {}
+        for link, msgs in outbox.items():
+            queue, conn = link.queue, link.conn
+            if queue is None or conn is None:
+                continue  # lost since: the scheduler hears it from the link task
+            if queue.empty():
+                try:
+                    failed = conn.send_nowait(msgs)
+                except ConnectionClosedError:
+                    continue  # the link task sees the connection closed and reports the loss
+                if failed is not None:
+                    self._sent(conn, msgs, failed)
+                    continue
+            for msg in msgs:
+                queue.put_nowait(msg)
+
+    def _sent(self, conn: StreamConnection, msgs: Sequence[Message],
+              failed: Sequence[tuple[Message, ProtocolError]]) -> None:
+        """Count the actions among ``msgs`` that were sent; fail those that could not be."""
+        unsent: set[int] = set()
+        for msg, e in failed:
+            unsent.add(id(msg))
+            log.error("%s: could not send %s: %s", conn.name, type(msg).__name__, e)
+            action = getattr(msg, "action", None)
+            if action is not None:
+                now = self._clock()
+                self._run(ActionFinished(ActionResult(
+                    action.action_id, action.device, action.model,
+                    ActionStatus.INVALID_INPUT, now, now, now, detail=str(e))))
+        sent = self.stats.actions_sent
+        for msg in msgs:
+            action = getattr(msg, "action", None)
+            if action is not None and id(msg) not in unsent:
+                sent[type(action).__name__] += 1
 
     def _dispatch(self, action: Action, now: int) -> None:
-        if self.on_action_sent is not None:
-            _notify(self.on_action_sent, action, now)
+        hook = self.on_action_sent
+        if hook is not None:
+            try:
+                hook(action, now)
+            except Exception:
+                log.exception("telemetry hook %r raised", hook)
         worker = action.device.worker
         if not isinstance(action, EvictWeights) and action.latest_ns < now:
             self.stats.too_late_unsent += 1
@@ -407,13 +506,21 @@ class ControllerService:
             log.debug("action %d for %s not sent: worker not connected", action.action_id,
                       worker)
             return
-        inputs: tuple[InferInputs, ...] = ()
+        msg: Message
         if type(action) is Infer:
             self._infers[action.action_id] = (worker, action.request_ids)
-            if any(rid in self._inputs for rid in action.request_ids):
+            inputs: tuple[InferInputs, ...] = ()
+            if self._inputs and any(rid in self._inputs for rid in action.request_ids):
                 inputs = tuple(self._inputs.get(rid, InferInputs())
                                for rid in action.request_ids)
-        link.queue.put_nowait(action_message(action, inputs))
+            msg = InferMsg(0, action, inputs)
+        else:
+            msg = action_message(action)
+        msgs = self._outbox.get(link)
+        if msgs is None:
+            self._outbox[link] = [msg]
+        else:
+            msgs.append(msg)
 
     def _respond(self, response: Response) -> None:
         rid = response.request_id
@@ -435,14 +542,42 @@ class ControllerService:
 
     def _set_wake(self, wake_ns: int | None, now: int) -> None:
         if self._wake is not None:
+            if wake_ns == self._wake_ns:
+                return  # the timer is armed for it already: no need to make a new one
             self._wake.cancel()
             self._wake = None
+        self._wake_ns = wake_ns
         if wake_ns is None or self._loop is None or self._closing:
             return
-        self._wake = self._loop.call_later(max(0, wake_ns - now) / NS_PER_S, self._on_wake)
+        self._wake = self._loop.call_later(self._timer_delay_s(self._loop, wake_ns - now),
+                                           self._on_wake)
+
+    def _timer_delay_s(self, loop: asyncio.AbstractEventLoop, delay_ns: int) -> float:
+        """What to give ``call_later`` for a timer due in ``delay_ns`` that must not fire
+        before (a timer that fires early costs a wake-up and a poll for nothing)."""
+        if self._ms_timers is None:
+            self._ms_timers = type(loop).__module__.startswith("uvloop")
+        if not self._ms_timers:
+            return max(0, delay_ns) / NS_PER_S
+        # uvloop's timers fire when its cached clock (``loop.time()``, in whole ms, up to 1 ms
+        # behind) reaches that clock plus the delay rounded to whole ms: up to 1.5 ms early.
+        # Counted from that clock and rounded up, the delay ends at or after the due time (at
+        # most 1 ms after).
+        lag_ns = max(0, time.monotonic_ns() - round(loop.time() * NS_PER_S))
+        return -(-(lag_ns + max(0, delay_ns)) // NS_PER_MS) / 1000
 
     def _on_wake(self) -> None:
         self._wake = None
+        wake_ns = self._wake_ns
+        if wake_ns is not None and self._loop is not None and not self._closing:
+            early_ns = wake_ns - self._clock()
+            if early_ns > 0:
+                # fired before it is due after all: a poll now would find nothing to do and
+                # ask for this same wake-up again (with timers that fire early, a busy loop of
+                # polls until it is due); wait for the rest instead
+                self._wake = self._loop.call_later(self._timer_delay_s(self._loop, early_ns),
+                                                   self._on_wake)
+                return
         self._run()
 
     def _on_result(self, msg: ActionResultMsg) -> None:
@@ -456,7 +591,15 @@ class ControllerService:
             else:
                 log.warning("action %d: %d outputs for %d requests; dropped",
                             result.action_id, len(msg.outputs), len(rids))
-        self._run(ActionFinished(result))
+        # the last result of what was read from the socket, with nothing else waiting to be
+        # fed: run now (as a deferred run would, one loop iteration later); else wait for the
+        # rest, which this same task reads without waiting, and feed them all to one poll
+        link = self._joined.get(result.device.worker)
+        conn = link.conn if link is not None else None
+        if conn is not None and not self._deferred and not conn.has_buffered_frame():
+            self._run(ActionFinished(result))
+        else:
+            self._run_later(ActionFinished(result))
 
     # ----------------------------------------------------------------- worker links
 
@@ -547,7 +690,8 @@ class ControllerService:
             if model.name not in self._models:
                 self._models[model.name] = model
                 self._run(ModelRegistered(model))
-        self._run(WorkerJoined(worker, state.devices))
+        # with the models it serves: a model only some workers have is loaded on those only
+        self._run(WorkerJoined(worker, state.devices, tuple(m.name for m in state.models)))
         if self.on_worker_joined is not None:
             _notify(self.on_worker_joined, worker, state.devices)
         sender = asyncio.create_task(self._send_loop(conn, queue), name=f"send {worker}")
@@ -590,29 +734,35 @@ class ControllerService:
             _notify(self.on_worker_lost, worker)
 
     async def _send_loop(self, conn: StreamConnection, queue: asyncio.Queue[Message]) -> None:
+        stats = self.stats
         while True:
-            msg = await queue.get()
-            action = getattr(msg, "action", None)
-            if action is not None and type(action) is not EvictWeights:
-                now = self._clock()
-                if action.latest_ns < now:
-                    self.stats.too_late_unsent += 1
-                    self._run(ActionFinished(_too_late(action, now)))
-                    continue
-            try:
-                await conn.send(msg)
-            except ConnectionClosedError:
-                return
-            except ProtocolError as e:
-                log.error("%s: could not send %s: %s", conn.name, type(msg).__name__, e)
-                if action is not None:
-                    now = self._clock()
-                    self._run(ActionFinished(ActionResult(
-                        action.action_id, action.device, action.model,
-                        ActionStatus.INVALID_INPUT, now, now, now, detail=str(e))))
-                continue
-            if action is not None:
-                self.stats.actions_sent[type(action).__name__] += 1
+            # everything queued by the time this task runs goes out in one write
+            batch = [await queue.get()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            now = self._clock()
+            ready: list[Message] = []
+            too_late = False
+            for msg in batch:
+                action = getattr(msg, "action", None)
+                if (action is not None and type(action) is not EvictWeights
+                        and action.latest_ns < now):
+                    stats.too_late_unsent += 1
+                    self._deferred.append(ActionFinished(_too_late(action, now)))
+                    too_late = True
+                else:
+                    ready.append(msg)
+            if ready:
+                try:
+                    failed = await conn.send_many(ready)
+                except ConnectionClosedError:
+                    if too_late:
+                        self._run()
+                    return
+                self._sent(conn, ready, failed)
+            # only now: the actions this schedules must not overtake those in ``ready``
+            if too_late:
+                self._run()
 
     async def _ping_loop(self, link: _Link, conn: StreamConnection,
                          queue: asyncio.Queue[Message], seq: int) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clockwork.core.actions import Action, EvictWeights, Infer
+from clockwork.core.ids import DeviceId
 
 
 class _Codes:
@@ -146,6 +147,9 @@ class ActionLog:
         self.devices = _Codes()
         self.models = _Codes()
         self.statuses = _Codes()
+        # codes by action type and by DeviceId, so that ``append_action`` formats neither
+        self._kind_codes: dict[type, int] = {}
+        self._device_codes: dict[DeviceId, int] = {}
 
     def append(
         self,
@@ -184,18 +188,44 @@ class ActionLog:
                       actual_ns: int, status: str, origin_ns: int = 0) -> None:
         """One row for ``action``; ``sent_ns`` and its window are shifted by ``origin_ns`` (the
         run's start on the controller's clock); ``began_ns``/``ended_ns`` are taken as given."""
-        kind = type(action).__name__
+        # one row per action of a run: the columns are filled here directly (the same values
+        # as ``append`` gives them), with the kind and device codes cached by object
+        kind = self._kind_codes.get(type(action))
+        if kind is None:
+            kind = self._kind_codes[type(action)] = self.kinds.code(type(action).__name__)
+        device = self._device_codes.get(action.device)
+        if device is None:
+            device = self._device_codes[action.device] = self.devices.code(str(action.device))
         sent = sent_ns - origin_ns
+        c = self._cols
+        c[0].append(action.action_id)
+        c[1].append(kind)
+        c[2].append(device)
+        c[3].append(self.models.code(action.model))
         if type(action) is EvictWeights:
-            self.append(action.action_id, kind, str(action.device), action.model, 0, 0,
-                        sent, sent, sent, 0, began_ns, ended_ns, 0, status)
-            return
-        assert not isinstance(action, EvictWeights)
-        batch = action.batch_size if isinstance(action, Infer) else 0
-        nreq = len(action.request_ids) if isinstance(action, Infer) else 0
-        self.append(action.action_id, kind, str(action.device), action.model, batch, nreq, sent,
-                    action.earliest_ns - origin_ns, action.latest_ns - origin_ns,
-                    action.expected_duration_ns, began_ns, ended_ns, actual_ns, status)
+            c[4].append(0)
+            c[5].append(0)
+            c[6].append(sent)
+            c[7].append(sent)
+            c[8].append(sent)
+            c[9].append(0)
+            actual_ns = 0
+        else:
+            assert not isinstance(action, EvictWeights)
+            if type(action) is Infer:
+                c[4].append(action.batch_size)
+                c[5].append(len(action.request_ids))
+            else:
+                c[4].append(0)
+                c[5].append(0)
+            c[6].append(sent)
+            c[7].append(action.earliest_ns - origin_ns)
+            c[8].append(action.latest_ns - origin_ns)
+            c[9].append(action.expected_duration_ns)
+        c[10].append(began_ns)
+        c[11].append(ended_ns)
+        c[12].append(actual_ns)
+        c[13].append(self.statuses.code(status))
 
     def __len__(self) -> int:
         return len(self._cols[0])

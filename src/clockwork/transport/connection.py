@@ -5,7 +5,8 @@ A connection carries protocol messages (``clockwork.transport.messages``) both w
 - ``await send(msg)`` stamps ``sent_ns`` with the connection's clock (unless ``stamp=False``) and
   writes the message; it raises ``ConnectionClosedError`` once the connection is closed, and
   ``ProtocolError`` (leaving the connection open) for a message that cannot be encoded or is over
-  ``max_frame_bytes``.
+  ``max_frame_bytes``. ``await send_many(msgs)`` sends several in order and returns, instead of
+  raising it, the ``ProtocolError`` of each message it had to leave out.
 - ``await recv()`` returns the next message, or raises ``ConnectionClosedError`` once the
   connection is closed. ``async for msg in conn`` iterates until then, ending cleanly.
 - Anything malformed from the peer (an oversized length prefix, a truncated frame, bytes that do
@@ -24,12 +25,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
 from clockwork.core.clock_sync import ClockSync
-from clockwork.transport.errors import ConnectionClosedError
+from clockwork.transport.errors import ConnectionClosedError, ProtocolError
 from clockwork.transport.framing import DEFAULT_MAX_FRAME_BYTES
 from clockwork.transport.messages import Message, Ping, Pong
 
@@ -54,6 +55,8 @@ class Connection(Protocol):
     def clock_sync(self) -> ClockSync | None: ...
 
     async def send(self, msg: Message) -> None: ...
+
+    async def send_many(self, msgs: Sequence[Message]) -> list[tuple[Message, ProtocolError]]: ...
 
     async def recv(self) -> Message: ...
 
@@ -145,16 +148,33 @@ class BaseConnection:
     def _send_stamp(self, msg: Message) -> int:
         return self._clock_ns() if self._stamp else msg.sent_ns
 
-    def _received(self, msg: Message) -> Message:
+    def _received(self, msg: Message, now: int | None = None) -> Message:
+        """Observe ``msg`` (received at ``now``, local clock; default: read the clock now)."""
         sync = self._clock_sync
         if sync is not None:
-            now = self._clock_ns()
+            if now is None:
+                now = self._clock_ns()
             sync.observe_received(msg.sent_ns, now)
-            if isinstance(msg, Ping | Pong) and msg.min_delta_ns is not None:
+            # a tuple, not ``Ping | Pong``: that builds a union object on every message
+            if isinstance(msg, (Ping, Pong)) and msg.min_delta_ns is not None:
                 sync.observe_peer_report(msg.min_delta_ns, now)
         return msg
 
-    # ---- iteration and context management --------------------------------------------------
+    # ---- sending, receiving, iteration and context management -------------------------------
+
+    async def send(self, msg: Message) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    async def send_many(self, msgs: Sequence[Message]) -> list[tuple[Message, ProtocolError]]:
+        """Send ``msgs`` in order; return ``(message, error)`` for each that could not be sent
+        (not encodable, or over the frame limit). Transports may write them all at once."""
+        failed: list[tuple[Message, ProtocolError]] = []
+        for msg in msgs:
+            try:
+                await self.send(msg)
+            except ProtocolError as e:
+                failed.append((msg, e))
+        return failed
 
     async def recv(self) -> Message:  # pragma: no cover - overridden
         raise NotImplementedError

@@ -58,8 +58,17 @@ class Tensor:
 
     def to_array(self) -> npt.NDArray[np.generic]:
         """A read-only view of ``data`` (no copy)."""
-        arr: npt.NDArray[np.generic] = np.frombuffer(self.data, dtype=np.dtype(self.dtype))
-        return arr.reshape(self.shape)
+        dtype = _NP_DTYPES.get(self.dtype)
+        if dtype is None:  # parsing a dtype string costs a third of the whole conversion
+            dtype = np.dtype(self.dtype)
+            if len(_NP_DTYPES) < 256:
+                _NP_DTYPES[self.dtype] = dtype
+        arr: npt.NDArray[np.generic] = np.frombuffer(self.data, dtype=dtype)
+        # a one-dimensional tensor needs no reshape (which raises on a size mismatch, as before)
+        return arr if arr.shape == self.shape else arr.reshape(self.shape)
+
+
+_NP_DTYPES: dict[str, np.dtype[np.generic]] = {}
 
 
 def _arrays(tensors: Mapping[str, Tensor]) -> dict[str, npt.NDArray[np.generic]]:

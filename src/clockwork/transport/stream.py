@@ -8,8 +8,11 @@ the ``clockwork.transport`` logger) and only that connection.
 
 Not thread-safe: use a connection from the event loop that made it. Several tasks may ``send`` at
 once (each frame is written whole, in one synchronous step); one task at a time may ``recv``.
-Cancelling a ``recv`` between a frame's header and its payload closes the connection, since the
-stream would otherwise be out of step.
+``send_many`` writes several messages in one call (one system call instead of one each).
+
+``recv`` reads whatever the socket has (many small frames at a time) into a buffer of its own and
+returns the frames from it one by one, without waiting while a whole one is there; cancelling a
+``recv`` loses nothing (what was read stays buffered for the next one).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -30,9 +33,10 @@ from clockwork.transport.connection import BaseConnection, ClockNs, log
 from clockwork.transport.errors import ConnectionClosedError, FrameError, ProtocolError
 from clockwork.transport.framing import (
     DEFAULT_MAX_FRAME_BYTES,
+    HEADER,
+    HEADER_BYTES,
+    check_frame_length,
     frame_header,
-    read_frame_header,
-    read_frame_payload,
 )
 from clockwork.transport.messages import Message
 
@@ -43,6 +47,9 @@ STREAM_LIMIT_BYTES = 1 * MIB
 CLOSE_TIMEOUT_S = 5.0
 #: payloads smaller than this are copied behind their header and written in one call
 _COALESCE_BYTES = 64 * 1024
+
+#: the messages ``send_many`` left out, each with why
+Unsent = list[tuple[Message, ProtocolError]]
 
 
 def _peer_name(writer: asyncio.StreamWriter) -> str:
@@ -73,15 +80,78 @@ class StreamConnection(BaseConnection):
         self._writer = writer
         self.close_timeout_s = close_timeout_s
         self._send_lock = asyncio.Lock()
+        # bytes read and not parsed yet start at ``_pos`` in ``_buf``; ``_rx_ns`` is the local
+        # time when the last bytes were read, the receipt time of every frame in them
+        self._buf = bytearray()
+        self._pos = 0
+        self._rx_ns = 0
         _set_nodelay(writer)
+
+    def _payload(self, msg: Message, stamp: int) -> bytes:
+        payload = encode(msg, sent_ns=stamp)
+        if len(payload) > self.max_frame_bytes:
+            raise ProtocolError(f"{type(msg).__name__} of {len(payload)} bytes exceeds the frame "
+                                f"limit of {self.max_frame_bytes}; not sent")
+        return payload
+
+    def _frames(self, msgs: Sequence[Message]) -> tuple[bytes, Unsent]:
+        """The frames of ``msgs`` as one buffer, and the messages left out with their error."""
+        # one stamp for all: they are written at the same moment
+        now = self._clock_ns() if self._stamp else None
+        failed: Unsent = []
+        parts: list[bytes] = []
+        for msg in msgs:
+            try:
+                payload = self._payload(msg, msg.sent_ns if now is None else now)
+            except ProtocolError as e:
+                failed.append((msg, e))
+                continue
+            parts.append(HEADER.pack(len(payload)))
+            parts.append(payload)
+        return b"".join(parts), failed
+
+    async def send_many(self, msgs: Sequence[Message]) -> Unsent:
+        """Send ``msgs`` in order, in one write (for many small frames: one system call, not
+        one each). Each is stamped and checked as ``send`` does; those that cannot be encoded
+        or exceed the frame limit are left out, the others sent, and ``(message, error)`` is
+        returned for each left out. ``ConnectionClosedError`` as ``send``."""
+        if self.closed:
+            raise self._closed_error()
+        data, failed = self._frames(msgs)
+        if not data:
+            return failed
+        try:
+            async with self._send_lock:
+                if self.closed:
+                    raise self._closed_error()
+                self._writer.write(data)
+                await self._writer.drain()
+        except (ConnectionError, OSError, RuntimeError) as e:
+            self._mark_closed(f"send failed: {type(e).__name__}: {e}", logging.INFO)
+            raise self._closed_error() from e
+        return failed
+
+    def send_nowait(self, msgs: Sequence[Message]) -> Unsent | None:
+        """``send_many`` without waiting, when it would not have to wait: nobody else is
+        sending and the transport's buffer is empty (so it holds at most these frames
+        afterwards, as ``send`` keeps it). Returns None, having sent nothing, otherwise."""
+        if self.closed:
+            raise self._closed_error()
+        if self._send_lock.locked() or self._writer.transport.get_write_buffer_size():
+            return None
+        data, failed = self._frames(msgs)
+        if data:
+            try:
+                self._writer.write(data)
+            except (ConnectionError, OSError, RuntimeError) as e:
+                self._mark_closed(f"send failed: {type(e).__name__}: {e}", logging.INFO)
+                raise self._closed_error() from e
+        return failed
 
     async def send(self, msg: Message) -> None:
         if self.closed:
             raise self._closed_error()
-        payload = encode(msg, sent_ns=self._send_stamp(msg))
-        if len(payload) > self.max_frame_bytes:
-            raise ProtocolError(f"{type(msg).__name__} of {len(payload)} bytes exceeds the frame "
-                                f"limit of {self.max_frame_bytes}; not sent")
+        payload = self._payload(msg, self._send_stamp(msg))
         header = frame_header(len(payload))
         try:
             # one writer at a time, each waiting for the buffer to drain before the next writes:
@@ -102,34 +172,74 @@ class StreamConnection(BaseConnection):
             raise self._closed_error() from e
 
     async def recv(self) -> Message:
-        if self.closed:
-            raise self._closed_error()
+        while True:
+            if self.closed:
+                raise self._closed_error()
+            msg = self._buffered()
+            if msg is not None:
+                return msg
+            try:
+                data = await self._reader.read(STREAM_LIMIT_BYTES)
+            except (ConnectionError, OSError) as e:
+                where = " mid-frame" if self._pos < len(self._buf) else ""
+                self._mark_closed(f"connection lost{where}: {type(e).__name__}: {e}",
+                                  logging.INFO)
+                raise self._closed_error() from None
+            self._rx_ns = self._clock_ns()
+            if not data:
+                raise self._at_eof()
+            if self._pos:  # drop what was parsed before growing the buffer
+                del self._buf[:self._pos]
+                self._pos = 0
+            self._buf += data
+
+    def has_buffered_frame(self) -> bool:
+        """Whether a whole frame is buffered already (the next ``recv`` will not wait)."""
+        buf, pos = self._buf, self._pos
+        if len(buf) - pos < HEADER_BYTES:
+            return False
+        length: int
+        (length,) = HEADER.unpack_from(buf, pos)
+        return len(buf) >= pos + HEADER_BYTES + length
+
+    def _buffered(self) -> Message | None:
+        """The next message if a whole frame of it is buffered, else None."""
+        buf, pos = self._buf, self._pos
+        if len(buf) - pos < HEADER_BYTES:
+            return None
+        (length,) = HEADER.unpack_from(buf, pos)
         try:
-            length = await read_frame_header(self._reader, self.max_frame_bytes)
+            check_frame_length(length, self.max_frame_bytes)
         except FrameError as e:
             raise self._fail(str(e)) from None
-        except (ConnectionError, OSError) as e:
-            self._mark_closed(f"connection lost: {type(e).__name__}: {e}", logging.INFO)
-            raise self._closed_error() from None
-        if length is None:
-            self._mark_closed("peer closed the connection", logging.INFO)
-            raise self._closed_error()
-        try:
-            payload = await read_frame_payload(self._reader, length)
-        except FrameError as e:
-            raise self._fail(str(e)) from None
-        except (ConnectionError, OSError) as e:
-            self._mark_closed(f"connection lost mid-frame: {type(e).__name__}: {e}",
-                              logging.INFO)
-            raise self._closed_error() from None
-        except asyncio.CancelledError:
-            self._mark_closed("recv cancelled mid-frame", logging.INFO)
-            raise
+        start = pos + HEADER_BYTES
+        end = start + length
+        if len(buf) < end:
+            return None
+        payload = buf[start:end]
+        if end == len(buf):
+            buf.clear()
+            self._pos = 0
+        else:
+            self._pos = end
         try:
             msg = decode(payload)
         except ProtocolError as e:
             raise self._fail(f"undecodable frame of {length} bytes: {e}") from None
-        return self._received(msg)
+        return self._received(msg, self._rx_ns)
+
+    def _at_eof(self) -> ConnectionClosedError:
+        """The stream ended: cleanly between frames, else in the middle of one."""
+        left = len(self._buf) - self._pos
+        if not left:
+            self._mark_closed("peer closed the connection", logging.INFO)
+            return self._closed_error()
+        if left < HEADER_BYTES:
+            return self._fail(f"truncated frame header: stream ended after {left} of "
+                              f"{HEADER_BYTES} bytes")
+        (length,) = HEADER.unpack_from(self._buf, self._pos)
+        return self._fail(f"truncated frame: stream ended after {left - HEADER_BYTES} of "
+                          f"{length} payload bytes")
 
     def _on_close(self, abort: bool) -> None:
         if abort:
