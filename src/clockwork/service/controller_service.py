@@ -8,8 +8,8 @@ One task per configured worker address keeps a connection to it:
    that *both* sides' ``ClockSync`` is ready before any action is sent (the worker refuses actions
    until then);
 4. ``GetWorkerState`` -> ``ModelRegistered`` for each model not known yet, then
-   ``WorkerJoined(worker, devices)`` (with the models already resident: a restarted controller
-   re-learns them and does not reload them);
+   ``WorkerJoined(worker, devices, models)`` (the models it serves, and its devices with the
+   models already resident: a restarted controller re-learns them and does not reload them);
 5. serve: a receive loop feeds ``ActionFinished`` for each result (the worker has converted its
    times into our clock), a sender drains the link's queue, and a pinger sends a ``Ping`` every
    ``ping_interval_s``. A worker silent for ``silence_pings`` ping intervals is closed.
@@ -36,7 +36,8 @@ in batches); the wake-up timer is re-armed only when the wake-up time changes, a
 before it (uvloop's millisecond timers otherwise fire up to 1.5 ms early, and each early wake-up
 cost a poll that found nothing due).
 
-``submit`` is the public API (no network front door yet: the HTTP/gRPC server is a later layer).
+``submit`` (and ``submit_nowait``) is the public API; the front door (``clockwork.frontend``)
+calls it for every request it accepts.
 """
 
 from __future__ import annotations
