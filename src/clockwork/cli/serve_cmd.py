@@ -19,9 +19,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES, make_policy
+
+if TYPE_CHECKING:  # imported lazily at run time: `clockwork --help` stays fast
+    from clockwork.frontend.server import ControllerModelServer
+    from clockwork.service.controller_service import ControllerService
 
 DEMO_REPOSITORY = Path("demo-repo")
 DEMO_ARCH = "mobilenet_v2"
@@ -211,11 +216,8 @@ async def _serve(args: argparse.Namespace, addresses: list[tuple[str, int]],
             files.close()
 
 
-async def _wait_local_worker(controller: object, worker: subprocess.Popen[bytes],
+async def _wait_local_worker(controller: ControllerService, worker: subprocess.Popen[bytes],
                              stop: asyncio.Event) -> None:
-    from clockwork.service.controller_service import ControllerService
-
-    assert isinstance(controller, ControllerService)
     deadline = time.monotonic() + LOCAL_JOIN_TIMEOUT_S
     while LOCAL_WORKER_ID not in controller.workers and not stop.is_set():
         code = worker.poll()
@@ -228,10 +230,7 @@ async def _wait_local_worker(controller: object, worker: subprocess.Popen[bytes]
         await asyncio.sleep(0.1)
 
 
-def _banner(args: argparse.Namespace, server: object) -> None:
-    from clockwork.frontend.server import ControllerModelServer
-
-    assert isinstance(server, ControllerModelServer)
+def _banner(args: argparse.Namespace, server: ControllerModelServer) -> None:
     index = server.repository_index(ready_only=True)
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     lines = [f"clockwork {server.version} serving {len(index)} model(s)",

@@ -95,11 +95,11 @@ class ControllerModelServer:
             raise FrontendError(ErrorKind.NOT_FOUND, f"unknown model {model!r}",
                                 ResponseStatus.MODEL_NOT_FOUND.value)
         if version:
-            versions = info.signature.versions if info.signature is not None else (1,)
-            if version not in {str(v) for v in versions}:
+            versions = _versions(info.signature)
+            if version not in versions:
                 raise FrontendError(ErrorKind.NOT_FOUND,
                                     f"model {model!r} has no version {version!r} (it has "
-                                    f"{', '.join(str(v) for v in versions)})",
+                                    f"{', '.join(versions)})",
                                     ResponseStatus.MODEL_NOT_FOUND.value)
         return info, registered
 
@@ -108,7 +108,7 @@ class ControllerModelServer:
         sig = info.signature
         if sig is None:
             return ModelMetadata(model, ("1",), "unknown", (), (), 1)
-        return ModelMetadata(model, tuple(str(v) for v in sig.versions), sig.platform,
+        return ModelMetadata(model, _versions(sig), sig.platform,
                              sig.inputs, sig.outputs, sig.max_batch_size)
 
     def model_ready(self, model: str, version: str = "") -> bool:
@@ -168,10 +168,10 @@ class ControllerModelServer:
     # ----------------------------------------------------------------- repository
 
     def repository_index(self, ready_only: bool = False) -> Sequence[RepositoryEntry]:
-        entries = [RepositoryEntry(n, _versions(i)[-1], ModelState.READY)
+        entries = [RepositoryEntry(n, _latest(i), ModelState.READY)
                    for n, i in self.controller.models.items()]
         if not ready_only:
-            entries += [RepositoryEntry(n, _versions(i)[-1], ModelState.UNAVAILABLE, "unloaded")
+            entries += [RepositoryEntry(n, _latest(i), ModelState.UNAVAILABLE, "unloaded")
                         for n, i in self.controller.removed_models.items()]
         return sorted(entries, key=lambda e: e.name)
 
@@ -199,9 +199,9 @@ class ControllerModelServer:
     def statistics(self, model: str = "", version: str = "") -> Sequence[ModelStatistics]:
         if model:
             info, _ = self._info(model, version)
-            return [self.metrics.statistics(model, _versions(info)[-1])]
+            return [self.metrics.statistics(model, _latest(info))]
         known = {**self.controller.removed_models, **self.controller.models}
-        return [self.metrics.statistics(n, _versions(i)[-1]) for n, i in sorted(known.items())]
+        return [self.metrics.statistics(n, _latest(i)) for n, i in sorted(known.items())]
 
     def metrics_text(self) -> bytes:
         return self.metrics.metrics_text()
@@ -210,8 +210,13 @@ class ControllerModelServer:
 # --------------------------------------------------------------------------- helpers
 
 
-def _versions(info: ModelInfo) -> tuple[str, ...]:
-    return tuple(str(v) for v in (info.signature.versions if info.signature else (1,)))
+def _versions(sig: ModelSignature | None) -> tuple[str, ...]:
+    """A model's versions as the protocol names them (a model without a signature has one)."""
+    return tuple(str(v) for v in (sig.versions if sig is not None else (1,)))
+
+
+def _latest(info: ModelInfo) -> str:
+    return _versions(info.signature)[-1]
 
 
 def _config_tensor(t: TensorSignature) -> dict[str, object]:
@@ -311,10 +316,5 @@ def _result(call: InferenceCall, sig: ModelSignature, wanted: list[str],
         "cold_start": any(r.cold_start for r, _ in answers)}
     if any(r.status is ResponseStatus.LATE for r, _ in answers):
         params["late"] = True
-    versions = _versions_of(sig)
-    return InferenceResult(call.model, call.version or versions[-1], call.id, tuple(outputs),
-                           params)
-
-
-def _versions_of(sig: ModelSignature) -> tuple[str, ...]:
-    return tuple(str(v) for v in sig.versions)
+    return InferenceResult(call.model, call.version or _versions(sig)[-1], call.id,
+                           tuple(outputs), params)
