@@ -4,43 +4,74 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Final
 
 from clockwork.core.ids import DeviceId
 
 
-@dataclass(frozen=True, slots=True)
+# per-request value: Final fields, not frozen=True (see core/requests.py)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class LoadWeights:
     """Copy a model's weights from host memory into free pages of the device's weights cache."""
 
-    action_id: int
-    device: DeviceId
-    model: str
-    earliest_ns: int
-    latest_ns: int
-    expected_duration_ns: int
+    action_id: Final[int]
+    device: Final[DeviceId]
+    model: Final[str]
+    earliest_ns: Final[int]
+    latest_ns: Final[int]
+    expected_duration_ns: Final[int]
+
+    def __init__(
+        self, action_id: int, device: DeviceId, model: str, earliest_ns: int, latest_ns: int,
+        expected_duration_ns: int
+    ) -> None:
+        self.action_id = action_id
+        self.device = device
+        self.model = model
+        self.earliest_ns = earliest_ns
+        self.latest_ns = latest_ns
+        self.expected_duration_ns = expected_duration_ns
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Infer:
     """Run one batched inference; ``request_ids`` fill the batch, padded to ``batch_size``."""
 
-    action_id: int
-    device: DeviceId
-    model: str
-    batch_size: int
-    request_ids: tuple[int, ...]
-    earliest_ns: int
-    latest_ns: int
-    expected_duration_ns: int
+    action_id: Final[int]
+    device: Final[DeviceId]
+    model: Final[str]
+    batch_size: Final[int]
+    request_ids: Final[tuple[int, ...]]
+    earliest_ns: Final[int]
+    latest_ns: Final[int]
+    expected_duration_ns: Final[int]
+
+    def __init__(
+        self, action_id: int, device: DeviceId, model: str, batch_size: int,
+        request_ids: tuple[int, ...], earliest_ns: int, latest_ns: int, expected_duration_ns: int
+    ) -> None:
+        self.action_id = action_id
+        self.device = device
+        self.model = model
+        self.batch_size = batch_size
+        self.request_ids = request_ids
+        self.earliest_ns = earliest_ns
+        self.latest_ns = latest_ns
+        self.expected_duration_ns = expected_duration_ns
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class EvictWeights:
     """Free the pages that a model occupies on a device. Runs at once, on no executor."""
 
-    action_id: int
-    device: DeviceId
-    model: str
+    action_id: Final[int]
+    device: Final[DeviceId]
+    model: Final[str]
+
+    def __init__(self, action_id: int, device: DeviceId, model: str) -> None:
+        self.action_id = action_id
+        self.device = device
+        self.model = model
 
 
 Action = LoadWeights | Infer | EvictWeights
@@ -64,7 +95,7 @@ class ActionStatus(enum.Enum):
     EXECUTION_ERROR = "EXECUTION_ERROR"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class ActionResult:
     """What a worker says about one action, with its own timestamps (converted to the controller's
     clock by whoever carries the message).
@@ -74,17 +105,34 @@ class ActionResult:
     optional copy phases are 0 where a backend has none.
     """
 
-    action_id: int
-    device: DeviceId
-    model: str
-    status: ActionStatus
-    received_ns: int
-    began_ns: int
-    ended_ns: int
-    exec_ns: int = 0
-    input_copy_ns: int = 0
-    output_copy_ns: int = 0
-    detail: str = ""
+    action_id: Final[int]
+    device: Final[DeviceId]
+    model: Final[str]
+    status: Final[ActionStatus]
+    received_ns: Final[int]
+    began_ns: Final[int]
+    ended_ns: Final[int]
+    exec_ns: Final[int]
+    input_copy_ns: Final[int]
+    output_copy_ns: Final[int]
+    detail: Final[str]
+
+    def __init__(
+        self, action_id: int, device: DeviceId, model: str, status: ActionStatus, received_ns: int,
+        began_ns: int, ended_ns: int, exec_ns: int = 0, input_copy_ns: int = 0,
+        output_copy_ns: int = 0, detail: str = ""
+    ) -> None:
+        self.action_id = action_id
+        self.device = device
+        self.model = model
+        self.status = status
+        self.received_ns = received_ns
+        self.began_ns = began_ns
+        self.ended_ns = ended_ns
+        self.exec_ns = exec_ns
+        self.input_copy_ns = input_copy_ns
+        self.output_copy_ns = output_copy_ns
+        self.detail = detail
 
     @property
     def ok(self) -> bool:

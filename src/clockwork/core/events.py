@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from clockwork.core.actions import ActionResult
 from clockwork.core.ids import DeviceId
@@ -37,14 +38,21 @@ class DeviceInfo:
     resident_models: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+# per-request value: Final fields, not frozen=True (see core/requests.py)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class RequestArrived:
-    request: InferRequest
+    request: Final[InferRequest]
+
+    def __init__(self, request: InferRequest) -> None:
+        self.request = request
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class ActionFinished:
-    result: ActionResult
+    result: Final[ActionResult]
+
+    def __init__(self, result: ActionResult) -> None:
+        self.result = result
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Final
 
 
 class ResponseStatus(enum.Enum):
@@ -28,18 +29,32 @@ class ResponseStatus(enum.Enum):
         return self is ResponseStatus.SUCCESS or self is ResponseStatus.LATE
 
 
-@dataclass(frozen=True, slots=True)
+# A value made per request or per action: fields are Final (immutable under mypy --strict) and
+# __init__ is written out, where other values are frozen dataclasses. A frozen dataclass's
+# generated __init__ sets each field through object.__setattr__, and a generated one is never
+# compiled; written out, mypyc compiles it (BENCHMARKS.md section 2). The test
+# tests/core/test_value_inits.py keeps each __init__ in step with the fields.
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class InferRequest:
     """One client request. ``deadline_ns`` is absolute, on the controller's clock."""
 
-    request_id: int
-    model: str
-    arrival_ns: int
-    deadline_ns: int
-    priority: int = 0
+    request_id: Final[int]
+    model: Final[str]
+    arrival_ns: Final[int]
+    deadline_ns: Final[int]
+    priority: Final[int]
+
+    def __init__(
+        self, request_id: int, model: str, arrival_ns: int, deadline_ns: int, priority: int = 0
+    ) -> None:
+        self.request_id = request_id
+        self.model = model
+        self.arrival_ns = arrival_ns
+        self.deadline_ns = deadline_ns
+        self.priority = priority
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Response:
     """The single answer to one request.
 
@@ -47,12 +62,25 @@ class Response:
     ``time_ns`` is when the scheduler gave the answer.
     """
 
-    request_id: int
-    model: str
-    status: ResponseStatus
-    time_ns: int
-    detail: str = ""
-    action_id: int = -1
-    batch_size: int = 0
+    request_id: Final[int]
+    model: Final[str]
+    status: Final[ResponseStatus]
+    time_ns: Final[int]
+    detail: Final[str]
+    action_id: Final[int]
+    batch_size: Final[int]
     # the model was on no device (nor loading onto one) when the request arrived
-    cold_start: bool = False
+    cold_start: Final[bool]
+
+    def __init__(
+        self, request_id: int, model: str, status: ResponseStatus, time_ns: int, detail: str = "",
+        action_id: int = -1, batch_size: int = 0, cold_start: bool = False
+    ) -> None:
+        self.request_id = request_id
+        self.model = model
+        self.status = status
+        self.time_ns = time_ns
+        self.detail = detail
+        self.action_id = action_id
+        self.batch_size = batch_size
+        self.cold_start = cold_start

@@ -8,24 +8,32 @@ scheduler next wants to be polled even if nothing happens.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Final, Protocol
 
 from clockwork.core.actions import Action
 from clockwork.core.events import Event
 from clockwork.core.requests import Response
 
 
-@dataclass(frozen=True, slots=True)
+# per-request value: Final fields, not frozen=True (see core/requests.py)
+@dataclass(slots=True, init=False)
 class SchedulerOutput:
     """Everything a scheduler decided since the last poll."""
 
     # actions to send now, in the order they were planned
-    actions: list[Action] = field(default_factory=list)
+    actions: Final[list[Action]]
     # answers to give now; each request appears in exactly one response over a scheduler's life
-    responses: list[Response] = field(default_factory=list)
+    responses: Final[list[Response]]
     # the scheduler wants ``poll`` again at this time even if no event arrives (None: no need)
-    wake_at_ns: int | None = None
+    wake_at_ns: Final[int | None]
+
+    def __init__(
+        self, actions: list[Action], responses: list[Response], wake_at_ns: int | None = None
+    ) -> None:
+        self.actions = actions
+        self.responses = responses
+        self.wake_at_ns = wake_at_ns
 
 
 class Scheduler(Protocol):

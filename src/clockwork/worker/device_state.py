@@ -18,6 +18,7 @@ import enum
 import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from clockwork.core.actions import (
     Action,
@@ -44,26 +45,37 @@ class WorkerModel:
     batch_sizes: tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True)
+# per-request value: Final fields, not frozen=True (see core/requests.py)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Started:
     """The executor begins ``action`` at ``began_ns``; call ``finish`` when it is done."""
 
-    action: LoadWeights | Infer
-    began_ns: int
+    action: Final[LoadWeights | Infer]
+    began_ns: Final[int]
+
+    def __init__(self, action: LoadWeights | Infer, began_ns: int) -> None:
+        self.action = action
+        self.began_ns = began_ns
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Refused:
     """The executor dequeued an action and refused it without running it."""
 
-    result: ActionResult
+    result: Final[ActionResult]
+
+    def __init__(self, result: ActionResult) -> None:
+        self.result = result
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Wait:
     """Nothing may start before ``until_ns``."""
 
-    until_ns: int
+    until_ns: Final[int]
+
+    def __init__(self, until_ns: int) -> None:
+        self.until_ns = until_ns
 
 
 Decision = Started | Refused | Wait | None
