@@ -1,4 +1,8 @@
+import math
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from clockwork.core.estimator import EstimatorConfig, LatencyEstimator, ModelEstimates
 
@@ -47,3 +51,17 @@ def test_model_estimates_per_batch_and_load() -> None:
     assert m.exec_ns(4) == 45
     assert m.exec_ns(1) == 10
     assert m.load.estimate_ns == 99
+
+
+@given(window=st.integers(1, 12), pct=st.floats(1.0, 100.0),
+       values=st.lists(st.integers(-5, 10**6), max_size=60))
+def test_estimate_is_the_percentile_of_the_last_window(window: int, pct: float,
+                                                       values: list[int]) -> None:
+    est = LatencyEstimator(1000, EstimatorConfig(window, pct))
+    kept = [1000]
+    for v in values:
+        est.observe(v)
+        if v > 0:
+            kept = [*kept, v][-window:]
+        ordered = sorted(kept)
+        assert est.estimate_ns == ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]

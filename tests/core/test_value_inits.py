@@ -11,6 +11,7 @@ from clockwork.core.ids import DeviceId
 from clockwork.core.requests import InferRequest, Response, ResponseStatus
 from clockwork.core.scheduler import SchedulerOutput
 from clockwork.worker.device_state import Refused, Started, Wait
+from clockwork.workload.base import Arrival
 
 DEV = DeviceId("w0", 1)
 REQ = InferRequest(11, "m", 12, 13, 14)
@@ -30,6 +31,7 @@ EXAMPLES: list[tuple[type, tuple[object, ...]]] = [
     (Started, (INFER, 71)),
     (Refused, (RESULT,)),
     (Wait, (81,)),
+    (Arrival, (91, "m", 92, 93)),
 ]
 
 

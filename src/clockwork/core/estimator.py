@@ -8,6 +8,7 @@ measurement arrives, so reading it is a single attribute access on the hot path.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass
 
@@ -27,12 +28,15 @@ class EstimatorConfig:
 class LatencyEstimator:
     """One series of durations; ``estimate_ns`` is the configured percentile of the window."""
 
-    __slots__ = ("_rank", "_samples", "estimate_ns")
+    __slots__ = ("_rank", "_samples", "_sorted", "_window", "estimate_ns")
 
     def __init__(self, seed_ns: int, config: EstimatorConfig) -> None:
         if seed_ns <= 0:
             raise ValueError(f"seed estimate must be > 0 ns, got {seed_ns}")
+        self._window = config.window
         self._samples: deque[int] = deque([seed_ns], maxlen=config.window)
+        # the same samples in order, kept sorted as they come and go
+        self._sorted = [seed_ns]
         # nearest-rank percentile: the smallest value with at least p% of samples at or below it
         self._rank = config.percentile / 100.0
         self.estimate_ns = seed_ns
@@ -40,10 +44,12 @@ class LatencyEstimator:
     def observe(self, duration_ns: int) -> None:
         if duration_ns <= 0:
             return  # a clock glitch must not drive the estimate to zero
+        ordered = self._sorted
+        if len(self._samples) == self._window:
+            del ordered[bisect_left(ordered, self._samples[0])]
         self._samples.append(duration_ns)
-        ordered = sorted(self._samples)
-        idx = max(0, math.ceil(self._rank * len(ordered)) - 1)
-        self.estimate_ns = ordered[idx]
+        insort(ordered, duration_ns)
+        self.estimate_ns = ordered[max(0, math.ceil(self._rank * len(ordered)) - 1)]
 
     @property
     def samples(self) -> tuple[int, ...]:

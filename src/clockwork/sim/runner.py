@@ -207,8 +207,8 @@ class Simulation:
                 dev.advance(ex, t, self._schedule_done, self._schedule_wake, results)
             elif kind == _EXEC_WAKE:
                 dev, ex = payload
-                if dev.wake_ns[ex] == t:
-                    dev.wake_ns[ex] = -1
+                if dev.wake_ns(ex) == t:
+                    dev.set_wake_ns(ex, -1)
                 dev.advance(ex, t, self._schedule_done, self._schedule_wake, results)
             elif kind == _SCHED_WAKE:
                 if t == self._wake_ns:
@@ -291,8 +291,11 @@ class Simulation:
         request, arrival = self._live.pop(response.request_id)
         self._responses += 1
         if self.config.record_logs:
+            # ``_value_`` (the member's value, documented by enum) rather than the ``value``
+            # property, which runs Python code even when this module is compiled
+            status: str = response.status._value_
             self.request_log.append(request.request_id, request.model, request.arrival_ns,
-                                    request.deadline_ns, response.time_ns, response.status.value,
+                                    request.deadline_ns, response.time_ns, status,
                                     response.batch_size, response.action_id, response.cold_start)
         nxt = self.workload.on_response(arrival, now_ns)
         if nxt is not None and nxt.time_ns < self.config.duration_ns:
@@ -310,7 +313,7 @@ class Simulation:
             return
         action, sent_ns = sent
         self.action_log.append_action(action, sent_ns, result.began_ns, result.ended_ns,
-                            result.exec_ns if result.ok else 0, result.status.value)
+                            result.exec_ns if result.ok else 0, result.status._value_)
 
     def _log_unfinished(self, action: Action, sent_ns: int) -> None:
         if self.config.record_logs:

@@ -31,7 +31,7 @@ ScheduleDone = Callable[[int, "SimDevice", Executor, int], None]
 class SimDevice:
     """One simulated device: rules, profiles, noise, and the pending wake of each executor."""
 
-    __slots__ = ("device", "kind", "noise", "profiles", "state", "wake_ns")
+    __slots__ = ("device", "kind", "noise", "profiles", "state", "wake_infer_ns", "wake_load_ns")
 
     def __init__(self, device: DeviceId, kind: DeviceKind, noise: Noise) -> None:
         self.device = device
@@ -39,7 +39,18 @@ class SimDevice:
         self.state = DeviceState(device, kind.cache_pages)
         self.noise = noise
         self.profiles: dict[str, ModelProfile] = {}
-        self.wake_ns = {Executor.INFER: -1, Executor.LOAD: -1}
+        # the pending wake-up of each executor (-1: none)
+        self.wake_infer_ns = -1
+        self.wake_load_ns = -1
+
+    def wake_ns(self, executor: Executor) -> int:
+        return self.wake_infer_ns if executor is Executor.INFER else self.wake_load_ns
+
+    def set_wake_ns(self, executor: Executor, when_ns: int) -> None:
+        if executor is Executor.INFER:
+            self.wake_infer_ns = when_ns
+        else:
+            self.wake_load_ns = when_ns
 
     def register(self, info: ModelInfo) -> None:
         profile = info.profile_for(self.kind.name)
@@ -72,7 +83,7 @@ class SimDevice:
                 done(now_ns + self.duration_ns(d.action), self, executor, now_ns)
                 return
             assert type(d) is Wait
-            if self.wake_ns[executor] != d.until_ns:
-                self.wake_ns[executor] = d.until_ns
+            if self.wake_ns(executor) != d.until_ns:
+                self.set_wake_ns(executor, d.until_ns)
                 wake(d.until_ns, self, executor)
             return

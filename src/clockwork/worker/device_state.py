@@ -116,7 +116,9 @@ class DeviceState:
         self.weights: dict[str, _Weights] = {}
         # versions survive eviction so a reload never reuses an old number
         self._versions: dict[str, int] = {}
-        self._queues = {Executor.INFER: _Queue(), Executor.LOAD: _Queue()}
+        # two attributes, not a dict keyed by Executor: hashing an enum member runs Python code
+        self._infer = _Queue()
+        self._load = _Queue()
 
     # ----------------------------------------------------------------- state
 
@@ -129,18 +131,21 @@ class DeviceState:
     def used_pages(self) -> int:
         return sum(w.pages for w in self.weights.values())
 
+    def _queue(self, executor: Executor) -> _Queue:
+        return self._infer if executor is Executor.INFER else self._load
+
     def busy(self, executor: Executor) -> LoadWeights | Infer | None:
-        return self._queues[executor].busy
+        return self._queue(executor).busy
 
     def queued(self, executor: Executor) -> int:
-        return len(self._queues[executor].heap)
+        return len(self._queue(executor).heap)
 
     # ----------------------------------------------------------------- actions in
 
     def receive(self, action: Action, now_ns: int) -> ActionResult | None:
         """Take an action. Returns a result at once for evictions and for actions that are
         invalid on arrival; otherwise queues it and returns None."""
-        if action.device != self.device:
+        if action.device is not self.device and action.device != self.device:
             return self._result(action, ActionStatus.UNKNOWN_DEVICE, now_ns, now_ns,
                                 f"this is device {self.device}, not {action.device}")
         model = self.models.get(action.model)
@@ -162,9 +167,9 @@ class DeviceState:
                 return self._result(action, ActionStatus.INVALID_INPUT, now_ns, now_ns,
                                     f"{len(action.request_ids)} requests exceed batch size "
                                     f"{action.batch_size}")
-            q = self._queues[Executor.INFER]
+            q = self._infer
         else:
-            q = self._queues[Executor.LOAD]
+            q = self._load
         q.seq += 1
         heapq.heappush(q.heap, (action.earliest_ns, q.seq, now_ns, action))
         return None
@@ -183,7 +188,7 @@ class DeviceState:
     def next(self, executor: Executor, now_ns: int) -> Decision:
         """What ``executor`` does now: start an action, refuse one, wait, or nothing (idle or
         busy). Call again after a refusal: more may be queued."""
-        q = self._queues[executor]
+        q = self._queue(executor)
         if q.busy is not None or not q.heap:
             return None
         earliest, _, received_ns, action = q.heap[0]
@@ -222,7 +227,7 @@ class DeviceState:
                input_copy_ns: int = 0, output_copy_ns: int = 0,
                error: str | None = None) -> ActionResult:
         """The running action of ``executor`` ended at ``now_ns`` (``error``: backend failed)."""
-        q = self._queues[executor]
+        q = self._queue(executor)
         action = q.busy
         if action is None:
             raise RuntimeError(f"device {self.device}: {executor.value} executor is idle")

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 
-@dataclass(frozen=True, slots=True)
+# per-request value: Final fields, not frozen=True (see core/requests.py)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Arrival:
     """One request to send: at ``time_ns`` (from the start of the run), for ``model``, with a
     relative deadline ``slo_ns`` and a priority."""
 
-    time_ns: int
-    model: str
-    slo_ns: int
-    priority: int = 0
+    time_ns: Final[int]
+    model: Final[str]
+    slo_ns: Final[int]
+    priority: Final[int]
+
+    def __init__(self, time_ns: int, model: str, slo_ns: int, priority: int = 0) -> None:
+        self.time_ns = time_ns
+        self.model = model
+        self.slo_ns = slo_ns
+        self.priority = priority
 
 
 class Workload(Protocol):
