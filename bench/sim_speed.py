@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
+from clockwork.build import build_kind
 from clockwork.core.events import ModelInfo
 from clockwork.core.policies import make_policy
 from clockwork.core.profile import V100_32GB, shipped_profile
@@ -34,6 +35,7 @@ def main() -> None:
     capacity = 6 * profile.ideal_throughput_rps()
     trace = AzureTrace.load(DEFAULT_AZURE_TRACE)
     duration_ns = round(args.duration * NS_PER_S)
+    print(f"build: {build_kind()} (make install-compiled builds the mypyc one)")
     print(f"{'policy':>10} {'load':>5} {'requests':>9} {'req/wall-s':>11} {'sched us/req':>13} "
           f"{'sched req/cpu-s':>16}")
     for policy in args.policies.split(","):

@@ -28,3 +28,10 @@ def test_every_listed_module_is_a_c_extension() -> None:
         module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
         assert module.__file__ is not None
         assert Path(module.__file__).suffix == ".so", module.__file__
+
+
+def test_build_kind_names_the_running_build() -> None:
+    from clockwork.build import build_kind
+
+    expected = "mypyc" if os.environ.get("CLOCKWORK_EXPECT_COMPILED") == "1" else "python"
+    assert build_kind() == expected

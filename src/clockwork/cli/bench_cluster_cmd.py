@@ -21,6 +21,7 @@ from dataclasses import fields
 from pathlib import Path
 from types import FrameType
 
+from clockwork.build import build_kind
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES
 from clockwork.core.profile import DEVICE_KINDS
@@ -145,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         policy=policy.name, workload=describe_workload(workload, args), duration_ns=duration_ns,
         devices=gpus, models=args.models, seed=args.seed, ideal_capacity_rps=capacity,
         sim_wall_s=result.wall_s, scheduler_cpu_s=result.cpu_s,
-        extra={"mode": "bench-cluster", "workers": args.workers,
+        extra={"mode": "bench-cluster", "build": build_kind(), "workers": args.workers,
                "gpus_per_worker": args.gpus_per_worker,
                "controller_cpu_s": result.cpu_s,
                "controller_cpu_us_per_request": (1e6 * result.cpu_s / n) if n else None,

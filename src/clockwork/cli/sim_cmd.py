@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
+from clockwork.build import build_kind
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.events import ModelInfo
 from clockwork.core.policies import (
@@ -200,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
                        duration_ns=config.duration_ns, devices=args.gpus, models=args.models,
                        seed=args.seed, ideal_capacity_rps=capacity, sim_wall_s=result.wall_s,
                        scheduler_cpu_s=result.scheduler_cpu_s,
-                       extra={"unanswered": result.unanswered, "events": result.events,
+                       extra={"build": build_kind(), "unanswered": result.unanswered,
+                              "events": result.events,
                               "sim_cpu_s": result.cpu_s, "profile": profile.to_json(),
                               "device_kind": {f.name: getattr(kind, f.name)
                                               for f in fields(kind)},

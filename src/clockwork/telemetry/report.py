@@ -249,6 +249,7 @@ def _rows(summaries: Sequence[Mapping[str, object]]) -> list[Row]:
          lambda s: _signed_ms(_get(s, "prediction_error", "LoadWeights", "p99"))),
         ("device utilisation", lambda s: _pct(s.get("device_utilisation"))),
         ("sim wall time", lambda s: _secs(s.get("sim_wall_s"))),
+        ("build", lambda s: str(_get(s, "extra", "build") or "-")),
         ("requests / wall s", lambda s: _rate(s.get("sim_requests_per_wall_s"))),
     ]
     if any(_num(s.get("scheduler_cpu_us_per_request")) is not None for s in summaries):
