@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import struct
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from clockwork.cli.worker_cmd import emulated_setup
 from clockwork.core.actions import ActionStatus, LoadWeights
 from clockwork.core.ids import DeviceId
 from clockwork.core.policies import make_policy
+from clockwork.core.profile import save_profile, shipped_profile
 from clockwork.core.requests import Response, ResponseStatus
 from clockwork.service import ControllerService, WorkerService
+from clockwork.service.controller_service import ControllerClosedError
 from clockwork.transport import (
     PROTOCOL_VERSION,
     ActionResultMsg,
@@ -189,6 +195,52 @@ def test_controller_restart_relearns_resident_models() -> None:
             assert {m: worker.received[("LoadWeights", m)] for m in models} == loads_before
             assert ctrl2.stats.actions_sent["LoadWeights"] == 0
             assert all(not r.cold_start for _, r in results)
+        finally:
+            await ctrl2.close()
+            await worker.close()
+
+    run(main())
+
+
+def test_model_loading_when_a_new_controller_connects_is_reported_resident(
+        tmp_path: Path) -> None:
+    """A load the former controller sent is still running when the next one asks for the state:
+    the answer waits for it, so the model is resident (no second load, no cold start)."""
+    slow = tmp_path / "slow-load.json"
+    # a load long enough to outlive the first controller
+    save_profile(dataclasses.replace(shipped_profile(PROFILE), load_ns=400 * MS), slow)
+
+    async def main() -> None:
+        devs, infos = emulated_setup("w0", 1, 2, str(slow))
+        worker = WorkerService("w0", devs, infos)
+        await worker.start("127.0.0.1", 0)
+        model = infos[0].name
+        ctrl = make_controller(worker)
+        await ctrl.start()
+        try:
+            await ctrl.wait_workers(1)
+            pending = asyncio.create_task(
+                ctrl.submit(model, deadline_ns=time.monotonic_ns() + 2_000 * MS))
+            while worker.received[("LoadWeights", model)] == 0:
+                await asyncio.sleep(0.005)
+        finally:
+            await ctrl.close()
+        with pytest.raises(ControllerClosedError):  # its controller went away
+            await pending
+        device = DeviceId("w0", 0)
+        assert worker.runtime.state(device).running_load is not None  # still loading
+
+        ctrl2 = make_controller(worker)
+        await ctrl2.start()
+        try:
+            await ctrl2.wait_workers(1)
+            assert worker.runtime.state(device).resident_models == (model,)
+            results = await load(ctrl2, [model], 5, 0.005)
+            check_answers(ctrl2, results)
+            assert successes(results) == 5
+            assert all(not r.cold_start for _, r in results)
+            assert ctrl2.stats.actions_sent["LoadWeights"] == 0
+            assert worker.received[("LoadWeights", model)] == 1
         finally:
             await ctrl2.close()
             await worker.close()

@@ -13,7 +13,10 @@ Protocol (each side's messages are ``clockwork.transport`` messages):
   new one (each action gets a worker-internal id, so the controllers' ids never collide).
 - ``Ping`` is answered with ``Pong`` (carrying our minimum one-way delta, for the controller's
   clock sync); ``GetWorkerState`` with ``WorkerState``: the devices, each with the models resident
-  on it now (weights still loading are not listed), and every model registered on this worker.
+  on it, and every model registered on this worker. The answer waits (at most
+  ``state_settle_s``) until no load is queued or running: a load a former controller sent would
+  otherwise hold pages while its model looked absent, and the new controller would load it
+  again, or plan another model into pages that are not free.
 - ``RescanRepository`` runs the ``rescan`` callable given at construction in a thread (it may
   profile and read weights for seconds; actions keep being served meanwhile), makes the runtime
   learn the models it added to the backends, and answers ``WorkerState`` with the new models
@@ -39,8 +42,9 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
+from typing import Any
 
 from clockwork.core.actions import ActionResult, ActionStatus, EvictWeights
 from clockwork.core.clock_sync import ClockSync
@@ -74,6 +78,9 @@ log = logging.getLogger("clockwork.service.worker")
 
 #: how long a new connection may take to say Hello
 HELLO_TIMEOUT_S = 10.0
+# how long a GetWorkerState answer may wait for pending loads to settle, and how often it looks
+STATE_SETTLE_S = 30.0
+STATE_POLL_S = 0.002
 NOT_SYNCED_DETAIL = "worker clock not synchronised with the controller yet"
 
 
@@ -107,6 +114,7 @@ class WorkerService:
                  models: Sequence[ModelInfo], *,
                  clock_ns: Callable[[], int] = time.monotonic_ns,
                  hello_timeout_s: float = HELLO_TIMEOUT_S,
+                 state_settle_s: float = STATE_SETTLE_S,
                  rescan: Callable[[], Sequence[ModelInfo]] | None = None) -> None:
         for device, _ in runtime_devices:
             if device.worker != worker_id:
@@ -114,6 +122,7 @@ class WorkerService:
         self.worker_id = worker_id
         self.models = tuple(models)
         self.hello_timeout_s = hello_timeout_s
+        self.state_settle_s = state_settle_s
         self.rescan = rescan
         # rescans run one at a time: two at once would register the same new models twice
         self._rescan_lock = asyncio.Lock()
@@ -263,13 +272,13 @@ class WorkerService:
         if isinstance(msg, Ping):
             session.queue.put_nowait(pong_for(msg, session.conn.clock_sync))
         elif isinstance(msg, GetWorkerState):
-            session.queue.put_nowait(self.state_message())
+            if self._loads_pending():
+                self._spawn(self._answer_state(session), "state")
+            else:
+                session.queue.put_nowait(self.state_message())
         elif isinstance(msg, RescanRepository):
             # a task, not a wait: pings and actions must be served while it runs
-            task = asyncio.create_task(self._answer_rescan(session),
-                                       name=f"worker {self.worker_id} rescan")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._answer_rescan(session), "rescan")
         elif isinstance(msg, LoadWeightsMsg | InferMsg | EvictWeightsMsg):
             self._submit(session, msg)
         else:
@@ -307,6 +316,29 @@ class WorkerService:
                 log.info("worker %s: now serving %d new model(s): %s", self.worker_id, len(new),
                          ", ".join(m.name for m in new))
             return new
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        task = asyncio.create_task(coro, name=f"worker {self.worker_id} {what}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _loads_pending(self) -> bool:
+        for device in self._runtime.devices:
+            snap = self._runtime.state(device)
+            if snap.queued_load or snap.running_load is not None:
+                return True
+        return False
+
+    async def _answer_state(self, session: _Session) -> None:
+        give_up = time.monotonic() + self.state_settle_s
+        while self._loads_pending() and time.monotonic() < give_up:
+            await asyncio.sleep(STATE_POLL_S)
+        if self._loads_pending():
+            log.warning("worker %s: loads still pending after %.1f s; reporting the state as it "
+                        "is (models still loading are not listed)", self.worker_id,
+                        self.state_settle_s)
+        if session is self._session:
+            session.queue.put_nowait(self.state_message())
 
     async def _answer_rescan(self, session: _Session) -> None:
         await self.rescan_models()
