@@ -1,13 +1,14 @@
 """Columnar request and action logs: one row per request / per action, appended cheaply.
 
-Columns live in ``array`` buffers (8 bytes a number) rather than lists of objects, so a run of tens
-of millions of requests stays within memory. Strings (model, device, status) are interned into
-small code tables.
+Rows are packed into one ``bytearray`` per log (8 bytes a number, row after row; one ``pack`` per
+row costs half of appending each number to its own array) rather than lists of objects, so a run
+of tens of millions of requests stays within memory; ``table()`` splits them into columns. Strings
+(model, device, status) are interned into small code tables.
 """
 
 from __future__ import annotations
 
-from array import array
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,15 +94,21 @@ class ActionTable:
         return len(self.action_id)
 
 
-def _col(a: array[int]) -> npt.NDArray[np.int64]:
-    return np.frombuffer(a, dtype=np.int64).copy() if len(a) else np.zeros(0, dtype=np.int64)
+_REQUEST_ROW = struct.Struct("<9q")
+_ACTION_ROW = struct.Struct("<14q")
+
+
+def _columns(rows: bytearray, width: int) -> list[npt.NDArray[np.int64]]:
+    """The packed rows as ``width`` contiguous int64 columns (copies: the log may grow on)."""
+    m = np.frombuffer(bytes(rows), dtype="<i8").reshape(-1, width)
+    return [np.ascontiguousarray(m[:, k], dtype=np.int64) for k in range(width)]
 
 
 class RequestLog:
     """Appends one row per answered request."""
 
     def __init__(self) -> None:
-        self._cols: tuple[array[int], ...] = tuple(array("q") for _ in range(9))
+        self._rows = bytearray()
         self.models = _Codes()
         self.statuses = _Codes()
 
@@ -117,22 +124,15 @@ class RequestLog:
         action_id: int,
         cold_start: bool,
     ) -> None:
-        c = self._cols
-        c[0].append(request_id)
-        c[1].append(self.models.code(model))
-        c[2].append(arrival_ns)
-        c[3].append(deadline_ns)
-        c[4].append(response_ns)
-        c[5].append(self.statuses.code(status))
-        c[6].append(batch_size)
-        c[7].append(action_id)
-        c[8].append(1 if cold_start else 0)
+        self._rows += _REQUEST_ROW.pack(
+            request_id, self.models.code(model), arrival_ns, deadline_ns, response_ns,
+            self.statuses.code(status), batch_size, action_id, 1 if cold_start else 0)
 
     def __len__(self) -> int:
-        return len(self._cols[0])
+        return len(self._rows) // _REQUEST_ROW.size
 
     def table(self) -> RequestTable:
-        c = [_col(a) for a in self._cols]
+        c = _columns(self._rows, 9)
         return RequestTable(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8],
                             model_names=tuple(self.models.names),
                             status_names=tuple(self.statuses.names))
@@ -142,7 +142,7 @@ class ActionLog:
     """Appends one row per action, when its result arrives (or when it is abandoned)."""
 
     def __init__(self) -> None:
-        self._cols: tuple[array[int], ...] = tuple(array("q") for _ in range(14))
+        self._rows = bytearray()
         self.kinds = _Codes()
         self.devices = _Codes()
         self.models = _Codes()
@@ -168,21 +168,10 @@ class ActionLog:
         actual_ns: int,
         status: str,
     ) -> None:
-        c = self._cols
-        c[0].append(action_id)
-        c[1].append(self.kinds.code(kind))
-        c[2].append(self.devices.code(device))
-        c[3].append(self.models.code(model))
-        c[4].append(batch_size)
-        c[5].append(requests)
-        c[6].append(sent_ns)
-        c[7].append(earliest_ns)
-        c[8].append(latest_ns)
-        c[9].append(expected_ns)
-        c[10].append(began_ns)
-        c[11].append(ended_ns)
-        c[12].append(actual_ns)
-        c[13].append(self.statuses.code(status))
+        self._rows += _ACTION_ROW.pack(
+            action_id, self.kinds.code(kind), self.devices.code(device), self.models.code(model),
+            batch_size, requests, sent_ns, earliest_ns, latest_ns, expected_ns, began_ns,
+            ended_ns, actual_ns, self.statuses.code(status))
 
     def append_action(self, action: Action, sent_ns: int, began_ns: int, ended_ns: int,
                       actual_ns: int, status: str, origin_ns: int = 0) -> None:
@@ -197,41 +186,25 @@ class ActionLog:
         if device is None:
             device = self._device_codes[action.device] = self.devices.code(str(action.device))
         sent = sent_ns - origin_ns
-        c = self._cols
-        c[0].append(action.action_id)
-        c[1].append(kind)
-        c[2].append(device)
-        c[3].append(self.models.code(action.model))
-        if type(action) is EvictWeights:
-            c[4].append(0)
-            c[5].append(0)
-            c[6].append(sent)
-            c[7].append(sent)
-            c[8].append(sent)
-            c[9].append(0)
-            actual_ns = 0
+        model = self.models.code(action.model)
+        status_code = self.statuses.code(status)
+        if isinstance(action, EvictWeights):
+            row = _ACTION_ROW.pack(action.action_id, kind, device, model, 0, 0, sent, sent, sent,
+                                   0, began_ns, ended_ns, 0, status_code)
         else:
-            assert not isinstance(action, EvictWeights)
-            if type(action) is Infer:
-                c[4].append(action.batch_size)
-                c[5].append(len(action.request_ids))
-            else:
-                c[4].append(0)
-                c[5].append(0)
-            c[6].append(sent)
-            c[7].append(action.earliest_ns - origin_ns)
-            c[8].append(action.latest_ns - origin_ns)
-            c[9].append(action.expected_duration_ns)
-        c[10].append(began_ns)
-        c[11].append(ended_ns)
-        c[12].append(actual_ns)
-        c[13].append(self.statuses.code(status))
+            batch, requests = ((action.batch_size, len(action.request_ids))
+                               if isinstance(action, Infer) else (0, 0))
+            row = _ACTION_ROW.pack(
+                action.action_id, kind, device, model, batch, requests, sent,
+                action.earliest_ns - origin_ns, action.latest_ns - origin_ns,
+                action.expected_duration_ns, began_ns, ended_ns, actual_ns, status_code)
+        self._rows += row
 
     def __len__(self) -> int:
-        return len(self._cols[0])
+        return len(self._rows) // _ACTION_ROW.size
 
     def table(self) -> ActionTable:
-        c = [_col(a) for a in self._cols]
+        c = _columns(self._rows, 14)
         return ActionTable(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10],
                            c[11], c[12], c[13], kind_names=tuple(self.kinds.names),
                            device_names=tuple(self.devices.names),
