@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -331,6 +333,12 @@ def run(args: argparse.Namespace) -> int:
           f"listening on {host}:{port}", file=sys.stderr, flush=True)
 
     async def main() -> None:
+        # explicit handlers: a worker started with SIGINT ignored (from a background shell job,
+        # or by a parent that was) must still stop cleanly on SIGINT, and SIGTERM is graceful too
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, service.request_close)
         try:
             await service.serve(host, port)
         finally:

@@ -136,6 +136,8 @@ class WorkerService:
         # worker-internal action id -> (session, the controller's action id)
         self._routes: dict[int, tuple[_Session, int]] = {}
         self._closed = asyncio.Event()
+        # set by close and by request_close: serve returns
+        self._stop = asyncio.Event()
         # rescans in progress (kept referenced until done, as asyncio requires)
         self._tasks: set[asyncio.Task[None]] = set()
         self.received: Counter[tuple[str, str]] = Counter()
@@ -169,13 +171,18 @@ class WorkerService:
     async def serve(self, host: str, port: int) -> None:
         """Listen on ``host:port`` and serve until ``close``."""
         await self.start(host, port)
-        await self._closed.wait()
+        await self._stop.wait()
+
+    def request_close(self) -> None:
+        """Make ``serve`` return (for signal handlers); the caller then awaits ``close``."""
+        self._stop.set()
 
     async def close(self) -> None:
         """Stop listening, drop the controller and stop the runtime (idempotent)."""
         if self._closed.is_set():
             return
         self._closed.set()
+        self._stop.set()
         if self._server is not None:
             self._server.close("worker shutting down")
             await self._server.wait_closed()
