@@ -32,7 +32,7 @@ class ResponseStatus(enum.Enum):
 # A value made per request or per action: fields are Final (immutable under mypy --strict) and
 # __init__ is written out, where other values are frozen dataclasses. A frozen dataclass's
 # generated __init__ sets each field through object.__setattr__, and a generated one is never
-# compiled; written out, mypyc compiles it (BENCHMARKS.md section 2). The test
+# compiled; written out, mypyc compiles it (BENCHMARKS.md section 4). The test
 # tests/core/test_value_inits.py keeps each __init__ in step with the fields.
 @dataclass(slots=True, init=False, unsafe_hash=True)
 class InferRequest:

@@ -100,8 +100,11 @@ _ACTION_ROW = struct.Struct("<14q")
 
 def _columns(rows: bytearray, width: int) -> list[npt.NDArray[np.int64]]:
     """The packed rows as ``width`` contiguous int64 columns (copies: the log may grow on)."""
-    m = np.frombuffer(bytes(rows), dtype="<i8").reshape(-1, width)
-    return [np.ascontiguousarray(m[:, k], dtype=np.int64) for k in range(width)]
+    m = np.frombuffer(rows, dtype="<i8").reshape(-1, width)
+    # always copies (a one-row column slice would otherwise stay a view that pins the bytearray)
+    columns = [m[:, k].copy() for k in range(width)]
+    del m  # the view pins the bytearray's size; release it before anyone appends again
+    return columns
 
 
 class RequestLog:

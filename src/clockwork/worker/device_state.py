@@ -145,7 +145,7 @@ class DeviceState:
     def receive(self, action: Action, now_ns: int) -> ActionResult | None:
         """Take an action. Returns a result at once for evictions and for actions that are
         invalid on arrival; otherwise queues it and returns None."""
-        if action.device is not self.device and action.device != self.device:
+        if action.device != self.device:
             return self._result(action, ActionStatus.UNKNOWN_DEVICE, now_ns, now_ns,
                                 f"this is device {self.device}, not {action.device}")
         model = self.models.get(action.model)
