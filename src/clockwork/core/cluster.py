@@ -41,6 +41,7 @@ class DeviceView:
         "infer_free_at_ns",
         "infers_in_flight",
         "kind",
+        "kind_name",
         "load_free_at_ns",
         "loads_in_flight",
         "models",
@@ -52,6 +53,8 @@ class DeviceView:
                  models: frozenset[str] | None = None) -> None:
         self.device = device
         self.kind = kind
+        # the kind's name, read on every plan step (DeviceKind is a plain Python class)
+        self.kind_name = kind.name
         self.models = models
         self.total_pages = kind.cache_pages
         self.free_pages = kind.cache_pages

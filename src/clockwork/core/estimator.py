@@ -28,32 +28,45 @@ class EstimatorConfig:
 class LatencyEstimator:
     """One series of durations; ``estimate_ns`` is the configured percentile of the window."""
 
-    __slots__ = ("_rank", "_samples", "_sorted", "_window", "estimate_ns")
+    __slots__ = ("_full_index", "_rank", "_samples", "_sorted", "_window", "estimate_ns")
 
     def __init__(self, seed_ns: int, config: EstimatorConfig) -> None:
         if seed_ns <= 0:
             raise ValueError(f"seed estimate must be > 0 ns, got {seed_ns}")
         self._window = config.window
-        self._samples: deque[int] = deque([seed_ns], maxlen=config.window)
+        # the window is made at the first measurement: a cluster registers thousands of models
+        # times batch sizes, most of which are never measured in a run
+        self._samples: deque[int] | None = None
         # the same samples in order, kept sorted as they come and go
-        self._sorted = [seed_ns]
+        self._sorted: list[int] = []
         # nearest-rank percentile: the smallest value with at least p% of samples at or below it
         self._rank = config.percentile / 100.0
+        self._full_index = self._index(config.window)
         self.estimate_ns = seed_ns
+
+    def _index(self, n: int) -> int:
+        return max(0, math.ceil(self._rank * n) - 1)
 
     def observe(self, duration_ns: int) -> None:
         if duration_ns <= 0:
             return  # a clock glitch must not drive the estimate to zero
         ordered = self._sorted
-        if len(self._samples) == self._window:
-            del ordered[bisect_left(ordered, self._samples[0])]
-        self._samples.append(duration_ns)
+        samples = self._samples
+        if samples is None:
+            seed = self.estimate_ns
+            samples = self._samples = deque([seed], maxlen=self._window)
+            ordered.append(seed)
+        full = len(samples) == self._window
+        if full:
+            del ordered[bisect_left(ordered, samples[0])]
+        samples.append(duration_ns)
         insort(ordered, duration_ns)
-        self.estimate_ns = ordered[max(0, math.ceil(self._rank * len(ordered)) - 1)]
+        # a full window (the usual case) has a fixed rank
+        self.estimate_ns = ordered[self._full_index if full else self._index(len(ordered))]
 
     @property
     def samples(self) -> tuple[int, ...]:
-        return tuple(self._samples)
+        return (self.estimate_ns,) if self._samples is None else tuple(self._samples)
 
 
 class ModelEstimates:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 
 NOISE_KINDS = ("none", "lognormal", "straggler", "lognormal+straggler")
 # multipliers drawn at once
-CHUNK = 4096
+CHUNK: Final = 4096
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,10 +28,21 @@ ScheduleWake = Callable[[int, "SimDevice", Executor], None]
 ScheduleDone = Callable[[int, "SimDevice", Executor, int], None]
 
 
+def worker_model_for(info: ModelInfo, kind: DeviceKind
+                     ) -> tuple[ModelProfile, WorkerModel] | None:
+    """``info``'s profile on ``kind`` and what a worker checks actions against; None if the
+    model has no profile for that kind."""
+    profile = info.profile_for(kind.name)
+    if profile is None:
+        return None
+    return profile, WorkerModel(info.name, profile.pages_for(kind), profile.batch_sizes)
+
+
 class SimDevice:
     """One simulated device: rules, profiles, noise, and the pending wake of each executor."""
 
-    __slots__ = ("device", "kind", "noise", "profiles", "state", "wake_infer_ns", "wake_load_ns")
+    __slots__ = ("_exec_ns", "_load_ns", "device", "kind", "noise", "profiles", "state",
+                 "wake_infer_ns", "wake_load_ns")
 
     def __init__(self, device: DeviceId, kind: DeviceKind, noise: Noise) -> None:
         self.device = device
@@ -39,6 +50,9 @@ class SimDevice:
         self.state = DeviceState(device, kind.cache_pages)
         self.noise = noise
         self.profiles: dict[str, ModelProfile] = {}
+        # the profiles' durations, as plain dicts read once per action
+        self._exec_ns: dict[str, dict[int, int]] = {}
+        self._load_ns: dict[str, int] = {}
         # the pending wake-up of each executor (-1: none)
         self.wake_infer_ns = -1
         self.wake_load_ns = -1
@@ -53,18 +67,22 @@ class SimDevice:
             self.wake_load_ns = when_ns
 
     def register(self, info: ModelInfo) -> None:
-        profile = info.profile_for(self.kind.name)
-        if profile is None:
-            return
-        self.profiles[info.name] = profile
-        self.state.register_model(WorkerModel(info.name, profile.pages_for(self.kind),
-                                              profile.batch_sizes))
+        entry = worker_model_for(info, self.kind)
+        if entry is not None:
+            self.add_model(*entry)
+
+    def add_model(self, profile: ModelProfile, model: WorkerModel) -> None:
+        """Register a model whose ``WorkerModel`` was made once for every device of a kind (a
+        cluster of thousands of models would otherwise make one per device)."""
+        self.profiles[model.name] = profile
+        self._exec_ns[model.name] = dict(profile.exec_ns)
+        self._load_ns[model.name] = profile.load_ns
+        self.state.register_model(model)
 
     def duration_ns(self, action: LoadWeights | Infer) -> int:
-        profile = self.profiles[action.model]
         if type(action) is Infer:
-            return self.noise.apply(profile.exec_ns[action.batch_size])
-        return self.noise.apply(profile.load_ns)
+            return self.noise.apply(self._exec_ns[action.model][action.batch_size])
+        return self.noise.apply(self._load_ns[action.model])
 
     def receive(self, action: Action, now_ns: int) -> ActionResult | None:
         return self.state.receive(action, now_ns)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -94,8 +95,9 @@ class ActionTable:
         return len(self.action_id)
 
 
-_REQUEST_ROW = struct.Struct("<9q")
-_ACTION_ROW = struct.Struct("<14q")
+# Final: compiled code reads them from a C static
+_REQUEST_ROW: Final = struct.Struct("<9q")
+_ACTION_ROW: Final = struct.Struct("<14q")
 
 
 def _columns(rows: bytearray, width: int) -> list[npt.NDArray[np.int64]]:

@@ -30,6 +30,11 @@ from clockwork.core.actions import (
 )
 from clockwork.core.ids import DeviceId
 
+# module-level Final aliases: compiled code calls them from a C static, not through a
+# module attribute lookup per call
+_heappush: Final = heapq.heappush
+_heappop: Final = heapq.heappop
+
 
 class Executor(enum.Enum):
     INFER = "infer"
@@ -171,7 +176,7 @@ class DeviceState:
         else:
             q = self._load
         q.seq += 1
-        heapq.heappush(q.heap, (action.earliest_ns, q.seq, now_ns, action))
+        _heappush(q.heap, (action.earliest_ns, q.seq, now_ns, action))
         return None
 
     def _evict(self, action: EvictWeights, now_ns: int) -> ActionResult:
@@ -194,7 +199,7 @@ class DeviceState:
         earliest, _, received_ns, action = q.heap[0]
         if now_ns < earliest:
             return Wait(earliest)
-        heapq.heappop(q.heap)
+        _heappop(q.heap)
         if now_ns > action.latest_ns:
             return Refused(self._result(action, ActionStatus.TOO_LATE, received_ns, now_ns,
                                         f"dequeued {now_ns - action.latest_ns} ns after latest"))

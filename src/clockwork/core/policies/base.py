@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Final
 
 from clockwork.core.actions import (
     Action,
@@ -40,7 +40,10 @@ from clockwork.core.ids import DeviceId
 from clockwork.core.requests import InferRequest, Response, ResponseStatus
 from clockwork.core.scheduler import SchedulerOutput
 
-QUEUED, IN_FLIGHT, DONE = 0, 1, 2
+# Final: compiled code reads these as constants, not through the module's dict on every use
+QUEUED: Final = 0
+IN_FLIGHT: Final = 1
+DONE: Final = 2
 
 
 class PendingRequest:
@@ -253,7 +256,7 @@ class PolicyBase:
         if view.models is not None and model not in view.models:
             # policies check first; this only keeps a bug from costing a worker round trip
             return None
-        est = self.estimates[model][view.kind.name].load.estimate_ns
+        est = self.estimates[model][view.kind_name].load.estimate_ns
         res = view.reserve(model, pages, ready=False, ready_at_ns=start_ns + est)
         if res is None:
             return None
@@ -265,7 +268,7 @@ class PolicyBase:
 
     def infer_estimates(self, model: str, view: DeviceView) -> ModelEstimates | None:
         by_kind = self.estimates.get(model)
-        return None if by_kind is None else by_kind.get(view.kind.name)
+        return None if by_kind is None else by_kind.get(view.kind_name)
 
     # ----------------------------------------------------------------- event handlers
 
@@ -348,7 +351,7 @@ class PolicyBase:
         view.loads_in_flight -= 1
         res = view.resident.get(action.model)
         if result.status is ActionStatus.SUCCESS:
-            est = self.estimates.get(action.model, {}).get(view.kind.name)
+            est = self.estimates.get(action.model, {}).get(view.kind_name)
             if est is not None:
                 est.load.observe(result.exec_ns or (result.ended_ns - result.began_ns))
             if view.loads_in_flight == 0:

@@ -16,6 +16,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Final
 
 from clockwork.core.actions import Infer
 from clockwork.core.cluster import DeviceView
@@ -24,6 +25,12 @@ from clockwork.core.ids import DeviceId
 from clockwork.core.policies.base import QUEUED, PendingRequest, PolicyBase
 from clockwork.core.requests import ResponseStatus
 from clockwork.core.units import NS_PER_MS, NS_PER_US
+
+# module-level Final aliases: compiled code calls them from a C static, not through a
+# module attribute lookup per call
+_heappush: Final = heapq.heappush
+_heappop: Final = heapq.heappop
+_bisect_left: Final = bisect_left
 
 # (latest start ns, -priority, tie-break, request, batch size)
 Strategy = tuple[int, int, int, PendingRequest, int]
@@ -87,12 +94,12 @@ class _Model:
     def pad(self, n: int) -> int:
         """Smallest supported batch size >= n (or the largest)."""
         sizes = self.batch_sizes
-        i = bisect_left(sizes, n)
+        i = _bisect_left(sizes, n)
         return sizes[i] if i < len(sizes) else sizes[-1]
 
     def smaller(self, b: int) -> int:
         """Next supported batch size below b, or 0."""
-        i = bisect_left(self.batch_sizes, b)
+        i = _bisect_left(self.batch_sizes, b)
         return self.batch_sizes[i - 1] if i > 0 else 0
 
 
@@ -184,17 +191,17 @@ class ClockworkPolicy(PolicyBase):
         needs_load = m.holders() == 0
         load = min(e.load.estimate_ns for e in m.ests) if needs_load else 0
         self._seq += 1
-        heapq.heappush(self._expiry, (deadline - margin - e1 - load, self._seq, p, needs_load))
+        _heappush(self._expiry, (deadline - margin - e1 - load, self._seq, p, needs_load))
         self._update_candidacy(m, now_ns)
 
     def _push_strategy(self, view: DeviceView, p: PendingRequest, batch_size: int) -> None:
-        e = self.estimates[p.request.model].get(view.kind.name)
+        e = self.estimates[p.request.model].get(view.kind_name)
         if e is None:
             return
         self._seq += 1
         r = p.request
         key = r.deadline_ns - self.config.result_margin_ns - e.exec_ns(batch_size)
-        heapq.heappush(self._heaps[view.device], (key, -r.priority, self._seq, p, batch_size))
+        _heappush(self._heaps[view.device], (key, -r.priority, self._seq, p, batch_size))
 
     def _remove_queued(self, m: _Model, p: PendingRequest) -> None:
         q = m.queue
@@ -290,7 +297,7 @@ class ClockworkPolicy(PolicyBase):
     def _expire(self, now_ns: int) -> None:
         expiry = self._expiry
         while expiry and expiry[0][0] < now_ns:
-            _, _, p, assumed_load = heapq.heappop(expiry)
+            _, _, p, assumed_load = _heappop(expiry)
             if p.state != QUEUED:
                 continue
             m = self._m[p.request.model]
@@ -298,7 +305,7 @@ class ClockworkPolicy(PolicyBase):
                 # the model arrived (or is arriving) after all: only execution is needed now
                 self._seq += 1
                 e1 = self._best_exec1_ns(m)
-                heapq.heappush(expiry, (p.request.deadline_ns - self.config.result_margin_ns - e1,
+                _heappush(expiry, (p.request.deadline_ns - self.config.result_margin_ns - e1,
                                         self._seq, p, False))
                 continue
             self._remove_queued(m, p)
@@ -319,7 +326,7 @@ class ClockworkPolicy(PolicyBase):
             if popped is None:
                 return
             entry, m = popped
-            e = self.estimates[m.name][view.kind.name]
+            e = self.estimates[m.name][view.kind_name]
             cand = self._candidate(view, m, e, t, now_ns)
             if cand is None:
                 continue
@@ -329,9 +336,9 @@ class ClockworkPolicy(PolicyBase):
                 # goodput is what is left to save; look a little further for a fuller batch
                 better = self._fuller_batch(heap, view, t, now_ns, m)
                 if better is not None:
-                    heapq.heappush(heap, entry)  # deferred, not dropped
+                    _heappush(heap, entry)  # deferred, not dropped
                     m, cand = better
-                    e = self.estimates[m.name][view.kind.name]
+                    e = self.estimates[m.name][view.kind_name]
             self._commit(view, m, e, t, cand, now_ns)
 
     def _pop_valid(self, heap: list[Strategy], view: DeviceView, t: int
@@ -340,7 +347,7 @@ class ClockworkPolicy(PolicyBase):
         consumed: its request is served with the model's oldest, or by another holder)."""
         device = view.device
         while heap:
-            entry = heapq.heappop(heap)
+            entry = _heappop(heap)
             key, _, _, p, b = entry
             if p.state != QUEUED:
                 continue
@@ -365,7 +372,7 @@ class ClockworkPolicy(PolicyBase):
         for _ in range(self.config.overload_lookahead):
             if not heap:
                 break
-            entry = heapq.heappop(heap)
+            entry = _heappop(heap)
             held.append(entry)
             p = entry[3]
             if p.state != QUEUED or p.request.model in seen:
@@ -374,13 +381,13 @@ class ClockworkPolicy(PolicyBase):
             if m is None or view.device not in m.ready_on:
                 continue
             seen.add(m.name)
-            e = self.estimates[m.name][view.kind.name]
+            e = self.estimates[m.name][view.kind_name]
             cand = self._candidate(view, m, e, t, now_ns)
             if cand is not None and cand[2] >= self.config.efficient_batch:
                 found = (m, cand)
                 break
         for entry in held:
-            heapq.heappush(heap, entry)
+            _heappush(heap, entry)
         return found
 
     def _feasible_elsewhere(self, m: _Model, p: PendingRequest, here: DeviceView,
@@ -390,7 +397,7 @@ class ClockworkPolicy(PolicyBase):
             for view in holders.values():
                 if view is here:
                     continue
-                e = self.estimates[m.name][view.kind.name]
+                e = self.estimates[m.name][view.kind_name]
                 t = max(now_ns, view.infer_free_at_ns)
                 if loading:
                     res = view.resident.get(m.name)
@@ -506,7 +513,7 @@ class ClockworkPolicy(PolicyBase):
                     if name in view.resident or not m.queue or (
                             served is not None and name not in served):
                         continue
-                    profile = self.models[name].profile_for(view.kind.name)
+                    profile = self.models[name].profile_for(view.kind_name)
                     if profile is None:
                         continue
                     pages = profile.pages_for(view.kind)
@@ -516,7 +523,7 @@ class ClockworkPolicy(PolicyBase):
                 if chosen is None:
                     break
                 i, m, pages = chosen
-                e = self.estimates[m.name][view.kind.name]
+                e = self.estimates[m.name][view.kind_name]
                 head = m.queue[0].request.deadline_ns - self.config.result_margin_ns
                 latest = head - e.exec_ns(m.batch_sizes[0]) - e.load.estimate_ns
                 if self.start_load(view, m.name, pages, start, latest, now_ns) is None:
@@ -534,13 +541,13 @@ class ClockworkPolicy(PolicyBase):
         expiry = self._expiry
         # entries of requests already served are dropped here, or each would cost a wake-up
         while expiry and expiry[0][2].state != QUEUED:
-            heapq.heappop(expiry)
+            _heappop(expiry)
         if expiry:
             wake = expiry[0][0] + 1
         ahead = self.config.schedule_ahead_ns
         for view, heap in self._dev_heaps:
             while heap and heap[0][3].state != QUEUED:
-                heapq.heappop(heap)
+                _heappop(heap)
             if heap:
                 t = view.infer_free_at_ns - ahead
                 if wake is None or t < wake:

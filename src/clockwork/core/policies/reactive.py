@@ -98,7 +98,7 @@ class ReactivePolicy(PolicyBase):
             for view in sorted(self.devices.values(), key=_load_order):
                 if view.models is not None and name not in view.models:
                     continue
-                profile = self.models[name].profile_for(view.kind.name)
+                profile = self.models[name].profile_for(view.kind_name)
                 if profile is None:
                     continue
                 pages = profile.pages_for(view.kind)
@@ -130,7 +130,7 @@ class ReactivePolicy(PolicyBase):
         if chosen is None:
             return False
         q = self._waiting[chosen]
-        e = self.estimates[chosen][view.kind.name]
+        e = self.estimates[chosen][view.kind_name]
         sizes = e.batch_sizes
         n = min(len(q), sizes[-1])
         i = bisect_left(sizes, n)
