@@ -11,6 +11,7 @@ import math
 from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass
+from typing import Final
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,12 @@ class EstimatorConfig:
             raise ValueError(f"estimator window must be >= 1, got {self.window}")
         if not 0.0 < self.percentile <= 100.0:
             raise ValueError(f"estimator percentile must be in (0, 100], got {self.percentile}")
+
+
+# module-level Final aliases: compiled code calls them from a C static, not through the module's
+# dict per call
+_bisect_left: Final = bisect_left
+_insort: Final = insort
 
 
 class LatencyEstimator:
@@ -58,9 +65,9 @@ class LatencyEstimator:
             ordered.append(seed)
         full = len(samples) == self._window
         if full:
-            del ordered[bisect_left(ordered, samples[0])]
+            del ordered[_bisect_left(ordered, samples[0])]
         samples.append(duration_ns)
-        insort(ordered, duration_ns)
+        _insort(ordered, duration_ns)
         # a full window (the usual case) has a fixed rank
         self.estimate_ns = ordered[self._full_index if full else self._index(len(ordered))]
 

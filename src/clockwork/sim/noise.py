@@ -64,4 +64,6 @@ class Noise:
             self._refill()
             i = 0
         self._i = i + 1
-        return max(1, round(duration_ns * self._factors[i]))
+        # int(x + 0.5), not round(): the builtin is a Python call in compiled code (and only
+        # differs at exact halves, which these products do not hit)
+        return max(1, int(duration_ns * self._factors[i] + 0.5))

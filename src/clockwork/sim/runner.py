@@ -214,6 +214,9 @@ class Simulation:
         dirty = False
         results: list[ActionResult] = []
         progress = self.progress
+        # bound once: each ``self._schedule_done`` in the loop would make a bound method
+        done_cb = self._schedule_done
+        wake_cb = self._schedule_wake
         while len(q):
             t, kind, payload = q.pop()
             if t > stop_ns:
@@ -236,16 +239,16 @@ class Simulation:
                     q.push(t + delay, _TO_CONTROLLER, r)
                 else:
                     ex = Executor.INFER if type(payload) is Infer else Executor.LOAD
-                    dev.advance(ex, t, self._schedule_done, self._schedule_wake, results)
+                    dev.advance(ex, t, done_cb, wake_cb, results)
             elif kind == _DONE:
                 dev, ex, began = payload
                 q.push(t + delay, _TO_CONTROLLER, dev.state.finish(ex, began, t))
-                dev.advance(ex, t, self._schedule_done, self._schedule_wake, results)
+                dev.advance(ex, t, done_cb, wake_cb, results)
             elif kind == _EXEC_WAKE:
                 dev, ex = payload
                 if dev.wake_ns(ex) == t:
                     dev.set_wake_ns(ex, -1)
-                dev.advance(ex, t, self._schedule_done, self._schedule_wake, results)
+                dev.advance(ex, t, done_cb, wake_cb, results)
             elif kind == _SCHED_WAKE:
                 if t == self._wake_ns:
                     self._wake_ns = -1

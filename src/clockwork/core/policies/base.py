@@ -77,6 +77,9 @@ class PolicyBase:
     """Shared machinery of all policies; see the module docstring."""
 
     name = "base"
+    # whether this policy's ``plan`` is settled as described at ``_settled`` (opt in: a policy
+    # must clear ``_settled`` in ``plan`` wherever planning again at once could do more)
+    settles = False
 
     def __init__(self, estimator: EstimatorConfig) -> None:
         self.estimator_config = estimator
@@ -97,6 +100,15 @@ class PolicyBase:
         self._actions: list[Action] = []
         self._responses: list[Response] = []
         self._next_action_id = 1
+        # True while a poll would plan nothing before ``_settled_wake_ns``: the last poll planned
+        # everything it could and no event since can have changed that. Every event clears it;
+        # a policy may set it again for an arrival it can show changes nothing but the wake-up
+        # (most arrivals under load: their model's devices are planned past the horizon), and
+        # clears it from ``plan`` when another poll at once could plan more
+        self._settled = False
+        self._settled_wake_ns: int | None = None
+        # ``_settled`` as it was before the event being handled
+        self._settled_before_event = False
         self._handlers: dict[type, Callable[[Any, int], None]] = {
             RequestArrived: self._on_request_event,
             ActionFinished: self._on_result_event,
@@ -113,11 +125,19 @@ class PolicyBase:
         handler = self._handlers.get(type(event))
         if handler is None:
             raise InvalidInputError(f"{self.name}: not an event: {event!r}")
+        self._settled_before_event = self._settled
+        self._settled = False
         handler(event, now_ns)
 
     def poll(self, now_ns: int) -> SchedulerOutput:
-        self.plan(now_ns)
-        out = SchedulerOutput(self._actions, self._responses, self.wake_at(now_ns))
+        wake = self._settled_wake_ns
+        if not (self._settled and (wake is None or now_ns < wake) and not self._responses
+                and not self._actions):
+            self._settled = self.settles
+            self.plan(now_ns)
+            wake = self.wake_at(now_ns)
+            self._settled_wake_ns = wake
+        out = SchedulerOutput(self._actions, self._responses, wake)
         self._actions = []
         self._responses = []
         return out

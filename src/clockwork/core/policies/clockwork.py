@@ -57,6 +57,10 @@ class ClockworkConfig:
     efficient_batch: int = 4
     # how many further strategies an overloaded device looks at for a fuller batch (0: never)
     overload_lookahead: int = 32
+    # skip planning on polls that cannot plan anything: after an arrival whose model's devices
+    # are all planned past the horizon, or with no event since the last poll (False plans on
+    # every poll; the decisions are the same, tests compare the two)
+    settle: bool = True
     estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
 
     def __post_init__(self) -> None:
@@ -109,6 +113,7 @@ class ClockworkPolicy(PolicyBase):
     def __init__(self, config: ClockworkConfig) -> None:
         super().__init__(config.estimator)
         self.config = config
+        self.settles = config.settle
         self._m: dict[str, _Model] = {}
         self._heaps: dict[DeviceId, list[Strategy]] = {}
         # the same heaps beside their devices, for the per-poll scans
@@ -160,21 +165,26 @@ class ClockworkPolicy(PolicyBase):
     def _update_candidacy(self, m: _Model, now_ns: int) -> None:
         name = m.name
         if not m.queue:
-            self._cold.pop(name, None)
-            self._hot.pop(name, None)
+            if name in self._cold:
+                del self._cold[name]
+            if name in self._hot:
+                del self._hot[name]
         elif m.holders() == 0:
             self._cold[name] = m
-            self._hot.pop(name, None)
+            if name in self._hot:
+                del self._hot[name]
         else:
-            self._cold.pop(name, None)
+            if name in self._cold:
+                del self._cold[name]
             if self._unmet_demand(m, now_ns) > 0:
                 self._hot[name] = m
-            else:
-                self._hot.pop(name, None)
+            elif name in self._hot:
+                del self._hot[name]
 
     # ----------------------------------------------------------------- queueing
 
-    def _enqueue(self, p: PendingRequest, m: _Model, now_ns: int) -> None:
+    def _enqueue(self, p: PendingRequest, m: _Model, now_ns: int) -> int:
+        """Queue ``p``; returns the time its expiry entry fires after."""
         q = m.queue
         deadline = p.request.deadline_ns
         if not q or q[-1].request.deadline_ns <= deadline:
@@ -191,8 +201,39 @@ class ClockworkPolicy(PolicyBase):
         needs_load = m.holders() == 0
         load = min(e.load.estimate_ns for e in m.ests) if needs_load else 0
         self._seq += 1
-        _heappush(self._expiry, (deadline - margin - e1 - load, self._seq, p, needs_load))
+        expires_ns = deadline - margin - e1 - load
+        _heappush(self._expiry, (expires_ns, self._seq, p, needs_load))
         self._update_candidacy(m, now_ns)
+        return expires_ns
+
+    def _settle_arrival(self, m: _Model, expires_ns: int, was_candidate: bool,
+                        now_ns: int) -> None:
+        """After an arrival queued on ``m``, keep the scheduler settled if a poll now would
+        still plan nothing (what ``plan`` and ``wake_at`` would find), and move the wake-up.
+
+        Nothing expires: the new entry fires at ``expires_ns`` >= now (it was accepted), the
+        others after the settled wake-up. No device becomes plannable if every device holding
+        ``m`` is planned up to the horizon; the others were, or had nothing to plan. No load
+        becomes possible if ``m`` was already a load candidate (its queue is longer; where it
+        fits is the same) or is not one now."""
+        wake = self._settled_wake_ns
+        if wake is not None and wake <= now_ns:
+            return
+        name = m.name
+        if not was_candidate and (name in self._cold or name in self._hot):
+            return
+        ahead = self.config.schedule_ahead_ns
+        horizon = now_ns + ahead
+        for view in m.ready_on.values():
+            free = view.infer_free_at_ns
+            if free < horizon:
+                return
+            if wake is None or free - ahead < wake:
+                wake = free - ahead
+        if wake is None or expires_ns + 1 < wake:
+            wake = expires_ns + 1
+        self._settled = True
+        self._settled_wake_ns = wake if wake > now_ns else now_ns + 1
 
     def _push_strategy(self, view: DeviceView, p: PendingRequest, batch_size: int) -> None:
         e = self.estimates[p.request.model].get(view.kind_name)
@@ -239,15 +280,21 @@ class ClockworkPolicy(PolicyBase):
                          f"{what} is estimated at {need / NS_PER_MS:.3f} ms; "
                          f"only {max(0, budget) / NS_PER_MS:.3f} ms are left")
             return
-        self._enqueue(p, m, now_ns)
+        name = m.name
+        was_candidate = name in self._cold or name in self._hot
+        expires_ns = self._enqueue(p, m, now_ns)
+        if self._settled_before_event:
+            self._settle_arrival(m, expires_ns, was_candidate, now_ns)
 
     def requeue(self, p: PendingRequest, now_ns: int) -> None:
         self._enqueue(p, self._model(p.request.model), now_ns)
 
     def drop_queued(self, model: str) -> list[PendingRequest]:
         m = self._m.pop(model, None)
-        self._cold.pop(model, None)
-        self._hot.pop(model, None)
+        if model in self._cold:
+            del self._cold[model]
+        if model in self._hot:
+            del self._hot[model]
         return list(m.queue) if m else []
 
     def on_device_added(self, view: DeviceView, now_ns: int) -> None:
@@ -276,7 +323,8 @@ class ClockworkPolicy(PolicyBase):
         m.loading_on.pop(view.device, None)
         if m.queue and m.holders() == 0:
             self._cold[model] = m
-            self._hot.pop(model, None)
+            if model in self._hot:
+                del self._hot[model]
 
     # ----------------------------------------------------------------- planning
 
@@ -483,8 +531,10 @@ class ClockworkPolicy(PolicyBase):
         view.touch(m.name, now_ns)
         self.send(action, view, now_ns, batch)
         if not q:
-            self._cold.pop(m.name, None)
-            self._hot.pop(m.name, None)
+            if m.name in self._cold:
+                del self._cold[m.name]
+            if m.name in self._hot:
+                del self._hot[m.name]
 
     def _plan_loads(self, now_ns: int, horizon: int) -> None:
         ranked: list[tuple[float, str, _Model]] = []
@@ -530,6 +580,9 @@ class ClockworkPolicy(PolicyBase):
                     break
                 m.loading_on[view.device] = view
                 del ranked[i]
+                # one load per model per poll: if it needs more devices still, the next poll
+                # (whenever it comes) ranks it again, so this one is not settled
+                self._settled = False
                 self._update_candidacy(m, now_ns)
 
     def _has_demand(self, model: str) -> bool:
@@ -537,27 +590,32 @@ class ClockworkPolicy(PolicyBase):
         return m is not None and bool(m.queue)
 
     def wake_at(self, now_ns: int) -> int | None:
-        wake: int | None = None
+        # a plain int while searching (no wake yet: ``found`` False), boxed once at the end
+        wake = 0
+        found = False
         expiry = self._expiry
         # entries of requests already served are dropped here, or each would cost a wake-up
         while expiry and expiry[0][2].state != QUEUED:
             _heappop(expiry)
         if expiry:
             wake = expiry[0][0] + 1
+            found = True
         ahead = self.config.schedule_ahead_ns
         for view, heap in self._dev_heaps:
             while heap and heap[0][3].state != QUEUED:
                 _heappop(heap)
             if heap:
                 t = view.infer_free_at_ns - ahead
-                if wake is None or t < wake:
+                if not found or t < wake:
                     wake = t
+                    found = True
         lw = self._load_wake_ns
-        if lw is not None and (wake is None or lw < wake):
+        if lw is not None and (not found or lw < wake):
             wake = lw
-        if wake is not None and wake <= now_ns:
-            wake = now_ns + 1
-        return wake
+            found = True
+        if not found:
+            return None
+        return wake if wake > now_ns else now_ns + 1
 
 
 def _infer_free_at(view: DeviceView) -> int:

@@ -1,0 +1,92 @@
+"""The Clockwork policy skips planning on polls that cannot plan anything (``settle``): the
+decisions must be exactly those of planning on every poll, over random small clusters under any
+load, including overload, loads and evictions."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from clockwork.core.policies import ClockworkConfig, ClockworkPolicy
+from clockwork.core.policies.base import PolicyBase
+from clockwork.core.scheduler import SchedulerOutput
+from clockwork.sim.noise import NoiseConfig
+from clockwork.sim.runner import SimConfig, SimResult, Simulation
+
+from support.sim import MS, S, SkewedPoisson, model_set, small_kind
+
+
+class CountingScheduler:
+    """Delegates to a policy; counts the polls that did not plan."""
+
+    def __init__(self, inner: PolicyBase) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.polls = 0
+        self.skipped = 0
+
+    def handle(self, event: object, now_ns: int) -> None:
+        self.inner.handle(event, now_ns)
+
+    def pending_requests(self) -> int:
+        return self.inner.pending_requests()
+
+    def poll(self, now_ns: int) -> SchedulerOutput:
+        settled = self.inner._settled and (self.inner._settled_wake_ns is None
+                                           or now_ns < self.inner._settled_wake_ns)
+        self.polls += 1
+        self.skipped += settled
+        return self.inner.poll(now_ns)
+
+
+def _run(settle: bool, n_models: int, gpus: int, cache_pages: int, rate: float, slo_ms: int,
+         noise: str, seed: int) -> tuple[SimResult, CountingScheduler]:
+    kind = small_kind(cache_pages)
+    models = model_set(n_models, kind)
+    wl = SkewedPoisson([m.name for m in models], rate, S, slo_ms * MS, seed, 1.0)
+    sched = CountingScheduler(ClockworkPolicy(ClockworkConfig(settle=settle)))
+    cfg = SimConfig(duration_ns=S, gpus=gpus, gpus_per_worker=2, device_kind=kind,
+                    noise=NoiseConfig(kind=noise, sigma=0.05, straggler_prob=0.01), seed=seed,
+                    drain_ns=5 * S)
+    return Simulation(cfg, models, wl, sched).run(), sched  # type: ignore[arg-type]
+
+
+def _columns(result: SimResult) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for name, table in (("request", result.requests.table()), ("action", result.actions.table())):
+        for f in dataclasses.fields(table):
+            v = getattr(table, f.name)
+            out[f"{name}.{f.name}"] = v.tolist() if isinstance(v, np.ndarray) else v
+    return out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n_models=st.integers(1, 12),
+    gpus=st.integers(1, 4),
+    cache_pages=st.integers(7, 40),
+    rate=st.floats(50, 4000),
+    slo_ms=st.sampled_from([8, 15, 30, 100]),
+    noise=st.sampled_from(["none", "lognormal+straggler"]),
+    seed=st.integers(0, 10_000),
+)
+def test_settled_polls_decide_as_planning_every_poll(n_models: int, gpus: int, cache_pages: int,
+                                                      rate: float, slo_ms: int, noise: str,
+                                                      seed: int) -> None:
+    fast, fast_sched = _run(True, n_models, gpus, cache_pages, rate, slo_ms, noise, seed)
+    slow, slow_sched = _run(False, n_models, gpus, cache_pages, rate, slo_ms, noise, seed)
+    assert slow_sched.skipped == 0
+    assert fast_sched.polls == slow_sched.polls
+    assert fast.events == slow.events
+    assert _columns(fast) == _columns(slow)
+
+
+def test_settling_skips_most_polls_after_arrivals_under_load() -> None:
+    """A loaded cluster: most arrivals find their model's devices planned to the horizon."""
+    fast, sched = _run(True, 4, 2, 40, 1500.0, 100, "none", 3)
+    slow, _ = _run(False, 4, 2, 40, 1500.0, 100, "none", 3)
+    assert _columns(fast) == _columns(slow)
+    assert sched.skipped > 0.3 * sched.polls, (sched.skipped, sched.polls)
