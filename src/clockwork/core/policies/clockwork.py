@@ -403,7 +403,15 @@ class ClockworkPolicy(PolicyBase):
             if m is None or device not in m.ready_on:
                 continue
             if t > key:
+                # the next smaller size that is still feasible at t: a size that is not would be
+                # pushed and popped again at once (its key is below t, so below every feasible
+                # entry's)
+                e = self.estimates[m.name].get(view.kind_name)
                 nb = m.smaller(b)
+                if e is not None:
+                    limit = p.request.deadline_ns - self.config.result_margin_ns
+                    while nb and t > limit - e.exec_ns(nb):
+                        nb = m.smaller(nb)
                 if nb:
                     self._push_strategy(view, p, nb)
                 continue
