@@ -326,7 +326,9 @@ class PolicyBase:
         if res is not None:
             res.infers_in_flight -= 1
         chain = self.infer_chain[view.device]
-        if flight in chain:
+        if chain and chain[0] is flight:  # the usual case: results come back in order
+            chain.popleft()
+        elif flight in chain:
             chain.remove(flight)
         # correct the timeline: what is still in flight runs back to back after this one ended
         t = max(result.ended_ns, now_ns) if not chain else result.ended_ns
