@@ -8,6 +8,7 @@ scheduler next wants to be polled even if nothing happens.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -21,15 +22,17 @@ from clockwork.core.requests import Response
 class SchedulerOutput:
     """Everything a scheduler decided since the last poll."""
 
-    # actions to send now, in the order they were planned
-    actions: Final[list[Action]]
+    # actions to send now, in the order they were planned (read-only: a poll with nothing to say
+    # may return the same empty output again)
+    actions: Final[Sequence[Action]]
     # answers to give now; each request appears in exactly one response over a scheduler's life
-    responses: Final[list[Response]]
+    responses: Final[Sequence[Response]]
     # the scheduler wants ``poll`` again at this time even if no event arrives (None: no need)
     wake_at_ns: Final[int | None]
 
     def __init__(
-        self, actions: list[Action], responses: list[Response], wake_at_ns: int | None = None
+        self, actions: Sequence[Action], responses: Sequence[Response],
+        wake_at_ns: int | None = None
     ) -> None:
         self.actions = actions
         self.responses = responses

@@ -41,8 +41,12 @@ from clockwork.workload.base import Arrival, Workload
 _ARRIVAL: Final = 0
 _RESPONSE_ARRIVAL: Final = 7
 _TO_WORKER: Final = 1
-_DONE: Final = 2
-_EXEC_WAKE: Final = 3
+# an executor's action ends / an executor's wake-up, per executor (the payload is the device; an
+# executor runs one action at a time, so its start time waits on the device)
+_INFER_DONE: Final = 2
+_INFER_WAKE: Final = 3
+_LOAD_DONE: Final = 8
+_LOAD_WAKE: Final = 9
 _TO_CONTROLLER: Final = 4
 _SCHED_WAKE: Final = 5
 _SAMPLE: Final = 6
@@ -248,15 +252,20 @@ class Simulation:
                 else:
                     ex = Executor.INFER if type(payload) is Infer else Executor.LOAD
                     dev.advance(ex, t, done_cb, wake_cb, results)
-            elif kind == _DONE:
-                dev, ex, began = payload
-                q.push(t + delay, _TO_CONTROLLER, dev.state.finish(ex, began, t))
-                dev.advance(ex, t, done_cb, wake_cb, results)
-            elif kind == _EXEC_WAKE:
-                dev, ex = payload
-                if dev.wake_ns(ex) == t:
-                    dev.set_wake_ns(ex, -1)
-                dev.advance(ex, t, done_cb, wake_cb, results)
+            elif kind in (_INFER_DONE, _LOAD_DONE):
+                done_dev: SimDevice = payload
+                if kind == _INFER_DONE:
+                    ex, began = Executor.INFER, done_dev.began_infer_ns
+                else:
+                    ex, began = Executor.LOAD, done_dev.began_load_ns
+                q.push(t + delay, _TO_CONTROLLER, done_dev.state.finish(ex, began, t))
+                done_dev.advance(ex, t, done_cb, wake_cb, results)
+            elif kind in (_INFER_WAKE, _LOAD_WAKE):
+                woken: SimDevice = payload
+                ex = Executor.INFER if kind == _INFER_WAKE else Executor.LOAD
+                if woken.wake_ns(ex) == t:
+                    woken.set_wake_ns(ex, -1)
+                woken.advance(ex, t, done_cb, wake_cb, results)
             elif kind == _SCHED_WAKE:
                 if t == self._wake_ns:
                     self._wake_ns = -1
@@ -349,10 +358,15 @@ class Simulation:
             self.q.push(max(nxt.time_ns, now_ns), _RESPONSE_ARRIVAL, nxt)
 
     def _schedule_done(self, when_ns: int, dev: SimDevice, ex: Executor, began_ns: int) -> None:
-        self.q.push(when_ns, _DONE, (dev, ex, began_ns))
+        if ex is Executor.INFER:
+            dev.began_infer_ns = began_ns
+            self.q.push(when_ns, _INFER_DONE, dev)
+        else:
+            dev.began_load_ns = began_ns
+            self.q.push(when_ns, _LOAD_DONE, dev)
 
     def _schedule_wake(self, when_ns: int, dev: SimDevice, ex: Executor) -> None:
-        self.q.push(when_ns, _EXEC_WAKE, (dev, ex))
+        self.q.push(when_ns, _INFER_WAKE if ex is Executor.INFER else _LOAD_WAKE, dev)
 
     def _log_action(self, result: ActionResult) -> None:
         sent = self._sent.pop(result.action_id, None)

@@ -41,8 +41,8 @@ def worker_model_for(info: ModelInfo, kind: DeviceKind
 class SimDevice:
     """One simulated device: rules, profiles, noise, and the pending wake of each executor."""
 
-    __slots__ = ("_exec_ns", "_load_ns", "device", "kind", "noise", "profiles", "state",
-                 "wake_infer_ns", "wake_load_ns")
+    __slots__ = ("_exec_ns", "_load_ns", "began_infer_ns", "began_load_ns", "device", "kind",
+                 "noise", "profiles", "state", "wake_infer_ns", "wake_load_ns")
 
     def __init__(self, device: DeviceId, kind: DeviceKind, noise: Noise) -> None:
         self.device = device
@@ -56,6 +56,9 @@ class SimDevice:
         # the pending wake-up of each executor (-1: none)
         self.wake_infer_ns = -1
         self.wake_load_ns = -1
+        # when each executor's running action began (the simulator's end event reads it)
+        self.began_infer_ns = -1
+        self.began_load_ns = -1
 
     def wake_ns(self, executor: Executor) -> int:
         return self.wake_infer_ns if executor is Executor.INFER else self.wake_load_ns

@@ -109,6 +109,7 @@ class PolicyBase:
         self._settled_wake_ns: int | None = None
         # ``_settled`` as it was before the event being handled
         self._settled_before_event = False
+        self._quiet_output: SchedulerOutput | None = None
         self._handlers: dict[type, Callable[[Any, int], None]] = {
             RequestArrived: self._on_request_event,
             ActionFinished: self._on_result_event,
@@ -137,6 +138,12 @@ class PolicyBase:
             self.plan(now_ns)
             wake = self.wake_at(now_ns)
             self._settled_wake_ns = wake
+        if not self._actions and not self._responses:
+            # most polls say nothing new: one empty output per wake-up time, not one per poll
+            out = self._quiet_output
+            if out is None or out.wake_at_ns != wake:
+                out = self._quiet_output = SchedulerOutput((), (), wake)
+            return out
         out = SchedulerOutput(self._actions, self._responses, wake)
         self._actions = []
         self._responses = []
