@@ -65,3 +65,4 @@ def test_estimate_is_the_percentile_of_the_last_window(window: int, pct: float,
             kept = [*kept, v][-window:]
         ordered = sorted(kept)
         assert est.estimate_ns == ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+        assert est.samples == tuple(kept)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
-from collections import deque
 from dataclasses import dataclass
 from typing import Final
 
@@ -35,15 +34,16 @@ _insort: Final = insort
 class LatencyEstimator:
     """One series of durations; ``estimate_ns`` is the configured percentile of the window."""
 
-    __slots__ = ("_full_index", "_rank", "_samples", "_sorted", "_window", "estimate_ns")
+    __slots__ = ("_full_index", "_next", "_rank", "_ring", "_sorted", "_window", "estimate_ns")
 
     def __init__(self, seed_ns: int, config: EstimatorConfig) -> None:
         if seed_ns <= 0:
             raise ValueError(f"seed estimate must be > 0 ns, got {seed_ns}")
         self._window = config.window
-        # the window is made at the first measurement: a cluster registers thousands of models
-        # times batch sizes, most of which are never measured in a run
-        self._samples: deque[int] | None = None
+        # the window as a ring (``_next``: the oldest once full), made at the first measurement:
+        # a cluster registers thousands of models times batch sizes, most never measured in a run
+        self._ring: list[int] = []
+        self._next = 0
         # the same samples in order, kept sorted as they come and go
         self._sorted: list[int] = []
         # nearest-rank percentile: the smallest value with at least p% of samples at or below it
@@ -58,22 +58,31 @@ class LatencyEstimator:
         if duration_ns <= 0:
             return  # a clock glitch must not drive the estimate to zero
         ordered = self._sorted
-        samples = self._samples
-        if samples is None:
-            seed = self.estimate_ns
-            samples = self._samples = deque([seed], maxlen=self._window)
-            ordered.append(seed)
-        full = len(samples) == self._window
-        if full:
-            del ordered[_bisect_left(ordered, samples[0])]
-        samples.append(duration_ns)
+        ring = self._ring
+        if not ring:  # the first measurement joins the profile's seed
+            ring.append(self.estimate_ns)
+            ordered.append(self.estimate_ns)
+        if len(ring) == self._window:
+            i = self._next
+            del ordered[_bisect_left(ordered, ring[i])]
+            ring[i] = duration_ns
+            self._next = i + 1 if i + 1 < self._window else 0
+            _insort(ordered, duration_ns)
+            # a full window (the usual case) has a fixed rank
+            self.estimate_ns = ordered[self._full_index]
+            return
+        ring.append(duration_ns)
         _insort(ordered, duration_ns)
-        # a full window (the usual case) has a fixed rank
-        self.estimate_ns = ordered[self._full_index if full else self._index(len(ordered))]
+        self.estimate_ns = ordered[self._index(len(ordered))]
 
     @property
     def samples(self) -> tuple[int, ...]:
-        return (self.estimate_ns,) if self._samples is None else tuple(self._samples)
+        """The window, oldest first."""
+        ring = self._ring
+        if not ring:
+            return (self.estimate_ns,)
+        i = self._next
+        return tuple(ring[i:] + ring[:i])
 
 
 class ModelEstimates:

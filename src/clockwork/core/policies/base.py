@@ -123,12 +123,19 @@ class PolicyBase:
     # ----------------------------------------------------------------- the interface
 
     def handle(self, event: Any, now_ns: int) -> None:
-        handler = self._handlers.get(type(event))
-        if handler is None:
+        kind = type(event)
+        if kind not in self._handlers:
             raise InvalidInputError(f"{self.name}: not an event: {event!r}")
         self._settled_before_event = self._settled
         self._settled = False
-        handler(event, now_ns)
+        # the two per-request events are called directly (compiled: a C call; through the
+        # table, a generic call of a bound method)
+        if kind is RequestArrived:
+            self._on_request_event(event, now_ns)
+        elif kind is ActionFinished:
+            self._on_result_event(event, now_ns)
+        else:
+            self._handlers[kind](event, now_ns)
 
     def poll(self, now_ns: int) -> SchedulerOutput:
         wake = self._settled_wake_ns
