@@ -248,7 +248,7 @@ class Simulation:
                 dev = self._devices[payload.device]
                 r = dev.receive(payload, t)
                 if r is not None:
-                    q.push(t + delay, _TO_CONTROLLER, r)
+                    q.push_in_order(t + delay, _TO_CONTROLLER, r)
                 else:
                     ex = Executor.INFER if type(payload) is Infer else Executor.LOAD
                     dev.advance(ex, t, done_cb, wake_cb, results)
@@ -258,7 +258,7 @@ class Simulation:
                     ex, began = Executor.INFER, done_dev.began_infer_ns
                 else:
                     ex, began = Executor.LOAD, done_dev.began_load_ns
-                q.push(t + delay, _TO_CONTROLLER, done_dev.state.finish(ex, began, t))
+                q.push_in_order(t + delay, _TO_CONTROLLER, done_dev.state.finish(ex, began, t))
                 done_dev.advance(ex, t, done_cb, wake_cb, results)
             elif kind in (_INFER_WAKE, _LOAD_WAKE):
                 woken: SimDevice = payload
@@ -285,7 +285,7 @@ class Simulation:
                 dirty = True
             if results:
                 for r in results:
-                    q.push(t + delay, _TO_CONTROLLER, r)
+                    q.push_in_order(t + delay, _TO_CONTROLLER, r)
                 results.clear()
             if dirty:
                 nxt = q.peek_ns()
@@ -332,7 +332,7 @@ class Simulation:
         delay = self.config.network_delay_ns
         for action in out.actions:
             self._sent[action.action_id] = (action, now_ns)
-            q.push(now_ns + delay, _TO_WORKER, action)
+            q.push_in_order(now_ns + delay, _TO_WORKER, action)
         for response in out.responses:
             self._respond(response, now_ns)
         wake = out.wake_at_ns
