@@ -34,22 +34,21 @@ from clockwork.telemetry.records import ActionLog, RequestLog
 from clockwork.worker.device_state import Executor
 from clockwork.workload.base import Arrival, Workload
 
-# event kinds
-# (Final: compiled code reads them as constants, not through the module's dict on every event)
-# _ARRIVAL: the workload's next arrival (aside the heap); _RESPONSE_ARRIVAL: one a closed-loop
-# workload made on a response
+# event kinds (Final: compiled code reads them as constants, not through the module's dict on
+# every event). _ARRIVAL: the workload's next arrival (aside the heap); _RESPONSE_ARRIVAL: one a
+# closed-loop workload made on a response; *_DONE / *_WAKE: an executor's action ends / the
+# executor wakes up (the payload is the device: an executor runs one action at a time, so its
+# start time waits on the device)
 _ARRIVAL: Final = 0
-_RESPONSE_ARRIVAL: Final = 7
-_TO_WORKER: Final = 1
-# an executor's action ends / an executor's wake-up, per executor (the payload is the device; an
-# executor runs one action at a time, so its start time waits on the device)
-_INFER_DONE: Final = 2
-_INFER_WAKE: Final = 3
-_LOAD_DONE: Final = 8
-_LOAD_WAKE: Final = 9
-_TO_CONTROLLER: Final = 4
-_SCHED_WAKE: Final = 5
-_SAMPLE: Final = 6
+_RESPONSE_ARRIVAL: Final = 1
+_TO_WORKER: Final = 2
+_INFER_DONE: Final = 3
+_LOAD_DONE: Final = 4
+_INFER_WAKE: Final = 5
+_LOAD_WAKE: Final = 6
+_TO_CONTROLLER: Final = 7
+_SCHED_WAKE: Final = 8
+_SAMPLE: Final = 9
 UNANSWERED: Final = "UNANSWERED"
 # module-level Final aliases: compiled code calls them from a C static, not through a
 # module attribute lookup per call

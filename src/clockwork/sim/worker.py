@@ -69,11 +69,6 @@ class SimDevice:
         else:
             self.wake_load_ns = when_ns
 
-    def register(self, info: ModelInfo) -> None:
-        entry = worker_model_for(info, self.kind)
-        if entry is not None:
-            self.add_model(*entry)
-
     def add_model(self, profile: ModelProfile, model: WorkerModel) -> None:
         """Register a model whose ``WorkerModel`` was made once for every device of a kind (a
         cluster of thousands of models would otherwise make one per device)."""
