@@ -119,6 +119,27 @@ def test_padding_that_costs_more_per_request_leaves_the_youngest_queued() -> Non
     assert inf.batch_size == 8 and len(inf.request_ids) == 5
 
 
+def test_no_split_when_the_requests_left_over_would_miss_their_deadline() -> None:
+    # 7 padded to 8 take 7.5 ms; 4 alone cost less per request (1 ms), but the 3 left over
+    # would end at 4 + 4 = 8 ms, past the 7.9 ms deadline they share: pad instead
+    s = make({"a": profile(exec_ms={1: 2, 2: 3, 4: 4, 8: 7.5})})
+    t = warm(s, "a")
+    for i in range(7):
+        s.handle(req(i, "a", t, slo_ms=7.9), t)
+    out = s.poll(t)
+    (inf,) = only(out, Infer)
+    assert inf.batch_size == 8 and len(inf.request_ids) == 7
+    assert not out.responses
+    # with a looser deadline the split goes ahead
+    s = make({"a": profile(exec_ms={1: 2, 2: 3, 4: 4, 8: 7.5})})
+    t = warm(s, "a")
+    for i in range(7):
+        s.handle(req(i, "a", t, slo_ms=8), t)
+    first, second = only(s.poll(t), Infer)
+    assert (first.batch_size, len(first.request_ids)) == (4, 4)
+    assert (second.batch_size, len(second.request_ids)) == (4, 3)
+
+
 def test_batch_shrinks_when_the_oldest_deadline_is_tight() -> None:
     s = make({"a": profile()})
     t = warm(s, "a")
