@@ -20,8 +20,10 @@ from clockwork.core.requests import InferRequest, ResponseStatus
 from clockwork.core.scheduler import SchedulerOutput
 
 MS = 1_000_000
+S = 1_000 * MS
 KIND = DeviceKind("test-gpu", page_size_bytes=1 << 20, cache_pages=10)
 D0 = DeviceId("w0", 0)
+D1 = DeviceId("w0", 1)
 
 
 def profile(pages: int = 4, load_ms: float = 5, exec_ms: dict[int, float] | None = None
@@ -355,3 +357,37 @@ def test_overloaded_device_sheds_old_heads_for_a_fuller_batch() -> None:
     assert first.batch_size == 8 and 2 not in first.request_ids
     shed = [r for r in out.responses if r.request_id == 2]
     assert shed and shed[0].status is ResponseStatus.OVERLOADED
+
+
+def _refuse_on_busy_d0(s: ClockworkPolicy, t: int) -> int:
+    """Make D0 refuse a queued request of "a" (it is booked far ahead); returns the time."""
+    s.devices[D0].infer_free_at_ns = t + 500 * MS
+    s.handle(req(1, "a", t, slo_ms=30), t)
+    assert not only(s.poll(t), LoadWeights)  # one holder still counts: nothing to spread yet
+    later = t + 29 * MS
+    (r,) = s.poll(later).responses
+    assert r.status is ResponseStatus.OVERLOADED
+    return later
+
+
+def test_a_refusing_devices_model_is_loaded_on_a_calm_one() -> None:
+    s = make({"a": profile()}, devices=2)
+    t = _refuse_on_busy_d0(s, warm(s, "a"))
+    s.handle(req(2, "a", t, slo_ms=30), t)
+    (load,) = only(s.poll(t), LoadWeights)
+    assert (load.model, load.device) == ("a", D1)
+    # switched off, D0 still counts as a holder and nothing is loaded
+    s = make({"a": profile()}, devices=2,
+             config=ClockworkConfig(result_margin_ns=0, spread_window_ns=0))
+    t = _refuse_on_busy_d0(s, warm(s, "a"))
+    s.handle(req(2, "a", t, slo_ms=30), t)
+    assert not only(s.poll(t), LoadWeights)
+
+
+def test_no_spreading_onto_a_device_that_refused_lately() -> None:
+    s = make({"a": profile()}, devices=2)
+    t = _refuse_on_busy_d0(s, warm(s, "a"))
+    s._last_drop_ns[D1] = t - 1 * S  # D1 refused within spread_calm_ns (2 s): not calm
+    s._spreadable_at_ns = -1
+    s.handle(req(2, "a", t, slo_ms=30), t)
+    assert not only(s.poll(t), LoadWeights)
