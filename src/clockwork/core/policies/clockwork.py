@@ -199,18 +199,26 @@ class ClockworkPolicy(PolicyBase):
         """Devices holding (or loading) ``m`` that are not refusing work; all of them while no
         device could take more (there is nowhere to spread to)."""
         n = m.holders()
-        if self.config.spread_window_ns > 0 and self._last_drop_ns and self._spreadable(now_ns):
+        if self.config.spread_window_ns > 0 and self._last_drop_ns:
+            refusing = 0
             for view in m.ready_on.values():
                 if self._refusing(view, now_ns):
-                    n -= 1
+                    refusing += 1
+            # the cluster-wide check only when it matters: it scans every device
+            if refusing and self._spreadable(now_ns):
+                n -= refusing
         return n
 
     def _spreadable(self, now_ns: int) -> bool:
         """Whether some device could take another's models (cached for one ``now_ns``)."""
         if self._spreadable_at_ns != now_ns:
             self._spreadable_at_ns = now_ns
-            self._spreadable_now = any(
-                self._spread_target(v, now_ns) for v in self.devices.values())
+            found = False
+            for v in self.devices.values():
+                if self._spread_target(v, now_ns):
+                    found = True
+                    break
+            self._spreadable_now = found
         return self._spreadable_now
 
     def _spread_target(self, view: DeviceView, now_ns: int) -> bool:
