@@ -179,8 +179,8 @@ class ClockworkPolicy(PolicyBase):
         m = self._m.get(model)
         return m is None or not m.holders()
 
-    def _unmet_demand(self, m: _Model, now_ns: int) -> float:
-        """Devices' worth of work the queue needs before its deadlines, minus devices held."""
+    def _demand(self, m: _Model, now_ns: int) -> float:
+        """Devices' worth of work the queue needs before its deadlines."""
         n = len(m.queue)
         if n == 0:
             return 0.0
@@ -188,7 +188,13 @@ class ClockworkPolicy(PolicyBase):
         b = m.pad(min(n, m.batch_sizes[-1]))
         work_ns = n * e.exec_ns(b) / b
         left_ns = max(1, m.queue[0].request.deadline_ns - now_ns)
-        return work_ns / left_ns - self._able_holders(m, now_ns)
+        return work_ns / left_ns
+
+    def _unmet_demand(self, m: _Model, now_ns: int) -> float:
+        """The demand less the devices holding the model that can take its work."""
+        if not m.queue:
+            return 0.0
+        return self._demand(m, now_ns) - self._able_holders(m, now_ns)
 
     def _refusing(self, view: DeviceView, now_ns: int) -> bool:
         """Whether ``view`` refused a queued request within the spread window."""
@@ -626,12 +632,14 @@ class ClockworkPolicy(PolicyBase):
                 del self._hot[m.name]
 
     def _plan_loads(self, now_ns: int, horizon: int) -> None:
-        ranked: list[tuple[float, str, _Model]] = []
+        # (unmet demand, name, model, whether a holder is refusing its work: a spread candidate)
+        ranked: list[tuple[float, str, _Model, bool]] = []
         for pool in (self._cold, self._hot):
             for name, m in list(pool.items()):
-                unmet = self._unmet_demand(m, now_ns)
+                able = self._able_holders(m, now_ns) if m.queue else 0
+                unmet = self._demand(m, now_ns) - able if m.queue else 0.0
                 if unmet > 0:
-                    ranked.append((unmet, name, m))
+                    ranked.append((unmet, name, m, able < m.holders()))
                 elif pool is self._hot:
                     del pool[name]
         if not ranked:
@@ -649,11 +657,11 @@ class ClockworkPolicy(PolicyBase):
                     break
                 chosen = None
                 target = self._spread_target(view, now_ns)
-                for i, (_, name, m) in enumerate(ranked):
+                for i, (_, name, m, spreading) in enumerate(ranked):
                     if name in view.resident or not m.queue or (
                             served is not None and name not in served):
                         continue
-                    if not target and m.holders() > self._able_holders(m, now_ns):
+                    if spreading and not target:
                         continue  # spread a refusing device's model to one that keeps up
                     profile = self.models[name].profile_for(view.kind_name)
                     if profile is None:
