@@ -128,10 +128,11 @@ def window_bound(
     if serve_ns < costs[1]:
         # No request can be served at all.
         return BoundResult(window_ns, offset_ns, n, n, n, 0)
-    order = np.lexsort((times_ns[core], models[core], win[core]))
-    c_times = times_ns[core][order].tolist()
-    c_models = models[core][order].tolist()
-    c_win = win[core][order].tolist()
+    core_times, core_models, core_win = times_ns[core], models[core], win[core]
+    order = np.lexsort((core_times, core_models, core_win))
+    c_times = core_times[order].tolist()
+    c_models = core_models[order].tolist()
+    c_win = core_win[order].tolist()
     capacity = devices * window_ns
     missed = 0
     busiest = 0
