@@ -24,6 +24,7 @@ S = 1_000 * MS
 KIND = DeviceKind("test-gpu", page_size_bytes=1 << 20, cache_pages=10)
 D0 = DeviceId("w0", 0)
 D1 = DeviceId("w0", 1)
+D2 = DeviceId("w0", 2)
 
 
 def profile(pages: int = 4, load_ms: float = 5, exec_ms: dict[int, float] | None = None
@@ -382,6 +383,23 @@ def test_a_refusing_devices_model_is_loaded_on_a_calm_one() -> None:
     t = _refuse_on_busy_d0(s, warm(s, "a"))
     s.handle(req(2, "a", t, slo_ms=30), t)
     assert not only(s.poll(t), LoadWeights)
+
+
+def test_a_model_waiting_for_a_calm_device_is_spread_when_one_turns_calm() -> None:
+    """No event marks the moment a device has refused nothing for ``spread_calm_ns``: the
+    scheduler wakes up for it and loads then."""
+    s = make({"a": profile()}, devices=3)
+    t = _refuse_on_busy_d0(s, warm(s, "a"))  # D0 holds "a" and refuses its work
+    calm_at = t + 50 * MS + 1
+    s._last_drop_ns[D1] = calm_at - 1 - 2 * S  # D1 refused lately: calm 50 ms from now
+    s._spreadable_at_ns = -1
+    s.devices[D2].load_free_at_ns = t + 10 * S  # D2 is calm but loading for a long time
+    s.handle(req(2, "a", t, slo_ms=200), t)
+    out = s.poll(t)
+    assert not only(out, LoadWeights)
+    assert out.wake_at_ns == calm_at
+    (load,) = only(s.poll(calm_at), LoadWeights)
+    assert (load.model, load.device) == ("a", D1)
 
 
 def test_no_spreading_onto_a_device_that_refused_lately() -> None:

@@ -646,6 +646,7 @@ class ClockworkPolicy(PolicyBase):
             return
         ranked.sort(key=lambda x: (-x[0], x[1]))
         limit = self.config.max_loads_in_flight
+        waits_for_calm = False
         for view in sorted(self.devices.values(), key=_load_free_at):
             served = view.models  # None: its worker serves every model
             while ranked and view.loads_in_flight < limit:
@@ -662,6 +663,7 @@ class ClockworkPolicy(PolicyBase):
                             served is not None and name not in served):
                         continue
                     if spreading and not target:
+                        waits_for_calm = True
                         continue  # spread a refusing device's model to one that keeps up
                     profile = self.models[name].profile_for(view.kind_name)
                     if profile is None:
@@ -684,6 +686,22 @@ class ClockworkPolicy(PolicyBase):
                 # (whenever it comes) ranks it again, so this one is not settled
                 self._settled = False
                 self._update_candidacy(m, now_ns)
+        if waits_for_calm:
+            self._wake_when_calm(now_ns)
+
+    def _wake_when_calm(self, now_ns: int) -> None:
+        """A model waits to be spread until some device has been calm for ``spread_calm_ns``:
+        no event marks that moment, so wake up for it (else the load would wait for whatever
+        event comes next, and a poll skipped as settled would differ from one that plans)."""
+        calm = self.config.spread_calm_ns
+        last = self._last_drop_ns
+        wake = None
+        for device in self.devices:
+            t = last.get(device)
+            if t is not None and t + calm >= now_ns and (wake is None or t + calm + 1 < wake):
+                wake = t + calm + 1
+        if wake is not None and (self._load_wake_ns is None or wake < self._load_wake_ns):
+            self._load_wake_ns = wake
 
     def _has_demand(self, model: str) -> bool:
         m = self._m.get(model)
