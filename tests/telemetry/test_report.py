@@ -103,9 +103,11 @@ def test_format_table(known_tables: Tables, make_info: InfoFn) -> None:
     assert rows["OVERLOADED"] == "3"
     assert rows["DEADLINE_INFEASIBLE"] == "2"
     assert "WORKER_LOST" not in rows  # zero reasons are left out
-    assert rows["latency p50"] == "10.000 ms"
+    assert rows["latency p50"] == "9.000 ms"  # successful requests only
     assert rows["latency p99.99"] == "20.000 ms"
     assert rows["latency max"] == "20.000 ms"
+    assert rows["delivered latency p99"] == "20.000 ms"  # late ones too
+    assert rows["delivered latency max"] == "20.000 ms"
     assert rows["cold starts"] == "4"
     assert rows["loads"] == "2"
     assert rows["evictions"] == "1"

@@ -59,8 +59,22 @@ def test_request_figures(known: dict[str, object]) -> None:
 
 
 def test_latency_nearest_rank(known: dict[str, object]) -> None:
-    # delivered latencies are exactly 1..20 ms
-    assert known["latency_ms"] == {
+    # the 15 successful latencies: 7 3 19 1 12 20 5 9 14 2 17 8 11 4 16 ms (no 6, 10, 13, 15, 18:
+    # those are the late ones)
+    lat = known["latency_ms"]
+    assert isinstance(lat, dict)
+    assert lat.pop("mean") == pytest.approx(148 / 15)
+    assert lat == {
+        "count": 15,
+        "p50": 9.0,
+        "p90": 19.0,
+        "p99": 20.0,
+        "p99.9": 20.0,
+        "p99.99": 20.0,
+        "max": 20.0,
+    }
+    # delivered latencies (successful and late) are exactly 1..20 ms
+    assert known["delivered_latency_ms"] == {
         "count": 20,
         "p50": 10.0,
         "p90": 18.0,
@@ -332,18 +346,20 @@ def test_counts_add_up(log: RequestLog, make_info: InfoFn) -> None:
         assert (s["slo_attainment_pct_str"] == "100%") == (s["succeeded"] == len(t))
     else:
         assert att is None
-    delivered = [
-        int(t.response_ns[i] - t.arrival_ns[i])
-        for i in range(len(t))
-        if t.status_names[t.status[i]] in ("SUCCESS", "LATE")
-    ]
-    lat = s["latency_ms"]
-    assert isinstance(lat, dict)
-    assert lat["count"] == len(delivered)
-    if delivered:
-        for key, q in (("p50", "50"), ("p99", "99"), ("p99.99", "99.99")):
-            assert lat[key] == _reference_rank(delivered, Fraction(q)) / MS
-        assert lat["max"] == max(delivered) / MS
+    for field, counted in (("latency_ms", ("SUCCESS",)),
+                           ("delivered_latency_ms", ("SUCCESS", "LATE"))):
+        values = [
+            int(t.response_ns[i] - t.arrival_ns[i])
+            for i in range(len(t))
+            if t.status_names[t.status[i]] in counted
+        ]
+        lat = s[field]
+        assert isinstance(lat, dict)
+        assert lat["count"] == len(values)
+        if values:
+            for key, q in (("p50", "50"), ("p99", "99"), ("p99.99", "99.99")):
+                assert lat[key] == _reference_rank(values, Fraction(q)) / MS
+            assert lat["max"] == max(values) / MS
     ts = s["timeseries"]
     assert isinstance(ts, dict)
     assert sum(ts["offered_rps"]) == pytest.approx(len(t))  # 1 s buckets

@@ -228,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
             (args.out / "comparison.json").write_text(
                 json.dumps({k: {key: v.get(key) for key in ("slo_attainment", "goodput_rps",
                                                              "offered_rps", "latency_ms",
+                                                             "delivered_latency_ms",
                                                              "refused", "late")}
                             for k, v in summaries.items()}, indent=2) + "\n")
     if args.out is not None:

@@ -238,6 +238,9 @@ def _rows(summaries: Sequence[Mapping[str, object]]) -> list[Row]:
         rows.append((f"  {reason}", _field(_count, "refused", reason)))
     for q in ("p50", "p99", "p99.9", "p99.99", "max"):
         rows.append((f"latency {q}", _field(_ms, "latency_ms", q)))
+    # late answers too: where a policy answers late, its tail shows here, not above
+    for q in ("p99", "max"):
+        rows.append((f"delivered latency {q}", _field(_ms, "delivered_latency_ms", q)))
     rows += [
         ("cold starts", lambda s: _count(s.get("cold_starts"))),
         ("loads", lambda s: _count(s.get("loads"))),

@@ -24,8 +24,11 @@ Requests:
     ``ideal_capacity_rps``: from ``RunInfo``.
     ``goodput_fraction_of_ideal``: goodput_rps / ideal_capacity_rps (``None`` if capacity <= 0).
     ``latency_ms``: {"count", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean"} of
-        ``response_ns - arrival_ns`` over requests that delivered a result (SUCCESS and LATE), in
-        ms. Percentiles are nearest-rank (always an observed value); ``None`` when count is 0.
+        ``response_ns - arrival_ns`` over successful requests (SUCCESS: answered inside their
+        deadline), in ms. Percentiles are nearest-rank (always an observed value); ``None`` when
+        count is 0.
+    ``delivered_latency_ms``: the same over every request that delivered a result (SUCCESS and
+        LATE): the tail that a deadline-blind server's late answers make.
     ``cold_starts``: requests whose model was on no device when they arrived.
 
 Actions:
@@ -305,10 +308,9 @@ def summarize(requests: RequestTable, actions: ActionTable, info: RunInfo) -> di
         if name not in (SUCCESS, LATE):
             refused[name] = refused.get(name, 0) + count
 
-    delivered = (requests.status == _code(requests.status_names, SUCCESS)) | (
-        requests.status == _code(requests.status_names, LATE)
-    )
-    latency = (requests.response_ns - requests.arrival_ns)[delivered]
+    successful = requests.status == _code(requests.status_names, SUCCESS)
+    delivered = successful | (requests.status == _code(requests.status_names, LATE))
+    all_latency = requests.response_ns - requests.arrival_ns
     attainment = succeeded / n if n else None
 
     # actions
@@ -372,7 +374,8 @@ def summarize(requests: RequestTable, actions: ActionTable, info: RunInfo) -> di
         "goodput_fraction_of_ideal": (
             _ratio(goodput, ideal) if goodput is not None else None
         ),
-        "latency_ms": _distribution_ms(latency, LATENCY_QUANTILES),
+        "latency_ms": _distribution_ms(all_latency[successful], LATENCY_QUANTILES),
+        "delivered_latency_ms": _distribution_ms(all_latency[delivered], LATENCY_QUANTILES),
         "cold_starts": int(np.count_nonzero(requests.cold_start)),
         "loads": int(np.count_nonzero(load_ok)),
         "evictions": int(np.count_nonzero(a_ok & is_evict)),
