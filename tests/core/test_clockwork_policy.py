@@ -308,29 +308,45 @@ def test_model_too_big_for_any_device() -> None:
     assert r.status is ResponseStatus.DEADLINE_INFEASIBLE and "hold" in r.detail
 
 
-def overload_policy() -> tuple[ClockworkPolicy, int]:
-    cfg = ClockworkConfig(result_margin_ns=0, overload_drops=1, overload_window_ns=50 * MS)
+def overload_policy(hold_ms: float = 50) -> tuple[ClockworkPolicy, int]:
+    cfg = ClockworkConfig(result_margin_ns=0, overload_drops=1, overload_window_ns=50 * MS,
+                          overload_hold_ns=int(hold_ms * MS))
     s = make({"a": profile(pages=3), "b": profile(pages=3)}, config=cfg)
     t = warm(s, "a")
     t = warm(s, "b", t)
     return s, t
 
 
-def test_overloaded_device_prefers_a_fuller_batch() -> None:
-    s, t = overload_policy()
-    # a refusal: the device is busy past a queued request's last chance
+def _first_after_a_refusal(s: ClockworkPolicy, t: int, later_ms: float = 0) -> Infer:
+    """Make D0 refuse a request, then ``later_ms`` after that offer it one urgent request of "b"
+    (batch 1) beside eight less urgent ones of "a" (batch 8); returns the first Infer."""
     s.devices[D0].infer_free_at_ns = t + 40 * MS
     s.handle(req(1, "a", t, slo_ms=30), t)
     s.poll(t)
     t += 29 * MS
     (r,) = s.poll(t).responses
     assert r.status is ResponseStatus.OVERLOADED
+    t += int(later_ms * MS)
     s.devices[D0].infer_free_at_ns = t
     s.handle(req(2, "b", t, slo_ms=20), t)  # most urgent, but alone: batch 1
     for i in range(3, 11):
         s.handle(req(i, "a", t, slo_ms=40), t)  # eight of them: batch 8
-    first = only(s.poll(t), Infer)[0]
+    first: Infer = only(s.poll(t), Infer)[0]
+    return first
+
+
+def test_overloaded_device_prefers_a_fuller_batch() -> None:
+    first = _first_after_a_refusal(*overload_policy())
     assert first.model == "a" and first.batch_size == 8
+
+
+def test_overload_lasts_for_the_hold_after_the_last_refusal() -> None:
+    # counted within 50 ms, held for 100: still overloaded 80 ms after the refusal
+    first = _first_after_a_refusal(*overload_policy(hold_ms=100), later_ms=80)
+    assert first.model == "a" and first.batch_size == 8
+    # and no longer after the hold
+    first = _first_after_a_refusal(*overload_policy(hold_ms=100), later_ms=101)
+    assert first.model == "b" and first.batch_size == 1
 
 
 def test_without_overload_the_most_urgent_goes_first() -> None:
