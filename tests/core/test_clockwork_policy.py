@@ -157,15 +157,61 @@ def test_batch_shrinks_when_the_oldest_deadline_is_tight() -> None:
 
 def test_infeasible_deadline_is_refused_at_once() -> None:
     s = make({"a": profile()})
-    s.handle(req(1, "a", 0, slo_ms=6), 0)  # cold: load 5 ms + exec 2 ms > 6 ms
+    s.handle(req(1, "a", 0, slo_ms=1.5), 0)  # cold, and even warm batch 1 takes 2 ms
     out = s.poll(0)
     (r,) = out.responses
     assert r.status is ResponseStatus.DEADLINE_INFEASIBLE and "ms" in r.detail
-    assert not out.actions
+    assert not out.actions  # no device could serve it: loading would not help
     t = warm(s, "a")
     s.handle(req(2, "a", t, slo_ms=1.5), t)  # warm, but batch 1 takes 2 ms
-    (r,) = s.poll(t).responses
+    out = s.poll(t)
+    (r,) = out.responses
     assert r.status is ResponseStatus.DEADLINE_INFEASIBLE
+
+
+def test_a_cold_model_refused_for_its_load_is_loaded_and_then_served() -> None:
+    # SLO 6 ms: load 5 ms + batch 1 2 ms does not fit, batch 1 alone does
+    s = make({"a": profile()})
+    s.handle(req(1, "a", 0, slo_ms=6), 0)
+    out = s.poll(0)
+    (r,) = out.responses
+    assert r.status is ResponseStatus.DEADLINE_INFEASIBLE and "loading" in r.detail
+    (load,) = only(out, LoadWeights)  # the refused request still counts as demand
+    assert load.model == "a"
+    s.handle(finish(load, 0, 5 * MS), 5 * MS)
+    s.poll(5 * MS)
+    served = 0
+    t = 6 * MS
+    for i in range(2, 12):
+        s.handle(req(i, "a", t, slo_ms=6), t)
+        out = s.poll(t)
+        assert not out.responses
+        (inf,) = only(out, Infer)
+        s.handle(finish(inf, t, t + 2 * MS), t + 2 * MS)
+        (resp,) = s.poll(t + 2 * MS).responses
+        served += resp.status is ResponseStatus.SUCCESS
+        t += 10 * MS
+    assert served == 10
+
+
+def test_refusals_make_no_demand_when_the_window_is_zero() -> None:
+    s = make({"a": profile()}, config=ClockworkConfig(result_margin_ns=0,
+                                                      refused_demand_window_ns=0))
+    s.handle(req(1, "a", 0, slo_ms=6), 0)
+    out = s.poll(0)
+    assert not out.actions and out.responses[0].status is ResponseStatus.DEADLINE_INFEASIBLE
+
+
+def test_refused_demand_loads_only_into_room_it_can_make() -> None:
+    # 10 pages: "b" (8 pages) is busy with queued work; "a" (4 pages) is refused cold
+    s = make({"a": profile(), "b": profile(pages=8)})
+    t = warm(s, "b")
+    for i in range(3):
+        s.handle(req(i, "b", t, slo_ms=50), t)
+    s.handle(req(9, "a", t, slo_ms=6), t)
+    out = s.poll(t)
+    assert not only(out, LoadWeights) and not only(out, EvictWeights)
+    assert any(r.status is ResponseStatus.DEADLINE_INFEASIBLE for r in out.responses)
 
 
 def test_bad_requests_get_specific_answers_and_disturb_nothing() -> None:
@@ -425,3 +471,91 @@ def test_no_spreading_onto_a_device_that_refused_lately() -> None:
     s._spreadable_at_ns = -1
     s.handle(req(2, "a", t, slo_ms=30), t)
     assert not only(s.poll(t), LoadWeights)
+
+
+def _serve_one(s: ClockworkPolicy, rid: int, t: int, slo_ms: float, run_ms: float
+               ) -> tuple[ResponseStatus, int]:
+    """Send one request at ``t``; run whatever Infer it gets for ``run_ms``; returns the answer
+    and the time after it."""
+    s.handle(req(rid, "a", t, slo_ms=slo_ms), t)
+    out = s.poll(t)
+    if out.responses:
+        return out.responses[0].status, t + MS
+    (inf,) = only(out, Infer)
+    end = t + int(run_ms * MS)
+    s.handle(finish(inf, t, end), end)
+    (resp,) = s.poll(end).responses
+    return resp.status, end + MS
+
+
+def test_one_slow_run_does_not_lock_a_model_out() -> None:
+    s = make({"a": profile()})
+    t = warm(s, "a")
+    status, t = _serve_one(s, 1, t, slo_ms=4, run_ms=400)  # a worker paused for 0.4 s once
+    assert status is ResponseStatus.LATE
+    answers = []
+    for i in range(2, 12):
+        status, t = _serve_one(s, i, t, slo_ms=4, run_ms=2)
+        answers.append(status)
+    assert answers == [ResponseStatus.SUCCESS] * 10
+
+
+def test_a_paused_worker_is_not_charged_to_its_models() -> None:
+    # "a" on two devices of one worker; both run it when the worker pauses 0.5 s, and both runs
+    # come back 0.5 s long, together
+    s = ClockworkPolicy(ClockworkConfig(result_margin_ns=0))
+    s.handle(ModelRegistered(ModelInfo("a", (profile(),))), 0)
+    s.handle(WorkerJoined("w0", (DeviceInfo(D0, KIND, ("a",)), DeviceInfo(D1, KIND, ("a",)))), 0)
+    t = MS
+    s.handle(req(1, "a", t, slo_ms=2.5), t)  # only batch 1 fits: one request per device
+    s.handle(req(2, "a", t, slo_ms=2.5), t)
+    infs = only(s.poll(t), Infer)
+    assert {i.device for i in infs} == {D0, D1}
+    for inf in infs:
+        s.handle(finish(inf, t, t + 500 * MS), t + 500 * MS)
+    s.poll(t + 500 * MS)
+    t += 501 * MS
+    answers = []
+    for i in range(10):
+        status, t = _serve_one(s, 10 + i, t, slo_ms=4, run_ms=2)
+        answers.append(status)
+    assert answers == [ResponseStatus.SUCCESS] * 10
+
+
+def test_a_model_whose_estimate_jumped_is_probed_and_served_again() -> None:
+    s = make({"a": profile()})
+    t = warm(s, "a")
+    # a slower spell, twice 3.5 ms (under the outlier factor): the estimate is now 3.5 ms
+    for i in range(2):
+        status, t = _serve_one(s, i, t, slo_ms=8, run_ms=3.5)
+        assert status is ResponseStatus.SUCCESS
+    # a 3 ms deadline: the estimate says no, so the request is refused and the idle device probes
+    probes = 0
+    served_at = None
+    for i in range(10, 40):
+        s.handle(req(i, "a", t, slo_ms=3), t)
+        out = s.poll(t)
+        if not out.responses:
+            (inf,) = only(out, Infer)
+            s.handle(finish(inf, t, t + 2 * MS), t + 2 * MS)
+            (r,) = s.poll(t + 2 * MS).responses
+            assert r.status is ResponseStatus.SUCCESS
+            served_at = i
+            break
+        assert out.responses[0].status is ResponseStatus.DEADLINE_INFEASIBLE
+        for probe in only(out, Infer):
+            assert probe.request_ids == () and probe.batch_size == 1
+            probes += 1
+            s.handle(finish(probe, t, t + 2 * MS), t + 2 * MS)
+            s.poll(t + 2 * MS)
+        t += 100 * MS + 1
+    assert served_at is not None and probes >= 1
+    assert t < 5 * S  # healed within seconds, not after minutes
+
+
+def test_no_probes_when_the_interval_is_zero() -> None:
+    s = make({"a": profile()}, config=ClockworkConfig(result_margin_ns=0, probe_interval_ns=0))
+    t = warm(s, "a")
+    s.handle(req(1, "a", t, slo_ms=1.5), t)
+    out = s.poll(t)
+    assert not out.actions

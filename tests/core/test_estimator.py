@@ -6,6 +6,8 @@ from hypothesis import strategies as st
 
 from clockwork.core.estimator import EstimatorConfig, LatencyEstimator, ModelEstimates
 
+S = 1_000_000_000
+
 
 def test_seed_is_the_first_estimate() -> None:
     e = LatencyEstimator(5_000, EstimatorConfig())
@@ -13,7 +15,7 @@ def test_seed_is_the_first_estimate() -> None:
 
 
 def test_p99_of_ten_is_the_maximum_of_the_window() -> None:
-    e = LatencyEstimator(100, EstimatorConfig(window=10, percentile=99))
+    e = LatencyEstimator(100, EstimatorConfig(window=10, percentile=99, outlier_factor=0))
     for v in [10, 20, 30, 40, 50, 60, 70, 80, 90]:
         e.observe(v)
     assert e.estimate_ns == 100  # seed still in the window, and it is the largest
@@ -23,7 +25,7 @@ def test_p99_of_ten_is_the_maximum_of_the_window() -> None:
 
 
 def test_median_percentile_and_window() -> None:
-    e = LatencyEstimator(1, EstimatorConfig(window=4, percentile=50))
+    e = LatencyEstimator(1, EstimatorConfig(window=4, percentile=50, outlier_factor=0))
     for v in [10, 40, 20, 30]:
         e.observe(v)
     # window [10, 40, 20, 30] sorted [10, 20, 30, 40]: nearest-rank median is 20
@@ -57,7 +59,8 @@ def test_model_estimates_per_batch_and_load() -> None:
        values=st.lists(st.integers(-5, 10**6), max_size=60))
 def test_estimate_is_the_percentile_of_the_last_window(window: int, pct: float,
                                                        values: list[int]) -> None:
-    est = LatencyEstimator(1000, EstimatorConfig(window, pct))
+    # outliers off: the paper's rule, every measurement counts at once
+    est = LatencyEstimator(1000, EstimatorConfig(window, pct, outlier_factor=0))
     kept = [1000]
     for v in values:
         est.observe(v)
@@ -66,3 +69,94 @@ def test_estimate_is_the_percentile_of_the_last_window(window: int, pct: float,
         ordered = sorted(kept)
         assert est.estimate_ns == ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
         assert est.samples == tuple(kept)
+
+
+def test_one_outlier_does_not_move_the_estimate() -> None:
+    e = LatencyEstimator(10, EstimatorConfig())
+    for _ in range(9):
+        e.observe(10, 0)
+    e.observe(400, 1)  # a worker paused once: 40x
+    assert e.estimate_ns == 10 and 400 not in e.samples
+    for _ in range(10):
+        e.observe(10, 2)
+    assert e.estimate_ns == 10
+
+
+def test_a_second_outlier_confirms_the_first() -> None:
+    e = LatencyEstimator(10, EstimatorConfig())
+    for _ in range(9):
+        e.observe(10, 0)
+    e.observe(400, 1_000)
+    e.observe(10, 1_100)
+    e.observe(390, 2_000)  # the executor really is slower now
+    assert 400 in e.samples and 390 in e.samples
+    assert e.estimate_ns == 400
+
+
+def test_outliers_too_far_apart_are_both_dropped() -> None:
+    e = LatencyEstimator(10, EstimatorConfig(window=4))
+    for _ in range(4):
+        e.observe(10, 0)
+    e.observe(400, 1_000)
+    for _ in range(4):  # a whole window of normal runs: the first outlier is forgotten
+        e.observe(10, 1_100)
+    e.observe(400, 2_000)
+    assert e.estimate_ns == 10 and e.outliers_dropped == 1
+
+
+def test_old_samples_age_out_and_the_seed_returns() -> None:
+    e = LatencyEstimator(10, EstimatorConfig(outlier_factor=0))
+    e.observe(30, 1 * S)
+    e.observe(12, 2 * S)
+    assert e.estimate_ns == 30
+    assert not e.refresh(3 * S, 10 * S)  # nothing old enough
+    assert e.refresh(11 * S + 500, 10 * S)  # the seed (at 1 s) and 30 are gone
+    assert e.samples == (12,) and e.estimate_ns == 12
+    assert e.refresh(13 * S, 10 * S)
+    assert e.estimate_ns == 10 and e.samples == (10,)
+
+
+def test_spread_and_probability() -> None:
+    e = LatencyEstimator(100, EstimatorConfig(outlier_factor=0))
+    for v in [100, 110, 90, 105, 95, 100, 102, 98, 100]:
+        e.observe(v, 0)
+    sp = e.spread()
+    assert sp.samples == 10 and sp.median_ns == 100
+    assert 0.0 < sp.log_sd < 0.1
+    assert sp.probability_within(200) > 0.999
+    assert sp.probability_within(50) < 0.001
+    assert 0.4 < sp.probability_within(100) < 0.6
+    assert sp.quantile_ns(0.5) == pytest.approx(100, rel=0.02)
+    assert sp.quantile_ns(0.99) > sp.quantile_ns(0.5)
+
+
+@given(window=st.integers(1, 12), factor=st.floats(1.5, 10.0),
+       values=st.lists(st.integers(1, 10**6), max_size=60))
+def test_estimate_stays_a_percentile_of_what_was_measured(window: int, factor: float,
+                                                          values: list[int]) -> None:
+    est = LatencyEstimator(1000, EstimatorConfig(window, 99.0, outlier_factor=factor))
+    gap = 10**7  # runs one after another: none overlaps the next in time
+    for i, v in enumerate(values):
+        est.observe(v, i * gap)
+        assert len(est.samples) <= window
+        assert set(est.samples) <= {1000, *values[: i + 1]}
+        assert est.estimate_ns in est.samples
+    # a full window of equal runs is the estimate, and an isolated outlier then never enters
+    t0 = (len(values) + 1) * gap
+    for i in range(window + 1):
+        est.observe(7, t0 + i * gap)
+    assert est.estimate_ns == 7
+    est.observe(7 * 10**6, t0 + (window + 2) * gap)
+    assert est.estimate_ns == 7
+
+
+def test_outliers_that_overlapped_in_time_are_one_witness() -> None:
+    # a paused worker: two devices' runs of the same model both took 500 ms, ending together
+    e = LatencyEstimator(10, EstimatorConfig())
+    for _ in range(5):
+        e.observe(10, 0)
+    e.observe(500, 1_000)
+    e.observe(499, 1_001)
+    assert e.estimate_ns == 10
+    e.observe(480, 2_000)  # began at 1,520, after both had ended: a real slowdown
+    assert e.estimate_ns == 500

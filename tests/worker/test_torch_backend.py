@@ -151,7 +151,6 @@ def image(shape: tuple[int, ...] = (3, 32, 32), dtype: Any = np.float32) -> np.n
     ([{"input": image(), "extra": image()}], 1, r"unknown input tensor 'extra'"),
     ([{"input": image()}] * 3, 2, r"3 requests exceed batch size 2 \(inputs input\)"),
     ([{"input": image()}], 3, r"batch size 3 is not one of \[1, 2, 4\]"),
-    ([], 1, r"no requests"),
     ([{"input": [[0.0]]}], 1, r"'input' is a list, not a numpy array"),
 ])
 def test_bad_inputs_name_the_tensor(backend: TorchBackend, requests: list[dict[str, Any]],
@@ -227,3 +226,9 @@ def test_cuda_paged_model_matches_plain_module(repo: ModelRepository) -> None:
         assert min(result.times.input_copy_ns, result.times.exec_ns,
                    result.times.output_copy_ns) > 0
         b.evict(name)
+
+
+def test_a_batch_of_no_requests_is_a_probe_of_padding(backend: TorchBackend) -> None:
+    backend.load(MOBILENET)
+    out = backend.infer(MOBILENET, 1, [])
+    assert out.outputs == [] and out.times.exec_ns > 0

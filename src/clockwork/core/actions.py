@@ -35,7 +35,9 @@ class LoadWeights:
 
 @dataclass(slots=True, init=False, unsafe_hash=True)
 class Infer:
-    """Run one batched inference; ``request_ids`` fill the batch, padded to ``batch_size``."""
+    """Run one batched inference; ``request_ids`` fill the batch, padded to ``batch_size``.
+    With no ``request_ids`` it is a probe: an all-padding batch the controller runs only to
+    measure it."""
 
     action_id: Final[int]
     device: Final[DeviceId]

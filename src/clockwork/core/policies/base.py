@@ -355,7 +355,7 @@ class PolicyBase:
             est = self.infer_estimates(action.model, view)
             if est is not None and action.batch_size in est.exec:
                 measured = result.exec_ns or (result.ended_ns - result.began_ns)
-                est.exec[action.batch_size].observe(measured)
+                est.exec[action.batch_size].observe(measured, now_ns)
             for p in flight.requests:
                 if p.state == DONE:
                     continue
@@ -389,7 +389,7 @@ class PolicyBase:
         if result.status is ActionStatus.SUCCESS:
             est = self.estimates.get(action.model, {}).get(view.kind_name)
             if est is not None:
-                est.load.observe(result.exec_ns or (result.ended_ns - result.began_ns))
+                est.load.observe(result.exec_ns or (result.ended_ns - result.began_ns), now_ns)
             if view.loads_in_flight == 0:
                 view.load_free_at_ns = max(result.ended_ns, now_ns)
             if res is None:

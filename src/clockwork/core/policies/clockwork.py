@@ -87,6 +87,15 @@ class ClockworkConfig:
     # out (0: holders always count)
     spread_window_ns: int = 100 * NS_PER_MS
     spread_calm_ns: int = 2 * NS_PER_S
+    # a request refused because its model is on no device, although a device holding the model
+    # could have served it, still counts as demand for a load for this long: otherwise an SLO
+    # below load-plus-run time refuses every request of a cold model forever (0: refusals make
+    # no demand, as in the paper)
+    refused_demand_window_ns: int = 1 * NS_PER_S
+    # a model whose estimate makes it refuse requests is re-measured on an idle device holding
+    # it (an all-padding batch of the smallest size), at most this often: refused requests never
+    # run, so nothing else would ever correct a stale high estimate (0: never)
+    probe_interval_ns: int = 100 * NS_PER_MS
     estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
 
     def __post_init__(self) -> None:
@@ -103,12 +112,15 @@ class ClockworkConfig:
             raise ValueError("spread_window_ns and spread_calm_ns must be >= 0")
         if self.efficient_batch < 1 or self.overload_lookahead < 0:
             raise ValueError("efficient_batch must be >= 1 and overload_lookahead >= 0")
+        if self.refused_demand_window_ns < 0 or self.probe_interval_ns < 0:
+            raise ValueError("refused_demand_window_ns and probe_interval_ns must be >= 0")
 
 
 class _Model:
     """Per-model queue and where the model is."""
 
-    __slots__ = ("batch_sizes", "ests", "loading_on", "name", "queue", "ready_on")
+    __slots__ = ("batch_sizes", "ests", "loading_on", "name", "probe_at_ns", "queue",
+                 "ready_on", "refused")
 
     def __init__(self, name: str, batch_sizes: tuple[int, ...],
                  ests: tuple[ModelEstimates, ...]) -> None:
@@ -120,6 +132,10 @@ class _Model:
         self.queue: deque[PendingRequest] = deque()
         self.ready_on: dict[DeviceId, DeviceView] = {}
         self.loading_on: dict[DeviceId, DeviceView] = {}
+        # when requests were refused for want of a holder that could have served them
+        self.refused: deque[int] = deque()
+        # no probe of this model before this time
+        self.probe_at_ns = 0
 
     def holders(self) -> int:
         return len(self.ready_on) + len(self.loading_on)
@@ -160,6 +176,12 @@ class ClockworkPolicy(PolicyBase):
         self._last_drop_ns: dict[DeviceId, int] = {}
         self._spreadable_at_ns = -1
         self._spreadable_now = True
+        # cold models whose requests were refused although a holder could have served them
+        self._wanted: dict[str, _Model] = {}
+        # models whose estimates made them refuse a request: re-measure them when a holder idles
+        self._probe: dict[str, _Model] = {}
+        # when a probe waits for (None: none waits)
+        self._probe_wake_ns: int | None = None
 
     # ----------------------------------------------------------------- model state
 
@@ -346,14 +368,13 @@ class ClockworkPolicy(PolicyBase):
             return
         m = self._model(r.model)
         budget = r.deadline_ns - now_ns - self.config.result_margin_ns
-        e1 = self._best_exec1_ns(m)
-        if m.holders() == 0:
-            need = e1 + min(e.load.estimate_ns for e in m.ests)
-            what = "loading the model and running batch 1"
-        else:
-            need = e1
-            what = "running batch 1"
+        need = self._need_ns(m)
+        if budget < need and self._refresh(m, now_ns):
+            need = self._need_ns(m)  # the estimate was stale
         if budget < need:
+            self._refused_infeasible(m, budget, now_ns)
+            what = ("running batch 1" if m.holders() else
+                    "loading the model and running batch 1")
             self.respond(p, ResponseStatus.DEADLINE_INFEASIBLE, now_ns,
                          f"{what} is estimated at {need / NS_PER_MS:.3f} ms; "
                          f"only {max(0, budget) / NS_PER_MS:.3f} ms are left")
@@ -364,11 +385,43 @@ class ClockworkPolicy(PolicyBase):
         if self._settled_before_event:
             self._settle_arrival(m, expires_ns, was_candidate, now_ns)
 
+    def _need_ns(self, m: _Model) -> int:
+        """The least time from now a request of ``m`` needs: batch 1, after a load if cold."""
+        e1 = self._best_exec1_ns(m)
+        if m.holders() == 0:
+            return e1 + min(e.load.estimate_ns for e in m.ests)
+        return e1
+
+    def _refresh(self, m: _Model, now_ns: int) -> bool:
+        """Age ``m``'s estimates; True if one changed."""
+        changed = False
+        max_age = self.estimator_config.max_age_ns
+        for e in m.ests:
+            changed = e.refresh(now_ns, max_age) or changed
+        return changed
+
+    def _refused_infeasible(self, m: _Model, budget_ns: int, now_ns: int) -> None:
+        """A request of ``m`` with ``budget_ns`` left is being refused as infeasible: make that
+        refusal heal. Cold, and a device holding ``m`` could have served it: demand for a load.
+        Held, and the estimate said no: re-measure on an idle holder."""
+        if m.holders() == 0:
+            window = self.config.refused_demand_window_ns
+            if window and budget_ns >= self._best_exec1_ns(m):
+                refused = m.refused
+                refused.append(now_ns)
+                while refused[0] < now_ns - window:
+                    refused.popleft()
+                self._wanted[m.name] = m
+        elif self.config.probe_interval_ns:
+            self._probe[m.name] = m
+
     def requeue(self, p: PendingRequest, now_ns: int) -> None:
         self._enqueue(p, self._model(p.request.model), now_ns)
 
     def drop_queued(self, model: str) -> list[PendingRequest]:
         m = self._m.pop(model, None)
+        self._wanted.pop(model, None)
+        self._probe.pop(model, None)
         if model in self._cold:
             del self._cold[model]
         if model in self._hot:
@@ -420,8 +473,44 @@ class ClockworkPolicy(PolicyBase):
         for view in ready:
             self._plan_infers(view, now_ns, horizon)
         self._load_wake_ns = None
-        if self._cold or self._hot:
+        if self._cold or self._hot or self._wanted:
             self._plan_loads(now_ns, horizon)
+        self._probe_wake_ns = None
+        if self._probe:
+            self._plan_probes(now_ns)
+
+    def _plan_probes(self, now_ns: int) -> None:
+        """Re-measure models whose estimates made them refuse work: an all-padding batch of the
+        smallest size on a holder that is idle now, expected to take the window's median (not
+        the high estimate, which would keep the device from other work). Its result is measured
+        like any other; nobody waits for it."""
+        wake = None
+        for name, m in list(self._probe.items()):
+            if not m.ready_on:
+                del self._probe[name]
+                continue
+            if m.probe_at_ns > now_ns:
+                wake = m.probe_at_ns if wake is None or m.probe_at_ns < wake else wake
+                continue
+            idle = None
+            for view in m.ready_on.values():
+                if view.infer_free_at_ns <= now_ns:
+                    idle = view
+                    break
+                if wake is None or view.infer_free_at_ns < wake:
+                    wake = view.infer_free_at_ns
+            if idle is None:
+                continue
+            b = m.batch_sizes[0]
+            e = self.estimates[name][idle.kind_name]
+            expected = e.exec[b].spread().median_ns
+            self.send(Infer(self.new_action_id(), idle.device, name, b, (), now_ns,
+                            now_ns + self.config.schedule_ahead_ns, expected), idle, now_ns)
+            idle.infer_free_at_ns = now_ns + expected
+            m.probe_at_ns = now_ns + self.config.probe_interval_ns
+            del self._probe[name]
+            self._settled = False
+        self._probe_wake_ns = wake
 
     def _expire(self, now_ns: int) -> None:
         expiry = self._expiry
@@ -647,6 +736,18 @@ class ClockworkPolicy(PolicyBase):
                     ranked.append((unmet, name, m, able < m.holders()))
                 elif pool is self._hot:
                     del pool[name]
+        if self._wanted:
+            window = self.config.refused_demand_window_ns
+            for name, m in list(self._wanted.items()):
+                refused = m.refused
+                while refused and refused[0] < now_ns - window:
+                    refused.popleft()
+                if not refused or m.holders():
+                    del self._wanted[name]
+                elif not m.queue:  # (one with a queue is ranked above, as cold)
+                    # the work the refused requests would have brought, per unit of time
+                    ranked.append((len(refused) * self._best_exec1_ns(m) / window, name, m,
+                                   False))
         if not ranked:
             return
         ranked.sort(key=lambda x: (-x[0], x[1]))
@@ -664,7 +765,7 @@ class ClockworkPolicy(PolicyBase):
                 chosen = None
                 target = self._spread_target(view, now_ns)
                 for i, (_, name, m, spreading) in enumerate(ranked):
-                    if name in view.resident or not m.queue or (
+                    if name in view.resident or (not m.queue and name not in self._wanted) or (
                             served is not None and name not in served):
                         continue
                     if spreading and not target:
@@ -681,8 +782,11 @@ class ClockworkPolicy(PolicyBase):
                     break
                 i, m, pages = chosen
                 e = self.estimates[m.name][view.kind_name]
-                head = m.queue[0].request.deadline_ns - self.config.result_margin_ns
-                latest = head - e.exec_ns(m.batch_sizes[0]) - e.load.estimate_ns
+                if m.queue:
+                    head = m.queue[0].request.deadline_ns - self.config.result_margin_ns
+                    latest = head - e.exec_ns(m.batch_sizes[0]) - e.load.estimate_ns
+                else:  # wanted for refused requests: no deadline waits on it
+                    latest = start + self.config.schedule_ahead_ns
                 if self.start_load(view, m.name, pages, start, latest, now_ns) is None:
                     break
                 m.loading_on[view.device] = view
@@ -735,6 +839,10 @@ class ClockworkPolicy(PolicyBase):
         lw = self._load_wake_ns
         if lw is not None and (not found or lw < wake):
             wake = lw
+            found = True
+        pw = self._probe_wake_ns
+        if pw is not None and (not found or pw < wake):
+            wake = pw
             found = True
         if not found:
             return None

@@ -347,8 +347,6 @@ class TorchBackend:
         if batch_size not in config.batch_sizes:
             raise BackendError(
                 f"{where}: batch size {batch_size} is not one of {list(config.batch_sizes)}")
-        if not inputs:
-            raise BackendError(f"{where}: no requests in the batch")
         if len(inputs) > batch_size:
             raise BackendError(
                 f"{where}: {len(inputs)} requests exceed batch size {batch_size} "
