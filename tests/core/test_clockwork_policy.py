@@ -559,3 +559,35 @@ def test_no_probes_when_the_interval_is_zero() -> None:
     s.handle(req(1, "a", t, slo_ms=1.5), t)
     out = s.poll(t)
     assert not out.actions
+
+
+def test_warm_start_fills_free_pages_first_choice_first_without_evicting() -> None:
+    # 10 pages; four 4-page models: two fit. "c" is asked for first.
+    config = ClockworkConfig(result_margin_ns=0, warm_start=True, warm_first=("c",))
+    s = make({"a": profile(), "b": profile(), "c": profile(), "d": profile()}, config=config)
+    out = s.poll(0)
+    loads = only(out, LoadWeights)
+    assert [a.model for a in loads] == ["c", "a"]  # two loads in flight at most
+    for i, load in enumerate(loads):
+        s.handle(finish(load, 0, (i + 1) * 5 * MS), (i + 1) * 5 * MS)
+    out = s.poll(10 * MS)
+    assert not out.actions  # no room left, and warming never evicts
+    s.handle(req(1, "a", 10 * MS, slo_ms=6), 10 * MS)  # warm: served, not refused
+    (inf,) = only(s.poll(10 * MS), Infer)
+    assert inf.model == "a"
+
+
+def test_no_warm_start_by_default() -> None:
+    s = make({"a": profile()})
+    assert not s.poll(0).actions
+
+
+def test_warm_start_retries_a_load_that_failed() -> None:
+    config = ClockworkConfig(result_margin_ns=0, warm_start=True)
+    s = make({"a": profile()}, config=config)
+    (load,) = only(s.poll(0), LoadWeights)
+    s.handle(finish(load, MS, MS, ActionStatus.TOO_LATE), MS)
+    (again,) = only(s.poll(MS), LoadWeights)
+    assert again.model == "a"
+    s.handle(finish(again, MS, 6 * MS), 6 * MS)
+    assert not s.poll(6 * MS).actions and not s.warming()

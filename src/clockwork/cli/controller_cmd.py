@@ -16,8 +16,9 @@ import sys
 import time
 from pathlib import Path
 
+from clockwork.cli.serve_cmd import add_warm_arguments, policy_from_warm_args
 from clockwork.core.errors import ConfigurationError
-from clockwork.core.policies import POLICIES, make_policy
+from clockwork.core.policies import POLICIES
 from clockwork.core.units import NS_PER_MS
 from clockwork.transport import loop_factory
 
@@ -34,6 +35,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--workers", required=True, metavar="HOST:PORT,...",
                    help="worker addresses, comma separated")
     p.add_argument("--policy", choices=sorted(POLICIES), default="clockwork")
+    add_warm_arguments(p)
     p.add_argument("--status-every", type=float, default=5.0, metavar="S",
                    help="seconds between status lines")
     p.add_argument("--demo-rps", type=float, default=0.0, metavar="R",
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     workers = _addresses(args.workers)
     if args.status_every <= 0 or args.demo_rps < 0 or args.demo_slo_ms <= 0:
         raise ConfigurationError("--status-every and --demo-slo-ms must be > 0, --demo-rps >= 0")
-    service = ControllerService(make_policy(args.policy), workers)
+    service = ControllerService(policy_from_warm_args(args), workers)
 
     async def demo() -> None:
         rng = random.Random(0)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clockwork.core.errors import ConfigurationError
-from clockwork.core.policies import POLICIES, make_policy
+from clockwork.core.policies import POLICIES, PolicyBase, make_policy
 
 if TYPE_CHECKING:  # imported lazily at run time: `clockwork --help` stays fast
     from clockwork.frontend.server import ControllerModelServer
@@ -36,6 +36,8 @@ DEMO_RESOLUTION = 64
 LOCAL_WORKER_ID = "local"
 #: the local worker profiles unprofiled models before it listens: allow for that
 LOCAL_JOIN_TIMEOUT_S = 900.0
+# the longest the banner waits for the warm start
+WARM_WAIT_S = 60.0
 REMOTE_JOIN_WAIT_S = 10.0
 
 log = logging.getLogger("clockwork.serve")
@@ -63,6 +65,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--device", default="auto", help="local worker: auto, cpu or cuda:N")
     p.add_argument("--threads", type=int, default=1, help="local worker: torch CPU threads")
     p.add_argument("--policy", choices=sorted(POLICIES), default="clockwork")
+    add_warm_arguments(p)
     p.add_argument("--default-slo-ms", type=float, default=100.0,
                    help="deadline of a request without timeout, for models without their own")
     p.add_argument("--max-body-mb", type=float, default=64.0,
@@ -74,6 +77,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=run)
+
+
+def add_warm_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--warm", default="", metavar="MODEL,...",
+                   help="models to load first at start; the others follow, in name order, "
+                   "while the devices have free pages (nothing is evicted for them)")
+    p.add_argument("--no-warm", action="store_true",
+                   help="load models only when requests ask for them")
+
+
+def policy_from_warm_args(args: argparse.Namespace) -> PolicyBase:
+    first = tuple(n.strip() for n in args.warm.split(",") if n.strip())
+    if args.no_warm and first:
+        raise ConfigurationError("--warm and --no-warm contradict each other")
+    return make_policy(args.policy, warm_start=not args.no_warm, warm_first=first)
 
 
 def ensure_demo_repository(root: Path) -> None:
@@ -148,7 +166,7 @@ async def _serve(args: argparse.Namespace, addresses: list[tuple[str, int]],
     from clockwork.service.observers import attach_observer
     from clockwork.service.telemetry import ControllerTelemetry, StatusLine
 
-    controller = ControllerService(make_policy(args.policy), addresses,
+    controller = ControllerService(policy_from_warm_args(args), addresses,
                                    default_slo_ns=round(args.default_slo_ms * NS_PER_MS))
     metrics = ServingMetrics()
     attach_observer(controller, metrics)
@@ -186,6 +204,7 @@ async def _serve(args: argparse.Namespace, addresses: list[tuple[str, int]],
                 raise ConfigurationError(f"gRPC on {args.host}:{args.grpc_port}: {e}") from e
         if worker is not None:
             await _wait_local_worker(controller, worker, stop)
+            await _wait_warm(controller, stop)
         else:
             # remote workers only: the banner names their models once one has joined
             with contextlib.suppress(TimeoutError):
@@ -214,6 +233,18 @@ async def _serve(args: argparse.Namespace, addresses: list[tuple[str, int]],
         if files is not None and telemetry is not None:
             telemetry.finish(time.monotonic_ns())
             files.close()
+
+
+async def _wait_warm(controller: ControllerService, stop: asyncio.Event) -> None:
+    """Let the warm start finish (at most ``WARM_WAIT_S``) before saying the server is ready,
+    so that the first request finds its model loaded."""
+    warming = getattr(controller.scheduler, "warming", None)
+    deadline = time.monotonic() + WARM_WAIT_S
+    while warming is not None and warming() and not stop.is_set():
+        if time.monotonic() > deadline:
+            log.warning("still loading models after %.0f s; serving meanwhile", WARM_WAIT_S)
+            return
+        await asyncio.sleep(0.05)
 
 
 async def _wait_local_worker(controller: ControllerService, worker: subprocess.Popen[bytes],

@@ -15,7 +15,12 @@ POLICIES: dict[str, Callable[[], PolicyBase]] = {
 }
 
 
-def make_policy(name: str) -> PolicyBase:
+def make_policy(name: str, *, warm_start: bool = False,
+                warm_first: tuple[str, ...] = ()) -> PolicyBase:
+    """The named policy with its defaults; a serving process warms its cache at start
+    (``ClockworkConfig.warm_start``; the reactive policy loads only on a miss)."""
+    if name == "clockwork" and (warm_start or warm_first):
+        return ClockworkPolicy(ClockworkConfig(warm_start=warm_start, warm_first=warm_first))
     try:
         return POLICIES[name]()
     except KeyError:

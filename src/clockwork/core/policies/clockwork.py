@@ -34,6 +34,7 @@ from typing import Final
 from clockwork.core.actions import Infer
 from clockwork.core.cluster import DeviceView
 from clockwork.core.estimator import EstimatorConfig, ModelEstimates
+from clockwork.core.events import ModelRegistered, WorkerModelsChanged
 from clockwork.core.ids import DeviceId
 from clockwork.core.policies.base import QUEUED, PendingRequest, PolicyBase
 from clockwork.core.requests import ResponseStatus
@@ -96,6 +97,12 @@ class ClockworkConfig:
     # it (an all-padding batch of the smallest size), at most this often: refused requests never
     # run, so nothing else would ever correct a stale high estimate (0: never)
     probe_interval_ns: int = 100 * NS_PER_MS
+    # load registered models that are on no device into free pages while nothing else needs the
+    # load executors (no eviction), ``warm_first`` first, then in registration order: a server
+    # that just started then serves its first requests warm. Off in the simulator, whose
+    # workloads (the paper's) start cold
+    warm_start: bool = False
+    warm_first: tuple[str, ...] = ()
     estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
 
     def __post_init__(self) -> None:
@@ -182,6 +189,8 @@ class ClockworkPolicy(PolicyBase):
         self._probe: dict[str, _Model] = {}
         # when a probe waits for (None: none waits)
         self._probe_wake_ns: int | None = None
+        # whether a warm-start pass could still load something (see ``_plan_warm``)
+        self._warm_pending = config.warm_start
 
     # ----------------------------------------------------------------- model state
 
@@ -428,7 +437,20 @@ class ClockworkPolicy(PolicyBase):
             del self._hot[model]
         return list(m.queue) if m else []
 
+    def warming(self) -> bool:
+        """Whether a warm start may still load models (or is loading them)."""
+        return self._warm_pending or any(v.loads_in_flight for v in self.devices.values())
+
+    def _on_model_registered(self, event: ModelRegistered, now_ns: int) -> None:
+        super()._on_model_registered(event, now_ns)
+        self._warm_pending = self.config.warm_start
+
+    def _on_worker_models_changed(self, event: WorkerModelsChanged, now_ns: int) -> None:
+        super()._on_worker_models_changed(event, now_ns)
+        self._warm_pending = self.config.warm_start
+
     def on_device_added(self, view: DeviceView, now_ns: int) -> None:
+        self._warm_pending = self.config.warm_start
         heap: list[Strategy] = []
         self._heaps[view.device] = heap
         self._dev_heaps.append((view, heap))
@@ -450,6 +472,8 @@ class ClockworkPolicy(PolicyBase):
         self._update_candidacy(m, now_ns)
 
     def on_residency_gone(self, view: DeviceView, model: str) -> None:
+        # a failed load or an eviction may leave pages a warm start can fill
+        self._warm_pending = self.config.warm_start
         m = self._m.get(model)
         if m is None:
             return
@@ -478,6 +502,50 @@ class ClockworkPolicy(PolicyBase):
         self._probe_wake_ns = None
         if self._probe:
             self._plan_probes(now_ns)
+        if self._warm_pending:
+            self._plan_warm(now_ns, horizon)
+
+    def _plan_warm(self, now_ns: int, horizon: int) -> None:
+        """Warm start: load models that are on no device into free pages, one device each,
+        where a load executor is free within the horizon and no demand waits for it."""
+        if self._cold or self._hot or self._wanted:
+            return  # demand first; planned again when it is met
+        order = [n for n in self.config.warm_first if n in self.models]
+        order += [n for n in self.models if n not in self.config.warm_first]
+        todo = [n for n in order if self.is_cold(n)]
+        limit = self.config.max_loads_in_flight
+        waiting = False
+        for view in sorted(self.devices.values(), key=_load_free_at):
+            served = view.models
+            while todo and view.loads_in_flight < limit:
+                start = max(now_ns, view.load_free_at_ns)
+                if start >= horizon:
+                    w = start - self.config.schedule_ahead_ns
+                    if self._load_wake_ns is None or w < self._load_wake_ns:
+                        self._load_wake_ns = w
+                    waiting = True
+                    break
+                chosen = None
+                for i, name in enumerate(todo):
+                    profile = self.models[name].profile_for(view.kind_name)
+                    if (profile is None or (served is not None and name not in served)
+                            or profile.pages_for(view.kind) > view.free_pages):
+                        continue
+                    chosen = i, name, profile.pages_for(view.kind)
+                    break
+                if chosen is None:
+                    break
+                i, name, pages = chosen
+                # no request waits for it: it may start late rather than fail
+                if self.start_load(view, name, pages, start, start + NS_PER_S, now_ns) is None:
+                    break
+                self._model(name).loading_on[view.device] = view
+                del todo[i]
+                self._settled = False
+            if view.loads_in_flight >= limit:
+                waiting = True  # its slot frees with a result, which plans again
+        # done when nothing is left or nothing fits anywhere and no load slot is awaited
+        self._warm_pending = bool(todo) and waiting
 
     def _plan_probes(self, now_ns: int) -> None:
         """Re-measure models whose estimates made them refuse work: an all-padding batch of the
