@@ -140,6 +140,16 @@ def test_an_infeasible_timeout_is_refused_at_once_with_its_reason() -> None:
     serve(body)
 
 
+def test_time_spent_in_the_front_door_comes_off_the_timeout() -> None:
+    async def body(server: ControllerModelServer, ctrl: ControllerService) -> None:
+        # 50 ms would do; with 49.99 ms of it spent decoding and answering, it cannot
+        e = await refused(server, call(timeout_us=50_000, overhead_ns=49_990_000))
+        assert e.kind is ErrorKind.DEADLINE_INFEASIBLE
+        await server.infer(call(timeout_us=50_000, overhead_ns=1_000_000))
+
+    serve(body)
+
+
 def test_unload_and_load_while_serving() -> None:
     async def body(server: ControllerModelServer, ctrl: ControllerService) -> None:
         await server.infer(call())

@@ -100,6 +100,9 @@ class InferenceCall:
     timeout_us: int | None = None
     priority: int = 0
     parameters: Mapping[str, Parameter] = field(default_factory=dict)
+    # how much of the timeout the protocol layer spends on this call outside the controller:
+    # reading and decoding it so far, and (expected) encoding its answer (reply_cost.py)
+    overhead_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)

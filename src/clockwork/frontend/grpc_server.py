@@ -25,8 +25,10 @@ import asyncio
 import logging
 import math
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import suppress
+from dataclasses import replace
 from typing import Any, NoReturn
 
 import grpc
@@ -48,6 +50,7 @@ from clockwork.frontend.api import (
 )
 from clockwork.frontend.parameters import MAX_INT64, int_param, invalid
 from clockwork.frontend.proto import inference_pb2 as pb
+from clockwork.frontend.reply_cost import ReplyCost
 from clockwork.frontend.tensor_codec import (
     bad,
     check_shape,
@@ -325,6 +328,7 @@ class InferenceServicer:
 
     def __init__(self, server: ModelServer) -> None:
         self.server = server
+        self._reply_cost = ReplyCost()
 
     async def server_live(self, request: pb.ServerLiveRequest) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=self.server.live())
@@ -354,9 +358,15 @@ class InferenceServicer:
         return resp
 
     async def model_infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        t0 = time.perf_counter_ns()
         call, classification = decode_infer_request(request)
+        reply = self._reply_cost
+        call = replace(call, overhead_ns=time.perf_counter_ns() - t0 + reply.margin_ns)
         result = await self.server.infer(call)
-        return encode_infer_response(result, call.id, classification)
+        t1 = time.perf_counter_ns()
+        response = encode_infer_response(result, call.id, classification)
+        reply.observe(time.perf_counter_ns() - t1)
+        return response
 
     async def _stream_answer(self, request: pb.ModelInferRequest | _Undecodable
                              ) -> pb.ModelStreamInferResponse:

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
@@ -43,6 +44,7 @@ from clockwork.frontend.api import (
     Tensor,
 )
 from clockwork.frontend.parameters import MAX_INT64, int_param, invalid
+from clockwork.frontend.reply_cost import ReplyCost
 from clockwork.frontend.tensor_codec import bad, classify, from_json, from_raw, to_json, to_raw
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "HEADER_LENGTH", "OutputPlan",
@@ -333,6 +335,7 @@ class _Routes:
         self.server = server
         self.max_body_bytes = max_body_bytes
         self.openapi = _load_openapi()
+        self._reply_cost = ReplyCost()
 
     async def _body(self, request: web.Request) -> bytes:
         encoding = request.headers.get("Content-Encoding")
@@ -406,11 +409,18 @@ class _Routes:
         return _json_response(self.server.model_config(*self._model(request)))
 
     async def infer(self, request: web.Request) -> web.Response:
+        t0 = time.perf_counter_ns()
         model, version = self._model(request)
         body = await self._body(request)
         call, plan = decode_infer_request(body, request.headers.get(HEADER_LENGTH), model,
                                           version)
-        return encode_infer_response(await self.server.infer(call), plan)
+        reply = self._reply_cost
+        call = replace(call, overhead_ns=time.perf_counter_ns() - t0 + reply.margin_ns)
+        result = await self.server.infer(call)
+        t1 = time.perf_counter_ns()
+        response = encode_infer_response(result, plan)
+        reply.observe(time.perf_counter_ns() - t1)
+        return response
 
     async def repository_index(self, request: web.Request) -> web.Response:
         ready_only = False

@@ -155,7 +155,7 @@ class ControllerModelServer:
         try:
             answers = await asyncio.gather(*(
                 self.controller.submit(call.model, sample, timeout_ns=timeout_ns,
-                                       priority=priority)
+                                       priority=priority, spent_ns=call.overhead_ns)
                 for sample in samples))
         except ControllerClosedError as e:
             raise FrontendError(ErrorKind.UNAVAILABLE, f"server is shutting down: {e}",

@@ -354,18 +354,22 @@ class ControllerService:
 
     async def submit(self, model: str, inputs: Mapping[str, npt.NDArray[np.generic]] | None = None,
                      *, deadline_ns: int | None = None, timeout_ns: int | None = None,
-                     priority: int = 0) -> tuple[Response, Arrays | None]:
+                     priority: int = 0, spent_ns: int = 0) -> tuple[Response, Arrays | None]:
         """Submit one request and wait for its single response. The deadline is ``deadline_ns``
         (absolute, controller clock), else now + ``timeout_ns``, else now + the model's default
-        SLO, else now + ``default_slo_ns``. Returns the response and, for a result delivered
-        (``SUCCESS``/``LATE``), the outputs (None otherwise, or when the worker sent none)."""
+        SLO, else now + ``default_slo_ns``; less ``spent_ns``, the part of a timeout spent
+        outside the controller (the front door's decoding and answer). Returns the response
+        and, for a result delivered (``SUCCESS``/``LATE``), the outputs (None otherwise, or when
+        the worker sent none)."""
         return await self.submit_nowait(model, inputs, deadline_ns=deadline_ns,
-                                        timeout_ns=timeout_ns, priority=priority)
+                                        timeout_ns=timeout_ns, priority=priority,
+                                        spent_ns=spent_ns)
 
     def submit_nowait(self, model: str,
                       inputs: Mapping[str, npt.NDArray[np.generic]] | None = None, *,
                       deadline_ns: int | None = None, timeout_ns: int | None = None,
-                      priority: int = 0) -> asyncio.Future[tuple[Response, Arrays | None]]:
+                      priority: int = 0, spent_ns: int = 0
+                      ) -> asyncio.Future[tuple[Response, Arrays | None]]:
         """``submit`` without a coroutine: the future of its result (for a caller that submits
         many requests, e.g. a load generator, a task per request costs more than the controller
         spends scheduling it). Cancelling the future abandons the wait, not the request."""
@@ -377,7 +381,8 @@ class ControllerService:
                 info = self._models.get(model)
                 slo = info.default_slo_ns if info is not None else None
                 timeout_ns = slo if slo is not None else self.default_slo_ns
-            deadline_ns = now + timeout_ns
+            # a timeout used up before the controller saw it is infeasible, not invalid
+            deadline_ns = now + max(1, timeout_ns - spent_ns)
         rid = self._next_request_id
         self._next_request_id += 1
         fut: asyncio.Future[tuple[Response, Arrays | None]] = self._loop.create_future()
