@@ -37,7 +37,9 @@ def profile(pages: int = 4, load_ms: float = 5, exec_ms: dict[int, float] | None
 
 def make(models: dict[str, ModelProfile], devices: int = 1,
          config: ClockworkConfig | None = None) -> ClockworkPolicy:
-    s = ClockworkPolicy(config or ClockworkConfig(result_margin_ns=0))
+    # a fixed 10 ms horizon unless a test says otherwise: the tests of the paper's rules plan
+    # with it at SLOs of a few ms
+    s = ClockworkPolicy(config or ClockworkConfig(result_margin_ns=0, horizon_slo_fraction=0))
     for name, p in models.items():
         s.handle(ModelRegistered(ModelInfo(name, (p,))), 0)
     s.handle(WorkerJoined("w0", tuple(DeviceInfo(DeviceId("w0", i), KIND)
@@ -591,3 +593,27 @@ def test_warm_start_retries_a_load_that_failed() -> None:
     assert again.model == "a"
     s.handle(finish(again, MS, 6 * MS), 6 * MS)
     assert not s.poll(6 * MS).actions and not s.warming()
+
+
+def test_the_horizon_shrinks_for_tight_slos_and_grows_back() -> None:
+    s = make({"a": profile(exec_ms={1: 2, 2: 3, 4: 4, 8: 7.5})},
+             config=ClockworkConfig(result_margin_ns=0))
+    t = warm(s, "a")
+    for i in range(7):  # 8 ms SLO: a 1 ms horizon, so only the first batch is planned now
+        s.handle(req(i, "a", t, slo_ms=8), t)
+    (first,) = only(s.poll(t), Infer)
+    assert (first.batch_size, len(first.request_ids)) == (4, 4)
+    assert s.poll(t).wake_at_ns == t + 4 * MS - MS  # the second when the device is 1 ms from free
+    s.handle(finish(first, t, t + 4 * MS), t + 4 * MS)
+    (second,) = only(s.poll(t + 4 * MS), Infer)
+    assert len(second.request_ids) == 3
+    s.handle(finish(second, t + 4 * MS, t + 8 * MS), t + 8 * MS)
+    s.poll(t + 8 * MS)
+    # more than a second later, 100 ms SLOs only: the full 10 ms horizon again
+    t += 2 * S
+    for i in range(20, 24):
+        s.handle(req(i, "a", t, slo_ms=100), t)
+    (_busy,) = only(s.poll(t), Infer)
+    s.handle(req(30, "a", t, slo_ms=100), t)  # the device is busy 4 ms: inside 10 ms, planned
+    (queued_behind,) = only(s.poll(t), Infer)
+    assert queued_behind.request_ids == (30,)
