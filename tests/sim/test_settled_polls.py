@@ -106,3 +106,15 @@ def test_settled_wake_up_may_come_early_but_decides_the_same() -> None:
     assert not Counter(slow_sched.poll_times) - Counter(fast_sched.poll_times)
     assert fast_sched.polls >= slow_sched.polls
     assert _columns(fast) == _columns(slow)
+
+
+def test_a_horizon_moved_by_an_arrival_is_planned_at_once() -> None:
+    """Found by a random example: the first 8 ms SLO shrinks the horizon from 10 ms to 1 ms,
+    and a settled scheduler kept the wake-up it had computed with the old horizon: it polled
+    twice more than one planning on every poll."""
+    args = (4, 2, 14, 1075.0, 8, "none", 0)
+    fast, fast_sched = _run(True, *args)
+    slow, slow_sched = _run(False, *args)
+    assert fast.events == slow.events
+    assert Counter(slow_sched.poll_times) == Counter(fast_sched.poll_times)
+    assert _columns(fast) == _columns(slow)

@@ -379,23 +379,27 @@ class ClockworkPolicy(PolicyBase):
 
     # ----------------------------------------------------------------- policy hooks
 
-    def _note_slo(self, slo_ns: int, now_ns: int) -> None:
-        """Shrink the horizon for a tight SLO; let it grow back a second after the last."""
+    def _note_slo(self, slo_ns: int, now_ns: int) -> bool:
+        """Shrink the horizon for a tight SLO; let it grow back a second after the last.
+        True if the horizon changed."""
         config = self.config
+        before = self._ahead_ns
         ahead = int(slo_ns * config.horizon_slo_fraction)
         if ahead >= config.schedule_ahead_ns:
-            if self._ahead_ns < config.schedule_ahead_ns and now_ns > self._ahead_until_ns:
+            if before < config.schedule_ahead_ns and now_ns > self._ahead_until_ns:
                 self._ahead_ns = config.schedule_ahead_ns
-            return
+            return self._ahead_ns != before
         ahead = max(ahead, config.min_schedule_ahead_ns)
-        if ahead <= self._ahead_ns or now_ns > self._ahead_until_ns:
+        if ahead <= before or now_ns > self._ahead_until_ns:
             self._ahead_ns = ahead
             self._ahead_until_ns = now_ns + NS_PER_S
+        return self._ahead_ns != before
 
     def accept(self, p: PendingRequest, now_ns: int) -> None:
         r = p.request
-        if self.config.horizon_slo_fraction:
-            self._note_slo(r.deadline_ns - r.arrival_ns, now_ns)
+        # a new horizon moves every device's planning point: no settled shortcut then
+        moved = bool(self.config.horizon_slo_fraction) and self._note_slo(
+            r.deadline_ns - r.arrival_ns, now_ns)
         if not self.devices:
             self.respond(p, ResponseStatus.OVERLOADED, now_ns, "no worker is connected")
             return
@@ -419,7 +423,7 @@ class ClockworkPolicy(PolicyBase):
         name = m.name
         was_candidate = name in self._cold or name in self._hot
         expires_ns = self._enqueue(p, m, now_ns)
-        if self._settled_before_event:
+        if self._settled_before_event and not moved:
             self._settle_arrival(m, expires_ns, was_candidate, now_ns)
 
     def _need_ns(self, m: _Model) -> int:
