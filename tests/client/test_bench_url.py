@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gzip
 import itertools
 import json
 import socket
@@ -114,6 +115,11 @@ def _app(state: StandIn) -> web.Application:
         rows = [{"name": m, "version": "1", "state": "READY"} for m in state.behaviours]
         rows += [{"name": m, "version": "1", "state": "UNAVAILABLE", "reason": "unloaded"}
                  for m in state.unloaded]
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            # as MLServer does for a client that accepts it: the client must not say it does
+            return web.Response(body=gzip.compress(json.dumps(rows).encode()),
+                                headers={"Content-Encoding": "gzip",
+                                         "Content-Type": "application/json"})
         return web.json_response(rows)
 
     async def model_meta(request: web.Request) -> web.Response:

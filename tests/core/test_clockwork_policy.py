@@ -617,3 +617,20 @@ def test_the_horizon_shrinks_for_tight_slos_and_grows_back() -> None:
     s.handle(req(30, "a", t, slo_ms=100), t)  # the device is busy 4 ms: inside 10 ms, planned
     (queued_behind,) = only(s.poll(t), Infer)
     assert queued_behind.request_ids == (30,)
+
+
+def test_a_result_that_does_not_come_back_is_refused_at_the_deadline() -> None:
+    s = make({"a": profile()})
+    t = warm(s, "a")
+    s.handle(req(1, "a", t, slo_ms=20), t)
+    (inf,) = only(s.poll(t), Infer)
+    deadline = t + 20 * MS
+    out = s.poll(deadline - 1)
+    assert not out.responses and out.wake_at_ns == deadline + 1
+    (r,) = s.poll(deadline + 1).responses  # the worker is paused: answer now, not when it wakes
+    assert r.status is ResponseStatus.OVERLOADED and "deadline" in r.detail
+    s.handle(finish(inf, t, t + 500 * MS), t + 500 * MS)  # it wakes: measured, not answered
+    out = s.poll(t + 500 * MS)
+    assert not out.responses
+    status, _ = _serve_one(s, 2, t + 501 * MS, slo_ms=4, run_ms=2)
+    assert status is ResponseStatus.SUCCESS  # and the 500 ms run did not lock the model out

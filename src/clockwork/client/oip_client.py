@@ -375,8 +375,10 @@ class HttpClient:
         connector = aiohttp.TCPConnector(limit=max(1, pool_size), limit_per_host=0)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=None),
-            # the responses are read as bytes; no cookies, no decompression of big tensors
-            cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
+            # the responses are read as bytes; no cookies, no decompression of big tensors, so
+            # ask for none (MLServer gzips answers to clients that accept it)
+            cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
+            headers={"Accept-Encoding": "identity"})
         self._infer_urls: dict[str, str] = {}
 
     def _url(self, path: str) -> str:

@@ -593,7 +593,8 @@ class ControllerService:
             rids = infer[1]
             if len(msg.outputs) == len(rids):
                 for rid, out in zip(rids, msg.outputs, strict=True):
-                    self._outputs[rid] = (result.action_id, out)
+                    if rid in self._futures:  # not answered yet (e.g. refused at its deadline)
+                        self._outputs[rid] = (result.action_id, out)
             else:
                 log.warning("action %d: %d outputs for %d requests; dropped",
                             result.action_id, len(msg.outputs), len(rids))

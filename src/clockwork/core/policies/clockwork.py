@@ -36,7 +36,7 @@ from clockwork.core.cluster import DeviceView
 from clockwork.core.estimator import EstimatorConfig, ModelEstimates
 from clockwork.core.events import ModelRegistered, WorkerModelsChanged
 from clockwork.core.ids import DeviceId
-from clockwork.core.policies.base import QUEUED, PendingRequest, PolicyBase
+from clockwork.core.policies.base import DONE, QUEUED, PendingRequest, PolicyBase
 from clockwork.core.requests import ResponseStatus
 from clockwork.core.units import NS_PER_MS, NS_PER_S, NS_PER_US
 
@@ -198,6 +198,10 @@ class ClockworkPolicy(PolicyBase):
         self._probe: dict[str, _Model] = {}
         # when a probe waits for (None: none waits)
         self._probe_wake_ns: int | None = None
+        # Infers sent, by the earliest deadline among their unanswered requests: a request whose
+        # result has not come back by its deadline is answered then (a paused or lost worker
+        # must not hold its answer back): (deadline, tie-break, action id)
+        self._flight_expiry: list[tuple[int, int, int]] = []
         # the horizon in force (see ``ClockworkConfig.horizon_slo_fraction``), and until when the
         # tight SLO that set it counts
         self._ahead_ns = config.schedule_ahead_ns
@@ -520,6 +524,8 @@ class ClockworkPolicy(PolicyBase):
 
     def plan(self, now_ns: int) -> None:
         self._expire(now_ns)
+        if self._flight_expiry and self._flight_expiry[0][0] < now_ns:
+            self._expire_flights(now_ns)
         if not self.devices:
             return
         horizon = now_ns + self._ahead_ns
@@ -631,6 +637,29 @@ class ClockworkPolicy(PolicyBase):
             self._give_up(p, now_ns, "no device could start it in time"
                           if not assumed_load else "its model could not be loaded in time")
             self._update_candidacy(m, now_ns)
+
+    def _expire_flights(self, now_ns: int) -> None:
+        """Answer the requests of Infers in flight whose deadlines passed without a result: a
+        refusal at the deadline, not an answer whenever the worker comes back. A result that
+        comes later is measured and dropped."""
+        heap = self._flight_expiry
+        while heap and heap[0][0] < now_ns:
+            _, _, action_id = _heappop(heap)
+            flight = self.inflight.get(action_id)
+            if flight is None:
+                continue
+            left = 0
+            for p in flight.requests:
+                if p.state == DONE:
+                    continue
+                if p.request.deadline_ns < now_ns:
+                    self.respond(p, ResponseStatus.OVERLOADED, now_ns,
+                                 "its result did not come back by its deadline")
+                elif not left or p.request.deadline_ns < left:
+                    left = p.request.deadline_ns
+            if left:
+                self._seq += 1
+                _heappush(heap, (left, self._seq, action_id))
 
     def _plan_infers(self, view: DeviceView, now_ns: int, horizon: int) -> None:
         heap = self._heaps[view.device]
@@ -819,6 +848,9 @@ class ClockworkPolicy(PolicyBase):
         view.infer_free_at_ns = t + expected
         view.touch(m.name, now_ns)
         self.send(action, view, now_ns, batch)
+        self._seq += 1
+        _heappush(self._flight_expiry, (batch[0].request.deadline_ns, self._seq,
+                                        action.action_id))
         if not q:
             if m.name in self._cold:
                 del self._cold[m.name]
@@ -936,6 +968,12 @@ class ClockworkPolicy(PolicyBase):
                 if not found or t < wake:
                     wake = t
                     found = True
+        flights = self._flight_expiry
+        while flights and flights[0][2] not in self.inflight:
+            _heappop(flights)
+        if flights and (not found or flights[0][0] + 1 < wake):
+            wake = flights[0][0] + 1
+            found = True
         lw = self._load_wake_ns
         if lw is not None and (not found or lw < wake):
             wake = lw
