@@ -10,8 +10,9 @@ At start, for every model it may serve, the backend holds:
 
 ``load`` takes pages from the :class:`~clockwork.worker.weights_cache.WeightsCache` (one
 pre-allocated pool), copies each tensor into its view of the pool, and keeps the views as the
-model's parameter dict. ``infer`` runs ``torch.func.functional_call(skeleton, views, (x,))``:
-no module is built or moved per load, and evicting is returning pages to the free list.
+model's parameter dict. ``infer`` runs the skeleton's one real copy (``BoundModule``, one per
+architecture) with its tensor slots pointed at the views: no module is built or moved per load,
+and evicting is returning pages to the free list.
 
 Timing: on CUDA, loads run on a dedicated load stream and inferences on an inference stream,
 each phase (input copy, execution, output copy) timed with CUDA events; on the CPU, with
@@ -52,6 +53,7 @@ from clockwork.models.config import ModelConfig
 from clockwork.models.packing import PagePlan, pack_tensors
 from clockwork.models.repository import ModelRepository
 from clockwork.worker.backends.base import BackendError, InferOutput, PhaseTimes
+from clockwork.worker.backends.bound_module import BoundModule
 from clockwork.worker.device_state import WorkerModel
 from clockwork.worker.weights_cache import WeightsCache, WeightsCacheError
 
@@ -100,6 +102,7 @@ class _Model:
     version: int
     host: dict[str, torch.Tensor]  # name -> host tensor (mmap, or pinned on CUDA)
     skeleton: nn.Module
+    runner: BoundModule  # the skeleton's copy that runs over the views (one per architecture)
     plan: PagePlan
     worker_model: WorkerModel
     index_bounds: dict[str, int]  # integer input -> exclusive upper bound of its values
@@ -136,6 +139,7 @@ class TorchBackend:
             configs = {name: repository.load_config(name) for name in models}
         # kept so that models added later share skeletons and host mappings with these
         self._skeletons: dict[_ArchKey, nn.Module] = {}
+        self._runners: dict[_ArchKey, BoundModule] = {}
         self._host_files: dict[str, dict[str, torch.Tensor]] = {}
         # serialises add_model; reads of the two dicts below take no lock: an addition replaces
         # them with grown copies (one reference assignment each), never changes them in place
@@ -193,6 +197,9 @@ class TorchBackend:
                     f"model {config.name!r}: the module has tensors its weights file lacks "
                     f"(non-persistent buffers?): {missing[:5]}")
             skeletons[key] = skeleton
+        runner = self._runners.get(key)
+        if runner is None:
+            runner = self._runners[key] = BoundModule(skeleton, host.keys())
         plan = pack_tensors(host, self._page_size_bytes)
         bounds: dict[str, int] = {}
         if config.architecture == "transformer":
@@ -204,7 +211,7 @@ class TorchBackend:
                 raise ConfigurationError(
                     f"model {config.name!r}: input {spec.name!r} has dtype {spec.dtype}, which "
                     "this backend cannot take from numpy")
-        return _Model(config, version, host, skeleton, plan,
+        return _Model(config, version, host, skeleton, runner, plan,
                       WorkerModel(config.name, plan.num_pages, config.batch_sizes), bounds)
 
     def add_model(self, name: str) -> WorkerModel:
@@ -389,7 +396,7 @@ class TorchBackend:
                  ) -> tuple[list[dict[str, npt.NDArray[np.generic]]], PhaseTimes]:
         t1 = t0 + staging_ns
         with torch.inference_mode():
-            result = torch.func.functional_call(m.skeleton, params, args)
+            result = m.runner(params, *args)
         t2 = time.perf_counter_ns()
         outs = _split(m.config, result)
         t3 = time.perf_counter_ns()
@@ -406,7 +413,7 @@ class TorchBackend:
             events[0].record(stream)
             on_device = tuple(a.to(self.device, non_blocking=True) for a in pinned)
             events[1].record(stream)
-            result = torch.func.functional_call(m.skeleton, params, on_device)
+            result = m.runner(params, *on_device)
             events[2].record(stream)
             tensors = result if isinstance(result, tuple | list) else (result,)
             host = tuple(t.to("cpu") for t in tensors)  # synchronous copy on ``stream``
