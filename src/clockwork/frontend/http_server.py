@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
+import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -98,6 +99,13 @@ def _error_response(status: int, message: str, reason: str,
 
 
 def _loads(body: bytes, what: str) -> Any:
+    try:
+        # orjson parses a JSON image 3-4x faster than the standard library; what it refuses
+        # (or reads differently: NaN, integers beyond 64 bits) goes to the standard parser,
+        # which decides and words the error
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(body)
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are both

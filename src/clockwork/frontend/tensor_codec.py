@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -126,8 +126,14 @@ def from_json(datatype: str, shape: Sequence[object], data: object,
     element against the datatype."""
     dims = check_shape(shape, tensor)
     dt = numpy_dtype(datatype, tensor)
-    flat = _flatten(data, tensor)
     n = element_count(dims)
+    if type(data) is list and data and type(data[0]) is not list:
+        # flat data (what tritonclient and most clients send): the element types checked as a
+        # set, in C; a 12,288-float image costs 0.3 ms here against 2-3 ms element by element
+        fast = _from_flat_numbers(datatype, dt, dims, n, data, tensor)
+        if fast is not None:
+            return fast
+    flat = _flatten(data, tensor)
     if len(flat) != n:
         raise bad(tensor, f"{len(flat)} elements of data, but shape {list(dims)} needs {n}")
     if datatype == "BYTES":
@@ -151,6 +157,29 @@ def from_json(datatype: str, shape: Sequence[object], data: object,
         return np.asarray(flat, dtype=dt).reshape(dims)
     except (OverflowError, ValueError) as e:
         raise bad(tensor, f"data does not fit {datatype}: {e}") from e
+
+
+_FLOAT_TYPES: Final = frozenset((int, float))
+_INT_TYPES: Final = frozenset((int,))
+
+
+def _from_flat_numbers(datatype: str, dt: np.dtype[Any], dims: tuple[int, ...], n: int,
+                       data: list[Any], tensor: str) -> npt.NDArray[np.generic] | None:
+    """A numeric tensor from flat ``data`` whose elements are all of the datatype's JSON types;
+    None (the checked slow path decides, and words the error) otherwise."""
+    if dt.kind not in "iuf" or len(data) != n:
+        return None
+    types = set(map(type, data))
+    if not types <= (_INT_TYPES if dt.kind in "iu" else _FLOAT_TYPES):
+        return None
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        if min(data) < info.min or max(data) > info.max:
+            raise bad(tensor, f"{datatype} data out of range [{info.min}, {info.max}]")
+    try:
+        return np.array(data, dtype=dt).reshape(dims)
+    except (OverflowError, ValueError):
+        return None
 
 
 def _flatten(data: object, tensor: str) -> list[Any]:
