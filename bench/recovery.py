@@ -7,10 +7,11 @@ usage: python bench/recovery.py --repository DIR --fault stall|storm [--rate 40]
 
 Starts ``clockwork serve`` on the repository (a free port, no gRPC), drives it with
 ``clockwork bench --url`` (JSON tensors, Poisson over every model, timeout = SLO) from a separate
-process, injects the fault at ``--fault-at`` seconds, and reads the steady client's request log:
-attainment per second before, during and after the fault, and the recovery time (from the end of
-the fault to the first second after which every second is back within ``--tolerance`` points of
-the pre-fault attainment). The storm client's own requests are not counted. Writes
+process, injects the fault at ``--fault-at`` seconds (the storm from when its requests arrive),
+and reads the steady client's request log: attainment per second before, during and after the
+fault; how long after the fault's end the first whole second is back within ``--tolerance`` of
+the pre-fault attainment; and from when every later second stays there. The storm client's own
+requests are not counted. Writes
 ``recovery.json``, ``recovery.md`` and ``recovery.png`` into ``--out``.
 """
 
@@ -100,6 +101,17 @@ def recovery_s(bins: list[tuple[int, int]], fault_end_s: float, level: float,
     return None
 
 
+def first_back_s(bins: list[tuple[int, int]], fault_end_s: float, level: float,
+                 tolerance: float) -> float | None:
+    """Seconds from the fault's end to the end of the first whole second after it that is
+    within ``tolerance`` of ``level``."""
+    for i in range(int(fault_end_s), len(bins)):
+        n, ok = bins[i]
+        if i + 1 > fault_end_s and n and ok / n >= level - tolerance:
+            return i + 1 - fault_end_s
+    return None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repository", type=Path, required=True)
@@ -141,19 +153,30 @@ def main() -> None:
         # the client's clock starts with its first arrival, after its start-up: count from there
         while _requests_seen(url) == before and client.poll() is None:
             time.sleep(0.01)
+        t0 = time.monotonic()
         time.sleep(args.fault_at)
         if args.fault == "stall":
             worker = _worker_pid(server.pid)
+            fault_start = time.monotonic() - t0
             os.kill(worker, signal.SIGSTOP)
             time.sleep(args.stall_s)
             os.kill(worker, signal.SIGCONT)
             fault_s = args.stall_s
         else:
-            storm = subprocess.run(_bench(url, models, args.rate * (args.storm_factor - 1),
-                                          args.storm_s, args.slo_ms, args.seed + 1, None),
-                                   cwd=ROOT, stdout=subprocess.DEVNULL, check=False)
+            storm = subprocess.Popen(_bench(url, models, args.rate * (args.storm_factor - 1),
+                                            args.storm_s, args.slo_ms, args.seed + 1, None),
+                                     cwd=ROOT, stdout=subprocess.DEVNULL)
+            # the storm begins when requests come in far faster than the steady client sends
+            seen, at = _requests_seen(url), time.monotonic()
+            while storm.poll() is None:
+                time.sleep(0.1)
+                now_seen, now = _requests_seen(url), time.monotonic()
+                if now_seen - seen > 2 * args.rate * (now - at):
+                    break
+                seen, at = now_seen, now
+            fault_start = time.monotonic() - t0
             fault_s = args.storm_s
-            if storm.returncode != 0:
+            if storm.wait() != 0:
                 print(f"the storm client exited {storm.returncode}", file=sys.stderr)
         if client.wait() != 0:
             raise SystemExit(f"the steady client exited {client.returncode}")
@@ -164,15 +187,16 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             server.kill()
     bins = per_second(out / "steady" / "requests.parquet", args.duration)
-    before = bins[: int(args.fault_at)]
+    before = bins[: int(fault_start)]
     n_before = sum(n for n, _ in before)
     level = sum(ok for _, ok in before) / n_before if n_before else 1.0
-    fault_end = args.fault_at + fault_s
+    fault_end = fault_start + fault_s
     rec = recovery_s(bins, fault_end, level, args.tolerance)
+    back = first_back_s(bins, fault_end, level, args.tolerance)
     after = bins[int(fault_end) + 2:]
     n_after = sum(n for n, _ in after)
     result = {"fault": args.fault, "rate": args.rate, "slo_ms": args.slo_ms,
-              "fault_at_s": args.fault_at, "fault_s": fault_s,
+              "fault_start_s": fault_start, "fault_s": fault_s, "back_s": back,
               "storm_factor": args.storm_factor if args.fault == "storm" else None,
               "attainment_before": level,
               "attainment_from_2s_after": (sum(ok for _, ok in after) / n_after
@@ -180,13 +204,14 @@ def main() -> None:
               "recovery_s": rec, "per_second": bins, "repository": str(args.repository)}
     (out / "recovery.json").write_text(json.dumps(result, indent=1))
     fmt = "never" if rec is None else f"{rec:.1f} s"
-    table = (f"| fault | rate | SLO ms | before | from 2 s after the fault | recovered in |\n"
-             f"|---|---:|---:|---:|---:|---:|\n"
+    fmt_back = "never" if back is None else f"{back:.1f} s"
+    table = (f"| fault | rate | SLO ms | before | back at that level after | stays there from | "
+             f"from 2 s after the fault |\n|---|---:|---:|---:|---:|---:|---:|\n"
              f"| {args.fault} {fault_s:g} s | {args.rate:g} | {args.slo_ms:g} | {level:.2%} | "
-             f"{result['attainment_from_2s_after'] or 0:.2%} | {fmt} |")
+             f"{fmt_back} | {fmt} | {result['attainment_from_2s_after'] or 0:.2%} |")
     print(table)
     (out / "recovery.md").write_text(table + "\n")
-    _plot(bins, args.fault_at, fault_end, out / "recovery.png")
+    _plot(bins, fault_start, fault_end, out / "recovery.png")
 
 
 def _plot(bins: list[tuple[int, int]], start: float, end: float, path: Path) -> None:

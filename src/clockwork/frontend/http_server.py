@@ -284,7 +284,8 @@ def encode_infer_response(result: InferenceResult, plan: OutputPlan) -> web.Resp
     if result.parameters:
         payload["parameters"] = dict(result.parameters)
     payload["outputs"] = outputs
-    header = _encode(payload).encode()
+    # orjson writes the answer's floats several times faster than the standard encoder
+    header = orjson.dumps(payload)
     if not chunks:
         return web.Response(body=header, content_type="application/json")
     return web.Response(body=b"".join([header, *chunks]),
