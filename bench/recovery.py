@@ -103,12 +103,12 @@ def recovery_s(bins: list[tuple[int, int]], fault_end_s: float, level: float,
 
 def first_back_s(bins: list[tuple[int, int]], fault_end_s: float, level: float,
                  tolerance: float) -> float | None:
-    """Seconds from the fault's end to the end of the first whole second after it that is
-    within ``tolerance`` of ``level``."""
+    """Seconds from the fault's end to the start of the first second (from the one the fault
+    ends in) within ``tolerance`` of ``level``."""
     for i in range(int(fault_end_s), len(bins)):
         n, ok = bins[i]
-        if i + 1 > fault_end_s and n and ok / n >= level - tolerance:
-            return i + 1 - fault_end_s
+        if n and ok / n >= level - tolerance:
+            return max(0.0, i - fault_end_s)
     return None
 
 
