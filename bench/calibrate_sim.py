@@ -22,62 +22,34 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-ROOT = Path(__file__).resolve().parent.parent
-CLOCKWORK = [sys.executable, "-m", "clockwork.cli.main"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from real_server import CLOCKWORK, ROOT, serving
 
 
 def _serve_and_measure(args: argparse.Namespace, models: list[str], out: Path
                        ) -> dict[float, dict[str, float]]:
-    port = _free_port()
     logs = out / "server-logs"
-    log = out / "server.log"
-    with log.open("wb") as f:
-        server = subprocess.Popen(
-            [*CLOCKWORK, "serve", "--repository", str(args.repository), "--http-port", str(port),
-             "--grpc-port", "0", "--host", "127.0.0.1", "--status-interval", "0", "--log-dir",
-             str(logs)], stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
     real: dict[float, dict[str, float]] = {}
-    try:
-        deadline = time.monotonic() + 600
-        while "Ctrl-C stops the server" not in log.read_text(errors="replace"):
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the server did not start; see {log}")
-            time.sleep(0.2)
+    with serving(args.repository, out / "server.log",
+                 ("--status-interval", "0", "--log-dir", str(logs))) as (_, url):
         for rate in args.rates:
             run = out / f"real-r{rate:g}"
             print(f"real server: {rate:g} requests/s for {args.duration:g} s", file=sys.stderr,
                   flush=True)
-            subprocess.run([*CLOCKWORK, "bench", "--url", f"http://127.0.0.1:{port}",
-                            "--models", ",".join(models), "--json", "--workload", "poisson",
-                            "--rate", f"{rate:g}", "--duration", f"{args.duration:g}",
-                            "--slo-ms", f"{args.slo_ms:g}", "--seed", str(args.seed), "--out",
-                            str(run), "--no-plots", "--quiet"], check=True, cwd=ROOT,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run([*CLOCKWORK, "bench", "--url", url, "--models", ",".join(models),
+                            "--json", "--workload", "poisson", "--rate", f"{rate:g}",
+                            "--duration", f"{args.duration:g}", "--slo-ms", f"{args.slo_ms:g}",
+                            "--seed", str(args.seed), "--out", str(run), "--no-plots",
+                            "--quiet"], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
             s = json.loads((run / "summary.json").read_text())
             real[rate] = {"client": s["slo_attainment"], "requests": s["requests"]}
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(60)
-        except subprocess.TimeoutExpired:
-            server.kill()
     return real
 
 

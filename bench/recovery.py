@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,25 +29,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-ROOT = Path(__file__).resolve().parent.parent
-CLOCKWORK = [sys.executable, "-m", "clockwork.cli.main"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_ready(log: Path, proc: subprocess.Popen[bytes], timeout_s: float = 600.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited ({proc.returncode}); see {log}")
-        if "Ctrl-C stops the server" in log.read_text(errors="replace"):
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"the server was not ready within {timeout_s:.0f} s; see {log}")
+from real_server import CLOCKWORK, ROOT, serving
 
 
 def _requests_seen(url: str) -> float:
@@ -133,17 +114,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     models = ",".join(sorted(d.name for d in args.repository.iterdir()
                              if (d / "config.json").is_file()))
-    port = _free_port()
-    log = out / "server.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with log.open("wb") as f:
-        server = subprocess.Popen([*CLOCKWORK, "serve", "--repository", str(args.repository),
-                                   "--http-port", str(port), "--grpc-port", "0",
-                                   "--host", "127.0.0.1", "--status-interval", "5"],
-                                  stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    try:
-        _wait_ready(log, server)
-        url = f"http://127.0.0.1:{port}"
+    with serving(args.repository, out / "server.log", ("--status-interval", "5")) as (
+            server, url):
         print(f"server ready on {url}; steady client at {args.rate:g} requests/s for "
               f"{args.duration:g} s, {args.fault} at {args.fault_at:g} s", file=sys.stderr)
         before = _requests_seen(url)
@@ -180,12 +152,6 @@ def main() -> None:
                 print(f"the storm client exited {storm.returncode}", file=sys.stderr)
         if client.wait() != 0:
             raise SystemExit(f"the steady client exited {client.returncode}")
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
     bins = per_second(out / "steady" / "requests.parquet", args.duration)
     before = bins[: int(fault_start)]
     n_before = sum(n for n, _ in before)

@@ -1,0 +1,51 @@
+"""A ``clockwork serve`` process for the benchmarks that drive the real server: started on a free
+port, waited for until it is ready, stopped with Ctrl-C (SIGINT) as a person would."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CLOCKWORK = [sys.executable, "-m", "clockwork.cli.main"]
+READY_LINE = "Ctrl-C stops the server"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serving(repository: Path, log: Path, extra: Sequence[str] = (),
+            timeout_s: float = 600.0) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``clockwork serve --repository`` on 127.0.0.1 (HTTP only), its output in ``log``; yields
+    the process and its URL once it printed its banner, and stops it on leaving."""
+    port = free_port()
+    with log.open("wb") as f:
+        server = subprocess.Popen([*CLOCKWORK, "serve", "--repository", str(repository),
+                                   "--http-port", str(port), "--grpc-port", "0", "--host",
+                                   "127.0.0.1", *extra],
+                                  stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while READY_LINE not in log.read_text(errors="replace"):
+            if server.poll() is not None:
+                raise SystemExit(f"the server exited ({server.returncode}); see {log}")
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the server was not ready within {timeout_s:.0f} s; see {log}")
+            time.sleep(0.2)
+        yield server, f"http://127.0.0.1:{port}"
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            server.kill()
