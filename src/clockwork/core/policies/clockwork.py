@@ -556,11 +556,8 @@ class ClockworkPolicy(PolicyBase):
         for view in sorted(self.devices.values(), key=_load_free_at):
             served = view.models
             while todo and view.loads_in_flight < limit:
-                start = max(now_ns, view.load_free_at_ns)
-                if start >= horizon:
-                    w = start - self._ahead_ns
-                    if self._load_wake_ns is None or w < self._load_wake_ns:
-                        self._load_wake_ns = w
+                start = self._load_start(view, now_ns, horizon)
+                if start is None:
                     waiting = True
                     break
                 chosen = None
@@ -888,11 +885,8 @@ class ClockworkPolicy(PolicyBase):
         for view in sorted(self.devices.values(), key=_load_free_at):
             served = view.models  # None: its worker serves every model
             while ranked and view.loads_in_flight < limit:
-                start = max(now_ns, view.load_free_at_ns)
-                if start >= horizon:
-                    w = start - self._ahead_ns
-                    if self._load_wake_ns is None or w < self._load_wake_ns:
-                        self._load_wake_ns = w
+                start = self._load_start(view, now_ns, horizon)
+                if start is None:
                     break
                 chosen = None
                 target = self._spread_target(view, now_ns)
@@ -929,6 +923,17 @@ class ClockworkPolicy(PolicyBase):
                 self._update_candidacy(m, now_ns)
         if waits_for_calm:
             self._wake_when_calm(now_ns)
+
+    def _load_start(self, view: DeviceView, now_ns: int, horizon: int) -> int | None:
+        """When a load on ``view`` could start; None if not inside the horizon (then the
+        scheduler wakes up when it comes inside)."""
+        start = max(now_ns, view.load_free_at_ns)
+        if start < horizon:
+            return start
+        w = start - self._ahead_ns
+        if self._load_wake_ns is None or w < self._load_wake_ns:
+            self._load_wake_ns = w
+        return None
 
     def _wake_when_calm(self, now_ns: int) -> None:
         """A model waits to be spread until some device has been calm for ``spread_calm_ns``:
