@@ -46,8 +46,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--load-factors", default="0.25,0.5,0.6,0.8,1.0")
     ap.add_argument("--network-delay-us", type=float, default=100.0, help="one-way")
-    ap.add_argument("--achieved", help="summary.json path pattern with {lf}, e.g. "
-                    "bench/results/sweep-lf{lf}-clockwork/summary.json")
+    ap.add_argument(
+        "--achieved",
+        help="summary.json path pattern with {lf}, e.g. "
+        "bench/results/sweep-lf{lf}-clockwork/summary.json",
+    )
     ap.add_argument("--out", type=Path, help="write the table as JSON here")
     args = ap.parse_args()
 
@@ -60,46 +63,80 @@ def main() -> None:
     slo_ns = round(args.slo_ms * NS_PER_MS)
     delay_ns = round(args.network_delay_us * NS_PER_US)
     windows_ns = [round(w * NS_PER_S) for w in WINDOWS_S]
-    print(f"trace {args.trace}, {args.models} models, {args.gpus} GPUs, SLO {args.slo_ms} ms, "
-          f"{args.duration:g} s at {args.minute_s:g} s per trace minute from minute "
-          f"{args.start_minute}, seed {args.seed}, network delay {args.network_delay_us:g} us "
-          f"each way; windows {', '.join(f'{w:g}' for w in WINDOWS_S)} s x 4 offsets",
-          flush=True)
-    header = (f"{'load factor':>11} {'requests':>10} {'must miss':>10} {'bound':>10} "
-              f"{'window s':>9} {'busiest window, device-s/s':>27} {'achieved':>10}")
+    print(
+        f"trace {args.trace}, {args.models} models, {args.gpus} GPUs, SLO {args.slo_ms} ms, "
+        f"{args.duration:g} s at {args.minute_s:g} s per trace minute from minute "
+        f"{args.start_minute}, seed {args.seed}, network delay {args.network_delay_us:g} us "
+        f"each way; windows {', '.join(f'{w:g}' for w in WINDOWS_S)} s x 4 offsets",
+        flush=True,
+    )
+    header = (
+        f"{'load factor':>11} {'requests':>10} {'must miss':>10} {'bound':>10} "
+        f"{'window s':>9} {'busiest window, device-s/s':>27} {'achieved':>10}"
+    )
     print(header, flush=True)
     rows = []
     for lf_text in args.load_factors.split(","):
         lf = float(lf_text)
         t0 = time.perf_counter()
-        replay = AzureReplay(trace, names, capacity, lf, round(args.duration * NS_PER_S), slo_ns,
-                             args.seed, minute_ns=round(args.minute_s * NS_PER_S),
-                             start_minute=args.start_minute)
+        replay = AzureReplay(
+            trace,
+            names,
+            capacity,
+            lf,
+            round(args.duration * NS_PER_S),
+            slo_ns,
+            args.seed,
+            minute_ns=round(args.minute_s * NS_PER_S),
+            start_minute=args.start_minute,
+        )
         arrivals = list(replay.arrivals())
         times = np.fromiter((a.time_ns for a in arrivals), dtype=np.int64, count=len(arrivals))
-        models = np.fromiter((index[a.model] for a in arrivals), dtype=np.int64,
-                             count=len(arrivals))
+        models = np.fromiter(
+            (index[a.model] for a in arrivals), dtype=np.int64, count=len(arrivals)
+        )
         del arrivals
-        best = attainment_bound(times, models, slo_ns=slo_ns, costs=costs, devices=args.gpus,
-                                windows_ns=windows_ns, lead_ns=delay_ns, tail_ns=delay_ns)
+        best = attainment_bound(
+            times,
+            models,
+            slo_ns=slo_ns,
+            costs=costs,
+            devices=args.gpus,
+            windows_ns=windows_ns,
+            lead_ns=delay_ns,
+            tail_ns=delay_ns,
+        )
         achieved = None
         if args.achieved is not None:
             summary = Path(args.achieved.format(lf=lf_text))
             if summary.exists():
                 achieved = float(json.loads(summary.read_text())["slo_attainment"])
         busiest = best.busiest_window_work_ns / best.window_ns
-        rows.append({"load_factor": lf, "requests": best.requests, "min_missed": best.min_missed,
-                     "attainment_bound": best.attainment_bound,
-                     "window_s": best.window_ns / NS_PER_S, "offset_s": best.offset_ns / NS_PER_S,
-                     "busiest_window_device_s_per_s": busiest,
-                     "achieved_clockwork": achieved, "wall_s": time.perf_counter() - t0})
-        print(f"{lf:>11.2f} {best.requests:>10,} {best.min_missed:>10,} "
-              f"{best.attainment_bound:>10.4%} {best.window_ns / NS_PER_S:>9g} {busiest:>27.2f} "
-              f"{'' if achieved is None else f'{achieved:.4%}':>10}", flush=True)
+        rows.append(
+            {
+                "load_factor": lf,
+                "requests": best.requests,
+                "min_missed": best.min_missed,
+                "attainment_bound": best.attainment_bound,
+                "window_s": best.window_ns / NS_PER_S,
+                "offset_s": best.offset_ns / NS_PER_S,
+                "busiest_window_device_s_per_s": busiest,
+                "achieved_clockwork": achieved,
+                "wall_s": time.perf_counter() - t0,
+            }
+        )
+        print(
+            f"{lf:>11.2f} {best.requests:>10,} {best.min_missed:>10,} "
+            f"{best.attainment_bound:>10.4%} {best.window_ns / NS_PER_S:>9g} {busiest:>27.2f} "
+            f"{'' if achieved is None else f'{achieved:.4%}':>10}",
+            flush=True,
+        )
         print(f"  ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     if args.out is not None:
-        args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                        "rows": rows}, indent=2) + "\n")
+        args.out.write_text(
+            json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2)
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -39,13 +39,18 @@ def main() -> None:
     trace = AzureTrace.load(args.trace)
     names = [f"m{i:04d}" for i in range(args.models)]
     slo_s = args.slo_ms / 1000
-    print(f"trace {args.trace}, {args.models} models, {args.gpus} GPUs, SLO {args.slo_ms} ms, "
-          f"{args.minutes} trace minutes; ideal capacity {capacity:,.0f} rps")
-    print(f"{'load factor':>11} {'offered rps':>12} {'device-s/s mean':>16} {'peak minute':>12} "
-          f"{'mean / GPUs':>12}")
+    print(
+        f"trace {args.trace}, {args.models} models, {args.gpus} GPUs, SLO {args.slo_ms} ms, "
+        f"{args.minutes} trace minutes; ideal capacity {capacity:,.0f} rps"
+    )
+    print(
+        f"{'load factor':>11} {'offered rps':>12} {'device-s/s mean':>16} {'peak minute':>12} "
+        f"{'mean / GPUs':>12}"
+    )
     for lf in (float(x) for x in args.load_factors.split(",")):
-        replay = AzureReplay(trace, names, capacity, lf, args.minutes * 60 * NS_PER_S,
-                             round(args.slo_ms * 1e6), 1)
+        replay = AzureReplay(
+            trace, names, capacity, lf, args.minutes * 60 * NS_PER_S, round(args.slo_ms * 1e6), 1
+        )
         need = []
         for minute in range(args.minutes):
             rate = np.asarray(replay.expected_counts(minute), dtype=float) / 60.0
@@ -57,8 +62,10 @@ def main() -> None:
                 b = np.clip(rate * window, 1.0, sizes[-1])
             need.append(float((rate * np.interp(b, sizes, exec_s) / b).sum()))
         arr = np.array(need)
-        print(f"{lf:>11.2f} {lf * capacity:>12,.0f} {arr.mean():>16.2f} {arr.max():>12.2f} "
-              f"{arr.mean() / args.gpus:>12.2f}")
+        print(
+            f"{lf:>11.2f} {lf * capacity:>12,.0f} {arr.mean():>16.2f} {arr.max():>12.2f} "
+            f"{arr.mean() / args.gpus:>12.2f}"
+        )
 
 
 if __name__ == "__main__":

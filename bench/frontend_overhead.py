@@ -45,9 +45,12 @@ from clockwork.frontend.api import (
 
 MODEL = "echo"
 WIDTH = 16
-SIGNATURE = ModelSignature((TensorSignature("INPUT0", "FP32", (WIDTH,)),),
-                           (TensorSignature("OUTPUT0", "FP32", (WIDTH,)),), max_batch_size=8,
-                           platform="echo")
+SIGNATURE = ModelSignature(
+    (TensorSignature("INPUT0", "FP32", (WIDTH,)),),
+    (TensorSignature("OUTPUT0", "FP32", (WIDTH,)),),
+    max_batch_size=8,
+    platform="echo",
+)
 
 
 class EchoServer:
@@ -79,17 +82,23 @@ class EchoServer:
 
     def model_config(self, model: str, version: str = "") -> Mapping[str, object]:
         self._check(model)
-        return {"name": MODEL, "platform": "echo", "backend": "echo", "max_batch_size": 8,
-                "input": [{"name": "INPUT0", "data_type": "TYPE_FP32", "dims": [WIDTH]}],
-                "output": [{"name": "OUTPUT0", "data_type": "TYPE_FP32", "dims": [WIDTH]}],
-                "version_policy": {"specific": {"versions": [1]}}}
+        return {
+            "name": MODEL,
+            "platform": "echo",
+            "backend": "echo",
+            "max_batch_size": 8,
+            "input": [{"name": "INPUT0", "data_type": "TYPE_FP32", "dims": [WIDTH]}],
+            "output": [{"name": "OUTPUT0", "data_type": "TYPE_FP32", "dims": [WIDTH]}],
+            "version_policy": {"specific": {"versions": [1]}},
+        }
 
     async def infer(self, call: InferenceCall) -> InferenceResult:
         self._check(call.model)
         (tensor,) = call.inputs
         self.count += 1
-        return InferenceResult(MODEL, "1", call.id,
-                               (Tensor("OUTPUT0", "FP32", np.asarray(tensor.data)),))
+        return InferenceResult(
+            MODEL, "1", call.id, (Tensor("OUTPUT0", "FP32", np.asarray(tensor.data)),)
+        )
 
     def repository_index(self, ready_only: bool = False) -> Sequence[RepositoryEntry]:
         return [RepositoryEntry(MODEL, "1", ModelState.READY)]
@@ -132,28 +141,54 @@ def serve(http_port: int, grpc_port: int) -> None:
         runner.run(main())
 
 
-def perf(pa: str, protocol: str, port: int, concurrency: int, out_csv: Path,
-         requests: int) -> dict[str, float]:
+def perf(
+    pa: str, protocol: str, port: int, concurrency: int, out_csv: Path, requests: int
+) -> dict[str, float]:
     env = dict(os.environ)
     lib = Path(pa).parent.parent / "lib"
     cuda = next(lib.glob("python3*/site-packages/nvidia/cuda_runtime/lib"), None)
     if cuda is not None:
         env["LD_LIBRARY_PATH"] = f"{cuda}:{env.get('LD_LIBRARY_PATH', '')}"
-    cmd = ["taskset", "-c", "1", pa, "-m", MODEL, "-u", f"127.0.0.1:{port}", "-i", protocol,
-           "--concurrency-range", str(concurrency), "--measurement-mode", "count_windows",
-           "--measurement-request-count", str(requests), "-s", "30", "--max-trials", "6",
-           "-f", str(out_csv)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300,
-                          check=False)
+    cmd = [
+        "taskset",
+        "-c",
+        "1",
+        pa,
+        "-m",
+        MODEL,
+        "-u",
+        f"127.0.0.1:{port}",
+        "-i",
+        protocol,
+        "--concurrency-range",
+        str(concurrency),
+        "--measurement-mode",
+        "count_windows",
+        "--measurement-request-count",
+        str(requests),
+        "-s",
+        "30",
+        "--max-trials",
+        "6",
+        "-f",
+        str(out_csv),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     if proc.returncode != 0:
-        raise RuntimeError(f"perf_analyzer failed ({proc.returncode}):\n{proc.stdout[-2000:]}"
-                           f"\n{proc.stderr[-2000:]}")
+        raise RuntimeError(
+            f"perf_analyzer failed ({proc.returncode}):\n{proc.stdout[-2000:]}"
+            f"\n{proc.stderr[-2000:]}"
+        )
     with out_csv.open() as f:
         row = next(csv.DictReader(f))
-    return {"concurrency": concurrency, "infer_per_s": float(row["Inferences/Second"]),
-            "p50_us": float(row["p50 latency"]), "p99_us": float(row["p99 latency"]),
-            "client_send_us": float(row["Client Send"]),
-            "client_recv_us": float(row["Client Recv"])}
+    return {
+        "concurrency": concurrency,
+        "infer_per_s": float(row["Inferences/Second"]),
+        "p50_us": float(row["p50 latency"]),
+        "p99_us": float(row["p99 latency"]),
+        "client_send_us": float(row["Client Send"]),
+        "client_recv_us": float(row["Client Recv"]),
+    }
 
 
 def wait_ready(port: int, timeout_s: float = 20.0) -> None:
@@ -184,27 +219,53 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     http_port, grpc_port = 18100, 18101
-    server = subprocess.Popen(["taskset", "-c", "0", sys.executable, __file__, "serve",
-                               "--http-port", str(http_port), "--grpc-port", str(grpc_port)])
+    server = subprocess.Popen(
+        [
+            "taskset",
+            "-c",
+            "0",
+            sys.executable,
+            __file__,
+            "serve",
+            "--http-port",
+            str(http_port),
+            "--grpc-port",
+            str(grpc_port),
+        ]
+    )
     rows = []
     try:
         wait_ready(http_port)
         for protocol, port in (("http", http_port), ("grpc", grpc_port)):
             for c in (int(x) for x in args.concurrency.split(",")):
-                r = perf(args.perf_analyzer, protocol, port, c,
-                         args.out / f"{protocol}-c{c}.csv", args.requests)
+                r = perf(
+                    args.perf_analyzer,
+                    protocol,
+                    port,
+                    c,
+                    args.out / f"{protocol}-c{c}.csv",
+                    args.requests,
+                )
                 r["protocol"] = protocol  # type: ignore[assignment]
                 rows.append(r)
-                print(f"{protocol} concurrency {c}: {r['infer_per_s']:.0f} infer/s, p50 "
-                      f"{r['p50_us']:.0f} us, p99 {r['p99_us']:.0f} us", flush=True)
+                print(
+                    f"{protocol} concurrency {c}: {r['infer_per_s']:.0f} infer/s, p50 "
+                    f"{r['p50_us']:.0f} us, p99 {r['p99_us']:.0f} us",
+                    flush=True,
+                )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=10)
     (args.out / "frontend_overhead.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = ["| protocol | concurrency | infer/s (one server core) | p50 us | p99 us |",
-             "|---|---:|---:|---:|---:|"]
-    lines += [f"| {r['protocol']} | {r['concurrency']:.0f} | {r['infer_per_s']:,.0f} | "
-              f"{r['p50_us']:,.0f} | {r['p99_us']:,.0f} |" for r in rows]
+    lines = [
+        "| protocol | concurrency | infer/s (one server core) | p50 us | p99 us |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['protocol']} | {r['concurrency']:.0f} | {r['infer_per_s']:,.0f} | "
+        f"{r['p50_us']:,.0f} | {r['p99_us']:,.0f} |"
+        for r in rows
+    ]
     (args.out / "frontend_overhead.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

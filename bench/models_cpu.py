@@ -83,8 +83,14 @@ class Row:
         t = self.times_ns
         p50, p99 = percentile_ns(t, 50), percentile_ns(t, 99)
         return {
-            "model": self.arch, "input": self.label, "batch": self.batch, "runs": len(t),
-            "p50_ns": p50, "p99_ns": p99, "max_ns": max(t), "spread_p99_p50": p99 / p50,
+            "model": self.arch,
+            "input": self.label,
+            "batch": self.batch,
+            "runs": len(t),
+            "p50_ns": p50,
+            "p99_ns": p99,
+            "max_ns": max(t),
+            "spread_p99_p50": p99 / p50,
             **rolling_prediction(t),
         }
 
@@ -94,13 +100,17 @@ def rolling_prediction(times: list[int], window: int = WINDOW) -> dict[str, Any]
     excess: list[float] = []
     predicted = 0
     for i in range(window, len(times)):
-        estimate = max(times[i - window:i])
+        estimate = max(times[i - window : i])
         predicted += 1
         if times[i] > estimate:
             excess.append(100.0 * (times[i] / estimate - 1.0))
     if not predicted:
-        return {"predicted": 0, "exceed_fraction": None, "excess_p50_pct": None,
-                "excess_p99_pct": None}
+        return {
+            "predicted": 0,
+            "exceed_fraction": None,
+            "excess_p50_pct": None,
+            "excess_p99_pct": None,
+        }
     ordered = sorted(excess)
 
     def pct(q: float) -> float | None:
@@ -108,23 +118,31 @@ def rolling_prediction(times: list[int], window: int = WINDOW) -> dict[str, Any]
             return None
         return ordered[max(1, int(np.ceil(q / 100 * len(ordered)))) - 1]
 
-    return {"predicted": predicted, "exceed_fraction": len(excess) / predicted,
-            "excess_p50_pct": pct(50), "excess_p99_pct": pct(99)}
+    return {
+        "predicted": predicted,
+        "exceed_fraction": len(excess) / predicted,
+        "excess_p50_pct": pct(50),
+        "excess_p99_pct": pct(99),
+    }
 
 
-def measure_case(case: Case, root: Path, settings: Settings, quick: bool,
-                 log: Any) -> tuple[list[Row], dict[str, Any]]:
+def measure_case(
+    case: Case, root: Path, settings: Settings, quick: bool, log: Any
+) -> tuple[list[Row], dict[str, Any]]:
     name_prefix = f"{case.arch}-{case.label.replace(' ', '').replace('x', '_')}"
     sizes = case.quick_batch_sizes if quick else case.batch_sizes
     t0 = time.perf_counter()
-    [name] = create_repository(root, case.arch, 1, seed=0, params=case.params,
-                               name_prefix=name_prefix, batch_sizes=sizes)
+    [name] = create_repository(
+        root, case.arch, 1, seed=0, params=case.params, name_prefix=name_prefix, batch_sizes=sizes
+    )
     repo = ModelRepository(root)
     backend = TorchBackend(repo, "cpu", threads=1, models=[name])
     config = backend.config(name)
     plan = backend.plan(name)
-    log(f"{case.arch} {case.label}: created in {time.perf_counter() - t0:.1f} s, "
-        f"{plan.total_bytes / 1e6:.1f} MB in {plan.num_pages} pages")
+    log(
+        f"{case.arch} {case.label}: created in {time.perf_counter() - t0:.1f} s, "
+        f"{plan.total_bytes / 1e6:.1f} MB in {plan.num_pages} pages"
+    )
 
     backend.load(name)
     backend.evict(name)
@@ -133,9 +151,17 @@ def measure_case(case: Case, root: Path, settings: Settings, quick: bool,
         loads.append(backend.load(name).exec_ns)
         if i + 1 < settings.loads:
             backend.evict(name)
-    load = {"model": case.arch, "input": case.label, "weights_bytes": plan.total_bytes,
-            "pages": plan.num_pages, "runs": len(loads), "p50_ns": percentile_ns(loads, 50),
-            "p99_ns": percentile_ns(loads, 99), "max_ns": max(loads), "times_ns": loads}
+    load = {
+        "model": case.arch,
+        "input": case.label,
+        "weights_bytes": plan.total_bytes,
+        "pages": plan.num_pages,
+        "runs": len(loads),
+        "p50_ns": percentile_ns(loads, 50),
+        "p99_ns": percentile_ns(loads, 99),
+        "max_ns": max(loads),
+        "times_ns": loads,
+    }
 
     rows = []
     rng = np.random.default_rng(0)
@@ -151,8 +177,10 @@ def measure_case(case: Case, root: Path, settings: Settings, quick: bool,
             t = backend.infer(name, b, requests).times
             row.times_ns.append(t.input_copy_ns + t.exec_ns + t.output_copy_ns)
         s = row.summary()
-        log(f"  batch {b:>2}: {runs:>3} runs, p50 {s['p50_ns'] / 1e6:8.2f} ms, "
-            f"p99 {s['p99_ns'] / 1e6:8.2f} ms")
+        log(
+            f"  batch {b:>2}: {runs:>3} runs, p50 {s['p50_ns'] / 1e6:8.2f} ms, "
+            f"p99 {s['p99_ns'] / 1e6:8.2f} ms"
+        )
         rows.append(row)
     backend.evict(name)
     return rows, load
@@ -166,8 +194,9 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}%"
 
 
-def markdown(summaries: list[dict[str, Any]], loads: list[dict[str, Any]],
-             header: dict[str, Any]) -> str:
+def markdown(
+    summaries: list[dict[str, Any]], loads: list[dict[str, Any]], header: dict[str, Any]
+) -> str:
     lines = [
         "# Built-in models on this CPU through the torch backend",
         "",
@@ -188,7 +217,8 @@ def markdown(summaries: list[dict[str, Any]], loads: list[dict[str, Any]],
             f"| {s['model']} | {s['input']} | {s['batch']} | {s['runs']} | {_ms(s['p50_ns'])} "
             f"| {_ms(s['p99_ns'])} | {_ms(s['max_ns'])} | {s['spread_p99_p50']:.2f} "
             f"| {_pct(None if frac is None else 100 * frac)} "
-            f"| {_pct(s['excess_p50_pct'])} | {_pct(s['excess_p99_pct'])} |")
+            f"| {_pct(s['excess_p50_pct'])} | {_pct(s['excess_p99_pct'])} |"
+        )
     lines += [
         "",
         "| model | input | weights MB | pages (16 MiB) | loads | load p50 ms | load p99 ms "
@@ -198,7 +228,8 @@ def markdown(summaries: list[dict[str, Any]], loads: list[dict[str, Any]],
     for ld in loads:
         lines.append(
             f"| {ld['model']} | {ld['input']} | {ld['weights_bytes'] / 1e6:.1f} | {ld['pages']} "
-            f"| {ld['runs']} | {_ms(ld['p50_ns'])} | {_ms(ld['p99_ns'])} | {_ms(ld['max_ns'])} |")
+            f"| {ld['runs']} | {_ms(ld['p50_ns'])} | {_ms(ld['p99_ns'])} | {_ms(ld['max_ns'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -207,8 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="directory for the results")
     parser.add_argument("--quick", action="store_true", help="fewer runs and batch sizes")
     parser.add_argument("--models", default=None, help="only these architectures (a,b)")
-    parser.add_argument("--budget-s", type=float, default=None,
-                        help="seconds of timed runs per batch size (default 4; quick 1.2)")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="seconds of timed runs per batch size (default 4; quick 1.2)",
+    )
     parser.add_argument("--min-runs", type=int, default=None, help="default 25; quick 15")
     parser.add_argument("--max-runs", type=int, default=None, help="default 300; quick 100")
     args = parser.parse_args(argv)
@@ -239,15 +274,16 @@ def main(argv: list[str] | None = None) -> int:
     summaries = [r.summary() for r in rows]
     header = {
         "where": device_description("cpu", torch.get_num_threads()),
-        "command": " ".join(["bench/models_cpu.py", *(argv if argv is not None else
-                                                     sys.argv[1:])]),
+        "command": " ".join(["bench/models_cpu.py", *(argv if argv is not None else sys.argv[1:])]),
         "settings": vars(settings) | {"quick": quick},
         "elapsed_s": round(time.perf_counter() - started, 1),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    data = {**header, "exec": [s | {"times_ns": r.times_ns} for s, r in zip(summaries, rows,
-                                                                         strict=True)],
-            "load": loads}
+    data = {
+        **header,
+        "exec": [s | {"times_ns": r.times_ns} for s, r in zip(summaries, rows, strict=True)],
+        "load": loads,
+    }
     (args.out / "models_cpu.json").write_text(json.dumps(data, indent=1) + "\n")
     table = markdown(summaries, loads, header)
     (args.out / "models_cpu.md").write_text(table)

@@ -24,16 +24,31 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(repository: Path, log: Path, extra: Sequence[str] = (),
-            timeout_s: float = 600.0) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def serving(
+    repository: Path, log: Path, extra: Sequence[str] = (), timeout_s: float = 600.0
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """``clockwork serve --repository`` on 127.0.0.1 (HTTP only), its output in ``log``; yields
     the process and its URL once it printed its banner, and stops it on leaving."""
     port = free_port()
     with log.open("wb") as f:
-        server = subprocess.Popen([*CLOCKWORK, "serve", "--repository", str(repository),
-                                   "--http-port", str(port), "--grpc-port", "0", "--host",
-                                   "127.0.0.1", *extra],
-                                  stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+        server = subprocess.Popen(
+            [
+                *CLOCKWORK,
+                "serve",
+                "--repository",
+                str(repository),
+                "--http-port",
+                str(port),
+                "--grpc-port",
+                "0",
+                "--host",
+                "127.0.0.1",
+                *extra,
+            ],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
     try:
         deadline = time.monotonic() + timeout_s
         while READY_LINE not in log.read_text(errors="replace"):

@@ -36,24 +36,47 @@ def _requests_seen(url: str) -> float:
     """The server's count of accepted requests (from its Prometheus metrics)."""
     with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
         text = r.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("clockwork_requests_total"))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("clockwork_requests_total")
+    )
 
 
 def _worker_pid(server_pid: int) -> int:
-    out = subprocess.run(["pgrep", "-P", str(server_pid)], capture_output=True, text=True,
-                         check=False)
+    out = subprocess.run(
+        ["pgrep", "-P", str(server_pid)], capture_output=True, text=True, check=False
+    )
     pids = [int(p) for p in out.stdout.split()]
     if not pids:
         raise SystemExit("no worker process under the server")
     return pids[0]
 
 
-def _bench(url: str, models: str, rate: float, duration: float, slo_ms: float, seed: int,
-           out: Path | None) -> list[str]:
-    cmd = [*CLOCKWORK, "bench", "--url", url, "--models", models, "--json", "--workload",
-           "poisson", "--rate", f"{rate:g}", "--duration", f"{duration:g}", "--slo-ms",
-           f"{slo_ms:g}", "--seed", str(seed), "--no-plots", "--quiet"]
+def _bench(
+    url: str, models: str, rate: float, duration: float, slo_ms: float, seed: int, out: Path | None
+) -> list[str]:
+    cmd = [
+        *CLOCKWORK,
+        "bench",
+        "--url",
+        url,
+        "--models",
+        models,
+        "--json",
+        "--workload",
+        "poisson",
+        "--rate",
+        f"{rate:g}",
+        "--duration",
+        f"{duration:g}",
+        "--slo-ms",
+        f"{slo_ms:g}",
+        "--seed",
+        str(seed),
+        "--no-plots",
+        "--quiet",
+    ]
     if out is not None:
         cmd += ["--out", str(out)]
     return cmd
@@ -71,8 +94,9 @@ def per_second(requests: Path, duration_s: float) -> list[tuple[int, int]]:
     return [(n, ok) for n, ok in bins]
 
 
-def recovery_s(bins: list[tuple[int, int]], fault_end_s: float, level: float,
-               tolerance: float) -> float | None:
+def recovery_s(
+    bins: list[tuple[int, int]], fault_end_s: float, level: float, tolerance: float
+) -> float | None:
     """Seconds from the fault's end to the first whole second after which every second is back
     within ``tolerance`` of ``level``; None if it never is."""
     start = int(fault_end_s)
@@ -82,8 +106,9 @@ def recovery_s(bins: list[tuple[int, int]], fault_end_s: float, level: float,
     return None
 
 
-def first_back_s(bins: list[tuple[int, int]], fault_end_s: float, level: float,
-                 tolerance: float) -> float | None:
+def first_back_s(
+    bins: list[tuple[int, int]], fault_end_s: float, level: float, tolerance: float
+) -> float | None:
     """Seconds from the fault's end to the start of the first second (from the one the fault
     ends in) within ``tolerance`` of ``level``."""
     for i in range(int(fault_end_s), len(bins)):
@@ -103,25 +128,38 @@ def main() -> None:
     p.add_argument("--fault-at", type=float, default=20.0)
     p.add_argument("--stall-s", type=float, default=0.5)
     p.add_argument("--storm-s", type=float, default=30.0)
-    p.add_argument("--storm-factor", type=float, default=5.0,
-                   help="total rate during the storm, as a multiple of --rate")
-    p.add_argument("--tolerance", type=float, default=0.01,
-                   help="how close to the pre-fault attainment counts as recovered")
+    p.add_argument(
+        "--storm-factor",
+        type=float,
+        default=5.0,
+        help="total rate during the storm, as a multiple of --rate",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.01,
+        help="how close to the pre-fault attainment counts as recovered",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     out = args.out or Path(f"bench/results/recovery-{args.fault}")
     out.mkdir(parents=True, exist_ok=True)
-    models = ",".join(sorted(d.name for d in args.repository.iterdir()
-                             if (d / "config.json").is_file()))
-    with serving(args.repository, out / "server.log", ("--status-interval", "5")) as (
-            server, url):
-        print(f"server ready on {url}; steady client at {args.rate:g} requests/s for "
-              f"{args.duration:g} s, {args.fault} at {args.fault_at:g} s", file=sys.stderr)
+    models = ",".join(
+        sorted(d.name for d in args.repository.iterdir() if (d / "config.json").is_file())
+    )
+    with serving(args.repository, out / "server.log", ("--status-interval", "5")) as (server, url):
+        print(
+            f"server ready on {url}; steady client at {args.rate:g} requests/s for "
+            f"{args.duration:g} s, {args.fault} at {args.fault_at:g} s",
+            file=sys.stderr,
+        )
         before = _requests_seen(url)
-        client = subprocess.Popen(_bench(url, models, args.rate, args.duration, args.slo_ms,
-                                         args.seed, out / "steady"), cwd=ROOT,
-                                  stdout=subprocess.DEVNULL)
+        client = subprocess.Popen(
+            _bench(url, models, args.rate, args.duration, args.slo_ms, args.seed, out / "steady"),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+        )
         # the client's clock starts with its first arrival, after its start-up: count from there
         while _requests_seen(url) == before and client.poll() is None:
             time.sleep(0.01)
@@ -135,9 +173,19 @@ def main() -> None:
             os.kill(worker, signal.SIGCONT)
             fault_s = args.stall_s
         else:
-            storm = subprocess.Popen(_bench(url, models, args.rate * (args.storm_factor - 1),
-                                            args.storm_s, args.slo_ms, args.seed + 1, None),
-                                     cwd=ROOT, stdout=subprocess.DEVNULL)
+            storm = subprocess.Popen(
+                _bench(
+                    url,
+                    models,
+                    args.rate * (args.storm_factor - 1),
+                    args.storm_s,
+                    args.slo_ms,
+                    args.seed + 1,
+                    None,
+                ),
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+            )
             # the storm begins when requests come in far faster than the steady client sends
             seen, at = _requests_seen(url), time.monotonic()
             while storm.poll() is None:
@@ -159,22 +207,31 @@ def main() -> None:
     fault_end = fault_start + fault_s
     rec = recovery_s(bins, fault_end, level, args.tolerance)
     back = first_back_s(bins, fault_end, level, args.tolerance)
-    after = bins[int(fault_end) + 2:]
+    after = bins[int(fault_end) + 2 :]
     n_after = sum(n for n, _ in after)
-    result = {"fault": args.fault, "rate": args.rate, "slo_ms": args.slo_ms,
-              "fault_start_s": fault_start, "fault_s": fault_s, "back_s": back,
-              "storm_factor": args.storm_factor if args.fault == "storm" else None,
-              "attainment_before": level,
-              "attainment_from_2s_after": (sum(ok for _, ok in after) / n_after
-                                           if n_after else None),
-              "recovery_s": rec, "per_second": bins, "repository": str(args.repository)}
+    result = {
+        "fault": args.fault,
+        "rate": args.rate,
+        "slo_ms": args.slo_ms,
+        "fault_start_s": fault_start,
+        "fault_s": fault_s,
+        "back_s": back,
+        "storm_factor": args.storm_factor if args.fault == "storm" else None,
+        "attainment_before": level,
+        "attainment_from_2s_after": (sum(ok for _, ok in after) / n_after if n_after else None),
+        "recovery_s": rec,
+        "per_second": bins,
+        "repository": str(args.repository),
+    }
     (out / "recovery.json").write_text(json.dumps(result, indent=1))
     fmt = "never" if rec is None else f"{rec:.1f} s"
     fmt_back = "never" if back is None else f"{back:.1f} s"
-    table = (f"| fault | rate | SLO ms | before | back at that level after | stays there from | "
-             f"from 2 s after the fault |\n|---|---:|---:|---:|---:|---:|---:|\n"
-             f"| {args.fault} {fault_s:g} s | {args.rate:g} | {args.slo_ms:g} | {level:.2%} | "
-             f"{fmt_back} | {fmt} | {result['attainment_from_2s_after'] or 0:.2%} |")
+    table = (
+        f"| fault | rate | SLO ms | before | back at that level after | stays there from | "
+        f"from 2 s after the fault |\n|---|---:|---:|---:|---:|---:|---:|\n"
+        f"| {args.fault} {fault_s:g} s | {args.rate:g} | {args.slo_ms:g} | {level:.2%} | "
+        f"{fmt_back} | {fmt} | {result['attainment_from_2s_after'] or 0:.2%} |"
+    )
     print(table)
     (out / "recovery.md").write_text(table + "\n")
     _plot(bins, fault_start, fault_end, out / "recovery.png")

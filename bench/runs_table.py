@@ -26,20 +26,24 @@ def row(path: Path) -> str:
         lat, delivered = {}, s["latency_ms"]
     refused = sum(v for v in s["refused"].values())
     pe = s["prediction_error"]["Infer"].get("p99")
-    return (f"| {w.get('load_factor', '-')} | {s['policy']} | {s['requests']:,} | "
-            f"{s['offered_rps']:,.0f} | {s['goodput_rps']:,.0f} | "
-            f"{s['goodput_rps'] / s['ideal_capacity_rps']:.1%} | {s['slo_attainment_pct_str']} | "
-            f"{s['late']:,} | {refused:,} | {_ms(lat.get('p99'))} | {_ms(lat.get('max'))} | "
-            f"{_ms(delivered.get('p99'))} | {_ms(delivered.get('max'))} | "
-            f"{s['cold_starts']:,} | {s['device_utilisation']:.1%} | "
-            f"{'-' if pe is None else f'{pe:+.3f}'} | {s['sim_requests_per_wall_s']:,.0f} |")
+    return (
+        f"| {w.get('load_factor', '-')} | {s['policy']} | {s['requests']:,} | "
+        f"{s['offered_rps']:,.0f} | {s['goodput_rps']:,.0f} | "
+        f"{s['goodput_rps'] / s['ideal_capacity_rps']:.1%} | {s['slo_attainment_pct_str']} | "
+        f"{s['late']:,} | {refused:,} | {_ms(lat.get('p99'))} | {_ms(lat.get('max'))} | "
+        f"{_ms(delivered.get('p99'))} | {_ms(delivered.get('max'))} | "
+        f"{s['cold_starts']:,} | {s['device_utilisation']:.1%} | "
+        f"{'-' if pe is None else f'{pe:+.3f}'} | {s['sim_requests_per_wall_s']:,.0f} |"
+    )
 
 
 def main() -> None:
     paths = sorted(p for d in sys.argv[1:] for p in Path(d).glob("**/summary.json"))
-    print("| load factor | policy | requests | offered rps | goodput rps | of ideal | "
-          "SLO attainment | late | refused | p99 ms | max ms | delivered p99 ms | "
-          "delivered max ms | cold starts | utilisation | Infer error p99 ms | sim req/wall-s |")
+    print(
+        "| load factor | policy | requests | offered rps | goodput rps | of ideal | "
+        "SLO attainment | late | refused | p99 ms | max ms | delivered p99 ms | "
+        "delivered max ms | cold starts | utilisation | Infer error p99 ms | sim req/wall-s |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for p in paths:
         print(row(p))

@@ -35,20 +35,30 @@ def main() -> None:
     names = [f"m{i:04d}" for i in range(4026)]
     models = [ModelInfo(n, (profile,)) for n in names]
     duration_ns = round(args.duration * NS_PER_S)
-    workload = AzureReplay(AzureTrace.load(args.trace), names, 6 * profile.ideal_throughput_rps(),
-                           args.load_factor, duration_ns, 100 * NS_PER_MS, 1,
-                           minute_ns=6 * NS_PER_S)
+    workload = AzureReplay(
+        AzureTrace.load(args.trace),
+        names,
+        6 * profile.ideal_throughput_rps(),
+        args.load_factor,
+        duration_ns,
+        100 * NS_PER_MS,
+        1,
+        minute_ns=6 * NS_PER_S,
+    )
     config = SimConfig(duration_ns=duration_ns, gpus=6, device_kind=V100_32GB)
     result = Simulation(config, models, workload, make_policy(args.policy)).run()
     digest = hashlib.sha256()
     for table in (result.requests.table(), result.actions.table()):
         for f in dataclasses.fields(table):
             value = getattr(table, f.name)
-            digest.update(value.tobytes() if isinstance(value, np.ndarray)
-                          else repr(value).encode())
-    print(f"{args.policy} load {args.load_factor} ({build_kind()} build, trace {args.trace}): "
-          f"{result.responses:,} requests, {result.events:,} events, "
-          f"digest {digest.hexdigest()[:16]}")
+            digest.update(
+                value.tobytes() if isinstance(value, np.ndarray) else repr(value).encode()
+            )
+    print(
+        f"{args.policy} load {args.load_factor} ({build_kind()} build, trace {args.trace}): "
+        f"{result.responses:,} requests, {result.events:,} events, "
+        f"digest {digest.hexdigest()[:16]}"
+    )
 
 
 if __name__ == "__main__":

@@ -37,22 +37,35 @@ def main() -> None:
     trace = AzureTrace.load(DEFAULT_AZURE_TRACE)
     duration_ns = round(args.duration * NS_PER_S)
     print(f"build: {build_kind()} (make install-compiled builds the mypyc one)")
-    print(f"{'policy':>10} {'load':>5} {'requests':>9} {'req/wall-s':>11} {'best':>9} "
-          f"{'sched us/req':>13} {'sched req/cpu-s':>16}")
+    print(
+        f"{'policy':>10} {'load':>5} {'requests':>9} {'req/wall-s':>11} {'best':>9} "
+        f"{'sched us/req':>13} {'sched req/cpu-s':>16}"
+    )
     for policy in args.policies.split(","):
         for lf in (float(x) for x in args.load_factors.split(",")):
             rates, costs, n = [], [], 0
             for _ in range(args.repeats):
-                wl = AzureReplay(trace, names, capacity, lf, duration_ns, 100 * NS_PER_MS, 1,
-                                 minute_ns=round(args.minute_s * NS_PER_S))
+                wl = AzureReplay(
+                    trace,
+                    names,
+                    capacity,
+                    lf,
+                    duration_ns,
+                    100 * NS_PER_MS,
+                    1,
+                    minute_ns=round(args.minute_s * NS_PER_S),
+                )
                 cfg = SimConfig(duration_ns=duration_ns, gpus=6, device_kind=V100_32GB)
                 r = Simulation(cfg, models, wl, make_policy(policy)).run()
                 n = r.responses
                 rates.append(n / r.wall_s)
                 costs.append(r.scheduler_cpu_s / n * 1e6)
             us = statistics.median(costs)
-            print(f"{policy:>10} {lf:>5.2f} {n:>9,} {statistics.median(rates):>11,.0f} "
-                  f"{max(rates):>9,.0f} {us:>13.1f} {1e6 / us:>16,.0f}", flush=True)
+            print(
+                f"{policy:>10} {lf:>5.2f} {n:>9,} {statistics.median(rates):>11,.0f} "
+                f"{max(rates):>9,.0f} {us:>13.1f} {1e6 / us:>16,.0f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

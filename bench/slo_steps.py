@@ -25,18 +25,46 @@ DEFAULT_MULTIPLES = "1,1.25,1.5,2,3,5,10,20,50,100"
 
 
 def run_step(slo_ms: float, args: argparse.Namespace, out: Path) -> dict[str, dict[str, float]]:
-    command = [sys.executable, "-m", "clockwork.cli.main", "sim", "--workload", "poisson",
-               "--models", str(args.models), "--gpus", str(args.gpus), "--rate", str(args.rate),
-               "--duration", str(args.duration), "--slo-ms", f"{slo_ms:.4f}", "--seed",
-               str(args.seed), "--noise", "lognormal+straggler", "--compare", ",".join(POLICIES),
-               "--out", str(out), "--no-plots", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "clockwork.cli.main",
+        "sim",
+        "--workload",
+        "poisson",
+        "--models",
+        str(args.models),
+        "--gpus",
+        str(args.gpus),
+        "--rate",
+        str(args.rate),
+        "--duration",
+        str(args.duration),
+        "--slo-ms",
+        f"{slo_ms:.4f}",
+        "--seed",
+        str(args.seed),
+        "--noise",
+        "lognormal+straggler",
+        "--compare",
+        ",".join(POLICIES),
+        "--out",
+        str(out),
+        "--no-plots",
+        "--quiet",
+    ]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     rows = {}
     for policy in POLICIES:
         s = json.loads((out / policy / "summary.json").read_text())
-        rows[policy] = {"attainment": s["slo_attainment"], "goodput_rps": s["goodput_rps"],
-                        "late": s["late"], "refused": sum(s["refused"].values()),
-                        "cold_starts": s["cold_starts"], "requests": s["requests"]}
+        rows[policy] = {
+            "attainment": s["slo_attainment"],
+            "goodput_rps": s["goodput_rps"],
+            "late": s["late"],
+            "refused": sum(s["refused"].values()),
+            "cold_starts": s["cold_starts"],
+            "requests": s["requests"],
+        }
     return rows
 
 
@@ -48,8 +76,12 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=1000.0)
     p.add_argument("--duration", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--batch1-ms", type=float, default=2.9,
-                   help="the model's batch-1 time (ResNet50 v2 on the V100 profile)")
+    p.add_argument(
+        "--batch1-ms",
+        type=float,
+        default=2.9,
+        help="the model's batch-1 time (ResNet50 v2 on the V100 profile)",
+    )
     p.add_argument("--out", type=Path, default=Path("bench/results/slo-steps"))
     args = p.parse_args()
     multiples = [float(m) for m in args.multiples.split(",")]
@@ -58,27 +90,37 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i, k in enumerate(multiples):
             slo = k * args.batch1_ms
-            print(f"[{i + 1}/{len(multiples)}] SLO {slo:.2f} ms ({k:g}x batch 1)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[{i + 1}/{len(multiples)}] SLO {slo:.2f} ms ({k:g}x batch 1)",
+                file=sys.stderr,
+                flush=True,
+            )
             rows = run_step(slo, args, Path(tmp) / f"step{i}")
             results.append({"multiple": k, "slo_ms": slo, **rows})
-    lines = [f"Poisson (synthetic), {args.models} models, {args.gpus} simulated V100s, "
-             f"{args.rate:g} requests/s, {args.duration:g} s per step, seed {args.seed}, "
-             "every model cold at the start of each step",
-             "",
-             "| SLO (x batch 1) | SLO ms | clockwork | reactive | clockwork refused | "
-             "reactive late | clockwork cold starts |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Poisson (synthetic), {args.models} models, {args.gpus} simulated V100s, "
+        f"{args.rate:g} requests/s, {args.duration:g} s per step, seed {args.seed}, "
+        "every model cold at the start of each step",
+        "",
+        "| SLO (x batch 1) | SLO ms | clockwork | reactive | clockwork refused | "
+        "reactive late | clockwork cold starts |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
         c, x = r["clockwork"], r["reactive"]
-        lines.append(f"| {r['multiple']:g} | {r['slo_ms']:.2f} | {c['attainment']:.4%} | "
-                     f"{x['attainment']:.4%} | {c['refused']:,} | {x['late']:,} | "
-                     f"{c['cold_starts']:,} |")
+        lines.append(
+            f"| {r['multiple']:g} | {r['slo_ms']:.2f} | {c['attainment']:.4%} | "
+            f"{x['attainment']:.4%} | {c['refused']:,} | {x['late']:,} | "
+            f"{c['cold_starts']:,} |"
+        )
     table = "\n".join(lines)
     print(table)
     (args.out / "steps.md").write_text(table + "\n")
-    (args.out / "steps.json").write_text(json.dumps(
-        {"config": {k: str(v) for k, v in vars(args).items()}, "steps": results}, indent=1))
+    (args.out / "steps.json").write_text(
+        json.dumps(
+            {"config": {k: str(v) for k, v in vars(args).items()}, "steps": results}, indent=1
+        )
+    )
     _plot(results, args.out / "steps.png")
 
 

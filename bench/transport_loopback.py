@@ -51,8 +51,12 @@ async def _answer(conn: StreamConnection) -> None:
     async for msg in conn:
         if isinstance(msg, InferMsg):
             a = msg.action
-            await conn.send(ActionResultMsg(0, ActionResult(
-                a.action_id, a.device, a.model, ActionStatus.SUCCESS, 1, 2, 3, 1)))
+            await conn.send(
+                ActionResultMsg(
+                    0,
+                    ActionResult(a.action_id, a.device, a.model, ActionStatus.SUCCESS, 1, 2, 3, 1),
+                )
+            )
 
 
 async def _serve_forever() -> None:
@@ -85,8 +89,9 @@ class Result:
         return lat[min(len(lat) - 1, int(q * len(lat)))] / 1e6
 
 
-async def _measure(port: int, payload: str, in_flight: int, seconds: float,
-                   loop_name: str) -> Result:
+async def _measure(
+    port: int, payload: str, in_flight: int, seconds: float, loop_name: str
+) -> Result:
     conn = await connect(HOST, port)
     inputs: tuple[InferInputs, ...] = ()
     if payload != "small":
@@ -116,8 +121,7 @@ async def _measure(port: int, payload: str, in_flight: int, seconds: float,
             fut: asyncio.Future[int] = loop.create_future()
             pending[aid] = fut
             t0 = time.perf_counter_ns()
-            await conn.send(InferMsg(0, Infer(aid, DEV, "resnet50_v2", 1, (aid,), 0, 1, 1),
-                                     inputs))
+            await conn.send(InferMsg(0, Infer(aid, DEV, "resnet50_v2", 1, (aid,), 0, 1, 1), inputs))
             t1 = await fut
             if t0 / 1e9 >= warm_until:
                 latencies.append(t1 - t0)
@@ -138,15 +142,22 @@ def _run_client(port: int, loop_name: str, seconds: float) -> list[Result]:
             for in_flight in (1, 32):
                 res = runner.run(_measure(port, payload, in_flight, seconds, loop_name))
                 out.append(res)
-                print(f"  {loop_name:7} {payload:6} {in_flight:2} in flight: "
-                      f"{len(res.latencies_ns)} round trips", file=sys.stderr, flush=True)
+                print(
+                    f"  {loop_name:7} {payload:6} {in_flight:2} in flight: "
+                    f"{len(res.latencies_ns)} round trips",
+                    file=sys.stderr,
+                    flush=True,
+                )
     return out
 
 
 def _start_server(loop_name: str) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve",
-                             "--loop", loop_name],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "--serve", "--loop", loop_name],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.strip().isdigit():
@@ -185,18 +196,24 @@ def main() -> None:
                 proc.kill()
                 proc.wait()
 
-    print(f"\nTCP transport on {HOST}, {args.seconds:g} s per row (first 10% warm-up), "
-          f"python {sys.version.split()[0]}, {os.cpu_count()} cores\n")
-    print("| event loop | payload | in flight | round trip p50 / p99 (ms) | round trips/s | "
-          "mean (ms) |")
+    print(
+        f"\nTCP transport on {HOST}, {args.seconds:g} s per row (first 10% warm-up), "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cores\n"
+    )
+    print(
+        "| event loop | payload | in flight | round trip p50 / p99 (ms) | round trips/s | "
+        "mean (ms) |"
+    )
     print("|---|---|---|---|---|---|")
     names = {"small": "Infer, no inputs", "resnet": "Infer + 602,112 B input"}
     for r in results:
         if not r.latencies_ns:
             continue
-        print(f"| {r.loop} | {names[r.payload]} | {r.in_flight} | "
-              f"{r.pct_ms(0.50):.3f} / {r.pct_ms(0.99):.3f} | {r.rate:,.0f} | "
-              f"{statistics.fmean(r.latencies_ns) / 1e6:.3f} |")
+        print(
+            f"| {r.loop} | {names[r.payload]} | {r.in_flight} | "
+            f"{r.pct_ms(0.50):.3f} / {r.pct_ms(0.99):.3f} | {r.rate:,.0f} | "
+            f"{statistics.fmean(r.latencies_ns) / 1e6:.3f} |"
+        )
 
 
 if __name__ == "__main__":

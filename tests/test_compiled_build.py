@@ -21,8 +21,10 @@ def test_every_listed_module_exists() -> None:
     assert not missing, f"mypyc_modules.txt names files that do not exist: {missing}"
 
 
-@pytest.mark.skipif(os.environ.get("CLOCKWORK_EXPECT_COMPILED") != "1",
-                    reason="only in the compiled build's test run (make test-compiled)")
+@pytest.mark.skipif(
+    os.environ.get("CLOCKWORK_EXPECT_COMPILED") != "1",
+    reason="only in the compiled build's test run (make test-compiled)",
+)
 def test_every_listed_module_is_a_c_extension() -> None:
     for path in _listed():
         module = importlib.import_module(path.removesuffix(".py").replace("/", "."))

@@ -71,8 +71,10 @@ EXPECTED = {
     "tight": "DEADLINE_INFEASIBLE",
     "unready": "WORKER_LOST",
 }
-INPUTS = [{"name": "x", "datatype": "FP32", "shape": [-1, 4]},
-          {"name": "ids", "datatype": "INT64", "shape": [-1, 2]}]
+INPUTS = [
+    {"name": "x", "datatype": "FP32", "shape": [-1, 4]},
+    {"name": "ids", "datatype": "INT64", "shape": [-1, 2]},
+]
 
 
 def _free_socket() -> socket.socket:
@@ -113,30 +115,38 @@ def _app(state: StandIn) -> web.Application:
 
     async def index(request: web.Request) -> web.Response:
         rows = [{"name": m, "version": "1", "state": "READY"} for m in state.behaviours]
-        rows += [{"name": m, "version": "1", "state": "UNAVAILABLE", "reason": "unloaded"}
-                 for m in state.unloaded]
+        rows += [
+            {"name": m, "version": "1", "state": "UNAVAILABLE", "reason": "unloaded"}
+            for m in state.unloaded
+        ]
         if "gzip" in request.headers.get("Accept-Encoding", ""):
             # as MLServer does for a client that accepts it: the client must not say it does
-            return web.Response(body=gzip.compress(json.dumps(rows).encode()),
-                                headers={"Content-Encoding": "gzip",
-                                         "Content-Type": "application/json"})
+            return web.Response(
+                body=gzip.compress(json.dumps(rows).encode()),
+                headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+            )
         return web.json_response(rows)
 
     async def model_meta(request: web.Request) -> web.Response:
         m = request.match_info["model"]
         if m not in state.behaviours and m not in state.unloaded:
             return _error(404, f"unknown model '{m}'")
-        return web.json_response({"name": m, "versions": ["1"], "platform": "standin",
-                                  "inputs": INPUTS,
-                                  "outputs": [{"name": "y", "datatype": "FP32",
-                                               "shape": [-1, 4]}]})
+        return web.json_response(
+            {
+                "name": m,
+                "versions": ["1"],
+                "platform": "standin",
+                "inputs": INPUTS,
+                "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 4]}],
+            }
+        )
 
     async def infer(request: web.Request) -> web.Response:
         m = request.match_info["model"]
         body = await request.read()
         header_len = request.headers.get("Inference-Header-Content-Length")
         if header_len is not None:
-            doc = json.loads(body[:int(header_len)])
+            doc = json.loads(body[: int(header_len)])
             sizes = [t["parameters"]["binary_data_size"] for t in doc["inputs"]]
             assert len(body) == int(header_len) + sum(sizes)
             assert sizes == [1 * 4 * 4, 1 * 2 * 8]  # batch 1 of FP32[4] and INT64[2]
@@ -145,8 +155,15 @@ def _app(state: StandIn) -> web.Application:
             assert [len(t["data"]) for t in doc["inputs"]] == [4, 2]
         assert [t["shape"] for t in doc["inputs"]] == [[1, 4], [1, 2]]
         params = doc.get("parameters", {})
-        state.seen.append(Seen(str(doc.get("id")), m, params.get("timeout"),
-                               params.get("priority"), header_len is not None))
+        state.seen.append(
+            Seen(
+                str(doc.get("id")),
+                m,
+                params.get("timeout"),
+                params.get("priority"),
+                header_len is not None,
+            )
+        )
         behaviour = state.behaviours.get(m)
         if behaviour is None:
             return _error(404, f"unknown model '{m}'")
@@ -170,16 +187,30 @@ def _app(state: StandIn) -> web.Application:
             return web.Response()
         else:
             return _error(500, "internal error")
-        out = {"model_name": m, "id": doc.get("id"),
-               "parameters": {"batch_size": 3 if behaviour == "ok-cold" else 1,
-                              "cold_start": behaviour == "ok-cold"}}
+        out = {
+            "model_name": m,
+            "id": doc.get("id"),
+            "parameters": {
+                "batch_size": 3 if behaviour == "ok-cold" else 1,
+                "cold_start": behaviour == "ok-cold",
+            },
+        }
         raw = np.zeros((1, 4), dtype="<f4").tobytes()
         if params.get("binary_data_output"):
-            out["outputs"] = [{"name": "y", "datatype": "FP32", "shape": [1, 4],
-                               "parameters": {"binary_data_size": len(raw)}}]
+            out["outputs"] = [
+                {
+                    "name": "y",
+                    "datatype": "FP32",
+                    "shape": [1, 4],
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ]
             head = json.dumps(out).encode()
-            return web.Response(body=head + raw, content_type="application/octet-stream",
-                                headers={"Inference-Header-Content-Length": str(len(head))})
+            return web.Response(
+                body=head + raw,
+                content_type="application/octet-stream",
+                headers={"Inference-Header-Content-Length": str(len(head))},
+            )
         out["outputs"] = [{"name": "y", "datatype": "FP32", "shape": [1, 4], "data": [0.0] * 4}]
         return web.json_response(out)
 
@@ -254,8 +285,10 @@ def _arrivals(workload: PoissonOpenLoop, duration_ns: int) -> int:
 
 
 def _rows(t: RequestTable) -> list[tuple[int, str, str]]:
-    return [(int(r), t.model_names[m], t.status_names[s])
-            for r, m, s in zip(t.request_id, t.model, t.status, strict=True)]
+    return [
+        (int(r), t.model_names[m], t.status_names[s])
+        for r, m, s in zip(t.request_id, t.model, t.status, strict=True)
+    ]
 
 
 def _check_log_once(result: BenchUrlResult, expected_rows: int) -> None:
@@ -267,29 +300,33 @@ def _check_log_once(result: BenchUrlResult, expected_rows: int) -> None:
 # --------------------------------------------------------------------------- mapping, pure
 
 
-def _outcome(kind: OutcomeKind, code: int | str | None = None, reason: str = "",
-             recv_ns: int = 10) -> Outcome:
+def _outcome(
+    kind: OutcomeKind, code: int | str | None = None, reason: str = "", recv_ns: int = 10
+) -> Outcome:
     return Outcome(kind, 0, recv_ns, code, reason)
 
 
-@pytest.mark.parametrize(("outcome", "deadline", "status", "error"), [
-    (_outcome(OutcomeKind.OK, 200, recv_ns=10), 10, "SUCCESS", None),
-    (_outcome(OutcomeKind.OK, 200, recv_ns=11), 10, "LATE", None),
-    (_outcome(OutcomeKind.REFUSED, 429), 10, "DEADLINE_INFEASIBLE", None),
-    (_outcome(OutcomeKind.REFUSED, 503, "OVERLOADED"), 10, "OVERLOADED", None),
-    (_outcome(OutcomeKind.REFUSED, 503), 10, "WORKER_LOST", "http_503"),
-    (_outcome(OutcomeKind.REFUSED, 503, "MODEL_REMOVED"), 10, "MODEL_REMOVED", None),
-    (_outcome(OutcomeKind.REFUSED, 404), 10, "MODEL_NOT_FOUND", None),
-    (_outcome(OutcomeKind.REFUSED, 400, "BAD_TENSOR"), 10, "INVALID_INPUT", None),
-    (_outcome(OutcomeKind.REFUSED, 413), 10, "INVALID_INPUT", "http_413"),
-    (_outcome(OutcomeKind.REFUSED, 500), 10, "EXECUTION_FAILED", "http_500"),
-    (_outcome(OutcomeKind.REFUSED, "RESOURCE_EXHAUSTED"), 10, "DEADLINE_INFEASIBLE", None),
-    (_outcome(OutcomeKind.REFUSED, "UNAVAILABLE", "OVERLOADED"), 10, "OVERLOADED", None),
-    (_outcome(OutcomeKind.REFUSED, "NOT_FOUND"), 10, "MODEL_NOT_FOUND", None),
-    (_outcome(OutcomeKind.REFUSED, "INTERNAL"), 10, "EXECUTION_FAILED", "grpc_INTERNAL"),
-    (_outcome(OutcomeKind.ERROR, None, TRANSPORT), 10, "WORKER_LOST", "transport"),
-    (_outcome(OutcomeKind.ERROR, None, TIMEOUT), 10, "WORKER_LOST", "timeout"),
-])
+@pytest.mark.parametrize(
+    ("outcome", "deadline", "status", "error"),
+    [
+        (_outcome(OutcomeKind.OK, 200, recv_ns=10), 10, "SUCCESS", None),
+        (_outcome(OutcomeKind.OK, 200, recv_ns=11), 10, "LATE", None),
+        (_outcome(OutcomeKind.REFUSED, 429), 10, "DEADLINE_INFEASIBLE", None),
+        (_outcome(OutcomeKind.REFUSED, 503, "OVERLOADED"), 10, "OVERLOADED", None),
+        (_outcome(OutcomeKind.REFUSED, 503), 10, "WORKER_LOST", "http_503"),
+        (_outcome(OutcomeKind.REFUSED, 503, "MODEL_REMOVED"), 10, "MODEL_REMOVED", None),
+        (_outcome(OutcomeKind.REFUSED, 404), 10, "MODEL_NOT_FOUND", None),
+        (_outcome(OutcomeKind.REFUSED, 400, "BAD_TENSOR"), 10, "INVALID_INPUT", None),
+        (_outcome(OutcomeKind.REFUSED, 413), 10, "INVALID_INPUT", "http_413"),
+        (_outcome(OutcomeKind.REFUSED, 500), 10, "EXECUTION_FAILED", "http_500"),
+        (_outcome(OutcomeKind.REFUSED, "RESOURCE_EXHAUSTED"), 10, "DEADLINE_INFEASIBLE", None),
+        (_outcome(OutcomeKind.REFUSED, "UNAVAILABLE", "OVERLOADED"), 10, "OVERLOADED", None),
+        (_outcome(OutcomeKind.REFUSED, "NOT_FOUND"), 10, "MODEL_NOT_FOUND", None),
+        (_outcome(OutcomeKind.REFUSED, "INTERNAL"), 10, "EXECUTION_FAILED", "grpc_INTERNAL"),
+        (_outcome(OutcomeKind.ERROR, None, TRANSPORT), 10, "WORKER_LOST", "transport"),
+        (_outcome(OutcomeKind.ERROR, None, TIMEOUT), 10, "WORKER_LOST", "timeout"),
+    ],
+)
 def test_status_mapping(outcome: Outcome, deadline: int, status: str, error: str | None) -> None:
     assert status_of(outcome, deadline) == (status, error)
 
@@ -317,8 +354,17 @@ def test_http_binary_statuses_and_report(http_server: StandIn, tmp_path: Path) -
     models = sorted(BEHAVIOURS)
     duration = 3 * NS_PER_S // 2
     workload = PoissonOpenLoop(models, 150.0, duration, SLO_MS * NS_PER_MS, seed=3)
-    result = run_bench_url(http_server.url, None, workload, models, SLO_MS * NS_PER_MS, 64,
-                           duration, binary=True, drain_ns=NS_PER_S)
+    result = run_bench_url(
+        http_server.url,
+        None,
+        workload,
+        models,
+        SLO_MS * NS_PER_MS,
+        64,
+        duration,
+        binary=True,
+        drain_ns=NS_PER_S,
+    )
     n = _arrivals(workload, duration)
     assert n > 150
     _check_log_once(result, n)
@@ -335,14 +381,22 @@ def test_http_binary_statuses_and_report(http_server: StandIn, tmp_path: Path) -
     assert s["slo_attainment"] == pytest.approx(by_status["SUCCESS"] / n)
     refused = s["refused"]
     assert isinstance(refused, dict)
-    for name in ("OVERLOADED", "DEADLINE_INFEASIBLE", "MODEL_NOT_FOUND", "INVALID_INPUT",
-                 "WORKER_LOST", "EXECUTION_FAILED"):
+    for name in (
+        "OVERLOADED",
+        "DEADLINE_INFEASIBLE",
+        "MODEL_NOT_FOUND",
+        "INVALID_INPUT",
+        "WORKER_LOST",
+        "EXECUTION_FAILED",
+    ):
         assert refused[name] == by_status[name] > 0, name
     per_model = Counter(model for _, model, _ in rows)
     assert s["client_errors"] == per_model["boom"] + per_model["unready"] + per_model["drop"]
-    assert s["client_errors_by_kind"] == {"http_500": per_model["boom"],
-                                          "http_503": per_model["unready"],
-                                          "transport": per_model["drop"]}
+    assert s["client_errors_by_kind"] == {
+        "http_500": per_model["boom"],
+        "http_503": per_model["unready"],
+        "transport": per_model["drop"],
+    }
     assert s["client_dropped"] == 0 and s["protocol"] == "http" and s["url"] == http_server.url
     assert s["cold_starts"] == per_model["cold"]
     cold = result.requests.model == result.requests.model_names.index("cold")
@@ -356,12 +410,32 @@ def test_http_binary_statuses_and_report(http_server: StandIn, tmp_path: Path) -
 
     out = tmp_path / "run"
     written = write_bench_report(out, result)
-    assert {p.name for p in written} >= {"summary.json", "requests.parquet",
-                                         "goodput_latency_over_time.png", "latency_cdf.png"}
+    assert {p.name for p in written} >= {
+        "summary.json",
+        "requests.parquet",
+        "goodput_latency_over_time.png",
+        "latency_cdf.png",
+    }
     doc = json.loads((out / "summary.json").read_text())
-    for key in ("requests", "succeeded", "late", "refused", "slo_attainment", "goodput_rps",
-                "offered_rps", "latency_ms", "timeseries", "url", "protocol", "late_submits",
-                "client_errors", "client_dropped", "model_mapping", "workload", "extra"):
+    for key in (
+        "requests",
+        "succeeded",
+        "late",
+        "refused",
+        "slo_attainment",
+        "goodput_rps",
+        "offered_rps",
+        "latency_ms",
+        "timeseries",
+        "url",
+        "protocol",
+        "late_submits",
+        "client_errors",
+        "client_dropped",
+        "model_mapping",
+        "workload",
+        "extra",
+    ):
         assert key in doc, key
     assert doc["workload"]["slo_ms"] == SLO_MS
     assert set(doc["latency_ms"]) >= {"p50", "p99", "p99.9", "max"}
@@ -374,8 +448,17 @@ def test_http_json_discovery_and_concurrency_drops() -> None:
         duration = 3 * NS_PER_S // 2
         # synthetic names: the workload's i-th model is the index's i-th READY model
         workload = PoissonOpenLoop(["m0", "m1"], 60.0, duration, 500 * NS_PER_MS, seed=5)
-        result = run_bench_url(state.url, "http", workload, None, 500 * NS_PER_MS, 2, duration,
-                               binary=False, drain_ns=NS_PER_S)
+        result = run_bench_url(
+            state.url,
+            "http",
+            workload,
+            None,
+            500 * NS_PER_MS,
+            2,
+            duration,
+            binary=False,
+            drain_ns=NS_PER_S,
+        )
     n = _arrivals(workload, duration)
     _check_log_once(result, n)
     rows = _rows(result.requests)
@@ -390,16 +473,26 @@ def test_http_json_discovery_and_concurrency_drops() -> None:
     assert sorted(seen) == sorted(set(range(n)) - dropped)
     assert not any(x.binary for x in state.seen)
     assert {m for _, m, _ in rows} == {"a-slow", "b-slow"}
-    assert s["model_mapping"] == {"source": "repository index (READY models, sorted by name)",
-                                  "rule": "workload model i -> server model i",
-                                  "models": ["a-slow", "b-slow"]}
+    assert s["model_mapping"] == {
+        "source": "repository index (READY models, sorted by name)",
+        "rule": "workload model i -> server model i",
+        "models": ["a-slow", "b-slow"],
+    }
 
 
 def test_closed_loop_follow_ups(http_server: StandIn) -> None:
     duration = NS_PER_S // 2
     workload = ClosedLoop(["good", "cold"], 2, SLO_MS * NS_PER_MS, duration)
-    result = run_bench_url(http_server.url, None, workload, ["good", "cold"],
-                           SLO_MS * NS_PER_MS, 8, duration, drain_ns=NS_PER_S)
+    result = run_bench_url(
+        http_server.url,
+        None,
+        workload,
+        ["good", "cold"],
+        SLO_MS * NS_PER_MS,
+        8,
+        duration,
+        drain_ns=NS_PER_S,
+    )
     n = len(result.requests)
     assert n > 20  # 4 clients, one request each at a time, a few ms per answer
     _check_log_once(result, n)
@@ -408,8 +501,10 @@ def test_closed_loop_follow_ups(http_server: StandIn) -> None:
     # no follow-up is due at or after the end; the log has send times, a little after due ones
     assert (t.arrival_ns < duration + 50 * NS_PER_MS).all()
     # never more than the 4 clients in flight: sort sends and answers, count
-    events = sorted([(int(a), 1) for a in t.arrival_ns] + [(int(r), -1) for r in t.response_ns],
-                    key=lambda e: (e[0], e[1]))
+    events = sorted(
+        [(int(a), 1) for a in t.arrival_ns] + [(int(r), -1) for r in t.response_ns],
+        key=lambda e: (e[0], e[1]),
+    )
     depth = max(itertools.accumulate(d for _, d in events))
     assert depth <= 4
 
@@ -429,36 +524,83 @@ def _one_line_error(code: int, err: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("clockwork bench: error:"), err
 
 
-def test_cli_refuses_bad_input(http_server: StandIn,
-                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_refuses_bad_input(http_server: StandIn, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"http://127.0.0.1:{_free_port()}"
-    code = main(["bench", "--url", url, "--rate", "10", "--duration", "1", "--quiet",
-                 "--connect-timeout-s", "2"])
+    code = main(
+        [
+            "bench",
+            "--url",
+            url,
+            "--rate",
+            "10",
+            "--duration",
+            "1",
+            "--quiet",
+            "--connect-timeout-s",
+            "2",
+        ]
+    )
     err = capsys.readouterr().err
     _one_line_error(code, err)
     assert "cannot reach" in err
-    code = main(["bench", "--url", http_server.url, "--models", "good,nosuch", "--rate", "10",
-                 "--duration", "1", "--quiet"])
+    code = main(
+        [
+            "bench",
+            "--url",
+            http_server.url,
+            "--models",
+            "good,nosuch",
+            "--rate",
+            "10",
+            "--duration",
+            "1",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     _one_line_error(code, err)
     assert "nosuch" in err
     with pytest.raises(SystemExit) as exit_info:  # argparse's own checks: one line too
         main(["bench", "--url", http_server.url, "--rate", "abc"])
     _one_line_error(int(str(exit_info.value.code)), capsys.readouterr().err)
-    for argv in (["--rate", "-5"], ["--concurrency", "0", "--rate", "5"], ["--num-models", "99",
-                 "--rate", "5"], [], ["--url", "ftp://x:1", "--rate", "5"]):
+    for argv in (
+        ["--rate", "-5"],
+        ["--concurrency", "0", "--rate", "5"],
+        ["--num-models", "99", "--rate", "5"],
+        [],
+        ["--url", "ftp://x:1", "--rate", "5"],
+    ):
         code = main(["bench", "--url", http_server.url, "--duration", "1", "--quiet", *argv])
         _one_line_error(code, capsys.readouterr().err)
 
 
-def test_cli_short_run(http_server: StandIn, tmp_path: Path,
-                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_short_run(
+    http_server: StandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     p = argparse.ArgumentParser(prog="clockwork")
     bench_cmd.register(p.add_subparsers(dest="command", required=True))
     out = tmp_path / "cli"
-    args = p.parse_args(["bench", "--url", http_server.url, "--models", "good,busy",
-                         "--rate", "40", "--duration", "1", "--slo-ms", "1000", "--out", str(out),
-                         "--no-plots", "--status-every", "0.5", "--json"])
+    args = p.parse_args(
+        [
+            "bench",
+            "--url",
+            http_server.url,
+            "--models",
+            "good,busy",
+            "--rate",
+            "40",
+            "--duration",
+            "1",
+            "--slo-ms",
+            "1000",
+            "--out",
+            str(out),
+            "--no-plots",
+            "--status-every",
+            "0.5",
+            "--json",
+        ]
+    )
     assert args.func(args) == 0
     printed = capsys.readouterr()
     assert "SLO attainment" in printed.out and "late submits" in printed.out
@@ -485,30 +627,43 @@ def test_grpc_statuses() -> None:
             return pb.ServerMetadataResponse(name="standin-grpc", version="0")
 
         async def RepositoryIndex(self, request: Any, context: Any) -> Any:  # noqa: N802
-            return pb.RepositoryIndexResponse(models=[
-                pb.RepositoryIndexResponse.ModelIndex(name=m, version="1", state="READY")
-                for m in behaviours])
+            return pb.RepositoryIndexResponse(
+                models=[
+                    pb.RepositoryIndexResponse.ModelIndex(name=m, version="1", state="READY")
+                    for m in behaviours
+                ]
+            )
 
         async def ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
             if request.name not in behaviours:
                 await context.abort(grpc.StatusCode.NOT_FOUND, "unknown model")
             t = pb.ModelMetadataResponse.TensorMetadata
             return pb.ModelMetadataResponse(
-                name=request.name, versions=["1"], platform="standin",
-                inputs=[t(name=i["name"], datatype=i["datatype"], shape=i["shape"])
-                        for i in INPUTS],
-                outputs=[t(name="y", datatype="FP32", shape=[-1, 4])])
+                name=request.name,
+                versions=["1"],
+                platform="standin",
+                inputs=[
+                    t(name=i["name"], datatype=i["datatype"], shape=i["shape"]) for i in INPUTS
+                ],
+                outputs=[t(name="y", datatype="FP32", shape=[-1, 4])],
+            )
 
         async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
             assert [list(t.shape) for t in request.inputs] == [[1, 4], [1, 2]]
             assert [len(r) for r in request.raw_input_contents] == [16, 16]
-            seen.append((request.id, request.model_name,
-                         request.parameters["timeout"].int64_param,
-                         request.parameters["priority"].int64_param))
+            seen.append(
+                (
+                    request.id,
+                    request.model_name,
+                    request.parameters["timeout"].int64_param,
+                    request.parameters["priority"].int64_param,
+                )
+            )
             b = behaviours[request.model_name]
             if b == "429":
-                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                    "DEADLINE_INFEASIBLE: cannot finish in time")
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED, "DEADLINE_INFEASIBLE: cannot finish in time"
+                )
             if b == "503-overloaded":
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "OVERLOADED: full")
             if b == "404":
@@ -535,14 +690,26 @@ def test_grpc_statuses() -> None:
         duration = 3 * NS_PER_S // 2
         models = sorted(behaviours)
         workload = PoissonOpenLoop(models, 120.0, duration, SLO_MS * NS_PER_MS, seed=11)
-        result = run_bench_url(f"grpc://127.0.0.1:{box['port']}", None, workload, None,
-                               SLO_MS * NS_PER_MS, 32, duration, drain_ns=NS_PER_S)
+        result = run_bench_url(
+            f"grpc://127.0.0.1:{box['port']}",
+            None,
+            workload,
+            None,
+            SLO_MS * NS_PER_MS,
+            32,
+            duration,
+            drain_ns=NS_PER_S,
+        )
     n = _arrivals(workload, duration)
     _check_log_once(result, n)
     assert sorted(int(i) for i, _, _, _ in seen) == list(range(n))
     assert all(t == SLO_MS * 1000 and p == 0 for _, _, t, p in seen)
-    expected = {"g-ok": "SUCCESS", "g-tight": "DEADLINE_INFEASIBLE", "g-busy": "OVERLOADED",
-                "g-gone": "MODEL_NOT_FOUND"}
+    expected = {
+        "g-ok": "SUCCESS",
+        "g-tight": "DEADLINE_INFEASIBLE",
+        "g-busy": "OVERLOADED",
+        "g-gone": "MODEL_NOT_FOUND",
+    }
     rows = _rows(result.requests)
     for rid, model, status in rows:
         assert status == expected[model], (rid, model, status)
@@ -576,10 +743,12 @@ def test_against_the_real_front_door() -> None:
         await servers[0].cleanup()
 
     infeasible_ns = INFEASIBLE_US * 1000 // 2
-    runs = [(f"http://127.0.0.1:{http_port}", True, SLO_MS * NS_PER_MS, "SUCCESS"),
-            (f"http://127.0.0.1:{http_port}", False, infeasible_ns, "DEADLINE_INFEASIBLE"),
-            (f"grpc://127.0.0.1:{grpc_port}", True, SLO_MS * NS_PER_MS, "SUCCESS"),
-            (f"grpc://127.0.0.1:{grpc_port}", True, infeasible_ns, "DEADLINE_INFEASIBLE")]
+    runs = [
+        (f"http://127.0.0.1:{http_port}", True, SLO_MS * NS_PER_MS, "SUCCESS"),
+        (f"http://127.0.0.1:{http_port}", False, infeasible_ns, "DEADLINE_INFEASIBLE"),
+        (f"grpc://127.0.0.1:{grpc_port}", True, SLO_MS * NS_PER_MS, "SUCCESS"),
+        (f"grpc://127.0.0.1:{grpc_port}", True, infeasible_ns, "DEADLINE_INFEASIBLE"),
+    ]
     duration = NS_PER_S // 2
     with _serve_in_thread(start, stop):
         for url, binary, slo_ns, expected in runs:
@@ -587,8 +756,9 @@ def test_against_the_real_front_door() -> None:
             workload = PoissonOpenLoop(["m0", "m1"], 100.0, duration, slo_ns, seed=2)
             # in-flight limit 64: on a loaded machine the fake's answers can lag by more than the
             # 160 ms that 16 requests in flight at 100/s allow, and the client would drop some
-            result = run_bench_url(url, None, workload, None, slo_ns, 64, duration,
-                                   binary=binary, drain_ns=NS_PER_S)
+            result = run_bench_url(
+                url, None, workload, None, slo_ns, 64, duration, binary=binary, drain_ns=NS_PER_S
+            )
             n = _arrivals(workload, duration)
             _check_log_once(result, n)
             assert {status for _, _, status in _rows(result.requests)} == {expected}, url

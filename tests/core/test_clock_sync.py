@@ -18,9 +18,15 @@ class Link:
     """Two peers whose clocks differ by ``offset_ns`` (remote - local), exchanging messages with
     one-way delays ``base + jitter`` and each reporting its minimum delta to the other."""
 
-    def __init__(self, offset_ns: int, rnd: random.Random, window_ns: int | None = 10 * S,
-                 base_out_ns: int = 50_000, base_in_ns: int = 50_000,
-                 jitter_ns: int = 2 * MS) -> None:
+    def __init__(
+        self,
+        offset_ns: int,
+        rnd: random.Random,
+        window_ns: int | None = 10 * S,
+        base_out_ns: int = 50_000,
+        base_in_ns: int = 50_000,
+        jitter_ns: int = 2 * MS,
+    ) -> None:
         self.offset_ns = offset_ns
         self.rnd = rnd
         self.local = ClockSync(window_ns)
@@ -76,10 +82,15 @@ def test_asymmetric_delays_bound_the_error() -> None:
 
 
 @settings(max_examples=200)
-@given(offset=st.integers(-(10**13), 10**13), seed=st.integers(0, 2**32),
-       base_out=st.integers(0, 5 * MS), base_in=st.integers(0, 5 * MS))
-def test_offset_bound_holds_for_any_skew(offset: int, seed: int, base_out: int,
-                                         base_in: int) -> None:
+@given(
+    offset=st.integers(-(10**13), 10**13),
+    seed=st.integers(0, 2**32),
+    base_out=st.integers(0, 5 * MS),
+    base_in=st.integers(0, 5 * MS),
+)
+def test_offset_bound_holds_for_any_skew(
+    offset: int, seed: int, base_out: int, base_in: int
+) -> None:
     link = Link(offset, random.Random(seed), base_out_ns=base_out, base_in_ns=base_in)
     for _ in range(30):
         link.step()
@@ -173,9 +184,10 @@ def test_newest_sample_is_kept_when_idle() -> None:
     assert sync.local_min_delta_ns == 300
 
 
-@given(st.lists(st.tuples(st.integers(0, 10 * MS), st.integers(-S, S)), min_size=1,
-                max_size=60),
-       st.integers(1, 50 * MS))
+@given(
+    st.lists(st.tuples(st.integers(0, 10 * MS), st.integers(-S, S)), min_size=1, max_size=60),
+    st.integers(1, 50 * MS),
+)
 def test_sliding_minimum_matches_brute_force(steps: list[tuple[int, int]], window: int) -> None:
     sync = ClockSync(window_ns=window)
     t = 0

@@ -27,23 +27,35 @@ D1 = DeviceId("w0", 1)
 D2 = DeviceId("w0", 2)
 
 
-def profile(pages: int = 4, load_ms: float = 5, exec_ms: dict[int, float] | None = None
-            ) -> ModelProfile:
+def profile(
+    pages: int = 4, load_ms: float = 5, exec_ms: dict[int, float] | None = None
+) -> ModelProfile:
     exec_ms = exec_ms or {1: 2, 2: 3, 4: 4, 8: 6}
-    return ModelProfile("m", KIND.name, pages << 20, 1 << 20, pages, int(load_ms * MS),
-                        {b: int(t * MS) for b, t in exec_ms.items()}, 10, 10,
-                        Measurement("test", "test", "test"))
+    return ModelProfile(
+        "m",
+        KIND.name,
+        pages << 20,
+        1 << 20,
+        pages,
+        int(load_ms * MS),
+        {b: int(t * MS) for b, t in exec_ms.items()},
+        10,
+        10,
+        Measurement("test", "test", "test"),
+    )
 
 
-def make(models: dict[str, ModelProfile], devices: int = 1,
-         config: ClockworkConfig | None = None) -> ClockworkPolicy:
+def make(
+    models: dict[str, ModelProfile], devices: int = 1, config: ClockworkConfig | None = None
+) -> ClockworkPolicy:
     # a fixed 10 ms horizon unless a test says otherwise: the tests of the paper's rules plan
     # with it at SLOs of a few ms
     s = ClockworkPolicy(config or ClockworkConfig(result_margin_ns=0, horizon_slo_fraction=0))
     for name, p in models.items():
         s.handle(ModelRegistered(ModelInfo(name, (p,))), 0)
-    s.handle(WorkerJoined("w0", tuple(DeviceInfo(DeviceId("w0", i), KIND)
-                                      for i in range(devices))), 0)
+    s.handle(
+        WorkerJoined("w0", tuple(DeviceInfo(DeviceId("w0", i), KIND) for i in range(devices))), 0
+    )
     return s
 
 
@@ -51,10 +63,12 @@ def req(rid: int, model: str, now: int, slo_ms: float = 100, prio: int = 0) -> R
     return RequestArrived(InferRequest(rid, model, now, now + int(slo_ms * MS), prio))
 
 
-def finish(a: LoadWeights | Infer, began: int, ended: int,
-           status: ActionStatus = ActionStatus.SUCCESS) -> ActionFinished:
-    return ActionFinished(ActionResult(a.action_id, a.device, a.model, status, began, began,
-                                       ended, ended - began))
+def finish(
+    a: LoadWeights | Infer, began: int, ended: int, status: ActionStatus = ActionStatus.SUCCESS
+) -> ActionFinished:
+    return ActionFinished(
+        ActionResult(a.action_id, a.device, a.model, status, began, began, ended, ended - began)
+    )
 
 
 def only(out: SchedulerOutput, kind: type) -> list:  # type: ignore[type-arg]
@@ -197,8 +211,9 @@ def test_a_cold_model_refused_for_its_load_is_loaded_and_then_served() -> None:
 
 
 def test_refusals_make_no_demand_when_the_window_is_zero() -> None:
-    s = make({"a": profile()}, config=ClockworkConfig(result_margin_ns=0,
-                                                      refused_demand_window_ns=0))
+    s = make(
+        {"a": profile()}, config=ClockworkConfig(result_margin_ns=0, refused_demand_window_ns=0)
+    )
     s.handle(req(1, "a", 0, slo_ms=6), 0)
     out = s.poll(0)
     assert not out.actions and out.responses[0].status is ResponseStatus.DEADLINE_INFEASIBLE
@@ -357,8 +372,12 @@ def test_model_too_big_for_any_device() -> None:
 
 
 def overload_policy(hold_ms: float = 50) -> tuple[ClockworkPolicy, int]:
-    cfg = ClockworkConfig(result_margin_ns=0, overload_drops=1, overload_window_ns=50 * MS,
-                          overload_hold_ns=int(hold_ms * MS))
+    cfg = ClockworkConfig(
+        result_margin_ns=0,
+        overload_drops=1,
+        overload_window_ns=50 * MS,
+        overload_hold_ns=int(hold_ms * MS),
+    )
     s = make({"a": profile(pages=3), "b": profile(pages=3)}, config=cfg)
     t = warm(s, "a")
     t = warm(s, "b", t)
@@ -442,8 +461,9 @@ def test_a_refusing_devices_model_is_loaded_on_a_calm_one() -> None:
     (load,) = only(s.poll(t), LoadWeights)
     assert (load.model, load.device) == ("a", D1)
     # switched off, D0 still counts as a holder and nothing is loaded
-    s = make({"a": profile()}, devices=2,
-             config=ClockworkConfig(result_margin_ns=0, spread_window_ns=0))
+    s = make(
+        {"a": profile()}, devices=2, config=ClockworkConfig(result_margin_ns=0, spread_window_ns=0)
+    )
     t = _refuse_on_busy_d0(s, warm(s, "a"))
     s.handle(req(2, "a", t, slo_ms=30), t)
     assert not only(s.poll(t), LoadWeights)
@@ -475,8 +495,9 @@ def test_no_spreading_onto_a_device_that_refused_lately() -> None:
     assert not only(s.poll(t), LoadWeights)
 
 
-def _serve_one(s: ClockworkPolicy, rid: int, t: int, slo_ms: float, run_ms: float
-               ) -> tuple[ResponseStatus, int]:
+def _serve_one(
+    s: ClockworkPolicy, rid: int, t: int, slo_ms: float, run_ms: float
+) -> tuple[ResponseStatus, int]:
     """Send one request at ``t``; run whatever Infer it gets for ``run_ms``; returns the answer
     and the time after it."""
     s.handle(req(rid, "a", t, slo_ms=slo_ms), t)
@@ -596,8 +617,10 @@ def test_warm_start_retries_a_load_that_failed() -> None:
 
 
 def test_the_horizon_shrinks_for_tight_slos_and_grows_back() -> None:
-    s = make({"a": profile(exec_ms={1: 2, 2: 3, 4: 4, 8: 7.5})},
-             config=ClockworkConfig(result_margin_ns=0))
+    s = make(
+        {"a": profile(exec_ms={1: 2, 2: 3, 4: 4, 8: 7.5})},
+        config=ClockworkConfig(result_margin_ns=0),
+    )
     t = warm(s, "a")
     for i in range(7):  # 8 ms SLO: a 1 ms horizon, so only the first batch is planned now
         s.handle(req(i, "a", t, slo_ms=8), t)

@@ -55,10 +55,14 @@ def test_model_estimates_per_batch_and_load() -> None:
     assert m.load.estimate_ns == 99
 
 
-@given(window=st.integers(1, 12), pct=st.floats(1.0, 100.0),
-       values=st.lists(st.integers(-5, 10**6), max_size=60))
-def test_estimate_is_the_percentile_of_the_last_window(window: int, pct: float,
-                                                       values: list[int]) -> None:
+@given(
+    window=st.integers(1, 12),
+    pct=st.floats(1.0, 100.0),
+    values=st.lists(st.integers(-5, 10**6), max_size=60),
+)
+def test_estimate_is_the_percentile_of_the_last_window(
+    window: int, pct: float, values: list[int]
+) -> None:
     # outliers off: the paper's rule, every measurement counts at once
     est = LatencyEstimator(1000, EstimatorConfig(window, pct, outlier_factor=0))
     kept = [1000]
@@ -130,10 +134,14 @@ def test_spread_and_probability() -> None:
     assert sp.quantile_ns(0.99) > sp.quantile_ns(0.5)
 
 
-@given(window=st.integers(1, 12), factor=st.floats(1.5, 10.0),
-       values=st.lists(st.integers(1, 10**6), max_size=60))
-def test_estimate_stays_a_percentile_of_what_was_measured(window: int, factor: float,
-                                                          values: list[int]) -> None:
+@given(
+    window=st.integers(1, 12),
+    factor=st.floats(1.5, 10.0),
+    values=st.lists(st.integers(1, 10**6), max_size=60),
+)
+def test_estimate_stays_a_percentile_of_what_was_measured(
+    window: int, factor: float, values: list[int]
+) -> None:
     est = LatencyEstimator(1000, EstimatorConfig(window, 99.0, outlier_factor=factor))
     gap = 10**7  # runs one after another: none overlaps the next in time
     for i, v in enumerate(values):

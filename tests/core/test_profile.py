@@ -19,8 +19,7 @@ def test_shipped_resnet50_matches_the_paper() -> None:
     assert p.weights_bytes == 102_160_300
     assert p.weights_pages == 7
     assert p.pages_for(V100_32GB) == 7
-    assert p.exec_ns == {1: 2_730_000, 2: 4_050_000, 4: 5_880_000, 8: 9_930_000,
-                         16: 17_330_000}
+    assert p.exec_ns == {1: 2_730_000, 2: 4_050_000, 4: 5_880_000, 8: 9_930_000, 16: 17_330_000}
     assert p.load_ns == 8_300_000
     assert "Clockwork authors" in p.measured.by
     assert V100_32GB.cache_pages == 1376 and V100_32GB.page_size_bytes == 16 << 20

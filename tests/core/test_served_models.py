@@ -46,23 +46,47 @@ POLICIES = ["clockwork", "reactive"]
 
 def profile(exec_ms: dict[int, float] | None = None) -> ModelProfile:
     exec_ms = exec_ms or {1: 2, 2: 3, 4: 4, 8: 6}
-    return ModelProfile("m", KIND.name, 4 << 20, 1 << 20, 4, 5 * MS,
-                        {b: int(t * MS) for b, t in exec_ms.items()}, 10, 10,
-                        Measurement("test", "test", "test"))
+    return ModelProfile(
+        "m",
+        KIND.name,
+        4 << 20,
+        1 << 20,
+        4,
+        5 * MS,
+        {b: int(t * MS) for b, t in exec_ms.items()},
+        10,
+        10,
+        Measurement("test", "test", "test"),
+    )
 
 
 def make(policy: str, exec_ms: dict[int, float] | None = None) -> PolicyBase:
-    s: PolicyBase = (ClockworkPolicy(ClockworkConfig(result_margin_ns=0))
-                     if policy == "clockwork" else ReactivePolicy(ReactiveConfig()))
+    s: PolicyBase = (
+        ClockworkPolicy(ClockworkConfig(result_margin_ns=0))
+        if policy == "clockwork"
+        else ReactivePolicy(ReactiveConfig())
+    )
     for name in ("a", "b"):
         s.handle(ModelRegistered(ModelInfo(name, (profile(exec_ms),))), 0)
     return s
 
 
-def join(s: PolicyBase, worker: str, models: tuple[str, ...] | None, devices: int = 1,
-         resident: tuple[str, ...] = (), now: int = 0) -> None:
-    s.handle(WorkerJoined(worker, tuple(DeviceInfo(DeviceId(worker, i), KIND, resident)
-                                        for i in range(devices)), models), now)
+def join(
+    s: PolicyBase,
+    worker: str,
+    models: tuple[str, ...] | None,
+    devices: int = 1,
+    resident: tuple[str, ...] = (),
+    now: int = 0,
+) -> None:
+    s.handle(
+        WorkerJoined(
+            worker,
+            tuple(DeviceInfo(DeviceId(worker, i), KIND, resident) for i in range(devices)),
+            models,
+        ),
+        now,
+    )
 
 
 def req(rid: int, model: str, now: int, slo_ms: float = 100) -> RequestArrived:
@@ -95,8 +119,9 @@ class Cluster:
             began = max(now, a.earliest_ns)
             end = began + a.expected_duration_ns if ok else began
             status = ActionStatus.SUCCESS if ok else ActionStatus.UNKNOWN_MODEL
-            result = ActionResult(a.action_id, a.device, a.model, status, now, began, end,
-                                  end - began)
+            result = ActionResult(
+                a.action_id, a.device, a.model, status, now, began, end, end - began
+            )
             heapq.heappush(self._due, (end, a.action_id, result))
         return out.wake_at_ns
 
@@ -120,8 +145,11 @@ class Cluster:
         return now
 
     def placed(self, model: str) -> set[DeviceId]:
-        return {a.device for a in self.actions
-                if isinstance(a, LoadWeights | Infer) and a.model == model}
+        return {
+            a.device
+            for a in self.actions
+            if isinstance(a, LoadWeights | Infer) and a.model == model
+        }
 
     def statuses(self) -> dict[int, ResponseStatus]:
         return {r.request_id: r.status for r in self.responses}
@@ -210,8 +238,7 @@ def test_resident_model_the_worker_does_not_serve_is_evicted_at_join(policy: str
     s = make(policy)
     join(s, "wb", ("b",), resident=("a", "b"))
     out = s.poll(0)
-    assert [(a.model, a.device) for a in out.actions if isinstance(a, EvictWeights)] == [
-        ("a", WB)]
+    assert [(a.model, a.device) for a in out.actions if isinstance(a, EvictWeights)] == [("a", WB)]
     view = s.devices[WB]
     assert list(view.resident) == ["b"] and view.free_pages == 6
     # and None still means every model: both stay
@@ -237,8 +264,12 @@ def test_models_changed_evicts_a_model_the_worker_no_longer_serves(policy: str) 
     assert [a.model for a in out.actions if isinstance(a, EvictWeights)] == ["a"]
     assert s.devices[WB].free_pages == 10
     end = t + load.expected_duration_ns
-    s.handle(ActionFinished(ActionResult(load.action_id, WB, "b", ActionStatus.SUCCESS, t, t,
-                                         end, end - t)), end)
+    s.handle(
+        ActionFinished(
+            ActionResult(load.action_id, WB, "b", ActionStatus.SUCCESS, t, t, end, end - t)
+        ),
+        end,
+    )
     out = s.poll(end)
     assert [a.model for a in out.actions if isinstance(a, EvictWeights)] == ["b"]
     assert not any(isinstance(a, LoadWeights) for a in out.actions)

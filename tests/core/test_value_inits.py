@@ -60,6 +60,9 @@ def test_defaults_and_value_semantics() -> None:
     moved = dataclasses.replace(infer, action_id=2, earliest_ns=1)
     assert (moved.action_id, moved.earliest_ns, moved.request_ids) == (2, 1, (1, 2))
     assert {LoadWeights(1, dev, "m", 0, 1, 1), EvictWeights(2, dev, "m")} == {
-        LoadWeights(1, dev, "m", 0, 1, 1), EvictWeights(2, dev, "m")}
+        LoadWeights(1, dev, "m", 0, 1, 1),
+        EvictWeights(2, dev, "m"),
+    }
     assert repr(InferRequest(1, "m", 0, 5)) == (
-        "InferRequest(request_id=1, model='m', arrival_ns=0, deadline_ns=5, priority=0)")
+        "InferRequest(request_id=1, model='m', arrival_ns=0, deadline_ns=5, priority=0)"
+    )

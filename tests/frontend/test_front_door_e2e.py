@@ -52,8 +52,11 @@ class Stack:
         self.worker = WorkerService("w0", devices, infos)
         await self.worker.start("127.0.0.1", 0)
         # default liveness pings: clients in the test thread hold the GIL for a while at times
-        self.ctrl = ControllerService(make_policy("clockwork"), [("127.0.0.1", self.worker.port)],
-                                      connect_backoff_s=(0.02, 0.2))
+        self.ctrl = ControllerService(
+            make_policy("clockwork"),
+            [("127.0.0.1", self.worker.port)],
+            connect_backoff_s=(0.02, 0.2),
+        )
         self.metrics = ServingMetrics()
         attach_observer(self.ctrl, self.metrics)
         self.server = ControllerModelServer(self.ctrl, self.metrics)
@@ -104,8 +107,9 @@ def batch(n: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("binary", [False, True])
-def test_http_inference_through_the_scheduler(stack: Stack, http: th.InferenceServerClient,
-                                              binary: bool) -> None:
+def test_http_inference_through_the_scheduler(
+    stack: Stack, http: th.InferenceServerClient, binary: bool
+) -> None:
     before = stack.ctrl.stats.successes
     x = batch(2)
     inp = th.InferInput("input", list(x.shape), "FP32")
@@ -117,8 +121,9 @@ def test_http_inference_through_the_scheduler(stack: Stack, http: th.InferenceSe
     assert stack.ctrl.stats.successes - before == 2
 
 
-def test_grpc_inference_and_an_infeasible_timeout(stack: Stack,
-                                                  grpc: tg.InferenceServerClient) -> None:
+def test_grpc_inference_and_an_infeasible_timeout(
+    stack: Stack, grpc: tg.InferenceServerClient
+) -> None:
     x = batch(1)
     inp = tg.InferInput("input", list(x.shape), "FP32")
     inp.set_data_from_numpy(x)
@@ -147,8 +152,9 @@ def test_http_refusal_codes(http: th.InferenceServerClient) -> None:
     assert e.value.status() == "400" and "'input'" in e.value.message()
 
 
-def test_unload_and_load_over_both_protocols(stack: Stack, http: th.InferenceServerClient,
-                                             grpc: tg.InferenceServerClient) -> None:
+def test_unload_and_load_over_both_protocols(
+    stack: Stack, http: th.InferenceServerClient, grpc: tg.InferenceServerClient
+) -> None:
     model = MODELS[1]
     http.unload_model(model)
     assert not grpc.is_model_ready(model)
@@ -165,8 +171,9 @@ def test_unload_and_load_over_both_protocols(stack: Stack, http: th.InferenceSer
     assert grpc.infer(model, [inp]).as_numpy("output").shape == (1, 1000)
 
 
-def test_metrics_and_statistics_count_what_was_served(stack: Stack,
-                                                      http: th.InferenceServerClient) -> None:
+def test_metrics_and_statistics_count_what_was_served(
+    stack: Stack, http: th.InferenceServerClient
+) -> None:
     x = batch(1)
     inp = th.InferInput("input", list(x.shape), "FP32")
     inp.set_data_from_numpy(x)
@@ -176,8 +183,11 @@ def test_metrics_and_statistics_count_what_was_served(stack: Stack,
     assert int(stats["inference_count"]) >= 3
     with urllib.request.urlopen(f"http://127.0.0.1:{stack.http_port}/metrics") as r:
         text = r.read().decode()
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for f in text_string_to_metric_families(text) for s in f.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
     ok = samples[("clockwork_success_within_deadline_total", (("model", MODELS[0]),))]
     assert ok >= 3
     assert samples[("clockwork_pending_requests", ())] == 0

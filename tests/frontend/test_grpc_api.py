@@ -44,8 +44,9 @@ class _ServerThread:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.server = self.run(start_grpc(fake, "127.0.0.1", self.port,
-                                          max_message_bytes=MAX_MESSAGE_BYTES))
+        self.server = self.run(
+            start_grpc(fake, "127.0.0.1", self.port, max_message_bytes=MAX_MESSAGE_BYTES)
+        )
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
@@ -123,9 +124,10 @@ def test_model_metadata_has_batch_dimension(client: tc.InferenceServerClient) ->
     assert list(meta.versions) == ["1"]
     assert meta.platform == "pytorch"
     assert [(t.name, t.datatype, list(t.shape)) for t in meta.inputs] == [
-        ("a", "FP32", [-1, 4]), ("b", "FP32", [-1, 4])]
-    assert [(t.name, list(t.shape)) for t in meta.outputs] == [("sum", [-1, 4]),
-                                                              ("diff", [-1, 4])]
+        ("a", "FP32", [-1, 4]),
+        ("b", "FP32", [-1, 4]),
+    ]
+    assert [(t.name, list(t.shape)) for t in meta.outputs] == [("sum", [-1, 4]), ("diff", [-1, 4])]
     ident = client.get_model_metadata("ident", as_json=True)
     assert ident["inputs"] == [{"name": "x", "datatype": "INT32", "shape": ["-1", "-1"]}]
     with pytest.raises(InferenceServerException) as e:
@@ -141,7 +143,9 @@ def test_model_config(client: tc.InferenceServerClient) -> None:
     assert config.backend == "pytorch"
     assert config.max_batch_size == 8
     assert [(i.name, i.data_type, list(i.dims)) for i in config.input] == [
-        ("a", 11, [4]), ("b", 11, [4])]  # 11: TYPE_FP32
+        ("a", 11, [4]),
+        ("b", 11, [4]),
+    ]  # 11: TYPE_FP32
     assert [o.name for o in config.output] == ["sum", "diff"]
     assert list(config.version_policy.specific.versions) == [1]
     as_json = client.get_model_config("ident", as_json=True)["config"]
@@ -207,9 +211,11 @@ def test_infer_int32_and_requested_outputs(client: tc.InferenceServerClient) -> 
 
 def test_classification(client: tc.InferenceServerClient) -> None:
     a = np.array([[1.0, 7.0, 3.0, 7.0], [4.0, 3.0, 2.0, 1.0]], dtype=np.float32)
-    result = client.infer("add", _add_inputs(a, np.zeros_like(a)),
-                          outputs=[tc.InferRequestedOutput("sum", class_count=2),
-                                   tc.InferRequestedOutput("diff")])
+    result = client.infer(
+        "add",
+        _add_inputs(a, np.zeros_like(a)),
+        outputs=[tc.InferRequestedOutput("sum", class_count=2), tc.InferRequestedOutput("diff")],
+    )
     top = result.as_numpy("sum")
     assert top.shape == (2, 2)
     # ties go to the lower index, as the HTTP front door does
@@ -219,7 +225,8 @@ def test_classification(client: tc.InferenceServerClient) -> None:
 
 
 def test_timeout_and_priority_reach_the_model_server(
-        served: _ServerThread, client: tc.InferenceServerClient) -> None:
+    served: _ServerThread, client: tc.InferenceServerClient
+) -> None:
     # tritonclient's `timeout` is the request parameter "timeout" (schedule policy, in
     # microseconds), unlike `client_timeout`, which is the RPC deadline in seconds
     client.infer("add", _add_inputs(A, B), timeout=50_000, priority=3)
@@ -235,18 +242,27 @@ def test_timeout_and_priority_reach_the_model_server(
     assert served.fake.calls[-1].timeout_us is None
 
 
-@pytest.mark.parametrize(("kwargs", "status", "reason"), [
-    ({"timeout": INFEASIBLE_US // 2}, "RESOURCE_EXHAUSTED", "DEADLINE_INFEASIBLE"),
-    ({"priority": OVERLOAD_PRIORITY}, "UNAVAILABLE", "OVERLOADED"),
-])
-def test_refusals(client: tc.InferenceServerClient, stub: pb_grpc.GRPCInferenceServiceStub,
-                  kwargs: dict[str, int], status: str, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "status", "reason"),
+    [
+        ({"timeout": INFEASIBLE_US // 2}, "RESOURCE_EXHAUSTED", "DEADLINE_INFEASIBLE"),
+        ({"priority": OVERLOAD_PRIORITY}, "UNAVAILABLE", "OVERLOADED"),
+    ],
+)
+def test_refusals(
+    client: tc.InferenceServerClient,
+    stub: pb_grpc.GRPCInferenceServiceStub,
+    kwargs: dict[str, int],
+    status: str,
+    reason: str,
+) -> None:
     with pytest.raises(InferenceServerException) as e:
         client.infer("add", _add_inputs(A, B), **kwargs)
     assert _status(e) == f"StatusCode.{status}"
     # the reason travels as trailing metadata
-    req = _raw_request("add", [("a", "FP32", [1, 4], A.tobytes()),
-                               ("b", "FP32", [1, 4], B.tobytes())])
+    req = _raw_request(
+        "add", [("a", "FP32", [1, 4], A.tobytes()), ("b", "FP32", [1, 4], B.tobytes())]
+    )
     for key, value in kwargs.items():
         req.parameters[key].int64_param = value
     with pytest.raises(grpc.RpcError) as rpc:
@@ -267,8 +283,9 @@ def test_streaming(client: tc.InferenceServerClient) -> None:
     try:
         for i in range(3):
             client.async_stream_infer("add", _add_inputs(A * i, B), request_id=f"s-{i}")
-        client.async_stream_infer("add", _add_inputs(A, B), request_id="s-over",
-                                  priority=OVERLOAD_PRIORITY)
+        client.async_stream_infer(
+            "add", _add_inputs(A, B), request_id="s-over", priority=OVERLOAD_PRIORITY
+        )
         got = [answers.get(timeout=5) for _ in range(4)]
     finally:
         client.stop_stream()
@@ -281,8 +298,7 @@ def test_streaming(client: tc.InferenceServerClient) -> None:
     assert "overloaded" in str(errors[0])
 
 
-def test_streaming_error_response_names_the_request(
-        stub: pb_grpc.GRPCInferenceServiceStub) -> None:
+def test_streaming_error_response_names_the_request(stub: pb_grpc.GRPCInferenceServiceStub) -> None:
     bad = _raw_request("add", [("a", "FP32", [1, 4], b"\0" * 3)])
     bad.id = "broken"
     good = _raw_request("ident", [("x", "INT32", [1, 2], np.int32([5, 6]).tobytes())])
@@ -292,7 +308,8 @@ def test_streaming_error_response_names_the_request(
     assert set(by_id) == {"broken", "fine"}
     assert "'a'" in by_id["broken"].error_message
     assert by_id["broken"].infer_response.parameters["error_code"].string_param == (
-        "INVALID_ARGUMENT")
+        "INVALID_ARGUMENT"
+    )
     assert by_id["fine"].error_message == ""
     assert by_id["fine"].infer_response.raw_output_contents[0] == np.int32([5, 6]).tobytes()
 
@@ -300,8 +317,9 @@ def test_streaming_error_response_names_the_request(
 # --- model repository and statistics ---------------------------------------------------------
 
 
-def test_repository_unload_and_load(client: tc.InferenceServerClient,
-                                    stub: pb_grpc.GRPCInferenceServiceStub) -> None:
+def test_repository_unload_and_load(
+    client: tc.InferenceServerClient, stub: pb_grpc.GRPCInferenceServiceStub
+) -> None:
     index = client.get_model_repository_index(as_json=True)["models"]
     assert [(m["name"], m["state"]) for m in index] == [("add", "READY"), ("ident", "READY")]
     client.unload_model("ident")
@@ -309,7 +327,9 @@ def test_repository_unload_and_load(client: tc.InferenceServerClient,
         assert not client.is_model_ready("ident")
         index = client.get_model_repository_index().models
         assert [(m.name, m.state, m.reason) for m in index] == [
-            ("add", "READY", ""), ("ident", "UNAVAILABLE", "unloaded")]
+            ("add", "READY", ""),
+            ("ident", "UNAVAILABLE", "unloaded"),
+        ]
         ready = stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=True)).models
         assert [m.name for m in ready] == ["add"]
         inp = tc.InferInput("x", [1, 1], "INT32")
@@ -338,7 +358,8 @@ def test_statistics(client: tc.InferenceServerClient) -> None:
     assert s.inference_stats.success.ns == 1000 * s.inference_count
     assert s.inference_stats.compute_infer.ns == 900
     assert [(b.batch_size, b.compute_infer.count) for b in s.batch_stats] == [
-        (1, s.inference_count)]
+        (1, s.inference_count)
+    ]
     every = client.get_inference_statistics(as_json=True)["model_stats"]
     assert [m["name"] for m in every] == ["add", "ident"]
     with pytest.raises(InferenceServerException) as e:
@@ -349,8 +370,9 @@ def test_statistics(client: tc.InferenceServerClient) -> None:
 # --- what a client may get wrong -------------------------------------------------------------
 
 
-def _raw_request(model: str, inputs: list[tuple[str, str, list[int], bytes]]
-                 ) -> pb.ModelInferRequest:
+def _raw_request(
+    model: str, inputs: list[tuple[str, str, list[int], bytes]]
+) -> pb.ModelInferRequest:
     req = pb.ModelInferRequest(model_name=model)
     for name, datatype, shape, raw in inputs:
         req.inputs.add(name=name, datatype=datatype, shape=shape)
@@ -374,8 +396,9 @@ def test_shape_that_disagrees_with_the_data(client: tc.InferenceServerClient) ->
     assert "'a'" in str(e.value.message())
 
 
-def test_wrong_datatype(client: tc.InferenceServerClient,
-                        stub: pb_grpc.GRPCInferenceServiceStub) -> None:
+def test_wrong_datatype(
+    client: tc.InferenceServerClient, stub: pb_grpc.GRPCInferenceServiceStub
+) -> None:
     inputs = [tc.InferInput("a", [1, 4], "INT32"), tc.InferInput("b", [1, 4], "FP32")]
     inputs[0].set_data_from_numpy(np.int32([[1, 2, 3, 4]]))
     inputs[1].set_data_from_numpy(B)
@@ -393,8 +416,9 @@ def test_wrong_count_of_raw_contents(stub: pb_grpc.GRPCInferenceServiceStub) -> 
     req = _raw_request("add", [("a", "FP32", [1, 4], A.tobytes())])
     req.inputs.add(name="b", datatype="FP32", shape=[1, 4])  # no raw entry for b
     assert "'b'" in _invalid(stub, req)
-    req = _raw_request("add", [("a", "FP32", [1, 4], A.tobytes()),
-                               ("b", "FP32", [1, 4], B.tobytes())])
+    req = _raw_request(
+        "add", [("a", "FP32", [1, 4], A.tobytes()), ("b", "FP32", [1, 4], B.tobytes())]
+    )
     req.raw_input_contents.append(B.tobytes())
     assert "3 raw_input_contents for 2 inputs" in _invalid(stub, req)
 
@@ -408,13 +432,17 @@ def test_typed_contents(stub: pb_grpc.GRPCInferenceServiceStub) -> None:
     resp = stub.ModelInfer(req)
     assert [o.name for o in resp.outputs] == ["sum", "diff"]
     assert np.frombuffer(resp.raw_output_contents[0], dtype=np.float32).tolist() == (
-        (A + B).ravel().tolist())
+        (A + B).ravel().tolist()
+    )
 
     req = pb.ModelInferRequest(model_name="ident")
     x = req.inputs.add(name="x", datatype="INT32", shape=[1, 3])
     x.contents.int_contents.extend([-1, 0, 7])
-    assert np.frombuffer(stub.ModelInfer(req).raw_output_contents[0],
-                         dtype=np.int32).tolist() == [-1, 0, 7]
+    assert np.frombuffer(stub.ModelInfer(req).raw_output_contents[0], dtype=np.int32).tolist() == [
+        -1,
+        0,
+        7,
+    ]
 
     x.contents.int_contents.append(8)  # 4 values for 3 elements
     assert "4 elements" in _invalid(stub, req)
@@ -433,8 +461,9 @@ def test_typed_contents(stub: pb_grpc.GRPCInferenceServiceStub) -> None:
 
 
 def test_bad_request_parameters(stub: pb_grpc.GRPCInferenceServiceStub) -> None:
-    base = _raw_request("add", [("a", "FP32", [1, 4], A.tobytes()),
-                                ("b", "FP32", [1, 4], B.tobytes())])
+    base = _raw_request(
+        "add", [("a", "FP32", [1, 4], A.tobytes()), ("b", "FP32", [1, 4], B.tobytes())]
+    )
     req = pb.ModelInferRequest()
     req.CopyFrom(base)
     req.parameters["timeout"].string_param = "soon"
@@ -462,9 +491,11 @@ def test_bad_request_parameters(stub: pb_grpc.GRPCInferenceServiceStub) -> None:
 
 def test_undecodable_message_is_invalid_argument(served: _ServerThread) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel:
-        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
-                                   request_serializer=lambda b: b,
-                                   response_deserializer=lambda b: b)
+        call = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=lambda b: b,
+            response_deserializer=lambda b: b,
+        )
         with pytest.raises(grpc.RpcError) as e:
             call(b"\xff\xff\xff")
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -481,16 +512,18 @@ def test_oversized_message_is_resource_exhausted(client: tc.InferenceServerClien
 
 
 def test_model_server_failure_is_internal_and_logged(
-        served: _ServerThread, client: tc.InferenceServerClient,
-        caplog: pytest.LogCaptureFixture) -> None:
+    served: _ServerThread, client: tc.InferenceServerClient, caplog: pytest.LogCaptureFixture
+) -> None:
     async def broken(call: InferenceCall) -> InferenceResult:
         raise RuntimeError("the model server broke")
 
     original: Callable[..., Any] = served.fake.infer
     served.fake.infer = broken  # type: ignore[method-assign]
     try:
-        with caplog.at_level(logging.ERROR, logger="clockwork.frontend.grpc_server"), \
-                pytest.raises(InferenceServerException) as e:
+        with (
+            caplog.at_level(logging.ERROR, logger="clockwork.frontend.grpc_server"),
+            pytest.raises(InferenceServerException) as e,
+        ):
             client.infer("add", _add_inputs(A, B))
     finally:
         served.fake.infer = original  # type: ignore[method-assign]

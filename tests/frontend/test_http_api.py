@@ -41,7 +41,8 @@ class LiveServer:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.runner: web.AppRunner = asyncio.run_coroutine_threadsafe(
-            start_http(server, "127.0.0.1", 0, **kw), self.loop).result(10)
+            start_http(server, "127.0.0.1", 0, **kw), self.loop
+        ).result(10)
         self.port: int = self.runner.addresses[0][1]
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -71,8 +72,9 @@ def fake(live: tuple[LiveServer, FakeModelServer]) -> FakeModelServer:
 
 
 @pytest.fixture
-def client(live: tuple[LiveServer, FakeModelServer],
-           fake: FakeModelServer) -> Iterator[httpclient.InferenceServerClient]:
+def client(
+    live: tuple[LiveServer, FakeModelServer], fake: FakeModelServer
+) -> Iterator[httpclient.InferenceServerClient]:
     with http_client(f"127.0.0.1:{live[0].port}") as c:
         yield c
 
@@ -85,12 +87,17 @@ class Reply:
         return json.loads(self.body)
 
 
-def call(live: tuple[LiveServer, FakeModelServer], method: str, path: str,
-         body: bytes | dict[str, Any] | list[Any] | None = None,
-         headers: dict[str, str] | None = None) -> Reply:
+def call(
+    live: tuple[LiveServer, FakeModelServer],
+    method: str,
+    path: str,
+    body: bytes | dict[str, Any] | list[Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Reply:
     data = json.dumps(body).encode() if isinstance(body, dict | list) else body
-    req = urllib.request.Request(live[0].url + path, data=data, method=method,
-                                 headers=headers or {})
+    req = urllib.request.Request(
+        live[0].url + path, data=data, method=method, headers=headers or {}
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return Reply(resp.status, dict(resp.headers), resp.read())
@@ -99,8 +106,9 @@ def call(live: tuple[LiveServer, FakeModelServer], method: str, path: str,
             return Reply(e.code, dict(e.headers), e.read())
 
 
-def add_inputs(binary: bool, batch: int = 1) -> tuple[list[httpclient.InferInput], np.ndarray,
-                                                      np.ndarray]:
+def add_inputs(
+    binary: bool, batch: int = 1
+) -> tuple[list[httpclient.InferInput], np.ndarray, np.ndarray]:
     a = np.arange(4 * batch, dtype=np.float32).reshape(batch, 4)
     b = np.full((batch, 4), 0.5, dtype=np.float32)
     inputs = []
@@ -113,8 +121,11 @@ def add_inputs(binary: bool, batch: int = 1) -> tuple[list[httpclient.InferInput
 
 def add_request(**overrides: Any) -> dict[str, Any]:
     req: dict[str, Any] = {
-        "inputs": [{"name": "a", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]},
-                   {"name": "b", "shape": [1, 4], "datatype": "FP32", "data": [1, 1, 1, 1]}]}
+        "inputs": [
+            {"name": "a", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]},
+            {"name": "b", "shape": [1, 4], "datatype": "FP32", "data": [1, 1, 1, 1]},
+        ]
+    }
     req.update(overrides)
     return req
 
@@ -126,9 +137,11 @@ def status_of(e: pytest.ExceptionInfo[InferenceServerException]) -> str:
 # --- tritonclient ----------------------------------------------------------------------------
 
 
-def test_health_and_server_metadata(client: httpclient.InferenceServerClient,
-                                    fake: FakeModelServer,
-                                    live: tuple[LiveServer, FakeModelServer]) -> None:
+def test_health_and_server_metadata(
+    client: httpclient.InferenceServerClient,
+    fake: FakeModelServer,
+    live: tuple[LiveServer, FakeModelServer],
+) -> None:
     assert client.is_server_live()
     assert client.is_server_ready()
     meta = client.get_server_metadata()
@@ -142,8 +155,10 @@ def test_health_and_server_metadata(client: httpclient.InferenceServerClient,
 def test_model_metadata_and_config(client: httpclient.InferenceServerClient) -> None:
     meta = client.get_model_metadata("add")
     assert meta["name"] == "add" and meta["versions"] == ["1"]
-    assert meta["inputs"] == [{"name": "a", "datatype": "FP32", "shape": [-1, 4]},
-                              {"name": "b", "datatype": "FP32", "shape": [-1, 4]}]
+    assert meta["inputs"] == [
+        {"name": "a", "datatype": "FP32", "shape": [-1, 4]},
+        {"name": "b", "datatype": "FP32", "shape": [-1, 4]},
+    ]
     assert meta["outputs"][1] == {"name": "diff", "datatype": "FP32", "shape": [-1, 4]}
     assert client.get_model_metadata("ident", "1")["inputs"][0]["shape"] == [-1, -1]
     config = client.get_model_config("add", "1")
@@ -157,11 +172,14 @@ def test_model_metadata_and_config(client: httpclient.InferenceServerClient) -> 
         assert status_of(e) == "404"
 
 
-def test_infer_json_tensors(client: httpclient.InferenceServerClient,
-                            fake: FakeModelServer) -> None:
+def test_infer_json_tensors(
+    client: httpclient.InferenceServerClient, fake: FakeModelServer
+) -> None:
     inputs, a, b = add_inputs(binary=False, batch=2)
-    outputs = [httpclient.InferRequestedOutput("sum", binary_data=False),
-               httpclient.InferRequestedOutput("diff", binary_data=False)]
+    outputs = [
+        httpclient.InferRequestedOutput("sum", binary_data=False),
+        httpclient.InferRequestedOutput("diff", binary_data=False),
+    ]
     result = client.infer("add", inputs, outputs=outputs, request_id="r-7")
     np.testing.assert_array_equal(result.as_numpy("sum"), a + b)
     np.testing.assert_array_equal(result.as_numpy("diff"), a - b)
@@ -175,8 +193,9 @@ def test_infer_json_tensors(client: httpclient.InferenceServerClient,
     np.testing.assert_array_equal(call_.inputs[0].data, a)
 
 
-def test_infer_binary_tensors(client: httpclient.InferenceServerClient,
-                              fake: FakeModelServer) -> None:
+def test_infer_binary_tensors(
+    client: httpclient.InferenceServerClient, fake: FakeModelServer
+) -> None:
     inputs, a, b = add_inputs(binary=True, batch=3)
     result = client.infer("add", inputs, outputs=[httpclient.InferRequestedOutput("sum")])
     np.testing.assert_array_equal(result.as_numpy("sum"), a + b)
@@ -190,28 +209,30 @@ def test_infer_binary_tensors(client: httpclient.InferenceServerClient,
     x = np.array([[5, -3, 7]], dtype=np.int32)
     inp = httpclient.InferInput("x", [1, 3], "INT32")
     inp.set_data_from_numpy(x)
-    result = client.infer("ident", [inp],
-                          outputs=[httpclient.InferRequestedOutput("y", binary_data=False)])
+    result = client.infer(
+        "ident", [inp], outputs=[httpclient.InferRequestedOutput("y", binary_data=False)]
+    )
     np.testing.assert_array_equal(result.as_numpy("y"), x)
 
 
 @pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
-def test_infer_compressed_request(client: httpclient.InferenceServerClient,
-                                  algorithm: str) -> None:
+def test_infer_compressed_request(client: httpclient.InferenceServerClient, algorithm: str) -> None:
     inputs, a, b = add_inputs(binary=True)
     result = client.infer("add", inputs, request_compression_algorithm=algorithm)
     np.testing.assert_array_equal(result.as_numpy("sum"), a + b)
 
 
-def test_timeout_and_priority_reach_the_server(client: httpclient.InferenceServerClient,
-                                               fake: FakeModelServer) -> None:
+def test_timeout_and_priority_reach_the_server(
+    client: httpclient.InferenceServerClient, fake: FakeModelServer
+) -> None:
     inputs, _, _ = add_inputs(binary=True)
     client.infer("add", inputs, timeout=5_000_000, priority=3)
     assert fake.calls[-1].timeout_us == 5_000_000 and fake.calls[-1].priority == 3
 
 
-def test_refusals(client: httpclient.InferenceServerClient,
-                  live: tuple[LiveServer, FakeModelServer]) -> None:
+def test_refusals(
+    client: httpclient.InferenceServerClient, live: tuple[LiveServer, FakeModelServer]
+) -> None:
     inputs, _, _ = add_inputs(binary=True)
     with pytest.raises(InferenceServerException) as e:
         client.infer("add", inputs, timeout=INFEASIBLE_US - 1)
@@ -222,23 +243,31 @@ def test_refusals(client: httpclient.InferenceServerClient,
     with pytest.raises(InferenceServerException) as e:
         client.infer("nope", inputs)
     assert status_of(e) == "404"
-    r = call(live, "POST", "/v2/models/add/infer",
-             add_request(parameters={"timeout": INFEASIBLE_US - 1}))
+    r = call(
+        live, "POST", "/v2/models/add/infer", add_request(parameters={"timeout": INFEASIBLE_US - 1})
+    )
     assert r.status == 429 and r.headers["Retry-After"] == "1"
     assert r.json() == {"error": "deadline cannot be met", "reason": "DEADLINE_INFEASIBLE"}
-    r = call(live, "POST", "/v2/models/add/infer",
-             add_request(parameters={"priority": OVERLOAD_PRIORITY}))
+    r = call(
+        live,
+        "POST",
+        "/v2/models/add/infer",
+        add_request(parameters={"priority": OVERLOAD_PRIORITY}),
+    )
     assert r.status == 503 and r.headers["Retry-After"] == "1"
     assert r.json()["reason"] == "OVERLOADED"
     r = call(live, "POST", "/v2/models/nope/versions/1/infer", add_request())
     assert r.status == 404 and "Retry-After" not in r.headers
 
 
-def test_repository_index_load_unload(client: httpclient.InferenceServerClient,
-                                      live: tuple[LiveServer, FakeModelServer]) -> None:
+def test_repository_index_load_unload(
+    client: httpclient.InferenceServerClient, live: tuple[LiveServer, FakeModelServer]
+) -> None:
     index = client.get_model_repository_index()
-    assert index == [{"name": "add", "version": "1", "state": "READY", "reason": ""},
-                     {"name": "ident", "version": "1", "state": "READY", "reason": ""}]
+    assert index == [
+        {"name": "add", "version": "1", "state": "READY", "reason": ""},
+        {"name": "ident", "version": "1", "state": "READY", "reason": ""},
+    ]
     client.unload_model("add")
     assert not client.is_model_ready("add")
     assert client.is_model_ready("ident")
@@ -250,16 +279,21 @@ def test_repository_index_load_unload(client: httpclient.InferenceServerClient,
         client.infer("add", inputs)
     assert status_of(e) == "503"
     assert call(live, "GET", "/v2/repository/index").json()[0]["state"] == "UNAVAILABLE"
-    assert [m["name"] for m in call(live, "POST", "/v2/repository/index",
-                                    {"ready": True}).json()] == ["ident"]
+    assert [
+        m["name"] for m in call(live, "POST", "/v2/repository/index", {"ready": True}).json()
+    ] == ["ident"]
     client.load_model("add", config='{"ignored": true}')
     assert client.is_model_ready("add", "1")
     client.infer("add", inputs)
     # an empty body and unknown parameters are fine; an unknown model is not
     r = call(live, "POST", "/v2/repository/models/add/unload", b"")
     assert r.status == 200 and r.json() == {}
-    assert call(live, "POST", "/v2/repository/models/add/load",
-                {"parameters": {"whatever": [1]}}).status == 200
+    assert (
+        call(
+            live, "POST", "/v2/repository/models/add/load", {"parameters": {"whatever": [1]}}
+        ).status
+        == 200
+    )
     with pytest.raises(InferenceServerException) as e:
         client.load_model("nope")
     assert status_of(e) == "404"
@@ -274,15 +308,26 @@ def test_statistics(client: httpclient.InferenceServerClient) -> None:
     assert s["name"] == "add" and s["version"] == "1" and s["inference_count"] >= 1
     assert s["last_inference"] > 0 and s["execution_count"] == s["inference_count"]
     infer_stats = s["inference_stats"]
-    assert set(infer_stats) >= {"success", "fail", "queue", "compute_input", "compute_infer",
-                                "compute_output"}
-    assert infer_stats["success"] == {"count": s["inference_count"],
-                                      "ns": 1000 * s["inference_count"]}
-    assert s["batch_stats"] == [{"batch_size": 1,
-                                 "compute_input": {"count": 0, "ns": 0},
-                                 "compute_infer": {"count": s["inference_count"],
-                                                   "ns": 900},
-                                 "compute_output": {"count": 0, "ns": 0}}]
+    assert set(infer_stats) >= {
+        "success",
+        "fail",
+        "queue",
+        "compute_input",
+        "compute_infer",
+        "compute_output",
+    }
+    assert infer_stats["success"] == {
+        "count": s["inference_count"],
+        "ns": 1000 * s["inference_count"],
+    }
+    assert s["batch_stats"] == [
+        {
+            "batch_size": 1,
+            "compute_input": {"count": 0, "ns": 0},
+            "compute_infer": {"count": s["inference_count"], "ns": 900},
+            "compute_output": {"count": 0, "ns": 0},
+        }
+    ]
     everything = client.get_inference_statistics()["model_stats"]
     assert [m["name"] for m in everything] == ["add", "ident"]
     assert client.get_inference_statistics("ident", "1")["model_stats"][0]["name"] == "ident"
@@ -294,22 +339,35 @@ def test_statistics(client: httpclient.InferenceServerClient) -> None:
 @pytest.mark.parametrize("binary", [True, False])
 def test_classification(client: httpclient.InferenceServerClient, binary: bool) -> None:
     inputs, _, _ = add_inputs(binary=binary, batch=2)  # sum = [[.5 1.5 2.5 3.5] [4.5 ... 7.5]]
-    result = client.infer("add", inputs, outputs=[
-        httpclient.InferRequestedOutput("sum", binary_data=binary, class_count=2),
-        httpclient.InferRequestedOutput("diff", binary_data=binary)])
+    result = client.infer(
+        "add",
+        inputs,
+        outputs=[
+            httpclient.InferRequestedOutput("sum", binary_data=binary, class_count=2),
+            httpclient.InferRequestedOutput("diff", binary_data=binary),
+        ],
+    )
     top = result.as_numpy("sum")
     assert top.shape == (2, 2)
     assert [[v.decode() if isinstance(v, bytes) else v for v in row] for row in top] == [
-        ["3.500000:3", "2.500000:2"], ["7.500000:3", "6.500000:2"]]
+        ["3.500000:3", "2.500000:2"],
+        ["7.500000:3", "6.500000:2"],
+    ]
     assert result.get_output("sum")["datatype"] == "BYTES"
     assert result.as_numpy("diff").shape == (2, 4)
     # a count past the number of classes returns every class
     x = httpclient.InferInput("x", [1, 3], "INT32")
     x.set_data_from_numpy(np.array([[4, 9, 4]], dtype=np.int32))
-    result = client.infer("ident", [x], outputs=[
-        httpclient.InferRequestedOutput("y", binary_data=binary, class_count=10)])
-    assert [v.decode() if isinstance(v, bytes) else v
-            for v in result.as_numpy("y")[0]] == ["9:1", "4:0", "4:2"]
+    result = client.infer(
+        "ident",
+        [x],
+        outputs=[httpclient.InferRequestedOutput("y", binary_data=binary, class_count=10)],
+    )
+    assert [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("y")[0]] == [
+        "9:1",
+        "4:0",
+        "4:2",
+    ]
 
 
 def test_classify_orders_ties_by_index_and_handles_unsigned() -> None:
@@ -338,26 +396,72 @@ BAD_REQUESTS: list[tuple[Any, str]] = [
     (add_request(inputs=[{"name": "a", "datatype": "FP32", "data": [1]}]), "'a'"),
     (add_request(inputs=[{"name": "a", "shape": 4, "datatype": "FP32", "data": [1]}]), "'a'"),
     (add_request(inputs=[{"name": "a", "shape": [4], "data": [1, 2, 3, 4]}]), "'a'"),
-    (add_request(inputs=[{"name": "a", "shape": [1, 4], "datatype": "FP99",
-                          "data": [1, 2, 3, 4]}]), "'a'"),
-    (add_request(inputs=[{"name": "a", "shape": [1, 4], "datatype": "FP32",
-                          "data": [1, 2, 3]}]), "'a'"),
-    (add_request(inputs=[{"name": "b", "shape": [1, 4], "datatype": "FP32",
-                          "data": [1, 2, "x", 4]}]), "'b'"),
-    (add_request(inputs=[{"name": "a", "shape": [1, 4], "datatype": "INT32",
-                          "data": [1, 2, 3, 4]},
-                         {"name": "b", "shape": [1, 4], "datatype": "FP32",
-                          "data": [1, 2, 3, 4]}]), "'a'"),
-    (add_request(inputs=[{"name": "a", "shape": [0, 2**62, 2**62], "datatype": "FP32",
-                          "data": []}]), "'a'"),
+    (
+        add_request(
+            inputs=[{"name": "a", "shape": [1, 4], "datatype": "FP99", "data": [1, 2, 3, 4]}]
+        ),
+        "'a'",
+    ),
+    (
+        add_request(inputs=[{"name": "a", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3]}]),
+        "'a'",
+    ),
+    (
+        add_request(
+            inputs=[{"name": "b", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, "x", 4]}]
+        ),
+        "'b'",
+    ),
+    (
+        add_request(
+            inputs=[
+                {"name": "a", "shape": [1, 4], "datatype": "INT32", "data": [1, 2, 3, 4]},
+                {"name": "b", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]},
+            ]
+        ),
+        "'a'",
+    ),
+    (
+        add_request(
+            inputs=[{"name": "a", "shape": [0, 2**62, 2**62], "datatype": "FP32", "data": []}]
+        ),
+        "'a'",
+    ),
     (add_request(inputs=[{"name": "a", "shape": [1, 4], "datatype": "FP32"}]), "neither"),
-    (add_request(inputs=[{"name": "a", "shape": [1, 4], "datatype": "FP32",
-                          "data": [1, 2, 3, 4], "parameters": {"binary_data_size": 16}}]),
-     "both"),
-    (add_request(inputs=[{"name": "a", "shape": [1, 4], "datatype": "FP32",
-                          "data": [1, 2, 3, 4]}] * 2), "more than once"),
-    (add_request(inputs=[{"name": "a", "shape": [1, 4], "datatype": "FP32",
-                          "data": [1, 2, 3, 4], "parameters": [1]}]), "'parameters'"),
+    (
+        add_request(
+            inputs=[
+                {
+                    "name": "a",
+                    "shape": [1, 4],
+                    "datatype": "FP32",
+                    "data": [1, 2, 3, 4],
+                    "parameters": {"binary_data_size": 16},
+                }
+            ]
+        ),
+        "both",
+    ),
+    (
+        add_request(
+            inputs=[{"name": "a", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}] * 2
+        ),
+        "more than once",
+    ),
+    (
+        add_request(
+            inputs=[
+                {
+                    "name": "a",
+                    "shape": [1, 4],
+                    "datatype": "FP32",
+                    "data": [1, 2, 3, 4],
+                    "parameters": [1],
+                }
+            ]
+        ),
+        "'parameters'",
+    ),
     (add_request(id=5), "'id'"),
     (add_request(parameters="fast"), "'parameters'"),
     (add_request(parameters={"timeout": "soon"}), "'timeout'"),
@@ -369,17 +473,17 @@ BAD_REQUESTS: list[tuple[Any, str]] = [
     (add_request(outputs={"name": "sum"}), "'outputs'"),
     (add_request(outputs=[{"name": ""}]), "outputs[0]"),
     (add_request(outputs=[{"name": "sum"}, {"name": "sum"}]), "more than once"),
-    (add_request(outputs=[{"name": "sum", "parameters": {"binary_data": "yes"}}]),
-     "'binary_data'"),
-    (add_request(outputs=[{"name": "sum", "parameters": {"classification": 2.5}}]),
-     "'classification'"),
+    (add_request(outputs=[{"name": "sum", "parameters": {"binary_data": "yes"}}]), "'binary_data'"),
+    (
+        add_request(outputs=[{"name": "sum", "parameters": {"classification": 2.5}}]),
+        "'classification'",
+    ),
     (add_request(outputs=[{"name": "nope"}]), "'nope'"),
 ]
 
 
 @pytest.mark.parametrize(("body", "named"), BAD_REQUESTS)
-def test_bad_infer_request(live: tuple[LiveServer, FakeModelServer], body: Any,
-                           named: str) -> None:
+def test_bad_infer_request(live: tuple[LiveServer, FakeModelServer], body: Any, named: str) -> None:
     r = call(live, "POST", "/v2/models/add/infer", body)
     assert r.status == 400, r.body
     assert named in r.json()["error"]
@@ -387,19 +491,32 @@ def test_bad_infer_request(live: tuple[LiveServer, FakeModelServer], body: Any,
 
 def binary_request(a_size: int | None = 16) -> bytes:
     inputs: list[dict[str, Any]] = [
-        {"name": "a", "shape": [1, 4], "datatype": "FP32",
-         "parameters": {} if a_size is None else {"binary_data_size": a_size}},
-        {"name": "b", "shape": [1, 4], "datatype": "FP32", "data": [1, 1, 1, 1]}]
-    return json.dumps({"inputs": inputs,
-                       "outputs": [{"name": "sum", "parameters": {"binary_data": True}},
-                                   {"name": "diff"}]}).encode()
+        {
+            "name": "a",
+            "shape": [1, 4],
+            "datatype": "FP32",
+            "parameters": {} if a_size is None else {"binary_data_size": a_size},
+        },
+        {"name": "b", "shape": [1, 4], "datatype": "FP32", "data": [1, 1, 1, 1]},
+    ]
+    return json.dumps(
+        {
+            "inputs": inputs,
+            "outputs": [{"name": "sum", "parameters": {"binary_data": True}}, {"name": "diff"}],
+        }
+    ).encode()
 
 
 def test_binary_body_layout(live: tuple[LiveServer, FakeModelServer]) -> None:
     a = np.array([1, 2, 3, 4], dtype="<f4").tobytes()
     header = binary_request()
-    ok = call(live, "POST", "/v2/models/add/infer", header + a,
-              {"Inference-Header-Content-Length": str(len(header))})
+    ok = call(
+        live,
+        "POST",
+        "/v2/models/add/infer",
+        header + a,
+        {"Inference-Header-Content-Length": str(len(header))},
+    )
     assert ok.status == 200 and ok.headers["Content-Type"] == "application/octet-stream"
     n = int(ok.headers["Inference-Header-Content-Length"])
     meta = json.loads(ok.body[:n])
@@ -419,8 +536,9 @@ def test_binary_body_layout(live: tuple[LiveServer, FakeModelServer]) -> None:
         (header + a, "0", "not valid JSON"),
     ]
     for body, length, named in cases:
-        r = call(live, "POST", "/v2/models/add/infer", body,
-                 {"Inference-Header-Content-Length": length})
+        r = call(
+            live, "POST", "/v2/models/add/infer", body, {"Inference-Header-Content-Length": length}
+        )
         assert r.status == 400, (length, r.body)
         assert named in r.json()["error"], (length, r.body)
     # binary data sent without the header is not silently ignored
@@ -433,8 +551,7 @@ def test_body_size_limit(live: tuple[LiveServer, FakeModelServer]) -> None:
     r = call(live, "POST", "/v2/models/add/infer", big)
     assert r.status == 413 and r.json()["reason"] == "PAYLOAD_TOO_LARGE"
     # the bound holds for the decoded body, whatever its compressed size
-    r = call(live, "POST", "/v2/models/add/infer", gzip.compress(big),
-             {"Content-Encoding": "gzip"})
+    r = call(live, "POST", "/v2/models/add/infer", gzip.compress(big), {"Content-Encoding": "gzip"})
     assert r.status == 413
     r = call(live, "POST", "/v2/repository/index", big)
     assert r.status == 413
@@ -443,8 +560,13 @@ def test_body_size_limit(live: tuple[LiveServer, FakeModelServer]) -> None:
 def test_bad_encodings(live: tuple[LiveServer, FakeModelServer]) -> None:
     r = call(live, "POST", "/v2/models/add/infer", b"not gzip", {"Content-Encoding": "gzip"})
     assert r.status == 400 and r.json()["reason"] == "BAD_BODY"
-    r = call(live, "POST", "/v2/models/add/infer", json.dumps(add_request()).encode(),
-             {"Content-Encoding": "rot13"})
+    r = call(
+        live,
+        "POST",
+        "/v2/models/add/infer",
+        json.dumps(add_request()).encode(),
+        {"Content-Encoding": "rot13"},
+    )
     assert r.status == 400 and "rot13" in r.json()["error"]
 
 
@@ -458,8 +580,7 @@ def test_routes_and_methods(live: tuple[LiveServer, FakeModelServer]) -> None:
     assert call(live, "GET", "/v2/health/live").json() == {}
 
 
-def test_repository_bodies(live: tuple[LiveServer, FakeModelServer],
-                           fake: FakeModelServer) -> None:
+def test_repository_bodies(live: tuple[LiveServer, FakeModelServer], fake: FakeModelServer) -> None:
     for path in ("/v2/repository/index", "/v2/repository/models/add/load"):
         for body in (b"{", b"[1]", b'{"ready": "yes", "parameters": 3}'):
             r = call(live, "POST", path, body)
@@ -475,9 +596,12 @@ def test_metrics(live: tuple[LiveServer, FakeModelServer]) -> None:
     assert b'clockwork_requests_total{model="add"}' in r.body
 
 
-def test_server_bug_is_a_logged_500(live: tuple[LiveServer, FakeModelServer],
-                                    fake: FakeModelServer, monkeypatch: pytest.MonkeyPatch,
-                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_server_bug_is_a_logged_500(
+    live: tuple[LiveServer, FakeModelServer],
+    fake: FakeModelServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     def broken(model: str, version: str = "") -> dict[str, object]:
         raise RuntimeError("boom")
 
@@ -485,9 +609,10 @@ def test_server_bug_is_a_logged_500(live: tuple[LiveServer, FakeModelServer],
     with caplog.at_level(logging.ERROR, logger="clockwork.frontend.http_server"):
         r = call(live, "GET", "/v2/models/add/config")
     assert r.status == 500 and r.json()["reason"] == "INTERNAL"
-    assert any("boom" in (rec.exc_text or "") or (rec.exc_info and "boom" in
-                                                  str(rec.exc_info[1]))
-               for rec in caplog.records)
+    assert any(
+        "boom" in (rec.exc_text or "") or (rec.exc_info and "boom" in str(rec.exc_info[1]))
+        for rec in caplog.records
+    )
 
 
 def test_openapi_document_lists_every_route(live: tuple[LiveServer, FakeModelServer]) -> None:
@@ -525,8 +650,18 @@ def test_openapi_document_lists_every_route(live: tuple[LiveServer, FakeModelSer
 
 # --- generated inference requests ------------------------------------------------------------
 
-MUTATIONS = ("none", "drop_input", "datatype", "shape", "truncate", "extra_bytes",
-             "header_length", "duplicate", "output_name", "classification_type")
+MUTATIONS = (
+    "none",
+    "drop_input",
+    "datatype",
+    "shape",
+    "truncate",
+    "extra_bytes",
+    "header_length",
+    "duplicate",
+    "output_name",
+    "classification_type",
+)
 
 
 @dataclass
@@ -548,14 +683,21 @@ def infer_requests(draw: st.DrawFn) -> Generated:
     arrays: dict[str, np.ndarray]
     if model == "add":
         floats = st.floats(-1e6, 1e6, width=32)
-        arrays = {n: np.array(draw(st.lists(floats, min_size=4 * batch, max_size=4 * batch)),
-                              dtype=np.float32).reshape(batch, 4) for n in ("a", "b")}
+        arrays = {
+            n: np.array(
+                draw(st.lists(floats, min_size=4 * batch, max_size=4 * batch)), dtype=np.float32
+            ).reshape(batch, 4)
+            for n in ("a", "b")
+        }
         expected = {"sum": arrays["a"] + arrays["b"], "diff": arrays["a"] - arrays["b"]}
         datatype = "FP32"
     else:
         width = draw(st.integers(0, 5))
-        x = draw(st.lists(st.integers(-2**31, 2**31 - 1), min_size=batch * width,
-                          max_size=batch * width))
+        x = draw(
+            st.lists(
+                st.integers(-(2**31), 2**31 - 1), min_size=batch * width, max_size=batch * width
+            )
+        )
         arrays = {"x": np.array(x, dtype=np.int32).reshape(batch, width)}
         expected = {"y": arrays["x"]}
         datatype = "INT32"
@@ -619,8 +761,9 @@ def top_k(rows: np.ndarray, k: int) -> list[list[bytes]]:
     out = []
     for row in rows.tolist():
         order = sorted(range(len(row)), key=lambda i: (-row[i], i))[:k]
-        out.append([(f"{row[i]:f}:{i}" if is_float else f"{int(row[i])}:{i}").encode()
-                    for i in order])
+        out.append(
+            [(f"{row[i]:f}:{i}" if is_float else f"{int(row[i])}:{i}").encode() for i in order]
+        )
     return out
 
 
@@ -640,7 +783,7 @@ def decode_outputs(reply: Reply) -> dict[str, np.ndarray]:
                 items, end = [], pos + size
                 while pos < end:
                     (m,) = struct.unpack_from("<I", reply.body, pos)
-                    items.append(reply.body[pos + 4:pos + 4 + m])
+                    items.append(reply.body[pos + 4 : pos + 4 + m])
                     pos += 4 + m
             arr = np.empty(len(items), dtype=object)
             arr[:] = items
@@ -650,8 +793,9 @@ def decode_outputs(reply: Reply) -> dict[str, np.ndarray]:
             if size is None:
                 got[o["name"]] = np.array(o["data"], dtype=dtype).reshape(shape)
             else:
-                got[o["name"]] = np.frombuffer(reply.body[pos:pos + size],
-                                               dtype=dtype).reshape(shape)
+                got[o["name"]] = np.frombuffer(reply.body[pos : pos + size], dtype=dtype).reshape(
+                    shape
+                )
                 pos += size
     assert pos == len(reply.body)
     return got
@@ -659,8 +803,7 @@ def decode_outputs(reply: Reply) -> dict[str, np.ndarray]:
 
 @given(infer_requests())
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-def test_generated_infer_requests(live: tuple[LiveServer, FakeModelServer],
-                                  g: Generated) -> None:
+def test_generated_infer_requests(live: tuple[LiveServer, FakeModelServer], g: Generated) -> None:
     r = call(live, "POST", f"/v2/models/{g.model}/infer", g.body, g.headers)
     if g.mutation != "none":
         assert r.status == 400, (g.mutation, r.body)

@@ -35,12 +35,20 @@ DOCUMENT = json.loads(resources.files("clockwork.frontend").joinpath("openapi.js
 
 schema = schemathesis.openapi.from_dict(DOCUMENT)
 # the same cases on every run: a failure here is a reproducible bug, not a flaky test
-schema.config.generation.update(modes=[schemathesis.GenerationMode.POSITIVE,
-                                       schemathesis.GenerationMode.NEGATIVE],
-                                deterministic=True, database="none")
+schema.config.generation.update(
+    modes=[schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE],
+    deterministic=True,
+    database="none",
+)
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_headers_conformance, response_schema_conformance, negative_data_rejection]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +57,8 @@ def base_url() -> Iterator[str]:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     runner = asyncio.run_coroutine_threadsafe(
-        start_http(FakeModelServer(), "127.0.0.1", 0, max_body_bytes=2**20), loop).result(10)
+        start_http(FakeModelServer(), "127.0.0.1", 0, max_body_bytes=2**20), loop
+    ).result(10)
     yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
     loop.call_soon_threadsafe(loop.stop)
@@ -58,8 +67,15 @@ def base_url() -> Iterator[str]:
 
 
 @schema.parametrize()
-@settings(max_examples=30, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                                 HealthCheck.data_too_large])
+@settings(
+    max_examples=30,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.data_too_large,
+    ],
+)
 def test_openapi_operations(case: Any, base_url: str) -> None:
     case.call_and_validate(base_url=base_url, checks=CHECKS)

@@ -48,28 +48,60 @@ def value(got: Samples, name: str, **labels: str) -> float:
     return got[(name, frozenset(labels.items()))]
 
 
-def request(rid: int, arrival_ms: float, deadline_ms: float = 100,
-            model: str = "m") -> InferRequest:
+def request(
+    rid: int, arrival_ms: float, deadline_ms: float = 100, model: str = "m"
+) -> InferRequest:
     return InferRequest(rid, model, round(arrival_ms * MS), round(deadline_ms * MS))
 
 
-def infer(aid: int, rids: tuple[int, ...], batch: int, expected_ms: float,
-          model: str = "m", device: DeviceId = DEV) -> Infer:
+def infer(
+    aid: int,
+    rids: tuple[int, ...],
+    batch: int,
+    expected_ms: float,
+    model: str = "m",
+    device: DeviceId = DEV,
+) -> Infer:
     return Infer(aid, device, model, batch, rids, 0, 10**12, round(expected_ms * MS))
 
 
-def result(aid: int, began_ms: float, ended_ms: float, exec_ms: float = 0.0,
-           status: ActionStatus = OK, in_ms: float = 0.0, out_ms: float = 0.0,
-           model: str = "m", device: DeviceId = DEV) -> ActionResult:
-    return ActionResult(aid, device, model, status, round(began_ms * MS), round(began_ms * MS),
-                        round(ended_ms * MS), round(exec_ms * MS), round(in_ms * MS),
-                        round(out_ms * MS))
+def result(
+    aid: int,
+    began_ms: float,
+    ended_ms: float,
+    exec_ms: float = 0.0,
+    status: ActionStatus = OK,
+    in_ms: float = 0.0,
+    out_ms: float = 0.0,
+    model: str = "m",
+    device: DeviceId = DEV,
+) -> ActionResult:
+    return ActionResult(
+        aid,
+        device,
+        model,
+        status,
+        round(began_ms * MS),
+        round(began_ms * MS),
+        round(ended_ms * MS),
+        round(exec_ms * MS),
+        round(in_ms * MS),
+        round(out_ms * MS),
+    )
 
 
-def response(rid: int, status: ResponseStatus, time_ms: float, aid: int = -1, batch: int = 0,
-             cold: bool = False, model: str = "m") -> Response:
-    return Response(rid, model, status, round(time_ms * MS), action_id=aid, batch_size=batch,
-                    cold_start=cold)
+def response(
+    rid: int,
+    status: ResponseStatus,
+    time_ms: float,
+    aid: int = -1,
+    batch: int = 0,
+    cold: bool = False,
+    model: str = "m",
+) -> Response:
+    return Response(
+        rid, model, status, round(time_ms * MS), action_id=aid, batch_size=batch, cold_start=cold
+    )
 
 
 def run_known_sequence(metrics: ServingMetrics) -> None:
@@ -129,8 +161,10 @@ def test_prometheus_samples_of_a_known_sequence() -> None:
     assert value(got, "clockwork_responses_total", model="m", status="SUCCESS") == 2
     assert value(got, "clockwork_responses_total", model="m", status="LATE") == 1
     assert value(got, "clockwork_responses_total", model="m", status="OVERLOADED") == 1
-    assert ("clockwork_responses_total",
-            frozenset({("model", "m"), ("status", "WORKER_LOST")})) not in got
+    assert (
+        "clockwork_responses_total",
+        frozenset({("model", "m"), ("status", "WORKER_LOST")}),
+    ) not in got
     assert value(got, "clockwork_success_within_deadline_total", model="m") == 2
     assert value(got, "clockwork_cold_starts_total", model="m") == 2
     assert value(got, "clockwork_loads_total", model="m") == 1
@@ -138,19 +172,17 @@ def test_prometheus_samples_of_a_known_sequence() -> None:
     assert value(got, "clockwork_pending_requests") == 0
 
     assert value(got, "clockwork_request_duration_seconds_count", model="m") == 3
-    assert value(got, "clockwork_request_duration_seconds_sum", model="m") == pytest.approx(
-        0.043)
+    assert value(got, "clockwork_request_duration_seconds_sum", model="m") == pytest.approx(0.043)
     # 15 ms and 14 ms twice: all above 10 ms, all within 20 ms
     assert value(got, "clockwork_request_duration_seconds_bucket", model="m", le="0.01") == 0
     assert value(got, "clockwork_request_duration_seconds_bucket", model="m", le="0.02") == 3
     assert value(got, "clockwork_queue_duration_seconds_count", model="m") == 3
     assert value(got, "clockwork_queue_duration_seconds_sum", model="m") == pytest.approx(0.030)
-    assert value(got, "clockwork_execution_duration_seconds_count", model="m",
-                 batch_size="2") == 1
-    assert value(got, "clockwork_execution_duration_seconds_sum", model="m",
-                 batch_size="2") == pytest.approx(0.0035)
-    assert value(got, "clockwork_execution_duration_seconds_count", model="m",
-                 batch_size="1") == 1
+    assert value(got, "clockwork_execution_duration_seconds_count", model="m", batch_size="2") == 1
+    assert value(
+        got, "clockwork_execution_duration_seconds_sum", model="m", batch_size="2"
+    ) == pytest.approx(0.0035)
+    assert value(got, "clockwork_execution_duration_seconds_count", model="m", batch_size="1") == 1
     assert value(got, "clockwork_load_duration_seconds_count", model="m") == 1
     assert value(got, "clockwork_load_duration_seconds_sum", model="m") == pytest.approx(0.006)
 
@@ -167,7 +199,8 @@ def test_prometheus_samples_of_a_known_sequence() -> None:
     # loaded, then evicted; busy 4 ms + 2 ms in the 10 s before the clock's 10 s
     assert value(got, "clockwork_device_resident_models", device="w0/0") == 0
     assert value(got, "clockwork_device_utilisation_ratio", device="w0/0") == pytest.approx(
-        6 * MS / (10 * S))
+        6 * MS / (10 * S)
+    )
 
 
 def test_negative_estimate_error_is_observed() -> None:
@@ -204,8 +237,7 @@ def test_resident_models_follow_loads_evictions_and_join_reports() -> None:
 
     # a failed load changes nothing; evicting takes it away
     metrics.on_action_sent(LoadWeights(2, DEV, "x", 0, S, MS), MS)
-    metrics.on_action_result(result(2, 1, 1, status=ActionStatus.INSUFFICIENT_PAGES,
-                                    model="x"), MS)
+    metrics.on_action_result(result(2, 1, 1, status=ActionStatus.INSUFFICIENT_PAGES, model="x"), MS)
     assert metrics.resident(DEV) == {"m"}
     metrics.on_action_sent(EvictWeights(3, DEV, "m"), 2 * MS)
     metrics.on_action_result(result(3, 2, 2), 2 * MS)
@@ -213,8 +245,9 @@ def test_resident_models_follow_loads_evictions_and_join_reports() -> None:
 
     # an Infer refused for want of weights says the model is not there
     metrics.on_action_sent(infer(4, (), 1, 1, model="a", device=other), 3 * MS)
-    metrics.on_action_result(result(4, 3, 3, status=ActionStatus.WEIGHTS_NOT_PRESENT,
-                                    model="a", device=other), 3 * MS)
+    metrics.on_action_result(
+        result(4, 3, 3, status=ActionStatus.WEIGHTS_NOT_PRESENT, model="a", device=other), 3 * MS
+    )
     assert metrics.resident(other) == {"b"}
     got = samples(metrics)
     assert value(got, "clockwork_device_resident_models", device="w0/0") == 0
@@ -224,11 +257,13 @@ def test_resident_models_follow_loads_evictions_and_join_reports() -> None:
     assert value(got, "clockwork_evictions_total", model="m") == 1
 
 
-def busy(metrics: ServingMetrics, aid: int, began_s: float, ended_s: float,
-         status: ActionStatus = OK) -> None:
+def busy(
+    metrics: ServingMetrics, aid: int, began_s: float, ended_s: float, status: ActionStatus = OK
+) -> None:
     metrics.on_action_sent(infer(aid, (), 1, 1), round(began_s * S))
-    metrics.on_action_result(result(aid, began_s * 1000, ended_s * 1000, status=status),
-                             round(ended_s * S))
+    metrics.on_action_result(
+        result(aid, began_s * 1000, ended_s * 1000, status=status), round(ended_s * S)
+    )
 
 
 def test_utilisation_of_a_known_busy_interval() -> None:
@@ -237,8 +272,9 @@ def test_utilisation_of_a_known_busy_interval() -> None:
     busy(metrics, 1, 15.0, 17.0)
     clock.now_ns = 20 * S  # window 10 s .. 20 s
     assert metrics.utilisation(DEV) == pytest.approx(0.2)
-    assert value(samples(metrics), "clockwork_device_utilisation_ratio",
-                 device="w0/0") == pytest.approx(0.2)
+    assert value(
+        samples(metrics), "clockwork_device_utilisation_ratio", device="w0/0"
+    ) == pytest.approx(0.2)
     clock.now_ns = 26 * S  # 16 s .. 26 s: half of it has left the window
     assert metrics.utilisation(DEV) == pytest.approx(0.1)
     clock.now_ns = 30 * S
@@ -330,8 +366,9 @@ def test_results_without_a_sent_action_are_ignored() -> None:
 
 def test_attach_keeps_hooks_already_installed() -> None:
     seen: list[Response] = []
-    service = SimpleNamespace(on_request=None, on_action_sent=None, on_action_result=None,
-                              on_response=seen.append)
+    service = SimpleNamespace(
+        on_request=None, on_action_sent=None, on_action_result=None, on_response=seen.append
+    )
     metrics = ServingMetrics()
     metrics.attach(service)  # type: ignore[arg-type]
     service.on_request(request(0, 0))
@@ -345,17 +382,23 @@ def test_attach_keeps_hooks_already_installed() -> None:
 def test_metrics_text_is_valid_exposition() -> None:
     metrics = ServingMetrics()
     run_known_sequence(metrics)
-    families = {f.name: f for f in text_string_to_metric_families(
-        metrics.metrics_text().decode())}
+    families = {f.name: f for f in text_string_to_metric_families(metrics.metrics_text().decode())}
     assert families["clockwork_requests"].type == "counter"
     assert families["clockwork_request_duration_seconds"].type == "histogram"
     assert families["clockwork_estimate_error_seconds"].type == "histogram"
     assert families["clockwork_device_utilisation_ratio"].type == "gauge"
     assert families["clockwork_pending_requests"].type == "gauge"
-    for name in ("clockwork_responses", "clockwork_success_within_deadline",
-                 "clockwork_queue_duration_seconds", "clockwork_execution_duration_seconds",
-                 "clockwork_load_duration_seconds", "clockwork_loads", "clockwork_evictions",
-                 "clockwork_cold_starts", "clockwork_device_resident_models"):
+    for name in (
+        "clockwork_responses",
+        "clockwork_success_within_deadline",
+        "clockwork_queue_duration_seconds",
+        "clockwork_execution_duration_seconds",
+        "clockwork_load_duration_seconds",
+        "clockwork_loads",
+        "clockwork_evictions",
+        "clockwork_cold_starts",
+        "clockwork_device_resident_models",
+    ):
         assert name in families
 
 

@@ -29,14 +29,21 @@ MODEL = "resnet50_v2-0000"
 WIDTH = 602_112 // 4  # the emulated input: one FP32 vector of the profile's input bytes
 
 
-def serve(body: Callable[[ControllerModelServer, ControllerService], Awaitable[None]],
-          models: int = 2, timeout_s: float = 30.0) -> None:
+def serve(
+    body: Callable[[ControllerModelServer, ControllerService], Awaitable[None]],
+    models: int = 2,
+    timeout_s: float = 30.0,
+) -> None:
     async def main() -> None:
         devices, infos = emulated_setup("w0", 1, models, PROFILE)
         worker = WorkerService("w0", devices, infos)
         await worker.start("127.0.0.1", 0)
-        ctrl = ControllerService(make_policy("clockwork"), [("127.0.0.1", worker.port)],
-                                 ping_interval_s=0.05, connect_backoff_s=(0.02, 0.2))
+        ctrl = ControllerService(
+            make_policy("clockwork"),
+            [("127.0.0.1", worker.port)],
+            ping_interval_s=0.05,
+            connect_backoff_s=(0.02, 0.2),
+        )
         metrics = ServingMetrics()
         attach_observer(ctrl, metrics)
         server = ControllerModelServer(ctrl, metrics)
@@ -70,17 +77,17 @@ def test_metadata_and_config_come_from_the_workers_signature() -> None:
         assert server.ready() and server.live()
         meta = server.model_metadata(MODEL)
         assert meta.platform == "emulated"
-        assert [(t.name, t.datatype, t.shape) for t in meta.inputs] == [
-            ("input", "FP32", (WIDTH,))]
+        assert [(t.name, t.datatype, t.shape) for t in meta.inputs] == [("input", "FP32", (WIDTH,))]
         assert meta.max_batch_size == 16
         config = server.model_config(MODEL, "1")
         assert config["max_batch_size"] == 16
-        assert config["input"] == [{"name": "input", "data_type": "TYPE_FP32",
-                                    "dims": [WIDTH]}]
+        assert config["input"] == [{"name": "input", "data_type": "TYPE_FP32", "dims": [WIDTH]}]
         assert server.model_ready(MODEL)
-        for bad in (lambda: server.model_metadata("nope"),
-                    lambda: server.model_metadata(MODEL, "7"),
-                    lambda: server.model_ready("nope")):
+        for bad in (
+            lambda: server.model_metadata("nope"),
+            lambda: server.model_metadata(MODEL, "7"),
+            lambda: server.model_ready("nope"),
+        ):
             with pytest.raises(FrontendError) as e:
                 bad()
             assert e.value.kind is ErrorKind.NOT_FOUND
@@ -106,16 +113,22 @@ def test_bad_tensors_are_refused_naming_the_problem_and_nothing_is_submitted() -
     async def body(server: ControllerModelServer, ctrl: ControllerService) -> None:
         cases = [
             (call(inputs=()), "'input' is missing"),
-            (call(inputs=(Tensor("input", "INT32", np.zeros((1, WIDTH), np.int32)),)),
-             "datatype INT32"),
-            (call(inputs=(Tensor("input", "FP32", np.zeros((1, 5), np.float32)),)),
-             "shape [1, 5]"),
-            (call(inputs=(Tensor("input", "FP32", np.zeros((WIDTH,), np.float32)),)),
-             "shape"),
+            (
+                call(inputs=(Tensor("input", "INT32", np.zeros((1, WIDTH), np.int32)),)),
+                "datatype INT32",
+            ),
+            (call(inputs=(Tensor("input", "FP32", np.zeros((1, 5), np.float32)),)), "shape [1, 5]"),
+            (call(inputs=(Tensor("input", "FP32", np.zeros((WIDTH,), np.float32)),)), "shape"),
             (call(batch=17), "batch dimension 17"),
-            (call(inputs=(Tensor("input", "FP32", np.zeros((1, WIDTH), np.float32)),
-                          Tensor("extra", "FP32", np.zeros((1, 1), np.float32)))),
-             "no input 'extra'"),
+            (
+                call(
+                    inputs=(
+                        Tensor("input", "FP32", np.zeros((1, WIDTH), np.float32)),
+                        Tensor("extra", "FP32", np.zeros((1, 1), np.float32)),
+                    )
+                ),
+                "no input 'extra'",
+            ),
             (call(outputs=(RequestedOutput("logits"),)), "no output 'logits'"),
             (call(timeout_us=-5), "timeout"),
             (call(priority=-1), "priority"),

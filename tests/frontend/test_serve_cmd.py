@@ -25,8 +25,12 @@ PARAMS = {"resolution": 32}
 
 def request(url: str, body: object | None = None) -> tuple[int, dict[str, object]]:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method="GET" if body is None else "POST",
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             raw = r.read()
@@ -36,24 +40,51 @@ def request(url: str, body: object | None = None) -> tuple[int, dict[str, object
 
 
 def infer_body() -> dict[str, object]:
-    return {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3, 32, 32],
-                        "data": [0.5] * (3 * 32 * 32)}],
-            "parameters": {"timeout": 2_000_000}}
+    return {
+        "inputs": [
+            {
+                "name": "input",
+                "datatype": "FP32",
+                "shape": [1, 3, 32, 32],
+                "data": [0.5] * (3 * 32 * 32),
+            }
+        ],
+        "parameters": {"timeout": 2_000_000},
+    }
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path,
-                                                                      subprocess.Popen[bytes]]]:
+def served(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
     root = tmp_path_factory.mktemp("serve")
     repo = root / "repo"
     create_repository(repo, "mobilenet_v2", 1, seed=1, params=PARAMS, batch_sizes=(1, 2))
     http_port, grpc_port = free_ports(2)
     log = (root / "serve.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "clockwork.cli.main", "serve", "--repository", str(repo),
-         "--host", "127.0.0.1", "--http-port", str(http_port), "--grpc-port", str(grpc_port),
-         "--device", "cpu", "--status-interval", "0"],
-        stdout=log, stderr=log, cwd=root)
+        [
+            sys.executable,
+            "-m",
+            "clockwork.cli.main",
+            "serve",
+            "--repository",
+            str(repo),
+            "--host",
+            "127.0.0.1",
+            "--http-port",
+            str(http_port),
+            "--grpc-port",
+            str(grpc_port),
+            "--device",
+            "cpu",
+            "--status-interval",
+            "0",
+        ],
+        stdout=log,
+        stderr=log,
+        cwd=root,
+    )
     url = f"http://127.0.0.1:{http_port}"
     try:
         deadline = time.monotonic() + 120
@@ -89,12 +120,14 @@ def test_serves_the_repository_with_real_inference(served: tuple[str, Path, obje
 
 
 def test_a_model_copied_in_while_serving_is_loaded_on_request(
-        served: tuple[str, Path, object]) -> None:
+    served: tuple[str, Path, object],
+) -> None:
     url, repo, _ = served
     name = "added-0000"
     assert request(f"{url}/v2/models/{name}")[0] == 404
-    create_repository(repo, "mobilenet_v2", 1, seed=2, params=PARAMS, batch_sizes=(1, 2),
-                      name_prefix="added")
+    create_repository(
+        repo, "mobilenet_v2", 1, seed=2, params=PARAMS, batch_sizes=(1, 2), name_prefix="added"
+    )
     status, body = request(f"{url}/v2/repository/models/{name}/load", {})
     assert status == 200, body
     status, body = request(f"{url}/v2/models/{name}/infer", infer_body())
@@ -102,25 +135,32 @@ def test_a_model_copied_in_while_serving_is_loaded_on_request(
     status, index = request(f"{url}/v2/repository/index", {})
     assert status == 200
     assert {(m["name"], m["state"]) for m in index} == {  # type: ignore[attr-defined, index]
-        ("mobilenet_v2-0000", "READY"), (name, "READY")}
+        ("mobilenet_v2-0000", "READY"),
+        (name, "READY"),
+    }
     assert request(f"{url}/v2/repository/models/nothing-here/load", {})[0] == 404
 
 
 def test_ctrl_c_stops_the_server_and_its_worker(
-        served: tuple[str, Path, subprocess.Popen[bytes]]) -> None:
+    served: tuple[str, Path, subprocess.Popen[bytes]],
+) -> None:
     _, _, proc = served
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=20) == 0
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["serve", "--no-local-worker"], "--no-local-worker needs --workers"),
-    (["serve", "--repository", "/nonexistent/repo"], "no such directory"),
-    (["serve", "--http-port", "70000"], "not a port number"),
-    (["serve", "--workers", "nohostport"], "HOST:PORT"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["serve", "--no-local-worker"], "--no-local-worker needs --workers"),
+        (["serve", "--repository", "/nonexistent/repo"], "no such directory"),
+        (["serve", "--http-port", "70000"], "not a port number"),
+        (["serve", "--workers", "nohostport"], "HOST:PORT"),
+    ],
+)
 def test_bad_configuration_exits_2_with_a_clear_error(
-        argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(argv) == 2
     assert message in capsys.readouterr().err
 
@@ -130,7 +170,19 @@ def test_a_port_in_use_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> N
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code = main(["serve", "--no-local-worker", "--workers", "127.0.0.1:1", "--host",
-                     "127.0.0.1", "--http-port", str(port), "--grpc-port", "0"])
+        code = main(
+            [
+                "serve",
+                "--no-local-worker",
+                "--workers",
+                "127.0.0.1:1",
+                "--host",
+                "127.0.0.1",
+                "--http-port",
+                str(port),
+                "--grpc-port",
+                "0",
+            ]
+        )
     assert code == 2
     assert "address already in use" in capsys.readouterr().err

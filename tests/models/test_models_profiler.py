@@ -105,14 +105,30 @@ def test_sample_inputs_are_valid_requests(tiny_repo: Path) -> None:
         assert ids.min() >= 0 and ids.max() < 50
 
 
-def test_cli_profiles_selected_models_into_out(tiny_repo: Path, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_profiles_selected_models_into_out(
+    tiny_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     parser = argparse.ArgumentParser(prog="clockwork")
     profile_cmd.register(parser.add_subparsers(dest="command", required=True))
     out = tmp_path / "profiles"
-    args = parser.parse_args(["profile", str(tiny_repo), "--models", "transformer-0001",
-                              "--runs", "3", "--warmup", "0", "--loads", "1", "--threads", "1",
-                              "--out", str(out)])
+    args = parser.parse_args(
+        [
+            "profile",
+            str(tiny_repo),
+            "--models",
+            "transformer-0001",
+            "--runs",
+            "3",
+            "--warmup",
+            "0",
+            "--loads",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     assert args.func(args) == 0
     path = out / "transformer-0001" / "profile-cpu.json"
     assert load_profile(path).model == "transformer-0001"

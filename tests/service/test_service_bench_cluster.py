@@ -21,8 +21,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(["bench-cluster", *argv])
 
 
-def test_bench_cluster_short_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_cluster_short_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     started: list[WorkerProcesses] = []
     original = WorkerProcesses.start
 
@@ -32,10 +33,33 @@ def test_bench_cluster_short_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(bench_cluster.WorkerProcesses, "start", spy)
     out = tmp_path / "run"
-    args = parse(["--workers", "1", "--gpus-per-worker", "2", "--models", "10",
-                  "--workload", "poisson", "--rate", "100", "--duration", "3",
-                  "--slo-ms", "100", "--seed", "1", "--out", str(out), "--no-plots",
-                  "--status-every", "1", "--drain-s", "5"])
+    args = parse(
+        [
+            "--workers",
+            "1",
+            "--gpus-per-worker",
+            "2",
+            "--models",
+            "10",
+            "--workload",
+            "poisson",
+            "--rate",
+            "100",
+            "--duration",
+            "3",
+            "--slo-ms",
+            "100",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+            "--no-plots",
+            "--status-every",
+            "1",
+            "--drain-s",
+            "5",
+        ]
+    )
     assert args.func(args) == 0
     printed = capsys.readouterr()
     assert "SLO attainment" in printed.out
@@ -47,11 +71,32 @@ def test_bench_cluster_short_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert not any(pid_alive(pid) for pid in started[0].pids)
 
     summary = json.loads((out / "summary.json").read_text())
-    for key in ("policy", "workload", "duration_s", "devices", "models", "requests", "succeeded",
-                "late", "refused", "slo_attainment", "slo_attainment_pct_str", "offered_rps",
-                "goodput_rps", "ideal_capacity_rps", "latency_ms", "cold_starts", "loads",
-                "infers", "prediction_error", "device_utilisation", "scheduler_cpu_s",
-                "scheduler_cpu_us_per_request", "timeseries", "extra"):
+    for key in (
+        "policy",
+        "workload",
+        "duration_s",
+        "devices",
+        "models",
+        "requests",
+        "succeeded",
+        "late",
+        "refused",
+        "slo_attainment",
+        "slo_attainment_pct_str",
+        "offered_rps",
+        "goodput_rps",
+        "ideal_capacity_rps",
+        "latency_ms",
+        "cold_starts",
+        "loads",
+        "infers",
+        "prediction_error",
+        "device_utilisation",
+        "scheduler_cpu_s",
+        "scheduler_cpu_us_per_request",
+        "timeseries",
+        "extra",
+    ):
         assert key in summary, key
     extra = summary["extra"]
     n = summary["requests"]

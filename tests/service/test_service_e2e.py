@@ -41,28 +41,38 @@ def run(coro: Coroutine[Any, Any, None], timeout_s: float = 30.0) -> None:
     asyncio.run(bounded())
 
 
-async def start_worker(wid: str, devices: int = 1, models: int = 3,
-                       clock_ns: Callable[[], int] = time.monotonic_ns) -> WorkerService:
+async def start_worker(
+    wid: str, devices: int = 1, models: int = 3, clock_ns: Callable[[], int] = time.monotonic_ns
+) -> WorkerService:
     devs, infos = emulated_setup(wid, devices, models, PROFILE)
     svc = WorkerService(wid, devs, infos, clock_ns=clock_ns)
     await svc.start("127.0.0.1", 0)
     return svc
 
 
-def make_controller(*workers: WorkerService, policy: str = "clockwork",
-                    silence_pings: int = 40) -> ControllerService:
+def make_controller(
+    *workers: WorkerService, policy: str = "clockwork", silence_pings: int = 40
+) -> ControllerService:
     # 2 s of silence before a worker is lost: workers and controller share this process's event
     # loop, which a loaded 2-core machine stalled for 0.41 s once (a healthy worker was dropped);
     # only the test of silence itself wants it short
-    return ControllerService(make_policy(policy), [("127.0.0.1", w.port) for w in workers],
-                             ping_interval_s=0.05, silence_pings=silence_pings,
-                             connect_backoff_s=(0.02, 0.2))
+    return ControllerService(
+        make_policy(policy),
+        [("127.0.0.1", w.port) for w in workers],
+        ping_interval_s=0.05,
+        silence_pings=silence_pings,
+        connect_backoff_s=(0.02, 0.2),
+    )
 
 
-async def load(ctrl: ControllerService, models: list[str], n: int, gap_s: float,
-               timeout_ns: int = 100 * MS,
-               during: Callable[[int], Coroutine[Any, Any, None]] | None = None,
-               ) -> list[tuple[int, Response]]:
+async def load(
+    ctrl: ControllerService,
+    models: list[str],
+    n: int,
+    gap_s: float,
+    timeout_ns: int = 100 * MS,
+    during: Callable[[int], Coroutine[Any, Any, None]] | None = None,
+) -> list[tuple[int, Response]]:
     """Submit ``n`` requests ``gap_s`` apart, round robin over ``models``; (deadline, response)
     of each. ``during(i)`` is awaited before request ``i`` is submitted."""
 
@@ -158,8 +168,11 @@ def test_worker_killed_mid_run_every_request_answered_once() -> None:
             check_answers(ctrl, results)
             assert ctrl.workers == ("w1",)
             assert ctrl.stats.losses == 1
-            allowed = {ResponseStatus.SUCCESS, ResponseStatus.WORKER_LOST,
-                       ResponseStatus.OVERLOADED}
+            allowed = {
+                ResponseStatus.SUCCESS,
+                ResponseStatus.WORKER_LOST,
+                ResponseStatus.OVERLOADED,
+            }
             assert {r.status for _, r in results} <= allowed
             # the survivor keeps serving
             later = results[70:]
@@ -206,8 +219,7 @@ def test_controller_restart_relearns_resident_models() -> None:
     run(main())
 
 
-def test_model_loading_when_a_new_controller_connects_is_reported_resident(
-        tmp_path: Path) -> None:
+def test_model_loading_when_a_new_controller_connects_is_reported_resident(tmp_path: Path) -> None:
     """A load the former controller sent is still running when the next one asks for the state:
     the answer waits for it, so the model is resident (no second load, no cold start)."""
     slow = tmp_path / "slow-load.json"
@@ -224,7 +236,8 @@ def test_model_loading_when_a_new_controller_connects_is_reported_resident(
         try:
             await ctrl.wait_workers(1)
             pending = asyncio.create_task(
-                ctrl.submit(model, deadline_ns=time.monotonic_ns() + 2_000 * MS))
+                ctrl.submit(model, deadline_ns=time.monotonic_ns() + 2_000 * MS)
+            )
             while worker.received[("LoadWeights", model)] == 0:
                 await asyncio.sleep(0.005)
         finally:
@@ -292,8 +305,7 @@ def test_worker_refuses_actions_before_clock_sync() -> None:
             hello = await conn.recv()
             assert isinstance(hello, Hello) and hello.sender_id == "w0"
             now = time.monotonic_ns()
-            action = LoadWeights(7, DeviceId("w0", 0), "resnet50_v2-0000", now, now + 10**9,
-                                 8 * MS)
+            action = LoadWeights(7, DeviceId("w0", 0), "resnet50_v2-0000", now, now + 10**9, 8 * MS)
             await conn.send(LoadWeightsMsg(0, action))
             reply = await conn.recv()
             assert isinstance(reply, ActionResultMsg)

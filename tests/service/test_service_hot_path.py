@@ -43,8 +43,9 @@ class StubScheduler:
 
     def poll(self, now_ns: int) -> SchedulerOutput:
         self.polls.append(now_ns)
-        responses = [Response(r.request_id, r.model, ResponseStatus.SUCCESS, now_ns)
-                     for r in self._waiting]
+        responses = [
+            Response(r.request_id, r.model, ResponseStatus.SUCCESS, now_ns) for r in self._waiting
+        ]
         self._waiting = []
         actions, self.actions = self.actions, []
         wake = self.wake_ns if self.wake_ns is not None and self.wake_ns > now_ns else None
@@ -61,7 +62,8 @@ def run(coro: Coroutine[Any, Any, None], use_uvloop: bool) -> None:
 
 @pytest.mark.parametrize("use_uvloop", [False, True])
 def test_requests_submitted_together_cost_one_poll_and_get_one_answer_each(
-        use_uvloop: bool) -> None:
+    use_uvloop: bool,
+) -> None:
     async def main() -> None:
         stub = StubScheduler()
         service = ControllerService(stub, [])
@@ -79,6 +81,7 @@ def test_requests_submitted_together_cost_one_poll_and_get_one_answer_each(
         assert service.stats.answered == service.stats.submitted == 6
         assert service.pending() == 0
         await service.close()
+
     run(main(), use_uvloop)
 
 
@@ -99,11 +102,13 @@ def test_the_wake_up_is_neither_early_nor_a_busy_loop_of_polls(use_uvloop: bool)
         await service.close()
         with pytest.raises(Exception, match="controller closed"):
             await answer
+
     run(main(), use_uvloop)
 
 
 def test_an_action_whose_window_passed_is_answered_too_late_unsent(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def main() -> None:
         stub = StubScheduler()
         seen: list[ActionResult] = []
@@ -113,9 +118,12 @@ def test_an_action_whose_window_passed_is_answered_too_late_unsent(
             raise RuntimeError("telemetry bug")
 
         service = ControllerService(
-            stub, [], on_request=bad_hook,
+            stub,
+            [],
+            on_request=bad_hook,
             on_action_sent=lambda action, now: sent.append(action.action_id),
-            on_action_result=lambda result, now: seen.append(result))
+            on_action_result=lambda result, now: seen.append(result),
+        )
         await service.start()
         now = time.monotonic_ns()
         stub.actions = [Infer(7, DeviceId("w0", 0), "m", 1, (0,), now - 2 * MS, now - MS, MS)]

@@ -47,8 +47,9 @@ def test_only_the_newest_files_are_kept(tmp_path: Path) -> None:
     assert names == ["requests-000003.parquet", "requests-000004.parquet"]
 
 
-def test_a_slow_writer_makes_rotation_skip_not_block(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_slow_writer_makes_rotation_skip_not_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from clockwork.telemetry import report
 
     release = threading.Event()
@@ -73,6 +74,9 @@ def test_a_slow_writer_makes_rotation_skip_not_block(tmp_path: Path,
     assert files.skipped == 1 and len(t.request_log) == 1
     release.set()
     files.close()
-    ids = sorted(i for p in tmp_path.glob("requests-*.parquet")
-                 for i in pq.read_table(p).column("request_id").to_pylist())
+    ids = sorted(
+        i
+        for p in tmp_path.glob("requests-*.parquet")
+        for i in pq.read_table(p).column("request_id").to_pylist()
+    )
     assert ids == [1, 2, 3]

@@ -48,15 +48,20 @@ def run(coro: Coroutine[Any, Any, None], timeout_s: float = 60.0) -> None:
 
 
 def make_controller(*workers: WorkerService) -> ControllerService:
-    return ControllerService(make_policy("clockwork"), [("127.0.0.1", w.port) for w in workers],
-                             ping_interval_s=0.05, silence_pings=40,
-                             connect_backoff_s=(0.02, 0.2))
+    return ControllerService(
+        make_policy("clockwork"),
+        [("127.0.0.1", w.port) for w in workers],
+        ping_interval_s=0.05,
+        silence_pings=40,
+        connect_backoff_s=(0.02, 0.2),
+    )
 
 
 def add_model(root: Path, prefix: str) -> str:
     """A new mobilenet model in the repository (sharing the first model's weights file)."""
-    [name] = create_repository(root, "mobilenet_v2", 1, seed=1, params=PARAMS,
-                               batch_sizes=(1, 2), name_prefix=prefix)
+    [name] = create_repository(
+        root, "mobilenet_v2", 1, seed=1, params=PARAMS, batch_sizes=(1, 2), name_prefix=prefix
+    )
     return name
 
 
@@ -68,17 +73,20 @@ async def infer_ok(ctrl: ControllerService, repo: ModelRepository, name: str) ->
     assert outputs is not None and outputs["logits"].shape == (1000,)
 
 
-def test_new_models_are_served_without_restart(tmp_path: Path,
-                                               caplog: pytest.LogCaptureFixture) -> None:
-    [first] = create_repository(tmp_path, "mobilenet_v2", 1, seed=1, params=PARAMS,
-                                batch_sizes=(1, 2))
+def test_new_models_are_served_without_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    [first] = create_repository(
+        tmp_path, "mobilenet_v2", 1, seed=1, params=PARAMS, batch_sizes=(1, 2)
+    )
     repo = ModelRepository(tmp_path)
     profile_repository(repo, "cpu", runs=3, warmup=1, loads=2)
     devices, models = torch_setup("w0", tmp_path, "cpu")
     backend = devices[0][1]
     assert isinstance(backend, TorchBackend)
-    rescan = TorchRescan(backend, models, profile_missing=True,
-                         profile_runs=3, profile_warmup=1, profile_loads=2)
+    rescan = TorchRescan(
+        backend, models, profile_missing=True, profile_runs=3, profile_warmup=1, profile_loads=2
+    )
 
     async def main() -> None:
         worker = WorkerService("w0", devices, models, rescan=rescan)
@@ -154,8 +162,7 @@ class GrowingBackend(EmulatedBackend):
     """An emulated device that holds profiles for models it only serves once ``reveal``ed."""
 
     def __init__(self, visible: list[str], hidden: list[str]) -> None:
-        super().__init__(KIND, {n: dataclasses.replace(PROFILE, model=n)
-                                for n in visible + hidden})
+        super().__init__(KIND, {n: dataclasses.replace(PROFILE, model=n) for n in visible + hidden})
         self.visible = set(visible)
 
     def reveal(self, name: str) -> ModelInfo:
@@ -167,8 +174,9 @@ class GrowingBackend(EmulatedBackend):
 
 
 def emulated_worker(wid: str, backend: GrowingBackend, rescan: Any = None) -> WorkerService:
-    infos = [ModelInfo(n, (dataclasses.replace(PROFILE, model=n),)) for n in sorted(
-        backend.visible)]
+    infos = [
+        ModelInfo(n, (dataclasses.replace(PROFILE, model=n),)) for n in sorted(backend.visible)
+    ]
     devices: list[tuple[DeviceId, Backend]] = [(DeviceId(wid, 0), backend)]
     return WorkerService(wid, devices, infos, rescan=rescan)
 
@@ -284,13 +292,18 @@ def test_a_failing_rescan_is_answered_and_changes_nothing() -> None:
     run(main())
 
 
-def recording_controller(policy: str, actions: list[Action], results: list[ActionResult],
-                         *workers: WorkerService) -> ControllerService:
-    return ControllerService(make_policy(policy), [("127.0.0.1", w.port) for w in workers],
-                             ping_interval_s=0.05, silence_pings=40,
-                             connect_backoff_s=(0.02, 0.2),
-                             on_action_sent=lambda a, now: actions.append(a),
-                             on_action_result=lambda r, now: results.append(r))
+def recording_controller(
+    policy: str, actions: list[Action], results: list[ActionResult], *workers: WorkerService
+) -> ControllerService:
+    return ControllerService(
+        make_policy(policy),
+        [("127.0.0.1", w.port) for w in workers],
+        ping_interval_s=0.05,
+        silence_pings=40,
+        connect_backoff_s=(0.02, 0.2),
+        on_action_sent=lambda a, now: actions.append(a),
+        on_action_result=lambda r, now: results.append(r),
+    )
 
 
 @pytest.mark.parametrize("policy", ["clockwork", "reactive"])
@@ -315,8 +328,9 @@ def test_models_only_one_worker_serves_are_loaded_only_there(policy: str) -> Non
             assert [m.name for m in infos_b] == names[:1]
             # every model at once: without the workers' model sets, the idle wb would be
             # given a load of each model it does not have
-            answers = await asyncio.gather(*(ctrl.submit(n, timeout_ns=2000 * MS)
-                                             for _ in range(3) for n in names))
+            answers = await asyncio.gather(
+                *(ctrl.submit(n, timeout_ns=2000 * MS) for _ in range(3) for n in names)
+            )
             assert [r.status for r, _ in answers] == [ResponseStatus.SUCCESS] * 12
         finally:
             await ctrl.close()
@@ -371,8 +385,9 @@ def test_a_rescan_tells_the_scheduler_what_each_worker_serves() -> None:
 
 
 def test_torch_backend_add_model(tmp_path: Path) -> None:
-    [first] = create_repository(tmp_path, "mobilenet_v2", 1, seed=1, params=PARAMS,
-                                batch_sizes=(1, 2))
+    [first] = create_repository(
+        tmp_path, "mobilenet_v2", 1, seed=1, params=PARAMS, batch_sizes=(1, 2)
+    )
     repo = ModelRepository(tmp_path)
     # 1 MiB pages, 16 of them: room for one mobilenet (about 14 MB) only
     backend = TorchBackend(repo, "cpu", kind=DeviceKind("cpu", 1 << 20, 16), models=[first])
@@ -385,8 +400,15 @@ def test_torch_backend_add_model(tmp_path: Path) -> None:
     [sample] = sample_inputs(repo.load_config(second), 1, np.random.default_rng(1))
     assert backend.infer(second, 1, [sample]).outputs[0]["logits"].shape == (1000,)
     # a model that can never fit the cache, and a broken one, are refused; the rest are added
-    [big] = create_repository(tmp_path, "mobilenet_v2", 1, seed=2, params={"resolution": 32,
-                              "width_mult": 2.0}, batch_sizes=(1,), name_prefix="big")
+    [big] = create_repository(
+        tmp_path,
+        "mobilenet_v2",
+        1,
+        seed=2,
+        params={"resolution": 32, "width_mult": 2.0},
+        batch_sizes=(1,),
+        name_prefix="big",
+    )
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{}", encoding="utf-8")
     third = add_model(tmp_path, "third")
@@ -407,6 +429,7 @@ def test_runtime_learns_new_models_on_refresh() -> None:
 
     device = DeviceId("w0", 0)
     with WorkerRuntime([(device, backend)], on_result) as runtime:
+
         def load() -> ActionResult:
             done.clear()
             now = time.monotonic_ns()

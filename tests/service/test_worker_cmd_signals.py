@@ -25,13 +25,26 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.mark.parametrize(("sig", "ignore_sigint"), [
-    (signal.SIGINT, True), (signal.SIGINT, False), (signal.SIGTERM, False)])
-def test_worker_stops_on_signal(sig: signal.Signals, ignore_sigint: bool,
-                                tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("sig", "ignore_sigint"),
+    [(signal.SIGINT, True), (signal.SIGINT, False), (signal.SIGTERM, False)],
+)
+def test_worker_stops_on_signal(sig: signal.Signals, ignore_sigint: bool, tmp_path: Path) -> None:
     port = _free_port()
-    cmd = [sys.executable, "-m", "clockwork.cli.main", "worker", "--listen",
-           f"127.0.0.1:{port}", "--backend", "emulated", "--devices", "1", "--models", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "clockwork.cli.main",
+        "worker",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--backend",
+        "emulated",
+        "--devices",
+        "1",
+        "--models",
+        "2",
+    ]
     if ignore_sigint:  # as a shell starts a background job: SIGINT ignored, then exec
         cmd = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *cmd]
     log = tmp_path / "worker.log"

@@ -32,7 +32,7 @@ def partitions(items: Sequence[int]) -> Iterator[list[list[int]]]:
     first, rest = items[0], items[1:]
     for part in partitions(rest):
         for i in range(len(part)):
-            yield [*part[:i], [first, *part[i]], *part[i + 1:]]
+            yield [*part[:i], [first, *part[i]], *part[i + 1 :]]
         yield [[first], *part]
 
 
@@ -122,8 +122,11 @@ def exact_min_missed(
 @given(
     # Few distinct times and models and slow batches (two of one fill the SLO), so that windows
     # fill up and the bound has to bite.
-    st.lists(st.tuples(st.sampled_from([0, 0, 5, 10, 25, 30, 60, 100, 130]), st.integers(0, 3)),
-             min_size=1, max_size=6),
+    st.lists(
+        st.tuples(st.sampled_from([0, 0, 5, 10, 25, 30, 60, 100, 130]), st.integers(0, 3)),
+        min_size=1,
+        max_size=6,
+    ),
     st.sampled_from([100, 130, 200]),
     st.integers(0, 3),
 )
@@ -135,8 +138,13 @@ def test_the_bound_never_exceeds_the_best_schedules_misses(
     times = [t for t, _ in reqs]
     models = [m for _, m in reqs]
     bound = window_bound(
-        np.array(times, dtype=np.int64), np.array(models, dtype=np.int64), slo_ns=SLO,
-        costs=costs, devices=1, window_ns=window, offset_ns=window * offset_quarters // 4,
+        np.array(times, dtype=np.int64),
+        np.array(models, dtype=np.int64),
+        slo_ns=SLO,
+        costs=costs,
+        devices=1,
+        window_ns=window,
+        offset_ns=window * offset_quarters // 4,
     )
     assert 0 <= bound.min_missed <= exact_min_missed(times, models, costs)
     assert bound.requests == len(times) and bound.core_requests <= len(times)
@@ -151,11 +159,14 @@ def test_the_bound_bites_when_a_window_asks_for_more_than_the_devices_have() -> 
     assert exact_min_missed([0, 0, 0, 0], [0, 1, 2, 3]) == 1
     assert r.attainment_bound == pytest.approx(3 / 4)
     # Two devices serve all four; the same model batches them on one.
-    assert window_bound(times, models, slo_ns=SLO, costs=COSTS, devices=2,
-                        window_ns=100).min_missed == 0
+    assert (
+        window_bound(times, models, slo_ns=SLO, costs=COSTS, devices=2, window_ns=100).min_missed
+        == 0
+    )
     same = np.zeros(4, dtype=np.int64)
-    assert window_bound(times, same, slo_ns=SLO, costs=COSTS, devices=1,
-                        window_ns=100).min_missed == 0
+    assert (
+        window_bound(times, same, slo_ns=SLO, costs=COSTS, devices=1, window_ns=100).min_missed == 0
+    )
 
 
 def test_lead_and_tail_shrink_the_service_window() -> None:
@@ -163,21 +174,34 @@ def test_lead_and_tail_shrink_the_service_window() -> None:
     models = np.arange(2, dtype=np.int64)
     # Without delays two batches of 30 fit in 100; with 25 each way only one fits in 50, and
     # only a window that is exactly the service interval [25, 75] sees it.
-    assert window_bound(times, models, slo_ns=SLO, costs=COSTS, devices=1,
-                        window_ns=200).min_missed == 0
-    r = window_bound(times, models, slo_ns=SLO, costs=COSTS, devices=1, window_ns=200,
-                     lead_ns=25, tail_ns=25)
+    assert (
+        window_bound(times, models, slo_ns=SLO, costs=COSTS, devices=1, window_ns=200).min_missed
+        == 0
+    )
+    r = window_bound(
+        times, models, slo_ns=SLO, costs=COSTS, devices=1, window_ns=200, lead_ns=25, tail_ns=25
+    )
     assert r.min_missed == 0  # the window (200) is wider than the service interval
-    r = window_bound(times, models, slo_ns=SLO, costs=COSTS, devices=1, window_ns=50,
-                     offset_ns=25, lead_ns=25, tail_ns=25)
+    r = window_bound(
+        times,
+        models,
+        slo_ns=SLO,
+        costs=COSTS,
+        devices=1,
+        window_ns=50,
+        offset_ns=25,
+        lead_ns=25,
+        tail_ns=25,
+    )
     assert (r.core_requests, r.min_missed) == (2, 1)
 
 
 def test_attainment_bound_keeps_the_tightest_window_and_checks_its_input() -> None:
     times = np.array([0, 0, 0, 0, 500], dtype=np.int64)
     models = np.array([0, 1, 2, 3, 0], dtype=np.int64)
-    best = attainment_bound(times, models, slo_ns=SLO, costs=COSTS, devices=1,
-                            windows_ns=[100, 1000])
+    best = attainment_bound(
+        times, models, slo_ns=SLO, costs=COSTS, devices=1, windows_ns=[100, 1000]
+    )
     assert best.min_missed == 1
     with pytest.raises(InvalidInputError):
         attainment_bound(times, models, slo_ns=SLO, costs=COSTS, devices=1, windows_ns=[])
@@ -190,6 +214,7 @@ def test_attainment_bound_keeps_the_tightest_window_and_checks_its_input() -> No
 def test_without_a_forced_miss_the_fullest_window_is_reported() -> None:
     times = np.zeros(2, dtype=np.int64)
     models = np.arange(2, dtype=np.int64)
-    best = attainment_bound(times, models, slo_ns=SLO, costs=COSTS, devices=1,
-                            windows_ns=[1000, 100], offsets=1)
+    best = attainment_bound(
+        times, models, slo_ns=SLO, costs=COSTS, devices=1, windows_ns=[1000, 100], offsets=1
+    )
     assert (best.min_missed, best.window_ns, best.busiest_window_work_ns) == (0, 100, 60)

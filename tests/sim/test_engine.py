@@ -42,14 +42,14 @@ def test_bad_schedules_are_refused() -> None:
 
 
 # each step: (delay after now, where: 0 heap / 1 aside / 2 in order, pops to do after it)
-_steps = st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2), st.integers(0, 2)),
-                  max_size=80)
+_steps = st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2), st.integers(0, 2)), max_size=80)
 
 
 @settings(max_examples=300, deadline=None)
 @given(_steps)
 def test_events_beside_the_heap_pop_where_pushed_ones_would(
-        steps: list[tuple[int, int, int]]) -> None:
+    steps: list[tuple[int, int, int]],
+) -> None:
     """The same operations on two queues, the second pushing every event: same pops."""
     a, b = EventQueue(), EventQueue()
     popped_a: list[tuple[int, int, object]] = []

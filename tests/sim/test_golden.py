@@ -21,8 +21,20 @@ from clockwork.workload import PoissonOpenLoop
 from support.sim import MS, S, model_set, small_kind
 
 GOLDEN = Path(__file__).with_name("golden_small.json")
-KEYS = ("requests", "succeeded", "late", "refused", "cold_starts", "loads", "evictions", "infers",
-        "batch_sizes", "latency_ms", "slo_attainment", "actions_by_status")
+KEYS = (
+    "requests",
+    "succeeded",
+    "late",
+    "refused",
+    "cold_starts",
+    "loads",
+    "evictions",
+    "infers",
+    "batch_sizes",
+    "latency_ms",
+    "slo_attainment",
+    "actions_by_status",
+)
 
 
 def run(policy: str) -> dict[str, object]:
@@ -30,8 +42,13 @@ def run(policy: str) -> dict[str, object]:
     models = model_set(12, kind)
     weights = [1 / (i + 1) for i in range(12)]
     wl = PoissonOpenLoop([m.name for m in models], 700.0, 3 * S, 60 * MS, 7, weights)
-    cfg = SimConfig(duration_ns=3 * S, gpus=2, device_kind=kind,
-                    noise=NoiseConfig("lognormal+straggler", 0.02, 0.01, 2.0), seed=7)
+    cfg = SimConfig(
+        duration_ns=3 * S,
+        gpus=2,
+        device_kind=kind,
+        noise=NoiseConfig("lognormal+straggler", 0.02, 0.01, 2.0),
+        seed=7,
+    )
     result = Simulation(cfg, models, wl, make_policy(policy)).run()
     info = RunInfo(policy, {"name": "poisson"}, cfg.duration_ns, 2, 12, 7, 1.0, 0.0)
     summary = summarize(result.requests.table(), result.actions.table(), info)

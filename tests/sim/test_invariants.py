@@ -23,8 +23,9 @@ class CheckedScheduler:
     """Delegates to a policy and checks page accounting, and that models are placed only where
     their worker serves them, after every poll."""
 
-    def __init__(self, inner: PolicyBase,
-                 served: dict[str, frozenset[str] | None] | None = None) -> None:
+    def __init__(
+        self, inner: PolicyBase, served: dict[str, frozenset[str] | None] | None = None
+    ) -> None:
         self.inner = inner
         self.name = inner.name
         self.sim: Simulation | None = None
@@ -71,23 +72,43 @@ class CheckedScheduler:
     seed=st.integers(0, 10_000),
     data=st.data(),
 )
-def test_run_invariants(policy: str, n_models: int, gpus: int, cache_pages: int, rate: float,
-                        slo_ms: int, slo_spread: float, noise: str, seed: int,
-                        data: st.DataObject) -> None:
+def test_run_invariants(
+    policy: str,
+    n_models: int,
+    gpus: int,
+    cache_pages: int,
+    rate: float,
+    slo_ms: int,
+    slo_spread: float,
+    noise: str,
+    seed: int,
+    data: st.DataObject,
+) -> None:
     kind = small_kind(cache_pages)
     models = model_set(n_models, kind)
     names = [m.name for m in models]
     wl = SkewedPoisson(names, rate, S, slo_ms * MS, seed, slo_spread)
     workers = (gpus + 1) // 2
     # per worker: every model (None), or a subset (possibly leaving some models on no worker)
-    worker_models = tuple(data.draw(st.none() | st.sets(st.sampled_from(names)).map(
-        lambda s: tuple(sorted(s))), label=f"w{w} models") for w in range(workers))
-    served = {f"w{w}": None if ms is None else frozenset(ms)
-              for w, ms in enumerate(worker_models)}
+    worker_models = tuple(
+        data.draw(
+            st.none() | st.sets(st.sampled_from(names)).map(lambda s: tuple(sorted(s))),
+            label=f"w{w} models",
+        )
+        for w in range(workers)
+    )
+    served = {f"w{w}": None if ms is None else frozenset(ms) for w, ms in enumerate(worker_models)}
     sched = CheckedScheduler(make_policy(policy), served)
-    cfg = SimConfig(duration_ns=S, gpus=gpus, gpus_per_worker=2, device_kind=kind,
-                    noise=NoiseConfig(kind=noise, sigma=0.05, straggler_prob=0.01), seed=seed,
-                    drain_ns=30 * S, worker_models=worker_models)
+    cfg = SimConfig(
+        duration_ns=S,
+        gpus=gpus,
+        gpus_per_worker=2,
+        device_kind=kind,
+        noise=NoiseConfig(kind=noise, sigma=0.05, straggler_prob=0.01),
+        seed=seed,
+        drain_ns=30 * S,
+        worker_models=worker_models,
+    )
     sim = Simulation(cfg, models, wl, sched)  # type: ignore[arg-type]
     sched.sim = sim
     result = sim.run()

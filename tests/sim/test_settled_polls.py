@@ -39,23 +39,38 @@ class CountingScheduler:
         return self.inner.pending_requests()
 
     def poll(self, now_ns: int) -> SchedulerOutput:
-        settled = self.inner._settled and (self.inner._settled_wake_ns is None
-                                           or now_ns < self.inner._settled_wake_ns)
+        settled = self.inner._settled and (
+            self.inner._settled_wake_ns is None or now_ns < self.inner._settled_wake_ns
+        )
         self.polls += 1
         self.skipped += settled
         self.poll_times.append(now_ns)
         return self.inner.poll(now_ns)
 
 
-def _run(settle: bool, n_models: int, gpus: int, cache_pages: int, rate: float, slo_ms: int,
-         noise: str, seed: int) -> tuple[SimResult, CountingScheduler]:
+def _run(
+    settle: bool,
+    n_models: int,
+    gpus: int,
+    cache_pages: int,
+    rate: float,
+    slo_ms: int,
+    noise: str,
+    seed: int,
+) -> tuple[SimResult, CountingScheduler]:
     kind = small_kind(cache_pages)
     models = model_set(n_models, kind)
     wl = SkewedPoisson([m.name for m in models], rate, S, slo_ms * MS, seed, 1.0)
     sched = CountingScheduler(ClockworkPolicy(ClockworkConfig(settle=settle)))
-    cfg = SimConfig(duration_ns=S, gpus=gpus, gpus_per_worker=2, device_kind=kind,
-                    noise=NoiseConfig(kind=noise, sigma=0.05, straggler_prob=0.01), seed=seed,
-                    drain_ns=5 * S)
+    cfg = SimConfig(
+        duration_ns=S,
+        gpus=gpus,
+        gpus_per_worker=2,
+        device_kind=kind,
+        noise=NoiseConfig(kind=noise, sigma=0.05, straggler_prob=0.01),
+        seed=seed,
+        drain_ns=5 * S,
+    )
     return Simulation(cfg, models, wl, sched).run(), sched  # type: ignore[arg-type]
 
 
@@ -78,9 +93,9 @@ def _columns(result: SimResult) -> dict[str, object]:
     noise=st.sampled_from(["none", "lognormal+straggler"]),
     seed=st.integers(0, 10_000),
 )
-def test_settled_polls_decide_as_planning_every_poll(n_models: int, gpus: int, cache_pages: int,
-                                                      rate: float, slo_ms: int, noise: str,
-                                                      seed: int) -> None:
+def test_settled_polls_decide_as_planning_every_poll(
+    n_models: int, gpus: int, cache_pages: int, rate: float, slo_ms: int, noise: str, seed: int
+) -> None:
     fast, fast_sched = _run(True, n_models, gpus, cache_pages, rate, slo_ms, noise, seed)
     slow, slow_sched = _run(False, n_models, gpus, cache_pages, rate, slo_ms, noise, seed)
     assert slow_sched.skipped == 0

@@ -18,18 +18,33 @@ def small_kind(pages: int) -> DeviceKind:
 
 
 def model_set(n: int, kind: DeviceKind, pages: int = 7) -> list[ModelInfo]:
-    p = ModelProfile("resnet50_v2", kind.name, pages * (16 << 20) - 5, 16 << 20, pages,
-                     8_300_000, {1: 2_730_000, 2: 4_050_000, 4: 5_880_000, 8: 9_930_000,
-                                 16: 17_330_000}, 602_112, 4_000,
-                     Measurement("test", "test", "copy of the V100 figures"))
+    p = ModelProfile(
+        "resnet50_v2",
+        kind.name,
+        pages * (16 << 20) - 5,
+        16 << 20,
+        pages,
+        8_300_000,
+        {1: 2_730_000, 2: 4_050_000, 4: 5_880_000, 8: 9_930_000, 16: 17_330_000},
+        602_112,
+        4_000,
+        Measurement("test", "test", "copy of the V100 figures"),
+    )
     return [ModelInfo(f"m{i:03d}", (p,)) for i in range(n)]
 
 
 class SkewedPoisson:
     """Poisson arrivals; model i chosen with weight 1/(i+1); counts what it generated."""
 
-    def __init__(self, models: list[str], rate_rps: float, duration_ns: int, slo_ns: int,
-                 seed: int, slo_spread: float = 0.0) -> None:
+    def __init__(
+        self,
+        models: list[str],
+        rate_rps: float,
+        duration_ns: int,
+        slo_ns: int,
+        seed: int,
+        slo_spread: float = 0.0,
+    ) -> None:
         self.models = models
         self.rate = rate_rps
         self.duration_ns = duration_ns

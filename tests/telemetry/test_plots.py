@@ -34,14 +34,37 @@ def _big() -> tuple[RequestTable, ActionTable]:
     for i in range(10_000):
         arrival = int(i * 0.5 * MS)
         lat = int(rng.lognormal(np.log(20 * MS), 0.5))
-        reqs.append(i, "m", arrival, arrival + 100 * MS, arrival + lat,
-                    "SUCCESS" if lat <= 100 * MS else "LATE", 4, i // 4, i % 100 == 0)
+        reqs.append(
+            i,
+            "m",
+            arrival,
+            arrival + 100 * MS,
+            arrival + lat,
+            "SUCCESS" if lat <= 100 * MS else "LATE",
+            4,
+            i // 4,
+            i % 100 == 0,
+        )
     acts = ActionLog()
     for j in range(2_000):
         kind = "Infer" if j % 10 else "LoadWeights"
         err = int(rng.normal(0, 0.2 * MS))
-        acts.append(j, kind, "gpu0", "m", 4, 4, 0, 0, 0, 5 * MS, j, j + 5 * MS + err,
-                    5 * MS + err, "SUCCESS")
+        acts.append(
+            j,
+            kind,
+            "gpu0",
+            "m",
+            4,
+            4,
+            0,
+            0,
+            0,
+            5 * MS,
+            j,
+            j + 5 * MS + err,
+            5 * MS + err,
+            "SUCCESS",
+        )
     return reqs.table(), acts.table()
 
 
@@ -77,9 +100,10 @@ def test_plot_without_timeseries_in_summary(
 
 def test_titles_and_slo() -> None:
     assert run_title({"policy": "fifo", "workload": {"name": "azure"}}) == "fifo / azure"
-    assert run_title(
-        {"policy": "cw", "workload": {"name": "poisson", "synthetic": True}}
-    ) == "cw / poisson (synthetic)"
+    assert (
+        run_title({"policy": "cw", "workload": {"name": "poisson", "synthetic": True}})
+        == "cw / poisson (synthetic)"
+    )
     assert run_title({}) == "? / ?"
     assert slo_ms_of({"workload": {"slo_ms": 100}}) == 100.0
     assert slo_ms_of({"workload": {"slo_ms": [100, 200]}}) is None

@@ -9,14 +9,26 @@ from clockwork.core.ids import DeviceId
 from clockwork.telemetry.records import ActionLog, RequestLog
 
 I64 = st.integers(-(2**63), 2**63 - 1)
-ROWS = st.lists(st.tuples(I64, st.sampled_from(["a", "b", "c"]), I64, I64, I64,
-                          st.sampled_from(["SUCCESS", "LATE"]), I64, I64, st.booleans()),
-                max_size=40)
+ROWS = st.lists(
+    st.tuples(
+        I64,
+        st.sampled_from(["a", "b", "c"]),
+        I64,
+        I64,
+        I64,
+        st.sampled_from(["SUCCESS", "LATE"]),
+        I64,
+        I64,
+        st.booleans(),
+    ),
+    max_size=40,
+)
 
 
 @given(rows=ROWS)
-def test_request_log_round_trip(rows: list[tuple[int, str, int, int, int, str, int, int, bool]]
-                                ) -> None:
+def test_request_log_round_trip(
+    rows: list[tuple[int, str, int, int, int, str, int, int, bool]],
+) -> None:
     log = RequestLog()
     for row in rows:
         log.append(*row)
@@ -24,9 +36,15 @@ def test_request_log_round_trip(rows: list[tuple[int, str, int, int, int, str, i
     t = log.table()
     assert len(t) == len(rows)
     for i, (rid, model, arr, dl, resp, status, b, aid, cold) in enumerate(rows):
-        assert (t.request_id[i], t.arrival_ns[i], t.deadline_ns[i], t.response_ns[i],
-                t.batch_size[i], t.action_id[i], t.cold_start[i]) == (
-            rid, arr, dl, resp, b, aid, int(cold))
+        assert (
+            t.request_id[i],
+            t.arrival_ns[i],
+            t.deadline_ns[i],
+            t.response_ns[i],
+            t.batch_size[i],
+            t.action_id[i],
+            t.cold_start[i],
+        ) == (rid, arr, dl, resp, b, aid, int(cold))
         assert t.model_names[t.model[i]] == model
         assert t.status_names[t.status[i]] == status
     for col in (t.request_id, t.model, t.status, t.cold_start):
@@ -44,20 +62,34 @@ def test_a_table_is_a_copy_the_log_grows_on() -> None:
 
 def test_append_action_matches_append_for_every_kind() -> None:
     dev = DeviceId("w0", 1)
-    actions = [LoadWeights(1, dev, "m", 100, 200, 30),
-               Infer(2, dev, "m", 8, (5, 6, 7), 110, 210, 40),
-               EvictWeights(3, dev, "m")]
+    actions = [
+        LoadWeights(1, dev, "m", 100, 200, 30),
+        Infer(2, dev, "m", 8, (5, 6, 7), 110, 210, 40),
+        EvictWeights(3, dev, "m"),
+    ]
     by_action, by_row = ActionLog(), ActionLog()
     for a in actions:
         by_action.append_action(a, 150, 160, 170, 9, "SUCCESS", origin_ns=50)
     by_row.append(1, "LoadWeights", "w0/1", "m", 0, 0, 100, 50, 150, 30, 160, 170, 9, "SUCCESS")
     by_row.append(2, "Infer", "w0/1", "m", 8, 3, 100, 60, 160, 40, 160, 170, 9, "SUCCESS")
-    by_row.append(3, "EvictWeights", "w0/1", "m", 0, 0, 100, 100, 100, 0, 160, 170, 0,
-                  "SUCCESS")
+    by_row.append(3, "EvictWeights", "w0/1", "m", 0, 0, 100, 100, 100, 0, 160, 170, 0, "SUCCESS")
     a, b = by_action.table(), by_row.table()
     assert len(a) == len(b) == 3
-    for name in ("action_id", "kind", "device", "model", "batch_size", "requests", "sent_ns",
-                 "earliest_ns", "latest_ns", "expected_ns", "began_ns", "ended_ns",
-                 "actual_ns", "status"):
+    for name in (
+        "action_id",
+        "kind",
+        "device",
+        "model",
+        "batch_size",
+        "requests",
+        "sent_ns",
+        "earliest_ns",
+        "latest_ns",
+        "expected_ns",
+        "began_ns",
+        "ended_ns",
+        "actual_ns",
+        "status",
+    ):
         assert list(getattr(a, name)) == list(getattr(b, name)), name
     assert a.kind_names == b.kind_names and a.device_names == b.device_names

@@ -32,9 +32,7 @@ S = 1_000_000_000
 
 
 @pytest.fixture(scope="module")
-def known(
-    known_tables: Tables, make_info: InfoFn
-) -> dict[str, object]:
+def known(known_tables: Tables, make_info: InfoFn) -> dict[str, object]:
     return summarize(*known_tables, make_info())
 
 
@@ -209,8 +207,7 @@ def test_empty_logs(make_info: InfoFn) -> None:
 
 
 def test_zero_duration_and_devices_give_none(known_tables: Tables, make_info: InfoFn) -> None:
-    s = summarize(*known_tables,
-                  make_info(duration_ns=0, devices=0, sim_wall_s=0.0))
+    s = summarize(*known_tables, make_info(duration_ns=0, devices=0, sim_wall_s=0.0))
     assert s["offered_rps"] is None
     assert s["goodput_rps"] is None
     assert s["device_utilisation"] is None
@@ -256,7 +253,12 @@ def test_latency_percentiles_on_1000_values(make_info: InfoFn) -> None:
     lat = s["latency_ms"]
     assert isinstance(lat, dict)
     assert (lat["p50"], lat["p90"], lat["p99"], lat["p99.9"], lat["p99.99"], lat["max"]) == (
-        500.0, 900.0, 990.0, 999.0, 1000.0, 1000.0,
+        500.0,
+        900.0,
+        990.0,
+        999.0,
+        1000.0,
+        1000.0,
     )
 
 
@@ -322,8 +324,17 @@ def request_logs(draw: st.DrawFn) -> RequestLog:
         arrival = draw(st.integers(0, 5 * S - 1))
         latency = draw(st.integers(0, 300 * MS))
         status = draw(st.sampled_from(STATUSES))
-        log.append(i, draw(st.sampled_from(["a", "b"])), arrival, arrival + 100 * MS,
-                   arrival + latency, status, 1, i, draw(st.booleans()))
+        log.append(
+            i,
+            draw(st.sampled_from(["a", "b"])),
+            arrival,
+            arrival + 100 * MS,
+            arrival + latency,
+            status,
+            1,
+            i,
+            draw(st.booleans()),
+        )
     return log
 
 
@@ -346,8 +357,10 @@ def test_counts_add_up(log: RequestLog, make_info: InfoFn) -> None:
         assert (s["slo_attainment_pct_str"] == "100%") == (s["succeeded"] == len(t))
     else:
         assert att is None
-    for field, counted in (("latency_ms", ("SUCCESS",)),
-                           ("delivered_latency_ms", ("SUCCESS", "LATE"))):
+    for field, counted in (
+        ("latency_ms", ("SUCCESS",)),
+        ("delivered_latency_ms", ("SUCCESS", "LATE")),
+    ):
         values = [
             int(t.response_ns[i] - t.arrival_ns[i])
             for i in range(len(t))

@@ -67,10 +67,31 @@ infer_outputs = st.builds(InferOutputs, tensor_maps)
 
 load_weights = st.builds(LoadWeights, I64, devices, TEXT, I64, I64, I64)
 evict_weights = st.builds(EvictWeights, I64, devices, TEXT)
-infers = st.builds(Infer, I64, devices, TEXT, st.integers(0, 64),
-                   st.lists(I64, max_size=8).map(tuple), I64, I64, I64)
-results = st.builds(ActionResult, I64, devices, TEXT, st.sampled_from(ActionStatus), I64, I64,
-                    I64, I64, I64, I64, TEXT)
+infers = st.builds(
+    Infer,
+    I64,
+    devices,
+    TEXT,
+    st.integers(0, 64),
+    st.lists(I64, max_size=8).map(tuple),
+    I64,
+    I64,
+    I64,
+)
+results = st.builds(
+    ActionResult,
+    I64,
+    devices,
+    TEXT,
+    st.sampled_from(ActionStatus),
+    I64,
+    I64,
+    I64,
+    I64,
+    I64,
+    I64,
+    TEXT,
+)
 
 kinds = st.builds(DeviceKind, TEXT, st.integers(1, 2**40), st.integers(1, 10_000))
 device_infos = st.builds(DeviceInfo, devices, kinds, st.lists(TEXT, max_size=3).map(tuple))
@@ -82,32 +103,61 @@ def profiles(draw: st.DrawFn) -> ModelProfile:
     weights = draw(st.integers(0, 2**36))
     pages = -(-weights // page) + draw(st.integers(0, 3))
     return ModelProfile(
-        model=draw(TEXT), device_kind=draw(TEXT), weights_bytes=weights, page_size_bytes=page,
-        weights_pages=pages, load_ns=draw(st.integers(1, 2**40)),
-        exec_ns=draw(st.dictionaries(st.integers(1, 256), st.integers(1, 2**40), min_size=1,
-                                     max_size=4)),
-        input_bytes=draw(st.integers(0, 2**30)), output_bytes=draw(st.integers(0, 2**30)),
+        model=draw(TEXT),
+        device_kind=draw(TEXT),
+        weights_bytes=weights,
+        page_size_bytes=page,
+        weights_pages=pages,
+        load_ns=draw(st.integers(1, 2**40)),
+        exec_ns=draw(
+            st.dictionaries(st.integers(1, 256), st.integers(1, 2**40), min_size=1, max_size=4)
+        ),
+        input_bytes=draw(st.integers(0, 2**30)),
+        output_bytes=draw(st.integers(0, 2**30)),
         measured=Measurement(draw(TEXT), draw(TEXT), draw(TEXT)),
-        extra=draw(st.dictionaries(NAMES, st.one_of(TEXT, st.integers(-1000, 1000)),
-                                   max_size=2)))
+        extra=draw(st.dictionaries(NAMES, st.one_of(TEXT, st.integers(-1000, 1000)), max_size=2)),
+    )
 
 
 tensor_sigs = st.lists(
-    st.builds(TensorSignature, NAMES, st.sampled_from(OIP_DATATYPES),
-              st.lists(st.integers(-1, 4096).filter(lambda d: d >= -1), max_size=4).map(tuple)),
-    min_size=1, max_size=3, unique_by=lambda t: t.name).map(tuple)
-signatures = st.builds(ModelSignature, tensor_sigs, tensor_sigs, st.integers(1, 64),
-                       st.lists(st.integers(1, 9), min_size=1, max_size=3).map(tuple), TEXT)
-model_infos = st.builds(ModelInfo, TEXT, st.lists(profiles(), max_size=2).map(tuple),
-                        st.one_of(st.none(), NS), st.one_of(st.none(), signatures))
+    st.builds(
+        TensorSignature,
+        NAMES,
+        st.sampled_from(OIP_DATATYPES),
+        st.lists(st.integers(-1, 4096).filter(lambda d: d >= -1), max_size=4).map(tuple),
+    ),
+    min_size=1,
+    max_size=3,
+    unique_by=lambda t: t.name,
+).map(tuple)
+signatures = st.builds(
+    ModelSignature,
+    tensor_sigs,
+    tensor_sigs,
+    st.integers(1, 64),
+    st.lists(st.integers(1, 9), min_size=1, max_size=3).map(tuple),
+    TEXT,
+)
+model_infos = st.builds(
+    ModelInfo,
+    TEXT,
+    st.lists(profiles(), max_size=2).map(tuple),
+    st.one_of(st.none(), NS),
+    st.one_of(st.none(), signatures),
+)
 opt_i64 = st.one_of(st.none(), I64)
 
 messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(Hello, I64, st.integers(0, 1000), st.sampled_from(Role), TEXT),
     st.builds(GetWorkerState, I64),
     st.builds(RescanRepository, I64),
-    st.builds(WorkerState, I64, TEXT, st.lists(device_infos, max_size=3).map(tuple),
-              st.lists(model_infos, max_size=2).map(tuple)),
+    st.builds(
+        WorkerState,
+        I64,
+        TEXT,
+        st.lists(device_infos, max_size=3).map(tuple),
+        st.lists(model_infos, max_size=2).map(tuple),
+    ),
     st.builds(Ping, I64, I64, opt_i64),
     st.builds(Pong, I64, I64, I64, opt_i64),
     st.builds(LoadWeightsMsg, I64, load_weights),
@@ -118,8 +168,18 @@ messages: st.SearchStrategy[Message] = st.one_of(
 
 
 def test_every_message_type_has_a_strategy_and_a_tag() -> None:
-    assert set(TAGS) == {Hello, GetWorkerState, WorkerState, RescanRepository, Ping, Pong,
-                         LoadWeightsMsg, InferMsg, EvictWeightsMsg, ActionResultMsg}
+    assert set(TAGS) == {
+        Hello,
+        GetWorkerState,
+        WorkerState,
+        RescanRepository,
+        Ping,
+        Pong,
+        LoadWeightsMsg,
+        InferMsg,
+        EvictWeightsMsg,
+        ActionResultMsg,
+    }
     assert len(set(TAGS.values())) == len(TAGS)
 
 
@@ -141,12 +201,15 @@ def test_sent_ns_override(msg: Message, stamp: int) -> None:
 
 
 def test_tensor_arrays_round_trip() -> None:
-    arrays = {"x": np.arange(24, dtype=np.float32).reshape(2, 3, 4),
-              "ids": np.array([[1, -2]], dtype=">i8"),
-              "mask": np.array([True, False]),
-              "t": np.arange(6, dtype=np.int16).reshape(2, 3).T}  # not C-contiguous
-    msg = InferMsg(7, Infer(1, DeviceId("w", 0), "m", 1, (9,), 0, 10, 5),
-                   (InferInputs.from_arrays(arrays),))
+    arrays = {
+        "x": np.arange(24, dtype=np.float32).reshape(2, 3, 4),
+        "ids": np.array([[1, -2]], dtype=">i8"),
+        "mask": np.array([True, False]),
+        "t": np.arange(6, dtype=np.int16).reshape(2, 3).T,
+    }  # not C-contiguous
+    msg = InferMsg(
+        7, Infer(1, DeviceId("w", 0), "m", 1, (9,), 0, 10, 5), (InferInputs.from_arrays(arrays),)
+    )
     back = decode(encode(msg))
     assert isinstance(back, InferMsg)
     (got,) = back.input_arrays()
@@ -158,8 +221,10 @@ def test_tensor_arrays_round_trip() -> None:
 
 def test_resnet_sized_input_is_raw_bytes() -> None:
     x = np.zeros((1, 3, 224, 224), dtype=np.float32)  # 602,112 bytes
-    msg = action_message(Infer(1, DeviceId("w", 0), "resnet50", 1, (1,), 0, 10, 5),
-                         (InferInputs.from_arrays({"input": x}),))
+    msg = action_message(
+        Infer(1, DeviceId("w", 0), "resnet50", 1, (1,), 0, 10, 5),
+        (InferInputs.from_arrays({"input": x}),),
+    )
     data = encode(msg)
     assert x.nbytes == 602_112
     assert x.nbytes < len(data) < x.nbytes + 200  # no JSON, no base64
@@ -212,50 +277,67 @@ def test_the_raw_samples_are_valid() -> None:
     assert isinstance(decode(pack(with_inputs(["<f4", [2], b"\0" * 8]))), InferMsg)
 
 
-@pytest.mark.parametrize(("data", "match"), [
-    (b"", "undecodable"),
-    (b"\xc1", "undecodable"),
-    (pack(INFER_RAW)[:-3], "undecodable"),  # truncated
-    (pack(INFER_RAW) + b"\x00", "undecodable"),  # trailing bytes
-    (pack({"tag": 1}), "array"),
-    (pack(7), "array"),
-    (pack([1]), "array"),
-    (pack([99, 0]), "unknown message tag 99"),
-    (pack(["1", 0, 1, "controller", "x"]), "message tag: expected an int"),
-    (pack([True, 0]), "message tag: expected an int"),
-    (pack([1, 0, 1, "controller"]), "Hello: expected 3 fields"),
-    (pack([1, 0, 1, "controller", "x", 5]), "Hello: expected 3 fields"),
-    (pack([1, 0, 1, "boss", "x"]), "bad role value 'boss'"),
-    (pack([1, 1.5, 1, "controller", "x"]), "Hello.sent_ns: expected an int, got float"),
-    (pack([4, 0, "one", None]), "Ping.seq"),
-    (pack([6, 0, 1]), "RescanRepository: expected 0 fields"),
-    (pack([6, "0"]), "RescanRepository.sent_ns: expected an int, got str"),
-    (pack([4, 0, 1, "x"]), "Ping.min_delta_ns"),
-    (pack([12, 0, 1, ["w"], "m"]), "EvictWeights.device: expected 2 fields"),
-    (pack([12, 0, 1, "w/0", "m"]), "EvictWeights.device: expected an array"),
-    (pack([12, 0, 1, D_RAW, b"m"]), "EvictWeights.model: expected a string, got bytes"),
-    (pack([*RESULT_RAW[:5], "FINE", *RESULT_RAW[6:]]), "bad status value 'FINE'"),
-    (pack([*RESULT_RAW[:5], 0, *RESULT_RAW[6:]]), "bad status value 0"),
-    (pack([*INFER_RAW[:6], [1, "2"], *INFER_RAW[7:]]), "Infer.request_ids"),
-    (pack([*INFER_RAW[:10], {"x": 1}]), "Infer.inputs: expected an array"),
-    (pack(with_inputs(["<f4", [3], b"\0" * 8])), "8 bytes of data, but dtype <f4 and shape"),
-    (pack(with_inputs(["|O8", [1], b"\0" * 8])), "not a plain numpy dtype"),
-    (pack(with_inputs(["f4,i4", [1], b"\0" * 8])), "not a plain numpy dtype"),
-    (pack(with_inputs(["<i3", [1], b"\0" * 3])), "is not a numpy dtype"),
-    (pack(with_inputs(["|S0", [1], b""])), "not a plain numeric or string type"),
-    (pack(with_inputs(["<f4", [-1], b""])), "negative dimension"),
-    (pack(with_inputs(["<f4", [1] * 40, b"\0" * 4])), "dimensions"),
-    (pack(with_inputs(["<f4", [1], "abcd"])), "expected bytes, got str"),
-    (pack([*INFER_RAW[:10], [{1: ["<f4", [1], b"\0" * 4]}]]), "undecodable"),  # non-str key
-    (pack([3, 0, "w", [[D_RAW, ["k", 0, 5], []]], []]), "kind: device kind"),
-    (pack([3, 0, "w", [], [["m", [{"format": "nope"}], None, None]]]), "profiles\\[0\\]"),
-    (pack([3, 0, "w", [], [["m", [{"format": "clockwork-profile/1"}], None, None]]]),
-     "profiles\\[0\\]"),
-    (pack([3, 0, "w", [], [["m", [], None, [[["x", "FP99", [1]]], [["y", "FP32", [1]]], 1,
-                                            [1], "p"]]]]), "unknown datatype 'FP99'"),
-    (pack([3, 0, "w", [], [["m", [], None, [[], [["y", "FP32", [1]]], 1, [1], "p"]]]]),
-     "signature"),
-])
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"", "undecodable"),
+        (b"\xc1", "undecodable"),
+        (pack(INFER_RAW)[:-3], "undecodable"),  # truncated
+        (pack(INFER_RAW) + b"\x00", "undecodable"),  # trailing bytes
+        (pack({"tag": 1}), "array"),
+        (pack(7), "array"),
+        (pack([1]), "array"),
+        (pack([99, 0]), "unknown message tag 99"),
+        (pack(["1", 0, 1, "controller", "x"]), "message tag: expected an int"),
+        (pack([True, 0]), "message tag: expected an int"),
+        (pack([1, 0, 1, "controller"]), "Hello: expected 3 fields"),
+        (pack([1, 0, 1, "controller", "x", 5]), "Hello: expected 3 fields"),
+        (pack([1, 0, 1, "boss", "x"]), "bad role value 'boss'"),
+        (pack([1, 1.5, 1, "controller", "x"]), "Hello.sent_ns: expected an int, got float"),
+        (pack([4, 0, "one", None]), "Ping.seq"),
+        (pack([6, 0, 1]), "RescanRepository: expected 0 fields"),
+        (pack([6, "0"]), "RescanRepository.sent_ns: expected an int, got str"),
+        (pack([4, 0, 1, "x"]), "Ping.min_delta_ns"),
+        (pack([12, 0, 1, ["w"], "m"]), "EvictWeights.device: expected 2 fields"),
+        (pack([12, 0, 1, "w/0", "m"]), "EvictWeights.device: expected an array"),
+        (pack([12, 0, 1, D_RAW, b"m"]), "EvictWeights.model: expected a string, got bytes"),
+        (pack([*RESULT_RAW[:5], "FINE", *RESULT_RAW[6:]]), "bad status value 'FINE'"),
+        (pack([*RESULT_RAW[:5], 0, *RESULT_RAW[6:]]), "bad status value 0"),
+        (pack([*INFER_RAW[:6], [1, "2"], *INFER_RAW[7:]]), "Infer.request_ids"),
+        (pack([*INFER_RAW[:10], {"x": 1}]), "Infer.inputs: expected an array"),
+        (pack(with_inputs(["<f4", [3], b"\0" * 8])), "8 bytes of data, but dtype <f4 and shape"),
+        (pack(with_inputs(["|O8", [1], b"\0" * 8])), "not a plain numpy dtype"),
+        (pack(with_inputs(["f4,i4", [1], b"\0" * 8])), "not a plain numpy dtype"),
+        (pack(with_inputs(["<i3", [1], b"\0" * 3])), "is not a numpy dtype"),
+        (pack(with_inputs(["|S0", [1], b""])), "not a plain numeric or string type"),
+        (pack(with_inputs(["<f4", [-1], b""])), "negative dimension"),
+        (pack(with_inputs(["<f4", [1] * 40, b"\0" * 4])), "dimensions"),
+        (pack(with_inputs(["<f4", [1], "abcd"])), "expected bytes, got str"),
+        (pack([*INFER_RAW[:10], [{1: ["<f4", [1], b"\0" * 4]}]]), "undecodable"),  # non-str key
+        (pack([3, 0, "w", [[D_RAW, ["k", 0, 5], []]], []]), "kind: device kind"),
+        (pack([3, 0, "w", [], [["m", [{"format": "nope"}], None, None]]]), "profiles\\[0\\]"),
+        (
+            pack([3, 0, "w", [], [["m", [{"format": "clockwork-profile/1"}], None, None]]]),
+            "profiles\\[0\\]",
+        ),
+        (
+            pack(
+                [
+                    3,
+                    0,
+                    "w",
+                    [],
+                    [["m", [], None, [[["x", "FP99", [1]]], [["y", "FP32", [1]]], 1, [1], "p"]]],
+                ]
+            ),
+            "unknown datatype 'FP99'",
+        ),
+        (
+            pack([3, 0, "w", [], [["m", [], None, [[], [["y", "FP32", [1]]], 1, [1], "p"]]]]),
+            "signature",
+        ),
+    ],
+)
 def test_malformed_input_names_the_problem(data: bytes, match: str) -> None:
     with pytest.raises(ProtocolError, match=match):
         decode(data)
@@ -266,22 +348,26 @@ def test_the_fast_path_refuses_what_the_checked_path_refuses() -> None:
     # cache warm, malformed input still gets the checked path's error
     decode(pack(with_inputs(["<f4", [2], b"\0" * 8])))
     decode(pack([*RESULT_RAW[:-1], [{"y": ["<f4", [1], b"\0" * 4]}]]))
-    for tensor, match in [(["<f4", [3], b"\0" * 8], "8 bytes of data, but dtype <f4"),
-                          (["<f4", [-2], b""], "negative dimension"),
-                          (["<f4", [True], b"\0" * 4], "shape: expected an int"),
-                          (["<f4", [1] * 40, b"\0" * 4], "dimensions"),
-                          (["<f4", [1], "abcd"], "expected bytes, got str")]:
+    for tensor, match in [
+        (["<f4", [3], b"\0" * 8], "8 bytes of data, but dtype <f4"),
+        (["<f4", [-2], b""], "negative dimension"),
+        (["<f4", [True], b"\0" * 4], "shape: expected an int"),
+        (["<f4", [1] * 40, b"\0" * 4], "dimensions"),
+        (["<f4", [1], "abcd"], "expected bytes, got str"),
+    ]:
         with pytest.raises(ProtocolError, match=match):
             decode(pack(with_inputs(tensor)))
         with pytest.raises(ProtocolError, match=match):
             decode(pack([*RESULT_RAW[:-1], [{"y": tensor}]]))
-    for i, value, match in [(2, True, "action_id: expected an int"),
-                            (3, ["w", "0"], "device.index"),
-                            (5, "FINE", "bad status value"),
-                            (6, 1.5, "received_ns"),
-                            (12, None, "detail: expected a string")]:
+    for i, value, match in [
+        (2, True, "action_id: expected an int"),
+        (3, ["w", "0"], "device.index"),
+        (5, "FINE", "bad status value"),
+        (6, 1.5, "received_ns"),
+        (12, None, "detail: expected a string"),
+    ]:
         with pytest.raises(ProtocolError, match=match):
-            decode(pack([*RESULT_RAW[:i], value, *RESULT_RAW[i + 1:]]))
+            decode(pack([*RESULT_RAW[:i], value, *RESULT_RAW[i + 1 :]]))
 
 
 def test_decoded_device_ids_are_shared_and_equal() -> None:
@@ -328,9 +414,11 @@ def test_mutated_encodings_never_raise_anything_else(msg: Message, rnd: random.R
 
 msgpack_values = st.recursive(
     st.one_of(st.none(), st.booleans(), I64, st.floats(), TEXT, st.binary(max_size=8)),
-    lambda children: st.one_of(st.lists(children, max_size=6),
-                               st.dictionaries(TEXT, children, max_size=4)),
-    max_leaves=8)
+    lambda children: st.one_of(
+        st.lists(children, max_size=6), st.dictionaries(TEXT, children, max_size=4)
+    ),
+    max_leaves=8,
+)
 
 
 # fields after tag and sent_ns, per tag
@@ -344,7 +432,8 @@ def test_field_counts_cover_every_tag() -> None:
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(sorted(FIELD_COUNTS)), st.data())
 def test_random_structures_with_valid_tags_never_raise_anything_else(
-        tag: int, data: st.DataObject) -> None:
+    tag: int, data: st.DataObject
+) -> None:
     n = FIELD_COUNTS[tag] + data.draw(st.sampled_from([0, 0, 0, -1, 1]))
     fields = data.draw(st.lists(msgpack_values, min_size=max(0, n), max_size=max(0, n)))
     decode_or_protocol_error(pack([tag, 0, *fields]))

@@ -49,16 +49,20 @@ def test_messages_flow_both_ways(use_codec: bool) -> None:
         a, b = memory_pair(use_codec=use_codec)
         conforms(a)
         x = np.arange(12, dtype=np.float32).reshape(3, 4)
-        infer = InferMsg(0, Infer(1, D, "m", 1, (5,), 0, 10, 3),
-                         (InferInputs.from_arrays({"x": x}),))
+        infer = InferMsg(
+            0, Infer(1, D, "m", 1, (5,), 0, 10, 3), (InferInputs.from_arrays({"x": x}),)
+        )
         await a.send(infer)
         got = await b.recv()
         assert isinstance(got, InferMsg)
         assert got.action == infer.action
         np.testing.assert_array_equal(got.input_arrays()[0]["x"], x)
         assert got.sent_ns > 0  # stamped by the sender's clock
-        res = ActionResultMsg(0, ActionResult(1, D, "m", ActionStatus.SUCCESS, 1, 2, 3),
-                              (InferOutputs.from_arrays({"y": x * 2}),))
+        res = ActionResultMsg(
+            0,
+            ActionResult(1, D, "m", ActionStatus.SUCCESS, 1, 2, 3),
+            (InferOutputs.from_arrays({"y": x * 2}),),
+        )
         await b.send(res)
         back = await a.recv()
         assert isinstance(back, ActionResultMsg)
@@ -66,6 +70,7 @@ def test_messages_flow_both_ways(use_codec: bool) -> None:
         np.testing.assert_array_equal(back.output_arrays()[0]["y"], x * 2)
         a.close("done")
         await a.wait_closed()
+
     run(main())
 
 
@@ -83,6 +88,7 @@ def test_codec_catches_unencodable_messages() -> None:
         got = await d.recv()
         assert isinstance(got, Ping)
         assert got.seq == 2**70
+
     run(main())
 
 
@@ -105,6 +111,7 @@ def test_close_lets_the_peer_drain_then_ends_iteration(caplog: pytest.LogCapture
             await b.send(Ping(0, 1))
         with pytest.raises(ConnectionClosedError):
             await b.recv()
+
     run(main())
     assert "connection ctl closed: shutting down" in caplog.text
 
@@ -117,6 +124,7 @@ def test_close_wakes_a_pending_recv() -> None:
         a.close("bye")
         with pytest.raises(ConnectionClosedError, match="bye"):
             await task
+
     run(main())
 
 
@@ -127,17 +135,22 @@ def test_sending_to_a_closed_peer_closes_this_end() -> None:
         with pytest.raises(ConnectionClosedError):
             await a.send(Ping(0, 1))
         assert a.closed
+
     run(main())
 
 
-@pytest.mark.parametrize(("frame", "reason"), [
-    (b"\xc1garbage", "undecodable frame"),
-    (encode(Ping(0, 1))[:-1], "undecodable frame"),
-    (b"\x93\x63\x00\x00", "unknown message tag 99"),
-    (b"x" * 2000, "exceeds the limit of 1000"),
-])
-def test_garbage_closes_the_receiving_end(frame: bytes, reason: str,
-                                          caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (b"\xc1garbage", "undecodable frame"),
+        (encode(Ping(0, 1))[:-1], "undecodable frame"),
+        (b"\x93\x63\x00\x00", "unknown message tag 99"),
+        (b"x" * 2000, "exceeds the limit of 1000"),
+    ],
+)
+def test_garbage_closes_the_receiving_end(
+    frame: bytes, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
     async def main() -> None:
         a, b = memory_pair(("a", "b"), max_frame_bytes=1000)
         await a.send(Ping(0, 1))
@@ -147,9 +160,13 @@ def test_garbage_closes_the_receiving_end(frame: bytes, reason: str,
             await b.recv()
         assert b.closed
         assert reason in (b.close_reason or "")
+
     run(main())
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING
-                and r.name == "clockwork.transport"]
+    warnings = [
+        r
+        for r in caplog.records
+        if r.levelno == logging.WARNING and r.name == "clockwork.transport"
+    ]
     assert len(warnings) == 1
     assert "connection b closed" in warnings[0].getMessage()
     assert reason in warnings[0].getMessage()
@@ -162,6 +179,7 @@ def test_oversized_send_is_refused_locally() -> None:
         with pytest.raises(ProtocolError, match="exceeds the frame limit of 100"):
             await a.send(big)
         assert not a.closed
+
     run(main())
 
 
@@ -187,8 +205,9 @@ def test_clock_sync_over_ping_pong_with_skewed_clocks() -> None:
 
     async def main() -> None:
         ctl_sync, wrk_sync = ClockSync(), ClockSync()
-        ctl, wrk = memory_pair(("ctl", "wrk"), clock_ns=(ctl_clock, wrk_clock),
-                               clock_sync=(ctl_sync, wrk_sync))
+        ctl, wrk = memory_pair(
+            ("ctl", "wrk"), clock_ns=(ctl_clock, wrk_clock), clock_sync=(ctl_sync, wrk_sync)
+        )
         for seq in range(5):
             await ctl.send(Ping(0, seq, ctl_sync.local_min_delta_ns))
             ping = await wrk.recv()
@@ -203,6 +222,7 @@ def test_clock_sync_over_ping_pong_with_skewed_clocks() -> None:
         assert ctl_sync.error_bound_ns < 10_000
         assert wrk_sync.ready
         assert abs(wrk_sync.offset_ns + skew) <= wrk_sync.error_bound_ns
+
     run(main())
 
 

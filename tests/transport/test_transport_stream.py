@@ -67,16 +67,26 @@ def all_messages() -> list[Message]:
     return [
         Hello(0, PROTOCOL_VERSION, Role.CONTROLLER, "ctl-1"),
         GetWorkerState(0),
-        WorkerState(0, "w0", (DeviceInfo(D, V100_32GB, ("resnet50_v2",)),),
-                    (ModelInfo("resnet50_v2", (profile,), 100_000_000),)),
+        WorkerState(
+            0,
+            "w0",
+            (DeviceInfo(D, V100_32GB, ("resnet50_v2",)),),
+            (ModelInfo("resnet50_v2", (profile,), 100_000_000),),
+        ),
         Ping(0, 1, -5),
         Pong(0, 1, 12345, None),
         LoadWeightsMsg(0, LoadWeights(1, D, "resnet50_v2", 10, 20, 8_300_000)),
-        InferMsg(0, Infer(2, D, "resnet50_v2", 2, (7, 8), 10, 20, 4_050_000),
-                 (InferInputs.from_arrays({"x": x}), InferInputs.from_arrays({"x": -x}))),
+        InferMsg(
+            0,
+            Infer(2, D, "resnet50_v2", 2, (7, 8), 10, 20, 4_050_000),
+            (InferInputs.from_arrays({"x": x}), InferInputs.from_arrays({"x": -x})),
+        ),
         EvictWeightsMsg(0, EvictWeights(3, D, "resnet50_v2")),
-        ActionResultMsg(0, ActionResult(2, D, "resnet50_v2", ActionStatus.SUCCESS, 1, 2, 3, 1),
-                        (InferOutputs.from_arrays({"y": x[0, 0]}),) * 2),
+        ActionResultMsg(
+            0,
+            ActionResult(2, D, "resnet50_v2", ActionStatus.SUCCESS, 1, 2, 3, 1),
+            (InferOutputs.from_arrays({"y": x[0, 0]}),) * 2,
+        ),
     ]
 
 
@@ -121,6 +131,7 @@ def test_every_message_type_round_trips(use_uvloop: bool) -> None:
     async def main() -> None:
         async with await serve(HOST, 0, Echo()) as server:
             await check_echo(server)
+
     run(main(), use_uvloop)
 
 
@@ -133,8 +144,9 @@ def test_pipelined_sends_from_many_tasks_arrive_whole() -> None:
             async def sender(k: int) -> None:
                 for i in range(10):
                     inputs = (InferInputs.from_arrays({"x": big * k}),) if i % 3 == 0 else ()
-                    await conn.send(InferMsg(0, Infer(k * 100 + i, D, "m", 1, (1,), 0, 1, 1),
-                                             inputs))
+                    await conn.send(
+                        InferMsg(0, Infer(k * 100 + i, D, "m", 1, (1,), 0, 1, 1), inputs)
+                    )
 
             async def receiver() -> set[int]:
                 ids = set()
@@ -153,6 +165,7 @@ def test_pipelined_sends_from_many_tasks_arrive_whole() -> None:
             assert ids == {k * 100 + i for k in range(8) for i in range(10)}
             conn.close("done")
             await conn.wait_closed()
+
     run(main())
 
 
@@ -177,19 +190,29 @@ BAD_STREAMS: list[tuple[str, bytes, bool, str]] = [
     ("garbage", frame(b"\xc1\xc1\xc1\xc1"), False, "undecodable frame of 4 bytes"),
     ("unknown-tag", frame(b"\x92\x63\x00"), False, "unknown message tag 99"),
     ("empty-frame", frame(b""), False, "undecodable frame of 0 bytes"),
-    ("truncated", struct.pack(">I", 100) + b"\x92" * 10, True,
-     "truncated frame: stream ended after 10 of 100 payload bytes"),
+    (
+        "truncated",
+        struct.pack(">I", 100) + b"\x92" * 10,
+        True,
+        "truncated frame: stream ended after 10 of 100 payload bytes",
+    ),
     ("truncated-header", b"\x00\x00", True, "truncated frame header"),
-    ("oversized", struct.pack(">I", 2**31) + b"x" * 100, False,
-     "frame length 2147483648 bytes exceeds the limit of 1048576"),
+    (
+        "oversized",
+        struct.pack(">I", 2**31) + b"x" * 100,
+        False,
+        "frame length 2147483648 bytes exceeds the limit of 1048576",
+    ),
     ("bad-field", frame(encode(Ping(0, 1))[:-1] + b"\xa1x"), False, "Ping.min_delta_ns"),
 ]
 
 
-@pytest.mark.parametrize(("data", "eof", "reason"), [b[1:] for b in BAD_STREAMS],
-                         ids=[b[0] for b in BAD_STREAMS])
-def test_bad_input_closes_only_that_connection(data: bytes, eof: bool, reason: str,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("data", "eof", "reason"), [b[1:] for b in BAD_STREAMS], ids=[b[0] for b in BAD_STREAMS]
+)
+def test_bad_input_closes_only_that_connection(
+    data: bytes, eof: bool, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="clockwork.transport")
     echo = Echo()
 
@@ -214,9 +237,13 @@ def test_bad_input_closes_only_that_connection(data: bytes, eof: bool, reason: s
             good.close("done")
             await good.wait_closed()
             assert server.accepted == 3
+
     run(main())
-    warnings = [r.getMessage() for r in caplog.records
-                if r.name == "clockwork.transport" and r.levelno >= logging.WARNING]
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "clockwork.transport" and r.levelno >= logging.WARNING
+    ]
     if reason.startswith("truncated"):
         assert any(reason in w for w in warnings)
     else:
@@ -225,7 +252,8 @@ def test_bad_input_closes_only_that_connection(data: bytes, eof: bool, reason: s
 
 
 def test_failing_handler_is_logged_and_the_server_keeps_serving(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     calls = 0
 
     async def handler(conn: StreamConnection) -> None:
@@ -250,6 +278,7 @@ def test_failing_handler_is_logged_and_the_server_keeps_serving(
             for c in (bad, good):
                 c.close("done")
                 await c.wait_closed()
+
     run(main())
     assert calls == 2
     assert "handler for connection" in caplog.text
@@ -271,6 +300,7 @@ def test_client_sees_the_server_close_and_iteration_ends() -> None:
             with pytest.raises(ConnectionClosedError):
                 await conn.send(Ping(0, 3))
             await conn.wait_closed()
+
     run(main())
 
 
@@ -284,6 +314,7 @@ def test_oversized_send_is_refused_and_the_connection_stays_open() -> None:
             assert isinstance(await conn.recv(), Pong)
             conn.close("done")
             await conn.wait_closed()
+
     run(main())
 
 
@@ -299,6 +330,7 @@ def test_server_close_ends_open_connections() -> None:
         with pytest.raises(ConnectionClosedError):
             await conn.recv()
         await conn.wait_closed()
+
     run(main())
 
 
@@ -309,8 +341,9 @@ def test_clock_sync_through_connections() -> None:
         return time.monotonic_ns() + skew
 
     async def main() -> None:
-        async with await serve(HOST, 0, Echo(), clock_ns=worker_clock,
-                               clock_sync_factory=ClockSync) as server:
+        async with await serve(
+            HOST, 0, Echo(), clock_ns=worker_clock, clock_sync_factory=ClockSync
+        ) as server:
             sync = ClockSync()
             conn = await connect(HOST, server.port, clock_sync=sync)
             for seq in range(20):
@@ -323,6 +356,7 @@ def test_clock_sync_through_connections() -> None:
             assert sync.error_bound_ns < 50_000_000
             conn.close("done")
             await conn.wait_closed()
+
     run(main())
 
 
@@ -331,6 +365,7 @@ def test_install_uvloop_sets_the_policy() -> None:
     try:
         assert install_uvloop()
         import uvloop
+
         assert isinstance(asyncio.get_event_loop_policy(), uvloop.EventLoopPolicy)
     finally:
         asyncio.set_event_loop_policy(before)
@@ -340,13 +375,17 @@ def test_nothing_installs_uvloop_at_import() -> None:
     import importlib
 
     import clockwork.transport as t
+
     importlib.reload(t)
     assert "uvloop" not in type(asyncio.get_event_loop_policy()).__module__
 
 
 def test_a_peer_that_never_reads_cannot_hang_shutdown() -> None:
-    big = InferMsg(0, Infer(1, D, "m", 1, (1,), 0, 1, 1),
-                   (InferInputs.from_arrays({"x": np.zeros(1 << 20, dtype=np.uint8)}),))
+    big = InferMsg(
+        0,
+        Infer(1, D, "m", 1, (1,), 0, 1, 1),
+        (InferInputs.from_arrays({"x": np.zeros(1 << 20, dtype=np.uint8)}),),
+    )
     blocked = asyncio.Event()
 
     async def flood(conn: StreamConnection) -> None:
@@ -375,6 +414,7 @@ def test_a_peer_that_never_reads_cannot_hang_shutdown() -> None:
             writer.transport.abort()
             await writer.wait_closed()
             del reader
+
     run(main())
 
 
@@ -382,8 +422,7 @@ def test_a_peer_that_never_reads_cannot_hang_shutdown() -> None:
 
 
 @pytest.mark.parametrize("use_uvloop", [False, True])
-def test_frames_written_together_are_received_one_by_one_without_waiting(
-        use_uvloop: bool) -> None:
+def test_frames_written_together_are_received_one_by_one_without_waiting(use_uvloop: bool) -> None:
     msgs = [Ping(0, i) for i in range(50)]
 
     async def main() -> None:
@@ -407,12 +446,16 @@ def test_frames_written_together_are_received_one_by_one_without_waiting(
                 assert back == stamped(sent, back.sent_ns)
             conn.close("done")
             await conn.wait_closed()
+
     run(main(), use_uvloop)
 
 
 def test_send_many_leaves_out_only_what_it_cannot_send() -> None:
-    too_big = InferMsg(0, Infer(9, D, "m", 1, (1,), 0, 1, 1),
-                       (InferInputs.from_arrays({"x": np.zeros(1 << 20, dtype=np.uint8)}),))
+    too_big = InferMsg(
+        0,
+        Infer(9, D, "m", 1, (1,), 0, 1, 1),
+        (InferInputs.from_arrays({"x": np.zeros(1 << 20, dtype=np.uint8)}),),
+    )
     bad = Ping(0, 2**70)
 
     async def main() -> None:
@@ -435,6 +478,7 @@ def test_send_many_leaves_out_only_what_it_cannot_send() -> None:
             await conn.wait_closed()
             with pytest.raises(ConnectionClosedError):
                 conn.send_nowait([Ping(0, 5)])
+
     run(main())
 
 
@@ -450,6 +494,7 @@ def test_send_nowait_declines_while_another_send_waits() -> None:
             assert pong.seq == 2  # the declined one was not sent
             conn.close("done")
             await conn.wait_closed()
+
     run(main())
 
 
@@ -481,4 +526,5 @@ def test_a_recv_cancelled_mid_frame_loses_nothing() -> None:
             writer.close()
             await writer.wait_closed()
             del reader
+
     run(main())

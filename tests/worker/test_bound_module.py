@@ -21,8 +21,11 @@ def _weights(seed: int) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     m = Tied().eval()
     # a tied tensor is saved once (as safetensors does), under its first name
-    return {k: torch.rand(v.shape, generator=g) if v.is_floating_point() else v.clone()
-            for k, v in m.state_dict().items() if k != "out.weight"}
+    return {
+        k: torch.rand(v.shape, generator=g) if v.is_floating_point() else v.clone()
+        for k, v in m.state_dict().items()
+        if k != "out.weight"
+    }
 
 
 def test_runs_each_model_over_its_own_views_as_functional_call_does() -> None:

@@ -13,9 +13,15 @@ D = DeviceId("w0", 0)
 
 
 def state(pages: int = 10) -> DeviceState:
-    return DeviceState(D, pages, {"a": WorkerModel("a", 4, (1, 2, 4)),
-                                  "b": WorkerModel("b", 6, (1,)),
-                                  "c": WorkerModel("c", 3, (1,))})
+    return DeviceState(
+        D,
+        pages,
+        {
+            "a": WorkerModel("a", 4, (1, 2, 4)),
+            "b": WorkerModel("b", 6, (1,)),
+            "c": WorkerModel("c", 3, (1,)),
+        },
+    )
 
 
 def load(aid: int, model: str, earliest: int = 0, latest: int = 10**12) -> LoadWeights:

@@ -24,8 +24,9 @@ op = st.tuples(
 
 @settings(max_examples=200, deadline=None)
 @given(ops=st.lists(op, max_size=60), pages=st.integers(1, 15))
-def test_random_sequences_keep_the_rules(ops: list[tuple[str, str, int, int, int]],
-                                         pages: int) -> None:
+def test_random_sequences_keep_the_rules(
+    ops: list[tuple[str, str, int, int, int]], pages: int
+) -> None:
     s = DeviceState(D, pages, MODELS)
     now = 0
     running: dict[Executor, tuple[int, int]] = {}  # executor -> (began, ends at)
@@ -61,8 +62,11 @@ def test_random_sequences_keep_the_rules(ops: list[tuple[str, str, int, int, int
         elif kind == "infer":
             action = Infer(aid, D, model, 1, (aid,), now + early, now + early + window, dur)
         elif kind == "evict" and model not in {
-                a.model for ex in running for a in [s.busy(ex)] if a is not None and
-                isinstance(a, Infer)}:
+            a.model
+            for ex in running
+            for a in [s.busy(ex)]
+            if a is not None and isinstance(a, Infer)
+        }:
             action = EvictWeights(aid, D, model)
         if action is not None:
             sent[aid] = action

@@ -15,14 +15,26 @@ from clockwork.worker.device_state import WorkerModel
 KIND = DeviceKind("test-kind", page_size_bytes=1000, cache_pages=10)
 
 
-def profile(name: str, pages: int = 3, load_ns: int = 7_000_000,
-            exec_ns: dict[int, int] | None = None, output_bytes: int = 40,
-            page_size: int = 1000) -> ModelProfile:
-    return ModelProfile(model=name, device_kind=KIND.name, weights_bytes=pages * page_size - 1,
-                        page_size_bytes=page_size, weights_pages=pages, load_ns=load_ns,
-                        exec_ns=exec_ns or {1: 2_000_000, 4: 5_000_000}, input_bytes=12,
-                        output_bytes=output_bytes,
-                        measured=Measurement(by="test", where="test", how="made up"))
+def profile(
+    name: str,
+    pages: int = 3,
+    load_ns: int = 7_000_000,
+    exec_ns: dict[int, int] | None = None,
+    output_bytes: int = 40,
+    page_size: int = 1000,
+) -> ModelProfile:
+    return ModelProfile(
+        model=name,
+        device_kind=KIND.name,
+        weights_bytes=pages * page_size - 1,
+        page_size_bytes=page_size,
+        weights_pages=pages,
+        load_ns=load_ns,
+        exec_ns=exec_ns or {1: 2_000_000, 4: 5_000_000},
+        input_bytes=12,
+        output_bytes=output_bytes,
+        measured=Measurement(by="test", where="test", how="made up"),
+    )
 
 
 class FakeSleep:
@@ -33,19 +45,23 @@ class FakeSleep:
         self.calls.append(seconds)
 
 
-def backend(sleep: FakeSleep | None = None, seed: int = 0,
-            noise_sigma: float = 0.0) -> EmulatedBackend:
-    return EmulatedBackend(KIND, {"a": profile("a"), "b": profile("b", pages=5, load_ns=9_000)},
-                           seed=seed, noise_sigma=noise_sigma, sleep=sleep or FakeSleep())
+def backend(
+    sleep: FakeSleep | None = None, seed: int = 0, noise_sigma: float = 0.0
+) -> EmulatedBackend:
+    return EmulatedBackend(
+        KIND,
+        {"a": profile("a"), "b": profile("b", pages=5, load_ns=9_000)},
+        seed=seed,
+        noise_sigma=noise_sigma,
+        sleep=sleep or FakeSleep(),
+    )
 
 
 def test_is_a_backend_and_lists_models_with_pages_for_its_kind() -> None:
     other_page_size = profile("c", pages=4, page_size=500)  # 1999 bytes -> 2 pages of 1000
-    b: Backend = EmulatedBackend(KIND, {"a": profile("a"), "c": other_page_size},
-                                 sleep=FakeSleep())
+    b: Backend = EmulatedBackend(KIND, {"a": profile("a"), "c": other_page_size}, sleep=FakeSleep())
     assert b.kind is KIND
-    assert dict(b.models()) == {"a": WorkerModel("a", 3, (1, 4)),
-                                "c": WorkerModel("c", 2, (1, 4))}
+    assert dict(b.models()) == {"a": WorkerModel("a", 3, (1, 4)), "c": WorkerModel("c", 2, (1, 4))}
 
 
 def test_load_and_infer_take_the_profiled_durations() -> None:

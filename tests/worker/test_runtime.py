@@ -40,18 +40,27 @@ MS = 1_000_000
 Outputs = list[dict[str, npt.NDArray[np.generic]]]
 
 
-def profile(name: str, pages: int = 4, load_ns: int = 3 * MS, exec_ms: float = 2.0,
-            output_bytes: int = 40) -> ModelProfile:
-    return ModelProfile(model=name, device_kind=KIND.name, weights_bytes=pages * 1000,
-                        page_size_bytes=1000, weights_pages=pages, load_ns=load_ns,
-                        exec_ns={1: round(exec_ms * MS), 2: round(exec_ms * MS * 1.5)},
-                        input_bytes=12, output_bytes=output_bytes,
-                        measured=Measurement(by="test", where="test", how="made up"))
+def profile(
+    name: str, pages: int = 4, load_ns: int = 3 * MS, exec_ms: float = 2.0, output_bytes: int = 40
+) -> ModelProfile:
+    return ModelProfile(
+        model=name,
+        device_kind=KIND.name,
+        weights_bytes=pages * 1000,
+        page_size_bytes=1000,
+        weights_pages=pages,
+        load_ns=load_ns,
+        exec_ns={1: round(exec_ms * MS), 2: round(exec_ms * MS * 1.5)},
+        input_bytes=12,
+        output_bytes=output_bytes,
+        measured=Measurement(by="test", where="test", how="made up"),
+    )
 
 
 def emulated(**profiles: ModelProfile) -> EmulatedBackend:
-    return EmulatedBackend(KIND, profiles or {"a": profile("a"), "b": profile("b"),
-                                              "c": profile("c")})
+    return EmulatedBackend(
+        KIND, profiles or {"a": profile("a"), "b": profile("b"), "c": profile("c")}
+    )
 
 
 class Collector:
@@ -75,11 +84,13 @@ class Collector:
     def wait(self, action_id: int, timeout_s: float = 5.0) -> ActionResult:
         return self.wait_outputs(action_id, timeout_s)[0]
 
-    def wait_outputs(self, action_id: int,
-                     timeout_s: float = 5.0) -> tuple[ActionResult, Outputs | None]:
+    def wait_outputs(
+        self, action_id: int, timeout_s: float = 5.0
+    ) -> tuple[ActionResult, Outputs | None]:
         with self.cond:
-            assert self.cond.wait_for(lambda: self._find(action_id) is not None, timeout_s), \
+            assert self.cond.wait_for(lambda: self._find(action_id) is not None, timeout_s), (
                 f"no result for action {action_id}"
+            )
             found = self._find(action_id)
             assert found is not None
             return found
@@ -99,11 +110,11 @@ class FakeBackend:
 
     name = "fake"
 
-    def __init__(self, models: Mapping[str, WorkerModel] | None = None,
-                 pages: int = 10) -> None:
+    def __init__(self, models: Mapping[str, WorkerModel] | None = None, pages: int = 10) -> None:
         self.kind = DeviceKind("fake", 1000, pages)
-        self._models = dict(models or {"a": WorkerModel("a", 4, (1, 2)),
-                                       "b": WorkerModel("b", 4, (1,))})
+        self._models = dict(
+            models or {"a": WorkerModel("a", 4, (1, 2)), "b": WorkerModel("b", 4, (1,))}
+        )
         self.lock = threading.Lock()
         self.log: list[str] = []
         self.hooks: dict[str, Callable[[str], object]] = {}
@@ -134,11 +145,11 @@ class FakeBackend:
     def evict(self, model: str) -> None:
         self._call("evict", model)
 
-    def infer(self, model: str, batch_size: int,
-              inputs: Sequence[Mapping[str, npt.NDArray[np.generic]]]) -> InferOutput:
+    def infer(
+        self, model: str, batch_size: int, inputs: Sequence[Mapping[str, npt.NDArray[np.generic]]]
+    ) -> InferOutput:
         self._call("infer", model)
-        return InferOutput([{"echo": np.asarray(len(i))} for i in inputs],
-                           PhaseTimes(11, 22, 33))
+        return InferOutput([{"echo": np.asarray(len(i))} for i in inputs], PhaseTimes(11, 22, 33))
 
     def calls(self, op: str) -> list[str]:
         with self.lock:
@@ -157,15 +168,31 @@ def now() -> int:
     return time.monotonic_ns()
 
 
-def load(aid: int, model: str, earliest: int = 0, latest: int = FAR,
-         device: DeviceId = D) -> LoadWeights:
+def load(
+    aid: int, model: str, earliest: int = 0, latest: int = FAR, device: DeviceId = D
+) -> LoadWeights:
     return LoadWeights(aid, device, model, earliest, latest, 3 * MS)
 
 
-def infer(aid: int, model: str, earliest: int = 0, latest: int = FAR, batch: int = 1,
-          requests: tuple[int, ...] | None = None, device: DeviceId = D) -> Infer:
-    return Infer(aid, device, model, batch, requests if requests is not None else (aid,),
-                 earliest, latest, 2 * MS)
+def infer(
+    aid: int,
+    model: str,
+    earliest: int = 0,
+    latest: int = FAR,
+    batch: int = 1,
+    requests: tuple[int, ...] | None = None,
+    device: DeviceId = D,
+) -> Infer:
+    return Infer(
+        aid,
+        device,
+        model,
+        batch,
+        requests if requests is not None else (aid,),
+        earliest,
+        latest,
+        2 * MS,
+    )
 
 
 def evict(aid: int, model: str, device: DeviceId = D) -> EvictWeights:
@@ -383,6 +410,7 @@ def test_a_backend_that_raises_gives_execution_error_and_the_worker_goes_on() ->
             if fail[op] > 0:
                 fail[op] -= 1
                 raise BackendError(f"{op} of {model} broke")
+
         return hook
 
     backend.hooks["infer"] = failing("infer")
@@ -419,8 +447,9 @@ def test_any_exception_and_wrong_output_count_are_execution_errors() -> None:
         del backend.hooks["infer"]
         original = backend.infer
 
-        def short(model: str, batch_size: int,
-                  inputs: Sequence[Mapping[str, npt.NDArray[np.generic]]]) -> InferOutput:
+        def short(
+            model: str, batch_size: int, inputs: Sequence[Mapping[str, npt.NDArray[np.generic]]]
+        ) -> InferOutput:
             return InferOutput([], original(model, batch_size, inputs).times)
 
         backend.infer = short  # type: ignore[method-assign]
@@ -449,20 +478,24 @@ def test_on_result_raising_does_not_stop_the_worker() -> None:
 # --------------------------------------------------------------------- answered at once
 
 
-@pytest.mark.parametrize(("action", "inputs", "status"), [
-    (infer(1, "zzz"), None, ActionStatus.UNKNOWN_MODEL),
-    (load(1, "zzz"), None, ActionStatus.UNKNOWN_MODEL),
-    (evict(1, "zzz"), None, ActionStatus.UNKNOWN_MODEL),
-    (infer(1, "a", batch=3), None, ActionStatus.UNSUPPORTED_BATCH_SIZE),
-    (infer(1, "a", requests=(1, 2, 3), batch=2), None, ActionStatus.INVALID_INPUT),
-    (infer(1, "a", requests=(1, 2), batch=2), [{}], ActionStatus.INVALID_INPUT),
-    (load(1, "a"), [{}], ActionStatus.INVALID_INPUT),
-    (infer(1, "a", earliest=10, latest=5), None, ActionStatus.INVALID_WINDOW),
-    (infer(1, "a", device=DeviceId("w9", 0)), None, ActionStatus.UNKNOWN_DEVICE),
-    (evict(1, "a"), None, ActionStatus.WEIGHTS_NOT_PRESENT),
-])
-def test_invalid_actions_are_answered_at_once(action: Action, inputs: list[dict[str, object]],
-                                              status: ActionStatus) -> None:
+@pytest.mark.parametrize(
+    ("action", "inputs", "status"),
+    [
+        (infer(1, "zzz"), None, ActionStatus.UNKNOWN_MODEL),
+        (load(1, "zzz"), None, ActionStatus.UNKNOWN_MODEL),
+        (evict(1, "zzz"), None, ActionStatus.UNKNOWN_MODEL),
+        (infer(1, "a", batch=3), None, ActionStatus.UNSUPPORTED_BATCH_SIZE),
+        (infer(1, "a", requests=(1, 2, 3), batch=2), None, ActionStatus.INVALID_INPUT),
+        (infer(1, "a", requests=(1, 2), batch=2), [{}], ActionStatus.INVALID_INPUT),
+        (load(1, "a"), [{}], ActionStatus.INVALID_INPUT),
+        (infer(1, "a", earliest=10, latest=5), None, ActionStatus.INVALID_WINDOW),
+        (infer(1, "a", device=DeviceId("w9", 0)), None, ActionStatus.UNKNOWN_DEVICE),
+        (evict(1, "a"), None, ActionStatus.WEIGHTS_NOT_PRESENT),
+    ],
+)
+def test_invalid_actions_are_answered_at_once(
+    action: Action, inputs: list[dict[str, object]], status: ActionStatus
+) -> None:
     backend = FakeBackend()
     sink = Collector()
     with runtime(backend, sink) as rt:
@@ -529,15 +562,18 @@ def test_close_answers_everything_exactly_once() -> None:
     rt.close()  # idempotent
     assert sink.counts() == dict.fromkeys(range(1, 10), 1)
     assert backend.calls("infer") == ["infer-begin a"]
-    assert not any(t.is_alive() for t in threading.enumerate()
-                   if t.name.startswith("clockwork-w0/0"))
+    assert not any(
+        t.is_alive() for t in threading.enumerate() if t.name.startswith("clockwork-w0/0")
+    )
 
 
 def test_many_actions_from_many_threads_each_get_one_answer() -> None:
     models = {m: profile(m, pages=3, load_ns=MS // 2, exec_ms=0.3) for m in "abcd"}
     sink = Collector()
-    devices: list[tuple[DeviceId, Backend]] = [(D, EmulatedBackend(KIND, models)),
-                                               (D1, EmulatedBackend(KIND, models))]
+    devices: list[tuple[DeviceId, Backend]] = [
+        (D, EmulatedBackend(KIND, models)),
+        (D1, EmulatedBackend(KIND, models)),
+    ]
     rt = WorkerRuntime(devices, sink)
     submitted: list[int] = []
     lock = threading.Lock()
@@ -552,8 +588,13 @@ def test_many_actions_from_many_threads_each_get_one_answer() -> None:
             choices: list[Action] = [
                 load(aid, model, earliest=t + rng.randrange(0, 3 * MS), device=device),
                 evict(aid, model, device=device),
-                infer(aid, model, earliest=t + rng.randrange(0, 5 * MS),
-                      latest=t + rng.randrange(0, 20 * MS), device=device),
+                infer(
+                    aid,
+                    model,
+                    earliest=t + rng.randrange(0, 5 * MS),
+                    latest=t + rng.randrange(0, 20 * MS),
+                    device=device,
+                ),
                 infer(aid, model, device=device),
             ]
             action = rng.choice(choices)

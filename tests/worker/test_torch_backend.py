@@ -24,8 +24,13 @@ from clockwork.worker.backends.base import BackendError
 from clockwork.worker.backends.torch_backend import TorchBackend, kind_file_name
 
 TINY_TRANSFORMER: dict[str, Any] = {
-    "vocab_size": 50, "seq_len": 8, "d_model": 16, "num_layers": 1, "num_heads": 2,
-    "ffn_dim": 32, "num_classes": 3,
+    "vocab_size": 50,
+    "seq_len": 8,
+    "d_model": 16,
+    "num_layers": 1,
+    "num_heads": 2,
+    "ffn_dim": 32,
+    "num_classes": 3,
 }
 TINY_MOBILENET: dict[str, Any] = {"num_classes": 10, "resolution": 32, "width_mult": 0.25}
 MOBILENET = "mobilenet_v2-0000"
@@ -45,10 +50,16 @@ def _keep_threads() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> ModelRepository:
     root = tmp_path_factory.mktemp("torch_backend") / "repo"
-    create_repository(root, "mobilenet_v2", 1, seed=3, params=TINY_MOBILENET,
-                      batch_sizes=(1, 2, 4))
-    create_repository(root, "transformer", 1, seed=5, params=TINY_TRANSFORMER,
-                      batch_sizes=(1, 2, 4), share_weights=False)
+    create_repository(root, "mobilenet_v2", 1, seed=3, params=TINY_MOBILENET, batch_sizes=(1, 2, 4))
+    create_repository(
+        root,
+        "transformer",
+        1,
+        seed=5,
+        params=TINY_TRANSFORMER,
+        batch_sizes=(1, 2, 4),
+        share_weights=False,
+    )
     return ModelRepository(root)
 
 
@@ -71,8 +82,9 @@ def stacked(requests: list[dict[str, Any]], key: str, pad_to: int) -> np.ndarray
 
 
 @pytest.mark.parametrize(("name", "key"), [(MOBILENET, "input"), (TRANSFORMER, "input_ids")])
-def test_paged_model_equals_plain_module(backend: TorchBackend, repo: ModelRepository,
-                                         name: str, key: str) -> None:
+def test_paged_model_equals_plain_module(
+    backend: TorchBackend, repo: ModelRepository, name: str, key: str
+) -> None:
     backend.load(name)
     config = backend.config(name)
     requests = sample_inputs(config, 3, np.random.default_rng(1))
@@ -142,19 +154,26 @@ def image(shape: tuple[int, ...] = (3, 32, 32), dtype: Any = np.float32) -> np.n
     return np.zeros(shape, dtype=dtype)
 
 
-@pytest.mark.parametrize(("requests", "batch", "match"), [
-    ([{"input": image((3, 32, 31))}], 1,
-     r"'input' has shape \[3, 32, 31\], expected \[3, 32, 32\]"),
-    ([{"input": image((1, 3, 32, 32))}], 1, r"'input' has shape"),
-    ([{"input": image(dtype=np.float64)}], 1, r"'input' has dtype float64, expected float32"),
-    ([{"input": image()}, {}], 2, r"request 1: input tensor 'input' is missing"),
-    ([{"input": image(), "extra": image()}], 1, r"unknown input tensor 'extra'"),
-    ([{"input": image()}] * 3, 2, r"3 requests exceed batch size 2 \(inputs input\)"),
-    ([{"input": image()}], 3, r"batch size 3 is not one of \[1, 2, 4\]"),
-    ([{"input": [[0.0]]}], 1, r"'input' is a list, not a numpy array"),
-])
-def test_bad_inputs_name_the_tensor(backend: TorchBackend, requests: list[dict[str, Any]],
-                                    batch: int, match: str) -> None:
+@pytest.mark.parametrize(
+    ("requests", "batch", "match"),
+    [
+        (
+            [{"input": image((3, 32, 31))}],
+            1,
+            r"'input' has shape \[3, 32, 31\], expected \[3, 32, 32\]",
+        ),
+        ([{"input": image((1, 3, 32, 32))}], 1, r"'input' has shape"),
+        ([{"input": image(dtype=np.float64)}], 1, r"'input' has dtype float64, expected float32"),
+        ([{"input": image()}, {}], 2, r"request 1: input tensor 'input' is missing"),
+        ([{"input": image(), "extra": image()}], 1, r"unknown input tensor 'extra'"),
+        ([{"input": image()}] * 3, 2, r"3 requests exceed batch size 2 \(inputs input\)"),
+        ([{"input": image()}], 3, r"batch size 3 is not one of \[1, 2, 4\]"),
+        ([{"input": [[0.0]]}], 1, r"'input' is a list, not a numpy array"),
+    ],
+)
+def test_bad_inputs_name_the_tensor(
+    backend: TorchBackend, requests: list[dict[str, Any]], batch: int, match: str
+) -> None:
     backend.load(MOBILENET)
     with pytest.raises(BackendError, match=match):
         backend.infer(MOBILENET, batch, requests)
@@ -223,8 +242,9 @@ def test_cuda_paged_model_matches_plain_module(repo: ModelRepository) -> None:
             x = torch.from_numpy(stacked(requests, key, 4)).to("cuda:0")
             ref = module(x).cpu().numpy()[:3]
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
-        assert min(result.times.input_copy_ns, result.times.exec_ns,
-                   result.times.output_copy_ns) > 0
+        assert (
+            min(result.times.input_copy_ns, result.times.exec_ns, result.times.output_copy_ns) > 0
+        )
         b.evict(name)
 
 

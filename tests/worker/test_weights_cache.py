@@ -81,12 +81,12 @@ def test_oversized_tensor_gets_consecutive_pages() -> None:
     assert p.placement("t0").pages == 2
     pages = cache.place("x", p)
     big = p.placement("t0")
-    assert pages[big.page:big.page + 2] == [2, 3]
+    assert pages[big.page : big.page + 2] == [2, 3]
     assert pages[p.placement("t1").page] == 0
     # a view across the two pages writes exactly those bytes of the pool
     view = cache.view(pages[big.page], 0, torch.float32, (2 * PAGE // 4,))
     view.copy_(torch.arange(2 * PAGE // 4, dtype=torch.float32))
-    raw = cache.pool[2 * PAGE:4 * PAGE].view(torch.float32)
+    raw = cache.pool[2 * PAGE : 4 * PAGE].view(torch.float32)
     assert torch.equal(raw, torch.arange(2 * PAGE // 4, dtype=torch.float32))
 
 
@@ -115,8 +115,10 @@ def test_views_share_the_pool_and_check_alignment_and_bounds() -> None:
     v = cache.view(1, 256, torch.int64, (2, 3))
     v.fill_(7)
     assert v.data_ptr() == cache.pool.data_ptr() + PAGE + 256
-    assert torch.equal(cache.pool[PAGE + 256:PAGE + 256 + 48].view(torch.int64),
-                       torch.full((6,), 7, dtype=torch.int64))
+    assert torch.equal(
+        cache.pool[PAGE + 256 : PAGE + 256 + 48].view(torch.int64),
+        torch.full((6,), 7, dtype=torch.int64),
+    )
     scalar = cache.view(0, 0, torch.int64, ())
     assert scalar.shape == ()
     with pytest.raises(WeightsCacheError, match="not aligned"):
@@ -128,10 +130,13 @@ def test_views_share_the_pool_and_check_alignment_and_bounds() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.booleans(), st.lists(st.integers(1, 3 * PAGE), min_size=1,
-                                                  max_size=4)), max_size=25))
-def test_accounting_under_random_place_release(
-        ops: list[tuple[bool, list[int]]]) -> None:
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.lists(st.integers(1, 3 * PAGE), min_size=1, max_size=4)),
+        max_size=25,
+    )
+)
+def test_accounting_under_random_place_release(ops: list[tuple[bool, list[int]]]) -> None:
     cache = WeightsCache("cpu", PAGE, 12)
     held: dict[str, tuple[PagePlan, list[int]]] = {}
     for i, (release, sizes) in enumerate(ops):
@@ -147,7 +152,7 @@ def test_accounting_under_random_place_release(
             continue
         assert len(pages) == p.num_pages
         for pl in p.placements:  # oversized tensors sit on consecutive cache pages
-            run = pages[pl.page:pl.page + pl.pages]
+            run = pages[pl.page : pl.page + pl.pages]
             assert run == list(range(run[0], run[0] + pl.pages)) if run else True
         held[f"m{i}"] = (p, pages)
         all_pages = [q for _, ps in held.values() for q in ps]

@@ -17,8 +17,14 @@ from clockwork.core.units import NS_PER_MS, NS_PER_S
 from clockwork.workload import DEFAULT_AZURE_TRACE, Arrival, AzureReplay, AzureTrace
 
 # the shared data folder sits beside the repository (here and on CI)
-REAL_TRACE = (Path(__file__).resolve().parents[2].parent / "shared" / "data" / "traces"
-              / "azure_functions_2019_sample500" / "invocations.csv")
+REAL_TRACE = (
+    Path(__file__).resolve().parents[2].parent
+    / "shared"
+    / "data"
+    / "traces"
+    / "azure_functions_2019_sample500"
+    / "invocations.csv"
+)
 SLO = 100 * NS_PER_MS
 MINUTE = 60 * NS_PER_S
 HEADER = "HashOwner,HashApp,HashFunction,Trigger"
@@ -88,20 +94,28 @@ HEAD3 = HEADER + ",480,481,482"
     [
         ("", "empty file"),
         (HEAD3 + "\n", "no function rows"),
-        ("HashOwner,HashApp,HashFunc,Trigger,480\n" + "o,a,f,t,1\n",
-         r"line 1, column 3: header is 'HashFunc'"),
+        (
+            "HashOwner,HashApp,HashFunc,Trigger,480\n" + "o,a,f,t,1\n",
+            r"line 1, column 3: header is 'HashFunc'",
+        ),
         (HEADER + "\no,a,f,t\n", r"line 1: header has 4 columns"),
         (HEADER + ",480,x\no,a,f,t,1,2\n", r"line 1, column 6: minute header 'x'"),
         (HEADER + ",480,482\no,a,f,t,1,2\n", r"line 1, column 6: .*consecutive"),
-        (HEAD3 + "\n" + ROW_OK + "\no,a,f,http,1,-2,3\n",
-         r"line 3, column 6 \(minute 481\): count '-2' is not a non-negative integer"),
-        (HEAD3 + "\n" + ROW_OK + "\no,a,f,http,1,2,3.5\n",
-         r"line 3, column 7 \(minute 482\): count '3.5'"),
+        (
+            HEAD3 + "\n" + ROW_OK + "\no,a,f,http,1,-2,3\n",
+            r"line 3, column 6 \(minute 481\): count '-2' is not a non-negative integer",
+        ),
+        (
+            HEAD3 + "\n" + ROW_OK + "\no,a,f,http,1,2,3.5\n",
+            r"line 3, column 7 \(minute 482\): count '3.5'",
+        ),
         (HEAD3 + "\no,a,f,http,1,,3\n", r"line 2, column 6 \(minute 481\): count ''"),
         (HEAD3 + "\no,a,f,http,1, 2,3\n", r"line 2, column 6 \(minute 481\): count ' 2'"),
         (HEAD3 + "\no,a,f,http,one,2,3\n", r"line 2, column 5 \(minute 480\): count 'one'"),
-        (HEAD3 + "\n" + ROW_OK + "\n" + ROW_OK + "\no,a,f,http,1,2\n",
-         r"line 4: 6 columns, but the header has 7"),
+        (
+            HEAD3 + "\n" + ROW_OK + "\n" + ROW_OK + "\no,a,f,http,1,2\n",
+            r"line 4: 6 columns, but the header has 7",
+        ),
         (HEAD3 + "\n" + ROW_OK + ",9\n", r"line 2: 8 columns, but the header has 7"),
         (HEAD3 + "\n" + ROW_OK + "\no,,f,http,1,2,3\n", r"line 3, column 2 \(HashApp\): empty"),
         (HEAD3 + "\no,a,f,http,1,2,99999999999999999999\n", r"line 2, column 7.*too large"),
@@ -163,7 +177,10 @@ def test_ties_keep_row_order() -> None:
     tr = AzureTrace.from_counts([[1], [7], [1], [7]])
     r = replay(tr, 4)
     assert [r.model_functions(f"m{j}") for j in range(4)] == [
-        [(1, 0)], [(3, 0)], [(0, 0)], [(2, 0)]
+        [(1, 0)],
+        [(3, 0)],
+        [(0, 0)],
+        [(2, 0)],
     ]
 
 
@@ -215,10 +232,18 @@ def test_copies_two_functions_five_models() -> None:
     assert (r.copies, r.shift_used) == (3, 1)  # ceil(5 / 2) = 3; 4 // 3 = 1
     # Ranked: (1,c0),(1,c1),(1,c2),(0,c0),(0,c1),(0,c2); rank i -> floor(i * 5 / 6).
     assert [r.model_functions(f"m{j}") for j in range(5)] == [
-        [(1, 0), (1, 1)], [(1, 2)], [(0, 0)], [(0, 1)], [(0, 2)]
+        [(1, 0), (1, 1)],
+        [(1, 2)],
+        [(0, 0)],
+        [(0, 1)],
+        [(0, 2)],
     ]
     assert r.model_counts.tolist() == [
-        [0, 9, 9, 0], [0, 0, 0, 9], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]
+        [0, 9, 9, 0],
+        [0, 0, 0, 9],
+        [1, 0, 0, 0],
+        [0, 1, 0, 0],
+        [0, 0, 1, 0],
     ]
 
 
@@ -229,8 +254,9 @@ def test_mean_rate_matches_load_times_capacity() -> None:
     rng = np.random.default_rng(0)
     counts = rng.integers(0, 50, size=(40, 30))
     tr = AzureTrace.from_counts(counts)
-    r = replay(tr, 16, capacity_rps=4000.0, load_factor=0.75, minute_ns=NS_PER_S,
-               duration_ns=20 * NS_PER_S)
+    r = replay(
+        tr, 16, capacity_rps=4000.0, load_factor=0.75, minute_ns=NS_PER_S, duration_ns=20 * NS_PER_S
+    )
     arrivals = list(r.arrivals())
     assert r.mean_offered_rps == 3000.0
     assert len(arrivals) / 20 == pytest.approx(3000.0, rel=0.03)  # 60,000 expected, sd 245
@@ -242,8 +268,9 @@ def test_mean_rate_matches_load_times_capacity() -> None:
 
 def test_per_model_counts_follow_expected() -> None:
     tr = AzureTrace.from_counts([[100, 0], [300, 0], [0, 400]])
-    r = replay(tr, 3, capacity_rps=400.0, minute_ns=10 * NS_PER_S, duration_ns=20 * NS_PER_S,
-               seed=4)
+    r = replay(
+        tr, 3, capacity_rps=400.0, minute_ns=10 * NS_PER_S, duration_ns=20 * NS_PER_S, seed=4
+    )
     assert r.trace_mean_rps == pytest.approx(800 / 20)
     by_model = Counter(a.model for a in r.arrivals())
     # scale 10: minute 0 -> m0 3000 (row 1), m1 1000 (row 0); minute 1 -> m0 4000 (row 2)...
@@ -329,8 +356,15 @@ def test_replay_deterministic_sorted_within_duration(
     seed: int, n: int, duration_ns: int, minute_ns: int, start: int
 ) -> None:
     tr = AzureTrace.from_counts([[3, 0, 5, 1, 2], [0, 7, 0, 0, 1], [1, 1, 1, 1, 1]])
-    r = replay(tr, n, seed=seed, duration_ns=duration_ns, minute_ns=minute_ns, start_minute=start,
-               capacity_rps=300.0)
+    r = replay(
+        tr,
+        n,
+        seed=seed,
+        duration_ns=duration_ns,
+        minute_ns=minute_ns,
+        start_minute=start,
+        capacity_rps=300.0,
+    )
     a = list(r.arrivals())
     assert a == list(r.arrivals())
     times = [x.time_ns for x in a]
@@ -380,8 +414,16 @@ def test_real_trace_contents(real_trace: AzureTrace) -> None:
 
 
 def test_real_trace_replay_4026_models(real_trace: AzureTrace) -> None:
-    r = AzureReplay(real_trace, models(4026), capacity_rps=5500.0, load_factor=0.8,
-                    duration_ns=30 * NS_PER_S, slo_ns=SLO, seed=9, start_minute=100)
+    r = AzureReplay(
+        real_trace,
+        models(4026),
+        capacity_rps=5500.0,
+        load_factor=0.8,
+        duration_ns=30 * NS_PER_S,
+        slo_ns=SLO,
+        seed=9,
+        start_minute=100,
+    )
     d = r.describe()
     assert d["synthetic"] is False
     assert d["trace_path"] == str(REAL_TRACE)
@@ -399,8 +441,15 @@ def test_real_trace_replay_4026_models(real_trace: AzureTrace) -> None:
 @pytest.mark.slow
 def test_real_trace_generation_speed(real_trace: AzureTrace) -> None:
     """At least 300,000 arrivals per second of wall time (run with ``-m slow``)."""
-    r = AzureReplay(real_trace, models(4026), capacity_rps=5500.0, load_factor=1.0,
-                    duration_ns=10 * MINUTE, slo_ns=SLO, seed=1)
+    r = AzureReplay(
+        real_trace,
+        models(4026),
+        capacity_rps=5500.0,
+        load_factor=1.0,
+        duration_ns=10 * MINUTE,
+        slo_ns=SLO,
+        seed=1,
+    )
     start = time.perf_counter()
     n = sum(1 for _ in r.arrivals())
     rate = n / (time.perf_counter() - start)

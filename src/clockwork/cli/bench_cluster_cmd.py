@@ -43,30 +43,58 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes")
     p.add_argument("--gpus-per-worker", type=int, default=2, help="emulated devices per worker")
     p.add_argument("--models", type=int, default=100, help="copies of the profiled model")
-    p.add_argument("--profile", default=DEFAULT_PROFILE, help="shipped profile name or a "
-                   "profile JSON path")
+    p.add_argument(
+        "--profile", default=DEFAULT_PROFILE, help="shipped profile name or a profile JSON path"
+    )
     p.add_argument("--workload", choices=("poisson", "azure"), default="poisson")
-    p.add_argument("--rate", type=float, default=None, help="poisson: total requests per second "
-                   "(default: load factor x ideal capacity)")
-    p.add_argument("--load-factor", type=float, default=0.5, help="azure (and poisson without "
-                   "--rate): mean rate as a fraction of the devices' ideal capacity")
-    p.add_argument("--trace", type=Path, default=DEFAULT_AZURE_TRACE,
-                   help="azure: invocations.csv of the Azure Functions 2019 trace")
-    p.add_argument("--minute-s", type=float, default=60.0, help="azure: length of one trace "
-                   "minute in seconds")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="poisson: total requests per second (default: load factor x ideal capacity)",
+    )
+    p.add_argument(
+        "--load-factor",
+        type=float,
+        default=0.5,
+        help="azure (and poisson without "
+        "--rate): mean rate as a fraction of the devices' ideal capacity",
+    )
+    p.add_argument(
+        "--trace",
+        type=Path,
+        default=DEFAULT_AZURE_TRACE,
+        help="azure: invocations.csv of the Azure Functions 2019 trace",
+    )
+    p.add_argument(
+        "--minute-s", type=float, default=60.0, help="azure: length of one trace minute in seconds"
+    )
     p.add_argument("--start-minute", type=int, default=0, help="azure: first trace minute")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of arrivals")
     p.add_argument("--slo-ms", type=float, default=100.0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--policy", choices=sorted(POLICIES), default="clockwork")
-    p.add_argument("--schedule-ahead-ms", type=float, default=None,
-                   help="clockwork policy: schedule-ahead (default: the policy's)")
-    p.add_argument("--noise-sigma", type=float, default=0.0,
-                   help="emulated workers: log-normal noise on durations")
-    p.add_argument("--drain-s", type=float, default=10.0, help="at most this long after the "
-                   "last arrival for the answers")
-    p.add_argument("--status-every", type=float, default=5.0, metavar="S",
-                   help="seconds between status lines")
+    p.add_argument(
+        "--schedule-ahead-ms",
+        type=float,
+        default=None,
+        help="clockwork policy: schedule-ahead (default: the policy's)",
+    )
+    p.add_argument(
+        "--noise-sigma",
+        type=float,
+        default=0.0,
+        help="emulated workers: log-normal noise on durations",
+    )
+    p.add_argument(
+        "--drain-s",
+        type=float,
+        default=10.0,
+        help="at most this long after the last arrival for the answers",
+    )
+    p.add_argument(
+        "--status-every", type=float, default=5.0, metavar="S", help="seconds between status lines"
+    )
     p.add_argument("--out", type=Path, default=None, help="report directory (none: no files)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no status lines")
@@ -94,21 +122,26 @@ def run(args: argparse.Namespace) -> int:
     from clockwork.telemetry.summary import RunInfo, summarize
     from clockwork.transport import loop_factory
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if args.workers < 1 or args.gpus_per_worker < 1 or args.models < 1:
         raise ConfigurationError("--workers, --gpus-per-worker and --models must be >= 1")
     if args.duration <= 0 or args.slo_ms <= 0 or args.drain_s < 0 or args.status_every <= 0:
-        raise ConfigurationError("--duration, --slo-ms and --status-every must be > 0, "
-                                 "--drain-s >= 0")
+        raise ConfigurationError(
+            "--duration, --slo-ms and --status-every must be > 0, --drain-s >= 0"
+        )
     if args.rate is not None and args.rate <= 0:
         raise ConfigurationError(f"--rate must be > 0, got {args.rate}")
     profile = profile_from_spec(args.profile)
     kind = DEVICE_KINDS.get(profile.device_kind)
     if kind is None:
-        raise ConfigurationError(f"profile {args.profile!r} is for device kind "
-                                 f"{profile.device_kind!r}, which is not one of "
-                                 f"{sorted(DEVICE_KINDS)}")
+        raise ConfigurationError(
+            f"profile {args.profile!r} is for device kind "
+            f"{profile.device_kind!r}, which is not one of "
+            f"{sorted(DEVICE_KINDS)}"
+        )
     gpus = args.workers * args.gpus_per_worker
     names = [f"{profile.model}-{i:04d}" for i in range(args.models)]
     capacity = gpus * profile.ideal_throughput_rps()
@@ -124,18 +157,35 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _sigterm)
     log_dir = args.out / "workers" if args.out is not None else None
     try:
-        with WorkerProcesses(args.workers, args.gpus_per_worker, args.models, args.profile,
-                             noise_sigma=args.noise_sigma, log_dir=log_dir) as procs:
+        with WorkerProcesses(
+            args.workers,
+            args.gpus_per_worker,
+            args.models,
+            args.profile,
+            noise_sigma=args.noise_sigma,
+            log_dir=log_dir,
+        ) as procs:
             if not args.quiet:
-                print(f"started {args.workers} worker(s) x {args.gpus_per_worker} emulated "
-                      f"{kind.name} at {', '.join(f'{h}:{p}' for h, p in procs.addresses)}; "
-                      f"{args.duration:g} s of {args.workload} load", file=sys.stderr,
-                      flush=True)
+                print(
+                    f"started {args.workers} worker(s) x {args.gpus_per_worker} emulated "
+                    f"{kind.name} at {', '.join(f'{h}:{p}' for h, p in procs.addresses)}; "
+                    f"{args.duration:g} s of {args.workload} load",
+                    file=sys.stderr,
+                    flush=True,
+                )
             with asyncio.Runner(loop_factory=loop_factory(not args.no_uvloop)) as runner:
-                result = runner.run(run_bench(
-                    policy, procs.addresses, workload, duration_ns,
-                    drain_ns=round(args.drain_s * NS_PER_S), status_every_s=args.status_every,
-                    status=None if args.quiet else status, check_alive=procs.check_alive))
+                result = runner.run(
+                    run_bench(
+                        policy,
+                        procs.addresses,
+                        workload,
+                        duration_ns,
+                        drain_ns=round(args.drain_s * NS_PER_S),
+                        status_every_s=args.status_every,
+                        status=None if args.quiet else status,
+                        check_alive=procs.check_alive,
+                    )
+                )
     except KeyboardInterrupt:
         print("interrupted; workers stopped", file=sys.stderr)
         return 130
@@ -143,32 +193,48 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
     n = result.submitted
     info = RunInfo(
-        policy=policy.name, workload=describe_workload(workload, args), duration_ns=duration_ns,
-        devices=gpus, models=args.models, seed=args.seed, ideal_capacity_rps=capacity,
-        sim_wall_s=result.wall_s, scheduler_cpu_s=result.cpu_s,
-        extra={"mode": "bench-cluster", "build": build_kind(), "workers": args.workers,
-               "gpus_per_worker": args.gpus_per_worker,
-               "controller_cpu_s": result.cpu_s,
-               "controller_cpu_us_per_request": (1e6 * result.cpu_s / n) if n else None,
-               "late_submits": result.late_submits,
-               "max_submit_lateness_ms": result.max_submit_lateness_ns / NS_PER_MS,
-               "mean_submit_lateness_ms": result.mean_submit_lateness_ns / NS_PER_MS,
-               "submitted": n, "responses": result.responses, "unanswered": result.unanswered,
-               "unfinished_actions": result.unfinished_actions,
-               "run_end_s": result.end_ns / NS_PER_S, "startup_s": result.startup_s,
-               "profile": profile.to_json(),
-               "device_kind": {f.name: getattr(kind, f.name) for f in fields(kind)},
-               "noise_sigma": args.noise_sigma,
-               "schedule_ahead_ms": args.schedule_ahead_ms})
+        policy=policy.name,
+        workload=describe_workload(workload, args),
+        duration_ns=duration_ns,
+        devices=gpus,
+        models=args.models,
+        seed=args.seed,
+        ideal_capacity_rps=capacity,
+        sim_wall_s=result.wall_s,
+        scheduler_cpu_s=result.cpu_s,
+        extra={
+            "mode": "bench-cluster",
+            "build": build_kind(),
+            "workers": args.workers,
+            "gpus_per_worker": args.gpus_per_worker,
+            "controller_cpu_s": result.cpu_s,
+            "controller_cpu_us_per_request": (1e6 * result.cpu_s / n) if n else None,
+            "late_submits": result.late_submits,
+            "max_submit_lateness_ms": result.max_submit_lateness_ns / NS_PER_MS,
+            "mean_submit_lateness_ms": result.mean_submit_lateness_ns / NS_PER_MS,
+            "submitted": n,
+            "responses": result.responses,
+            "unanswered": result.unanswered,
+            "unfinished_actions": result.unfinished_actions,
+            "run_end_s": result.end_ns / NS_PER_S,
+            "startup_s": result.startup_s,
+            "profile": profile.to_json(),
+            "device_kind": {f.name: getattr(kind, f.name) for f in fields(kind)},
+            "noise_sigma": args.noise_sigma,
+            "schedule_ahead_ms": args.schedule_ahead_ms,
+        },
+    )
     requests, actions = result.requests.table(), result.actions.table()
     summary = summarize(requests, actions, info)
     if args.out is not None:
         write_report(args.out, summary, requests, actions, plots=not args.no_plots)
     print(format_table(summary))
-    print(f"controller CPU {result.cpu_s:.2f} s = "
-          f"{(1e6 * result.cpu_s / n) if n else 0:.1f} us/request; late submits "
-          f"{result.late_submits} of {n} (max {result.max_submit_lateness_ns / NS_PER_MS:.2f} "
-          f"ms)")
+    print(
+        f"controller CPU {result.cpu_s:.2f} s = "
+        f"{(1e6 * result.cpu_s / n) if n else 0:.1f} us/request; late submits "
+        f"{result.late_submits} of {n} (max {result.max_submit_lateness_ns / NS_PER_MS:.2f} "
+        f"ms)"
+    )
     if args.out is not None:
         print(f"report written to {args.out}", file=sys.stderr)
     return 0

@@ -37,45 +37,98 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--url", required=True, help="http://host:port[/prefix] or grpc://host:port")
-    p.add_argument("--protocol", choices=("http", "grpc"), default=None,
-                   help="default: from the URL's scheme")
+    p.add_argument(
+        "--protocol", choices=("http", "grpc"), default=None, help="default: from the URL's scheme"
+    )
     m = p.add_mutually_exclusive_group()
-    m.add_argument("--models", default=None, help="comma-separated server models; the "
-                   "workload's i-th model is the i-th of them")
-    m.add_argument("--num-models", type=int, default=None, help="drive the first N READY "
-                   "models of the server's repository index, sorted by name (default: all)")
+    m.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated server models; the workload's i-th model is the i-th of them",
+    )
+    m.add_argument(
+        "--num-models",
+        type=int,
+        default=None,
+        help="drive the first N READY "
+        "models of the server's repository index, sorted by name (default: all)",
+    )
     enc = p.add_mutually_exclusive_group()
-    enc.add_argument("--binary", dest="binary", action="store_true", default=True,
-                     help="HTTP: Triton binary tensors")
+    enc.add_argument(
+        "--binary",
+        dest="binary",
+        action="store_true",
+        default=True,
+        help="HTTP: Triton binary tensors",
+    )
     enc.add_argument("--json", dest="binary", action="store_false", help="HTTP: JSON tensors")
-    p.add_argument("--inputs", choices=("zeros", "random"), default="zeros",
-                   help="input data (batch 1, the shapes of the model metadata)")
-    p.add_argument("--concurrency", type=int, default=256, help="most requests in flight (and "
-                   "connections); an arrival beyond it is logged as CLIENT_DROPPED")
+    p.add_argument(
+        "--inputs",
+        choices=("zeros", "random"),
+        default="zeros",
+        help="input data (batch 1, the shapes of the model metadata)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=256,
+        help="most requests in flight (and "
+        "connections); an arrival beyond it is logged as CLIENT_DROPPED",
+    )
     p.add_argument("--workload", choices=WORKLOADS, default="poisson")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of arrivals")
     p.add_argument("--slo-ms", type=float, default=100.0, help="each request's timeout")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", type=Path, default=None, help="report directory (none: no files)")
     g = p.add_argument_group("workload parameters (as clockwork sim)")
-    g.add_argument("--rate", type=float, default=None, help="poisson/bursty/slo-sweep: total "
-                   "requests per second (default: load factor x capacity)")
-    g.add_argument("--load-factor", type=float, default=0.5, help="azure (and the others "
-                   "without --rate): mean rate as a fraction of the capacity")
-    g.add_argument("--capacity-rps", type=float, default=None, help="the server's ideal "
-                   "capacity in requests/s (default: --gpus x the profile's throughput)")
-    g.add_argument("--gpus", type=int, default=None, help="devices behind the server, for the "
-                   "capacity and the report")
-    g.add_argument("--profile", default=DEFAULT_PROFILE, help="with --gpus: shipped profile name "
-                   "or profile JSON path of the served model")
+    g.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="poisson/bursty/slo-sweep: total "
+        "requests per second (default: load factor x capacity)",
+    )
+    g.add_argument(
+        "--load-factor",
+        type=float,
+        default=0.5,
+        help="azure (and the others without --rate): mean rate as a fraction of the capacity",
+    )
+    g.add_argument(
+        "--capacity-rps",
+        type=float,
+        default=None,
+        help="the server's ideal "
+        "capacity in requests/s (default: --gpus x the profile's throughput)",
+    )
+    g.add_argument(
+        "--gpus",
+        type=int,
+        default=None,
+        help="devices behind the server, for the capacity and the report",
+    )
+    g.add_argument(
+        "--profile",
+        default=DEFAULT_PROFILE,
+        help="with --gpus: shipped profile name or profile JSON path of the served model",
+    )
     g.add_argument("--clients", type=int, default=1, help="closed: clients per model")
     add_shape_arguments(g)
     r = p.add_argument_group("run")
-    r.add_argument("--drain-s", type=float, default=10.0, help="at most this long after the "
-                   "last arrival for the answers")
+    r.add_argument(
+        "--drain-s",
+        type=float,
+        default=10.0,
+        help="at most this long after the last arrival for the answers",
+    )
     r.add_argument("--connect-timeout-s", type=float, default=5.0)
-    r.add_argument("--status-every", type=float, default=5.0, metavar="S",
-                   help="seconds between progress lines")
+    r.add_argument(
+        "--status-every",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds between progress lines",
+    )
     r.add_argument("--no-plots", action="store_true")
     r.add_argument("--quiet", action="store_true", help="no progress line")
     r.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
@@ -90,15 +143,25 @@ def _one_line_error(message: str) -> NoReturn:
 
 
 def _check(args: argparse.Namespace) -> None:
-    positive = {"--duration": args.duration, "--slo-ms": args.slo_ms,
-                "--concurrency": args.concurrency, "--status-every": args.status_every,
-                "--connect-timeout-s": args.connect_timeout_s, "--minute-s": args.minute_s,
-                "--clients": args.clients, "--sweep-period-s": args.sweep_period_s}
+    positive = {
+        "--duration": args.duration,
+        "--slo-ms": args.slo_ms,
+        "--concurrency": args.concurrency,
+        "--status-every": args.status_every,
+        "--connect-timeout-s": args.connect_timeout_s,
+        "--minute-s": args.minute_s,
+        "--clients": args.clients,
+        "--sweep-period-s": args.sweep_period_s,
+    }
     for name, value in positive.items():
         if not value > 0:  # also refuses NaN
             raise ConfigurationError(f"{name} must be > 0, got {value}")
-    optional = {"--rate": args.rate, "--capacity-rps": args.capacity_rps, "--gpus": args.gpus,
-                "--num-models": args.num_models}
+    optional = {
+        "--rate": args.rate,
+        "--capacity-rps": args.capacity_rps,
+        "--gpus": args.gpus,
+        "--num-models": args.num_models,
+    }
     for name, value in optional.items():
         if value is not None and not value > 0:
             raise ConfigurationError(f"{name} must be > 0, got {value}")
@@ -132,10 +195,13 @@ def run(args: argparse.Namespace) -> int:
     endpoint = parse_endpoint(args.url, args.protocol)
     capacity = _capacity(args)
     needs_capacity = args.workload == "azure" or (
-        args.workload in _RATE_WORKLOADS and args.rate is None)
+        args.workload in _RATE_WORKLOADS and args.rate is None
+    )
     if needs_capacity and capacity <= 0:
-        raise ConfigurationError(f"--workload {args.workload} needs the server's capacity for "
-                                 "--load-factor: give --capacity-rps or --gpus (or --rate)")
+        raise ConfigurationError(
+            f"--workload {args.workload} needs the server's capacity for "
+            "--load-factor: give --capacity-rps or --gpus (or --rate)"
+        )
     names = None
     if args.models is not None:
         names = [n.strip() for n in args.models.split(",") if n.strip()]
@@ -143,26 +209,46 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigurationError("--models lists no model")
     use_uvloop = not args.no_uvloop
     try:
-        models, source = discover_models(endpoint.url, endpoint.protocol, names=names,
-                                         count=args.num_models,
-                                         connect_timeout_s=args.connect_timeout_s,
-                                         use_uvloop=use_uvloop)
+        models, source = discover_models(
+            endpoint.url,
+            endpoint.protocol,
+            names=names,
+            count=args.num_models,
+            connect_timeout_s=args.connect_timeout_s,
+            use_uvloop=use_uvloop,
+        )
         # sim's factory reads closed-loop clients from --concurrency, here --clients
         wargs = copy.copy(args)
         wargs.concurrency = args.clients
         workload = workload_factory(wargs, models, capacity)()
         if not args.quiet:
-            print(f"{args.duration:g} s of {args.workload} load on {len(models)} model(s) at "
-                  f"{endpoint.url} ({endpoint.protocol})", file=sys.stderr, flush=True)
+            print(
+                f"{args.duration:g} s of {args.workload} load on {len(models)} model(s) at "
+                f"{endpoint.url} ({endpoint.protocol})",
+                file=sys.stderr,
+                flush=True,
+            )
         result = run_bench_url(
-            endpoint.url, endpoint.protocol, workload, models,
-            round(args.slo_ms * NS_PER_MS), args.concurrency, round(args.duration * NS_PER_S),
-            binary=args.binary, fill=args.inputs, seed=args.seed,
-            drain_ns=round(args.drain_s * NS_PER_S), ideal_capacity_rps=capacity,
-            devices=args.gpus or 0, workload_info=describe_workload(workload, args),
-            model_source=source, progress=None if args.quiet else sys.stderr,
-            status_every_s=args.status_every, connect_timeout_s=args.connect_timeout_s,
-            use_uvloop=use_uvloop)
+            endpoint.url,
+            endpoint.protocol,
+            workload,
+            models,
+            round(args.slo_ms * NS_PER_MS),
+            args.concurrency,
+            round(args.duration * NS_PER_S),
+            binary=args.binary,
+            fill=args.inputs,
+            seed=args.seed,
+            drain_ns=round(args.drain_s * NS_PER_S),
+            ideal_capacity_rps=capacity,
+            devices=args.gpus or 0,
+            workload_info=describe_workload(workload, args),
+            model_source=source,
+            progress=None if args.quiet else sys.stderr,
+            status_every_s=args.status_every,
+            connect_timeout_s=args.connect_timeout_s,
+            use_uvloop=use_uvloop,
+        )
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

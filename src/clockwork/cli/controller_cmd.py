@@ -32,22 +32,48 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--demo-rps generates a synthetic load.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--workers", required=True, metavar="HOST:PORT,...",
-                   help="worker addresses, comma separated")
+    p.add_argument(
+        "--workers",
+        required=True,
+        metavar="HOST:PORT,...",
+        help="worker addresses, comma separated",
+    )
     p.add_argument("--policy", choices=sorted(POLICIES), default="clockwork")
     add_warm_arguments(p)
-    p.add_argument("--status-every", type=float, default=5.0, metavar="S",
-                   help="seconds between status lines")
-    p.add_argument("--demo-rps", type=float, default=0.0, metavar="R",
-                   help="generate R requests per second (Poisson) over the workers' models")
-    p.add_argument("--demo-slo-ms", type=float, default=100.0, metavar="MS",
-                   help="deadline of the generated requests")
-    p.add_argument("--duration", type=float, default=None, metavar="S",
-                   help="stop after S seconds (default: run until interrupted)")
-    p.add_argument("--log-dir", type=Path, default=None, metavar="DIR",
-                   help="write the request and action logs here as rotating Parquet files")
-    p.add_argument("--log-every", type=float, default=10.0, metavar="S",
-                   help="seconds between log files")
+    p.add_argument(
+        "--status-every", type=float, default=5.0, metavar="S", help="seconds between status lines"
+    )
+    p.add_argument(
+        "--demo-rps",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="generate R requests per second (Poisson) over the workers' models",
+    )
+    p.add_argument(
+        "--demo-slo-ms",
+        type=float,
+        default=100.0,
+        metavar="MS",
+        help="deadline of the generated requests",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="stop after S seconds (default: run until interrupted)",
+    )
+    p.add_argument(
+        "--log-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write the request and action logs here as rotating Parquet files",
+    )
+    p.add_argument(
+        "--log-every", type=float, default=10.0, metavar="S", help="seconds between log files"
+    )
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=run)
@@ -65,8 +91,10 @@ def _addresses(text: str) -> list[tuple[str, int]]:
 def run(args: argparse.Namespace) -> int:
     from clockwork.service.controller_service import ControllerService
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     workers = _addresses(args.workers)
     if args.status_every <= 0 or args.demo_rps < 0 or args.demo_slo_ms <= 0:
         raise ConfigurationError("--status-every and --demo-slo-ms must be > 0, --demo-rps >= 0")
@@ -81,8 +109,11 @@ def run(args: argparse.Namespace) -> int:
                 models = sorted(service.models)
                 if not models or not service.workers:
                     continue
-                t = asyncio.create_task(service.submit(
-                    rng.choice(models), timeout_ns=round(args.demo_slo_ms * NS_PER_MS)))
+                t = asyncio.create_task(
+                    service.submit(
+                        rng.choice(models), timeout_ns=round(args.demo_slo_ms * NS_PER_MS)
+                    )
+                )
                 tasks.add(t)
                 t.add_done_callback(tasks.discard)
         finally:
@@ -101,10 +132,13 @@ def run(args: argparse.Namespace) -> int:
             now = time.monotonic()
             goodput = (s.successes - last_ok) / (now - last_t)
             last_t, last_ok = now, s.successes
-            print(f"workers {len(service.workers)}/{len(workers)}  models "
-                  f"{len(service.models)}  requests {s.submitted}  answered {s.answered}  "
-                  f"pending {service.pending()}  goodput {goodput:.1f}/s  "
-                  f"attainment {100 * s.attainment:.1f}%", flush=True)
+            print(
+                f"workers {len(service.workers)}/{len(workers)}  models "
+                f"{len(service.models)}  requests {s.submitted}  answered {s.answered}  "
+                f"pending {service.pending()}  goodput {goodput:.1f}/s  "
+                f"attainment {100 * s.attainment:.1f}%",
+                flush=True,
+            )
 
     files = None
     if args.log_dir is not None:
@@ -143,8 +177,14 @@ def run(args: argparse.Namespace) -> int:
                 files.close()
                 print(f"logs written to {args.log_dir}", file=sys.stderr)
             s = service.stats
-            print("final: " + ", ".join(f"{k.value} {v}" for k, v in sorted(
-                s.responses.items(), key=lambda kv: kv[0].value)), file=sys.stderr)
+            print(
+                "final: "
+                + ", ".join(
+                    f"{k.value} {v}"
+                    for k, v in sorted(s.responses.items(), key=lambda kv: kv[0].value)
+                ),
+                file=sys.stderr,
+            )
 
     try:
         with asyncio.Runner(loop_factory=loop_factory(not args.no_uvloop)) as runner:

@@ -15,16 +15,22 @@ from clockwork.core.errors import ClockworkError
 
 # name -> (module that registers it and sets ``func``, one-line summary for --help)
 _COMMANDS = {
-    "serve": ("clockwork.cli.serve_cmd",
-              "run the server: controller, OIP front door (HTTP/gRPC) and a local worker"),
+    "serve": (
+        "clockwork.cli.serve_cmd",
+        "run the server: controller, OIP front door (HTTP/gRPC) and a local worker",
+    ),
     "sim": ("clockwork.cli.sim_cmd", "simulate a cluster in virtual time and report on it"),
     "models": ("clockwork.cli.models_cmd", "create and inspect model repositories"),
-    "profile": ("clockwork.cli.profile_cmd",
-                "measure models with the torch backend and write their profiles"),
+    "profile": (
+        "clockwork.cli.profile_cmd",
+        "measure models with the torch backend and write their profiles",
+    ),
     "worker": ("clockwork.cli.worker_cmd", "serve this machine's devices to a controller"),
     "controller": ("clockwork.cli.controller_cmd", "schedule requests onto running workers"),
-    "bench-cluster": ("clockwork.cli.bench_cluster_cmd",
-                      "run a controller and emulated workers on this machine under a workload"),
+    "bench-cluster": (
+        "clockwork.cli.bench_cluster_cmd",
+        "run a controller and emulated workers on this machine under a workload",
+    ),
     "bench": ("clockwork.cli.bench_cmd", "drive an OIP server (HTTP/gRPC) with a workload, report"),
 }
 

@@ -29,18 +29,44 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("repo", type=Path, metavar="REPO", help="model repository directory")
     parser.add_argument("--device", default="cpu", help="cpu or cuda:N (default cpu)")
-    parser.add_argument("--runs", type=_positive, default=DEFAULT_RUNS,
-                        help=f"timed runs per batch size (default {DEFAULT_RUNS})")
-    parser.add_argument("--warmup", type=_non_negative, default=DEFAULT_WARMUP,
-                        help=f"untimed runs per batch size first (default {DEFAULT_WARMUP})")
-    parser.add_argument("--loads", type=_positive, default=DEFAULT_LOADS,
-                        help=f"timed load/evict cycles (default {DEFAULT_LOADS})")
-    parser.add_argument("--models", type=_names, default=None, metavar="A,B",
-                        help="only these models, comma separated (default: all)")
-    parser.add_argument("--threads", type=_positive, default=1,
-                        help="torch threads on the CPU (default 1: steadier than faster)")
-    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
-                        help="write OUT/<model>/profile-<kind>.json instead of into REPO")
+    parser.add_argument(
+        "--runs",
+        type=_positive,
+        default=DEFAULT_RUNS,
+        help=f"timed runs per batch size (default {DEFAULT_RUNS})",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=_non_negative,
+        default=DEFAULT_WARMUP,
+        help=f"untimed runs per batch size first (default {DEFAULT_WARMUP})",
+    )
+    parser.add_argument(
+        "--loads",
+        type=_positive,
+        default=DEFAULT_LOADS,
+        help=f"timed load/evict cycles (default {DEFAULT_LOADS})",
+    )
+    parser.add_argument(
+        "--models",
+        type=_names,
+        default=None,
+        metavar="A,B",
+        help="only these models, comma separated (default: all)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_positive,
+        default=1,
+        help="torch threads on the CPU (default 1: steadier than faster)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write OUT/<model>/profile-<kind>.json instead of into REPO",
+    )
     parser.set_defaults(func=run)
 
 
@@ -54,8 +80,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"profiling {model} on {args.device} ...", file=sys.stderr, flush=True)
 
     results = profile_repository(
-        repo, args.device, args.out, models=args.models, runs=args.runs, warmup=args.warmup,
-        loads=args.loads, threads=args.threads, progress=progress,
+        repo,
+        args.device,
+        args.out,
+        models=args.models,
+        runs=args.runs,
+        warmup=args.warmup,
+        loads=args.loads,
+        threads=args.threads,
+        progress=progress,
     )
     if args.models is None:
         for error in repo.scan_errors():
@@ -93,5 +126,3 @@ def _int(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-
-

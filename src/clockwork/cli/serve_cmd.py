@@ -51,40 +51,69 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(KServe v2, Triton-compatible) with a controller and one local worker process.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--repository", type=Path, default=None, metavar="DIR",
-                   help=f"model repository (default: {DEMO_REPOSITORY}/, a demo repository "
-                   "created on first run)")
+    p.add_argument(
+        "--repository",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"model repository (default: {DEMO_REPOSITORY}/, a demo repository "
+        "created on first run)",
+    )
     p.add_argument("--host", default="0.0.0.0", help="address the HTTP and gRPC servers bind")
     p.add_argument("--http-port", type=int, default=8000)
-    p.add_argument("--grpc-port", type=int, default=8001,
-                   help="gRPC port (0: no gRPC server)")
-    p.add_argument("--workers", default="", metavar="HOST:PORT,...",
-                   help="remote workers to attach besides the local one")
-    p.add_argument("--no-local-worker", action="store_true",
-                   help="start no local worker (serve only --workers)")
+    p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (0: no gRPC server)")
+    p.add_argument(
+        "--workers",
+        default="",
+        metavar="HOST:PORT,...",
+        help="remote workers to attach besides the local one",
+    )
+    p.add_argument(
+        "--no-local-worker",
+        action="store_true",
+        help="start no local worker (serve only --workers)",
+    )
     p.add_argument("--device", default="auto", help="local worker: auto, cpu or cuda:N")
     p.add_argument("--threads", type=int, default=1, help="local worker: torch CPU threads")
     p.add_argument("--policy", choices=sorted(POLICIES), default="clockwork")
     add_warm_arguments(p)
-    p.add_argument("--default-slo-ms", type=float, default=100.0,
-                   help="deadline of a request without timeout, for models without their own")
-    p.add_argument("--max-body-mb", type=float, default=64.0,
-                   help="largest request body (HTTP) or message (gRPC)")
-    p.add_argument("--status-interval", type=float, default=10.0,
-                   help="seconds between status lines (0: none)")
-    p.add_argument("--log-dir", type=Path, default=None,
-                   help="write the request and action logs (rotating Parquet) here")
+    p.add_argument(
+        "--default-slo-ms",
+        type=float,
+        default=100.0,
+        help="deadline of a request without timeout, for models without their own",
+    )
+    p.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=64.0,
+        help="largest request body (HTTP) or message (gRPC)",
+    )
+    p.add_argument(
+        "--status-interval", type=float, default=10.0, help="seconds between status lines (0: none)"
+    )
+    p.add_argument(
+        "--log-dir",
+        type=Path,
+        default=None,
+        help="write the request and action logs (rotating Parquet) here",
+    )
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=run)
 
 
 def add_warm_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--warm", default="", metavar="MODEL,...",
-                   help="models to load first at start; the others follow, in name order, "
-                   "while the devices have free pages (nothing is evicted for them)")
-    p.add_argument("--no-warm", action="store_true",
-                   help="load models only when requests ask for them")
+    p.add_argument(
+        "--warm",
+        default="",
+        metavar="MODEL,...",
+        help="models to load first at start; the others follow, in name order, "
+        "while the devices have free pages (nothing is evicted for them)",
+    )
+    p.add_argument(
+        "--no-warm", action="store_true", help="load models only when requests ask for them"
+    )
 
 
 def policy_from_warm_args(args: argparse.Namespace) -> PolicyBase:
@@ -100,10 +129,20 @@ def ensure_demo_repository(root: Path) -> None:
         return
     from clockwork.models.create import create_repository
 
-    print(f"creating the demo model repository {root}/ ({DEMO_COPIES} x {DEMO_ARCH} at "
-          f"{DEMO_RESOLUTION}x{DEMO_RESOLUTION})", file=sys.stderr, flush=True)
-    create_repository(root, DEMO_ARCH, DEMO_COPIES, seed=1,
-                      params={"resolution": DEMO_RESOLUTION}, batch_sizes=DEMO_BATCH_SIZES)
+    print(
+        f"creating the demo model repository {root}/ ({DEMO_COPIES} x {DEMO_ARCH} at "
+        f"{DEMO_RESOLUTION}x{DEMO_RESOLUTION})",
+        file=sys.stderr,
+        flush=True,
+    )
+    create_repository(
+        root,
+        DEMO_ARCH,
+        DEMO_COPIES,
+        seed=1,
+        params={"resolution": DEMO_RESOLUTION},
+        batch_sizes=DEMO_BATCH_SIZES,
+    )
 
 
 def _check_port(name: str, port: int, allow_zero: bool = False) -> None:
@@ -116,13 +155,14 @@ def run(args: argparse.Namespace) -> int:
     from clockwork.service.bench_cluster import free_ports, spawn_child
     from clockwork.transport import loop_factory
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     _check_port("http-port", args.http_port)
     _check_port("grpc-port", args.grpc_port, allow_zero=True)
     if args.default_slo_ms <= 0 or args.max_body_mb <= 0 or args.threads < 1:
-        raise ConfigurationError("--default-slo-ms and --max-body-mb must be > 0, "
-                                 "--threads >= 1")
+        raise ConfigurationError("--default-slo-ms and --max-body-mb must be > 0, --threads >= 1")
     remote = [parse_address(a) for a in args.workers.split(",") if a.strip()]
     if args.no_local_worker and not remote:
         raise ConfigurationError("--no-local-worker needs --workers")
@@ -138,10 +178,25 @@ def run(args: argparse.Namespace) -> int:
     addresses = list(remote)
     if not args.no_local_worker:
         (port,) = free_ports(1)
-        command = [sys.executable, "-m", "clockwork.cli.main", "worker",
-                   "--listen", f"127.0.0.1:{port}", "--id", LOCAL_WORKER_ID,
-                   "--backend", "torch", "--repository", str(repository),
-                   "--device", args.device, "--threads", str(args.threads), "--profile-missing"]
+        command = [
+            sys.executable,
+            "-m",
+            "clockwork.cli.main",
+            "worker",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--id",
+            LOCAL_WORKER_ID,
+            "--backend",
+            "torch",
+            "--repository",
+            str(repository),
+            "--device",
+            args.device,
+            "--threads",
+            str(args.threads),
+            "--profile-missing",
+        ]
         worker = spawn_child(command, None)
         addresses.insert(0, ("127.0.0.1", port))
     try:
@@ -155,8 +210,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(args: argparse.Namespace, addresses: list[tuple[str, int]],
-                 worker: subprocess.Popen[bytes] | None) -> None:
+async def _serve(
+    args: argparse.Namespace,
+    addresses: list[tuple[str, int]],
+    worker: subprocess.Popen[bytes] | None,
+) -> None:
     from clockwork.core.units import NS_PER_MS
     from clockwork.frontend.grpc_server import start_grpc
     from clockwork.frontend.http_server import start_http
@@ -166,8 +224,11 @@ async def _serve(args: argparse.Namespace, addresses: list[tuple[str, int]],
     from clockwork.service.observers import attach_observer
     from clockwork.service.telemetry import ControllerTelemetry, StatusLine
 
-    controller = ControllerService(policy_from_warm_args(args), addresses,
-                                   default_slo_ns=round(args.default_slo_ms * NS_PER_MS))
+    controller = ControllerService(
+        policy_from_warm_args(args),
+        addresses,
+        default_slo_ns=round(args.default_slo_ms * NS_PER_MS),
+    )
     metrics = ServingMetrics()
     attach_observer(controller, metrics)
     files = None
@@ -192,14 +253,14 @@ async def _serve(args: argparse.Namespace, addresses: list[tuple[str, int]],
         http = await start_http(server, args.host, args.http_port, max_body_bytes=max_bytes)
     except OSError as e:
         await controller.close()
-        raise ConfigurationError(f"HTTP on {args.host}:{args.http_port}: {e.strerror or e}") \
-            from e
+        raise ConfigurationError(f"HTTP on {args.host}:{args.http_port}: {e.strerror or e}") from e
     grpc_server = None
     try:
         if args.grpc_port:
             try:
-                grpc_server = await start_grpc(server, args.host, args.grpc_port,
-                                               max_message_bytes=max_bytes)
+                grpc_server = await start_grpc(
+                    server, args.host, args.grpc_port, max_message_bytes=max_bytes
+                )
             except (OSError, RuntimeError) as e:
                 raise ConfigurationError(f"gRPC on {args.host}:{args.grpc_port}: {e}") from e
         if worker is not None:
@@ -210,8 +271,9 @@ async def _serve(args: argparse.Namespace, addresses: list[tuple[str, int]],
             with contextlib.suppress(TimeoutError):
                 await controller.wait_workers(1, timeout_s=REMOTE_JOIN_WAIT_S)
             if not controller.workers:
-                log.warning("no worker joined within %.0f s; serving as they come",
-                            REMOTE_JOIN_WAIT_S)
+                log.warning(
+                    "no worker joined within %.0f s; serving as they come", REMOTE_JOIN_WAIT_S
+                )
         if not stop.is_set():
             _banner(args, server)
         status = StatusLine(controller, len(addresses)) if args.status_interval > 0 else None
@@ -221,8 +283,9 @@ async def _serve(args: argparse.Namespace, addresses: list[tuple[str, int]],
             if status is not None and not stop.is_set():
                 print(status.line(), file=sys.stderr, flush=True)
             if worker is not None and worker.poll() is not None:
-                log.error("the local worker exited with code %s; serving the others",
-                          worker.returncode)
+                log.error(
+                    "the local worker exited with code %s; serving the others", worker.returncode
+                )
                 worker = None
     finally:
         print("shutting down", file=sys.stderr, flush=True)
@@ -247,26 +310,32 @@ async def _wait_warm(controller: ControllerService, stop: asyncio.Event) -> None
         await asyncio.sleep(0.05)
 
 
-async def _wait_local_worker(controller: ControllerService, worker: subprocess.Popen[bytes],
-                             stop: asyncio.Event) -> None:
+async def _wait_local_worker(
+    controller: ControllerService, worker: subprocess.Popen[bytes], stop: asyncio.Event
+) -> None:
     deadline = time.monotonic() + LOCAL_JOIN_TIMEOUT_S
     while LOCAL_WORKER_ID not in controller.workers and not stop.is_set():
         code = worker.poll()
         if code is not None:
-            raise ConfigurationError(f"the local worker exited with code {code} before it "
-                                     "joined (its error is printed above)")
+            raise ConfigurationError(
+                f"the local worker exited with code {code} before it "
+                "joined (its error is printed above)"
+            )
         if time.monotonic() > deadline:
-            raise ConfigurationError(f"the local worker did not join within "
-                                     f"{LOCAL_JOIN_TIMEOUT_S:.0f} s")
+            raise ConfigurationError(
+                f"the local worker did not join within {LOCAL_JOIN_TIMEOUT_S:.0f} s"
+            )
         await asyncio.sleep(0.1)
 
 
 def _banner(args: argparse.Namespace, server: ControllerModelServer) -> None:
     index = server.repository_index(ready_only=True)
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    lines = [f"clockwork {server.version} serving {len(index)} model(s)",
-             f"  HTTP  http://{host}:{args.http_port}/v2   metrics http://{host}:"
-             f"{args.http_port}/metrics"]
+    lines = [
+        f"clockwork {server.version} serving {len(index)} model(s)",
+        f"  HTTP  http://{host}:{args.http_port}/v2   metrics http://{host}:"
+        f"{args.http_port}/metrics",
+    ]
     if args.grpc_port:
         lines.append(f"  gRPC  {host}:{args.grpc_port} (inference.GRPCInferenceService)")
     if index:
@@ -281,11 +350,12 @@ def _banner(args: argparse.Namespace, server: ControllerModelServer) -> None:
             for d in shape:
                 count *= d
             lines.append(
-                f"  python3 -c 'import json; print(json.dumps({{\"inputs\": [{{\"name\": "
-                f"\"{t.name}\", \"datatype\": \"{t.datatype}\", \"shape\": {shape}, "
+                f'  python3 -c \'import json; print(json.dumps({{"inputs": [{{"name": '
+                f'"{t.name}", "datatype": "{t.datatype}", "shape": {shape}, '
                 f"\"data\": [0] * {count}}}]}}))' | curl -s -X POST -H 'Content-Type: "
                 f"application/json' -d @- http://{host}:{args.http_port}/v2/models/{model}/infer"
-                " | head -c 300; echo")
+                " | head -c 300; echo"
+            )
     lines.append("Ctrl-C stops the server")
     print("\n".join(lines), file=sys.stderr, flush=True)
 

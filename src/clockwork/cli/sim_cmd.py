@@ -50,15 +50,24 @@ _CW = ClockworkConfig()
 def add_shape_arguments(g: argparse._ArgumentGroup) -> None:
     """The workload options that shape arrivals, shared by every command that runs a workload
     (``workload_factory`` reads them)."""
-    g.add_argument("--trace", type=Path, default=DEFAULT_AZURE_TRACE,
-                   help="azure: invocations.csv of the Azure Functions 2019 trace")
-    g.add_argument("--minute-s", type=float, default=60.0, help="azure: length of one trace "
-                   "minute in seconds (smaller compresses the trace)")
+    g.add_argument(
+        "--trace",
+        type=Path,
+        default=DEFAULT_AZURE_TRACE,
+        help="azure: invocations.csv of the Azure Functions 2019 trace",
+    )
+    g.add_argument(
+        "--minute-s",
+        type=float,
+        default=60.0,
+        help="azure: length of one trace minute in seconds (smaller compresses the trace)",
+    )
     g.add_argument("--start-minute", type=int, default=0, help="azure: first trace minute")
     g.add_argument("--burst-on-s", type=float, default=1.0)
     g.add_argument("--burst-off-s", type=float, default=1.0)
-    g.add_argument("--sweep-factor", type=float, default=0.8, help="slo-sweep: SLO multiplier "
-                   "per period")
+    g.add_argument(
+        "--sweep-factor", type=float, default=0.8, help="slo-sweep: SLO multiplier per period"
+    )
     g.add_argument("--sweep-period-s", type=float, default=10.0)
 
 
@@ -71,26 +80,49 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--workload", choices=WORKLOADS, default="poisson")
-    p.add_argument("--models", type=int, default=100, help="number of models (copies of the "
-                   "profiled model)")
+    p.add_argument(
+        "--models", type=int, default=100, help="number of models (copies of the profiled model)"
+    )
     p.add_argument("--gpus", type=int, default=6)
     p.add_argument("--gpus-per-worker", type=int, default=2)
     p.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals")
     p.add_argument("--slo-ms", type=float, default=100.0)
     p.add_argument("--policy", choices=sorted(POLICIES), default="clockwork")
-    p.add_argument("--compare", default=None, help="comma-separated policies to run on the same "
-                   "workload and seed, side by side (e.g. clockwork,reactive)")
+    p.add_argument(
+        "--compare",
+        default=None,
+        help="comma-separated policies to run on the same "
+        "workload and seed, side by side (e.g. clockwork,reactive)",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", type=Path, default=None, help="report directory (none: no files)")
-    p.add_argument("--profile", default=DEFAULT_PROFILE, help="shipped profile name, or a path "
-                   "to a profile JSON file (e.g. one written by `clockwork profile`)")
-    p.add_argument("--cache-pages", type=int, default=None, help="weights cache of each device "
-                   "in pages of the profile's page size (default: the device kind's)")
+    p.add_argument(
+        "--profile",
+        default=DEFAULT_PROFILE,
+        help="shipped profile name, or a path "
+        "to a profile JSON file (e.g. one written by `clockwork profile`)",
+    )
+    p.add_argument(
+        "--cache-pages",
+        type=int,
+        default=None,
+        help="weights cache of each device "
+        "in pages of the profile's page size (default: the device kind's)",
+    )
     g = p.add_argument_group("workload parameters")
-    g.add_argument("--load-factor", type=float, default=0.5, help="azure: mean rate as a "
-                   "fraction of the devices' ideal capacity")
-    g.add_argument("--rate", type=float, default=None, help="poisson/bursty/slo-sweep: total "
-                   "requests per second (default: load factor x ideal capacity)")
+    g.add_argument(
+        "--load-factor",
+        type=float,
+        default=0.5,
+        help="azure: mean rate as a fraction of the devices' ideal capacity",
+    )
+    g.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="poisson/bursty/slo-sweep: total "
+        "requests per second (default: load factor x ideal capacity)",
+    )
     g.add_argument("--concurrency", type=int, default=1, help="closed: clients per model")
     add_shape_arguments(g)
     s = p.add_argument_group("simulation")
@@ -100,8 +132,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--straggler-factor", type=float, default=_NOISE.straggler_factor)
     s.add_argument("--network-delay-us", type=float, default=100.0, help="one-way")
     s.add_argument("--schedule-ahead-ms", type=float, default=_CW.schedule_ahead_ns / NS_PER_MS)
-    s.add_argument("--drain-s", type=float, default=10.0, help="virtual seconds after the last "
-                   "arrival for queued work to finish")
+    s.add_argument(
+        "--drain-s",
+        type=float,
+        default=10.0,
+        help="virtual seconds after the last arrival for queued work to finish",
+    )
     s.add_argument("--no-plots", action="store_true")
     s.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=run)
@@ -116,32 +152,57 @@ def profile_from_spec(spec: str) -> ModelProfile:
 
 def policy_from_args(name: str, args: argparse.Namespace) -> PolicyBase:
     if name == "clockwork":
-        return ClockworkPolicy(ClockworkConfig(
-            schedule_ahead_ns=round(args.schedule_ahead_ms * NS_PER_MS)))
+        return ClockworkPolicy(
+            ClockworkConfig(schedule_ahead_ns=round(args.schedule_ahead_ms * NS_PER_MS))
+        )
     if name == "reactive":
         return ReactivePolicy(ReactiveConfig())
     raise ConfigurationError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
 
 
-def workload_factory(args: argparse.Namespace, names: list[str],
-                      capacity_rps: float) -> Callable[[], Workload]:
+def workload_factory(
+    args: argparse.Namespace, names: list[str], capacity_rps: float
+) -> Callable[[], Workload]:
     duration_ns = round(args.duration * NS_PER_S)
     slo_ns = round(args.slo_ms * NS_PER_MS)
     rate = args.rate if args.rate is not None else args.load_factor * capacity_rps
     if args.workload == "azure":
         trace = AzureTrace.load(args.trace)
-        return lambda: AzureReplay(trace, names, capacity_rps, args.load_factor, duration_ns,
-                                   slo_ns, args.seed, minute_ns=round(args.minute_s * NS_PER_S),
-                                   start_minute=args.start_minute)
+        return lambda: AzureReplay(
+            trace,
+            names,
+            capacity_rps,
+            args.load_factor,
+            duration_ns,
+            slo_ns,
+            args.seed,
+            minute_ns=round(args.minute_s * NS_PER_S),
+            start_minute=args.start_minute,
+        )
     if args.workload == "poisson":
         return lambda: PoissonOpenLoop(names, rate, duration_ns, slo_ns, args.seed)
     if args.workload == "closed":
         return lambda: ClosedLoop(names, args.concurrency, slo_ns, duration_ns)
     if args.workload == "bursty":
-        return lambda: Bursty(names, 2 * rate, 0.0, round(args.burst_on_s * NS_PER_S),
-                              round(args.burst_off_s * NS_PER_S), duration_ns, slo_ns, args.seed)
-    return lambda: SloSweep(names, rate, duration_ns, slo_ns, args.sweep_factor,
-                            round(args.sweep_period_s * NS_PER_S), args.seed)
+        return lambda: Bursty(
+            names,
+            2 * rate,
+            0.0,
+            round(args.burst_on_s * NS_PER_S),
+            round(args.burst_off_s * NS_PER_S),
+            duration_ns,
+            slo_ns,
+            args.seed,
+        )
+    return lambda: SloSweep(
+        names,
+        rate,
+        duration_ns,
+        slo_ns,
+        args.sweep_factor,
+        round(args.sweep_period_s * NS_PER_S),
+        args.seed,
+    )
 
 
 def describe_workload(workload: Workload, args: argparse.Namespace) -> dict[str, object]:
@@ -169,23 +230,31 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigurationError(f"--cache-pages must be > 0, got {args.cache_pages}")
         kind = DeviceKind(profile.device_kind, profile.page_size_bytes, args.cache_pages)
     if kind is None:
-        raise ConfigurationError(f"profile {args.profile!r} is for device kind "
-                                 f"{profile.device_kind!r}, which is not one of {sorted(kinds)}; "
-                                 "give its cache size with --cache-pages")
+        raise ConfigurationError(
+            f"profile {args.profile!r} is for device kind "
+            f"{profile.device_kind!r}, which is not one of {sorted(kinds)}; "
+            "give its cache size with --cache-pages"
+        )
     names = [f"{profile.model}-{i:04d}" for i in range(args.models)]
     models = [ModelInfo(n, (profile,)) for n in names]
     capacity = args.gpus * profile.ideal_throughput_rps()
     make_workload = workload_factory(args, names, capacity)
     try:
-        noise = NoiseConfig(args.noise, args.noise_sigma, args.straggler_prob,
-                            args.straggler_factor)
+        noise = NoiseConfig(
+            args.noise, args.noise_sigma, args.straggler_prob, args.straggler_factor
+        )
     except ValueError as e:
         raise ConfigurationError(str(e)) from e
     config = SimConfig(
-        duration_ns=round(args.duration * NS_PER_S), gpus=args.gpus,
-        gpus_per_worker=args.gpus_per_worker, device_kind=kind,
-        network_delay_ns=round(args.network_delay_us * NS_PER_US), noise=noise, seed=args.seed,
-        drain_ns=round(args.drain_s * NS_PER_S))
+        duration_ns=round(args.duration * NS_PER_S),
+        gpus=args.gpus,
+        gpus_per_worker=args.gpus_per_worker,
+        device_kind=kind,
+        network_delay_ns=round(args.network_delay_us * NS_PER_US),
+        noise=noise,
+        seed=args.seed,
+        drain_ns=round(args.drain_s * NS_PER_S),
+    )
     policies = args.compare.split(",") if args.compare else [args.policy]
     summaries: dict[str, dict[str, object]] = {}
     for name in policies:
@@ -197,23 +266,34 @@ def run(args: argparse.Namespace) -> int:
         result = sim.run()
         if printer is not None:
             printer.close(result.end_ns, result.responses)
-        info = RunInfo(policy=policy.name, workload=describe_workload(workload, args),
-                       duration_ns=config.duration_ns, devices=args.gpus, models=args.models,
-                       seed=args.seed, ideal_capacity_rps=capacity, sim_wall_s=result.wall_s,
-                       scheduler_cpu_s=result.scheduler_cpu_s,
-                       extra={"build": build_kind(), "unanswered": result.unanswered,
-                              "events": result.events,
-                              "sim_cpu_s": result.cpu_s, "profile": profile.to_json(),
-                              "device_kind": {f.name: getattr(kind, f.name)
-                                              for f in fields(kind)},
-                              "noise": {f.name: getattr(noise, f.name) for f in fields(noise)},
-                              "network_delay_us": args.network_delay_us,
-                              "schedule_ahead_ms": args.schedule_ahead_ms,
-                              "responses": result.responses,
-                              "samples": {"t_s": [t / NS_PER_S for t, _, _ in result.samples],
-                                          "pending": [n for _, n, _ in result.samples],
-                                          "rss_mb": [round(m / 2**20, 1)
-                                                     for _, _, m in result.samples]}})
+        info = RunInfo(
+            policy=policy.name,
+            workload=describe_workload(workload, args),
+            duration_ns=config.duration_ns,
+            devices=args.gpus,
+            models=args.models,
+            seed=args.seed,
+            ideal_capacity_rps=capacity,
+            sim_wall_s=result.wall_s,
+            scheduler_cpu_s=result.scheduler_cpu_s,
+            extra={
+                "build": build_kind(),
+                "unanswered": result.unanswered,
+                "events": result.events,
+                "sim_cpu_s": result.cpu_s,
+                "profile": profile.to_json(),
+                "device_kind": {f.name: getattr(kind, f.name) for f in fields(kind)},
+                "noise": {f.name: getattr(noise, f.name) for f in fields(noise)},
+                "network_delay_us": args.network_delay_us,
+                "schedule_ahead_ms": args.schedule_ahead_ms,
+                "responses": result.responses,
+                "samples": {
+                    "t_s": [t / NS_PER_S for t, _, _ in result.samples],
+                    "pending": [n for _, n, _ in result.samples],
+                    "rss_mb": [round(m / 2**20, 1) for _, _, m in result.samples],
+                },
+            },
+        )
         requests, actions = result.requests.table(), result.actions.table()
         summary = summarize(requests, actions, info)
         summaries[policy.name] = summary
@@ -226,12 +306,26 @@ def run(args: argparse.Namespace) -> int:
         print(format_comparison(summaries))
         if args.out is not None:
             (args.out / "comparison.json").write_text(
-                json.dumps({k: {key: v.get(key) for key in ("slo_attainment", "goodput_rps",
-                                                             "offered_rps", "latency_ms",
-                                                             "delivered_latency_ms",
-                                                             "refused", "late")}
-                            for k, v in summaries.items()}, indent=2) + "\n")
+                json.dumps(
+                    {
+                        k: {
+                            key: v.get(key)
+                            for key in (
+                                "slo_attainment",
+                                "goodput_rps",
+                                "offered_rps",
+                                "latency_ms",
+                                "delivered_latency_ms",
+                                "refused",
+                                "late",
+                            )
+                        }
+                        for k, v in summaries.items()
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
     if args.out is not None:
         print(f"report written to {args.out}", file=sys.stderr)
     return 0
-

@@ -56,25 +56,38 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "connection replaces the older) and run the actions it sends on the devices.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--listen", default="127.0.0.1:7000", metavar="HOST:PORT",
-                   help="address to listen on")
+    p.add_argument(
+        "--listen", default="127.0.0.1:7000", metavar="HOST:PORT", help="address to listen on"
+    )
     p.add_argument("--id", default=None, help="worker id (default: w-<port>)")
     p.add_argument("--backend", choices=("emulated", "torch"), default="emulated")
     p.add_argument("--devices", type=int, default=1, help="emulated devices")
-    p.add_argument("--models", type=int, default=10,
-                   help="emulated: copies of the profiled model")
-    p.add_argument("--profile", default=DEFAULT_PROFILE,
-                   help="emulated: shipped profile name or a profile JSON path")
-    p.add_argument("--cache-pages", type=int, default=None,
-                   help="emulated: weights cache pages per device (default: the device kind's)")
-    p.add_argument("--noise-sigma", type=float, default=0.0,
-                   help="emulated: log-normal noise on durations")
-    p.add_argument("--repository", type=Path, default=None, metavar="DIR",
-                   help="torch: model repository")
-    p.add_argument("--device", default="cpu",
-                   help="torch: cpu, cuda:N, or auto (CUDA if present, else CPU)")
-    p.add_argument("--profile-missing", action="store_true",
-                   help="torch: profile models that have no profile for the device first")
+    p.add_argument("--models", type=int, default=10, help="emulated: copies of the profiled model")
+    p.add_argument(
+        "--profile",
+        default=DEFAULT_PROFILE,
+        help="emulated: shipped profile name or a profile JSON path",
+    )
+    p.add_argument(
+        "--cache-pages",
+        type=int,
+        default=None,
+        help="emulated: weights cache pages per device (default: the device kind's)",
+    )
+    p.add_argument(
+        "--noise-sigma", type=float, default=0.0, help="emulated: log-normal noise on durations"
+    )
+    p.add_argument(
+        "--repository", type=Path, default=None, metavar="DIR", help="torch: model repository"
+    )
+    p.add_argument(
+        "--device", default="cpu", help="torch: cpu, cuda:N, or auto (CUDA if present, else CPU)"
+    )
+    p.add_argument(
+        "--profile-missing",
+        action="store_true",
+        help="torch: profile models that have no profile for the device first",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch: CPU threads")
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -88,9 +101,15 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def emulated_setup(worker_id: str, devices: int, models: int, profile_spec: str,
-                   cache_pages: int | None = None, noise_sigma: float = 0.0,
-                   seed: int = 0) -> tuple[list[tuple[DeviceId, Backend]], list[ModelInfo]]:
+def emulated_setup(
+    worker_id: str,
+    devices: int,
+    models: int,
+    profile_spec: str,
+    cache_pages: int | None = None,
+    noise_sigma: float = 0.0,
+    seed: int = 0,
+) -> tuple[list[tuple[DeviceId, Backend]], list[ModelInfo]]:
     """Devices and models of an emulated worker (also used by tests)."""
     from clockwork.worker.backends.emulated import EmulatedBackend
 
@@ -102,14 +121,18 @@ def emulated_setup(worker_id: str, devices: int, models: int, profile_spec: str,
     if cache_pages is not None:
         kind = DeviceKind(profile.device_kind, profile.page_size_bytes, cache_pages)
     if kind is None:
-        raise ConfigurationError(f"profile device kind {profile.device_kind!r} is not known; "
-                                 "give --cache-pages")
+        raise ConfigurationError(
+            f"profile device kind {profile.device_kind!r} is not known; give --cache-pages"
+        )
     names = [f"{profile.model}-{i:04d}" for i in range(models)]
     profiles = {n: profile for n in names}
     backends: list[tuple[DeviceId, Backend]] = [
-        (DeviceId(worker_id, i), EmulatedBackend(kind, profiles, seed=seed + i,
-                                                 noise_sigma=noise_sigma))
-        for i in range(devices)]
+        (
+            DeviceId(worker_id, i),
+            EmulatedBackend(kind, profiles, seed=seed + i, noise_sigma=noise_sigma),
+        )
+        for i in range(devices)
+    ]
     signature = emulated_signature(profile)
     return backends, [ModelInfo(n, (profile,), signature=signature) for n in names]
 
@@ -120,20 +143,29 @@ def emulated_signature(profile: ModelProfile) -> ModelSignature:
     return ModelSignature(
         inputs=(TensorSignature("input", "FP32", (max(1, profile.input_bytes // 4),)),),
         outputs=(TensorSignature("output", "FP32", (max(1, profile.output_bytes // 4),)),),
-        max_batch_size=max(profile.exec_ns), platform="emulated")
+        max_batch_size=max(profile.exec_ns),
+        platform="emulated",
+    )
 
 
 def repository_signature(config: ModelConfig) -> ModelSignature:
     """What a repository model takes and returns, from its ``config.json``."""
+
     def sigs(specs: Sequence[TensorSpec]) -> tuple[TensorSignature, ...]:
         return tuple(TensorSignature(t.name, t.dtype, tuple(t.shape)) for t in specs)
 
-    return ModelSignature(sigs(config.inputs), sigs(config.outputs), config.max_batch_size,
-                          tuple(config.versions), platform="pytorch")
+    return ModelSignature(
+        sigs(config.inputs),
+        sigs(config.outputs),
+        config.max_batch_size,
+        tuple(config.versions),
+        platform="pytorch",
+    )
 
 
-def repository_model_info(repo: ModelRepository, name: str, config: ModelConfig,
-                          kind_name: str) -> ModelInfo | None:
+def repository_model_info(
+    repo: ModelRepository, name: str, config: ModelConfig, kind_name: str
+) -> ModelInfo | None:
     """What the controller learns of repository model ``name`` served on a ``kind_name`` device:
     its profile there (``profile_path``), default SLO and signature; None if it has no profile."""
     from clockwork.models.profiler import profile_path
@@ -145,9 +177,13 @@ def repository_model_info(repo: ModelRepository, name: str, config: ModelConfig,
     return ModelInfo(name, (load_profile(path),), slo, repository_signature(config))
 
 
-def torch_setup(worker_id: str, repository: Path, device: str, threads: int = 1,
-                profile_missing: bool = False,
-                ) -> tuple[list[tuple[DeviceId, Backend]], list[ModelInfo]]:
+def torch_setup(
+    worker_id: str,
+    repository: Path,
+    device: str,
+    threads: int = 1,
+    profile_missing: bool = False,
+) -> tuple[list[tuple[DeviceId, Backend]], list[ModelInfo]]:
     """One torch device serving the models of ``repository`` that have a profile for it
     (``profile_missing``: measure the others first, as ``clockwork profile`` would).
     ``device`` ``auto`` is the first CUDA device if there is one, else the CPU."""
@@ -170,15 +206,22 @@ def torch_setup(worker_id: str, repository: Path, device: str, threads: int = 1,
     if missing and profile_missing:
         from clockwork.models.profiler import profile_repository
 
-        print(f"profiling {len(missing)} model(s) on {device} (once; the profiles are saved in "
-              "the repository)", file=sys.stderr, flush=True)
+        print(
+            f"profiling {len(missing)} model(s) on {device} (once; the profiles are saved in "
+            "the repository)",
+            file=sys.stderr,
+            flush=True,
+        )
         profile_repository(repo, device, models=missing, threads=threads)
     infos: list[ModelInfo] = []
     for name, config in sorted(configs.items()):
         info = repository_model_info(repo, name, config, kind_name)
         if info is None:
-            logging.warning("model %s has no profile %s; skipped (run `clockwork profile`)",
-                            name, profile_path(repo, name, kind_name).name)
+            logging.warning(
+                "model %s has no profile %s; skipped (run `clockwork profile`)",
+                name,
+                profile_path(repo, name, kind_name).name,
+            )
             continue
         infos.append(info)
     if not infos:
@@ -206,10 +249,17 @@ class TorchRescan:
     of the model being measured (the serving backend already holds half of the memory).
     """
 
-    def __init__(self, backend: TorchBackend, models: Sequence[ModelInfo], *,
-                 profile_missing: bool = False, threads: int = 1,
-                 profile_runs: int | None = None, profile_warmup: int | None = None,
-                 profile_loads: int | None = None) -> None:
+    def __init__(
+        self,
+        backend: TorchBackend,
+        models: Sequence[ModelInfo],
+        *,
+        profile_missing: bool = False,
+        threads: int = 1,
+        profile_runs: int | None = None,
+        profile_warmup: int | None = None,
+        profile_loads: int | None = None,
+    ) -> None:
         self.backend = backend
         self.repository = backend.repository
         self.profile_missing = profile_missing
@@ -226,8 +276,11 @@ class TorchRescan:
         configs = repo.scan()
         for error in repo.scan_errors():
             if error.model not in served:
-                log.warning("repository model %s is not valid; skipped: %s",
-                            error.model or error.path, error)
+                log.warning(
+                    "repository model %s is not valid; skipped: %s",
+                    error.model or error.path,
+                    error,
+                )
         new = {n: c for n, c in sorted(configs.items()) if n not in served}
         if new:
             kind_name = self.backend.kind.name
@@ -246,8 +299,12 @@ class TorchRescan:
                         log.warning("model %s: cannot read its profile; skipped: %s", name, e)
             for name, info in infos.items():
                 if info is None:
-                    log.warning("new model %s has no profile for %s; skipped (run `clockwork "
-                                "profile`, or serve with --profile-missing)", name, kind_name)
+                    log.warning(
+                        "new model %s has no profile for %s; skipped (run `clockwork "
+                        "profile`, or serve with --profile-missing)",
+                        name,
+                        kind_name,
+                    )
                     continue
                 if self.backend.add_models([name]):
                     self._infos[name] = info
@@ -279,8 +336,11 @@ class TorchRescan:
         for name in names:
             try:
                 config = repo.load_config(name)
-                key = (config.architecture, tuple(sorted(config.arch_params.items())),
-                       config.batch_sizes)
+                key = (
+                    config.architecture,
+                    tuple(sorted(config.arch_params.items())),
+                    config.batch_sizes,
+                )
                 profile = measured.get(key)
                 if profile is None:
                     log.info("profiling new model %s on %s", name, self.backend.device)
@@ -289,14 +349,27 @@ class TorchRescan:
                     # the served backend's kind name and page size, but a cache of only this
                     # model's pages: a second full-size cache may not fit beside the first
                     small = DeviceKind(kind.name, kind.page_size_bytes, max(1, pages))
-                    profile = profile_model(repo, name, str(self.backend.device), kind=small,
-                                            threads=self.threads, runs=runs, warmup=warmup,
-                                            loads=loads)
+                    profile = profile_model(
+                        repo,
+                        name,
+                        str(self.backend.device),
+                        kind=small,
+                        threads=self.threads,
+                        runs=runs,
+                        warmup=warmup,
+                        loads=loads,
+                    )
                     measured[key] = profile
                 else:
-                    profile = dataclasses.replace(profile, model=name, measured=dataclasses.replace(
-                        profile.measured, how=f"{profile.measured.how}; measured on "
-                        f"{profile.model}, same architecture, parameters and batch sizes"))
+                    profile = dataclasses.replace(
+                        profile,
+                        model=name,
+                        measured=dataclasses.replace(
+                            profile.measured,
+                            how=f"{profile.measured.how}; measured on "
+                            f"{profile.model}, same architecture, parameters and batch sizes",
+                        ),
+                    )
                 path = profile_path(repo, name, profile.device_kind)
                 save_profile(profile, path)
             except Exception as e:  # one model failing to profile must not stop the worker
@@ -309,28 +382,37 @@ class TorchRescan:
 def run(args: argparse.Namespace) -> int:
     from clockwork.service.worker_service import WorkerService
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     host, port = parse_address(args.listen)
     worker_id = args.id or f"w-{port}"
     rescan: TorchRescan | None = None
     if args.backend == "emulated":
-        devices, models = emulated_setup(worker_id, args.devices, args.models, args.profile,
-                                         args.cache_pages, args.noise_sigma)
+        devices, models = emulated_setup(
+            worker_id, args.devices, args.models, args.profile, args.cache_pages, args.noise_sigma
+        )
     else:
         if args.repository is None:
             raise ConfigurationError("--backend torch needs --repository")
         from clockwork.worker.backends.torch_backend import TorchBackend
 
-        devices, models = torch_setup(worker_id, args.repository, args.device, args.threads,
-                                      args.profile_missing)
+        devices, models = torch_setup(
+            worker_id, args.repository, args.device, args.threads, args.profile_missing
+        )
         backend = devices[0][1]
         assert isinstance(backend, TorchBackend)
-        rescan = TorchRescan(backend, models, profile_missing=args.profile_missing,
-                             threads=args.threads)
+        rescan = TorchRescan(
+            backend, models, profile_missing=args.profile_missing, threads=args.threads
+        )
     service = WorkerService(worker_id, devices, models, rescan=rescan)
-    print(f"worker {worker_id}: {len(devices)} device(s), {len(models)} model(s), "
-          f"listening on {host}:{port}", file=sys.stderr, flush=True)
+    print(
+        f"worker {worker_id}: {len(devices)} device(s), {len(models)} model(s), "
+        f"listening on {host}:{port}",
+        file=sys.stderr,
+        flush=True,
+    )
 
     async def main() -> None:
         # explicit handlers: a worker started with SIGINT ignored (from a background shell job,

@@ -101,8 +101,9 @@ def status_of(outcome: Outcome, deadline_ns: int) -> tuple[str, str | None]:
     if outcome.kind is OutcomeKind.OK:
         return (_SUCCESS if outcome.recv_ns <= deadline_ns else _LATE), None
     if outcome.kind is OutcomeKind.ERROR:
-        return ResponseStatus.WORKER_LOST.value, ("timeout" if outcome.reason == TIMEOUT
-                                                  else "transport")
+        return ResponseStatus.WORKER_LOST.value, (
+            "timeout" if outcome.reason == TIMEOUT else "transport"
+        )
     if outcome.reason in _REFUSALS:
         return outcome.reason, None
     code = outcome.code if outcome.code is not None else "none"
@@ -136,8 +137,9 @@ def workload_models(workload: Workload) -> list[str]:
     return [str(m) for m in models]
 
 
-async def resolve_models(client: HttpClient | GrpcClient, names: Sequence[str] | None = None,
-                         count: int | None = None) -> tuple[list[str], str]:
+async def resolve_models(
+    client: HttpClient | GrpcClient, names: Sequence[str] | None = None, count: int | None = None
+) -> tuple[list[str], str]:
     """The server models to drive and where they came from: ``names`` (each checked against the
     repository index when the server has one, else by its metadata) or the first ``count`` (all
     when None) READY models of the index, sorted by name. ``ConfigurationError`` for an unknown
@@ -153,27 +155,38 @@ async def resolve_models(client: HttpClient | GrpcClient, names: Sequence[str] |
             known = set()  # no index here: model_metadata checks each name below
         missing = [n for n in names if known and n not in known]
         if missing:
-            raise ConfigurationError(f"unknown model(s) at {client.endpoint.url}: "
-                                     f"{', '.join(missing)}")
+            raise ConfigurationError(
+                f"unknown model(s) at {client.endpoint.url}: {', '.join(missing)}"
+            )
         return list(names), SOURCE_GIVEN
     ready = sorted({m.name for m in await client.repository_index() if m.ready and m.name})
     if not ready:
-        raise ConfigurationError(f"{client.endpoint.url} lists no READY model in its "
-                                 "repository index; name them with --models")
+        raise ConfigurationError(
+            f"{client.endpoint.url} lists no READY model in its "
+            "repository index; name them with --models"
+        )
     if count is not None:
         if count < 1:
             raise ConfigurationError(f"the number of models must be >= 1, got {count}")
         if count > len(ready):
-            raise ConfigurationError(f"{count} models asked for, but {client.endpoint.url} has "
-                                     f"{len(ready)} READY: {', '.join(ready[:10])}"
-                                     f"{', ...' if len(ready) > 10 else ''}")
+            raise ConfigurationError(
+                f"{count} models asked for, but {client.endpoint.url} has "
+                f"{len(ready)} READY: {', '.join(ready[:10])}"
+                f"{', ...' if len(ready) > 10 else ''}"
+            )
         ready = ready[:count]
     return ready, SOURCE_INDEX
 
 
-def discover_models(url: str, protocol: str | None = None, *, names: Sequence[str] | None = None,
-                    count: int | None = None, connect_timeout_s: float = 5.0,
-                    use_uvloop: bool = False) -> tuple[list[str], str]:
+def discover_models(
+    url: str,
+    protocol: str | None = None,
+    *,
+    names: Sequence[str] | None = None,
+    count: int | None = None,
+    connect_timeout_s: float = 5.0,
+    use_uvloop: bool = False,
+) -> tuple[list[str], str]:
     """``resolve_models`` on a short-lived connection to ``url`` (so a workload can be built
     with the server's names before the run)."""
     endpoint = parse_endpoint(url, protocol)
@@ -230,10 +243,17 @@ class _InFlight:
 class _Driver:
     """The state of one run: the pacing loop, the requests in flight and the log."""
 
-    def __init__(self, client: HttpClient | GrpcClient, workload: Workload,
-                 mapping: Mapping[str, str], inputs: Mapping[str, InferInputs],
-                 concurrency_limit: int, duration_ns: int, drain_ns: int,
-                 clock_ns: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        client: HttpClient | GrpcClient,
+        workload: Workload,
+        mapping: Mapping[str, str],
+        inputs: Mapping[str, InferInputs],
+        concurrency_limit: int,
+        duration_ns: int,
+        drain_ns: int,
+        clock_ns: Callable[[], int],
+    ) -> None:
         self.client = client
         self.workload = workload
         self.mapping = mapping
@@ -301,12 +321,18 @@ class _Driver:
         timeout_us = max(1, (arrival.slo_ns + NS_PER_US // 2) // NS_PER_US)
         try:
             outcome = await self.client.infer(
-                model, self.inputs[model], timeout_us, arrival.priority, request_id=str(rid),
-                client_timeout_s=(arrival.slo_ns + self.drain_ns) / NS_PER_S)
+                model,
+                self.inputs[model],
+                timeout_us,
+                arrival.priority,
+                request_id=str(rid),
+                client_timeout_s=(arrival.slo_ns + self.drain_ns) / NS_PER_S,
+            )
         except Exception as e:  # a bug of ours must not lose the row: log it as an error
             now = self.clock_ns()
-            outcome = Outcome(OutcomeKind.ERROR, now, now, None, "CLIENT",
-                              f"{type(e).__name__}: {e}")
+            outcome = Outcome(
+                OutcomeKind.ERROR, now, now, None, "CLIENT", f"{type(e).__name__}: {e}"
+            )
         self.in_flight.pop(rid)
         self._lateness(outcome.send_ns - target_ns)
         status, error = status_of(outcome, outcome.send_ns + arrival.slo_ns)
@@ -315,17 +341,26 @@ class _Driver:
         if outcome.kind is not OutcomeKind.ERROR:
             self.answered += 1
         arrival_rel = outcome.send_ns - self.t0
-        self.log.append(rid, model, arrival_rel, arrival_rel + arrival.slo_ns,
-                        outcome.recv_ns - self.t0, status, outcome.batch_size, -1,
-                        outcome.cold_start)
+        self.log.append(
+            rid,
+            model,
+            arrival_rel,
+            arrival_rel + arrival.slo_ns,
+            outcome.recv_ns - self.t0,
+            status,
+            outcome.batch_size,
+            -1,
+            outcome.cold_start,
+        )
         self._answered(arrival, outcome.recv_ns)
 
     # -- the loop
 
     async def run(self, progress: ProgressPrinter | None) -> None:
         clock = self.clock_ns
-        status_task = (asyncio.create_task(self._progress(progress))
-                       if progress is not None else None)
+        status_task = (
+            asyncio.create_task(self._progress(progress)) if progress is not None else None
+        )
         self.t0 = t0 = clock()
         try:
             arrivals = iter(self.workload.arrivals())
@@ -375,14 +410,25 @@ class _Driver:
         end = self.end_ns
         for rid, f in sorted(self.in_flight.items()):
             t = f.submit_ns - t0
-            self.log.append(rid, f.model, t, t + f.arrival.slo_ns, end - t0,
-                            ResponseStatus.WORKER_LOST.value, 0, -1, False)
+            self.log.append(
+                rid,
+                f.model,
+                t,
+                t + f.arrival.slo_ns,
+                end - t0,
+                ResponseStatus.WORKER_LOST.value,
+                0,
+                -1,
+                False,
+            )
             self.errors["unanswered"] += 1
         self.in_flight.clear()
 
     def progress_extra(self) -> str:
-        return (f"in flight {len(self.in_flight)}  late submits {self.late}  "
-                f"client errors {sum(self.errors.values())}  dropped {self.dropped}")
+        return (
+            f"in flight {len(self.in_flight)}  late submits {self.late}  "
+            f"client errors {sum(self.errors.values())}  dropped {self.dropped}"
+        )
 
     async def _progress(self, printer: ProgressPrinter) -> None:
         while True:
@@ -399,14 +445,27 @@ def _workload_info(workload: Workload, slo_ns: int) -> dict[str, object]:
     return d
 
 
-async def bench_url(endpoint: Endpoint, workload: Workload, models: Sequence[str] | None,
-                    slo_ns: int, concurrency_limit: int, duration_ns: int, *,
-                    binary: bool = True, fill: str = "zeros", seed: int = 0,
-                    drain_ns: int = 10 * NS_PER_S, ideal_capacity_rps: float = 0.0,
-                    devices: int = 0, workload_info: Mapping[str, object] | None = None,
-                    model_source: str | None = None, progress: TextIO | None = None,
-                    status_every_s: float = 5.0, connect_timeout_s: float = 5.0,
-                    clock_ns: Callable[[], int] = time.monotonic_ns) -> BenchUrlResult:
+async def bench_url(
+    endpoint: Endpoint,
+    workload: Workload,
+    models: Sequence[str] | None,
+    slo_ns: int,
+    concurrency_limit: int,
+    duration_ns: int,
+    *,
+    binary: bool = True,
+    fill: str = "zeros",
+    seed: int = 0,
+    drain_ns: int = 10 * NS_PER_S,
+    ideal_capacity_rps: float = 0.0,
+    devices: int = 0,
+    workload_info: Mapping[str, object] | None = None,
+    model_source: str | None = None,
+    progress: TextIO | None = None,
+    status_every_s: float = 5.0,
+    connect_timeout_s: float = 5.0,
+    clock_ns: Callable[[], int] = time.monotonic_ns,
+) -> BenchUrlResult:
     """``run_bench_url`` inside a running event loop."""
     if concurrency_limit < 1:
         raise ConfigurationError(f"the concurrency limit must be >= 1, got {concurrency_limit}")
@@ -416,18 +475,23 @@ async def bench_url(endpoint: Endpoint, workload: Workload, models: Sequence[str
     if isinstance(workload, ClosedLoop):
         clients = workload.concurrency * len(wl_models)
         if clients > concurrency_limit:
-            raise ConfigurationError(f"the closed loop has {clients} clients, more than the "
-                                     f"concurrency limit {concurrency_limit}")
-    async with connect(endpoint, binary=binary, pool_size=concurrency_limit,
-                       connect_timeout_s=connect_timeout_s) as client:
+            raise ConfigurationError(
+                f"the closed loop has {clients} clients, more than the "
+                f"concurrency limit {concurrency_limit}"
+            )
+    async with connect(
+        endpoint, binary=binary, pool_size=concurrency_limit, connect_timeout_s=connect_timeout_s
+    ) as client:
         server = await client.server_metadata()
         if models:
             server_models, source = list(models), model_source or SOURCE_GIVEN
         else:
             server_models, source = await resolve_models(client, None, len(wl_models) or None)
         if len(wl_models) > len(server_models):
-            raise ConfigurationError(f"the workload addresses {len(wl_models)} models but only "
-                                     f"{len(server_models)} server models are given")
+            raise ConfigurationError(
+                f"the workload addresses {len(wl_models)} models but only "
+                f"{len(server_models)} server models are given"
+            )
         # the workload's i-th model is the server's i-th
         mapping = dict(zip(wl_models, server_models, strict=False))
         used = list(dict.fromkeys(mapping.values())) or server_models
@@ -435,10 +499,14 @@ async def bench_url(endpoint: Endpoint, workload: Workload, models: Sequence[str
         inputs = {}
         for name in used:
             inputs[name] = make_inputs(await client.model_metadata(name), fill, rng)
-        driver = _Driver(client, workload, mapping, inputs, concurrency_limit, duration_ns,
-                         drain_ns, clock_ns)
-        printer = (ProgressPrinter(duration_ns, stream=progress, interval_s=status_every_s)
-                   if progress is not None else None)
+        driver = _Driver(
+            client, workload, mapping, inputs, concurrency_limit, duration_ns, drain_ns, clock_ns
+        )
+        printer = (
+            ProgressPrinter(duration_ns, stream=progress, interval_s=status_every_s)
+            if progress is not None
+            else None
+        )
         cpu0, wall0 = time.process_time(), time.perf_counter()
         await driver.run(printer)
         cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
@@ -447,50 +515,84 @@ async def bench_url(endpoint: Endpoint, workload: Workload, models: Sequence[str
 
     requests = driver.log.table()
     actions = ActionLog().table()
-    info_workload = dict(workload_info) if workload_info is not None else _workload_info(
-        workload, slo_ns)
+    info_workload = (
+        dict(workload_info) if workload_info is not None else _workload_info(workload, slo_ns)
+    )
     seed_of = workload.describe().get("seed", seed)
     n = len(requests)
     errors = dict(sorted(driver.errors.items()))
     lateness_n = driver.sent + driver.dropped
     info = RunInfo(
-        policy=str(server.get("name") or "remote"), workload=info_workload,
-        duration_ns=duration_ns, devices=devices, models=len(used),
+        policy=str(server.get("name") or "remote"),
+        workload=info_workload,
+        duration_ns=duration_ns,
+        devices=devices,
+        models=len(used),
         seed=int(seed_of) if isinstance(seed_of, int) else seed,
-        ideal_capacity_rps=ideal_capacity_rps, sim_wall_s=wall_s, scheduler_cpu_s=None,
-        extra={"mode": "bench-url", "binary": binary if endpoint.protocol == "http" else None,
-               "inputs": fill, "concurrency_limit": concurrency_limit,
-               "drain_s": drain_ns / NS_PER_S, "submitted": n, "sent": driver.sent,
-               "answered": driver.answered, "client_cpu_s": cpu_s,
-               "client_cpu_us_per_request": (1e6 * cpu_s / n) if n else None,
-               "late_submits": driver.late,
-               "max_submit_lateness_ms": driver.lateness_max / NS_PER_MS,
-               "mean_submit_lateness_ms": (driver.lateness_sum / lateness_n / NS_PER_MS
-                                           if lateness_n else 0.0),
-               "run_end_s": (driver.end_ns - driver.t0) / NS_PER_S})
+        ideal_capacity_rps=ideal_capacity_rps,
+        sim_wall_s=wall_s,
+        scheduler_cpu_s=None,
+        extra={
+            "mode": "bench-url",
+            "binary": binary if endpoint.protocol == "http" else None,
+            "inputs": fill,
+            "concurrency_limit": concurrency_limit,
+            "drain_s": drain_ns / NS_PER_S,
+            "submitted": n,
+            "sent": driver.sent,
+            "answered": driver.answered,
+            "client_cpu_s": cpu_s,
+            "client_cpu_us_per_request": (1e6 * cpu_s / n) if n else None,
+            "late_submits": driver.late,
+            "max_submit_lateness_ms": driver.lateness_max / NS_PER_MS,
+            "mean_submit_lateness_ms": (
+                driver.lateness_sum / lateness_n / NS_PER_MS if lateness_n else 0.0
+            ),
+            "run_end_s": (driver.end_ns - driver.t0) / NS_PER_S,
+        },
+    )
     summary = summarize(requests, actions, info)
-    summary.update({
-        "url": endpoint.url,
-        "protocol": endpoint.protocol,
-        "server": server,
-        "late_submits": driver.late,
-        "client_errors": sum(errors.values()),
-        "client_errors_by_kind": errors,
-        "client_dropped": driver.dropped,
-        "model_mapping": {"source": source, "rule": "workload model i -> server model i",
-                          "models": used},
-    })
+    summary.update(
+        {
+            "url": endpoint.url,
+            "protocol": endpoint.protocol,
+            "server": server,
+            "late_submits": driver.late,
+            "client_errors": sum(errors.values()),
+            "client_errors_by_kind": errors,
+            "client_dropped": driver.dropped,
+            "model_mapping": {
+                "source": source,
+                "rule": "workload model i -> server model i",
+                "models": used,
+            },
+        }
+    )
     return BenchUrlResult(summary, requests, actions)
 
 
-def run_bench_url(url: str, protocol: str | None, workload: Workload,
-                  models: Sequence[str] | None, slo_ns: int, concurrency_limit: int,
-                  duration_ns: int, *, binary: bool = True, fill: str = "zeros", seed: int = 0,
-                  drain_ns: int = 10 * NS_PER_S, ideal_capacity_rps: float = 0.0,
-                  devices: int = 0, workload_info: Mapping[str, object] | None = None,
-                  model_source: str | None = None, progress: TextIO | None = None,
-                  status_every_s: float = 5.0, connect_timeout_s: float = 5.0,
-                  use_uvloop: bool = False) -> BenchUrlResult:
+def run_bench_url(
+    url: str,
+    protocol: str | None,
+    workload: Workload,
+    models: Sequence[str] | None,
+    slo_ns: int,
+    concurrency_limit: int,
+    duration_ns: int,
+    *,
+    binary: bool = True,
+    fill: str = "zeros",
+    seed: int = 0,
+    drain_ns: int = 10 * NS_PER_S,
+    ideal_capacity_rps: float = 0.0,
+    devices: int = 0,
+    workload_info: Mapping[str, object] | None = None,
+    model_source: str | None = None,
+    progress: TextIO | None = None,
+    status_every_s: float = 5.0,
+    connect_timeout_s: float = 5.0,
+    use_uvloop: bool = False,
+) -> BenchUrlResult:
     """Drive the OIP server at ``url`` (``protocol`` ``http``/``grpc``, None: from the scheme)
     with ``workload`` for ``duration_ns`` and return the report (see the module docstring).
 
@@ -506,12 +608,27 @@ def run_bench_url(url: str, protocol: str | None, workload: Workload,
     ``ClockworkError``) for bad arguments, an unreachable server or an unknown model."""
     endpoint = parse_endpoint(url, protocol)
     with asyncio.Runner(loop_factory=loop_factory(use_uvloop)) as runner:
-        return runner.run(bench_url(
-            endpoint, workload, models, slo_ns, concurrency_limit, duration_ns, binary=binary,
-            fill=fill, seed=seed, drain_ns=drain_ns, ideal_capacity_rps=ideal_capacity_rps,
-            devices=devices, workload_info=workload_info, model_source=model_source,
-            progress=progress, status_every_s=status_every_s,
-            connect_timeout_s=connect_timeout_s))
+        return runner.run(
+            bench_url(
+                endpoint,
+                workload,
+                models,
+                slo_ns,
+                concurrency_limit,
+                duration_ns,
+                binary=binary,
+                fill=fill,
+                seed=seed,
+                drain_ns=drain_ns,
+                ideal_capacity_rps=ideal_capacity_rps,
+                devices=devices,
+                workload_info=workload_info,
+                model_source=model_source,
+                progress=progress,
+                status_every_s=status_every_s,
+                connect_timeout_s=connect_timeout_s,
+            )
+        )
 
 
 # --------------------------------------------------------------------------- report
@@ -532,10 +649,14 @@ def write_bench_report(out_dir: Path, result: BenchUrlResult, plots: bool = True
     out_dir = Path(out_dir)
     written = write_report(out_dir, result.summary, result.requests, result.actions, plots=False)
     if plots:
-        written.append(plot_goodput_latency(out_dir / GOODPUT_LATENCY, result.summary,
-                                            result.requests, result.actions))
-        written.append(plot_latency_cdf(out_dir / LATENCY_CDF, result.summary, result.requests,
-                                        result.actions))
+        written.append(
+            plot_goodput_latency(
+                out_dir / GOODPUT_LATENCY, result.summary, result.requests, result.actions
+            )
+        )
+        written.append(
+            plot_latency_cdf(out_dir / LATENCY_CDF, result.summary, result.requests, result.actions)
+        )
     return written
 
 
@@ -553,8 +674,11 @@ def format_bench_lines(summary: Mapping[str, object]) -> str:
     extra = summary.get("extra")
     max_late = extra.get("max_submit_lateness_ms") if isinstance(extra, Mapping) else None
     by_kind = summary.get("client_errors_by_kind")
-    kinds = (", ".join(f"{k} {v}" for k, v in by_kind.items())
-             if isinstance(by_kind, Mapping) and by_kind else "")
+    kinds = (
+        ", ".join(f"{k} {v}" for k, v in by_kind.items())
+        if isinstance(by_kind, Mapping) and by_kind
+        else ""
+    )
     lines = [
         f"server {summary.get('url')} ({summary.get('protocol')}); {len(models)} model(s) from "
         f"the {source}: {shown}",

@@ -161,17 +161,21 @@ class InferInputs:
     times). ``raw``: each tensor's bytes (binary HTTP, gRPC ``raw_input_contents``);
     ``json_inputs()``: the JSON ``inputs`` array; ``cache``: for transports' own encodings."""
 
-    __slots__ = ("_binary_json", "_json", "binary_inputs", "cache", "raw", "raw_joined",
-                 "tensors")
+    __slots__ = ("_binary_json", "_json", "binary_inputs", "cache", "raw", "raw_joined", "tensors")
 
     def __init__(self, tensors: Sequence[InputTensor]) -> None:
         self.tensors = tuple(tensors)
         self.raw = tuple(to_raw(t.data) for t in self.tensors)
         self.raw_joined = b"".join(self.raw)
         self.binary_inputs: list[dict[str, object]] = [
-            {"name": t.name, "datatype": t.datatype, "shape": list(t.shape),
-             "parameters": {"binary_data_size": len(r)}}
-            for t, r in zip(self.tensors, self.raw, strict=True)]
+            {
+                "name": t.name,
+                "datatype": t.datatype,
+                "shape": list(t.shape),
+                "parameters": {"binary_data_size": len(r)},
+            }
+            for t, r in zip(self.tensors, self.raw, strict=True)
+        ]
         self._binary_json = json.dumps(self.binary_inputs, separators=(",", ":")).encode()
         self._json: bytes | None = None
         self.cache: dict[str, object] = {}
@@ -184,9 +188,17 @@ class InferInputs:
         """The JSON ``inputs`` array (computed on first use: big tensors are slow in JSON)."""
         if self._json is None:
             self._json = json.dumps(
-                [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape),
-                  "data": to_json(t.data)} for t in self.tensors],
-                separators=(",", ":")).encode()
+                [
+                    {
+                        "name": t.name,
+                        "datatype": t.datatype,
+                        "shape": list(t.shape),
+                        "data": to_json(t.data),
+                    }
+                    for t in self.tensors
+                ],
+                separators=(",", ":"),
+            ).encode()
         return self._json
 
 
@@ -199,8 +211,9 @@ def _dtype_for(datatype: str) -> np.dtype[Any]:
     return dt
 
 
-def make_inputs(spec: ModelSpec, fill: str = "zeros",
-                rng: np.random.Generator | None = None) -> InferInputs:
+def make_inputs(
+    spec: ModelSpec, fill: str = "zeros", rng: np.random.Generator | None = None
+) -> InferInputs:
     """Inputs for one request of ``spec`` with batch 1: every ``-1`` dimension (the batch one,
     and any other of free size) becomes 1. ``fill``: ``zeros`` or ``random`` (uniform [0, 1) for
     floats, small integers, random booleans, 8 random letters for BYTES; BF16 stays zero)."""
@@ -217,8 +230,11 @@ def make_inputs(spec: ModelSpec, fill: str = "zeros",
         if t.datatype == "BYTES":
             data = np.empty(shape, dtype=object)
             n = int(np.prod(shape))
-            items = ([b""] * n if fill == "zeros" else
-                     [bytes(gen.integers(97, 123, 8, dtype=np.uint8)) for _ in range(n)])
+            items = (
+                [b""] * n
+                if fill == "zeros"
+                else [bytes(gen.integers(97, 123, 8, dtype=np.uint8)) for _ in range(n)]
+            )
             data.reshape(-1)[:] = items
         elif fill == "zeros" or t.datatype == "BF16":
             data = np.zeros(shape, dtype=dt)
@@ -263,8 +279,9 @@ def parse_endpoint(url: str, protocol: str | None = None) -> Endpoint:
     ``protocol``). The protocol defaults to the scheme's; ``http://`` with protocol ``grpc`` means
     gRPC at that host and port. ``ConfigurationError`` for anything else."""
     if protocol is not None and protocol not in PROTOCOLS:
-        raise ConfigurationError(f"protocol must be one of {', '.join(PROTOCOLS)}, got "
-                                 f"{protocol!r}")
+        raise ConfigurationError(
+            f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}"
+        )
     raw = url.strip()
     if "://" not in raw:
         raw = f"{'grpc' if protocol == 'grpc' else 'http'}://{raw}"
@@ -311,9 +328,16 @@ class OIPClient(Protocol):
         """``OIPError`` (code 404 / NOT_FOUND, reason MODEL_NOT_FOUND) for an unknown model."""
         ...
 
-    async def infer(self, model: str, inputs: InferInputs, timeout_us: int | None,
-                    priority: int = 0, *, request_id: str = "",
-                    client_timeout_s: float | None = None) -> Outcome:
+    async def infer(
+        self,
+        model: str,
+        inputs: InferInputs,
+        timeout_us: int | None,
+        priority: int = 0,
+        *,
+        request_id: str = "",
+        client_timeout_s: float | None = None,
+    ) -> Outcome:
         """One inference with Triton's ``timeout`` (us; None: the server's default) and
         ``priority``; ``client_timeout_s``: give up waiting after this long (an ``ERROR``
         outcome with reason ``TIMEOUT``). Never raises but for cancellation."""
@@ -323,8 +347,12 @@ class OIPClient(Protocol):
 
     async def __aenter__(self) -> Self: ...
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
 
 def _str_list(v: object) -> list[str]:
@@ -341,8 +369,11 @@ def _tensor_specs(v: object, model: str) -> tuple[TensorSpec, ...]:
         shape = t.get("shape", [])
         if not isinstance(shape, list) or not all(isinstance(d, int) for d in shape):
             raise OIPError(f"model {model!r}: tensor {t.get('name')!r} has shape {shape!r}")
-        out.append(TensorSpec(str(t.get("name", "")), str(t.get("datatype", "")),
-                              tuple(int(d) for d in shape)))
+        out.append(
+            TensorSpec(
+                str(t.get("name", "")), str(t.get("datatype", "")), tuple(int(d) for d in shape)
+            )
+        )
     return tuple(out)
 
 
@@ -352,8 +383,10 @@ def _answer_parameters(params: object) -> tuple[int, bool]:
         return 0, False
     batch = params.get("batch_size", 0)
     cold = params.get("cold_start", False)
-    return (int(batch) if isinstance(batch, int | float) and not isinstance(batch, bool) else 0,
-            cold is True)
+    return (
+        int(batch) if isinstance(batch, int | float) and not isinstance(batch, bool) else 0,
+        cold is True,
+    )
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -362,9 +395,15 @@ def _answer_parameters(params: object) -> tuple[int, bool]:
 class HttpClient:
     """OIP over HTTP/REST. Create it inside the event loop that uses it (``connect``)."""
 
-    def __init__(self, endpoint: Endpoint, *, binary: bool = True, pool_size: int = 256,
-                 connect_timeout_s: float = 5.0,
-                 rpc_timeout_s: float = DEFAULT_RPC_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        binary: bool = True,
+        pool_size: int = 256,
+        connect_timeout_s: float = 5.0,
+        rpc_timeout_s: float = DEFAULT_RPC_TIMEOUT_S,
+    ) -> None:
         if endpoint.protocol != "http":
             raise ConfigurationError(f"{endpoint.url}: not an HTTP endpoint")
         self.endpoint = endpoint
@@ -374,11 +413,14 @@ class HttpClient:
         # one connection per request in flight (HTTP/1.1 keep-alive): the pool is the bound
         connector = aiohttp.TCPConnector(limit=max(1, pool_size), limit_per_host=0)
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=None),
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None),
             # the responses are read as bytes; no cookies, no decompression of big tensors, so
             # ask for none (MLServer gzips answers to clients that accept it)
-            cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
-            headers={"Accept-Encoding": "identity"})
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            headers={"Accept-Encoding": "identity"},
+        )
         self._infer_urls: dict[str, str] = {}
 
     def _url(self, path: str) -> str:
@@ -387,12 +429,14 @@ class HttpClient:
     def _timeout(self, total_s: float | None) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(total=total_s, sock_connect=self.connect_timeout_s)
 
-    async def _get_json(self, path: str, method: str = "GET",
-                        body: object = None) -> tuple[int, object]:
+    async def _get_json(
+        self, path: str, method: str = "GET", body: object = None
+    ) -> tuple[int, object]:
         url = self._url(path)
         try:
             async with self._session.request(
-                    method, url, json=body, timeout=self._timeout(self.rpc_timeout_s)) as resp:
+                method, url, json=body, timeout=self._timeout(self.rpc_timeout_s)
+            ) as resp:
                 payload = await resp.read()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
@@ -420,10 +464,16 @@ class HttpClient:
         status, body = await self._get_json("/v2")
         if status != 200 or not isinstance(body, Mapping):
             message, _ = self._error_text(body)
-            raise OIPError(f"{self.endpoint.url}: GET /v2 answered {status}"
-                           f"{': ' + message if message else ''} (is this an OIP server?)", status)
-        return {"name": str(body.get("name", "")), "version": str(body.get("version", "")),
-                "extensions": _str_list(body.get("extensions"))}
+            raise OIPError(
+                f"{self.endpoint.url}: GET /v2 answered {status}"
+                f"{': ' + message if message else ''} (is this an OIP server?)",
+                status,
+            )
+        return {
+            "name": str(body.get("name", "")),
+            "version": str(body.get("version", "")),
+            "extensions": _str_list(body.get("extensions")),
+        }
 
     async def repository_index(self) -> list[RepositoryModel]:
         # Triton's route is POST; some servers also answer GET
@@ -432,24 +482,46 @@ class HttpClient:
             status, body = await self._get_json("/v2/repository/index")
         if status != 200 or not isinstance(body, list):
             message, reason = self._error_text(body)
-            raise OIPError(f"{self.endpoint.url}: the repository index answered {status}"
-                           f"{': ' + message if message else ''}", status, reason)
-        return [RepositoryModel(str(m.get("name", "")), str(m.get("version", "") or ""),
-                                str(m.get("state", "") or ""), str(m.get("reason", "") or ""))
-                for m in body if isinstance(m, Mapping)]
+            raise OIPError(
+                f"{self.endpoint.url}: the repository index answered {status}"
+                f"{': ' + message if message else ''}",
+                status,
+                reason,
+            )
+        return [
+            RepositoryModel(
+                str(m.get("name", "")),
+                str(m.get("version", "") or ""),
+                str(m.get("state", "") or ""),
+                str(m.get("reason", "") or ""),
+            )
+            for m in body
+            if isinstance(m, Mapping)
+        ]
 
     async def model_metadata(self, model: str) -> ModelSpec:
         status, body = await self._get_json(f"/v2/models/{quote(model, safe='')}")
         if status != 200 or not isinstance(body, Mapping):
             message, reason = self._error_text(body)
             if status == 404:
-                raise OIPError(f"unknown model {model!r} at {self.endpoint.url}", status,
-                               reason or "MODEL_NOT_FOUND")
-            raise OIPError(f"model {model!r} at {self.endpoint.url}: metadata answered {status}"
-                           f"{': ' + message if message else ''}", status, reason)
-        return ModelSpec(str(body.get("name", model)), tuple(_str_list(body.get("versions"))),
-                         str(body.get("platform", "")), _tensor_specs(body.get("inputs"), model),
-                         _tensor_specs(body.get("outputs"), model))
+                raise OIPError(
+                    f"unknown model {model!r} at {self.endpoint.url}",
+                    status,
+                    reason or "MODEL_NOT_FOUND",
+                )
+            raise OIPError(
+                f"model {model!r} at {self.endpoint.url}: metadata answered {status}"
+                f"{': ' + message if message else ''}",
+                status,
+                reason,
+            )
+        return ModelSpec(
+            str(body.get("name", model)),
+            tuple(_str_list(body.get("versions"))),
+            str(body.get("platform", "")),
+            _tensor_specs(body.get("inputs"), model),
+            _tensor_specs(body.get("outputs"), model),
+        )
 
     def _infer_url(self, model: str) -> str:
         url = self._infer_urls.get(model)
@@ -458,9 +530,16 @@ class HttpClient:
             self._infer_urls[model] = url
         return url
 
-    async def infer(self, model: str, inputs: InferInputs, timeout_us: int | None,
-                    priority: int = 0, *, request_id: str = "",
-                    client_timeout_s: float | None = None) -> Outcome:
+    async def infer(
+        self,
+        model: str,
+        inputs: InferInputs,
+        timeout_us: int | None,
+        priority: int = 0,
+        *,
+        request_id: str = "",
+        client_timeout_s: float | None = None,
+    ) -> Outcome:
         # the request is spliced together from cached bytes: only the id and the parameters
         # change from one request to the next, and json.dumps of the rest would cost more than
         # the rest of the client
@@ -470,34 +549,68 @@ class HttpClient:
         rid = json.dumps(request_id).encode()
         if self.binary:
             # outputs as raw bytes, not JSON numbers
-            header = b"".join((b'{"id":', rid, b',"inputs":', inputs.binary_inputs_json(),
-                               b',"parameters":', params, b',"binary_data_output":true}}'))
+            header = b"".join(
+                (
+                    b'{"id":',
+                    rid,
+                    b',"inputs":',
+                    inputs.binary_inputs_json(),
+                    b',"parameters":',
+                    params,
+                    b',"binary_data_output":true}}',
+                )
+            )
             body = header + inputs.raw_joined
-            headers = {"Inference-Header-Content-Length": str(len(header)),
-                       "Content-Type": "application/octet-stream"}
+            headers = {
+                "Inference-Header-Content-Length": str(len(header)),
+                "Content-Type": "application/octet-stream",
+            }
         else:
-            body = b"".join((b'{"id":', rid, b',"inputs":', inputs.json_inputs(),
-                             b',"parameters":', params, b"}}"))
+            body = b"".join(
+                (
+                    b'{"id":',
+                    rid,
+                    b',"inputs":',
+                    inputs.json_inputs(),
+                    b',"parameters":',
+                    params,
+                    b"}}",
+                )
+            )
             headers = {"Content-Type": "application/json"}
         url = self._infer_url(model)
         send_ns = time.monotonic_ns()
         try:
-            async with self._session.post(url, data=body, headers=headers,
-                                          timeout=self._timeout(client_timeout_s)) as resp:
+            async with self._session.post(
+                url, data=body, headers=headers, timeout=self._timeout(client_timeout_s)
+            ) as resp:
                 payload = await resp.read()
                 recv_ns = time.monotonic_ns()
                 status = resp.status
                 header_len = resp.headers.get("Inference-Header-Content-Length")
         except TimeoutError as e:  # aiohttp's timeouts are TimeoutErrors too
-            return Outcome(OutcomeKind.ERROR, send_ns, time.monotonic_ns(), None, TIMEOUT,
-                           f"no answer within {client_timeout_s} s ({type(e).__name__})")
+            return Outcome(
+                OutcomeKind.ERROR,
+                send_ns,
+                time.monotonic_ns(),
+                None,
+                TIMEOUT,
+                f"no answer within {client_timeout_s} s ({type(e).__name__})",
+            )
         except (aiohttp.ClientError, OSError) as e:
-            return Outcome(OutcomeKind.ERROR, send_ns, time.monotonic_ns(), None, TRANSPORT,
-                           f"{type(e).__name__}: {e}")
+            return Outcome(
+                OutcomeKind.ERROR,
+                send_ns,
+                time.monotonic_ns(),
+                None,
+                TRANSPORT,
+                f"{type(e).__name__}: {e}",
+            )
         if 200 <= status < 300:
             batch, cold = _answer_parameters(_answer_json(payload, header_len).get("parameters"))
-            return Outcome(OutcomeKind.OK, send_ns, recv_ns, status, batch_size=batch,
-                           cold_start=cold)
+            return Outcome(
+                OutcomeKind.OK, send_ns, recv_ns, status, batch_size=batch, cold_start=cold
+            )
         try:
             err: object = json.loads(payload) if payload else None
         except ValueError:
@@ -511,8 +624,12 @@ class HttpClient:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
 
@@ -521,7 +638,7 @@ def _answer_json(payload: bytes, header_len: str | None) -> Mapping[str, object]
     there is none or it does not parse: it only feeds optional figures."""
     try:
         if header_len is not None:
-            doc = json.loads(payload[:int(header_len)])
+            doc = json.loads(payload[: int(header_len)])
         elif len(payload) <= _PARSE_JSON_MAX_BYTES:
             doc = json.loads(payload)
         else:
@@ -547,8 +664,13 @@ def _grpc_param(p: Any) -> object:
 class GrpcClient:
     """OIP over gRPC. Create it inside the event loop that uses it (``connect``)."""
 
-    def __init__(self, endpoint: Endpoint, *, connect_timeout_s: float = 5.0,
-                 rpc_timeout_s: float = DEFAULT_RPC_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        connect_timeout_s: float = 5.0,
+        rpc_timeout_s: float = DEFAULT_RPC_TIMEOUT_S,
+    ) -> None:
         import grpc  # type: ignore[import-untyped, unused-ignore]
 
         from clockwork.frontend.proto import inference_pb2, inference_pb2_grpc
@@ -561,18 +683,20 @@ class GrpcClient:
         self._grpc = grpc
         self._pb: Any = inference_pb2
         # tensors can be large: no message size limit on either side of the client
-        options = [("grpc.max_send_message_length", -1),
-                   ("grpc.max_receive_message_length", -1)]
+        options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
         if endpoint.secure:
             self._channel: grpc.aio.Channel = grpc.aio.secure_channel(
-                endpoint.target, grpc.ssl_channel_credentials(), options=options)
+                endpoint.target, grpc.ssl_channel_credentials(), options=options
+            )
         else:
             self._channel = grpc.aio.insecure_channel(endpoint.target, options=options)
         self._stub: Any = inference_pb2_grpc.GRPCInferenceServiceStub(self._channel)
         # ModelInfer with requests serialized here (no serializer: grpc sends the bytes as given)
         self._infer_raw: Any = self._channel.unary_unary(
-            "/inference.GRPCInferenceService/ModelInfer", request_serializer=None,
-            response_deserializer=inference_pb2.ModelInferResponse.FromString)
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=None,
+            response_deserializer=inference_pb2.ModelInferResponse.FromString,
+        )
         self._ready = False
 
     async def _ensure_connected(self) -> None:
@@ -581,8 +705,10 @@ class GrpcClient:
         try:
             await asyncio.wait_for(self._channel.channel_ready(), self.connect_timeout_s)
         except TimeoutError as e:
-            raise OIPError(f"cannot reach {self.endpoint.url}: no gRPC connection to "
-                           f"{self.endpoint.target} within {self.connect_timeout_s:g} s") from e
+            raise OIPError(
+                f"cannot reach {self.endpoint.url}: no gRPC connection to "
+                f"{self.endpoint.target} within {self.connect_timeout_s:g} s"
+            ) from e
         self._ready = True
 
     async def _call(self, what: str, method: Any, request: Any) -> Any:
@@ -592,38 +718,57 @@ class GrpcClient:
         except self._grpc.aio.AioRpcError as e:
             code = e.code().name
             details = e.details() or ""
-            raise OIPError(f"{self.endpoint.url}: {what} failed: {code}"
-                           f"{': ' + details if details else ''}", code,
-                           reason_in(details)) from e
+            raise OIPError(
+                f"{self.endpoint.url}: {what} failed: {code}{': ' + details if details else ''}",
+                code,
+                reason_in(details),
+            ) from e
 
     async def server_metadata(self) -> dict[str, object]:
-        r = await self._call("ServerMetadata", self._stub.ServerMetadata,
-                             self._pb.ServerMetadataRequest())
-        return {"name": str(r.name), "version": str(r.version),
-                "extensions": [str(x) for x in r.extensions]}
+        r = await self._call(
+            "ServerMetadata", self._stub.ServerMetadata, self._pb.ServerMetadataRequest()
+        )
+        return {
+            "name": str(r.name),
+            "version": str(r.version),
+            "extensions": [str(x) for x in r.extensions],
+        }
 
     async def repository_index(self) -> list[RepositoryModel]:
-        r = await self._call("RepositoryIndex", self._stub.RepositoryIndex,
-                             self._pb.RepositoryIndexRequest())
-        return [RepositoryModel(str(m.name), str(m.version), str(m.state), str(m.reason))
-                for m in r.models]
+        r = await self._call(
+            "RepositoryIndex", self._stub.RepositoryIndex, self._pb.RepositoryIndexRequest()
+        )
+        return [
+            RepositoryModel(str(m.name), str(m.version), str(m.state), str(m.reason))
+            for m in r.models
+        ]
 
     async def model_metadata(self, model: str) -> ModelSpec:
         try:
-            r = await self._call("ModelMetadata", self._stub.ModelMetadata,
-                                 self._pb.ModelMetadataRequest(name=model))
+            r = await self._call(
+                "ModelMetadata", self._stub.ModelMetadata, self._pb.ModelMetadataRequest(name=model)
+            )
         except OIPError as e:
             if e.code == "NOT_FOUND":
-                raise OIPError(f"unknown model {model!r} at {self.endpoint.url}", e.code,
-                               e.reason or "MODEL_NOT_FOUND") from e
+                raise OIPError(
+                    f"unknown model {model!r} at {self.endpoint.url}",
+                    e.code,
+                    e.reason or "MODEL_NOT_FOUND",
+                ) from e
             raise
 
         def specs(ts: Any) -> tuple[TensorSpec, ...]:
-            return tuple(TensorSpec(str(t.name), str(t.datatype), tuple(int(d) for d in t.shape))
-                         for t in ts)
+            return tuple(
+                TensorSpec(str(t.name), str(t.datatype), tuple(int(d) for d in t.shape)) for t in ts
+            )
 
-        return ModelSpec(str(r.name) or model, tuple(str(v) for v in r.versions),
-                         str(r.platform), specs(r.inputs), specs(r.outputs))
+        return ModelSpec(
+            str(r.name) or model,
+            tuple(str(v) for v in r.versions),
+            str(r.platform),
+            specs(r.inputs),
+            specs(r.outputs),
+        )
 
     def _template(self, inputs: InferInputs) -> bytes:
         """The serialized tensors part of a request, built once per ``InferInputs``."""
@@ -631,16 +776,27 @@ class GrpcClient:
         if not isinstance(t, bytes):
             pb = self._pb
             t = pb.ModelInferRequest(
-                inputs=[pb.ModelInferRequest.InferInputTensor(
-                    name=x.name, datatype=x.datatype, shape=list(x.shape))
-                    for x in inputs.tensors],
-                raw_input_contents=list(inputs.raw)).SerializeToString()
+                inputs=[
+                    pb.ModelInferRequest.InferInputTensor(
+                        name=x.name, datatype=x.datatype, shape=list(x.shape)
+                    )
+                    for x in inputs.tensors
+                ],
+                raw_input_contents=list(inputs.raw),
+            ).SerializeToString()
             inputs.cache["grpc"] = t
         return bytes(t)
 
-    async def infer(self, model: str, inputs: InferInputs, timeout_us: int | None,
-                    priority: int = 0, *, request_id: str = "",
-                    client_timeout_s: float | None = None) -> Outcome:
+    async def infer(
+        self,
+        model: str,
+        inputs: InferInputs,
+        timeout_us: int | None,
+        priority: int = 0,
+        *,
+        request_id: str = "",
+        client_timeout_s: float | None = None,
+    ) -> Outcome:
         # Two serialized messages concatenated parse as their merge (protobuf's wire format):
         # the cached tensors plus a small message with what changes per request. This saves
         # copying and re-serializing the tensors on every request.
@@ -663,15 +819,27 @@ class GrpcClient:
                     reason = str(value)
             reason = reason or reason_in(details)
             if code in _GRPC_NO_ANSWER:
-                return Outcome(OutcomeKind.ERROR, send_ns, recv_ns, code,
-                               TIMEOUT if code == "DEADLINE_EXCEEDED" else TRANSPORT, details)
+                return Outcome(
+                    OutcomeKind.ERROR,
+                    send_ns,
+                    recv_ns,
+                    code,
+                    TIMEOUT if code == "DEADLINE_EXCEEDED" else TRANSPORT,
+                    details,
+                )
             if code == "UNAVAILABLE" and not reason:
                 # the channel's own failures (no connection, reset) look like this
                 return Outcome(OutcomeKind.ERROR, send_ns, recv_ns, code, TRANSPORT, details)
             return Outcome(OutcomeKind.REFUSED, send_ns, recv_ns, code, reason, details)
         except (OSError, RuntimeError) as e:  # a closed channel
-            return Outcome(OutcomeKind.ERROR, send_ns, time.monotonic_ns(), None, TRANSPORT,
-                           f"{type(e).__name__}: {e}")
+            return Outcome(
+                OutcomeKind.ERROR,
+                send_ns,
+                time.monotonic_ns(),
+                None,
+                TRANSPORT,
+                f"{type(e).__name__}: {e}",
+            )
         recv_ns = time.monotonic_ns()
         params = {k: _grpc_param(v) for k, v in resp.parameters.items()}
         batch, cold = _answer_parameters(params)
@@ -683,19 +851,25 @@ class GrpcClient:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
 
-def connect(endpoint: Endpoint, *, binary: bool = True, pool_size: int = 256,
-            connect_timeout_s: float = 5.0) -> HttpClient | GrpcClient:
+def connect(
+    endpoint: Endpoint, *, binary: bool = True, pool_size: int = 256, connect_timeout_s: float = 5.0
+) -> HttpClient | GrpcClient:
     """A client for ``endpoint``; call inside the event loop that will use it and close it
     (``async with``). Nothing is sent until the first call."""
     if endpoint.protocol == "grpc":
         return GrpcClient(endpoint, connect_timeout_s=connect_timeout_s)
-    return HttpClient(endpoint, binary=binary, pool_size=pool_size,
-                      connect_timeout_s=connect_timeout_s)
+    return HttpClient(
+        endpoint, binary=binary, pool_size=pool_size, connect_timeout_s=connect_timeout_s
+    )
 
 
 __all__ = [

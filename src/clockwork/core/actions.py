@@ -22,8 +22,13 @@ class LoadWeights:
     expected_duration_ns: Final[int]
 
     def __init__(
-        self, action_id: int, device: DeviceId, model: str, earliest_ns: int, latest_ns: int,
-        expected_duration_ns: int
+        self,
+        action_id: int,
+        device: DeviceId,
+        model: str,
+        earliest_ns: int,
+        latest_ns: int,
+        expected_duration_ns: int,
     ) -> None:
         self.action_id = action_id
         self.device = device
@@ -49,8 +54,15 @@ class Infer:
     expected_duration_ns: Final[int]
 
     def __init__(
-        self, action_id: int, device: DeviceId, model: str, batch_size: int,
-        request_ids: tuple[int, ...], earliest_ns: int, latest_ns: int, expected_duration_ns: int
+        self,
+        action_id: int,
+        device: DeviceId,
+        model: str,
+        batch_size: int,
+        request_ids: tuple[int, ...],
+        earliest_ns: int,
+        latest_ns: int,
+        expected_duration_ns: int,
     ) -> None:
         self.action_id = action_id
         self.device = device
@@ -120,9 +132,18 @@ class ActionResult:
     detail: Final[str]
 
     def __init__(
-        self, action_id: int, device: DeviceId, model: str, status: ActionStatus, received_ns: int,
-        began_ns: int, ended_ns: int, exec_ns: int = 0, input_copy_ns: int = 0,
-        output_copy_ns: int = 0, detail: str = ""
+        self,
+        action_id: int,
+        device: DeviceId,
+        model: str,
+        status: ActionStatus,
+        received_ns: int,
+        began_ns: int,
+        ended_ns: int,
+        exec_ns: int = 0,
+        input_copy_ns: int = 0,
+        output_copy_ns: int = 0,
+        detail: str = "",
     ) -> None:
         self.action_id = action_id
         self.device = device

@@ -41,11 +41,19 @@ class ClockNotSyncedError(ClockworkError):
 class ClockSync:
     """One side's estimate of the clock offset to one peer (see the module doc)."""
 
-    __slots__ = ("_max_samples", "_n", "_now_ns", "_peer_delta_ns", "_peer_report_ns",
-                 "_samples", "_window_ns")
+    __slots__ = (
+        "_max_samples",
+        "_n",
+        "_now_ns",
+        "_peer_delta_ns",
+        "_peer_report_ns",
+        "_samples",
+        "_window_ns",
+    )
 
-    def __init__(self, window_ns: int | None = DEFAULT_WINDOW_NS,
-                 max_samples: int | None = None) -> None:
+    def __init__(
+        self, window_ns: int | None = DEFAULT_WINDOW_NS, max_samples: int | None = None
+    ) -> None:
         if window_ns is not None and window_ns <= 0:
             raise ValueError(f"window_ns must be positive or None, got {window_ns}")
         if max_samples is not None and max_samples <= 0:

@@ -49,8 +49,9 @@ class DeviceView:
         "total_pages",
     )
 
-    def __init__(self, device: DeviceId, kind: DeviceKind,
-                 models: frozenset[str] | None = None) -> None:
+    def __init__(
+        self, device: DeviceId, kind: DeviceKind, models: frozenset[str] | None = None
+    ) -> None:
         self.device = device
         self.kind = kind
         # the kind's name, read on every plan step (DeviceKind is a plain Python class)

@@ -49,8 +49,9 @@ class EstimatorConfig:
         if not 0.0 < self.percentile <= 100.0:
             raise ValueError(f"estimator percentile must be in (0, 100], got {self.percentile}")
         if self.outlier_factor != 0 and self.outlier_factor <= 1.0:
-            raise ValueError("estimator outlier_factor must be 0 (off) or > 1, got "
-                             f"{self.outlier_factor}")
+            raise ValueError(
+                f"estimator outlier_factor must be 0 (off) or > 1, got {self.outlier_factor}"
+            )
         if self.max_age_ns <= 0:
             raise ValueError(f"estimator max_age_ns must be > 0, got {self.max_age_ns}")
 
@@ -87,8 +88,21 @@ _insort: Final = insort
 class LatencyEstimator:
     """One series of durations; ``estimate_ns`` is the configured percentile of the window."""
 
-    __slots__ = ("_factor", "_full_index", "_next", "_observed", "_rank", "_ring", "_seed_ns",
-                 "_sorted", "_suspects", "_times", "_window", "estimate_ns", "outliers_dropped")
+    __slots__ = (
+        "_factor",
+        "_full_index",
+        "_next",
+        "_observed",
+        "_rank",
+        "_ring",
+        "_seed_ns",
+        "_sorted",
+        "_suspects",
+        "_times",
+        "_window",
+        "estimate_ns",
+        "outliers_dropped",
+    )
 
     def __init__(self, seed_ns: int, config: EstimatorConfig) -> None:
         if seed_ns <= 0:
@@ -214,8 +228,11 @@ class LatencyEstimator:
         values = self.samples
         logs = [math.log(v) for v in values]
         mean = sum(logs) / len(logs)
-        sd = (math.sqrt(sum((x - mean) ** 2 for x in logs) / (len(logs) - 1))
-              if len(logs) > 1 else 0.0)
+        sd = (
+            math.sqrt(sum((x - mean) ** 2 for x in logs) / (len(logs) - 1))
+            if len(logs) > 1
+            else 0.0
+        )
         ordered = sorted(values)
         return Spread(len(values), ordered[(len(ordered) - 1) // 2], mean, sd)
 

@@ -90,5 +90,12 @@ class ModelRemoved:
     name: str
 
 
-Event = (RequestArrived | ActionFinished | WorkerJoined | WorkerModelsChanged | WorkerLost
-         | ModelRegistered | ModelRemoved)
+Event = (
+    RequestArrived
+    | ActionFinished
+    | WorkerJoined
+    | WorkerModelsChanged
+    | WorkerLost
+    | ModelRegistered
+    | ModelRemoved
+)

@@ -84,7 +84,8 @@ class ModelProfile:
         for b, t in self.exec_ns.items():
             if b <= 0 or t <= 0:
                 raise InvalidInputError(
-                    f"{where}: batch size {b} has time {t} ns; both must be > 0")
+                    f"{where}: batch size {b} has time {t} ns; both must be > 0"
+                )
         if self.weights_bytes < 0 or self.load_ns <= 0:
             raise InvalidInputError(f"{where}: weights_bytes >= 0 and load_ns > 0 required")
         if self.weights_pages < math.ceil(self.weights_bytes / self.page_size_bytes):
@@ -123,8 +124,11 @@ class ModelProfile:
             "exec_ns": {str(b): t for b, t in sorted(self.exec_ns.items())},
             "input_bytes": self.input_bytes,
             "output_bytes": self.output_bytes,
-            "measured": {"by": self.measured.by, "where": self.measured.where,
-                         "how": self.measured.how},
+            "measured": {
+                "by": self.measured.by,
+                "where": self.measured.where,
+                "how": self.measured.how,
+            },
             **({"extra": dict(self.extra)} if self.extra else {}),
         }
 

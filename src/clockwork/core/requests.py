@@ -73,8 +73,15 @@ class Response:
     cold_start: Final[bool]
 
     def __init__(
-        self, request_id: int, model: str, status: ResponseStatus, time_ns: int, detail: str = "",
-        action_id: int = -1, batch_size: int = 0, cold_start: bool = False
+        self,
+        request_id: int,
+        model: str,
+        status: ResponseStatus,
+        time_ns: int,
+        detail: str = "",
+        action_id: int = -1,
+        batch_size: int = 0,
+        cold_start: bool = False,
     ) -> None:
         self.request_id = request_id
         self.model = model

@@ -31,8 +31,10 @@ class SchedulerOutput:
     wake_at_ns: Final[int | None]
 
     def __init__(
-        self, actions: Sequence[Action], responses: Sequence[Response],
-        wake_at_ns: int | None = None
+        self,
+        actions: Sequence[Action],
+        responses: Sequence[Response],
+        wake_at_ns: int | None = None,
     ) -> None:
         self.actions = actions
         self.responses = responses

@@ -12,8 +12,22 @@ from dataclasses import dataclass
 from clockwork.core.errors import InvalidInputError
 
 #: Open Inference Protocol datatype names (Triton's, without the ``TYPE_`` prefix)
-OIP_DATATYPES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
-                 "INT64", "FP16", "FP32", "FP64", "BF16", "BYTES")
+OIP_DATATYPES = (
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BF16",
+    "BYTES",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,11 +43,14 @@ class TensorSignature:
         if not isinstance(self.name, str) or not self.name:
             raise InvalidInputError(f"tensor name must be a non-empty string, got {self.name!r}")
         if self.datatype not in OIP_DATATYPES:
-            raise InvalidInputError(f"tensor {self.name!r}: unknown datatype {self.datatype!r}; "
-                                    f"expected one of {', '.join(OIP_DATATYPES)}")
+            raise InvalidInputError(
+                f"tensor {self.name!r}: unknown datatype {self.datatype!r}; "
+                f"expected one of {', '.join(OIP_DATATYPES)}"
+            )
         if not all(isinstance(d, int) and (d >= 0 or d == -1) for d in self.shape):
-            raise InvalidInputError(f"tensor {self.name!r}: shape {list(self.shape)} must hold "
-                                    "integers >= 0 or -1")
+            raise InvalidInputError(
+                f"tensor {self.name!r}: shape {list(self.shape)} must hold integers >= 0 or -1"
+            )
 
 
 @dataclass(frozen=True, slots=True)

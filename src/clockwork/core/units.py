@@ -6,7 +6,7 @@ NS_PER_S = 1_000_000_000
 MIB = 1 << 20
 
 # A window end that never closes: reactive policies do not care about lateness.
-NEVER_NS = (1 << 62)
+NEVER_NS = 1 << 62
 
 
 def ms_to_ns(ms: float) -> int:

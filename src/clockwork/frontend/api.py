@@ -24,8 +24,14 @@ import numpy.typing as npt
 from clockwork.core.signature import TensorSignature
 
 #: the Triton protocol extensions this server implements (``GET /v2`` lists them)
-EXTENSIONS = ("classification", "model_repository", "model_configuration", "schedule_policy",
-              "statistics", "binary_tensor_data")
+EXTENSIONS = (
+    "classification",
+    "model_repository",
+    "model_configuration",
+    "schedule_policy",
+    "statistics",
+    "binary_tensor_data",
+)
 
 Parameter = bool | int | float | str
 

@@ -60,8 +60,15 @@ from clockwork.frontend.tensor_codec import (
     to_raw,
 )
 
-__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "REASON_METADATA_KEY", "SERVICE_NAME",
-           "InferenceServicer", "decode_infer_request", "encode_infer_response", "start_grpc"]
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "REASON_METADATA_KEY",
+    "SERVICE_NAME",
+    "InferenceServicer",
+    "decode_infer_request",
+    "encode_infer_response",
+    "start_grpc",
+]
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 2**20
 SERVICE_NAME = "inference.GRPCInferenceService"
@@ -74,9 +81,13 @@ REASON_METADATA_KEY = "clockwork-reason"
 # the typed contents field of each datatype (FP16 and BF16 have none: raw contents only)
 _CONTENTS_FIELD = {
     "BOOL": "bool_contents",
-    "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
     "INT64": "int64_contents",
-    "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
     "UINT64": "uint64_contents",
     "FP32": "fp32_contents",
     "FP64": "fp64_contents",
@@ -86,15 +97,17 @@ _ALL_CONTENTS_FIELDS = tuple(sorted(set(_CONTENTS_FIELD.values())))
 # the numpy type each contents field's values are read as before the range check
 _WIDE_DTYPE: dict[str, np.dtype[Any]] = {
     "bool_contents": np.dtype(np.bool_),
-    "int_contents": np.dtype(np.int64), "int64_contents": np.dtype(np.int64),
-    "uint_contents": np.dtype(np.uint64), "uint64_contents": np.dtype(np.uint64),
-    "fp32_contents": np.dtype(np.float32), "fp64_contents": np.dtype(np.float64),
+    "int_contents": np.dtype(np.int64),
+    "int64_contents": np.dtype(np.int64),
+    "uint_contents": np.dtype(np.uint64),
+    "uint64_contents": np.dtype(np.uint64),
+    "fp32_contents": np.dtype(np.float32),
+    "fp64_contents": np.dtype(np.float64),
 }
 # Triton's shared-memory extensions are not served; silently reading no data would be worse
 _SHARED_MEMORY_KEYS = ("shared_memory_region", "shared_memory_offset", "shared_memory_byte_size")
 
 _log = logging.getLogger(__name__)
-
 
 
 # --- parameters ------------------------------------------------------------------------------
@@ -116,12 +129,13 @@ def _param_value(p: pb.InferParameter, where: str) -> Parameter:
 
 
 def _parameters(params: Mapping[str, pb.InferParameter], where: str) -> dict[str, Parameter]:
-    out = {key: _param_value(value, f"{where}: parameter {key!r}")
-           for key, value in params.items()}
+    out = {key: _param_value(value, f"{where}: parameter {key!r}") for key, value in params.items()}
     for key in _SHARED_MEMORY_KEYS:
         if key in out:
-            raise invalid(f"{where}: {key}: shared memory is not supported by this server; "
-                           "send the data in the request")
+            raise invalid(
+                f"{where}: {key}: shared memory is not supported by this server; "
+                "send the data in the request"
+            )
     return out
 
 
@@ -156,17 +170,22 @@ def _from_contents(t: pb.ModelInferRequest.InferInputTensor) -> npt.NDArray[np.g
     dt = numpy_dtype(t.datatype, name)
     field = _CONTENTS_FIELD.get(t.datatype)
     if field is None:
-        raise bad(name, f"datatype {t.datatype} has no typed contents field; send it in "
-                        "raw_input_contents")
+        raise bad(
+            name,
+            f"datatype {t.datatype} has no typed contents field; send it in raw_input_contents",
+        )
     for other in _ALL_CONTENTS_FIELDS:
         if other != field and len(getattr(t.contents, other)):
-            raise bad(name, f"datatype {t.datatype} takes its data in contents.{field}, "
-                            f"not contents.{other}")
+            raise bad(
+                name,
+                f"datatype {t.datatype} takes its data in contents.{field}, not contents.{other}",
+            )
     values = getattr(t.contents, field)
     n = math.prod(dims)
     if len(values) != n:
-        raise bad(name, f"{len(values)} elements in contents.{field}, but shape {list(dims)} "
-                        f"needs {n}")
+        raise bad(
+            name, f"{len(values)} elements in contents.{field}, but shape {list(dims)} needs {n}"
+        )
     if t.datatype == "BYTES":
         out = np.empty(n, dtype=object)
         out[:] = [bytes(v) for v in values]
@@ -184,8 +203,10 @@ def _decode_inputs(req: pb.ModelInferRequest) -> tuple[Tensor, ...]:
         raise invalid("the request has no inputs")
     raw = req.raw_input_contents
     if raw and len(raw) > len(req.inputs):
-        raise invalid(f"{len(raw)} raw_input_contents for {len(req.inputs)} inputs; each input "
-                       "takes exactly one, in input order")
+        raise invalid(
+            f"{len(raw)} raw_input_contents for {len(req.inputs)} inputs; each input "
+            "takes exactly one, in input order"
+        )
     tensors: list[Tensor] = []
     seen: set[str] = set()
     for i, t in enumerate(req.inputs):
@@ -201,8 +222,11 @@ def _decode_inputs(req: pb.ModelInferRequest) -> tuple[Tensor, ...]:
                 if t.HasField("contents"):
                     raise bad(name, "has both contents and a raw_input_contents entry; send one")
                 if i >= len(raw):
-                    raise bad(name, f"has no raw_input_contents entry ({len(req.inputs)} inputs, "
-                                    f"{len(raw)} raw_input_contents)")
+                    raise bad(
+                        name,
+                        f"has no raw_input_contents entry ({len(req.inputs)} inputs, "
+                        f"{len(raw)} raw_input_contents)",
+                    )
                 data = from_raw(t.datatype, list(t.shape), raw[i], name)
             elif t.HasField("contents"):
                 data = _from_contents(t)
@@ -216,8 +240,9 @@ def _decode_inputs(req: pb.ModelInferRequest) -> tuple[Tensor, ...]:
     return tuple(tensors)
 
 
-def _decode_outputs(req: pb.ModelInferRequest) -> tuple[tuple[RequestedOutput, ...],
-                                                        dict[str, int]]:
+def _decode_outputs(
+    req: pb.ModelInferRequest,
+) -> tuple[tuple[RequestedOutput, ...], dict[str, int]]:
     outputs: list[RequestedOutput] = []
     classification: dict[str, int] = {}
     for i, o in enumerate(req.outputs):
@@ -245,28 +270,34 @@ def decode_infer_request(req: pb.ModelInferRequest) -> tuple[InferenceCall, dict
     outputs, classification = _decode_outputs(req)
     rest = {k: v for k, v in params.items() if k not in ("timeout", "priority")}
     call = InferenceCall(
-        model=req.model_name, inputs=inputs, version=req.model_version, id=req.id,
+        model=req.model_name,
+        inputs=inputs,
+        version=req.model_version,
+        id=req.id,
         outputs=outputs,
         # Triton reads a timeout of 0 as "no timeout given", not as an already-past deadline
         timeout_us=timeout_us or None,
-        priority=priority, parameters=rest)
+        priority=priority,
+        parameters=rest,
+    )
     return call, classification
 
 
-def encode_infer_response(result: InferenceResult, request_id: str,
-                          classification: Mapping[str, int]) -> pb.ModelInferResponse:
+def encode_infer_response(
+    result: InferenceResult, request_id: str, classification: Mapping[str, int]
+) -> pb.ModelInferResponse:
     """A ``ModelInferResponse`` with every output in ``raw_output_contents`` (in output order),
     which is where tritonclient reads them."""
-    resp = pb.ModelInferResponse(model_name=result.model, model_version=result.version,
-                                 id=result.id or request_id)
+    resp = pb.ModelInferResponse(
+        model_name=result.model, model_version=result.version, id=result.id or request_id
+    )
     _fill_params(resp.parameters, result.parameters)
     for t in result.outputs:
         data, datatype = t.data, t.datatype
         count = classification.get(t.name)
         if count:
             data, datatype = classify(t, count), "BYTES"
-        out = resp.outputs.add(name=t.name, datatype=datatype,
-                               shape=[int(d) for d in data.shape])
+        out = resp.outputs.add(name=t.name, datatype=datatype, shape=[int(d) for d in data.shape])
         _fill_params(out.parameters, t.parameters)
         resp.raw_output_contents.append(to_raw(data))
     return resp
@@ -294,6 +325,7 @@ def _deserializer(cls: Any) -> Callable[[bytes], Any]:
             return cls.FromString(data)
         except (DecodeError, ValueError, RuntimeError) as e:
             return _Undecodable(f"the request is not a valid {cls.DESCRIPTOR.name}: {e}")
+
     return parse
 
 
@@ -303,17 +335,21 @@ def _duration(target: pb.StatisticDuration, d: DurationStat) -> None:
 
 
 async def _abort(context: grpc.aio.ServicerContext, e: FrontendError) -> NoReturn:
-    await context.abort(grpc.StatusCode[e.kind.grpc_code], e.message,
-                        trailing_metadata=((REASON_METADATA_KEY, e.reason),))
+    await context.abort(
+        grpc.StatusCode[e.kind.grpc_code],
+        e.message,
+        trailing_metadata=((REASON_METADATA_KEY, e.reason),),
+    )
     raise AssertionError("context.abort returned")  # it always raises
 
 
-async def _abort_internal(context: grpc.aio.ServicerContext, what: str,
-                          e: Exception) -> NoReturn:
+async def _abort_internal(context: grpc.aio.ServicerContext, what: str, e: Exception) -> NoReturn:
     _log.exception("unexpected error answering gRPC %s", what)
-    await context.abort(grpc.StatusCode.INTERNAL,
-                        f"internal server error ({type(e).__name__}); see the server log",
-                        trailing_metadata=((REASON_METADATA_KEY, "INTERNAL"),))
+    await context.abort(
+        grpc.StatusCode.INTERNAL,
+        f"internal server error ({type(e).__name__}); see the server log",
+        trailing_metadata=((REASON_METADATA_KEY, "INTERNAL"),),
+    )
     raise AssertionError("context.abort returned")
 
 
@@ -337,21 +373,20 @@ class InferenceServicer:
         return pb.ServerReadyResponse(ready=self.server.ready())
 
     async def model_ready(self, request: pb.ModelReadyRequest) -> pb.ModelReadyResponse:
-        return pb.ModelReadyResponse(ready=self.server.model_ready(request.name,
-                                                                   request.version))
+        return pb.ModelReadyResponse(ready=self.server.model_ready(request.name, request.version))
 
-    async def server_metadata(self, request: pb.ServerMetadataRequest
-                             ) -> pb.ServerMetadataResponse:
-        return pb.ServerMetadataResponse(name=self.server.name, version=self.server.version,
-                                         extensions=list(EXTENSIONS))
+    async def server_metadata(self, request: pb.ServerMetadataRequest) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(
+            name=self.server.name, version=self.server.version, extensions=list(EXTENSIONS)
+        )
 
-    async def model_metadata(self, request: pb.ModelMetadataRequest
-                            ) -> pb.ModelMetadataResponse:
+    async def model_metadata(self, request: pb.ModelMetadataRequest) -> pb.ModelMetadataResponse:
         meta = self.server.model_metadata(request.name, request.version)
         # requests to a batching model carry the batch dimension first, as in Triton
         lead = [-1] if meta.max_batch_size >= 1 else []
-        resp = pb.ModelMetadataResponse(name=meta.name, versions=list(meta.versions),
-                                        platform=meta.platform)
+        resp = pb.ModelMetadataResponse(
+            name=meta.name, versions=list(meta.versions), platform=meta.platform
+        )
         for group, sigs in ((resp.inputs, meta.inputs), (resp.outputs, meta.outputs)):
             for s in sigs:
                 group.add(name=s.name, datatype=s.datatype, shape=[*lead, *s.shape])
@@ -368,8 +403,9 @@ class InferenceServicer:
         reply.observe(time.perf_counter_ns() - t1)
         return response
 
-    async def _stream_answer(self, request: pb.ModelInferRequest | _Undecodable
-                             ) -> pb.ModelStreamInferResponse:
+    async def _stream_answer(
+        self, request: pb.ModelInferRequest | _Undecodable
+    ) -> pb.ModelStreamInferResponse:
         """One request of a stream answered; a refusal becomes ``error_message`` (what Triton's
         clients read), with the status code and reason as parameters of ``infer_response``,
         which also carries the request's id so that a client can tell which request failed."""
@@ -394,7 +430,7 @@ class InferenceServicer:
         return resp
 
     async def model_stream_infer(
-            self, requests: AsyncIterator[pb.ModelInferRequest | _Undecodable]
+        self, requests: AsyncIterator[pb.ModelInferRequest | _Undecodable]
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         # each request is answered by its own task, so that a slow one does not hold back the
         # responses of those sent after it (clients match responses by id)
@@ -429,19 +465,27 @@ class InferenceServicer:
         json_format.ParseDict(dict(config), resp.config, ignore_unknown_fields=True)
         return resp
 
-    async def model_statistics(self, request: pb.ModelStatisticsRequest
-                              ) -> pb.ModelStatisticsResponse:
+    async def model_statistics(
+        self, request: pb.ModelStatisticsRequest
+    ) -> pb.ModelStatisticsResponse:
         resp = pb.ModelStatisticsResponse()
         for s in self.server.statistics(request.name, request.version):
-            m = resp.model_stats.add(name=s.name, version=s.version,
-                                     last_inference=s.last_inference_ms,
-                                     inference_count=s.inference_count,
-                                     execution_count=s.execution_count)
+            m = resp.model_stats.add(
+                name=s.name,
+                version=s.version,
+                last_inference=s.last_inference_ms,
+                inference_count=s.inference_count,
+                execution_count=s.execution_count,
+            )
             st = m.inference_stats
-            for target, d in ((st.success, s.success), (st.fail, s.fail), (st.queue, s.queue),
-                              (st.compute_input, s.compute_input),
-                              (st.compute_infer, s.compute_infer),
-                              (st.compute_output, s.compute_output)):
+            for target, d in (
+                (st.success, s.success),
+                (st.fail, s.fail),
+                (st.queue, s.queue),
+                (st.compute_input, s.compute_input),
+                (st.compute_infer, s.compute_infer),
+                (st.compute_output, s.compute_output),
+            ):
                 _duration(target, d)
             # compute_input/compute_output per batch size are not measured separately; they
             # stay zero, as in the HTTP statistics
@@ -449,23 +493,26 @@ class InferenceServicer:
                 _duration(m.batch_stats.add(batch_size=size).compute_infer, d)
         return resp
 
-    async def repository_index(self, request: pb.RepositoryIndexRequest
-                              ) -> pb.RepositoryIndexResponse:
+    async def repository_index(
+        self, request: pb.RepositoryIndexRequest
+    ) -> pb.RepositoryIndexResponse:
         # one repository: repository_name, which selects among several in Triton, is ignored
         resp = pb.RepositoryIndexResponse()
         for e in self.server.repository_index(request.ready):
             resp.models.add(name=e.name, version=e.version, state=e.state.value, reason=e.reason)
         return resp
 
-    async def repository_model_load(self, request: pb.RepositoryModelLoadRequest
-                                  ) -> pb.RepositoryModelLoadResponse:
+    async def repository_model_load(
+        self, request: pb.RepositoryModelLoadRequest
+    ) -> pb.RepositoryModelLoadResponse:
         # parameters (config overrides, model files) are accepted and ignored, as over HTTP:
         # models come from the workers' repositories
         await self.server.load_model(request.model_name)
         return pb.RepositoryModelLoadResponse()
 
-    async def repository_model_unload(self, request: pb.RepositoryModelUnloadRequest
-                                    ) -> pb.RepositoryModelUnloadResponse:
+    async def repository_model_unload(
+        self, request: pb.RepositoryModelUnloadRequest
+    ) -> pb.RepositoryModelUnloadResponse:
         await self.server.unload_model(request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
@@ -476,21 +523,26 @@ class InferenceServicer:
             request_cls = getattr(pb, method.input_type.name)
             response_cls = getattr(pb, method.output_type.name)
             fn = getattr(self, _snake_case(method.name))
-            options = {"request_deserializer": _deserializer(request_cls),
-                       "response_serializer": response_cls.SerializeToString}
+            options = {
+                "request_deserializer": _deserializer(request_cls),
+                "response_serializer": response_cls.SerializeToString,
+            }
             if method.client_streaming and method.server_streaming:
                 out[method.name] = grpc.stream_stream_rpc_method_handler(
-                    _stream_handler(fn), **options)
+                    _stream_handler(fn), **options
+                )
             elif not method.client_streaming and not method.server_streaming:
                 out[method.name] = grpc.unary_unary_rpc_method_handler(
-                    _unary_handler(method.name, fn), **options)
+                    _unary_handler(method.name, fn), **options
+                )
             else:  # pragma: no cover - the service has no half-streaming method
                 raise TypeError(f"{method.name}: half-streaming RPCs are not handled")
         return out
 
 
-def _unary_handler(name: str, fn: Callable[[Any], Awaitable[Any]]
-                   ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+def _unary_handler(
+    name: str, fn: Callable[[Any], Awaitable[Any]]
+) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             if isinstance(request, _Undecodable):
@@ -500,11 +552,13 @@ def _unary_handler(name: str, fn: Callable[[Any], Awaitable[Any]]
             await _abort(context, e)
         except Exception as e:
             await _abort_internal(context, name, e)
+
     return handle
 
 
-def _stream_handler(fn: Callable[[Any], AsyncIterator[Any]]
-                    ) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
+def _stream_handler(
+    fn: Callable[[Any], AsyncIterator[Any]],
+) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
     async def handle(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         # each request's own failure is already a response; what is left is the server's (a
         # client going away cancels the handler instead, which this does not catch)
@@ -513,11 +567,13 @@ def _stream_handler(fn: Callable[[Any], AsyncIterator[Any]]
                 yield response
         except Exception as e:
             await _abort_internal(context, "ModelStreamInfer", e)
+
     return handle
 
 
-async def start_grpc(server: ModelServer, host: str, port: int, *,
-                     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> grpc.aio.Server:
+async def start_grpc(
+    server: ModelServer, host: str, port: int, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> grpc.aio.Server:
     """Serve ``inference.GRPCInferenceService`` over ``server`` on ``host:port``, started; the
     caller stops it with ``await s.stop(grace)``. Messages over ``max_message_bytes`` either way
     are refused by gRPC with ``RESOURCE_EXHAUSTED``. Port 0 takes any free port, which is only
@@ -525,11 +581,13 @@ async def start_grpc(server: ModelServer, host: str, port: int, *,
     SO_REUSEPORT is off, so that two servers never silently share one)."""
     if max_message_bytes < 1:
         raise ValueError(f"max_message_bytes must be >= 1, got {max_message_bytes}")
-    s = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.so_reuseport", 0),
-    ])
+    s = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
     handlers = InferenceServicer(server).handlers()
     s.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     s.add_registered_method_handlers(SERVICE_NAME, handlers)

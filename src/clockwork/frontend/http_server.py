@@ -48,9 +48,17 @@ from clockwork.frontend.parameters import MAX_INT64, int_param, invalid
 from clockwork.frontend.reply_cost import ReplyCost
 from clockwork.frontend.tensor_codec import bad, classify, from_json, from_raw, to_json, to_raw
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "HEADER_LENGTH", "OutputPlan",
-           "decode_infer_request", "encode_infer_response", "encode_model_metadata",
-           "encode_statistics", "make_app", "start_http"]
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "HEADER_LENGTH",
+    "OutputPlan",
+    "decode_infer_request",
+    "encode_infer_response",
+    "encode_model_metadata",
+    "encode_statistics",
+    "make_app",
+    "start_http",
+]
 
 DEFAULT_MAX_BODY_BYTES = 64 * 2**20
 
@@ -78,14 +86,15 @@ class _BrokenBodyError(FrontendError):
     """The body stream failed; the connection cannot carry another request."""
 
 
-
 def _json_response(payload: object, status: int = 200) -> web.Response:
-    return web.Response(body=_encode(payload).encode(), status=status,
-                        content_type="application/json")
+    return web.Response(
+        body=_encode(payload).encode(), status=status, content_type="application/json"
+    )
 
 
-def _error_response(status: int, message: str, reason: str,
-                    headers: Mapping[str, str] | None = None) -> web.Response:
+def _error_response(
+    status: int, message: str, reason: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
     resp = _json_response({"error": message, "reason": reason}, status)
     if headers:
         resp.headers.update(headers)
@@ -122,8 +131,10 @@ def _parameters(obj: Mapping[str, object], where: str) -> dict[str, Parameter]:
         raise invalid(f"{where}: 'parameters' must be an object, got {type(raw).__name__}")
     for key, value in raw.items():
         if not isinstance(value, bool | int | float | str):
-            raise invalid(f"{where}: parameter {key!r} must be a boolean, number or string, "
-                           f"got {type(value).__name__}")
+            raise invalid(
+                f"{where}: parameter {key!r} must be a boolean, number or string, "
+                f"got {type(value).__name__}"
+            )
     return raw
 
 
@@ -173,9 +184,12 @@ def _decode_inputs(raw_inputs: object, binary: memoryview) -> tuple[Tensor, ...]
                 if type(size) is not int or not 0 <= size <= MAX_INT64:
                     raise bad(name, f"binary_data_size must be an integer >= 0, got {size!r}")
                 if offset + size > len(binary):
-                    raise bad(name, f"binary_data_size {size} runs past the end of the body "
-                                    f"({len(binary) - offset} bytes of binary data left)")
-                data = from_raw(datatype, shape, binary[offset:offset + size], name)
+                    raise bad(
+                        name,
+                        f"binary_data_size {size} runs past the end of the body "
+                        f"({len(binary) - offset} bytes of binary data left)",
+                    )
+                data = from_raw(datatype, shape, binary[offset : offset + size], name)
                 offset += size
                 params = {k: v for k, v in params.items() if k != "binary_data_size"}
             elif "data" in spec:
@@ -188,13 +202,16 @@ def _decode_inputs(raw_inputs: object, binary: memoryview) -> tuple[Tensor, ...]
             raise bad(name, f"cannot be decoded: {e}") from None
         tensors.append(Tensor(name, datatype, data, params))
     if offset != len(binary):
-        raise invalid(f"{len(binary)} bytes of binary data follow the JSON header, but the "
-                       f"inputs' binary_data_size add up to {offset}")
+        raise invalid(
+            f"{len(binary)} bytes of binary data follow the JSON header, but the "
+            f"inputs' binary_data_size add up to {offset}"
+        )
     return tuple(tensors)
 
 
-def _decode_outputs(raw_outputs: object) -> tuple[tuple[RequestedOutput, ...], dict[str, bool],
-                                                  dict[str, int]]:
+def _decode_outputs(
+    raw_outputs: object,
+) -> tuple[tuple[RequestedOutput, ...], dict[str, bool], dict[str, int]]:
     if not isinstance(raw_outputs, list):
         raise invalid("'outputs' must be a list of requested outputs")
     outputs: list[RequestedOutput] = []
@@ -220,8 +237,9 @@ def _decode_outputs(raw_outputs: object) -> tuple[tuple[RequestedOutput, ...], d
     return tuple(outputs), binary, classification
 
 
-def decode_infer_request(body: bytes, header_length: str | None, model: str,
-                         version: str) -> tuple[InferenceCall, OutputPlan]:
+def decode_infer_request(
+    body: bytes, header_length: str | None, model: str, version: str
+) -> tuple[InferenceCall, OutputPlan]:
     """An inference call from an HTTP body (JSON, or a JSON header of ``header_length`` bytes
     followed by binary tensors) and how its outputs are to be encoded."""
     if header_length is None:
@@ -250,10 +268,16 @@ def decode_infer_request(body: bytes, header_length: str | None, model: str,
         # a transport detail of this protocol; the model server never needs it
         params = {k: v for k, v in params.items() if k != "binary_data_output"}
     call = InferenceCall(
-        model=model, inputs=inputs, version=version, id=request_id, outputs=outputs,
+        model=model,
+        inputs=inputs,
+        version=version,
+        id=request_id,
+        outputs=outputs,
         # Triton reads a timeout of 0 as "no timeout given", not as an already-past deadline
         timeout_us=timeout_us or None,
-        priority=priority, parameters=params)
+        priority=priority,
+        parameters=params,
+    )
     return call, OutputPlan(binary_default, binary_outputs, classification)
 
 
@@ -268,8 +292,11 @@ def encode_infer_response(result: InferenceResult, plan: OutputPlan) -> web.Resp
         count = plan.classification.get(t.name)
         if count:
             data, datatype = classify(t, count), "BYTES"
-        entry: dict[str, object] = {"name": t.name, "datatype": datatype,
-                                    "shape": [int(d) for d in data.shape]}
+        entry: dict[str, object] = {
+            "name": t.name,
+            "datatype": datatype,
+            "shape": [int(d) for d in data.shape],
+        }
         if plan.binary.get(t.name, plan.binary_default):
             raw = to_raw(data)
             chunks.append(raw)
@@ -279,8 +306,11 @@ def encode_infer_response(result: InferenceResult, plan: OutputPlan) -> web.Resp
                 entry["parameters"] = dict(t.parameters)
             entry["data"] = to_json(data)
         outputs.append(entry)
-    payload: dict[str, object] = {"model_name": result.model, "model_version": result.version,
-                                  "id": result.id}
+    payload: dict[str, object] = {
+        "model_name": result.model,
+        "model_version": result.version,
+        "id": result.id,
+    }
     if result.parameters:
         payload["parameters"] = dict(result.parameters)
     payload["outputs"] = outputs
@@ -288,21 +318,29 @@ def encode_infer_response(result: InferenceResult, plan: OutputPlan) -> web.Resp
     header = orjson.dumps(payload)
     if not chunks:
         return web.Response(body=header, content_type="application/json")
-    return web.Response(body=b"".join([header, *chunks]),
-                        headers={HEADER_LENGTH: str(len(header)),
-                                 "Content-Type": "application/octet-stream"})
+    return web.Response(
+        body=b"".join([header, *chunks]),
+        headers={HEADER_LENGTH: str(len(header)), "Content-Type": "application/octet-stream"},
+    )
 
 
 def _tensor_metadata(t: TensorSignature, batched: bool) -> dict[str, object]:
-    return {"name": t.name, "datatype": t.datatype,
-            "shape": [-1, *t.shape] if batched else list(t.shape)}
+    return {
+        "name": t.name,
+        "datatype": t.datatype,
+        "shape": [-1, *t.shape] if batched else list(t.shape),
+    }
 
 
 def encode_model_metadata(meta: ModelMetadata) -> dict[str, object]:
     batched = meta.max_batch_size >= 1
-    return {"name": meta.name, "versions": list(meta.versions), "platform": meta.platform,
-            "inputs": [_tensor_metadata(t, batched) for t in meta.inputs],
-            "outputs": [_tensor_metadata(t, batched) for t in meta.outputs]}
+    return {
+        "name": meta.name,
+        "versions": list(meta.versions),
+        "platform": meta.platform,
+        "inputs": [_tensor_metadata(t, batched) for t in meta.inputs],
+        "outputs": [_tensor_metadata(t, batched) for t in meta.outputs],
+    }
 
 
 def _duration(d: DurationStat) -> dict[str, int]:
@@ -315,19 +353,37 @@ _NOT_MEASURED = {"count": 0, "ns": 0}
 def encode_statistics(stats: Sequence[ModelStatistics]) -> dict[str, object]:
     # compute_input/compute_output per batch size and the response cache are not measured
     # separately by this server; Triton's clients expect the fields, so they read zero
-    return {"model_stats": [{
-        "name": s.name, "version": s.version, "last_inference": s.last_inference_ms,
-        "inference_count": s.inference_count, "execution_count": s.execution_count,
-        "inference_stats": {
-            "success": _duration(s.success), "fail": _duration(s.fail),
-            "queue": _duration(s.queue), "compute_input": _duration(s.compute_input),
-            "compute_infer": _duration(s.compute_infer),
-            "compute_output": _duration(s.compute_output),
-            "cache_hit": _NOT_MEASURED, "cache_miss": _NOT_MEASURED},
-        "batch_stats": [{"batch_size": size, "compute_input": _NOT_MEASURED,
-                         "compute_infer": _duration(d), "compute_output": _NOT_MEASURED}
-                        for size, d in sorted(s.batch_stats.items())],
-    } for s in stats]}
+    return {
+        "model_stats": [
+            {
+                "name": s.name,
+                "version": s.version,
+                "last_inference": s.last_inference_ms,
+                "inference_count": s.inference_count,
+                "execution_count": s.execution_count,
+                "inference_stats": {
+                    "success": _duration(s.success),
+                    "fail": _duration(s.fail),
+                    "queue": _duration(s.queue),
+                    "compute_input": _duration(s.compute_input),
+                    "compute_infer": _duration(s.compute_infer),
+                    "compute_output": _duration(s.compute_output),
+                    "cache_hit": _NOT_MEASURED,
+                    "cache_miss": _NOT_MEASURED,
+                },
+                "batch_stats": [
+                    {
+                        "batch_size": size,
+                        "compute_input": _NOT_MEASURED,
+                        "compute_infer": _duration(d),
+                        "compute_output": _NOT_MEASURED,
+                    }
+                    for size, d in sorted(s.batch_stats.items())
+                ],
+            }
+            for s in stats
+        ]
+    }
 
 
 # --- the application -------------------------------------------------------------------------
@@ -349,20 +405,26 @@ class _Routes:
     async def _body(self, request: web.Request) -> bytes:
         encoding = request.headers.get("Content-Encoding")
         if encoding is not None and encoding.lower() not in _ENCODINGS:
-            raise FrontendError(ErrorKind.INVALID_ARGUMENT,
-                                f"Content-Encoding {encoding!r} is not supported; send gzip, "
-                                "deflate or none", "UNSUPPORTED_ENCODING")
+            raise FrontendError(
+                ErrorKind.INVALID_ARGUMENT,
+                f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or none",
+                "UNSUPPORTED_ENCODING",
+            )
         size = request.content_length
         if size is not None and size > self.max_body_bytes:
-            raise FrontendError(ErrorKind.PAYLOAD_TOO_LARGE,
-                                f"request body of {size} bytes is over the limit of "
-                                f"{self.max_body_bytes}", "PAYLOAD_TOO_LARGE")
+            raise FrontendError(
+                ErrorKind.PAYLOAD_TOO_LARGE,
+                f"request body of {size} bytes is over the limit of {self.max_body_bytes}",
+                "PAYLOAD_TOO_LARGE",
+            )
         try:
             return await request.read()
         except web.HTTPRequestEntityTooLarge:
-            raise FrontendError(ErrorKind.PAYLOAD_TOO_LARGE,
-                                f"request body (decoded) is over the limit of "
-                                f"{self.max_body_bytes} bytes", "PAYLOAD_TOO_LARGE") from None
+            raise FrontendError(
+                ErrorKind.PAYLOAD_TOO_LARGE,
+                f"request body (decoded) is over the limit of {self.max_body_bytes} bytes",
+                "PAYLOAD_TOO_LARGE",
+            ) from None
         except (web.RequestPayloadError, HttpProcessingError, ConnectionError) as e:
             # a body that cannot be decoded (bad gzip, truncated chunks) or a client gone
             # mid-body: the stream is broken, so it is marked finished (aiohttp would otherwise
@@ -370,9 +432,9 @@ class _Routes:
             # closes after this answer
             request.content.feed_eof()
             detail = " ".join(str(e).split())
-            raise _BrokenBodyError(ErrorKind.INVALID_ARGUMENT,
-                                   f"request body cannot be read: {detail}",
-                                   "BAD_BODY") from None
+            raise _BrokenBodyError(
+                ErrorKind.INVALID_ARGUMENT, f"request body cannot be read: {detail}", "BAD_BODY"
+            ) from None
 
     async def _json_object(self, request: web.Request, what: str) -> dict[str, Any]:
         """An optional JSON object body: empty means ``{}``."""
@@ -400,12 +462,18 @@ class _Routes:
         return _error_response(503, "server is not ready", "UNAVAILABLE")
 
     async def server_metadata(self, request: web.Request) -> web.Response:
-        return _json_response({"name": self.server.name, "version": self.server.version,
-                               "extensions": list(EXTENSIONS)})
+        return _json_response(
+            {
+                "name": self.server.name,
+                "version": self.server.version,
+                "extensions": list(EXTENSIONS),
+            }
+        )
 
     async def model_metadata(self, request: web.Request) -> web.Response:
-        return _json_response(encode_model_metadata(self.server.model_metadata(
-            *self._model(request))))
+        return _json_response(
+            encode_model_metadata(self.server.model_metadata(*self._model(request)))
+        )
 
     async def model_ready(self, request: web.Request) -> web.Response:
         model, version = self._model(request)
@@ -421,8 +489,7 @@ class _Routes:
         t0 = time.perf_counter_ns()
         model, version = self._model(request)
         body = await self._body(request)
-        call, plan = decode_infer_request(body, request.headers.get(HEADER_LENGTH), model,
-                                          version)
+        call, plan = decode_infer_request(body, request.headers.get(HEADER_LENGTH), model, version)
         reply = self._reply_cost
         call = replace(call, overhead_ns=time.perf_counter_ns() - t0 + reply.margin_ns)
         result = await self.server.infer(call)
@@ -438,9 +505,12 @@ class _Routes:
             if type(ready) is not bool:
                 raise invalid(f"'ready' must be true or false, got {ready!r}")
             ready_only = ready
-        return _json_response([
-            {"name": e.name, "version": e.version, "state": e.state.value, "reason": e.reason}
-            for e in self.server.repository_index(ready_only)])
+        return _json_response(
+            [
+                {"name": e.name, "version": e.version, "state": e.state.value, "reason": e.reason}
+                for e in self.server.repository_index(ready_only)
+            ]
+        )
 
     async def _load_request(self, request: web.Request) -> str:
         body = await self._json_object(request, "the load/unload request")
@@ -461,12 +531,16 @@ class _Routes:
 
     async def statistics(self, request: web.Request) -> web.Response:
         info = request.match_info
-        return _json_response(encode_statistics(self.server.statistics(
-            info.get("model", ""), info.get("version", ""))))
+        return _json_response(
+            encode_statistics(
+                self.server.statistics(info.get("model", ""), info.get("version", ""))
+            )
+        )
 
     async def metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.server.metrics_text(),
-                            headers={"Content-Type": METRICS_CONTENT_TYPE})
+        return web.Response(
+            body=self.server.metrics_text(), headers={"Content-Type": METRICS_CONTENT_TYPE}
+        )
 
     async def openapi_document(self, request: web.Request) -> web.Response:
         return web.Response(body=self.openapi, content_type="application/json")
@@ -505,8 +579,9 @@ async def _errors(request: web.Request, handler: _Handler) -> web.StreamResponse
         return _error_response(500, "internal server error", "INTERNAL")
 
 
-def make_app(server: ModelServer, *,
-             max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> web.Application:
+def make_app(
+    server: ModelServer, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> web.Application:
     """The aiohttp application of the HTTP/REST front door over ``server``. Request bodies over
     ``max_body_bytes`` (after decoding gzip/deflate) are refused with 413."""
     if max_body_bytes < 1:
@@ -537,15 +612,21 @@ def make_app(server: ModelServer, *,
     return app
 
 
-async def start_http(server: ModelServer, host: str, port: int, *,
-                     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                     access_log: bool = False) -> web.AppRunner:
+async def start_http(
+    server: ModelServer,
+    host: str,
+    port: int,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    access_log: bool = False,
+) -> web.AppRunner:
     """Serve ``make_app(server)`` on ``host:port`` (port 0: any free port; see
     ``runner.addresses``). The caller stops it with ``await runner.cleanup()``. The access log is
     off by default: one log line per request costs more than the request on the hot path."""
     app = make_app(server, max_body_bytes=max_body_bytes)
-    runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access") if access_log
-                           else None)
+    runner = web.AppRunner(
+        app, access_log=logging.getLogger("aiohttp.access") if access_log else None
+    )
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

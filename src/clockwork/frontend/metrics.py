@@ -48,12 +48,45 @@ if TYPE_CHECKING:
 NS_PER_S = 1_000_000_000
 
 #: durations of ms-scale serving: 0.5 ms to 10 s
-DURATION_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0,
-                      5.0, 10.0)
+DURATION_BUCKETS_S = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+)
 #: actual minus predicted duration: symmetric around 0 (negative = faster than predicted), fine
 #: near 0 where a good estimator lives, out to +-100 ms for loads and outliers
-ESTIMATE_ERROR_BUCKETS_S = (-0.1, -0.05, -0.02, -0.01, -0.005, -0.002, -0.001, -0.0005, -0.0001,
-                            0.0, 0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+ESTIMATE_ERROR_BUCKETS_S = (
+    -0.1,
+    -0.05,
+    -0.02,
+    -0.01,
+    -0.005,
+    -0.002,
+    -0.001,
+    -0.0005,
+    -0.0001,
+    0.0,
+    0.0001,
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+)
 
 
 def _wall_clock_ms() -> int:
@@ -105,8 +138,9 @@ class _BusyWindow:
         current = now_ns // bin_ns
         first = current - self._n + 1
         span = now_ns - first * bin_ns  # > 0: at least n - 1 whole bins
-        busy = sum(ns for no, ns in zip(self._numbers, self._busy, strict=True)
-                   if first <= no <= current)
+        busy = sum(
+            ns for no, ns in zip(self._numbers, self._busy, strict=True) if first <= no <= current
+        )
         # intervals converted from a worker's clock may overlap a little: never report > 1
         return min(1.0, busy / span)
 
@@ -137,11 +171,30 @@ class _Stat:
 class _Model:
     """One model's labelled metric children (looked up once, here) and Triton statistics."""
 
-    __slots__ = ("batches", "cold_starts", "compute_infer", "compute_input", "compute_output",
-                 "evictions", "execution_count", "executions", "fail", "inference_count",
-                 "last_inference_ms", "load_duration", "loads", "metrics", "name", "queue",
-                 "queue_duration", "request_duration", "requests", "responses", "success",
-                 "within_deadline")
+    __slots__ = (
+        "batches",
+        "cold_starts",
+        "compute_infer",
+        "compute_input",
+        "compute_output",
+        "evictions",
+        "execution_count",
+        "executions",
+        "fail",
+        "inference_count",
+        "last_inference_ms",
+        "load_duration",
+        "loads",
+        "metrics",
+        "name",
+        "queue",
+        "queue_duration",
+        "request_duration",
+        "requests",
+        "responses",
+        "success",
+        "within_deadline",
+    )
 
     def __init__(self, name: str, metrics: ServingMetrics) -> None:
         self.name = name
@@ -178,7 +231,8 @@ class _Model:
         h = self.executions.get(batch_size)
         if h is None:
             h = self.executions[batch_size] = self.metrics._execution_duration.labels(
-                self.name, str(batch_size))
+                self.name, str(batch_size)
+            )
         return h
 
 
@@ -196,9 +250,14 @@ class ServingMetrics:
     ``utilisation_bins`` bins (its resolution).
     """
 
-    def __init__(self, *, clock_ns: Callable[[], int] = time.monotonic_ns,
-                 wall_clock_ms: Callable[[], int] = _wall_clock_ms,
-                 utilisation_window_s: float = 10.0, utilisation_bins: int = 100) -> None:
+    def __init__(
+        self,
+        *,
+        clock_ns: Callable[[], int] = time.monotonic_ns,
+        wall_clock_ms: Callable[[], int] = _wall_clock_ms,
+        utilisation_window_s: float = 10.0,
+        utilisation_bins: int = 100,
+    ) -> None:
         if utilisation_window_s <= 0 or utilisation_bins < 1:
             raise ValueError("utilisation_window_s > 0 and utilisation_bins >= 1 required")
         self.clock_ns = clock_ns
@@ -208,39 +267,71 @@ class ServingMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         d = DURATION_BUCKETS_S
-        self._requests = Counter("clockwork_requests", "Requests accepted", ["model"],
-                                 registry=r)
-        self._responses = Counter("clockwork_responses", "Requests answered, by how they ended "
-                                  "(a ResponseStatus name: refusals by reason)",
-                                  ["model", "status"], registry=r)
-        self._within_deadline = Counter("clockwork_success_within_deadline",
-                                        "Results delivered inside the deadline", ["model"],
-                                        registry=r)
-        self._request_duration = Histogram("clockwork_request_duration_seconds",
-                                           "Arrival to answer of requests given a result",
-                                           ["model"], buckets=d, registry=r)
-        self._queue_duration = Histogram("clockwork_queue_duration_seconds",
-                                         "Arrival to the start of the Infer that served the "
-                                         "request", ["model"], buckets=d, registry=r)
-        self._execution_duration = Histogram("clockwork_execution_duration_seconds",
-                                             "Measured execution of successful Infer actions",
-                                             ["model", "batch_size"], buckets=d, registry=r)
-        self._load_duration = Histogram("clockwork_load_duration_seconds",
-                                        "Measured duration of successful LoadWeights actions",
-                                        ["model"], buckets=d, registry=r)
-        self._loads = Counter("clockwork_loads", "Successful LoadWeights actions", ["model"],
-                              registry=r)
-        self._evictions = Counter("clockwork_evictions", "Successful EvictWeights actions",
-                                  ["model"], registry=r)
-        self._cold_starts = Counter("clockwork_cold_starts", "Requests answered that arrived "
-                                    "when the model was on no device", ["model"], registry=r)
-        estimate_error = Histogram("clockwork_estimate_error_seconds",
-                                   "Measured minus predicted duration of successful actions",
-                                   ["kind"], buckets=ESTIMATE_ERROR_BUCKETS_S, registry=r)
+        self._requests = Counter("clockwork_requests", "Requests accepted", ["model"], registry=r)
+        self._responses = Counter(
+            "clockwork_responses",
+            "Requests answered, by how they ended (a ResponseStatus name: refusals by reason)",
+            ["model", "status"],
+            registry=r,
+        )
+        self._within_deadline = Counter(
+            "clockwork_success_within_deadline",
+            "Results delivered inside the deadline",
+            ["model"],
+            registry=r,
+        )
+        self._request_duration = Histogram(
+            "clockwork_request_duration_seconds",
+            "Arrival to answer of requests given a result",
+            ["model"],
+            buckets=d,
+            registry=r,
+        )
+        self._queue_duration = Histogram(
+            "clockwork_queue_duration_seconds",
+            "Arrival to the start of the Infer that served the request",
+            ["model"],
+            buckets=d,
+            registry=r,
+        )
+        self._execution_duration = Histogram(
+            "clockwork_execution_duration_seconds",
+            "Measured execution of successful Infer actions",
+            ["model", "batch_size"],
+            buckets=d,
+            registry=r,
+        )
+        self._load_duration = Histogram(
+            "clockwork_load_duration_seconds",
+            "Measured duration of successful LoadWeights actions",
+            ["model"],
+            buckets=d,
+            registry=r,
+        )
+        self._loads = Counter(
+            "clockwork_loads", "Successful LoadWeights actions", ["model"], registry=r
+        )
+        self._evictions = Counter(
+            "clockwork_evictions", "Successful EvictWeights actions", ["model"], registry=r
+        )
+        self._cold_starts = Counter(
+            "clockwork_cold_starts",
+            "Requests answered that arrived when the model was on no device",
+            ["model"],
+            registry=r,
+        )
+        estimate_error = Histogram(
+            "clockwork_estimate_error_seconds",
+            "Measured minus predicted duration of successful actions",
+            ["kind"],
+            buckets=ESTIMATE_ERROR_BUCKETS_S,
+            registry=r,
+        )
         self._infer_error = estimate_error.labels("infer")
         self._load_error = estimate_error.labels("load")
-        pending = Gauge("clockwork_pending_requests", "Requests accepted and not answered",
-                        registry=r)
+        pending = Gauge(
+            "clockwork_pending_requests", "Requests accepted and not answered", registry=r
+        )
         pending.set_function(lambda: len(self._live))
         r.register(_DeviceCollector(self))
 
@@ -350,12 +441,19 @@ class ServingMetrics:
             zero = DurationStat()
             return ModelStatistics(model, version, 0, 0, 0, zero, zero, zero, zero, zero, zero)
         return ModelStatistics(
-            name=model, version=version, last_inference_ms=m.last_inference_ms,
-            inference_count=m.inference_count, execution_count=m.execution_count,
-            success=m.success.frozen(), fail=m.fail.frozen(), queue=m.queue.frozen(),
-            compute_input=m.compute_input.frozen(), compute_infer=m.compute_infer.frozen(),
+            name=model,
+            version=version,
+            last_inference_ms=m.last_inference_ms,
+            inference_count=m.inference_count,
+            execution_count=m.execution_count,
+            success=m.success.frozen(),
+            fail=m.fail.frozen(),
+            queue=m.queue.frozen(),
+            compute_input=m.compute_input.frozen(),
+            compute_infer=m.compute_infer.frozen(),
             compute_output=m.compute_output.frozen(),
-            batch_stats={b: s.frozen() for b, s in sorted(m.batches.items())})
+            batch_stats={b: s.frozen() for b, s in sorted(m.batches.items())},
+        )
 
     def utilisation(self, device: DeviceId, now_ns: int | None = None) -> float:
         """Busy fraction of ``device``'s inference executor over the window ending ``now_ns``
@@ -424,8 +522,13 @@ class ServingMetrics:
         batch.add(measured)
         m.execution_histogram(action.batch_size).observe(measured / NS_PER_S)
         self._infer_error.observe((measured - action.expected_duration_ns) / NS_PER_S)
-        served = (action.action_id, result.began_ns, result.input_copy_ns, measured,
-                  result.output_copy_ns)
+        served = (
+            action.action_id,
+            result.began_ns,
+            result.input_copy_ns,
+            measured,
+            result.output_copy_ns,
+        )
         live = self._live
         for rid in action.request_ids:
             if rid in live:  # one already answered would never be popped
@@ -462,12 +565,16 @@ class _DeviceCollector:
         self._metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
-        util = GaugeMetricFamily("clockwork_device_utilisation_ratio",
-                                 "Busy fraction of the device's inference executor over the "
-                                 "recent window", labels=["device"])
-        resident = GaugeMetricFamily("clockwork_device_resident_models",
-                                     "Models resident in the device's weights cache",
-                                     labels=["device"])
+        util = GaugeMetricFamily(
+            "clockwork_device_utilisation_ratio",
+            "Busy fraction of the device's inference executor over the recent window",
+            labels=["device"],
+        )
+        resident = GaugeMetricFamily(
+            "clockwork_device_resident_models",
+            "Models resident in the device's weights cache",
+            labels=["device"],
+        )
         for dev, ratio, count in self._metrics.device_samples():
             util.add_metric([dev], ratio)
             resident.add_metric([dev], count)

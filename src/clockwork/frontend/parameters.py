@@ -19,6 +19,5 @@ def int_param(params: Mapping[str, Parameter], key: str, where: str) -> int | No
     if value is None:
         return None
     if type(value) is not int or not 0 <= value <= MAX_INT64:
-        raise invalid(f"{where}: parameter {key!r} must be an integer in [0, 2^63), "
-                       f"got {value!r}")
+        raise invalid(f"{where}: parameter {key!r} must be an integer in [0, 2^63), got {value!r}")
     return value

@@ -92,15 +92,19 @@ class ControllerModelServer:
         if info is None:
             info = self.controller.removed_models.get(model)
         if info is None:
-            raise FrontendError(ErrorKind.NOT_FOUND, f"unknown model {model!r}",
-                                ResponseStatus.MODEL_NOT_FOUND.value)
+            raise FrontendError(
+                ErrorKind.NOT_FOUND,
+                f"unknown model {model!r}",
+                ResponseStatus.MODEL_NOT_FOUND.value,
+            )
         if version:
             versions = _versions(info.signature)
             if version not in versions:
-                raise FrontendError(ErrorKind.NOT_FOUND,
-                                    f"model {model!r} has no version {version!r} (it has "
-                                    f"{', '.join(versions)})",
-                                    ResponseStatus.MODEL_NOT_FOUND.value)
+                raise FrontendError(
+                    ErrorKind.NOT_FOUND,
+                    f"model {model!r} has no version {version!r} (it has {', '.join(versions)})",
+                    ResponseStatus.MODEL_NOT_FOUND.value,
+                )
         return info, registered
 
     def model_metadata(self, model: str, version: str = "") -> ModelMetadata:
@@ -108,8 +112,9 @@ class ControllerModelServer:
         sig = info.signature
         if sig is None:
             return ModelMetadata(model, ("1",), "unknown", (), (), 1)
-        return ModelMetadata(model, _versions(sig), sig.platform,
-                             sig.inputs, sig.outputs, sig.max_batch_size)
+        return ModelMetadata(
+            model, _versions(sig), sig.platform, sig.inputs, sig.outputs, sig.max_batch_size
+        )
 
     def model_ready(self, model: str, version: str = "") -> bool:
         _, registered = self._info(model, version)
@@ -118,14 +123,22 @@ class ControllerModelServer:
     def model_config(self, model: str, version: str = "") -> Mapping[str, object]:
         info, _ = self._info(model, version)
         sig = info.signature
-        config: dict[str, Any] = {"name": model, "platform": "unknown", "backend": "clockwork",
-                                  "max_batch_size": 1, "input": [], "output": []}
+        config: dict[str, Any] = {
+            "name": model,
+            "platform": "unknown",
+            "backend": "clockwork",
+            "max_batch_size": 1,
+            "input": [],
+            "output": [],
+        }
         if sig is not None:
             config.update(
-                platform=sig.platform, max_batch_size=sig.max_batch_size,
+                platform=sig.platform,
+                max_batch_size=sig.max_batch_size,
                 version_policy={"specific": {"versions": list(sig.versions)}},
                 input=[_config_tensor(t) for t in sig.inputs],
-                output=[_config_tensor(t) for t in sig.outputs])
+                output=[_config_tensor(t) for t in sig.outputs],
+            )
         batch_sizes = sorted({b for p in info.profiles for b in p.exec_ns})
         # the scheduler batches across requests, as Triton's dynamic batcher does
         config["dynamic_batching"] = {"preferred_batch_size": batch_sizes}
@@ -138,28 +151,45 @@ class ControllerModelServer:
     async def infer(self, call: InferenceCall) -> InferenceResult:
         info, registered = self._info(call.model, call.version)
         if not registered:
-            raise FrontendError(ErrorKind.UNAVAILABLE,
-                                f"model {call.model!r} is unloaded; load it through the "
-                                "repository API first", "MODEL_NOT_READY")
+            raise FrontendError(
+                ErrorKind.UNAVAILABLE,
+                f"model {call.model!r} is unloaded; load it through the repository API first",
+                "MODEL_NOT_READY",
+            )
         sig = info.signature
         if sig is None:
-            raise FrontendError(ErrorKind.UNAVAILABLE, f"model {call.model!r}: "
-                                f"{_EMPTY_SIGNATURE_NOTE}", "MODEL_NOT_READY")
+            raise FrontendError(
+                ErrorKind.UNAVAILABLE,
+                f"model {call.model!r}: {_EMPTY_SIGNATURE_NOTE}",
+                "MODEL_NOT_READY",
+            )
         samples = _check_inputs(call, sig)
         wanted = _check_outputs(call, sig)
         timeout_ns = _timeout_ns(call.timeout_us)
         if call.priority < 0:
-            raise FrontendError(ErrorKind.INVALID_ARGUMENT,
-                                f"priority must be >= 0, got {call.priority}", "BAD_PARAMETER")
+            raise FrontendError(
+                ErrorKind.INVALID_ARGUMENT,
+                f"priority must be >= 0, got {call.priority}",
+                "BAD_PARAMETER",
+            )
         priority = scheduler_priority(call.priority)
         try:
-            answers = await asyncio.gather(*(
-                self.controller.submit(call.model, sample, timeout_ns=timeout_ns,
-                                       priority=priority, spent_ns=call.overhead_ns)
-                for sample in samples))
+            answers = await asyncio.gather(
+                *(
+                    self.controller.submit(
+                        call.model,
+                        sample,
+                        timeout_ns=timeout_ns,
+                        priority=priority,
+                        spent_ns=call.overhead_ns,
+                    )
+                    for sample in samples
+                )
+            )
         except ControllerClosedError as e:
-            raise FrontendError(ErrorKind.UNAVAILABLE, f"server is shutting down: {e}",
-                                "SHUTTING_DOWN") from e
+            raise FrontendError(
+                ErrorKind.UNAVAILABLE, f"server is shutting down: {e}", "SHUTTING_DOWN"
+            ) from e
         for response, _ in answers:
             if not response.status.delivered_result:
                 raise _refusal(response)
@@ -168,11 +198,15 @@ class ControllerModelServer:
     # ----------------------------------------------------------------- repository
 
     def repository_index(self, ready_only: bool = False) -> Sequence[RepositoryEntry]:
-        entries = [RepositoryEntry(n, _latest(i), ModelState.READY)
-                   for n, i in self.controller.models.items()]
+        entries = [
+            RepositoryEntry(n, _latest(i), ModelState.READY)
+            for n, i in self.controller.models.items()
+        ]
         if not ready_only:
-            entries += [RepositoryEntry(n, _latest(i), ModelState.UNAVAILABLE, "unloaded")
-                        for n, i in self.controller.removed_models.items()]
+            entries += [
+                RepositoryEntry(n, _latest(i), ModelState.UNAVAILABLE, "unloaded")
+                for n, i in self.controller.removed_models.items()
+            ]
         return sorted(entries, key=lambda e: e.name)
 
     async def load_model(self, model: str) -> None:
@@ -227,39 +261,51 @@ def _bad(message: str) -> FrontendError:
     return FrontendError(ErrorKind.INVALID_ARGUMENT, message, "BAD_TENSOR")
 
 
-def _check_inputs(call: InferenceCall,
-                  sig: ModelSignature) -> list[dict[str, npt.NDArray[np.generic]]]:
+def _check_inputs(
+    call: InferenceCall, sig: ModelSignature
+) -> list[dict[str, npt.NDArray[np.generic]]]:
     """The per-sample inputs of ``call``, after checking names, datatypes and shapes."""
     given: dict[str, Tensor] = {}
     for tensor in call.inputs:
         if tensor.name in given:
             raise _bad(f"input {tensor.name!r} is given twice")
         if sig.input(tensor.name) is None:
-            raise _bad(f"model {call.model!r} has no input {tensor.name!r} (its inputs: "
-                       f"{', '.join(s.name for s in sig.inputs)})")
+            raise _bad(
+                f"model {call.model!r} has no input {tensor.name!r} (its inputs: "
+                f"{', '.join(s.name for s in sig.inputs)})"
+            )
         given[tensor.name] = tensor
     batch: int | None = None
     for spec in sig.inputs:
         t = given.get(spec.name)
         if t is None:
-            raise _bad(f"input {spec.name!r} is missing (model {call.model!r} takes "
-                       f"{', '.join(s.name for s in sig.inputs)})")
+            raise _bad(
+                f"input {spec.name!r} is missing (model {call.model!r} takes "
+                f"{', '.join(s.name for s in sig.inputs)})"
+            )
         if t.datatype != spec.datatype:
-            raise _bad(f"input {spec.name!r}: datatype {t.datatype}, but the model takes "
-                       f"{spec.datatype}")
+            raise _bad(
+                f"input {spec.name!r}: datatype {t.datatype}, but the model takes {spec.datatype}"
+            )
         shape = t.shape
         expected = [-1, *spec.shape]
         if len(shape) != len(expected) or any(
-                e not in (-1, d) for d, e in zip(shape[1:], spec.shape, strict=True)):
-            raise _bad(f"input {spec.name!r}: shape {list(shape)}, but the model takes "
-                       f"{expected} (batch first)")
+            e not in (-1, d) for d, e in zip(shape[1:], spec.shape, strict=True)
+        ):
+            raise _bad(
+                f"input {spec.name!r}: shape {list(shape)}, but the model takes "
+                f"{expected} (batch first)"
+            )
         n = shape[0]
         if not 1 <= n <= sig.max_batch_size:
-            raise _bad(f"input {spec.name!r}: batch dimension {n} is outside 1.."
-                       f"{sig.max_batch_size} (the model's max_batch_size)")
+            raise _bad(
+                f"input {spec.name!r}: batch dimension {n} is outside 1.."
+                f"{sig.max_batch_size} (the model's max_batch_size)"
+            )
         if batch is not None and n != batch:
-            raise _bad(f"input {spec.name!r}: batch dimension {n} differs from the other "
-                       f"inputs' {batch}")
+            raise _bad(
+                f"input {spec.name!r}: batch dimension {n} differs from the other inputs' {batch}"
+            )
         batch = n
     assert batch is not None
     return [{name: t.data[i] for name, t in given.items()} for i in range(batch)]
@@ -270,8 +316,9 @@ def _check_outputs(call: InferenceCall, sig: ModelSignature) -> list[str]:
     wanted = [o.name for o in call.outputs] or names
     for name in wanted:
         if name not in names:
-            raise _bad(f"model {call.model!r} has no output {name!r} (its outputs: "
-                       f"{', '.join(names)})")
+            raise _bad(
+                f"model {call.model!r} has no output {name!r} (its outputs: {', '.join(names)})"
+            )
     if len(set(wanted)) != len(wanted):
         raise _bad(f"an output is requested twice: {wanted}")
     return wanted
@@ -281,11 +328,18 @@ def _timeout_ns(timeout_us: int | None) -> int | None:
     if timeout_us is None or timeout_us == 0:
         return None
     if not isinstance(timeout_us, int) or isinstance(timeout_us, bool) or timeout_us < 0:
-        raise FrontendError(ErrorKind.INVALID_ARGUMENT, "parameter 'timeout' must be an integer "
-                            f"number of microseconds >= 0, got {timeout_us!r}", "BAD_PARAMETER")
+        raise FrontendError(
+            ErrorKind.INVALID_ARGUMENT,
+            "parameter 'timeout' must be an integer "
+            f"number of microseconds >= 0, got {timeout_us!r}",
+            "BAD_PARAMETER",
+        )
     if timeout_us > MAX_TIMEOUT_US:
-        raise FrontendError(ErrorKind.INVALID_ARGUMENT, f"parameter 'timeout' {timeout_us} us "
-                            f"exceeds the largest allowed, {MAX_TIMEOUT_US} us", "BAD_PARAMETER")
+        raise FrontendError(
+            ErrorKind.INVALID_ARGUMENT,
+            f"parameter 'timeout' {timeout_us} us exceeds the largest allowed, {MAX_TIMEOUT_US} us",
+            "BAD_PARAMETER",
+        )
     return timeout_us * NS_PER_US
 
 
@@ -295,9 +349,12 @@ def _refusal(response: Response) -> FrontendError:
     return FrontendError(kind, f"{response.status.value}{detail}", response.status.value)
 
 
-def _result(call: InferenceCall, sig: ModelSignature, wanted: list[str],
-            answers: Sequence[tuple[Response, dict[str, npt.NDArray[np.generic]] | None]],
-            ) -> InferenceResult:
+def _result(
+    call: InferenceCall,
+    sig: ModelSignature,
+    wanted: list[str],
+    answers: Sequence[tuple[Response, dict[str, npt.NDArray[np.generic]] | None]],
+) -> InferenceResult:
     specs = {t.name: t for t in sig.outputs}
     outputs = []
     for name in wanted:
@@ -305,16 +362,20 @@ def _result(call: InferenceCall, sig: ModelSignature, wanted: list[str],
         for response, arrays in answers:
             array = arrays.get(name) if arrays is not None else None
             if array is None:
-                raise FrontendError(ErrorKind.INTERNAL, f"the worker returned no output "
-                                    f"{name!r} for request {response.request_id}",
-                                    ResponseStatus.EXECUTION_FAILED.value)
+                raise FrontendError(
+                    ErrorKind.INTERNAL,
+                    f"the worker returned no output {name!r} for request {response.request_id}",
+                    ResponseStatus.EXECUTION_FAILED.value,
+                )
             rows.append(array)
         data = np.stack(rows)
         outputs.append(Tensor(name, specs[name].datatype, data))
     params: dict[str, bool | int | float | str] = {
         "batch_size": max(r.batch_size for r, _ in answers),
-        "cold_start": any(r.cold_start for r, _ in answers)}
+        "cold_start": any(r.cold_start for r, _ in answers),
+    }
     if any(r.status is ResponseStatus.LATE for r, _ in answers):
         params["late"] = True
-    return InferenceResult(call.model, call.version or _versions(sig)[-1], call.id,
-                           tuple(outputs), params)
+    return InferenceResult(
+        call.model, call.version or _versions(sig)[-1], call.id, tuple(outputs), params
+    )

@@ -45,8 +45,9 @@ def numpy_dtype(datatype: str, tensor: str) -> np.dtype[Any]:
     if dt is None:
         if datatype == "BF16":
             raise bad(tensor, "datatype BF16 is not supported by this server")
-        raise bad(tensor, f"unknown datatype {datatype!r}; expected one of "
-                          f"{', '.join(NUMPY_DTYPES)}")
+        raise bad(
+            tensor, f"unknown datatype {datatype!r}; expected one of {', '.join(NUMPY_DTYPES)}"
+        )
     return dt
 
 
@@ -72,8 +73,9 @@ def element_count(shape: tuple[int, ...]) -> int:
     return math.prod(shape)
 
 
-def from_raw(datatype: str, shape: Sequence[object], raw: bytes | memoryview,
-             tensor: str) -> npt.NDArray[np.generic]:
+def from_raw(
+    datatype: str, shape: Sequence[object], raw: bytes | memoryview, tensor: str
+) -> npt.NDArray[np.generic]:
     """A tensor from its raw bytes; the byte count must match the shape exactly."""
     dims = check_shape(shape, tensor)
     dt = numpy_dtype(datatype, tensor)
@@ -82,13 +84,15 @@ def from_raw(datatype: str, shape: Sequence[object], raw: bytes | memoryview,
         return _bytes_from_raw(memoryview(raw), dims, n, tensor)
     want = n * dt.itemsize
     if len(raw) != want:
-        raise bad(tensor, f"{len(raw)} bytes of data, but shape {list(dims)} of {datatype} "
-                          f"needs {want}")
+        raise bad(
+            tensor, f"{len(raw)} bytes of data, but shape {list(dims)} of {datatype} needs {want}"
+        )
     return np.frombuffer(raw, dtype=dt).reshape(dims)
 
 
-def _bytes_from_raw(raw: memoryview, dims: tuple[int, ...], n: int,
-                    tensor: str) -> npt.NDArray[np.generic]:
+def _bytes_from_raw(
+    raw: memoryview, dims: tuple[int, ...], n: int, tensor: str
+) -> npt.NDArray[np.generic]:
     items: list[bytes] = []
     pos = 0
     while pos < len(raw):
@@ -98,7 +102,7 @@ def _bytes_from_raw(raw: memoryview, dims: tuple[int, ...], n: int,
         pos += 4
         if pos + size > len(raw):
             raise bad(tensor, f"BYTES element {len(items)} claims {size} bytes past the end")
-        items.append(bytes(raw[pos:pos + size]))
+        items.append(bytes(raw[pos : pos + size]))
         pos += size
     if len(items) != n:
         raise bad(tensor, f"{len(items)} BYTES elements, but shape {list(dims)} needs {n}")
@@ -120,8 +124,9 @@ def to_raw(array: npt.NDArray[np.generic]) -> bytes:
     return np.ascontiguousarray(array, dtype=dt).tobytes()
 
 
-def from_json(datatype: str, shape: Sequence[object], data: object,
-              tensor: str) -> npt.NDArray[np.generic]:
+def from_json(
+    datatype: str, shape: Sequence[object], data: object, tensor: str
+) -> npt.NDArray[np.generic]:
     """A tensor from JSON ``data`` (flat or nested lists, row-major), checked element by
     element against the datatype."""
     dims = check_shape(shape, tensor)
@@ -163,8 +168,9 @@ _FLOAT_TYPES: Final = frozenset((int, float))
 _INT_TYPES: Final = frozenset((int,))
 
 
-def _from_flat_numbers(datatype: str, dt: np.dtype[Any], dims: tuple[int, ...], n: int,
-                       data: list[Any], tensor: str) -> npt.NDArray[np.generic] | None:
+def _from_flat_numbers(
+    datatype: str, dt: np.dtype[Any], dims: tuple[int, ...], n: int, data: list[Any], tensor: str
+) -> npt.NDArray[np.generic] | None:
     """A numeric tensor from flat ``data`` whose elements are all of the datatype's JSON types;
     None (the checked slow path decides, and words the error) otherwise."""
     if dt.kind not in "iuf" or len(data) != n:
@@ -206,8 +212,10 @@ def to_json(array: npt.NDArray[np.generic]) -> list[Any]:
     """Flat row-major JSON data of a tensor (BYTES as strings, bytes decoded as UTF-8 with
     replacement)."""
     if array.dtype == np.dtype(object):
-        return [x.decode(errors="replace") if isinstance(x, bytes) else str(x)
-                for x in array.reshape(-1)]
+        return [
+            x.decode(errors="replace") if isinstance(x, bytes) else str(x)
+            for x in array.reshape(-1)
+        ]
     if array.dtype.kind == "f":
         # NaN and infinities are not JSON: clients get null for them
         flat = array.reshape(-1).astype(np.float64)
@@ -235,9 +243,11 @@ def classify(tensor: Tensor, count: int) -> npt.NDArray[np.generic]:
     order = (width - 1) - np.argsort(rows[:, ::-1], axis=1, kind="stable")[:, ::-1][:, :k]
     values = np.take_along_axis(rows, order, axis=1)
     fmt = "{:f}:{}" if array.dtype.kind == "f" else "{:d}:{}"
-    flat = [fmt.format(v, i).encode()
-            for vals, idx in zip(values.tolist(), order.tolist(), strict=True)
-            for v, i in zip(vals, idx, strict=True)]
+    flat = [
+        fmt.format(v, i).encode()
+        for vals, idx in zip(values.tolist(), order.tolist(), strict=True)
+        for v, i in zip(vals, idx, strict=True)
+    ]
     out = np.empty(len(flat), dtype=object)
     out[:] = flat
     return out.reshape(values.shape if array.ndim >= 2 else (k,))

@@ -60,8 +60,12 @@ class Stats:
     max_ns: int
 
     def to_json(self) -> dict[str, int]:
-        return {"runs": self.runs, "p50_ns": self.p50_ns, "p99_ns": self.p99_ns,
-                "max_ns": self.max_ns}
+        return {
+            "runs": self.runs,
+            "p50_ns": self.p50_ns,
+            "p99_ns": self.p99_ns,
+            "max_ns": self.max_ns,
+        }
 
 
 def percentile_ns(values: Sequence[int], q: float) -> int:
@@ -75,13 +79,16 @@ def percentile_ns(values: Sequence[int], q: float) -> int:
 
 
 def stats(values: Sequence[int]) -> Stats:
-    return Stats(len(values), percentile_ns(values, 50), percentile_ns(values, 99),
-                 int(max(values)))
+    return Stats(
+        len(values), percentile_ns(values, 50), percentile_ns(values, 99), int(max(values))
+    )
 
 
-def sample_inputs(config: ModelConfig, count: int,
-                  rng: np.random.Generator | None = None,
-                  ) -> list[dict[str, npt.NDArray[np.generic]]]:
+def sample_inputs(
+    config: ModelConfig,
+    count: int,
+    rng: np.random.Generator | None = None,
+) -> list[dict[str, npt.NDArray[np.generic]]]:
     """``count`` random valid requests for ``config``: normal floats, integers in range (token
     ids below the transformer's vocabulary size), random booleans."""
     rng = rng if rng is not None else np.random.default_rng(0)
@@ -110,10 +117,11 @@ def device_description(device: str | torch.device, threads: int) -> str:
     dev = torch.device(device)
     if dev.type == "cuda":
         name = torch.cuda.get_device_name(dev)
-        return (f"{name} (CUDA {torch.version.cuda}), host {cpu_model()}, "
-                f"torch {torch.__version__}")
-    return (f"{cpu_model()} ({os.cpu_count()} logical cores), torch {torch.__version__}, "
-            f"{threads} thread{'s' if threads != 1 else ''}")
+        return f"{name} (CUDA {torch.version.cuda}), host {cpu_model()}, torch {torch.__version__}"
+    return (
+        f"{cpu_model()} ({os.cpu_count()} logical cores), torch {torch.__version__}, "
+        f"{threads} thread{'s' if threads != 1 else ''}"
+    )
 
 
 def cpu_model() -> str:
@@ -127,11 +135,19 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-def profile_model(repo: ModelRepository, name: str, device: str = "cpu", *,
-                  runs: int = DEFAULT_RUNS, warmup: int = DEFAULT_WARMUP,
-                  loads: int = DEFAULT_LOADS, threads: int = 1,
-                  batch_sizes: Sequence[int] | None = None, kind: DeviceKind | None = None,
-                  progress: Progress | None = None) -> ModelProfile:
+def profile_model(
+    repo: ModelRepository,
+    name: str,
+    device: str = "cpu",
+    *,
+    runs: int = DEFAULT_RUNS,
+    warmup: int = DEFAULT_WARMUP,
+    loads: int = DEFAULT_LOADS,
+    threads: int = 1,
+    batch_sizes: Sequence[int] | None = None,
+    kind: DeviceKind | None = None,
+    progress: Progress | None = None,
+) -> ModelProfile:
     """Measure ``name`` on ``device`` with the torch backend; see the module docstring.
 
     ``batch_sizes`` restricts the measured sizes (default: all the model supports)."""
@@ -139,7 +155,8 @@ def profile_model(repo: ModelRepository, name: str, device: str = "cpu", *,
 
     if runs < 1 or warmup < 0 or loads < 1:
         raise InvalidInputError(
-            f"runs and loads must be >= 1 and warmup >= 0, got {runs}, {loads}, {warmup}")
+            f"runs and loads must be >= 1 and warmup >= 0, got {runs}, {loads}, {warmup}"
+        )
     backend = TorchBackend(repo, device, kind=kind, threads=threads, models=[name])
     config = backend.config(name)
     sizes = tuple(config.batch_sizes if batch_sizes is None else batch_sizes)
@@ -147,7 +164,8 @@ def profile_model(repo: ModelRepository, name: str, device: str = "cpu", *,
     if unsupported or not sizes:
         raise InvalidInputError(
             f"model {name!r}: batch sizes {unsupported or list(sizes)} are not among its "
-            f"{list(config.batch_sizes)}")
+            f"{list(config.batch_sizes)}"
+        )
     plan = backend.plan(name)
 
     backend.load(name)  # warm-up cycle: first touch of host and cache pages
@@ -185,10 +203,12 @@ def profile_model(repo: ModelRepository, name: str, device: str = "cpu", *,
         }
     backend.evict(name)
     load_stats = stats(load_times)
-    how = (f"{loads} load/evict cycles after 1 warm-up; per batch size {warmup} warm-up + "
-           f"{runs} timed runs of a full batch of random inputs, time = input copy + execution "
-           f"+ output copy; exec_ns and load_ns are the {STATISTIC} (nearest rank); "
-           f"page size {backend.kind.page_size_bytes} bytes")
+    how = (
+        f"{loads} load/evict cycles after 1 warm-up; per batch size {warmup} warm-up + "
+        f"{runs} timed runs of a full batch of random inputs, time = input copy + execution "
+        f"+ output copy; exec_ns and load_ns are the {STATISTIC} (nearest rank); "
+        f"page size {backend.kind.page_size_bytes} bytes"
+    )
     return ModelProfile(
         model=name,
         device_kind=backend.kind.name,
@@ -199,8 +219,9 @@ def profile_model(repo: ModelRepository, name: str, device: str = "cpu", *,
         exec_ns=exec_ns,
         input_bytes=config.input_bytes,
         output_bytes=config.output_bytes,
-        measured=Measurement(by=MEASURED_BY, where=device_description(backend.device, threads),
-                             how=how),
+        measured=Measurement(
+            by=MEASURED_BY, where=device_description(backend.device, threads), how=how
+        ),
         extra={
             "statistic": STATISTIC,
             "threads": threads,
@@ -221,11 +242,18 @@ def profile_path(repo: ModelRepository, model: str, kind: str, out: Path | None 
     return base / f"profile-{kind_file_name(kind)}.json"
 
 
-def profile_repository(repo: ModelRepository, device: str = "cpu", out: Path | None = None, *,
-                       models: Iterable[str] | None = None, runs: int = DEFAULT_RUNS,
-                       warmup: int = DEFAULT_WARMUP, loads: int = DEFAULT_LOADS,
-                       threads: int = 1, progress: Progress | None = None,
-                       ) -> dict[str, tuple[ModelProfile, Path]]:
+def profile_repository(
+    repo: ModelRepository,
+    device: str = "cpu",
+    out: Path | None = None,
+    *,
+    models: Iterable[str] | None = None,
+    runs: int = DEFAULT_RUNS,
+    warmup: int = DEFAULT_WARMUP,
+    loads: int = DEFAULT_LOADS,
+    threads: int = 1,
+    progress: Progress | None = None,
+) -> dict[str, tuple[ModelProfile, Path]]:
     """Profile ``models`` (default: every valid model of ``repo``), write each profile, and
     return them with their paths. Models that share architecture, parameters and batch sizes
     are measured once (on the first of them); the others get a copy under their own name."""
@@ -236,20 +264,30 @@ def profile_repository(repo: ModelRepository, device: str = "cpu", out: Path | N
     written: dict[str, tuple[ModelProfile, Path]] = {}
     for name in names:
         config = repo.load_config(name)
-        key = (config.architecture, tuple(sorted(config.arch_params.items())),
-               config.batch_sizes)
+        key = (config.architecture, tuple(sorted(config.arch_params.items())), config.batch_sizes)
         profile = measured.get(key)
         if profile is None:
-            profile = profile_model(repo, name, device, runs=runs, warmup=warmup, loads=loads,
-                                    threads=threads, progress=progress)
+            profile = profile_model(
+                repo,
+                name,
+                device,
+                runs=runs,
+                warmup=warmup,
+                loads=loads,
+                threads=threads,
+                progress=progress,
+            )
             measured[key] = profile
         elif profile.model != name:
             profile = dataclasses.replace(
-                profile, model=name,
+                profile,
+                model=name,
                 measured=dataclasses.replace(
                     profile.measured,
                     how=f"{profile.measured.how}; measured on {profile.model}, same "
-                        "architecture, parameters and batch sizes"))
+                    "architecture, parameters and batch sizes",
+                ),
+            )
         path = profile_path(repo, name, profile.device_kind, out)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_profile(profile, path)
@@ -267,10 +305,14 @@ def profile_table(profile: ModelProfile) -> str:
     ]
     load = extra.get("load")
     if isinstance(load, Mapping):
-        lines.append(f"  load ms   p50 {load['p50_ns'] / 1e6:8.3f}  p99 {load['p99_ns'] / 1e6:8.3f}"
-                     f"  max {load['max_ns'] / 1e6:8.3f}  ({load['runs']} loads)")
-    lines.append(f"  {'batch':>5} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9} {'p99/p50':>8} "
-                 f"{'exec p50':>9} {'runs':>5}")
+        lines.append(
+            f"  load ms   p50 {load['p50_ns'] / 1e6:8.3f}  p99 {load['p99_ns'] / 1e6:8.3f}"
+            f"  max {load['max_ns'] / 1e6:8.3f}  ({load['runs']} loads)"
+        )
+    lines.append(
+        f"  {'batch':>5} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9} {'p99/p50':>8} "
+        f"{'exec p50':>9} {'runs':>5}"
+    )
     table = extra.get("exec", {})
     for b in profile.batch_sizes:
         row = table.get(str(b)) if isinstance(table, Mapping) else None
@@ -278,7 +320,8 @@ def profile_table(profile: ModelProfile) -> str:
             lines.append(
                 f"  {b:>5} {row['p50_ns'] / 1e6:9.3f} {row['p99_ns'] / 1e6:9.3f} "
                 f"{row['max_ns'] / 1e6:9.3f} {row['p99_ns'] / max(1, row['p50_ns']):8.2f} "
-                f"{row['exec_p50_ns'] / 1e6:9.3f} {row['runs']:>5}")
+                f"{row['exec_p50_ns'] / 1e6:9.3f} {row['runs']:>5}"
+            )
         else:
             lines.append(f"  {b:>5} {'':>9} {profile.exec_ns[b] / 1e6:9.3f}")
     return "\n".join(lines)

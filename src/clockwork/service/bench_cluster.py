@@ -79,7 +79,11 @@ def spawn_child(command: Sequence[str], out: int | None) -> subprocess.Popen[byt
     stdout and stderr to ``out`` (a file descriptor, ``subprocess.DEVNULL``, or None to
     inherit ours); on Linux the kernel also stops it if we die."""
     return subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=out,
+        start_new_session=True,
         # started before the event loop runs, so no other thread can hold a lock at fork
         preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
     )
@@ -89,10 +93,17 @@ class WorkerProcesses:
     """``workers`` emulated worker processes (``w0``, ``w1``, ...), each with
     ``gpus_per_worker`` devices serving ``models`` copies of ``profile``."""
 
-    def __init__(self, workers: int, gpus_per_worker: int, models: int,
-                 profile: str = DEFAULT_PROFILE, host: str = "127.0.0.1",
-                 noise_sigma: float = 0.0, log_dir: Path | None = None,
-                 python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        workers: int,
+        gpus_per_worker: int,
+        models: int,
+        profile: str = DEFAULT_PROFILE,
+        host: str = "127.0.0.1",
+        noise_sigma: float = 0.0,
+        log_dir: Path | None = None,
+        python: str = sys.executable,
+    ) -> None:
         if workers < 1 or gpus_per_worker < 1 or models < 1:
             raise ConfigurationError("need at least one worker, one GPU per worker and one model")
         self.workers = workers
@@ -107,11 +118,26 @@ class WorkerProcesses:
         self.addresses: list[tuple[str, int]] = []
 
     def command(self, index: int, port: int) -> list[str]:
-        return [self.python, "-m", "clockwork.cli.main", "worker",
-                "--listen", f"{self.host}:{port}", "--id", f"w{index}",
-                "--backend", "emulated", "--devices", str(self.gpus_per_worker),
-                "--models", str(self.models), "--profile", self.profile,
-                "--noise-sigma", str(self.noise_sigma)]
+        return [
+            self.python,
+            "-m",
+            "clockwork.cli.main",
+            "worker",
+            "--listen",
+            f"{self.host}:{port}",
+            "--id",
+            f"w{index}",
+            "--backend",
+            "emulated",
+            "--devices",
+            str(self.gpus_per_worker),
+            "--models",
+            str(self.models),
+            "--profile",
+            self.profile,
+            "--noise-sigma",
+            str(self.noise_sigma),
+        ]
 
     def start(self) -> None:
         if self.procs:
@@ -143,8 +169,9 @@ class WorkerProcesses:
         for i, p in enumerate(self.procs):
             code = p.poll()
             if code is not None:
-                where = (f"; see {self.log_dir / f'worker-w{i}.log'}"
-                         if self.log_dir is not None else "")
+                where = (
+                    f"; see {self.log_dir / f'worker-w{i}.log'}" if self.log_dir is not None else ""
+                )
                 raise ConfigurationError(f"worker w{i} exited with code {code}{where}")
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -166,8 +193,12 @@ class WorkerProcesses:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
 
@@ -203,8 +234,14 @@ class _LoadGenerator:
     ``finished`` is done when the arrivals are (or with what ``submit`` or the workload
     raised)."""
 
-    def __init__(self, service: ControllerService, arrivals: Iterator[Arrival], t0: int,
-                 duration_ns: int, clock_ns: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        service: ControllerService,
+        arrivals: Iterator[Arrival],
+        t0: int,
+        duration_ns: int,
+        clock_ns: Callable[[], int],
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         self._submit = service.submit_nowait
         self._arrivals = arrivals
@@ -262,8 +299,9 @@ class _LoadGenerator:
                 self.lateness_max = max(self.lateness_max, lateness)
                 if lateness > LATE_SUBMIT_NS:
                     self.late += 1
-            answer = self._submit(arrival.model, timeout_ns=arrival.slo_ns,
-                                  priority=arrival.priority)
+            answer = self._submit(
+                arrival.model, timeout_ns=arrival.slo_ns, priority=arrival.priority
+            )
             self.answers.add(answer)
             answer.add_done_callback(self._done_cb)
 
@@ -273,12 +311,19 @@ class _LoadGenerator:
             answer.exception()  # retrieved: unanswered requests are logged by telemetry
 
 
-async def run_bench(policy: Scheduler, addresses: Sequence[tuple[str, int]], workload: Workload,
-                    duration_ns: int, *, drain_ns: int = 10 * NS_PER_S,
-                    startup_timeout_s: float = 60.0, status_every_s: float = 5.0,
-                    status: Status | None = None,
-                    check_alive: Callable[[], None] | None = None,
-                    clock_ns: Callable[[], int] = time.monotonic_ns) -> BenchResult:
+async def run_bench(
+    policy: Scheduler,
+    addresses: Sequence[tuple[str, int]],
+    workload: Workload,
+    duration_ns: int,
+    *,
+    drain_ns: int = 10 * NS_PER_S,
+    startup_timeout_s: float = 60.0,
+    status_every_s: float = 5.0,
+    status: Status | None = None,
+    check_alive: Callable[[], None] | None = None,
+    clock_ns: Callable[[], int] = time.monotonic_ns,
+) -> BenchResult:
     """Drive ``workload`` through a controller connected to ``addresses``. See the module
     docstring. ``status`` receives a status line every ``status_every_s``; ``check_alive`` is
     called while waiting for the workers (to fail fast if one died)."""
@@ -297,12 +342,14 @@ async def run_bench(policy: Scheduler, addresses: Sequence[tuple[str, int]], wor
             if time.monotonic() > deadline:
                 raise ConfigurationError(
                     f"only {len(service.workers)} of {len(addresses)} workers joined within "
-                    f"{startup_timeout_s:.0f} s")
+                    f"{startup_timeout_s:.0f} s"
+                )
             await asyncio.sleep(0.02)
         startup_s = time.perf_counter() - wall0
         t0 = clock_ns()
-        gen = generator = _LoadGenerator(service, iter(workload.arrivals()), t0, duration_ns,
-                                         clock_ns)
+        gen = generator = _LoadGenerator(
+            service, iter(workload.arrivals()), t0, duration_ns, clock_ns
+        )
         if status is not None:
             line = StatusLine(service, len(addresses))
 
@@ -338,10 +385,21 @@ async def run_bench(policy: Scheduler, addresses: Sequence[tuple[str, int]], wor
     responses = telemetry.responses
     unanswered, unfinished = telemetry.finish(end)
     late, lateness_sum = generator.late, generator.lateness_sum
-    return BenchResult(telemetry.request_log, telemetry.action_log, submitted, responses,
-                       unanswered, unfinished, late, generator.lateness_max,
-                       lateness_sum / submitted if submitted else 0.0, end - t0, wall_s, cpu_s,
-                       startup_s)
+    return BenchResult(
+        telemetry.request_log,
+        telemetry.action_log,
+        submitted,
+        responses,
+        unanswered,
+        unfinished,
+        late,
+        generator.lateness_max,
+        lateness_sum / submitted if submitted else 0.0,
+        end - t0,
+        wall_s,
+        cpu_s,
+        startup_s,
+    )
 
 
 def pid_alive(pid: int) -> bool:

@@ -163,22 +163,28 @@ class ControllerService:
     ``submit``; ``close`` at the end.
     """
 
-    def __init__(self, policy: Scheduler, workers: Sequence[tuple[str, int]],
-                 clock_ns: Callable[[], int] = time.monotonic_ns, *,
-                 controller_id: str = "controller",
-                 ping_interval_s: float = 0.2, silence_pings: int = 5, sync_pings: int = 5,
-                 connect_backoff_s: tuple[float, float] = (0.05, 2.0),
-                 handshake_timeout_s: float = 5.0,
-                 default_slo_ns: int = DEFAULT_SLO_NS,
-                 on_response: Callable[[Response], None] | None = None,
-                 on_request: Callable[[InferRequest], None] | None = None,
-                 on_action_sent: Callable[[Action, int], None] | None = None,
-                 on_action_result: Callable[[ActionResult, int], None] | None = None,
-                 on_worker_joined: Callable[[str, tuple[DeviceInfo, ...]], None] | None = None,
-                 on_worker_lost: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        policy: Scheduler,
+        workers: Sequence[tuple[str, int]],
+        clock_ns: Callable[[], int] = time.monotonic_ns,
+        *,
+        controller_id: str = "controller",
+        ping_interval_s: float = 0.2,
+        silence_pings: int = 5,
+        sync_pings: int = 5,
+        connect_backoff_s: tuple[float, float] = (0.05, 2.0),
+        handshake_timeout_s: float = 5.0,
+        default_slo_ns: int = DEFAULT_SLO_NS,
+        on_response: Callable[[Response], None] | None = None,
+        on_request: Callable[[InferRequest], None] | None = None,
+        on_action_sent: Callable[[Action, int], None] | None = None,
+        on_action_result: Callable[[ActionResult, int], None] | None = None,
+        on_worker_joined: Callable[[str, tuple[DeviceInfo, ...]], None] | None = None,
+        on_worker_lost: Callable[[str], None] | None = None,
+    ) -> None:
         if ping_interval_s <= 0 or silence_pings < 1 or sync_pings < 1:
-            raise ValueError("ping_interval_s > 0, silence_pings >= 1 and sync_pings >= 1 "
-                             "required")
+            raise ValueError("ping_interval_s > 0, silence_pings >= 1 and sync_pings >= 1 required")
         self.scheduler = policy
         self.controller_id = controller_id
         self.ping_interval_s = ping_interval_s
@@ -283,8 +289,9 @@ class ControllerService:
             return []
         done, late = await asyncio.wait(waiting, timeout=timeout_s)
         for fut in late:
-            log.warning("worker %s: no rescan answer within %.1f s; skipped", waiting[fut],
-                        timeout_s)
+            log.warning(
+                "worker %s: no rescan answer within %.1f s; skipped", waiting[fut], timeout_s
+            )
             fut.cancel()
         added: list[str] = []
         for fut in done:
@@ -352,24 +359,41 @@ class ControllerService:
 
     # ----------------------------------------------------------------- the public API
 
-    async def submit(self, model: str, inputs: Mapping[str, npt.NDArray[np.generic]] | None = None,
-                     *, deadline_ns: int | None = None, timeout_ns: int | None = None,
-                     priority: int = 0, spent_ns: int = 0) -> tuple[Response, Arrays | None]:
+    async def submit(
+        self,
+        model: str,
+        inputs: Mapping[str, npt.NDArray[np.generic]] | None = None,
+        *,
+        deadline_ns: int | None = None,
+        timeout_ns: int | None = None,
+        priority: int = 0,
+        spent_ns: int = 0,
+    ) -> tuple[Response, Arrays | None]:
         """Submit one request and wait for its single response. The deadline is ``deadline_ns``
         (absolute, controller clock), else now + ``timeout_ns``, else now + the model's default
         SLO, else now + ``default_slo_ns``; less ``spent_ns``, the part of a timeout spent
         outside the controller (the front door's decoding and answer). Returns the response
         and, for a result delivered (``SUCCESS``/``LATE``), the outputs (None otherwise, or when
         the worker sent none)."""
-        return await self.submit_nowait(model, inputs, deadline_ns=deadline_ns,
-                                        timeout_ns=timeout_ns, priority=priority,
-                                        spent_ns=spent_ns)
+        return await self.submit_nowait(
+            model,
+            inputs,
+            deadline_ns=deadline_ns,
+            timeout_ns=timeout_ns,
+            priority=priority,
+            spent_ns=spent_ns,
+        )
 
-    def submit_nowait(self, model: str,
-                      inputs: Mapping[str, npt.NDArray[np.generic]] | None = None, *,
-                      deadline_ns: int | None = None, timeout_ns: int | None = None,
-                      priority: int = 0, spent_ns: int = 0
-                      ) -> asyncio.Future[tuple[Response, Arrays | None]]:
+    def submit_nowait(
+        self,
+        model: str,
+        inputs: Mapping[str, npt.NDArray[np.generic]] | None = None,
+        *,
+        deadline_ns: int | None = None,
+        timeout_ns: int | None = None,
+        priority: int = 0,
+        spent_ns: int = 0,
+    ) -> asyncio.Future[tuple[Response, Arrays | None]]:
         """``submit`` without a coroutine: the future of its result (for a caller that submits
         many requests, e.g. a load generator, a task per request costs more than the controller
         spends scheduling it). Cancelling the future abandons the wait, not the request."""
@@ -475,8 +499,12 @@ class ControllerService:
             for msg in msgs:
                 queue.put_nowait(msg)
 
-    def _sent(self, conn: StreamConnection, msgs: Sequence[Message],
-              failed: Sequence[tuple[Message, ProtocolError]]) -> None:
+    def _sent(
+        self,
+        conn: StreamConnection,
+        msgs: Sequence[Message],
+        failed: Sequence[tuple[Message, ProtocolError]],
+    ) -> None:
         """Count the actions among ``msgs`` that were sent; fail those that could not be."""
         unsent: set[int] = set()
         for msg, e in failed:
@@ -485,9 +513,20 @@ class ControllerService:
             action = getattr(msg, "action", None)
             if action is not None:
                 now = self._clock()
-                self._run(ActionFinished(ActionResult(
-                    action.action_id, action.device, action.model,
-                    ActionStatus.INVALID_INPUT, now, now, now, detail=str(e))))
+                self._run(
+                    ActionFinished(
+                        ActionResult(
+                            action.action_id,
+                            action.device,
+                            action.model,
+                            ActionStatus.INVALID_INPUT,
+                            now,
+                            now,
+                            now,
+                            detail=str(e),
+                        )
+                    )
+                )
         sent = self.stats.actions_sent
         for msg in msgs:
             action = getattr(msg, "action", None)
@@ -509,16 +548,14 @@ class ControllerService:
         link = self._joined.get(worker)
         if link is None or link.queue is None:
             # the scheduler learns of the loss from the link task, which requeues this action
-            log.debug("action %d for %s not sent: worker not connected", action.action_id,
-                      worker)
+            log.debug("action %d for %s not sent: worker not connected", action.action_id, worker)
             return
         msg: Message
         if type(action) is Infer:
             self._infers[action.action_id] = (worker, action.request_ids)
             inputs: tuple[InferInputs, ...] = ()
             if self._inputs and any(rid in self._inputs for rid in action.request_ids):
-                inputs = tuple(self._inputs.get(rid, InferInputs())
-                               for rid in action.request_ids)
+                inputs = tuple(self._inputs.get(rid, InferInputs()) for rid in action.request_ids)
             msg = InferMsg(0, action, inputs)
         else:
             msg = action_message(action)
@@ -534,8 +571,11 @@ class ControllerService:
         self._inputs.pop(rid, None)
         stashed = self._outputs.pop(rid, None)
         outputs: Arrays | None = None
-        if (stashed is not None and stashed[0] == response.action_id
-                and response.status.delivered_result):
+        if (
+            stashed is not None
+            and stashed[0] == response.action_id
+            and response.status.delivered_result
+        ):
             outputs = stashed[1].to_arrays()
         fut = self._futures.pop(rid, None)
         if fut is not None and not fut.done():
@@ -555,8 +595,9 @@ class ControllerService:
         self._wake_ns = wake_ns
         if wake_ns is None or self._loop is None or self._closing:
             return
-        self._wake = self._loop.call_later(self._timer_delay_s(self._loop, wake_ns - now),
-                                           self._on_wake)
+        self._wake = self._loop.call_later(
+            self._timer_delay_s(self._loop, wake_ns - now), self._on_wake
+        )
 
     def _timer_delay_s(self, loop: asyncio.AbstractEventLoop, delay_ns: int) -> float:
         """What to give ``call_later`` for a timer due in ``delay_ns`` that must not fire
@@ -581,8 +622,9 @@ class ControllerService:
                 # fired before it is due after all: a poll now would find nothing to do and
                 # ask for this same wake-up again (with timers that fire early, a busy loop of
                 # polls until it is due); wait for the rest instead
-                self._wake = self._loop.call_later(self._timer_delay_s(self._loop, early_ns),
-                                                   self._on_wake)
+                self._wake = self._loop.call_later(
+                    self._timer_delay_s(self._loop, early_ns), self._on_wake
+                )
                 return
         self._run()
 
@@ -596,8 +638,12 @@ class ControllerService:
                     if rid in self._futures:  # not answered yet (e.g. refused at its deadline)
                         self._outputs[rid] = (result.action_id, out)
             else:
-                log.warning("action %d: %d outputs for %d requests; dropped",
-                            result.action_id, len(msg.outputs), len(rids))
+                log.warning(
+                    "action %d: %d outputs for %d requests; dropped",
+                    result.action_id,
+                    len(msg.outputs),
+                    len(rids),
+                )
         # the last result of what was read from the socket, with nothing else waiting to be
         # fed: run now (as a deferred run would, one loop iteration later); else wait for the
         # rest, which this same task reads without waiting, and feed them all to one poll
@@ -615,8 +661,9 @@ class ControllerService:
         backoff = low
         while not self._closing:
             try:
-                conn = await connect(link.host, link.port, clock_ns=self._clock,
-                                     clock_sync=ClockSync())
+                conn = await connect(
+                    link.host, link.port, clock_ns=self._clock, clock_sync=ClockSync()
+                )
             except OSError as e:
                 log.debug("worker %s: connect failed: %s", link.address, e)
                 await asyncio.sleep(backoff)
@@ -627,8 +674,11 @@ class ControllerService:
                 await self._session(link, conn)
                 backoff = low
             except TimeoutError:
-                log.warning("worker %s: no answer within %.1f s during set-up", link.address,
-                            self.handshake_timeout_s)
+                log.warning(
+                    "worker %s: no answer within %.1f s during set-up",
+                    link.address,
+                    self.handshake_timeout_s,
+                )
             except (ConnectionClosedError, ProtocolError, _HandshakeError) as e:
                 log.warning("worker %s: %s: %s", link.address, type(e).__name__, e)
             finally:
@@ -657,14 +707,15 @@ class ControllerService:
         if not isinstance(hello, Hello):
             raise _HandshakeError(f"expected Hello, got {type(hello).__name__}")
         if hello.role is not Role.WORKER or hello.protocol_version != PROTOCOL_VERSION:
-            raise _HandshakeError(f"peer is a {hello.role.value} speaking protocol "
-                                  f"{hello.protocol_version}, expected a worker speaking "
-                                  f"{PROTOCOL_VERSION}")
+            raise _HandshakeError(
+                f"peer is a {hello.role.value} speaking protocol "
+                f"{hello.protocol_version}, expected a worker speaking "
+                f"{PROTOCOL_VERSION}"
+            )
         worker = hello.sender_id
         other = self._joined.get(worker)
         if other is not None and other is not link:
-            raise _HandshakeError(f"worker id {worker!r} is already joined from "
-                                  f"{other.address}")
+            raise _HandshakeError(f"worker id {worker!r} is already joined from {other.address}")
         sync = conn.clock_sync
         assert sync is not None
         seq = 0
@@ -680,9 +731,15 @@ class ControllerService:
         for info in state.devices:
             if info.device.worker != worker:
                 raise _HandshakeError(f"worker {worker!r} reports device {info.device}")
-        log.info("worker %s (%s) synced: offset %+d ns, rtt %d ns, %d devices, %d models",
-                 worker, link.address, sync.offset_ns, sync.rtt_ns, len(state.devices),
-                 len(state.models))
+        log.info(
+            "worker %s (%s) synced: offset %+d ns, rtt %d ns, %d devices, %d models",
+            worker,
+            link.address,
+            sync.offset_ns,
+            sync.rtt_ns,
+            len(state.devices),
+            len(state.models),
+        )
         if self._closing:
             return
         queue: asyncio.Queue[Message] = asyncio.Queue()
@@ -702,8 +759,7 @@ class ControllerService:
         if self.on_worker_joined is not None:
             _notify(self.on_worker_joined, worker, state.devices)
         sender = asyncio.create_task(self._send_loop(conn, queue), name=f"send {worker}")
-        pinger = asyncio.create_task(self._ping_loop(link, conn, queue, seq),
-                                     name=f"ping {worker}")
+        pinger = asyncio.create_task(self._ping_loop(link, conn, queue, seq), name=f"ping {worker}")
         try:
             async for msg in conn:
                 link.last_rx_ns = self._clock()
@@ -731,8 +787,13 @@ class ControllerService:
             return
         del self._joined[worker]
         self.stats.losses += 1
-        log.log(logging.INFO if self._closing else logging.WARNING, "worker %s (%s) lost: %s",
-                worker, link.address, reason)
+        log.log(
+            logging.INFO if self._closing else logging.WARNING,
+            "worker %s (%s) lost: %s",
+            worker,
+            link.address,
+            reason,
+        )
         for action_id, (w, _) in list(self._infers.items()):
             if w == worker:
                 del self._infers[action_id]
@@ -752,8 +813,11 @@ class ControllerService:
             too_late = False
             for msg in batch:
                 action = getattr(msg, "action", None)
-                if (action is not None and type(action) is not EvictWeights
-                        and action.latest_ns < now):
+                if (
+                    action is not None
+                    and type(action) is not EvictWeights
+                    and action.latest_ns < now
+                ):
                     stats.too_late_unsent += 1
                     self._deferred.append(ActionFinished(_too_late(action, now)))
                     too_late = True
@@ -771,8 +835,9 @@ class ControllerService:
             if too_late:
                 self._run()
 
-    async def _ping_loop(self, link: _Link, conn: StreamConnection,
-                         queue: asyncio.Queue[Message], seq: int) -> None:
+    async def _ping_loop(
+        self, link: _Link, conn: StreamConnection, queue: asyncio.Queue[Message], seq: int
+    ) -> None:
         interval_ns = round(self.ping_interval_s * NS_PER_S)
         sync = conn.clock_sync
         while True:
@@ -786,8 +851,16 @@ class ControllerService:
 
 
 def _too_late(action: Action, now: int) -> ActionResult:
-    return ActionResult(action.action_id, action.device, action.model, ActionStatus.TOO_LATE,
-                        now, now, now, detail="window passed before the action was sent")
+    return ActionResult(
+        action.action_id,
+        action.device,
+        action.model,
+        ActionStatus.TOO_LATE,
+        now,
+        now,
+        now,
+        detail="window passed before the action was sent",
+    )
 
 
 def _notify(hook: Callable[..., None], *args: object) -> None:

@@ -24,8 +24,13 @@ log = logging.getLogger("clockwork.service.logs")
 class LogFiles:
     """See the module docstring. ``close()`` writes what is left and stops the writer."""
 
-    def __init__(self, telemetry: ControllerTelemetry, directory: Path, keep_files: int = 100,
-                 max_pending: int = 2) -> None:
+    def __init__(
+        self,
+        telemetry: ControllerTelemetry,
+        directory: Path,
+        keep_files: int = 100,
+        max_pending: int = 2,
+    ) -> None:
         if keep_files < 1 or max_pending < 1:
             raise ValueError("keep_files and max_pending must be >= 1")
         self.telemetry = telemetry
@@ -33,12 +38,14 @@ class LogFiles:
         self.keep_files = keep_files
         directory.mkdir(parents=True, exist_ok=True)
         self._queue: queue.Queue[tuple[int, RequestLog, ActionLog] | None] = queue.Queue(
-            maxsize=max_pending)
+            maxsize=max_pending
+        )
         self._index = 0
         self.written: list[Path] = []
         self.skipped = 0
-        self._thread = threading.Thread(target=self._write_loop, name="clockwork-log-writer",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._write_loop, name="clockwork-log-writer", daemon=True
+        )
         self._thread.start()
 
     def rotate(self) -> bool:
@@ -71,8 +78,10 @@ class LogFiles:
                 return
             index, requests, actions = item
             try:
-                paths = [self.directory / f"requests-{index:06d}.parquet",
-                         self.directory / f"actions-{index:06d}.parquet"]
+                paths = [
+                    self.directory / f"requests-{index:06d}.parquet",
+                    self.directory / f"actions-{index:06d}.parquet",
+                ]
                 write_parquet(requests_arrow(requests.table()), paths[0])
                 write_parquet(actions_arrow(actions.table()), paths[1])
                 self.written.extend(paths)

@@ -35,6 +35,7 @@ from clockwork.telemetry.records import ActionLog, RequestLog
 if TYPE_CHECKING:
     from clockwork.service.controller_service import ControllerService
 
+
 class ControllerTelemetry:
     """Request and action logs of one controller run. See the module docstring."""
 
@@ -75,10 +76,17 @@ class ControllerTelemetry:
         self.responses += 1
         if self.record_logs:
             t0 = self.start_ns
-            self.request_log.append(request.request_id, request.model, request.arrival_ns - t0,
-                                    request.deadline_ns - t0, response.time_ns - t0,
-                                    response.status.value, response.batch_size,
-                                    response.action_id, response.cold_start)
+            self.request_log.append(
+                request.request_id,
+                request.model,
+                request.arrival_ns - t0,
+                request.deadline_ns - t0,
+                response.time_ns - t0,
+                response.status.value,
+                response.batch_size,
+                response.action_id,
+                response.cold_start,
+            )
 
     def on_action_sent(self, action: Action, now_ns: int) -> None:
         self._sent[action.action_id] = (action, now_ns)
@@ -91,10 +99,15 @@ class ControllerTelemetry:
         if self.record_logs:
             action, sent_ns = sent
             t0 = self.start_ns
-            self.action_log.append_action(action, sent_ns, result.began_ns - t0,
-                                         result.ended_ns - t0,
-                                         result.exec_ns if result.ok else 0,
-                                         result.status.value, t0)
+            self.action_log.append_action(
+                action,
+                sent_ns,
+                result.began_ns - t0,
+                result.ended_ns - t0,
+                result.exec_ns if result.ok else 0,
+                result.status.value,
+                t0,
+            )
 
     # ----------------------------------------------------------------- the end
 
@@ -105,12 +118,19 @@ class ControllerTelemetry:
         if self.record_logs:
             t0 = self.start_ns
             for r in self._live.values():
-                self.request_log.append(r.request_id, r.model, r.arrival_ns - t0,
-                                        r.deadline_ns - t0, now_ns - t0, UNANSWERED, 0, -1,
-                                        False)
+                self.request_log.append(
+                    r.request_id,
+                    r.model,
+                    r.arrival_ns - t0,
+                    r.deadline_ns - t0,
+                    now_ns - t0,
+                    UNANSWERED,
+                    0,
+                    -1,
+                    False,
+                )
             for action, sent_ns in self._sent.values():
-                self.action_log.append_action(action, sent_ns, -1, -1, 0, UNANSWERED,
-                                             self.start_ns)
+                self.action_log.append_action(action, sent_ns, -1, -1, 0, UNANSWERED, self.start_ns)
         self._live.clear()
         self._sent.clear()
         return requests, actions
@@ -120,8 +140,12 @@ class StatusLine:
     """The periodic status line of a running controller: workers joined, models, requests
     submitted/answered/pending, goodput since the previous line and attainment so far."""
 
-    def __init__(self, service: ControllerService, expected_workers: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        service: ControllerService,
+        expected_workers: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.service = service
         self.expected_workers = expected_workers
         self.clock = clock
@@ -134,10 +158,12 @@ class StatusLine:
         dt = now - self._last_t
         goodput = (s.successes - self._last_ok) / dt if dt > 0 else 0.0
         self._last_t, self._last_ok = now, s.successes
-        text = (f"workers {len(self.service.workers)}/{self.expected_workers}  models "
-                f"{len(self.service.models)}  requests {s.submitted}  answered {s.answered}  "
-                f"pending {self.service.pending()}  goodput {goodput:.1f}/s  "
-                f"attainment {100 * s.attainment:.1f}%")
+        text = (
+            f"workers {len(self.service.workers)}/{self.expected_workers}  models "
+            f"{len(self.service.models)}  requests {s.submitted}  answered {s.answered}  "
+            f"pending {self.service.pending()}  goodput {goodput:.1f}/s  "
+            f"attainment {100 * s.attainment:.1f}%"
+        )
         return f"{text}  {extra}" if extra else text
 
 

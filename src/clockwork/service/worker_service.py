@@ -110,12 +110,17 @@ class WorkerService:
     raises anyway, the rescan adds nothing.
     """
 
-    def __init__(self, worker_id: str, runtime_devices: Sequence[tuple[DeviceId, Backend]],
-                 models: Sequence[ModelInfo], *,
-                 clock_ns: Callable[[], int] = time.monotonic_ns,
-                 hello_timeout_s: float = HELLO_TIMEOUT_S,
-                 state_settle_s: float = STATE_SETTLE_S,
-                 rescan: Callable[[], Sequence[ModelInfo]] | None = None) -> None:
+    def __init__(
+        self,
+        worker_id: str,
+        runtime_devices: Sequence[tuple[DeviceId, Backend]],
+        models: Sequence[ModelInfo],
+        *,
+        clock_ns: Callable[[], int] = time.monotonic_ns,
+        hello_timeout_s: float = HELLO_TIMEOUT_S,
+        state_settle_s: float = STATE_SETTLE_S,
+        rescan: Callable[[], Sequence[ModelInfo]] | None = None,
+    ) -> None:
         for device, _ in runtime_devices:
             if device.worker != worker_id:
                 raise ValueError(f"device {device} does not belong to worker {worker_id!r}")
@@ -163,8 +168,9 @@ class WorkerService:
         if self._server is not None:
             raise RuntimeError("worker service already started")
         self._loop = asyncio.get_running_loop()
-        self._server = await serve(host, port, self._handle, clock_ns=self._clock,
-                                   clock_sync_factory=ClockSync)
+        self._server = await serve(
+            host, port, self._handle, clock_ns=self._clock, clock_sync_factory=ClockSync
+        )
         log.info("worker %s listening on %s:%d", self.worker_id, *self._server.address)
         return self._server
 
@@ -197,8 +203,9 @@ class WorkerService:
         try:
             first = await asyncio.wait_for(conn.recv(), self.hello_timeout_s)
         except TimeoutError:
-            log.warning("connection %s: no Hello within %.1f s; closing", conn.name,
-                        self.hello_timeout_s)
+            log.warning(
+                "connection %s: no Hello within %.1f s; closing", conn.name, self.hello_timeout_s
+            )
             conn.close("no Hello")
             return
         if not isinstance(first, Hello):
@@ -206,8 +213,9 @@ class WorkerService:
         elif first.role is not Role.CONTROLLER:
             reason = f"peer is a {first.role.value}, not a controller"
         elif first.protocol_version != PROTOCOL_VERSION:
-            reason = (f"protocol version {first.protocol_version}, this worker speaks "
-                      f"{PROTOCOL_VERSION}")
+            reason = (
+                f"protocol version {first.protocol_version}, this worker speaks {PROTOCOL_VERSION}"
+            )
         else:
             reason = ""
         if reason:
@@ -229,12 +237,17 @@ class WorkerService:
         session = _Session(self._sessions, conn)
         old = self._session
         if old is not None:
-            log.warning("controller connection %s replaced by %s (controller %r)",
-                        old.conn.name, conn.name, controller)
+            log.warning(
+                "controller connection %s replaced by %s (controller %r)",
+                old.conn.name,
+                conn.name,
+                controller,
+            )
             self._close_session(old, "replaced by a new controller connection")
         self._session = session
-        session.sender = asyncio.create_task(self._send_loop(session),
-                                             name=f"worker {self.worker_id} sender")
+        session.sender = asyncio.create_task(
+            self._send_loop(session), name=f"worker {self.worker_id} sender"
+        )
         session.queue.put_nowait(Hello(0, PROTOCOL_VERSION, Role.WORKER, self.worker_id))
         log.info("controller %r connected (connection %s)", controller, conn.name)
         return session
@@ -260,8 +273,11 @@ class WorkerService:
                 if isinstance(msg, ActionResultMsg):
                     # the controller must still hear about the action
                     r = msg.result
-                    fallback = replace(r, status=ActionStatus.EXECUTION_ERROR,
-                                       detail=f"result could not be sent: {e}")
+                    fallback = replace(
+                        r,
+                        status=ActionStatus.EXECUTION_ERROR,
+                        detail=f"result could not be sent: {e}",
+                    )
                     with contextlib.suppress(ProtocolError, ConnectionClosedError):
                         await conn.send(ActionResultMsg(0, fallback))
 
@@ -271,8 +287,9 @@ class WorkerService:
         devices = []
         for device in self._runtime.devices:
             snap = self._runtime.state(device)
-            devices.append(DeviceInfo(device, self._runtime.backend(device).kind,
-                                      snap.resident_models))
+            devices.append(
+                DeviceInfo(device, self._runtime.backend(device).kind, snap.resident_models)
+            )
         return WorkerState(0, self.worker_id, tuple(devices), self.models)
 
     def _on_message(self, session: _Session, msg: Message) -> None:
@@ -289,8 +306,11 @@ class WorkerService:
         elif isinstance(msg, LoadWeightsMsg | InferMsg | EvictWeightsMsg):
             self._submit(session, msg)
         else:
-            log.warning("controller connection %s: ignoring unexpected %s", session.conn.name,
-                        type(msg).__name__)
+            log.warning(
+                "controller connection %s: ignoring unexpected %s",
+                session.conn.name,
+                type(msg).__name__,
+            )
 
     async def rescan_models(self) -> list[ModelInfo]:
         """Run ``rescan`` (in a thread) and serve the models it returns; return those that are
@@ -305,23 +325,33 @@ class WorkerService:
                 return []
             # the runtime must accept a model before the controller may hear of it
             self._runtime.refresh_models()
-            servable = {name for device in self._runtime.devices
-                        for name in self._runtime.backend(device).models()}
+            servable = {
+                name
+                for device in self._runtime.devices
+                for name in self._runtime.backend(device).models()
+            }
             known = {m.name for m in self.models}
             new: list[ModelInfo] = []
             for info in found:
                 if info.name in known:
                     continue
                 if info.name not in servable:
-                    log.warning("worker %s: rescan returned model %s, which no backend has; "
-                                "skipped", self.worker_id, info.name)
+                    log.warning(
+                        "worker %s: rescan returned model %s, which no backend has; skipped",
+                        self.worker_id,
+                        info.name,
+                    )
                     continue
                 known.add(info.name)
                 new.append(info)
             if new:
                 self.models = (*self.models, *new)
-                log.info("worker %s: now serving %d new model(s): %s", self.worker_id, len(new),
-                         ", ".join(m.name for m in new))
+                log.info(
+                    "worker %s: now serving %d new model(s): %s",
+                    self.worker_id,
+                    len(new),
+                    ", ".join(m.name for m in new),
+                )
             return new
 
     def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
@@ -341,9 +371,12 @@ class WorkerService:
         while self._loads_pending() and time.monotonic() < give_up:
             await asyncio.sleep(STATE_POLL_S)
         if self._loads_pending():
-            log.warning("worker %s: loads still pending after %.1f s; reporting the state as it "
-                        "is (models still loading are not listed)", self.worker_id,
-                        self.state_settle_s)
+            log.warning(
+                "worker %s: loads still pending after %.1f s; reporting the state as it "
+                "is (models still loading are not listed)",
+                self.worker_id,
+                self.state_settle_s,
+            )
         if session is self._session:
             session.queue.put_nowait(self.state_message())
 
@@ -352,8 +385,9 @@ class WorkerService:
         if session is self._session:
             session.queue.put_nowait(self.state_message())
         else:
-            log.info("worker %s: rescan done after its controller left; reply dropped",
-                     self.worker_id)
+            log.info(
+                "worker %s: rescan done after its controller left; reply dropped", self.worker_id
+            )
 
     def _submit(self, session: _Session, msg: LoadWeightsMsg | InferMsg | EvictWeightsMsg) -> None:
         action = msg.action
@@ -361,9 +395,16 @@ class WorkerService:
         sync = session.conn.clock_sync
         if sync is None or not sync.ready:
             now = self._clock()
-            result = ActionResult(action.action_id, action.device, action.model,
-                                  ActionStatus.INVALID_WINDOW, now, now, now,
-                                  detail=NOT_SYNCED_DETAIL)
+            result = ActionResult(
+                action.action_id,
+                action.device,
+                action.model,
+                ActionStatus.INVALID_WINDOW,
+                now,
+                now,
+                now,
+                detail=NOT_SYNCED_DETAIL,
+            )
             session.queue.put_nowait(ActionResultMsg(0, result))
             return
         internal = self._next_action_id
@@ -373,8 +414,12 @@ class WorkerService:
             self._runtime.submit(replace(action, action_id=internal))
             return
         offset = sync.offset_ns  # controller clock - ours
-        local = replace(action, action_id=internal, earliest_ns=action.earliest_ns - offset,
-                        latest_ns=action.latest_ns - offset)
+        local = replace(
+            action,
+            action_id=internal,
+            earliest_ns=action.earliest_ns - offset,
+            latest_ns=action.latest_ns - offset,
+        )
         inputs = msg.input_arrays() if isinstance(msg, InferMsg) and msg.inputs else None
         self._runtime.submit(local, inputs)
 
@@ -398,9 +443,12 @@ class WorkerService:
             return
         sync = session.conn.clock_sync
         offset = sync.offset_ns if sync is not None and sync.ready else 0
-        converted = replace(result, action_id=action_id,
-                            received_ns=result.received_ns + offset,
-                            began_ns=result.began_ns + offset,
-                            ended_ns=result.ended_ns + offset)
+        converted = replace(
+            result,
+            action_id=action_id,
+            received_ns=result.received_ns + offset,
+            began_ns=result.began_ns + offset,
+            ended_ns=result.ended_ns + offset,
+        )
         outs = tuple(InferOutputs.from_arrays(o) for o in outputs) if outputs else ()
         session.queue.put_nowait(ActionResultMsg(0, converted, outs))

@@ -174,11 +174,20 @@ def attainment_bound(
     best: BoundResult | None = None
     for w in windows_ns:
         for k in range(offsets):
-            r = window_bound(times_ns, models, slo_ns=slo_ns, costs=costs, devices=devices,
-                             window_ns=w, offset_ns=w * k // offsets, lead_ns=lead_ns,
-                             tail_ns=tail_ns)
+            r = window_bound(
+                times_ns,
+                models,
+                slo_ns=slo_ns,
+                costs=costs,
+                devices=devices,
+                window_ns=w,
+                offset_ns=w * k // offsets,
+                lead_ns=lead_ns,
+                tail_ns=tail_ns,
+            )
             if best is None or (r.min_missed, r.busiest_window_work_ns * best.window_ns) > (
-                best.min_missed, best.busiest_window_work_ns * r.window_ns
+                best.min_missed,
+                best.busiest_window_work_ns * r.window_ns,
             ):
                 best = r
     assert best is not None

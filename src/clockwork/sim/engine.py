@@ -22,8 +22,17 @@ _heappop: Final = heapq.heappop
 
 
 class EventQueue:
-    __slots__ = ("_aside_kind", "_aside_ns", "_aside_payload", "_aside_seq", "_heap", "_line",
-                 "_line_head", "_seq", "now_ns")
+    __slots__ = (
+        "_aside_kind",
+        "_aside_ns",
+        "_aside_payload",
+        "_aside_seq",
+        "_heap",
+        "_line",
+        "_line_head",
+        "_seq",
+        "now_ns",
+    )
 
     def __init__(self) -> None:
         self._heap: list[tuple[int, int, int, Any]] = []
@@ -62,8 +71,9 @@ class EventQueue:
             raise ValueError(f"event at {time_ns} ns is in the past (now {self.now_ns} ns)")
         line = self._line
         if len(line) > self._line_head and line[-1][0] > time_ns:
-            raise ValueError(f"event at {time_ns} ns is before the last in order "
-                             f"({line[-1][0]} ns)")
+            raise ValueError(
+                f"event at {time_ns} ns is before the last in order ({line[-1][0]} ns)"
+            )
         self._seq += 1
         line.append((time_ns, self._seq, kind, payload))
 
@@ -122,5 +132,6 @@ class EventQueue:
         return t if t >= 0 else None
 
     def __len__(self) -> int:
-        return (len(self._heap) + len(self._line) - self._line_head
-                + (1 if self._aside_ns >= 0 else 0))
+        return (
+            len(self._heap) + len(self._line) - self._line_head + (1 if self._aside_ns >= 0 else 0)
+        )

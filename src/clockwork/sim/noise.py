@@ -26,16 +26,16 @@ class NoiseConfig:
         if self.kind not in NOISE_KINDS:
             raise ValueError(f"noise kind {self.kind!r}; choose one of {', '.join(NOISE_KINDS)}")
         if self.sigma < 0 or not 0 <= self.straggler_prob <= 1 or self.straggler_factor < 1:
-            raise ValueError("noise: sigma >= 0, 0 <= straggler_prob <= 1 and "
-                             "straggler_factor >= 1 required")
+            raise ValueError(
+                "noise: sigma >= 0, 0 <= straggler_prob <= 1 and straggler_factor >= 1 required"
+            )
 
 
 class Noise:
     """Draws duration multipliers, ``CHUNK`` at a time from a private numpy generator (one draw
     each from Python's ``random`` cost about a tenth of a compiled simulation's time)."""
 
-    __slots__ = ("_factor", "_factors", "_i", "_lognormal", "_prob", "_rng", "_sigma",
-                 "_straggler")
+    __slots__ = ("_factor", "_factors", "_i", "_lognormal", "_prob", "_rng", "_sigma", "_straggler")
 
     def __init__(self, config: NoiseConfig, seed: int) -> None:
         self._rng = np.random.default_rng(abs(seed))
@@ -49,8 +49,11 @@ class Noise:
 
     def _refill(self) -> None:
         n = CHUNK
-        f = (self._rng.lognormal(0.0, self._sigma, n) if self._lognormal
-             else np.ones(n, dtype=np.float64))
+        f = (
+            self._rng.lognormal(0.0, self._sigma, n)
+            if self._lognormal
+            else np.ones(n, dtype=np.float64)
+        )
         if self._straggler:
             f = np.where(self._rng.random(n) < self._prob, f * self._factor, f)
         self._factors = f.tolist()

@@ -81,15 +81,19 @@ class SimConfig:
         if self.duration_ns <= 0:
             raise ConfigurationError(f"duration must be > 0, got {self.duration_ns} ns")
         if self.gpus <= 0 or self.gpus_per_worker <= 0:
-            raise ConfigurationError(f"need at least one GPU and one GPU per worker, got "
-                                     f"{self.gpus} GPUs, {self.gpus_per_worker} per worker")
+            raise ConfigurationError(
+                f"need at least one GPU and one GPU per worker, got "
+                f"{self.gpus} GPUs, {self.gpus_per_worker} per worker"
+            )
         if self.network_delay_ns < 0 or self.drain_ns < 0:
             raise ConfigurationError("network delay and drain time must be >= 0")
         if self.sample_every_ns <= 0:
             raise ConfigurationError("sample_every_ns must be > 0")
         if self.worker_models is not None and len(self.worker_models) != self.workers:
-            raise ConfigurationError(f"worker_models names {len(self.worker_models)} workers; "
-                                     f"the cluster has {self.workers}")
+            raise ConfigurationError(
+                f"worker_models names {len(self.worker_models)} workers; "
+                f"the cluster has {self.workers}"
+            )
 
     @property
     def workers(self) -> int:
@@ -117,8 +121,14 @@ Progress = Callable[[int, int], None]
 class Simulation:
     """One run. ``run()`` may be called once."""
 
-    def __init__(self, config: SimConfig, models: list[ModelInfo], workload: Workload,
-                 scheduler: Scheduler, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        config: SimConfig,
+        models: list[ModelInfo],
+        workload: Workload,
+        scheduler: Scheduler,
+        progress: Progress | None = None,
+    ) -> None:
         self.config = config
         self.models = models
         self.workload = workload
@@ -148,12 +158,14 @@ class Simulation:
         for info in self.models:
             profile = info.profile_for(kind.name)
             if profile is None:
-                raise ConfigurationError(f"model {info.name!r} has no profile for device kind "
-                                         f"{kind.name!r}")
+                raise ConfigurationError(
+                    f"model {info.name!r} has no profile for device kind {kind.name!r}"
+                )
             if profile.pages_for(kind) > kind.cache_pages:
                 raise ConfigurationError(
                     f"model {info.name!r} needs {profile.pages_for(kind)} pages; a {kind.name} "
-                    f"has {kind.cache_pages}")
+                    f"has {kind.cache_pages}"
+                )
 
     # ----------------------------------------------------------------- set-up
 
@@ -196,13 +208,31 @@ class Simulation:
         last_ns = self.q.now_ns
         for request, _ in self._live.values():
             if self.config.record_logs:
-                self.request_log.append(request.request_id, request.model, request.arrival_ns,
-                                        request.deadline_ns, last_ns, UNANSWERED, 0, -1, False)
+                self.request_log.append(
+                    request.request_id,
+                    request.model,
+                    request.arrival_ns,
+                    request.deadline_ns,
+                    last_ns,
+                    UNANSWERED,
+                    0,
+                    -1,
+                    False,
+                )
         for action, sent_ns in self._sent.values():
             self._log_unfinished(action, sent_ns)
-        return SimResult(self.request_log, self.action_log, self._responses, unanswered, last_ns,
-                         time.perf_counter() - wall0, time.process_time() - cpu0, self._sched_s,
-                         events, self._samples)
+        return SimResult(
+            self.request_log,
+            self.action_log,
+            self._responses,
+            unanswered,
+            last_ns,
+            time.perf_counter() - wall0,
+            time.process_time() - cpu0,
+            self._sched_s,
+            events,
+            self._samples,
+        )
 
     def _loop(self) -> int:
         """Run events until the queue is empty or the run is over; returns events run."""
@@ -311,8 +341,9 @@ class Simulation:
     def _arrive(self, arrival: Arrival, now_ns: int) -> None:
         rid = self._next_request_id
         self._next_request_id = rid + 1
-        request = InferRequest(rid, arrival.model, now_ns, now_ns + arrival.slo_ns,
-                               arrival.priority)
+        request = InferRequest(
+            rid, arrival.model, now_ns, now_ns + arrival.slo_ns, arrival.priority
+        )
         self._live[rid] = (request, arrival)
         s = _perf_counter()
         policy = self._policy
@@ -349,9 +380,17 @@ class Simulation:
             # ``_value_`` (the member's value, documented by enum) rather than the ``value``
             # property, which runs Python code even when this module is compiled
             status: str = response.status._value_
-            self.request_log.append(request.request_id, request.model, request.arrival_ns,
-                                    request.deadline_ns, response.time_ns, status,
-                                    response.batch_size, response.action_id, response.cold_start)
+            self.request_log.append(
+                request.request_id,
+                request.model,
+                request.arrival_ns,
+                request.deadline_ns,
+                response.time_ns,
+                status,
+                response.batch_size,
+                response.action_id,
+                response.cold_start,
+            )
         nxt = self.workload.on_response(arrival, now_ns)
         if nxt is not None and nxt.time_ns < self.config.duration_ns:
             self.q.push(max(nxt.time_ns, now_ns), _RESPONSE_ARRIVAL, nxt)
@@ -372,8 +411,14 @@ class Simulation:
         if sent is None or not self.config.record_logs:
             return
         action, sent_ns = sent
-        self.action_log.append_action(action, sent_ns, result.began_ns, result.ended_ns,
-                            result.exec_ns if result.ok else 0, result.status._value_)
+        self.action_log.append_action(
+            action,
+            sent_ns,
+            result.began_ns,
+            result.ended_ns,
+            result.exec_ns if result.ok else 0,
+            result.status._value_,
+        )
 
     def _log_unfinished(self, action: Action, sent_ns: int) -> None:
         if self.config.record_logs:

@@ -28,8 +28,7 @@ ScheduleWake = Callable[[int, "SimDevice", Executor], None]
 ScheduleDone = Callable[[int, "SimDevice", Executor, int], None]
 
 
-def worker_model_for(info: ModelInfo, kind: DeviceKind
-                     ) -> tuple[ModelProfile, WorkerModel] | None:
+def worker_model_for(info: ModelInfo, kind: DeviceKind) -> tuple[ModelProfile, WorkerModel] | None:
     """``info``'s profile on ``kind`` and what a worker checks actions against; None if the
     model has no profile for that kind."""
     profile = info.profile_for(kind.name)
@@ -41,8 +40,19 @@ def worker_model_for(info: ModelInfo, kind: DeviceKind
 class SimDevice:
     """One simulated device: rules, profiles, noise, and the pending wake of each executor."""
 
-    __slots__ = ("_exec_ns", "_load_ns", "began_infer_ns", "began_load_ns", "device", "kind",
-                 "noise", "profiles", "state", "wake_infer_ns", "wake_load_ns")
+    __slots__ = (
+        "_exec_ns",
+        "_load_ns",
+        "began_infer_ns",
+        "began_load_ns",
+        "device",
+        "kind",
+        "noise",
+        "profiles",
+        "state",
+        "wake_infer_ns",
+        "wake_load_ns",
+    )
 
     def __init__(self, device: DeviceId, kind: DeviceKind, noise: Noise) -> None:
         self.device = device
@@ -85,8 +95,14 @@ class SimDevice:
     def receive(self, action: Action, now_ns: int) -> ActionResult | None:
         return self.state.receive(action, now_ns)
 
-    def advance(self, executor: Executor, now_ns: int, done: ScheduleDone, wake: ScheduleWake,
-                out: list[ActionResult]) -> None:
+    def advance(
+        self,
+        executor: Executor,
+        now_ns: int,
+        done: ScheduleDone,
+        wake: ScheduleWake,
+        out: list[ActionResult],
+    ) -> None:
         """Let ``executor`` start what it can at ``now_ns``; refusals go to ``out``."""
         while True:
             d = self.state.next(executor, now_ns)

@@ -126,24 +126,27 @@ def plot_goodput_latency(
 
     p99 = _floats(ts.get("p99_latency_ms"))
     if np.any(np.isfinite(p99)):
-        bottom.stairs(p99, edges, baseline=None, color="tab:purple",
-                      label="p99 latency (delivered)")
+        bottom.stairs(
+            p99, edges, baseline=None, color="tab:purple", label="p99 latency (delivered)"
+        )
         slo = slo_ms_of(summary)
         if slo is not None:
             bottom.axhline(slo, linestyle="--", color="tab:red", label=f"SLO {slo:g} ms")
         bottom.set_ylim(bottom=0)
         bottom.legend(loc="best", fontsize="small")
     else:
-        bottom.text(0.5, 0.5, "no delivered results", ha="center", va="center",
-                    transform=bottom.transAxes)
+        bottom.text(
+            0.5, 0.5, "no delivered results", ha="center", va="center", transform=bottom.transAxes
+        )
     bottom.set_ylabel("p99 latency (ms)")
     bottom.set_xlabel("time since start (s)")
     bottom.grid(True, alpha=0.3)
     return _save(fig, path)
 
 
-def _cdf_sample(sorted_ns: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64],
-                                                           npt.NDArray[np.float64]]:
+def _cdf_sample(
+    sorted_ns: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """Points of the empirical CDF: evenly spread ranks plus dense ranks in the upper tail."""
     n = len(sorted_ns)
     if n <= _CDF_POINTS:

@@ -130,17 +130,35 @@ class RequestLog:
         cold_start: bool,
     ) -> None:
         self._rows += _REQUEST_ROW.pack(
-            request_id, self.models.code(model), arrival_ns, deadline_ns, response_ns,
-            self.statuses.code(status), batch_size, action_id, 1 if cold_start else 0)
+            request_id,
+            self.models.code(model),
+            arrival_ns,
+            deadline_ns,
+            response_ns,
+            self.statuses.code(status),
+            batch_size,
+            action_id,
+            1 if cold_start else 0,
+        )
 
     def __len__(self) -> int:
         return len(self._rows) // _REQUEST_ROW.size
 
     def table(self) -> RequestTable:
         c = _columns(self._rows, 9)
-        return RequestTable(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8],
-                            model_names=tuple(self.models.names),
-                            status_names=tuple(self.statuses.names))
+        return RequestTable(
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            c[4],
+            c[5],
+            c[6],
+            c[7],
+            c[8],
+            model_names=tuple(self.models.names),
+            status_names=tuple(self.statuses.names),
+        )
 
 
 class ActionLog:
@@ -174,12 +192,32 @@ class ActionLog:
         status: str,
     ) -> None:
         self._rows += _ACTION_ROW.pack(
-            action_id, self.kinds.code(kind), self.devices.code(device), self.models.code(model),
-            batch_size, requests, sent_ns, earliest_ns, latest_ns, expected_ns, began_ns,
-            ended_ns, actual_ns, self.statuses.code(status))
+            action_id,
+            self.kinds.code(kind),
+            self.devices.code(device),
+            self.models.code(model),
+            batch_size,
+            requests,
+            sent_ns,
+            earliest_ns,
+            latest_ns,
+            expected_ns,
+            began_ns,
+            ended_ns,
+            actual_ns,
+            self.statuses.code(status),
+        )
 
-    def append_action(self, action: Action, sent_ns: int, began_ns: int, ended_ns: int,
-                      actual_ns: int, status: str, origin_ns: int = 0) -> None:
+    def append_action(
+        self,
+        action: Action,
+        sent_ns: int,
+        began_ns: int,
+        ended_ns: int,
+        actual_ns: int,
+        status: str,
+        origin_ns: int = 0,
+    ) -> None:
         """One row for ``action``; ``sent_ns`` and its window are shifted by ``origin_ns`` (the
         run's start on the controller's clock); ``began_ns``/``ended_ns`` are taken as given."""
         # one row per action of a run: the columns are filled here directly (the same values
@@ -194,15 +232,44 @@ class ActionLog:
         model = self.models.code(action.model)
         status_code = self.statuses.code(status)
         if isinstance(action, EvictWeights):
-            row = _ACTION_ROW.pack(action.action_id, kind, device, model, 0, 0, sent, sent, sent,
-                                   0, began_ns, ended_ns, 0, status_code)
-        else:
-            batch, requests = ((action.batch_size, len(action.request_ids))
-                               if isinstance(action, Infer) else (0, 0))
             row = _ACTION_ROW.pack(
-                action.action_id, kind, device, model, batch, requests, sent,
-                action.earliest_ns - origin_ns, action.latest_ns - origin_ns,
-                action.expected_duration_ns, began_ns, ended_ns, actual_ns, status_code)
+                action.action_id,
+                kind,
+                device,
+                model,
+                0,
+                0,
+                sent,
+                sent,
+                sent,
+                0,
+                began_ns,
+                ended_ns,
+                0,
+                status_code,
+            )
+        else:
+            batch, requests = (
+                (action.batch_size, len(action.request_ids))
+                if isinstance(action, Infer)
+                else (0, 0)
+            )
+            row = _ACTION_ROW.pack(
+                action.action_id,
+                kind,
+                device,
+                model,
+                batch,
+                requests,
+                sent,
+                action.earliest_ns - origin_ns,
+                action.latest_ns - origin_ns,
+                action.expected_duration_ns,
+                began_ns,
+                ended_ns,
+                actual_ns,
+                status_code,
+            )
         self._rows += row
 
     def __len__(self) -> int:
@@ -210,8 +277,23 @@ class ActionLog:
 
     def table(self) -> ActionTable:
         c = _columns(self._rows, 14)
-        return ActionTable(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10],
-                           c[11], c[12], c[13], kind_names=tuple(self.kinds.names),
-                           device_names=tuple(self.devices.names),
-                           model_names=tuple(self.models.names),
-                           status_names=tuple(self.statuses.names))
+        return ActionTable(
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            c[4],
+            c[5],
+            c[6],
+            c[7],
+            c[8],
+            c[9],
+            c[10],
+            c[11],
+            c[12],
+            c[13],
+            kind_names=tuple(self.kinds.names),
+            device_names=tuple(self.devices.names),
+            model_names=tuple(self.models.names),
+            status_names=tuple(self.statuses.names),
+        )

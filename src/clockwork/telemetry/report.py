@@ -38,38 +38,42 @@ def _dict_column(codes: npt.NDArray[np.int64], names: Sequence[str]) -> pa.Dicti
 def requests_arrow(requests: RequestTable) -> pa.Table:
     """The request table as an Arrow table (model and status decoded to dictionary strings)."""
     r = requests
-    return pa.table({
-        "request_id": r.request_id,
-        "model": _dict_column(r.model, r.model_names),
-        "arrival_ns": r.arrival_ns,
-        "deadline_ns": r.deadline_ns,
-        "response_ns": r.response_ns,
-        "status": _dict_column(r.status, r.status_names),
-        "batch_size": r.batch_size,
-        "action_id": r.action_id,
-        "cold_start": r.cold_start.astype(bool),
-    })
+    return pa.table(
+        {
+            "request_id": r.request_id,
+            "model": _dict_column(r.model, r.model_names),
+            "arrival_ns": r.arrival_ns,
+            "deadline_ns": r.deadline_ns,
+            "response_ns": r.response_ns,
+            "status": _dict_column(r.status, r.status_names),
+            "batch_size": r.batch_size,
+            "action_id": r.action_id,
+            "cold_start": r.cold_start.astype(bool),
+        }
+    )
 
 
 def actions_arrow(actions: ActionTable) -> pa.Table:
     """The action table as an Arrow table (kind, device, model, status as dictionary strings)."""
     a = actions
-    return pa.table({
-        "action_id": a.action_id,
-        "kind": _dict_column(a.kind, a.kind_names),
-        "device": _dict_column(a.device, a.device_names),
-        "model": _dict_column(a.model, a.model_names),
-        "batch_size": a.batch_size,
-        "requests": a.requests,
-        "sent_ns": a.sent_ns,
-        "earliest_ns": a.earliest_ns,
-        "latest_ns": a.latest_ns,
-        "expected_ns": a.expected_ns,
-        "began_ns": a.began_ns,
-        "ended_ns": a.ended_ns,
-        "actual_ns": a.actual_ns,
-        "status": _dict_column(a.status, a.status_names),
-    })
+    return pa.table(
+        {
+            "action_id": a.action_id,
+            "kind": _dict_column(a.kind, a.kind_names),
+            "device": _dict_column(a.device, a.device_names),
+            "model": _dict_column(a.model, a.model_names),
+            "batch_size": a.batch_size,
+            "requests": a.requests,
+            "sent_ns": a.sent_ns,
+            "earliest_ns": a.earliest_ns,
+            "latest_ns": a.latest_ns,
+            "expected_ns": a.expected_ns,
+            "began_ns": a.began_ns,
+            "ended_ns": a.ended_ns,
+            "actual_ns": a.actual_ns,
+            "status": _dict_column(a.status, a.status_names),
+        }
+    )
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:
@@ -181,9 +185,7 @@ def _workload(summary: Mapping[str, object]) -> str:
     return title.split(" / ", 1)[1] if " / " in title else title
 
 
-def _field(
-    fmt: Callable[[object], str], *keys: str
-) -> Callable[[Mapping[str, object]], str]:
+def _field(fmt: Callable[[object], str], *keys: str) -> Callable[[Mapping[str, object]], str]:
     """A row formatter: ``fmt`` of the nested value at ``keys`` (a missing count shows 0)."""
 
     def cell(summary: Mapping[str, object]) -> str:
@@ -246,10 +248,14 @@ def _rows(summaries: Sequence[Mapping[str, object]]) -> list[Row]:
         ("loads", lambda s: _count(s.get("loads"))),
         ("evictions", lambda s: _count(s.get("evictions"))),
         ("infers", lambda s: _count(s.get("infers"))),
-        ("Infer pred. error p99",
-         lambda s: _signed_ms(_get(s, "prediction_error", "Infer", "p99"))),
-        ("Load pred. error p99",
-         lambda s: _signed_ms(_get(s, "prediction_error", "LoadWeights", "p99"))),
+        (
+            "Infer pred. error p99",
+            lambda s: _signed_ms(_get(s, "prediction_error", "Infer", "p99")),
+        ),
+        (
+            "Load pred. error p99",
+            lambda s: _signed_ms(_get(s, "prediction_error", "LoadWeights", "p99")),
+        ),
         ("device utilisation", lambda s: _pct(s.get("device_utilisation"))),
         ("sim wall time", lambda s: _secs(s.get("sim_wall_s"))),
         ("build", lambda s: str(_get(s, "extra", "build") or "-")),
@@ -257,8 +263,9 @@ def _rows(summaries: Sequence[Mapping[str, object]]) -> list[Row]:
     ]
     if any(_num(s.get("scheduler_cpu_us_per_request")) is not None for s in summaries):
         rows.append(("scheduler CPU / request", _cpu_per_request))
-        rows.append(("requests / scheduler CPU s",
-                     lambda s: _rate(s.get("scheduler_requests_per_cpu_s"))))
+        rows.append(
+            ("requests / scheduler CPU s", lambda s: _rate(s.get("scheduler_requests_per_cpu_s")))
+        )
     return rows
 
 
@@ -279,13 +286,15 @@ def format_comparison(summaries: Mapping[str, Mapping[str, object]]) -> str:
     values = list(summaries.values())
     rows = [(label, [fn(s) for s in values]) for label, fn in _rows(values)]
     label_w = max(len("policy"), *(len(label) for label, _ in rows))
-    col_w = [
-        max(len(name), *(len(cells[i]) for _, cells in rows)) for i, name in enumerate(names)
-    ]
-    header = "  ".join(["policy".ljust(label_w), *(n.rjust(w) for n, w in zip(names, col_w,
-                                                                               strict=True))])
+    col_w = [max(len(name), *(len(cells[i]) for _, cells in rows)) for i, name in enumerate(names)]
+    header = "  ".join(
+        ["policy".ljust(label_w), *(n.rjust(w) for n, w in zip(names, col_w, strict=True))]
+    )
     lines = [header, "-" * len(header)]
     for label, cells in rows:
-        lines.append("  ".join([label.ljust(label_w),
-                                *(c.rjust(w) for c, w in zip(cells, col_w, strict=True))]))
+        lines.append(
+            "  ".join(
+                [label.ljust(label_w), *(c.rjust(w) for c, w in zip(cells, col_w, strict=True))]
+            )
+        )
     return "\n".join(lines)

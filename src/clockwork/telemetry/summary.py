@@ -301,9 +301,7 @@ def summarize(requests: RequestTable, actions: ActionTable, info: RunInfo) -> di
     by_status = _status_counts(requests.status, requests.status_names)
     succeeded = by_status.get(SUCCESS, 0)
     late = by_status.get(LATE, 0)
-    refused: dict[str, int] = {
-        s.name: 0 for s in ResponseStatus if s.name not in (SUCCESS, LATE)
-    }
+    refused: dict[str, int] = {s.name: 0 for s in ResponseStatus if s.name not in (SUCCESS, LATE)}
     for name, count in by_status.items():
         if name not in (SUCCESS, LATE):
             refused[name] = refused.get(name, 0) + count
@@ -349,8 +347,9 @@ def summarize(requests: RequestTable, actions: ActionTable, info: RunInfo) -> di
 
     infer_busy_ns = int(actions.actual_ns[infer_ok].sum())
     # work that runs on after the last arrival (the drain) counts against the time it took
-    busy_span_ns = max(info.duration_ns,
-                       int(actions.ended_ns[infer_ok].max()) if infer_ok.any() else 0)
+    busy_span_ns = max(
+        info.duration_ns, int(actions.ended_ns[infer_ok].max()) if infer_ok.any() else 0
+    )
     ideal = float(info.ideal_capacity_rps)
     goodput = _ratio(succeeded, duration_s)
     cpu = info.scheduler_cpu_s
@@ -371,9 +370,7 @@ def summarize(requests: RequestTable, actions: ActionTable, info: RunInfo) -> di
         "offered_rps": _ratio(n, duration_s),
         "goodput_rps": goodput,
         "ideal_capacity_rps": ideal,
-        "goodput_fraction_of_ideal": (
-            _ratio(goodput, ideal) if goodput is not None else None
-        ),
+        "goodput_fraction_of_ideal": (_ratio(goodput, ideal) if goodput is not None else None),
         "latency_ms": _distribution_ms(all_latency[successful], LATENCY_QUANTILES),
         "delivered_latency_ms": _distribution_ms(all_latency[delivered], LATENCY_QUANTILES),
         "cold_starts": int(np.count_nonzero(requests.cold_start)),
@@ -387,9 +384,7 @@ def summarize(requests: RequestTable, actions: ActionTable, info: RunInfo) -> di
         "sim_wall_s": info.sim_wall_s,
         "sim_requests_per_wall_s": _ratio(n, info.sim_wall_s),
         "scheduler_cpu_s": cpu,
-        "scheduler_cpu_us_per_request": (
-            cpu * 1e6 / n if cpu is not None and n else None
-        ),
+        "scheduler_cpu_us_per_request": (cpu * 1e6 / n if cpu is not None and n else None),
         "scheduler_requests_per_cpu_s": _ratio(n, cpu) if cpu is not None else None,
         "extra": dict(info.extra),
         "timeseries": timeseries(

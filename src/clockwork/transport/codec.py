@@ -95,18 +95,43 @@ def _tensor_map(tensors: Any) -> dict[str, list[Any]]:
 def _fields(msg: Message) -> list[Any]:
     if isinstance(msg, InferMsg):
         a = msg.action
-        return [a.action_id, _dev(a.device), a.model, a.batch_size, list(a.request_ids),
-                a.earliest_ns, a.latest_ns, a.expected_duration_ns,
-                [_tensor_map(i.tensors) for i in msg.inputs]]
+        return [
+            a.action_id,
+            _dev(a.device),
+            a.model,
+            a.batch_size,
+            list(a.request_ids),
+            a.earliest_ns,
+            a.latest_ns,
+            a.expected_duration_ns,
+            [_tensor_map(i.tensors) for i in msg.inputs],
+        ]
     if isinstance(msg, ActionResultMsg):
         r = msg.result
-        return [r.action_id, _dev(r.device), r.model, r.status.value, r.received_ns, r.began_ns,
-                r.ended_ns, r.exec_ns, r.input_copy_ns, r.output_copy_ns, r.detail,
-                [_tensor_map(o.tensors) for o in msg.outputs]]
+        return [
+            r.action_id,
+            _dev(r.device),
+            r.model,
+            r.status.value,
+            r.received_ns,
+            r.began_ns,
+            r.ended_ns,
+            r.exec_ns,
+            r.input_copy_ns,
+            r.output_copy_ns,
+            r.detail,
+            [_tensor_map(o.tensors) for o in msg.outputs],
+        ]
     if isinstance(msg, LoadWeightsMsg):
         lw = msg.action
-        return [lw.action_id, _dev(lw.device), lw.model, lw.earliest_ns, lw.latest_ns,
-                lw.expected_duration_ns]
+        return [
+            lw.action_id,
+            _dev(lw.device),
+            lw.model,
+            lw.earliest_ns,
+            lw.latest_ns,
+            lw.expected_duration_ns,
+        ]
     if isinstance(msg, EvictWeightsMsg):
         ev = msg.action
         return [ev.action_id, _dev(ev.device), ev.model]
@@ -119,11 +144,26 @@ def _fields(msg: Message) -> list[Any]:
     if isinstance(msg, GetWorkerState | RescanRepository):
         return []
     if isinstance(msg, WorkerState):
-        return [msg.worker,
-                [[_dev(d.device), [d.kind.name, d.kind.page_size_bytes, d.kind.cache_pages],
-                  list(d.resident_models)] for d in msg.devices],
-                [[m.name, [p.to_json() for p in m.profiles], m.default_slo_ns,
-                  _enc_signature(m.signature)] for m in msg.models]]
+        return [
+            msg.worker,
+            [
+                [
+                    _dev(d.device),
+                    [d.kind.name, d.kind.page_size_bytes, d.kind.cache_pages],
+                    list(d.resident_models),
+                ]
+                for d in msg.devices
+            ],
+            [
+                [
+                    m.name,
+                    [p.to_json() for p in m.profiles],
+                    m.default_slo_ns,
+                    _enc_signature(m.signature),
+                ]
+                for m in msg.models
+            ],
+        ]
     raise ProtocolError(f"cannot encode {type(msg).__name__}: not a protocol message")
 
 
@@ -258,8 +298,10 @@ def _tensor(v: Any, what: str) -> Tensor:
         raise ProtocolError(f"{what}.data: expected bytes, got {type(data).__name__}")
     expected = math.prod(shape) * dtype.itemsize
     if len(data) != expected:
-        raise ProtocolError(f"{what}: {len(data)} bytes of data, but dtype {dtype_s} and shape "
-                            f"{shape} need {expected}")
+        raise ProtocolError(
+            f"{what}: {len(data)} bytes of data, but dtype {dtype_s} and shape "
+            f"{shape} need {expected}"
+        )
     if len(_ITEMSIZES) < _ITEMSIZES_MAX:
         _ITEMSIZES[dtype_s] = dtype.itemsize
     return Tensor(dtype_s, shape, data)
@@ -290,8 +332,9 @@ def _dec_hello(f: list[Any]) -> Hello:
         role_e = Role(role)
     except ValueError as e:
         raise ProtocolError(f"Hello.role: bad role value {role!r}") from e
-    return Hello(f[1], _int(version, "Hello.protocol_version"), role_e,
-                 _str(sender, "Hello.sender_id"))
+    return Hello(
+        f[1], _int(version, "Hello.protocol_version"), role_e, _str(sender, "Hello.sender_id")
+    )
 
 
 def _dec_get_state(f: list[Any]) -> GetWorkerState:
@@ -306,16 +349,22 @@ def _dec_device_info(v: Any, what: str) -> DeviceInfo:
     dev, kind, resident = _list(v, what, 3)
     kname, page, pages = _list(kind, f"{what}.kind", 3)
     try:
-        kind_v = DeviceKind(_str(kname, f"{what}.kind.name"),
-                            _int(page, f"{what}.kind.page_size_bytes"),
-                            _int(pages, f"{what}.kind.cache_pages"))
+        kind_v = DeviceKind(
+            _str(kname, f"{what}.kind.name"),
+            _int(page, f"{what}.kind.page_size_bytes"),
+            _int(pages, f"{what}.kind.cache_pages"),
+        )
     except ProtocolError:
         raise
     except ClockworkError as e:
         raise ProtocolError(f"{what}.kind: {e}") from e
-    return DeviceInfo(_device(dev, f"{what}.device"), kind_v,
-                      tuple(_str(m, f"{what}.resident_models")
-                            for m in _list(resident, f"{what}.resident_models")))
+    return DeviceInfo(
+        _device(dev, f"{what}.device"),
+        kind_v,
+        tuple(
+            _str(m, f"{what}.resident_models") for m in _list(resident, f"{what}.resident_models")
+        ),
+    )
 
 
 def _enc_tensor_sigs(ts: tuple[TensorSignature, ...]) -> list[Any]:
@@ -325,17 +374,26 @@ def _enc_tensor_sigs(ts: tuple[TensorSignature, ...]) -> list[Any]:
 def _enc_signature(sig: ModelSignature | None) -> list[Any] | None:
     if sig is None:
         return None
-    return [_enc_tensor_sigs(sig.inputs), _enc_tensor_sigs(sig.outputs), sig.max_batch_size,
-            list(sig.versions), sig.platform]
+    return [
+        _enc_tensor_sigs(sig.inputs),
+        _enc_tensor_sigs(sig.outputs),
+        sig.max_batch_size,
+        list(sig.versions),
+        sig.platform,
+    ]
 
 
 def _dec_tensor_sigs(v: Any, what: str) -> tuple[TensorSignature, ...]:
     out = []
     for i, t in enumerate(_list(v, what)):
         name, datatype, shape = _list(t, f"{what}[{i}]", 3)
-        out.append(TensorSignature(
-            _str(name, f"{what}[{i}].name"), _str(datatype, f"{what}[{i}].datatype"),
-            tuple(_int(d, f"{what}[{i}].shape") for d in _list(shape, f"{what}[{i}].shape"))))
+        out.append(
+            TensorSignature(
+                _str(name, f"{what}[{i}].name"),
+                _str(datatype, f"{what}[{i}].datatype"),
+                tuple(_int(d, f"{what}[{i}].shape") for d in _list(shape, f"{what}[{i}].shape")),
+            )
+        )
     return tuple(out)
 
 
@@ -349,7 +407,8 @@ def _dec_signature(v: Any, what: str) -> ModelSignature | None:
             _dec_tensor_sigs(outputs, f"{what}.outputs"),
             _int(max_batch, f"{what}.max_batch_size"),
             tuple(_int(x, f"{what}.versions") for x in _list(versions, f"{what}.versions")),
-            _str(platform, f"{what}.platform"))
+            _str(platform, f"{what}.platform"),
+        )
     except ProtocolError:
         raise
     except ClockworkError as e:
@@ -361,25 +420,37 @@ def _dec_model_info(v: Any, what: str) -> ModelInfo:
     profs = []
     for i, p in enumerate(_list(profiles, f"{what}.profiles")):
         try:
-            profs.append(ModelProfile.from_json(_dict(p, f"{what}.profiles[{i}]"),
-                                                source=f"{what}.profiles[{i}]"))
+            profs.append(
+                ModelProfile.from_json(
+                    _dict(p, f"{what}.profiles[{i}]"), source=f"{what}.profiles[{i}]"
+                )
+            )
         except ProtocolError:
             raise
         except (ClockworkError, OverflowError) as e:
             raise ProtocolError(f"{what}.profiles[{i}]: {e}") from e
-    return ModelInfo(_str(name, f"{what}.name"), tuple(profs),
-                     _opt_int(slo, f"{what}.default_slo_ns"),
-                     _dec_signature(signature, f"{what}.signature"))
+    return ModelInfo(
+        _str(name, f"{what}.name"),
+        tuple(profs),
+        _opt_int(slo, f"{what}.default_slo_ns"),
+        _dec_signature(signature, f"{what}.signature"),
+    )
 
 
 def _dec_worker_state(f: list[Any]) -> WorkerState:
     worker, devices, models = f[2:]
     return WorkerState(
-        f[1], _str(worker, "WorkerState.worker"),
-        tuple(_dec_device_info(d, f"WorkerState.devices[{i}]")
-              for i, d in enumerate(_list(devices, "WorkerState.devices"))),
-        tuple(_dec_model_info(m, f"WorkerState.models[{i}]")
-              for i, m in enumerate(_list(models, "WorkerState.models"))))
+        f[1],
+        _str(worker, "WorkerState.worker"),
+        tuple(
+            _dec_device_info(d, f"WorkerState.devices[{i}]")
+            for i, d in enumerate(_list(devices, "WorkerState.devices"))
+        ),
+        tuple(
+            _dec_model_info(m, f"WorkerState.models[{i}]")
+            for i, m in enumerate(_list(models, "WorkerState.models"))
+        ),
+    )
 
 
 def _dec_ping(f: list[Any]) -> Ping:
@@ -389,34 +460,56 @@ def _dec_ping(f: list[Any]) -> Ping:
 
 def _dec_pong(f: list[Any]) -> Pong:
     seq, ping_sent, delta = f[2:]
-    return Pong(f[1], _int(seq, "Pong.seq"), _int(ping_sent, "Pong.ping_sent_ns"),
-                _opt_int(delta, "Pong.min_delta_ns"))
+    return Pong(
+        f[1],
+        _int(seq, "Pong.seq"),
+        _int(ping_sent, "Pong.ping_sent_ns"),
+        _opt_int(delta, "Pong.min_delta_ns"),
+    )
 
 
 def _dec_load(f: list[Any]) -> LoadWeightsMsg:
     aid, dev, model, earliest, latest, expected = f[2:]
     w = "LoadWeights"
-    return LoadWeightsMsg(f[1], LoadWeights(
-        _int(aid, f"{w}.action_id"), _device(dev, f"{w}.device"), _str(model, f"{w}.model"),
-        _int(earliest, f"{w}.earliest_ns"), _int(latest, f"{w}.latest_ns"),
-        _int(expected, f"{w}.expected_duration_ns")))
+    return LoadWeightsMsg(
+        f[1],
+        LoadWeights(
+            _int(aid, f"{w}.action_id"),
+            _device(dev, f"{w}.device"),
+            _str(model, f"{w}.model"),
+            _int(earliest, f"{w}.earliest_ns"),
+            _int(latest, f"{w}.latest_ns"),
+            _int(expected, f"{w}.expected_duration_ns"),
+        ),
+    )
 
 
 def _dec_infer(f: list[Any]) -> InferMsg:
     sent, aid, dev, model, batch, req_ids, earliest, latest, expected, inputs = f[1:]
     device = _fast_device(dev)
-    if (device is not None and type(aid) is int and type(model) is str and type(batch) is int
-            and type(req_ids) is list and type(earliest) is int and type(latest) is int
-            and type(expected) is int and type(inputs) is list
-            and all(type(r) is int for r in req_ids)):
+    if (
+        device is not None
+        and type(aid) is int
+        and type(model) is str
+        and type(batch) is int
+        and type(req_ids) is list
+        and type(earliest) is int
+        and type(latest) is int
+        and type(expected) is int
+        and type(inputs) is list
+        and all(type(r) is int for r in req_ids)
+    ):
         ins = []
         for i in inputs:
             tensors = _fast_tensors(i)
             if tensors is None:
                 return _dec_infer_checked(f)
             ins.append(InferInputs(tensors))
-        return InferMsg(sent, Infer(aid, device, model, batch, tuple(req_ids), earliest, latest,
-                                    expected), tuple(ins))
+        return InferMsg(
+            sent,
+            Infer(aid, device, model, batch, tuple(req_ids), earliest, latest, expected),
+            tuple(ins),
+        )
     return _dec_infer_checked(f)
 
 
@@ -424,61 +517,135 @@ def _dec_infer_checked(f: list[Any]) -> InferMsg:
     aid, dev, model, batch, req_ids, earliest, latest, expected, inputs = f[2:]
     w = "Infer"
     action = Infer(
-        _int(aid, f"{w}.action_id"), _device(dev, f"{w}.device"), _str(model, f"{w}.model"),
+        _int(aid, f"{w}.action_id"),
+        _device(dev, f"{w}.device"),
+        _str(model, f"{w}.model"),
         _int(batch, f"{w}.batch_size"),
         tuple(_int(r, f"{w}.request_ids") for r in _list(req_ids, f"{w}.request_ids")),
-        _int(earliest, f"{w}.earliest_ns"), _int(latest, f"{w}.latest_ns"),
-        _int(expected, f"{w}.expected_duration_ns"))
-    return InferMsg(f[1], action, tuple(
-        InferInputs(_tensors(i, f"{w}.inputs[{n}]"))
-        for n, i in enumerate(_list(inputs, f"{w}.inputs"))))
+        _int(earliest, f"{w}.earliest_ns"),
+        _int(latest, f"{w}.latest_ns"),
+        _int(expected, f"{w}.expected_duration_ns"),
+    )
+    return InferMsg(
+        f[1],
+        action,
+        tuple(
+            InferInputs(_tensors(i, f"{w}.inputs[{n}]"))
+            for n, i in enumerate(_list(inputs, f"{w}.inputs"))
+        ),
+    )
 
 
 def _dec_evict(f: list[Any]) -> EvictWeightsMsg:
     aid, dev, model = f[2:]
     w = "EvictWeights"
-    return EvictWeightsMsg(f[1], EvictWeights(
-        _int(aid, f"{w}.action_id"), _device(dev, f"{w}.device"), _str(model, f"{w}.model")))
+    return EvictWeightsMsg(
+        f[1],
+        EvictWeights(
+            _int(aid, f"{w}.action_id"), _device(dev, f"{w}.device"), _str(model, f"{w}.model")
+        ),
+    )
 
 
 def _dec_result(f: list[Any]) -> ActionResultMsg:
-    (sent, aid, dev, model, status, received, began, ended, exec_ns, in_copy, out_copy, detail,
-     outputs) = f[1:]
+    (
+        sent,
+        aid,
+        dev,
+        model,
+        status,
+        received,
+        began,
+        ended,
+        exec_ns,
+        in_copy,
+        out_copy,
+        detail,
+        outputs,
+    ) = f[1:]
     device = _fast_device(dev)
     status_e = _STATUSES.get(status) if type(status) is str else None
-    if (device is not None and status_e is not None and type(aid) is int
-            and type(model) is str and type(received) is int and type(began) is int
-            and type(ended) is int and type(exec_ns) is int and type(in_copy) is int
-            and type(out_copy) is int and type(detail) is str and type(outputs) is list):
+    if (
+        device is not None
+        and status_e is not None
+        and type(aid) is int
+        and type(model) is str
+        and type(received) is int
+        and type(began) is int
+        and type(ended) is int
+        and type(exec_ns) is int
+        and type(in_copy) is int
+        and type(out_copy) is int
+        and type(detail) is str
+        and type(outputs) is list
+    ):
         outs = []
         for o in outputs:
             tensors = _fast_tensors(o)
             if tensors is None:
                 return _dec_result_checked(f)
             outs.append(InferOutputs(tensors))
-        return ActionResultMsg(sent, ActionResult(
-            aid, device, model, status_e, received, began, ended, exec_ns, in_copy, out_copy,
-            detail), tuple(outs))
+        return ActionResultMsg(
+            sent,
+            ActionResult(
+                aid,
+                device,
+                model,
+                status_e,
+                received,
+                began,
+                ended,
+                exec_ns,
+                in_copy,
+                out_copy,
+                detail,
+            ),
+            tuple(outs),
+        )
     return _dec_result_checked(f)
 
 
 def _dec_result_checked(f: list[Any]) -> ActionResultMsg:
-    (aid, dev, model, status, received, began, ended, exec_ns, in_copy, out_copy, detail,
-     outputs) = f[2:]
+    (
+        aid,
+        dev,
+        model,
+        status,
+        received,
+        began,
+        ended,
+        exec_ns,
+        in_copy,
+        out_copy,
+        detail,
+        outputs,
+    ) = f[2:]
     w = "ActionResult"
     try:
         status_e = ActionStatus(status)
     except ValueError as e:
         raise ProtocolError(f"{w}.status: bad status value {status!r}") from e
     result = ActionResult(
-        _int(aid, f"{w}.action_id"), _device(dev, f"{w}.device"), _str(model, f"{w}.model"),
-        status_e, _int(received, f"{w}.received_ns"), _int(began, f"{w}.began_ns"),
-        _int(ended, f"{w}.ended_ns"), _int(exec_ns, f"{w}.exec_ns"),
-        _int(in_copy, f"{w}.input_copy_ns"), _int(out_copy, f"{w}.output_copy_ns"),
-        _str(detail, f"{w}.detail"))
-    return ActionResultMsg(f[1], result, tuple(
-        InferOutputs(_tensors(o, f"{w}.outputs[{n}]"))
-        for n, o in enumerate(_list(outputs, f"{w}.outputs"))))
+        _int(aid, f"{w}.action_id"),
+        _device(dev, f"{w}.device"),
+        _str(model, f"{w}.model"),
+        status_e,
+        _int(received, f"{w}.received_ns"),
+        _int(began, f"{w}.began_ns"),
+        _int(ended, f"{w}.ended_ns"),
+        _int(exec_ns, f"{w}.exec_ns"),
+        _int(in_copy, f"{w}.input_copy_ns"),
+        _int(out_copy, f"{w}.output_copy_ns"),
+        _str(detail, f"{w}.detail"),
+    )
+    return ActionResultMsg(
+        f[1],
+        result,
+        tuple(
+            InferOutputs(_tensors(o, f"{w}.outputs[{n}]"))
+            for n, o in enumerate(_list(outputs, f"{w}.outputs"))
+        ),
+    )
 
 
 # tag -> (name, number of fields after tag and sent_ns, decoder)
@@ -502,25 +669,36 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     try:
         obj = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
     except Exception as e:  # msgpack raises several types for malformed input
-        raise ProtocolError(f"undecodable message ({len(data)} bytes): "
-                            f"{type(e).__name__}: {e}") from e
+        raise ProtocolError(
+            f"undecodable message ({len(data)} bytes): {type(e).__name__}: {e}"
+        ) from e
     if type(obj) is not list or len(obj) < 2:
-        raise ProtocolError(f"a message is an array [tag, sent_ns, ...], got {type(obj).__name__}"
-                            + (f" of {len(obj)}" if isinstance(obj, list) else ""))
+        raise ProtocolError(
+            f"a message is an array [tag, sent_ns, ...], got {type(obj).__name__}"
+            + (f" of {len(obj)}" if isinstance(obj, list) else "")
+        )
     tag = _int(obj[0], "message tag")
     entry = _DECODERS.get(tag)
     if entry is None:
         raise ProtocolError(f"unknown message tag {tag}")
     name, n_fields, dec = entry
     if len(obj) != n_fields + 2:
-        raise ProtocolError(f"{name}: expected {n_fields} fields after tag and sent_ns, "
-                            f"got {len(obj) - 2}")
+        raise ProtocolError(
+            f"{name}: expected {n_fields} fields after tag and sent_ns, got {len(obj) - 2}"
+        )
     if type(obj[1]) is not int:
         _int(obj[1], f"{name}.sent_ns")
     try:
         return dec(obj)
     except ProtocolError:
         raise
-    except (ClockworkError, KeyError, IndexError, TypeError, ValueError, AttributeError,
-            OverflowError) as e:  # pragma: no cover - backstop; the checks above should see all
+    except (
+        ClockworkError,
+        KeyError,
+        IndexError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        OverflowError,
+    ) as e:  # pragma: no cover - backstop; the checks above should see all
         raise ProtocolError(f"malformed {name}: {type(e).__name__}: {e}") from e

@@ -72,16 +72,23 @@ class Connection(Protocol):
 def pong_for(ping: Ping, clock_sync: ClockSync | None = None) -> Pong:
     """The answer to ``ping`` (``sent_ns`` is stamped when it is sent), carrying our minimum
     one-way delta if we keep one."""
-    return Pong(0, ping.seq, ping.sent_ns,
-                None if clock_sync is None else clock_sync.local_min_delta_ns)
+    return Pong(
+        0, ping.seq, ping.sent_ns, None if clock_sync is None else clock_sync.local_min_delta_ns
+    )
 
 
 class BaseConnection:
     """State and behaviour shared by the transports: closing, logging, stamping, clock sync."""
 
-    def __init__(self, name: str, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-                 clock_ns: ClockNs = time.monotonic_ns, clock_sync: ClockSync | None = None,
-                 stamp: bool = True) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        clock_ns: ClockNs = time.monotonic_ns,
+        clock_sync: ClockSync | None = None,
+        stamp: bool = True,
+    ) -> None:
         if max_frame_bytes <= 0:
             raise ValueError(f"max_frame_bytes must be positive, got {max_frame_bytes}")
         self._name = name
@@ -194,7 +201,11 @@ class BaseConnection:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close("context exited" if exc is None else f"context exited with {exc!r}")
         await self.wait_closed()

@@ -39,8 +39,9 @@ async def read_frame_header(reader: asyncio.StreamReader, max_frame_bytes: int) 
     except asyncio.IncompleteReadError as e:
         if not e.partial:
             return None
-        raise FrameError(f"truncated frame header: stream ended after {len(e.partial)} "
-                         f"of {HEADER_BYTES} bytes") from e
+        raise FrameError(
+            f"truncated frame header: stream ended after {len(e.partial)} of {HEADER_BYTES} bytes"
+        ) from e
     (length,) = HEADER.unpack(header)
     check_frame_length(length, max_frame_bytes)
     return int(length)
@@ -50,8 +51,9 @@ async def read_frame_payload(reader: asyncio.StreamReader, length: int) -> bytes
     try:
         return await reader.readexactly(length)
     except asyncio.IncompleteReadError as e:
-        raise FrameError(f"truncated frame: stream ended after {len(e.partial)} of {length} "
-                         f"payload bytes") from e
+        raise FrameError(
+            f"truncated frame: stream ended after {len(e.partial)} of {length} payload bytes"
+        ) from e
 
 
 async def read_frame(reader: asyncio.StreamReader, max_frame_bytes: int) -> bytes | None:

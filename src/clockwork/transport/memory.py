@@ -37,12 +37,23 @@ _Item = bytes | Message | _Eof
 class MemoryConnection(BaseConnection):
     """One end of an in-memory connection (make them with ``memory_pair``)."""
 
-    def __init__(self, name: str, *, use_codec: bool = True,
-                 max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-                 clock_ns: ClockNs = time.monotonic_ns, clock_sync: ClockSync | None = None,
-                 stamp: bool = True) -> None:
-        super().__init__(name, max_frame_bytes=max_frame_bytes, clock_ns=clock_ns,
-                         clock_sync=clock_sync, stamp=stamp)
+    def __init__(
+        self,
+        name: str,
+        *,
+        use_codec: bool = True,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        clock_ns: ClockNs = time.monotonic_ns,
+        clock_sync: ClockSync | None = None,
+        stamp: bool = True,
+    ) -> None:
+        super().__init__(
+            name,
+            max_frame_bytes=max_frame_bytes,
+            clock_ns=clock_ns,
+            clock_sync=clock_sync,
+            stamp=stamp,
+        )
         self.use_codec = use_codec
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue()
         self._peer: MemoryConnection | None = None
@@ -63,8 +74,10 @@ class MemoryConnection(BaseConnection):
         if self.use_codec:
             payload = encode(msg, sent_ns=stamp)
             if len(payload) > self.max_frame_bytes:
-                raise ProtocolError(f"{type(msg).__name__} of {len(payload)} bytes exceeds the "
-                                    f"frame limit of {self.max_frame_bytes}; not sent")
+                raise ProtocolError(
+                    f"{type(msg).__name__} of {len(payload)} bytes exceeds the "
+                    f"frame limit of {self.max_frame_bytes}; not sent"
+                )
             self._deliver(payload)
         else:
             self._deliver(msg if stamp == msg.sent_ns else dataclasses.replace(msg, sent_ns=stamp))
@@ -88,8 +101,9 @@ class MemoryConnection(BaseConnection):
             raise self._closed_error()
         if isinstance(item, bytes):
             if len(item) > self.max_frame_bytes:
-                raise self._fail(f"frame length {len(item)} bytes exceeds the limit of "
-                                 f"{self.max_frame_bytes}")
+                raise self._fail(
+                    f"frame length {len(item)} bytes exceeds the limit of {self.max_frame_bytes}"
+                )
             try:
                 msg = decode(item)
             except ProtocolError as e:
@@ -109,14 +123,25 @@ class MemoryConnection(BaseConnection):
             peer._peer_gone = True
 
 
-def memory_pair(names: tuple[str, str] = ("a", "b"), *, use_codec: bool = True,
-                max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-                clock_ns: ClockNs | tuple[ClockNs, ClockNs] = time.monotonic_ns,
-                clock_sync: tuple[ClockSync | None, ClockSync | None] = (None, None),
-                ) -> tuple[MemoryConnection, MemoryConnection]:
+def memory_pair(
+    names: tuple[str, str] = ("a", "b"),
+    *,
+    use_codec: bool = True,
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    clock_ns: ClockNs | tuple[ClockNs, ClockNs] = time.monotonic_ns,
+    clock_sync: tuple[ClockSync | None, ClockSync | None] = (None, None),
+) -> tuple[MemoryConnection, MemoryConnection]:
     """Two connected endpoints. ``clock_ns`` may give each end its own clock (to test skew)."""
     clocks = clock_ns if isinstance(clock_ns, tuple) else (clock_ns, clock_ns)
-    a, b = (MemoryConnection(names[i], use_codec=use_codec, max_frame_bytes=max_frame_bytes,
-                             clock_ns=clocks[i], clock_sync=clock_sync[i]) for i in range(2))
+    a, b = (
+        MemoryConnection(
+            names[i],
+            use_codec=use_codec,
+            max_frame_bytes=max_frame_bytes,
+            clock_ns=clocks[i],
+            clock_sync=clock_sync[i],
+        )
+        for i in range(2)
+    )
     a._peer, b._peer = b, a
     return a, b

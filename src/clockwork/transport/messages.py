@@ -53,8 +53,9 @@ class Tensor:
     @staticmethod
     def from_array(array: npt.NDArray[np.generic]) -> Tensor:
         arr = np.ascontiguousarray(array)
-        return Tensor(dtype=arr.dtype.str, shape=tuple(int(d) for d in arr.shape),
-                      data=arr.tobytes())
+        return Tensor(
+            dtype=arr.dtype.str, shape=tuple(int(d) for d in arr.shape), data=arr.tobytes()
+        )
 
     def to_array(self) -> npt.NDArray[np.generic]:
         """A read-only view of ``data`` (no copy)."""
@@ -207,12 +208,23 @@ class ActionResultMsg:
 
 ActionMsg = LoadWeightsMsg | InferMsg | EvictWeightsMsg
 
-Message = (Hello | GetWorkerState | WorkerState | RescanRepository | Ping | Pong
-           | LoadWeightsMsg | InferMsg | EvictWeightsMsg | ActionResultMsg)
+Message = (
+    Hello
+    | GetWorkerState
+    | WorkerState
+    | RescanRepository
+    | Ping
+    | Pong
+    | LoadWeightsMsg
+    | InferMsg
+    | EvictWeightsMsg
+    | ActionResultMsg
+)
 
 
-def action_message(action: Action, inputs: tuple[InferInputs, ...] = (),
-                   sent_ns: int = 0) -> ActionMsg:
+def action_message(
+    action: Action, inputs: tuple[InferInputs, ...] = (), sent_ns: int = 0
+) -> ActionMsg:
     """The message that carries ``action`` (``inputs`` only for an ``Infer``)."""
     if isinstance(action, Infer):
         return InferMsg(sent_ns, action, inputs)

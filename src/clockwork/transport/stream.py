@@ -69,13 +69,25 @@ def _set_nodelay(writer: asyncio.StreamWriter) -> None:
 class StreamConnection(BaseConnection):
     """One connection over an asyncio stream pair (see the module doc and ``Connection``)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                 name: str | None = None, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-                 clock_ns: ClockNs = time.monotonic_ns, clock_sync: ClockSync | None = None,
-                 stamp: bool = True, close_timeout_s: float = CLOSE_TIMEOUT_S) -> None:
-        super().__init__(name if name is not None else _peer_name(writer),
-                         max_frame_bytes=max_frame_bytes, clock_ns=clock_ns,
-                         clock_sync=clock_sync, stamp=stamp)
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        name: str | None = None,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        clock_ns: ClockNs = time.monotonic_ns,
+        clock_sync: ClockSync | None = None,
+        stamp: bool = True,
+        close_timeout_s: float = CLOSE_TIMEOUT_S,
+    ) -> None:
+        super().__init__(
+            name if name is not None else _peer_name(writer),
+            max_frame_bytes=max_frame_bytes,
+            clock_ns=clock_ns,
+            clock_sync=clock_sync,
+            stamp=stamp,
+        )
         self._reader = reader
         self._writer = writer
         self.close_timeout_s = close_timeout_s
@@ -90,8 +102,10 @@ class StreamConnection(BaseConnection):
     def _payload(self, msg: Message, stamp: int) -> bytes:
         payload = encode(msg, sent_ns=stamp)
         if len(payload) > self.max_frame_bytes:
-            raise ProtocolError(f"{type(msg).__name__} of {len(payload)} bytes exceeds the frame "
-                                f"limit of {self.max_frame_bytes}; not sent")
+            raise ProtocolError(
+                f"{type(msg).__name__} of {len(payload)} bytes exceeds the frame "
+                f"limit of {self.max_frame_bytes}; not sent"
+            )
         return payload
 
     def _frames(self, msgs: Sequence[Message]) -> tuple[bytes, Unsent]:
@@ -182,14 +196,13 @@ class StreamConnection(BaseConnection):
                 data = await self._reader.read(STREAM_LIMIT_BYTES)
             except (ConnectionError, OSError) as e:
                 where = " mid-frame" if self._pos < len(self._buf) else ""
-                self._mark_closed(f"connection lost{where}: {type(e).__name__}: {e}",
-                                  logging.INFO)
+                self._mark_closed(f"connection lost{where}: {type(e).__name__}: {e}", logging.INFO)
                 raise self._closed_error() from None
             self._rx_ns = self._clock_ns()
             if not data:
                 raise self._at_eof()
             if self._pos:  # drop what was parsed before growing the buffer
-                del self._buf[:self._pos]
+                del self._buf[: self._pos]
                 self._pos = 0
             self._buf += data
 
@@ -235,11 +248,13 @@ class StreamConnection(BaseConnection):
             self._mark_closed("peer closed the connection", logging.INFO)
             return self._closed_error()
         if left < HEADER_BYTES:
-            return self._fail(f"truncated frame header: stream ended after {left} of "
-                              f"{HEADER_BYTES} bytes")
+            return self._fail(
+                f"truncated frame header: stream ended after {left} of {HEADER_BYTES} bytes"
+            )
         (length,) = HEADER.unpack_from(self._buf, self._pos)
-        return self._fail(f"truncated frame: stream ended after {left - HEADER_BYTES} of "
-                          f"{length} payload bytes")
+        return self._fail(
+            f"truncated frame: stream ended after {left - HEADER_BYTES} of {length} payload bytes"
+        )
 
     def _on_close(self, abort: bool) -> None:
         if abort:
@@ -259,15 +274,25 @@ class StreamConnection(BaseConnection):
             await waiter
 
 
-async def connect(host: str, port: int, *, name: str | None = None,
-                  max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-                  clock_ns: ClockNs = time.monotonic_ns,
-                  clock_sync: ClockSync | None = None) -> StreamConnection:
+async def connect(
+    host: str,
+    port: int,
+    *,
+    name: str | None = None,
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    clock_ns: ClockNs = time.monotonic_ns,
+    clock_sync: ClockSync | None = None,
+) -> StreamConnection:
     """Open a TCP connection to a ``serve``-ing peer."""
     reader, writer = await asyncio.open_connection(host, port, limit=STREAM_LIMIT_BYTES)
-    return StreamConnection(reader, writer, name=name or f"to {host}:{port}",
-                            max_frame_bytes=max_frame_bytes, clock_ns=clock_ns,
-                            clock_sync=clock_sync)
+    return StreamConnection(
+        reader,
+        writer,
+        name=name or f"to {host}:{port}",
+        max_frame_bytes=max_frame_bytes,
+        clock_ns=clock_ns,
+        clock_sync=clock_sync,
+    )
 
 
 Handler = Callable[[StreamConnection], Awaitable[None]]
@@ -276,8 +301,14 @@ Handler = Callable[[StreamConnection], Awaitable[None]]
 class Server:
     """A listening socket whose connections each run ``handler`` (made by ``serve``)."""
 
-    def __init__(self, handler: Handler, *, max_frame_bytes: int,
-                 clock_ns: ClockNs, clock_sync_factory: Callable[[], ClockSync] | None) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        max_frame_bytes: int,
+        clock_ns: ClockNs,
+        clock_sync_factory: Callable[[], ClockSync] | None,
+    ) -> None:
         self._handler = handler
         self._max_frame_bytes = max_frame_bytes
         self._clock_ns = clock_ns
@@ -288,8 +319,9 @@ class Server:
         self.accepted = 0
 
     async def _start(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(self._on_client, host, port,
-                                                  limit=STREAM_LIMIT_BYTES)
+        self._server = await asyncio.start_server(
+            self._on_client, host, port, limit=STREAM_LIMIT_BYTES
+        )
 
     @property
     def address(self) -> tuple[str, int]:
@@ -303,15 +335,19 @@ class Server:
     def port(self) -> int:
         return self.address[1]
 
-    async def _on_client(self, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> None:
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # asyncio runs this in a task of its own, which must not end cancelled (python 3.11's
         # stream protocol calls task.exception() on it): the handler runs in a task of ours,
         # which ``close`` may cancel, and this one only waits for it
         sync = self._clock_sync_factory() if self._clock_sync_factory is not None else None
-        conn = StreamConnection(reader, writer, name=f"from {_peer_name(writer)}",
-                                max_frame_bytes=self._max_frame_bytes, clock_ns=self._clock_ns,
-                                clock_sync=sync)
+        conn = StreamConnection(
+            reader,
+            writer,
+            name=f"from {_peer_name(writer)}",
+            max_frame_bytes=self._max_frame_bytes,
+            clock_ns=self._clock_ns,
+            clock_sync=sync,
+        )
         self.connections.add(conn)
         self.accepted += 1
         task = asyncio.create_task(self._run_handler(conn), name=f"handler {conn.name}")
@@ -352,23 +388,35 @@ class Server:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
         await self.wait_closed()
 
 
-async def serve(host: str, port: int, handler: Handler, *,
-                max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-                clock_ns: ClockNs = time.monotonic_ns,
-                clock_sync_factory: Callable[[], ClockSync] | None = None) -> Server:
+async def serve(
+    host: str,
+    port: int,
+    handler: Handler,
+    *,
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    clock_ns: ClockNs = time.monotonic_ns,
+    clock_sync_factory: Callable[[], ClockSync] | None = None,
+) -> Server:
     """Listen on ``host:port`` (port 0: any free port, see ``Server.port``) and run
     ``await handler(conn)`` for every connection accepted."""
-    server = Server(handler, max_frame_bytes=max_frame_bytes, clock_ns=clock_ns,
-                    clock_sync_factory=clock_sync_factory)
+    server = Server(
+        handler,
+        max_frame_bytes=max_frame_bytes,
+        clock_ns=clock_ns,
+        clock_sync_factory=clock_sync_factory,
+    )
     await server._start(host, port)
     return server
 
 
-__all__ = ["STREAM_LIMIT_BYTES", "Handler", "Server", "StreamConnection", "connect",
-           "serve"]
+__all__ = ["STREAM_LIMIT_BYTES", "Handler", "Server", "StreamConnection", "connect", "serve"]

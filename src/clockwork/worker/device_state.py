@@ -110,8 +110,9 @@ class _Queue:
 class DeviceState:
     """The rules of one worker device. See the module docstring."""
 
-    def __init__(self, device: DeviceId, total_pages: int,
-                 models: Mapping[str, WorkerModel] | None = None) -> None:
+    def __init__(
+        self, device: DeviceId, total_pages: int, models: Mapping[str, WorkerModel] | None = None
+    ) -> None:
         if total_pages <= 0:
             raise ValueError(f"device {device}: total_pages must be > 0, got {total_pages}")
         self.device = device
@@ -151,27 +152,50 @@ class DeviceState:
         """Take an action. Returns a result at once for evictions and for actions that are
         invalid on arrival; otherwise queues it and returns None."""
         if action.device != self.device:
-            return self._result(action, ActionStatus.UNKNOWN_DEVICE, now_ns, now_ns,
-                                f"this is device {self.device}, not {action.device}")
+            return self._result(
+                action,
+                ActionStatus.UNKNOWN_DEVICE,
+                now_ns,
+                now_ns,
+                f"this is device {self.device}, not {action.device}",
+            )
         model = self.models.get(action.model)
         if model is None:
-            return self._result(action, ActionStatus.UNKNOWN_MODEL, now_ns, now_ns,
-                                f"model {action.model!r} is not registered on this worker")
+            return self._result(
+                action,
+                ActionStatus.UNKNOWN_MODEL,
+                now_ns,
+                now_ns,
+                f"model {action.model!r} is not registered on this worker",
+            )
         if type(action) is EvictWeights:
             return self._evict(action, now_ns)
         assert isinstance(action, LoadWeights | Infer)
         if action.latest_ns < action.earliest_ns:
-            return self._result(action, ActionStatus.INVALID_WINDOW, now_ns, now_ns,
-                                f"window [{action.earliest_ns}, {action.latest_ns}] is empty")
+            return self._result(
+                action,
+                ActionStatus.INVALID_WINDOW,
+                now_ns,
+                now_ns,
+                f"window [{action.earliest_ns}, {action.latest_ns}] is empty",
+            )
         if type(action) is Infer:
             if action.batch_size not in model.batch_sizes:
-                return self._result(action, ActionStatus.UNSUPPORTED_BATCH_SIZE, now_ns, now_ns,
-                                    f"batch size {action.batch_size} is not one of "
-                                    f"{model.batch_sizes}")
+                return self._result(
+                    action,
+                    ActionStatus.UNSUPPORTED_BATCH_SIZE,
+                    now_ns,
+                    now_ns,
+                    f"batch size {action.batch_size} is not one of {model.batch_sizes}",
+                )
             if len(action.request_ids) > action.batch_size:
-                return self._result(action, ActionStatus.INVALID_INPUT, now_ns, now_ns,
-                                    f"{len(action.request_ids)} requests exceed batch size "
-                                    f"{action.batch_size}")
+                return self._result(
+                    action,
+                    ActionStatus.INVALID_INPUT,
+                    now_ns,
+                    now_ns,
+                    f"{len(action.request_ids)} requests exceed batch size {action.batch_size}",
+                )
             q = self._infer
         else:
             q = self._load
@@ -182,8 +206,13 @@ class DeviceState:
     def _evict(self, action: EvictWeights, now_ns: int) -> ActionResult:
         w = self.weights.pop(action.model, None)
         if w is None:
-            return self._result(action, ActionStatus.WEIGHTS_NOT_PRESENT, now_ns, now_ns,
-                                f"model {action.model!r} holds no pages here")
+            return self._result(
+                action,
+                ActionStatus.WEIGHTS_NOT_PRESENT,
+                now_ns,
+                now_ns,
+                f"model {action.model!r} holds no pages here",
+            )
         self.free_pages += w.pages
         self._versions[action.model] = self._versions.get(action.model, 0) + 1
         return self._result(action, ActionStatus.SUCCESS, now_ns, now_ns)
@@ -201,18 +230,32 @@ class DeviceState:
             return Wait(earliest)
         _heappop(q.heap)
         if now_ns > action.latest_ns:
-            return Refused(self._result(action, ActionStatus.TOO_LATE, received_ns, now_ns,
-                                        f"dequeued {now_ns - action.latest_ns} ns after latest"))
+            return Refused(
+                self._result(
+                    action,
+                    ActionStatus.TOO_LATE,
+                    received_ns,
+                    now_ns,
+                    f"dequeued {now_ns - action.latest_ns} ns after latest",
+                )
+            )
         name = action.model
         if type(action) is LoadWeights:
             if name in self.weights:
-                return Refused(self._result(action, ActionStatus.WEIGHTS_ALREADY_PRESENT,
-                                            received_ns, now_ns))
+                return Refused(
+                    self._result(action, ActionStatus.WEIGHTS_ALREADY_PRESENT, received_ns, now_ns)
+                )
             pages = self.models[name].pages
             if pages > self.free_pages:
-                return Refused(self._result(action, ActionStatus.INSUFFICIENT_PAGES, received_ns,
-                                            now_ns, f"needs {pages} pages, {self.free_pages} "
-                                            "free"))
+                return Refused(
+                    self._result(
+                        action,
+                        ActionStatus.INSUFFICIENT_PAGES,
+                        received_ns,
+                        now_ns,
+                        f"needs {pages} pages, {self.free_pages} free",
+                    )
+                )
             self.free_pages -= pages
             version = self._versions.get(name, 0) + 1
             self._versions[name] = version
@@ -220,17 +263,25 @@ class DeviceState:
         else:
             w = self.weights.get(name)
             if w is None or not w.ready:
-                return Refused(self._result(action, ActionStatus.WEIGHTS_NOT_PRESENT,
-                                            received_ns, now_ns))
+                return Refused(
+                    self._result(action, ActionStatus.WEIGHTS_NOT_PRESENT, received_ns, now_ns)
+                )
             version = w.version
         q.busy = action
         q.busy_received_ns = received_ns
         q.busy_version = version
         return Started(action, now_ns)
 
-    def finish(self, executor: Executor, began_ns: int, now_ns: int, exec_ns: int | None = None,
-               input_copy_ns: int = 0, output_copy_ns: int = 0,
-               error: str | None = None) -> ActionResult:
+    def finish(
+        self,
+        executor: Executor,
+        began_ns: int,
+        now_ns: int,
+        exec_ns: int | None = None,
+        input_copy_ns: int = 0,
+        output_copy_ns: int = 0,
+        error: str | None = None,
+    ) -> ActionResult:
         """The running action of ``executor`` ended at ``now_ns`` (``error``: backend failed)."""
         q = self._queue(executor)
         action = q.busy
@@ -254,11 +305,33 @@ class DeviceState:
             status = ActionStatus.SUCCESS
             if type(action) is LoadWeights and w is not None:
                 w.ready = True
-        return ActionResult(action.action_id, self.device, name, status, q.busy_received_ns,
-                            began_ns, now_ns, exec_ns, input_copy_ns, output_copy_ns,
-                            error or "")
+        return ActionResult(
+            action.action_id,
+            self.device,
+            name,
+            status,
+            q.busy_received_ns,
+            began_ns,
+            now_ns,
+            exec_ns,
+            input_copy_ns,
+            output_copy_ns,
+            error or "",
+        )
 
-    def _result(self, action: Action, status: ActionStatus, received_ns: int, now_ns: int,
-                detail: str = "") -> ActionResult:
-        return ActionResult(action.action_id, action.device, action.model, status, received_ns,
-                            now_ns, now_ns, 0, 0, 0, detail)
+    def _result(
+        self, action: Action, status: ActionStatus, received_ns: int, now_ns: int, detail: str = ""
+    ) -> ActionResult:
+        return ActionResult(
+            action.action_id,
+            action.device,
+            action.model,
+            status,
+            received_ns,
+            now_ns,
+            now_ns,
+            0,
+            0,
+            0,
+            detail,
+        )

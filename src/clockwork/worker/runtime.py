@@ -108,8 +108,16 @@ class DeviceSnapshot:
 
 
 class _Device:
-    __slots__ = ("backend", "cond", "deferred_evicts", "device", "inputs", "state", "threads",
-                 "unanswered")
+    __slots__ = (
+        "backend",
+        "cond",
+        "deferred_evicts",
+        "device",
+        "inputs",
+        "state",
+        "threads",
+        "unanswered",
+    )
 
     def __init__(self, device: DeviceId, backend: Backend) -> None:
         self.device = device
@@ -121,8 +129,7 @@ class _Device:
         # action id -> inputs of a queued Infer
         self.inputs: dict[int, list[Mapping[str, npt.NDArray[np.generic]]]] = {}
         # models whose backend.evict waits for the running action of that executor
-        self.deferred_evicts: dict[Executor, list[str]] = {Executor.INFER: [],
-                                                           Executor.LOAD: []}
+        self.deferred_evicts: dict[Executor, list[str]] = {Executor.INFER: [], Executor.LOAD: []}
         self.threads: list[threading.Thread] = []
 
 
@@ -131,10 +138,22 @@ def _message(e: BaseException) -> str:
     return text if text else type(e).__name__
 
 
-def _refusal(action: Action, status: ActionStatus, received_ns: int, now_ns: int,
-             detail: str) -> ActionResult:
-    return ActionResult(action.action_id, action.device, action.model, status, received_ns,
-                        now_ns, now_ns, 0, 0, 0, detail)
+def _refusal(
+    action: Action, status: ActionStatus, received_ns: int, now_ns: int, detail: str
+) -> ActionResult:
+    return ActionResult(
+        action.action_id,
+        action.device,
+        action.model,
+        status,
+        received_ns,
+        now_ns,
+        now_ns,
+        0,
+        0,
+        0,
+        detail,
+    )
 
 
 class WorkerRuntime:
@@ -146,9 +165,14 @@ class WorkerRuntime:
     ``spin_ns``: see "Start precision" in the module docstring. Threads start at once.
     """
 
-    def __init__(self, devices: Sequence[tuple[DeviceId, Backend]], on_result: OnResult,
-                 clock_ns: Callable[[], int] = time.monotonic_ns, *,
-                 spin_ns: int = SPIN_NS) -> None:
+    def __init__(
+        self,
+        devices: Sequence[tuple[DeviceId, Backend]],
+        on_result: OnResult,
+        clock_ns: Callable[[], int] = time.monotonic_ns,
+        *,
+        spin_ns: int = SPIN_NS,
+    ) -> None:
         if spin_ns < 0:
             raise ValueError(f"spin_ns must be >= 0, got {spin_ns}")
         self._on_result = on_result
@@ -163,9 +187,12 @@ class WorkerRuntime:
             self._devices[device] = _Device(device, backend)
         for dev in self._devices.values():
             for executor in Executor:
-                t = threading.Thread(target=self._serve, args=(dev, executor),
-                                     name=f"clockwork-{dev.device}-{executor.value}",
-                                     daemon=True)
+                t = threading.Thread(
+                    target=self._serve,
+                    args=(dev, executor),
+                    name=f"clockwork-{dev.device}-{executor.value}",
+                    daemon=True,
+                )
                 dev.threads.append(t)
                 t.start()
 
@@ -186,12 +213,16 @@ class WorkerRuntime:
             running_infer = s.busy(Executor.INFER)
             running_load = s.busy(Executor.LOAD)
             return DeviceSnapshot(
-                device=device, total_pages=s.total_pages, free_pages=s.free_pages,
-                resident_models=s.resident_models(), queued_infer=s.queued(Executor.INFER),
+                device=device,
+                total_pages=s.total_pages,
+                free_pages=s.free_pages,
+                resident_models=s.resident_models(),
+                queued_infer=s.queued(Executor.INFER),
                 queued_load=s.queued(Executor.LOAD),
                 running_infer=None if running_infer is None else running_infer.action_id,
                 running_load=None if running_load is None else running_load.action_id,
-                unanswered=len(dev.unanswered))
+                unanswered=len(dev.unanswered),
+            )
 
     def refresh_models(self) -> tuple[str, ...]:
         """Register, on each device, the models its backend has gained since (a repository
@@ -214,8 +245,16 @@ class WorkerRuntime:
         dev = self._devices.get(action.device)
         if dev is None:
             now = self._clock()
-            self._report(_refusal(action, ActionStatus.UNKNOWN_DEVICE, now, now,
-                                  f"this worker has no device {action.device}"), None)
+            self._report(
+                _refusal(
+                    action,
+                    ActionStatus.UNKNOWN_DEVICE,
+                    now,
+                    now,
+                    f"this worker has no device {action.device}",
+                ),
+                None,
+            )
             return
         with dev.cond:
             now = self._clock()
@@ -248,8 +287,15 @@ class WorkerRuntime:
                 with dev.cond:
                     now = self._clock()
                     for action, received_ns in dev.unanswered.values():
-                        drained.append(_refusal(action, ActionStatus.EXECUTION_ERROR,
-                                                received_ns, now, SHUTDOWN_DETAIL))
+                        drained.append(
+                            _refusal(
+                                action,
+                                ActionStatus.EXECUTION_ERROR,
+                                received_ns,
+                                now,
+                                SHUTDOWN_DETAIL,
+                            )
+                        )
                     dev.unanswered.clear()
                     dev.inputs.clear()
         for result in drained:
@@ -258,34 +304,55 @@ class WorkerRuntime:
     def __enter__(self) -> WorkerRuntime:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     # ----------------------------------------------------------------- receiving
 
-    def _receive(self, dev: _Device, action: Action, inputs: Inputs | None,
-                 now: int) -> ActionResult | None:
+    def _receive(
+        self, dev: _Device, action: Action, inputs: Inputs | None, now: int
+    ) -> ActionResult | None:
         """Under ``dev``'s lock: queue ``action`` (None) or answer it at once."""
         if self._closed:
             return _refusal(action, ActionStatus.EXECUTION_ERROR, now, now, SHUTDOWN_DETAIL)
         if action.action_id in dev.unanswered:
-            return _refusal(action, ActionStatus.INVALID_INPUT, now, now,
-                            f"action id {action.action_id} is still unanswered on this device")
+            return _refusal(
+                action,
+                ActionStatus.INVALID_INPUT,
+                now,
+                now,
+                f"action id {action.action_id} is still unanswered on this device",
+            )
         if inputs is not None:
             if type(action) is not Infer:
-                return _refusal(action, ActionStatus.INVALID_INPUT, now, now,
-                                f"{type(action).__name__} takes no inputs")
+                return _refusal(
+                    action,
+                    ActionStatus.INVALID_INPUT,
+                    now,
+                    now,
+                    f"{type(action).__name__} takes no inputs",
+                )
             if len(inputs) != len(action.request_ids):
-                return _refusal(action, ActionStatus.INVALID_INPUT, now, now,
-                                f"{len(inputs)} inputs for {len(action.request_ids)} requests")
+                return _refusal(
+                    action,
+                    ActionStatus.INVALID_INPUT,
+                    now,
+                    now,
+                    f"{len(inputs)} inputs for {len(action.request_ids)} requests",
+                )
         result = dev.state.receive(action, now)
         if result is None:
             assert isinstance(action, LoadWeights | Infer)
             dev.unanswered[action.action_id] = (action, now)
             if type(action) is Infer:
                 dev.inputs[action.action_id] = (
-                    list(inputs) if inputs is not None else [{} for _ in action.request_ids])
+                    list(inputs) if inputs is not None else [{} for _ in action.request_ids]
+                )
             return None
         if type(action) is EvictWeights and result.ok:
             return self._evict(dev, action.model, result)
@@ -303,8 +370,11 @@ class WorkerRuntime:
             dev.backend.evict(model)
         except Exception as e:
             _log.warning("device %s: backend evict of %r failed: %s", dev.device, model, e)
-            return replace(result, status=ActionStatus.EXECUTION_ERROR,
-                           detail=f"backend evict failed: {_message(e)}")
+            return replace(
+                result,
+                status=ActionStatus.EXECUTION_ERROR,
+                detail=f"backend evict failed: {_message(e)}",
+            )
         return result
 
     def _run_deferred_evicts(self, dev: _Device, executor: Executor) -> None:
@@ -317,8 +387,7 @@ class WorkerRuntime:
                 dev.backend.evict(model)
             except Exception:
                 # its result (SUCCESS, from the state) has been reported already
-                _log.exception("device %s: deferred backend evict of %r failed", dev.device,
-                               model)
+                _log.exception("device %s: deferred backend evict of %r failed", dev.device, model)
         models.clear()
         dev.cond.notify_all()
 
@@ -379,8 +448,13 @@ class WorkerRuntime:
                 return
             time.sleep(0)
 
-    def _execute(self, dev: _Device, executor: Executor, started: Started,
-                 inputs: list[Mapping[str, npt.NDArray[np.generic]]]) -> None:
+    def _execute(
+        self,
+        dev: _Device,
+        executor: Executor,
+        started: Started,
+        inputs: list[Mapping[str, npt.NDArray[np.generic]]],
+    ) -> None:
         action = started.action
         times: PhaseTimes | None = None
         outputs: Outputs | None = None
@@ -396,17 +470,21 @@ class WorkerRuntime:
                 times = dev.backend.load(action.model)
         except Exception as e:
             error = _message(e)
-            _log.debug("device %s: %s of %r failed: %s", dev.device, executor.value,
-                       action.model, error)
+            _log.debug(
+                "device %s: %s of %r failed: %s", dev.device, executor.value, action.model, error
+            )
         ended = self._clock()
         with dev.cond:
             self._run_deferred_evicts(dev, executor)
             result = dev.state.finish(
-                executor, started.began_ns, ended,
+                executor,
+                started.began_ns,
+                ended,
                 exec_ns=None if times is None or error is not None else times.exec_ns,
                 input_copy_ns=0 if times is None or error is not None else times.input_copy_ns,
                 output_copy_ns=0 if times is None or error is not None else times.output_copy_ns,
-                error=error)
+                error=error,
+            )
             answered = dev.unanswered.pop(action.action_id, None) is not None
             dev.cond.notify_all()
         if answered:
@@ -417,4 +495,3 @@ class WorkerRuntime:
             self._on_result(result, outputs)
         except Exception:
             _log.exception("on_result raised for action %d", result.action_id)
-

@@ -41,20 +41,30 @@ class InsufficientPagesError(WeightsCacheError):
 class WeightsCache:
     """``num_pages`` pages of ``page_size_bytes`` in one tensor on ``device``."""
 
-    def __init__(self, device: torch.device | str, page_size_bytes: int, num_pages: int,
-                 *, pin_memory: bool = False) -> None:
+    def __init__(
+        self,
+        device: torch.device | str,
+        page_size_bytes: int,
+        num_pages: int,
+        *,
+        pin_memory: bool = False,
+    ) -> None:
         if page_size_bytes <= 0 or num_pages <= 0:
             raise WeightsCacheError(
                 f"page size and page count must be positive, got {page_size_bytes} bytes x "
-                f"{num_pages} pages")
+                f"{num_pages} pages"
+            )
         self.device = torch.device(device)
         self.page_size_bytes = page_size_bytes
         self.num_pages = num_pages
         # The one allocation. On the CPU this is lazily committed host memory (untouched pages
         # cost nothing until a load writes them); ``pin_memory`` pins it (CUDA builds only).
-        self.pool = torch.empty(num_pages * page_size_bytes, dtype=torch.uint8,
-                                device=self.device,
-                                pin_memory=pin_memory and self.device.type == "cpu")
+        self.pool = torch.empty(
+            num_pages * page_size_bytes,
+            dtype=torch.uint8,
+            device=self.device,
+            pin_memory=pin_memory and self.device.type == "cpu",
+        )
         self._free: list[int] = list(range(num_pages))  # sorted
         self._owned: dict[str, list[int]] = {}
         self._lock = threading.Lock()
@@ -94,7 +104,8 @@ class WeightsCache:
         if plan.page_size_bytes != self.page_size_bytes:
             raise WeightsCacheError(
                 f"model {model!r}: plan is for {plan.page_size_bytes}-byte pages, this cache has "
-                f"{self.page_size_bytes}-byte pages")
+                f"{self.page_size_bytes}-byte pages"
+            )
         runs = sorted(
             ((p.page, p.pages) for p in plan.placements if p.pages > 1),
             key=lambda r: (-r[1], r[0]),
@@ -105,7 +116,8 @@ class WeightsCache:
             if plan.num_pages > len(self._free):
                 raise InsufficientPagesError(
                     f"model {model!r} needs {plan.num_pages} pages, only {len(self._free)} of "
-                    f"{self.num_pages} are free")
+                    f"{self.num_pages} are free"
+                )
             free = list(self._free)
             mapping: dict[int, int] = {}
             for first, length in runs:
@@ -113,18 +125,20 @@ class WeightsCache:
                 if start is None:
                     raise InsufficientPagesError(
                         f"model {model!r} has a tensor of {length} pages and the cache has no "
-                        f"{length} consecutive free pages ({len(self._free)} free in all)")
+                        f"{length} consecutive free pages ({len(self._free)} free in all)"
+                    )
                 i = bisect.bisect_left(free, start)
-                del free[i:i + length]
+                del free[i : i + length]
                 for k in range(length):
                     mapping[first + k] = start + k
             singles = [p for p in range(plan.num_pages) if p not in mapping]
             if len(singles) > len(free):  # cannot happen given the count check; kept honest
                 raise InsufficientPagesError(
-                    f"model {model!r} needs {plan.num_pages} pages, only {len(self._free)} free")
+                    f"model {model!r} needs {plan.num_pages} pages, only {len(self._free)} free"
+                )
             for p, cache_page in zip(singles, free, strict=False):
                 mapping[p] = cache_page
-            del free[:len(singles)]
+            del free[: len(singles)]
             pages = [mapping[p] for p in range(plan.num_pages)]
             self._free = free
             self._owned[model] = pages
@@ -142,8 +156,9 @@ class WeightsCache:
 
     # ------------------------------------------------------------------ views
 
-    def view(self, page: int, offset_bytes: int, dtype: torch.dtype,
-             shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
+    def view(
+        self, page: int, offset_bytes: int, dtype: torch.dtype, shape: tuple[int, ...] | torch.Size
+    ) -> torch.Tensor:
         """A tensor of ``dtype`` and ``shape`` over the pool from ``offset_bytes`` into cache
         page ``page`` (it may run on into the following pages). Shares the pool's memory."""
         numel = 1
@@ -153,15 +168,18 @@ class WeightsCache:
         if not 0 <= page < self.num_pages or not 0 <= offset_bytes < self.page_size_bytes:
             raise WeightsCacheError(
                 f"page {page}, offset {offset_bytes} is outside a cache of {self.num_pages} "
-                f"pages of {self.page_size_bytes} bytes")
+                f"pages of {self.page_size_bytes} bytes"
+            )
         start = page * self.page_size_bytes + offset_bytes
         if start % dtype.itemsize:
             raise WeightsCacheError(
-                f"offset {start} bytes is not aligned to {dtype} ({dtype.itemsize} bytes)")
+                f"offset {start} bytes is not aligned to {dtype} ({dtype.itemsize} bytes)"
+            )
         if start + nbytes > self.capacity_bytes:
             raise WeightsCacheError(
-                f"{nbytes} bytes from page {page} offset {offset_bytes} run past the cache end")
-        return self.pool[start:start + nbytes].view(dtype).view(tuple(shape))
+                f"{nbytes} bytes from page {page} offset {offset_bytes} run past the cache end"
+            )
+        return self.pool[start : start + nbytes].view(dtype).view(tuple(shape))
 
 
 def _find_run(free: list[int], length: int) -> int | None:

@@ -134,7 +134,7 @@ class AzureTrace:
                     f"{want!r}"
                 )
         labels: list[int] = []
-        for col, cell in enumerate(header[len(ID_COLUMNS):], start=len(ID_COLUMNS) + 1):
+        for col, cell in enumerate(header[len(ID_COLUMNS) :], start=len(ID_COLUMNS) + 1):
             if not _is_count(cell):
                 raise InvalidInputError(
                     f"{p}, line {reader.line_num}, column {col}: minute header {cell!r} is not a "
@@ -165,7 +165,7 @@ class AzureTrace:
                         f"{p}, line {line}, column {col + 1} ({ID_COLUMNS[col]}): empty"
                     )
                 ids[col].append(row[col])
-            cells = row[len(ID_COLUMNS):]
+            cells = row[len(ID_COLUMNS) :]
             joined = "".join(cells)
             if not (joined.isascii() and joined.isdigit() and all(cells)):
                 for col, cell in enumerate(cells, start=len(ID_COLUMNS) + 1):
@@ -339,7 +339,7 @@ class AzureReplay:
         # the sum of the delayed rows), never materialising F * copies rows.
         model_counts = np.zeros((n, t), dtype=np.int64)
         for k in range(copies):
-            rows_model = function_model[k * f:(k + 1) * f]
+            rows_model = function_model[k * f : (k + 1) * f]
             by_model = np.argsort(rows_model, kind="stable")
             sorted_models = rows_model[by_model]
             starts = np.flatnonzero(np.r_[True, sorted_models[1:] != sorted_models[:-1]])

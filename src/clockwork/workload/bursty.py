@@ -87,8 +87,9 @@ class Bursty:
             rate, length = phases[phase]
             stop = min(self.duration_ns, t + length)
             for times in poisson_chunks(rng, rate, t, stop):
-                yield from emit(times, pick_models(rng, len(times), n, None), self._names,
-                                self.slo_ns)
+                yield from emit(
+                    times, pick_models(rng, len(times), n, None), self._names, self.slo_ns
+                )
             t = stop
             phase ^= 1
 

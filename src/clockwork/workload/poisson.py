@@ -71,8 +71,9 @@ class PoissonOpenLoop:
         rng = make_rng(self.seed)
         n = len(self.models)
         for times in poisson_chunks(rng, float(self.rate_rps), 0, self.duration_ns):
-            yield from emit(times, pick_models(rng, len(times), n, self._cdf), self._names,
-                            self.slo_ns)
+            yield from emit(
+                times, pick_models(rng, len(times), n, self._cdf), self._names, self.slo_ns
+            )
 
     def on_response(self, arrival: Arrival, now_ns: int) -> Arrival | None:
         return None

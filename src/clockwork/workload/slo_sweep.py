@@ -63,8 +63,9 @@ class SloSweep:
     def _slos(self, periods: NDArray[np.int64]) -> NDArray[np.int64]:
         floor = 1 if self.min_slo_ns is None else self.min_slo_ns
         with np.errstate(over="ignore", under="ignore"):
-            raw = np.rint(float(self.base_slo_ns) * np.power(float(self.factor), periods,
-                                                              dtype=np.float64))
+            raw = np.rint(
+                float(self.base_slo_ns) * np.power(float(self.factor), periods, dtype=np.float64)
+            )
         return np.clip(raw, floor, MAX_NS - 1).astype(np.int64)
 
     def slo_at(self, time_ns: int) -> int:
@@ -75,8 +76,9 @@ class SloSweep:
     def slo_schedule(self) -> list[tuple[int, int]]:
         """``(period start ns, SLO ns)`` for every period of the run."""
         starts = np.arange(self.num_periods, dtype=np.int64)
-        return list(zip((starts * self.period_ns).tolist(), self._slos(starts).tolist(),
-                        strict=True))
+        return list(
+            zip((starts * self.period_ns).tolist(), self._slos(starts).tolist(), strict=True)
+        )
 
     def describe(self) -> dict[str, object]:
         return {

@@ -15,8 +15,9 @@ POLICIES: dict[str, Callable[[], PolicyBase]] = {
 }
 
 
-def make_policy(name: str, *, warm_start: bool = False,
-                warm_first: tuple[str, ...] = ()) -> PolicyBase:
+def make_policy(
+    name: str, *, warm_start: bool = False, warm_first: tuple[str, ...] = ()
+) -> PolicyBase:
     """The named policy with its defaults; a serving process warms its cache at start
     (``ClockworkConfig.warm_start``; the reactive policy loads only on a miss)."""
     if name == "clockwork" and (warm_start or warm_first):
@@ -29,5 +30,12 @@ def make_policy(name: str, *, warm_start: bool = False,
         ) from None
 
 
-__all__ = ["POLICIES", "ClockworkConfig", "ClockworkPolicy", "PolicyBase", "ReactiveConfig",
-           "ReactivePolicy", "make_policy"]
+__all__ = [
+    "POLICIES",
+    "ClockworkConfig",
+    "ClockworkPolicy",
+    "PolicyBase",
+    "ReactiveConfig",
+    "ReactivePolicy",
+    "make_policy",
+]

@@ -139,8 +139,12 @@ class PolicyBase:
 
     def poll(self, now_ns: int) -> SchedulerOutput:
         wake = self._settled_wake_ns
-        if not (self._settled and (wake is None or now_ns < wake) and not self._responses
-                and not self._actions):
+        if not (
+            self._settled
+            and (wake is None or now_ns < wake)
+            and not self._responses
+            and not self._actions
+        ):
             self._settled = self.settles
             self.plan(now_ns)
             wake = self.wake_at(now_ns)
@@ -202,12 +206,14 @@ class PolicyBase:
         why = self._unservable.get(model)
         if why is None:
             info = self.models[model]
-            served = [v for v in self.devices.values()
-                      if v.models is None or model in v.models]
+            served = [v for v in self.devices.values() if v.models is None or model in v.models]
             if not served:
                 why = f"no connected worker serves model {model!r}"
-            elif any((p := info.profile_for(v.kind.name)) is not None
-                     and p.pages_for(v.kind) <= v.kind.cache_pages for v in served):
+            elif any(
+                (p := info.profile_for(v.kind.name)) is not None
+                and p.pages_for(v.kind) <= v.kind.cache_pages
+                for v in served
+            ):
                 why = ""
             else:
                 why = f"no connected device can hold model {model!r}"
@@ -238,7 +244,10 @@ class PolicyBase:
         return a
 
     def send(
-        self, action: Action, view: DeviceView, now_ns: int,
+        self,
+        action: Action,
+        view: DeviceView,
+        now_ns: int,
         requests: list[PendingRequest] | None = None,
     ) -> None:
         flight = Flight(action, view, now_ns, requests or [])
@@ -261,8 +270,9 @@ class PolicyBase:
         self.on_residency_gone(view, model)
         self.send(EvictWeights(self.new_action_id(), view.device, model), view, now_ns)
 
-    def make_room(self, view: DeviceView, pages: int, now_ns: int,
-                  has_demand: Callable[[str], bool]) -> bool:
+    def make_room(
+        self, view: DeviceView, pages: int, now_ns: int, has_demand: Callable[[str], bool]
+    ) -> bool:
         """Evict least-recently-used idle models (loaded, nothing running, no demand) until
         ``pages`` are free on ``view``; evict nothing if that cannot free enough."""
         if view.free_pages >= pages:
@@ -283,7 +293,12 @@ class PolicyBase:
         return True
 
     def start_load(
-        self, view: DeviceView, model: str, pages: int, start_ns: int, latest_ns: int,
+        self,
+        view: DeviceView,
+        model: str,
+        pages: int,
+        start_ns: int,
+        latest_ns: int,
         now_ns: int,
     ) -> Residency | None:
         """Reserve pages and send a LoadWeights expected to start at ``start_ns``."""
@@ -295,8 +310,9 @@ class PolicyBase:
         if res is None:
             return None
         view.load_free_at_ns = start_ns + est
-        action = LoadWeights(self.new_action_id(), view.device, model, now_ns,
-                             max(latest_ns, start_ns), est)
+        action = LoadWeights(
+            self.new_action_id(), view.device, model, now_ns, max(latest_ns, start_ns), est
+        )
         self.send(action, view, now_ns)
         return res
 
@@ -316,8 +332,12 @@ class PolicyBase:
             self.respond(p, ResponseStatus.MODEL_NOT_FOUND, now_ns, f"no model named {r.model!r}")
             return
         if r.deadline_ns <= r.arrival_ns:
-            self.respond(p, ResponseStatus.INVALID_INPUT, now_ns,
-                         f"deadline {r.deadline_ns} ns is not after arrival {r.arrival_ns} ns")
+            self.respond(
+                p,
+                ResponseStatus.INVALID_INPUT,
+                now_ns,
+                f"deadline {r.deadline_ns} ns is not after arrival {r.arrival_ns} ns",
+            )
             return
         p.cold = self.is_cold(r.model)
         self.accept(p, now_ns)
@@ -360,13 +380,19 @@ class PolicyBase:
                 if p.state == DONE:
                     continue
                 ok = now_ns <= p.request.deadline_ns
-                self.respond(p, ResponseStatus.SUCCESS if ok else ResponseStatus.LATE, now_ns,
-                             "" if ok else "result arrived after the deadline",
-                             action.action_id, action.batch_size)
+                self.respond(
+                    p,
+                    ResponseStatus.SUCCESS if ok else ResponseStatus.LATE,
+                    now_ns,
+                    "" if ok else "result arrived after the deadline",
+                    action.action_id,
+                    action.batch_size,
+                )
             return
-        if result.status in (ActionStatus.WEIGHTS_NOT_PRESENT,
-                             ActionStatus.WEIGHTS_CHANGED_DURING_EXEC) and (
-                res is not None and res.ready and res.infers_in_flight == 0):
+        if result.status in (
+            ActionStatus.WEIGHTS_NOT_PRESENT,
+            ActionStatus.WEIGHTS_CHANGED_DURING_EXEC,
+        ) and (res is not None and res.ready and res.infers_in_flight == 0):
             # our view was wrong: the worker does not hold the model (any more)
             view.release(action.model)
             self.on_residency_gone(view, action.model)
@@ -374,8 +400,9 @@ class PolicyBase:
             if p.state == DONE:
                 continue
             if action.model not in self.models:
-                self.respond(p, ResponseStatus.MODEL_REMOVED, now_ns,
-                             f"model {action.model!r} was removed")
+                self.respond(
+                    p, ResponseStatus.MODEL_REMOVED, now_ns, f"model {action.model!r} was removed"
+                )
                 continue
             p.state = QUEUED
             self.requeue(p, now_ns)
@@ -395,8 +422,9 @@ class PolicyBase:
             if res is None:
                 # forgotten while loading (unregistered, or no longer served by this worker):
                 # our view has released its pages, so free them on the worker too
-                self.send(EvictWeights(self.new_action_id(), view.device, action.model),
-                          view, now_ns)
+                self.send(
+                    EvictWeights(self.new_action_id(), view.device, action.model), view, now_ns
+                )
                 return
             res.ready = True
             res.ready_at_ns = now_ns
@@ -435,10 +463,15 @@ class PolicyBase:
         self.infer_chain[info.device] = deque()
         self.on_device_added(view, now_ns)
         for model in info.resident_models:
-            profile = self.models[model].profile_for(info.kind.name) if (
-                model in self.models and (served is None or model in served)) else None
-            if profile is None or view.reserve(model, profile.pages_for(info.kind), True,
-                                               now_ns) is None:
+            profile = (
+                self.models[model].profile_for(info.kind.name)
+                if (model in self.models and (served is None or model in served))
+                else None
+            )
+            if (
+                profile is None
+                or view.reserve(model, profile.pages_for(info.kind), True, now_ns) is None
+            ):
                 # a model we cannot serve there: free its pages on the worker
                 self.send(EvictWeights(self.new_action_id(), info.device, model), view, now_ns)
                 continue
@@ -503,8 +536,9 @@ class PolicyBase:
         if event.name not in self.models:
             raise InvalidInputError(f"no model named {event.name!r} to remove")
         for p in self.drop_queued(event.name):
-            self.respond(p, ResponseStatus.MODEL_REMOVED, now_ns,
-                         f"model {event.name!r} was removed")
+            self.respond(
+                p, ResponseStatus.MODEL_REMOVED, now_ns, f"model {event.name!r} was removed"
+            )
         del self.models[event.name]
         del self.estimates[event.name]
         self._unservable.pop(event.name, None)

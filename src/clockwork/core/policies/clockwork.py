@@ -122,8 +122,9 @@ class ClockworkConfig:
         if self.result_margin_ns < 0:
             raise ValueError("result_margin_ns must be >= 0")
         if self.overload_window_ns <= 0 or self.overload_drops < 1 or self.overload_hold_ns <= 0:
-            raise ValueError("overload_window_ns and overload_hold_ns must be > 0 and "
-                             "overload_drops >= 1")
+            raise ValueError(
+                "overload_window_ns and overload_hold_ns must be > 0 and overload_drops >= 1"
+            )
         if self.spread_window_ns < 0 or self.spread_calm_ns < 0:
             raise ValueError("spread_window_ns and spread_calm_ns must be >= 0")
         if self.efficient_batch < 1 or self.overload_lookahead < 0:
@@ -135,11 +136,20 @@ class ClockworkConfig:
 class _Model:
     """Per-model queue and where the model is."""
 
-    __slots__ = ("batch_sizes", "ests", "loading_on", "name", "probe_at_ns", "queue",
-                 "ready_on", "refused")
+    __slots__ = (
+        "batch_sizes",
+        "ests",
+        "loading_on",
+        "name",
+        "probe_at_ns",
+        "queue",
+        "ready_on",
+        "refused",
+    )
 
-    def __init__(self, name: str, batch_sizes: tuple[int, ...],
-                 ests: tuple[ModelEstimates, ...]) -> None:
+    def __init__(
+        self, name: str, batch_sizes: tuple[int, ...], ests: tuple[ModelEstimates, ...]
+    ) -> None:
         self.name = name
         self.batch_sizes = batch_sizes
         # the model's estimates on every device kind it has a profile for
@@ -332,8 +342,7 @@ class ClockworkPolicy(PolicyBase):
         self._update_candidacy(m, now_ns)
         return expires_ns
 
-    def _settle_arrival(self, m: _Model, expires_ns: int, was_candidate: bool,
-                        now_ns: int) -> None:
+    def _settle_arrival(self, m: _Model, expires_ns: int, was_candidate: bool, now_ns: int) -> None:
         """After an arrival queued on ``m``, keep the scheduler settled if a poll now would
         still plan nothing (what ``plan`` and ``wake_at`` would find), and move the wake-up.
 
@@ -403,7 +412,8 @@ class ClockworkPolicy(PolicyBase):
         r = p.request
         # a new horizon moves every device's planning point: no settled shortcut then
         moved = bool(self.config.horizon_slo_fraction) and self._note_slo(
-            r.deadline_ns - r.arrival_ns, now_ns)
+            r.deadline_ns - r.arrival_ns, now_ns
+        )
         if not self.devices:
             self.respond(p, ResponseStatus.OVERLOADED, now_ns, "no worker is connected")
             return
@@ -418,11 +428,14 @@ class ClockworkPolicy(PolicyBase):
             need = self._need_ns(m)  # the estimate was stale
         if budget < need:
             self._refused_infeasible(m, budget, now_ns)
-            what = ("running batch 1" if m.holders() else
-                    "loading the model and running batch 1")
-            self.respond(p, ResponseStatus.DEADLINE_INFEASIBLE, now_ns,
-                         f"{what} is estimated at {need / NS_PER_MS:.3f} ms; "
-                         f"only {max(0, budget) / NS_PER_MS:.3f} ms are left")
+            what = "running batch 1" if m.holders() else "loading the model and running batch 1"
+            self.respond(
+                p,
+                ResponseStatus.DEADLINE_INFEASIBLE,
+                now_ns,
+                f"{what} is estimated at {need / NS_PER_MS:.3f} ms; "
+                f"only {max(0, budget) / NS_PER_MS:.3f} ms are left",
+            )
             return
         name = m.name
         was_candidate = name in self._cold or name in self._hot
@@ -563,8 +576,11 @@ class ClockworkPolicy(PolicyBase):
                 chosen = None
                 for i, name in enumerate(todo):
                     profile = self.models[name].profile_for(view.kind_name)
-                    if (profile is None or (served is not None and name not in served)
-                            or profile.pages_for(view.kind) > view.free_pages):
+                    if (
+                        profile is None
+                        or (served is not None and name not in served)
+                        or profile.pages_for(view.kind) > view.free_pages
+                    ):
                         continue
                     chosen = i, name, profile.pages_for(view.kind)
                     break
@@ -607,8 +623,20 @@ class ClockworkPolicy(PolicyBase):
             b = m.batch_sizes[0]
             e = self.estimates[name][idle.kind_name]
             expected = e.exec[b].spread().median_ns
-            self.send(Infer(self.new_action_id(), idle.device, name, b, (), now_ns,
-                            now_ns + self._ahead_ns, expected), idle, now_ns)
+            self.send(
+                Infer(
+                    self.new_action_id(),
+                    idle.device,
+                    name,
+                    b,
+                    (),
+                    now_ns,
+                    now_ns + self._ahead_ns,
+                    expected,
+                ),
+                idle,
+                now_ns,
+            )
             idle.infer_free_at_ns = now_ns + expected
             m.probe_at_ns = now_ns + self.config.probe_interval_ns
             del self._probe[name]
@@ -626,13 +654,25 @@ class ClockworkPolicy(PolicyBase):
                 # the model arrived (or is arriving) after all: only execution is needed now
                 self._seq += 1
                 e1 = self._best_exec1_ns(m)
-                _heappush(expiry, (p.request.deadline_ns - self.config.result_margin_ns - e1,
-                                        self._seq, p, False))
+                _heappush(
+                    expiry,
+                    (
+                        p.request.deadline_ns - self.config.result_margin_ns - e1,
+                        self._seq,
+                        p,
+                        False,
+                    ),
+                )
                 continue
             self._remove_queued(m, p)
             self._mark_overload(m.ready_on.values(), now_ns)
-            self._give_up(p, now_ns, "no device could start it in time"
-                          if not assumed_load else "its model could not be loaded in time")
+            self._give_up(
+                p,
+                now_ns,
+                "no device could start it in time"
+                if not assumed_load
+                else "its model could not be loaded in time",
+            )
             self._update_candidacy(m, now_ns)
 
     def _expire_flights(self, now_ns: int) -> None:
@@ -650,8 +690,12 @@ class ClockworkPolicy(PolicyBase):
                 if p.state == DONE:
                     continue
                 if p.request.deadline_ns < now_ns:
-                    self.respond(p, ResponseStatus.OVERLOADED, now_ns,
-                                 "its result did not come back by its deadline")
+                    self.respond(
+                        p,
+                        ResponseStatus.OVERLOADED,
+                        now_ns,
+                        "its result did not come back by its deadline",
+                    )
                 elif not left or p.request.deadline_ns < left:
                     left = p.request.deadline_ns
             if left:
@@ -674,8 +718,11 @@ class ClockworkPolicy(PolicyBase):
             cand = self._candidate(view, m, e, t, now_ns)
             if cand is None:
                 continue
-            if cand[2] < efficient and lookahead and self._overload_until.get(
-                    view.device, -1) >= now_ns:
+            if (
+                cand[2] < efficient
+                and lookahead
+                and self._overload_until.get(view.device, -1) >= now_ns
+            ):
                 # overloaded: a small batch now would push a fuller one past its deadline, and
                 # goodput is what is left to save; look a little further for a fuller batch
                 better = self._fuller_batch(heap, view, t, now_ns, m)
@@ -685,8 +732,9 @@ class ClockworkPolicy(PolicyBase):
                     e = self.estimates[m.name][view.kind_name]
             self._commit(view, m, e, t, cand, now_ns)
 
-    def _pop_valid(self, heap: list[Strategy], view: DeviceView, t: int
-                   ) -> tuple[Strategy, _Model] | None:
+    def _pop_valid(
+        self, heap: list[Strategy], view: DeviceView, t: int
+    ) -> tuple[Strategy, _Model] | None:
         """Pop strategies until one is feasible at ``t``; return its model (the strategy is
         consumed: its request is served with the model's oldest, or by another holder)."""
         device = view.device
@@ -714,8 +762,9 @@ class ClockworkPolicy(PolicyBase):
             return entry, m
         return None
 
-    def _fuller_batch(self, heap: list[Strategy], view: DeviceView, t: int, now_ns: int,
-                      first: _Model) -> tuple[_Model, tuple[int, int, int]] | None:
+    def _fuller_batch(
+        self, heap: list[Strategy], view: DeviceView, t: int, now_ns: int, first: _Model
+    ) -> tuple[_Model, tuple[int, int, int]] | None:
         """Among the next few most urgent models on this device, one whose batch now would be
         at least ``efficient_batch`` requests."""
         held: list[Strategy] = []
@@ -742,8 +791,9 @@ class ClockworkPolicy(PolicyBase):
             _heappush(heap, entry)
         return found
 
-    def _feasible_elsewhere(self, m: _Model, p: PendingRequest, here: DeviceView,
-                            now_ns: int) -> bool:
+    def _feasible_elsewhere(
+        self, m: _Model, p: PendingRequest, here: DeviceView, now_ns: int
+    ) -> bool:
         deadline = p.request.deadline_ns - self.config.result_margin_ns
         for holders, loading in ((m.ready_on, False), (m.loading_on, True)):
             for view in holders.values():
@@ -774,8 +824,9 @@ class ClockworkPolicy(PolicyBase):
             if len(drops) >= self.config.overload_drops:
                 self._overload_until[view.device] = now_ns + self.config.overload_hold_ns
 
-    def _candidate(self, view: DeviceView, m: _Model, e: ModelEstimates, t: int,
-                   now_ns: int) -> tuple[int, int, int] | None:
+    def _candidate(
+        self, view: DeviceView, m: _Model, e: ModelEstimates, t: int, now_ns: int
+    ) -> tuple[int, int, int] | None:
         """The batch ``m`` would run on ``view`` starting at ``t``: (requests to skip at the
         head, batch size, requests taken). Refuses heads that no device can serve in time."""
         q = m.queue
@@ -787,8 +838,9 @@ class ClockworkPolicy(PolicyBase):
             if self._feasible_elsewhere(m, head, view, now_ns):
                 return None
             q.popleft()
-            self._give_up(head, now_ns, "the devices holding its model were busy until past "
-                          "its deadline")
+            self._give_up(
+                head, now_ns, "the devices holding its model were busy until past its deadline"
+            )
             self._mark_overload((view,), now_ns)
         if not q:
             self._update_candidacy(m, now_ns)
@@ -804,10 +856,13 @@ class ClockworkPolicy(PolicyBase):
             # k requests padded to b: the b' = smaller(b) oldest alone may cost less per request
             # (9 requests at size 16 take 17.3 ms, 8 at size 8 take 9.9 ms on the V100)
             bs = m.smaller(b)
-            if (bs and e.exec_ns(bs) * k < e.exec_ns(b) * bs
-                    # and the requests left over still make it if they run right after
-                    and t + e.exec_ns(bs) + e.exec_ns(m.pad(k - bs)) + margin
-                    <= q[bs].request.deadline_ns):
+            if (
+                bs
+                and e.exec_ns(bs) * k < e.exec_ns(b) * bs
+                # and the requests left over still make it if they run right after
+                and t + e.exec_ns(bs) + e.exec_ns(m.pad(k - bs)) + margin
+                <= q[bs].request.deadline_ns
+            ):
                 b = k = bs
         if len(q) < 2 * k or self._overload_until.get(view.device, -1) < now_ns:
             return 0, b, k
@@ -823,14 +878,24 @@ class ClockworkPolicy(PolicyBase):
             avail = min(len(q) - skip, size)
             run = m.pad(avail)
             # estimates need not grow with batch size: check the size that will actually run
-            if (avail >= 2 * k and 2 * avail >= size
-                    and t + e.exec_ns(run) + margin <= q[skip].request.deadline_ns):
+            if (
+                avail >= 2 * k
+                and 2 * avail >= size
+                and t + e.exec_ns(run) + margin <= q[skip].request.deadline_ns
+            ):
                 return skip, run, avail
             size = m.smaller(size)
         return 0, b, k
 
-    def _commit(self, view: DeviceView, m: _Model, e: ModelEstimates, t: int,
-                cand: tuple[int, int, int], now_ns: int) -> None:
+    def _commit(
+        self,
+        view: DeviceView,
+        m: _Model,
+        e: ModelEstimates,
+        t: int,
+        cand: tuple[int, int, int],
+        now_ns: int,
+    ) -> None:
         skip, b, k = cand
         q = m.queue
         for _ in range(skip):
@@ -840,14 +905,21 @@ class ClockworkPolicy(PolicyBase):
         batch = [q.popleft() for _ in range(k)]
         expected = e.exec_ns(b)
         latest = batch[0].request.deadline_ns - margin - expected
-        action = Infer(self.new_action_id(), view.device, m.name, b,
-                       tuple(p.request.request_id for p in batch), now_ns, latest, expected)
+        action = Infer(
+            self.new_action_id(),
+            view.device,
+            m.name,
+            b,
+            tuple(p.request.request_id for p in batch),
+            now_ns,
+            latest,
+            expected,
+        )
         view.infer_free_at_ns = t + expected
         view.touch(m.name, now_ns)
         self.send(action, view, now_ns, batch)
         self._seq += 1
-        _heappush(self._flight_expiry, (batch[0].request.deadline_ns, self._seq,
-                                        action.action_id))
+        _heappush(self._flight_expiry, (batch[0].request.deadline_ns, self._seq, action.action_id))
         if not q:
             if m.name in self._cold:
                 del self._cold[m.name]
@@ -875,8 +947,7 @@ class ClockworkPolicy(PolicyBase):
                     del self._wanted[name]
                 elif not m.queue:  # (one with a queue is ranked above, as cold)
                     # the work the refused requests would have brought, per unit of time
-                    ranked.append((len(refused) * self._best_exec1_ns(m) / window, name, m,
-                                   False))
+                    ranked.append((len(refused) * self._best_exec1_ns(m) / window, name, m, False))
         if not ranked:
             return
         ranked.sort(key=lambda x: (-x[0], x[1]))
@@ -891,8 +962,11 @@ class ClockworkPolicy(PolicyBase):
                 chosen = None
                 target = self._spread_target(view, now_ns)
                 for i, (_, name, m, spreading) in enumerate(ranked):
-                    if name in view.resident or (not m.queue and name not in self._wanted) or (
-                            served is not None and name not in served):
+                    if (
+                        name in view.resident
+                        or (not m.queue and name not in self._wanted)
+                        or (served is not None and name not in served)
+                    ):
                         continue
                     if spreading and not target:
                         waits_for_calm = True

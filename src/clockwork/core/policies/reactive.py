@@ -103,9 +103,12 @@ class ReactivePolicy(PolicyBase):
                     continue
                 pages = profile.pages_for(view.kind)
                 if self.make_room(view, pages, now_ns, self._waiting.__contains__):
-                    placed = self.start_load(view, name, pages,
-                                             max(now_ns, view.load_free_at_ns), NEVER_NS,
-                                             now_ns) is not None
+                    placed = (
+                        self.start_load(
+                            view, name, pages, max(now_ns, view.load_free_at_ns), NEVER_NS, now_ns
+                        )
+                        is not None
+                    )
                     break
             if not placed:
                 return
@@ -142,9 +145,21 @@ class ReactivePolicy(PolicyBase):
         start = max(now_ns, view.infer_free_at_ns)
         view.infer_free_at_ns = start + expected
         view.touch(chosen, now_ns)
-        self.send(Infer(self.new_action_id(), view.device, chosen, b,
-                        tuple(p.request.request_id for p in batch), now_ns, NEVER_NS, expected),
-                  view, now_ns, batch)
+        self.send(
+            Infer(
+                self.new_action_id(),
+                view.device,
+                chosen,
+                b,
+                tuple(p.request.request_id for p in batch),
+                now_ns,
+                NEVER_NS,
+                expected,
+            ),
+            view,
+            now_ns,
+            batch,
+        )
         return True
 
 

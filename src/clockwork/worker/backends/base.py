@@ -58,7 +58,8 @@ class Backend(Protocol):
         """Free ``model``'s pages."""
         ...
 
-    def infer(self, model: str, batch_size: int,
-              inputs: Sequence[Mapping[str, npt.NDArray[np.generic]]]) -> InferOutput:
+    def infer(
+        self, model: str, batch_size: int, inputs: Sequence[Mapping[str, npt.NDArray[np.generic]]]
+    ) -> InferOutput:
         """Run one batch: ``len(inputs) <= batch_size`` requests, padded to ``batch_size``."""
         ...

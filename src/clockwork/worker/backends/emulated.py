@@ -37,9 +37,14 @@ class EmulatedBackend:
 
     name = "emulated"
 
-    def __init__(self, kind: DeviceKind, profiles: Mapping[str, ModelProfile], seed: int = 0,
-                 noise_sigma: float = 0.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        kind: DeviceKind,
+        profiles: Mapping[str, ModelProfile],
+        seed: int = 0,
+        noise_sigma: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if noise_sigma < 0 or not math.isfinite(noise_sigma):
             raise ValueError(f"noise_sigma must be finite and >= 0, got {noise_sigma}")
         self.kind = kind
@@ -54,8 +59,10 @@ class EmulatedBackend:
     # ----------------------------------------------------------------- Backend
 
     def models(self) -> Mapping[str, WorkerModel]:
-        return {name: WorkerModel(name, p.pages_for(self.kind), p.batch_sizes)
-                for name, p in self._profiles.items()}
+        return {
+            name: WorkerModel(name, p.pages_for(self.kind), p.batch_sizes)
+            for name, p in self._profiles.items()
+        }
 
     def load(self, model: str) -> PhaseTimes:
         profile = self._profile(model)
@@ -74,24 +81,26 @@ class EmulatedBackend:
                 raise BackendError(f"model {model!r} is not loaded")
             self._loaded.remove(model)
 
-    def infer(self, model: str, batch_size: int,
-              inputs: Sequence[Mapping[str, npt.NDArray[np.generic]]]) -> InferOutput:
+    def infer(
+        self, model: str, batch_size: int, inputs: Sequence[Mapping[str, npt.NDArray[np.generic]]]
+    ) -> InferOutput:
         profile = self._profile(model)
         with self._lock:
             if model not in self._loaded:
                 raise BackendError(f"model {model!r} is not loaded")
         exec_ns = profile.exec_ns.get(batch_size)
         if exec_ns is None:
-            raise BackendError(f"model {model!r}: batch size {batch_size} is not one of "
-                               f"{profile.batch_sizes}")
+            raise BackendError(
+                f"model {model!r}: batch size {batch_size} is not one of {profile.batch_sizes}"
+            )
         if len(inputs) > batch_size:
             raise BackendError(f"{len(inputs)} inputs exceed batch size {batch_size}")
         duration = self._run(exec_ns)
         size = max(1, profile.output_bytes // 4)
         outputs: list[dict[str, npt.NDArray[np.generic]]] = [
-            {"output": np.zeros(size, dtype=np.float32)} for _ in inputs]
-        return InferOutput(outputs, PhaseTimes(input_copy_ns=0, exec_ns=duration,
-                                               output_copy_ns=0))
+            {"output": np.zeros(size, dtype=np.float32)} for _ in inputs
+        ]
+        return InferOutput(outputs, PhaseTimes(input_copy_ns=0, exec_ns=duration, output_copy_ns=0))
 
     # ----------------------------------------------------------------- inside
 

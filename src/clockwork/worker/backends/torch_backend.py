@@ -68,9 +68,18 @@ DEFAULT_CUDA_CACHE_FRACTION = 0.5
 _NUMPY_DTYPES: dict[str, np.dtype[np.generic]] = {
     name: np.dtype(dt)
     for name, dt in {
-        "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
-        "UINT64": np.uint64, "INT8": np.int8, "INT16": np.int16, "INT32": np.int32,
-        "INT64": np.int64, "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
+        "BOOL": np.bool_,
+        "UINT8": np.uint8,
+        "UINT16": np.uint16,
+        "UINT32": np.uint32,
+        "UINT64": np.uint64,
+        "INT8": np.int8,
+        "INT16": np.int16,
+        "INT32": np.int32,
+        "INT64": np.int64,
+        "FP16": np.float16,
+        "FP32": np.float32,
+        "FP64": np.float64,
     }.items()
 }
 
@@ -82,8 +91,11 @@ def kind_file_name(kind: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", kind).strip("-") or "device"
 
 
-def default_kind(device: str | torch.device, cache_pages: int | None = None,
-                 page_size_bytes: int = DEFAULT_PAGE_SIZE_BYTES) -> DeviceKind:
+def default_kind(
+    device: str | torch.device,
+    cache_pages: int | None = None,
+    page_size_bytes: int = DEFAULT_PAGE_SIZE_BYTES,
+) -> DeviceKind:
     """``cpu`` or the CUDA device's name, 16 MiB pages, and ``cache_pages`` (default: 64 pages
     on the CPU; half the device's memory on CUDA)."""
     dev = _parse_device(device)
@@ -91,8 +103,9 @@ def default_kind(device: str | torch.device, cache_pages: int | None = None,
         return DeviceKind("cpu", page_size_bytes, cache_pages or DEFAULT_CPU_CACHE_PAGES)
     props = torch.cuda.get_device_properties(dev)
     if cache_pages is None:
-        cache_pages = max(1, int(props.total_memory * DEFAULT_CUDA_CACHE_FRACTION)
-                          // page_size_bytes)
+        cache_pages = max(
+            1, int(props.total_memory * DEFAULT_CUDA_CACHE_FRACTION) // page_size_bytes
+        )
     return DeviceKind(str(props.name), page_size_bytes, cache_pages)
 
 
@@ -119,9 +132,16 @@ class TorchBackend:
     its latest version. ``threads`` is torch's intra-op thread count on the CPU (process-wide).
     """
 
-    def __init__(self, repository: ModelRepository, device: str = "cpu",
-                 kind: DeviceKind | None = None, threads: int = 1,
-                 models: Sequence[str] | None = None, *, cache_pages: int | None = None) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        device: str = "cpu",
+        kind: DeviceKind | None = None,
+        threads: int = 1,
+        models: Sequence[str] | None = None,
+        *,
+        cache_pages: int | None = None,
+    ) -> None:
         self.device = _parse_device(device)
         self.repository = repository
         self.threads = threads
@@ -157,7 +177,8 @@ class TorchBackend:
         elif cache_pages is not None and cache_pages != kind.cache_pages:
             raise ConfigurationError(
                 f"cache_pages {cache_pages} contradicts kind {kind.name!r} "
-                f"({kind.cache_pages} pages)")
+                f"({kind.cache_pages} pages)"
+            )
         self.kind = kind
         self.cache = WeightsCache(self.device, kind.page_size_bytes, kind.cache_pages)
 
@@ -171,8 +192,12 @@ class TorchBackend:
 
     # ------------------------------------------------------------------ registration
 
-    def _register(self, config: ModelConfig, skeletons: dict[_ArchKey, nn.Module],
-                  host_files: dict[str, dict[str, torch.Tensor]]) -> _Model:
+    def _register(
+        self,
+        config: ModelConfig,
+        skeletons: dict[_ArchKey, nn.Module],
+        host_files: dict[str, dict[str, torch.Tensor]],
+    ) -> _Model:
         version = max(config.versions)
         resolved = self.repository.weights_path(config.name, version).resolve()
         st = resolved.stat()
@@ -195,7 +220,8 @@ class TorchBackend:
             if missing:
                 raise ConfigurationError(
                     f"model {config.name!r}: the module has tensors its weights file lacks "
-                    f"(non-persistent buffers?): {missing[:5]}")
+                    f"(non-persistent buffers?): {missing[:5]}"
+                )
             skeletons[key] = skeleton
         runner = self._runners.get(key)
         if runner is None:
@@ -210,9 +236,18 @@ class TorchBackend:
             if spec.dtype not in _NUMPY_DTYPES:
                 raise ConfigurationError(
                     f"model {config.name!r}: input {spec.name!r} has dtype {spec.dtype}, which "
-                    "this backend cannot take from numpy")
-        return _Model(config, version, host, skeleton, runner, plan,
-                      WorkerModel(config.name, plan.num_pages, config.batch_sizes), bounds)
+                    "this backend cannot take from numpy"
+                )
+        return _Model(
+            config,
+            version,
+            host,
+            skeleton,
+            runner,
+            plan,
+            WorkerModel(config.name, plan.num_pages, config.batch_sizes),
+            bounds,
+        )
 
     def add_model(self, name: str) -> WorkerModel:
         """Register the repository's model ``name`` (latest version) as at start: validate it,
@@ -230,7 +265,8 @@ class TorchBackend:
                 # the cache was sized at start; a model larger than all of it could never load
                 raise ConfigurationError(
                     f"model {name!r} needs {pages} pages of {self.kind.page_size_bytes} bytes; "
-                    f"the weights cache of {self.device} has {self.kind.cache_pages}")
+                    f"the weights cache of {self.device} has {self.kind.cache_pages}"
+                )
             self._models = {**self._models, name: model}
             self._worker_models = {**self._worker_models, name: model.worker_model}
             return model.worker_model
@@ -278,11 +314,13 @@ class TorchBackend:
             for placement in m.plan.placements:
                 host = m.host[placement.name]
                 if placement.nbytes == 0:
-                    views[placement.name] = torch.empty(host.shape, dtype=host.dtype,
-                                                        device=self.device)
+                    views[placement.name] = torch.empty(
+                        host.shape, dtype=host.dtype, device=self.device
+                    )
                 else:
                     views[placement.name] = self.cache.view(
-                        pages[placement.page], placement.offset_bytes, host.dtype, host.shape)
+                        pages[placement.page], placement.offset_bytes, host.dtype, host.shape
+                    )
             copy_ns = self._copy_in(views, m.host)
         except BaseException as e:
             self.cache.release(model)
@@ -299,8 +337,9 @@ class TorchBackend:
                 raise BackendError(f"model {model!r} is not loaded on {self.device}")
         self.cache.release(model)
 
-    def infer(self, model: str, batch_size: int,
-              inputs: Sequence[Mapping[str, npt.NDArray[np.generic]]]) -> InferOutput:
+    def infer(
+        self, model: str, batch_size: int, inputs: Sequence[Mapping[str, npt.NDArray[np.generic]]]
+    ) -> InferOutput:
         m = self._model(model)
         with self._lock:
             params = self._loaded.get(model)
@@ -317,7 +356,7 @@ class TorchBackend:
                 outs, times = self._run_cpu(m, params, args, staging_ns, t0)
         except (RuntimeError, IndexError, ValueError) as e:
             raise BackendError(f"model {model!r} failed on {self.device}: {e}") from e
-        return InferOutput(outputs=outs[:len(inputs)], times=times)
+        return InferOutput(outputs=outs[: len(inputs)], times=times)
 
     # ------------------------------------------------------------------ internals
 
@@ -327,8 +366,7 @@ class TorchBackend:
             raise BackendError(f"model {model!r} is not registered on {self.device}")
         return m
 
-    def _copy_in(self, views: Mapping[str, torch.Tensor],
-                 host: Mapping[str, torch.Tensor]) -> int:
+    def _copy_in(self, views: Mapping[str, torch.Tensor], host: Mapping[str, torch.Tensor]) -> int:
         if self._load_stream is None:
             t0 = time.perf_counter_ns()
             with torch.no_grad():
@@ -347,24 +385,29 @@ class TorchBackend:
         end.synchronize()
         return _event_ns(start, end)
 
-    def _stack(self, m: _Model, batch_size: int,
-               inputs: Sequence[Mapping[str, npt.NDArray[np.generic]]]) -> list[np.ndarray]:
+    def _stack(
+        self, m: _Model, batch_size: int, inputs: Sequence[Mapping[str, npt.NDArray[np.generic]]]
+    ) -> list[np.ndarray]:
         config = m.config
         where = f"model {config.name!r}"
         if batch_size not in config.batch_sizes:
             raise BackendError(
-                f"{where}: batch size {batch_size} is not one of {list(config.batch_sizes)}")
+                f"{where}: batch size {batch_size} is not one of {list(config.batch_sizes)}"
+            )
         if len(inputs) > batch_size:
             raise BackendError(
                 f"{where}: {len(inputs)} requests exceed batch size {batch_size} "
-                f"(inputs {', '.join(s.name for s in config.inputs)})")
+                f"(inputs {', '.join(s.name for s in config.inputs)})"
+            )
         expected = {s.name for s in config.inputs}
         stacked: list[np.ndarray] = []
         for i, request in enumerate(inputs):
             extra = sorted(set(request) - expected)
             if extra:
-                raise BackendError(f"{where}: request {i}: unknown input tensor {extra[0]!r} "
-                                   f"(inputs are {sorted(expected)})")
+                raise BackendError(
+                    f"{where}: request {i}: unknown input tensor {extra[0]!r} "
+                    f"(inputs are {sorted(expected)})"
+                )
         for spec in config.inputs:
             dtype = _NUMPY_DTYPES[spec.dtype]
             buf = np.zeros((batch_size, *spec.shape), dtype=dtype)  # zero padding
@@ -372,28 +415,41 @@ class TorchBackend:
             for i, request in enumerate(inputs):
                 arr = request.get(spec.name)
                 if arr is None:
-                    raise BackendError(f"{where}: request {i}: input tensor {spec.name!r} is "
-                                       "missing")
+                    raise BackendError(
+                        f"{where}: request {i}: input tensor {spec.name!r} is missing"
+                    )
                 if not isinstance(arr, np.ndarray):
-                    raise BackendError(f"{where}: request {i}: input tensor {spec.name!r} is a "
-                                       f"{type(arr).__name__}, not a numpy array")
+                    raise BackendError(
+                        f"{where}: request {i}: input tensor {spec.name!r} is a "
+                        f"{type(arr).__name__}, not a numpy array"
+                    )
                 if arr.dtype != dtype:
-                    raise BackendError(f"{where}: request {i}: input tensor {spec.name!r} has "
-                                       f"dtype {arr.dtype}, expected {dtype} ({spec.dtype})")
+                    raise BackendError(
+                        f"{where}: request {i}: input tensor {spec.name!r} has "
+                        f"dtype {arr.dtype}, expected {dtype} ({spec.dtype})"
+                    )
                 if arr.shape != spec.shape:
-                    raise BackendError(f"{where}: request {i}: input tensor {spec.name!r} has "
-                                       f"shape {list(arr.shape)}, expected {list(spec.shape)}")
+                    raise BackendError(
+                        f"{where}: request {i}: input tensor {spec.name!r} has "
+                        f"shape {list(arr.shape)}, expected {list(spec.shape)}"
+                    )
                 if bound is not None and arr.size and (arr.min() < 0 or arr.max() >= bound):
                     raise BackendError(
                         f"{where}: request {i}: input tensor {spec.name!r} has values outside "
-                        f"[0, {bound}) (min {arr.min()}, max {arr.max()})")
+                        f"[0, {bound}) (min {arr.min()}, max {arr.max()})"
+                    )
                 buf[i] = arr
             stacked.append(buf)
         return stacked
 
-    def _run_cpu(self, m: _Model, params: dict[str, torch.Tensor],
-                 args: tuple[torch.Tensor, ...], staging_ns: int, t0: int,
-                 ) -> tuple[list[dict[str, npt.NDArray[np.generic]]], PhaseTimes]:
+    def _run_cpu(
+        self,
+        m: _Model,
+        params: dict[str, torch.Tensor],
+        args: tuple[torch.Tensor, ...],
+        staging_ns: int,
+        t0: int,
+    ) -> tuple[list[dict[str, npt.NDArray[np.generic]]], PhaseTimes]:
         t1 = t0 + staging_ns
         with torch.inference_mode():
             result = m.runner(params, *args)
@@ -402,9 +458,13 @@ class TorchBackend:
         t3 = time.perf_counter_ns()
         return outs, PhaseTimes(t1 - t0, t2 - t1, t3 - t2)
 
-    def _run_cuda(self, m: _Model, params: dict[str, torch.Tensor],
-                  args: tuple[torch.Tensor, ...], staging_ns: int,
-                  ) -> tuple[list[dict[str, npt.NDArray[np.generic]]], PhaseTimes]:
+    def _run_cuda(
+        self,
+        m: _Model,
+        params: dict[str, torch.Tensor],
+        args: tuple[torch.Tensor, ...],
+        staging_ns: int,
+    ) -> tuple[list[dict[str, npt.NDArray[np.generic]]], PhaseTimes]:
         stream = self._infer_stream
         assert stream is not None
         events = [_timing_event() for _ in range(4)]
@@ -420,21 +480,26 @@ class TorchBackend:
             events[3].record(stream)
         events[3].synchronize()
         outs = _split(m.config, host if isinstance(result, tuple | list) else host[0])
-        return outs, PhaseTimes(staging_ns + _event_ns(events[0], events[1]),
-                                _event_ns(events[1], events[2]), _event_ns(events[2], events[3]))
+        return outs, PhaseTimes(
+            staging_ns + _event_ns(events[0], events[1]),
+            _event_ns(events[1], events[2]),
+            _event_ns(events[2], events[3]),
+        )
 
 
 def _split(config: ModelConfig, result: object) -> list[dict[str, npt.NDArray[np.generic]]]:
     """Per-row dicts of the outputs (owned numpy copies), padding rows included."""
     tensors = list(result) if isinstance(result, tuple | list) else [result]
-    if len(tensors) != len(config.outputs) or not all(isinstance(t, torch.Tensor)
-                                                       for t in tensors):
-        raise BackendError(f"model {config.name!r} returned {len(tensors)} outputs, expected "
-                           f"{len(config.outputs)}")
+    if len(tensors) != len(config.outputs) or not all(isinstance(t, torch.Tensor) for t in tensors):
+        raise BackendError(
+            f"model {config.name!r} returned {len(tensors)} outputs, expected {len(config.outputs)}"
+        )
     arrays = [t.detach().cpu().numpy() for t in tensors if isinstance(t, torch.Tensor)]
     rows = arrays[0].shape[0]
-    return [{spec.name: np.array(a[i]) for spec, a in zip(config.outputs, arrays, strict=True)}
-            for i in range(rows)]
+    return [
+        {spec.name: np.array(a[i]) for spec, a in zip(config.outputs, arrays, strict=True)}
+        for i in range(rows)
+    ]
 
 
 def _event_ns(start: torch.cuda.Event, end: torch.cuda.Event) -> int:
@@ -462,9 +527,11 @@ def _parse_device(device: str | torch.device) -> torch.device:
     if not torch.cuda.is_available():
         raise ConfigurationError(
             f"device {device!r}: CUDA is not available (torch {torch.__version__} "
-            f"{'has no CUDA support' if torch.version.cuda is None else 'sees no GPU'})")
+            f"{'has no CUDA support' if torch.version.cuda is None else 'sees no GPU'})"
+        )
     index = dev.index if dev.index is not None else torch.cuda.current_device()
     if index >= torch.cuda.device_count():
         raise ConfigurationError(
-            f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+            f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)"
+        )
     return torch.device("cuda", index)
