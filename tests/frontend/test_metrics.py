@@ -18,6 +18,7 @@ from clockwork.core.ids import DeviceId
 from clockwork.core.requests import InferRequest, Response, ResponseStatus
 from clockwork.frontend.api import DurationStat
 from clockwork.frontend.metrics import ServingMetrics
+from clockwork.service.observers import Observers
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -366,14 +367,15 @@ def test_results_without_a_sent_action_are_ignored() -> None:
 
 def test_attach_keeps_hooks_already_installed() -> None:
     seen: list[Response] = []
-    service = SimpleNamespace(
-        on_request=None, on_action_sent=None, on_action_result=None, on_response=seen.append
-    )
+    observers = Observers()
+    observers.add_hook("on_response", seen.append)
+    service = SimpleNamespace(observers=observers)
     metrics = ServingMetrics()
     metrics.attach(service)  # type: ignore[arg-type]
-    service.on_request(request(0, 0))
+    assert observers.on_request is not None and observers.on_response is not None
+    observers.on_request(request(0, 0))
     answer = response(0, ResponseStatus.SUCCESS, 1)
-    service.on_response(answer)
+    observers.on_response(answer)
     assert seen == [answer]
     assert metrics.statistics("m").inference_count == 1
     assert metrics.pending == 0

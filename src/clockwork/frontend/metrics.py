@@ -64,6 +64,24 @@ DURATION_BUCKETS_S = (
     5.0,
     10.0,
 )
+#: the timed loop's lateness: fine below 2 ms (its goal), coarse out to a second (a stall)
+LOOP_LATENESS_BUCKETS_S = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0015,
+    0.002,
+    0.003,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+)
+
 #: actual minus predicted duration: symmetric around 0 (negative = faster than predicted), fine
 #: near 0 where a good estimator lives, out to +-100 ms for loads and outliers
 ESTIMATE_ERROR_BUCKETS_S = (
@@ -329,6 +347,13 @@ class ServingMetrics:
         )
         self._infer_error = estimate_error.labels("infer")
         self._load_error = estimate_error.labels("load")
+        self._loop_lateness = Histogram(
+            "clockwork_loop_lateness_seconds",
+            "How late the controller's timed loop ran the wake-ups it had planned (its "
+            "scheduler's and a 10 ms heartbeat's); with uvloop up to 1 ms is timer rounding",
+            buckets=LOOP_LATENESS_BUCKETS_S,
+            registry=r,
+        )
         pending = Gauge(
             "clockwork_pending_requests", "Requests accepted and not answered", registry=r
         )
@@ -367,6 +392,9 @@ class ServingMetrics:
             self._load_result(action, result)
         else:
             self._evict_result(action, result)
+
+    def on_loop_lateness(self, late_ns: int) -> None:
+        self._loop_lateness.observe(late_ns / NS_PER_S)
 
     def on_response(self, response: Response) -> None:
         rid = response.request_id

@@ -70,6 +70,7 @@ from clockwork.transport import (
     pong_for,
     serve,
 )
+from clockwork.transport.memory import MemoryConnection
 from clockwork.transport.messages import RescanRepository
 from clockwork.worker.backends.base import Backend
 from clockwork.worker.runtime import Outputs, WorkerRuntime
@@ -160,6 +161,11 @@ class WorkerService:
         return self._server.port
 
     @property
+    def clock_ns(self) -> Callable[[], int]:
+        """The worker's clock."""
+        return self._clock
+
+    @property
     def controller_connected(self) -> bool:
         return self._session is not None
 
@@ -173,6 +179,16 @@ class WorkerService:
         )
         log.info("worker %s listening on %s:%d", self.worker_id, *self._server.address)
         return self._server
+
+    def accept(self, conn: StreamConnection | MemoryConnection) -> asyncio.Task[None]:
+        """Serve ``conn``, a connection opened by other means than ``start`` (an in-memory
+        pair: tests drive a controller and workers in one loop this way, without sockets)."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        task = asyncio.create_task(self._handle(conn), name=f"session {conn.name}")  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def serve(self, host: str, port: int) -> None:
         """Listen on ``host:port`` and serve until ``close``."""

@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 
 from clockwork.core.clock_sync import ClockSync
 from clockwork.transport.codec import decode, encode
@@ -82,6 +83,42 @@ class MemoryConnection(BaseConnection):
         else:
             self._deliver(msg if stamp == msg.sent_ns else dataclasses.replace(msg, sent_ns=stamp))
         await asyncio.sleep(0)  # let the receiver run, as a socket write would
+
+    def send_nowait(self, msgs: Sequence[Message]) -> list[tuple[Message, ProtocolError]]:
+        """Deliver ``msgs`` at once (an in-memory peer never makes a sender wait); returns the
+        ``ProtocolError`` of each left out, as ``send_many`` does."""
+        failed: list[tuple[Message, ProtocolError]] = []
+        for msg in msgs:
+            if self.closed:
+                raise self._closed_error()
+            stamp = self._send_stamp(msg)
+            if not self.use_codec:
+                self._deliver(
+                    msg if stamp == msg.sent_ns else dataclasses.replace(msg, sent_ns=stamp)
+                )
+                continue
+            try:
+                payload = encode(msg, sent_ns=stamp)
+            except ProtocolError as e:
+                failed.append((msg, e))
+                continue
+            if len(payload) > self.max_frame_bytes:
+                failed.append(
+                    (
+                        msg,
+                        ProtocolError(
+                            f"{type(msg).__name__} of {len(payload)} bytes is over "
+                            f"the frame limit of {self.max_frame_bytes}"
+                        ),
+                    )
+                )
+                continue
+            self._deliver(payload)
+        return failed
+
+    def has_buffered_frame(self) -> bool:
+        """Whether a message waits already (the next ``recv`` will not wait)."""
+        return not self._inbox.empty()
 
     async def send_raw(self, frame: bytes) -> None:
         """Deliver ``frame`` to the peer as one frame's payload, unchecked (for tests)."""
