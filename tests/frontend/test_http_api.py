@@ -3,54 +3,30 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 import logging
 import struct
-import threading
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.error import HTTPError
 
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tritonclient.utils import InferenceServerException
 
 from clockwork.frontend.api import EXTENSIONS, Tensor
-from clockwork.frontend.http_server import make_app, start_http
+from clockwork.frontend.http_server import make_app
 from clockwork.frontend.tensor_codec import classify
 
 from support.fake_model_server import INFEASIBLE_US, OVERLOAD_PRIORITY, SIGNATURES, FakeModelServer
+from support.live_http import LiveServer, Reply, call
 from support.triton_clients import http_client
 
 MAX_BODY = 2**20
-
-
-class LiveServer:
-    """``start_http`` on a free port, served by an event loop in a background thread."""
-
-    def __init__(self, server: FakeModelServer, **kw: Any) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.runner: web.AppRunner = asyncio.run_coroutine_threadsafe(
-            start_http(server, "127.0.0.1", 0, **kw), self.loop
-        ).result(10)
-        self.port: int = self.runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")
@@ -77,33 +53,6 @@ def client(
 ) -> Iterator[httpclient.InferenceServerClient]:
     with http_client(f"127.0.0.1:{live[0].port}") as c:
         yield c
-
-
-class Reply:
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.status, self.headers, self.body = status, headers, body
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def call(
-    live: tuple[LiveServer, FakeModelServer],
-    method: str,
-    path: str,
-    body: bytes | dict[str, Any] | list[Any] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Reply:
-    data = json.dumps(body).encode() if isinstance(body, dict | list) else body
-    req = urllib.request.Request(
-        live[0].url + path, data=data, method=method, headers=headers or {}
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return Reply(resp.status, dict(resp.headers), resp.read())
-    except HTTPError as e:
-        with e:
-            return Reply(e.code, dict(e.headers), e.read())
 
 
 def add_inputs(

@@ -90,6 +90,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="largest request body (HTTP) or message (gRPC)",
     )
     p.add_argument(
+        "--decode-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes that decode large request bodies (JSON, gzip, big gRPC messages) off "
+        "the controller's timed loop (0: decode on the loop)",
+    )
+    p.add_argument(
         "--status-interval", type=float, default=10.0, help="seconds between status lines (0: none)"
     )
     p.add_argument(
@@ -163,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
     _check_port("grpc-port", args.grpc_port, allow_zero=True)
     if args.default_slo_ms <= 0 or args.max_body_mb <= 0 or args.threads < 1:
         raise ConfigurationError("--default-slo-ms and --max-body-mb must be > 0, --threads >= 1")
+    if args.decode_processes < 0:
+        raise ConfigurationError("--decode-processes must be >= 0")
     remote = [parse_address(a) for a in args.workers.split(",") if a.strip()]
     if args.no_local_worker and not remote:
         raise ConfigurationError("--no-local-worker needs --workers")
@@ -216,6 +226,7 @@ async def _serve(
     worker: subprocess.Popen[bytes] | None,
 ) -> None:
     from clockwork.core.units import NS_PER_MS
+    from clockwork.frontend.decode_pool import DecodePool
     from clockwork.frontend.grpc_server import start_grpc
     from clockwork.frontend.http_server import start_http
     from clockwork.frontend.metrics import ServingMetrics
@@ -248,10 +259,15 @@ async def _serve(
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
 
+    decoder = DecodePool(args.decode_processes)
+    await decoder.start()
     await controller.start()
     try:
-        http = await start_http(server, args.host, args.http_port, max_body_bytes=max_bytes)
+        http = await start_http(
+            server, args.host, args.http_port, max_body_bytes=max_bytes, decoder=decoder
+        )
     except OSError as e:
+        decoder.close()
         await controller.close()
         raise ConfigurationError(f"HTTP on {args.host}:{args.http_port}: {e.strerror or e}") from e
     grpc_server = None
@@ -259,7 +275,11 @@ async def _serve(
         if args.grpc_port:
             try:
                 grpc_server = await start_grpc(
-                    server, args.host, args.grpc_port, max_message_bytes=max_bytes
+                    server,
+                    args.host,
+                    args.grpc_port,
+                    max_message_bytes=max_bytes,
+                    decoder=decoder,
                 )
             except (OSError, RuntimeError) as e:
                 raise ConfigurationError(f"gRPC on {args.host}:{args.grpc_port}: {e}") from e
@@ -292,6 +312,7 @@ async def _serve(
         if grpc_server is not None:
             await grpc_server.stop(1.0)
         await http.cleanup()
+        decoder.close()
         await controller.close()
         if files is not None and telemetry is not None:
             telemetry.finish(time.monotonic_ns())

@@ -67,6 +67,10 @@ class FrontendError(Exception):
         self.message = message
         self.reason = reason or kind.name
 
+    def __reduce__(self) -> tuple[type[FrontendError], tuple[ErrorKind, str, str]]:
+        # raised in a decode process and re-raised here: pickled with all three fields
+        return (type(self), (self.kind, self.message, self.reason))
+
 
 @dataclass(frozen=True, slots=True)
 class Tensor:

@@ -28,7 +28,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import suppress
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 import grpc
@@ -48,6 +48,7 @@ from clockwork.frontend.api import (
     RequestedOutput,
     Tensor,
 )
+from clockwork.frontend.decode_pool import DecodePool
 from clockwork.frontend.parameters import MAX_INT64, int_param, invalid
 from clockwork.frontend.proto import inference_pb2 as pb
 from clockwork.frontend.reply_cost import ReplyCost
@@ -319,14 +320,56 @@ class _Undecodable:
         return invalid(self.message)
 
 
-def _deserializer(cls: Any) -> Callable[[bytes], Any]:
+def _deserializer(cls: Any, decoder: DecodePool | None = None) -> Callable[[bytes], Any]:
+    """Parse a request message, in place; with ``decoder``, a message larger than it decodes in
+    place is handed over as it came (``_Encoded``), to be decoded where the decoder runs."""
+
     def parse(data: bytes) -> Any:
+        if decoder is not None and not decoder.in_place(len(data)):
+            return _Encoded(data)
         try:
             return cls.FromString(data)
         except (DecodeError, ValueError, RuntimeError) as e:
             return _Undecodable(f"the request is not a valid {cls.DESCRIPTOR.name}: {e}")
 
     return parse
+
+
+class _Encoded:
+    """A ``ModelInferRequest`` still in its wire form (too large to parse on the loop)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedInfer:
+    """What a decode process makes of a ``ModelInferRequest``: the call and its outputs' top-k
+    counts, or the error, with the request's names either way (a stream's error response
+    carries them)."""
+
+    model: str
+    version: str
+    id: str
+    call: InferenceCall | None
+    classification: dict[str, int]
+    error: FrontendError | None
+
+
+def decode_encoded_infer(data: bytes) -> DecodedInfer:
+    """Parse and decode a ``ModelInferRequest`` from its wire form (what the pool runs)."""
+    try:
+        req = pb.ModelInferRequest.FromString(data)
+    except (DecodeError, ValueError, RuntimeError) as e:
+        error = invalid(f"the request is not a valid ModelInferRequest: {e}")
+        return DecodedInfer("", "", "", None, {}, error)
+    try:
+        call, classification = decode_infer_request(req)
+    except FrontendError as e:
+        return DecodedInfer(req.model_name, req.model_version, req.id, None, {}, e)
+    return DecodedInfer(req.model_name, req.model_version, req.id, call, classification, None)
 
 
 def _duration(target: pb.StatisticDuration, d: DurationStat) -> None:
@@ -362,8 +405,10 @@ class InferenceServicer:
     (``ModelInfer`` is ``model_infer``). Each takes the decoded request and returns the
     response; ``handlers`` wraps them into gRPC handlers that turn errors into status codes."""
 
-    def __init__(self, server: ModelServer) -> None:
+    def __init__(self, server: ModelServer, decoder: DecodePool | None = None) -> None:
         self.server = server
+        # decodes the large inference requests off the loop (None: all in place)
+        self.decoder = decoder
         self._reply_cost = ReplyCost()
 
     async def server_live(self, request: pb.ServerLiveRequest) -> pb.ServerLiveResponse:
@@ -392,9 +437,21 @@ class InferenceServicer:
                 group.add(name=s.name, datatype=s.datatype, shape=[*lead, *s.shape])
         return resp
 
-    async def model_infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+    async def model_infer(self, request: pb.ModelInferRequest | _Encoded) -> pb.ModelInferResponse:
         t0 = time.perf_counter_ns()
+        if isinstance(request, _Encoded):
+            decoded = await self._decode(request)
+            if decoded.error is not None:
+                raise decoded.error
+            assert decoded.call is not None
+            return await self._infer(decoded.call, decoded.classification, t0)
         call, classification = decode_infer_request(request)
+        return await self._infer(call, classification, t0)
+
+    async def _infer(
+        self, call: InferenceCall, classification: dict[str, int], t0: int
+    ) -> pb.ModelInferResponse:
+        """Serve a decoded call (``t0``: when its decoding began)."""
         reply = self._reply_cost
         call = replace(call, overhead_ns=time.perf_counter_ns() - t0 + reply.margin_ns)
         result = await self.server.infer(call)
@@ -403,15 +460,31 @@ class InferenceServicer:
         reply.observe(time.perf_counter_ns() - t1)
         return response
 
+    async def _decode(self, request: _Encoded) -> DecodedInfer:
+        assert self.decoder is not None
+        data = request.data
+        return await self.decoder.run(len(data), decode_encoded_infer, data)
+
     async def _stream_answer(
-        self, request: pb.ModelInferRequest | _Undecodable
+        self, request: pb.ModelInferRequest | _Undecodable | _Encoded
     ) -> pb.ModelStreamInferResponse:
         """One request of a stream answered; a refusal becomes ``error_message`` (what Triton's
         clients read), with the status code and reason as parameters of ``infer_response``,
         which also carries the request's id so that a client can tell which request failed."""
+        names: tuple[str, str, str] | None = None
         try:
             if isinstance(request, _Undecodable):
                 raise request.error()
+            if isinstance(request, _Encoded):
+                t0 = time.perf_counter_ns()
+                decoded = await self._decode(request)
+                names = (decoded.model, decoded.version, decoded.id)
+                if decoded.error is not None:
+                    raise decoded.error
+                assert decoded.call is not None
+                return pb.ModelStreamInferResponse(
+                    infer_response=await self._infer(decoded.call, decoded.classification, t0)
+                )
             return pb.ModelStreamInferResponse(infer_response=await self.model_infer(request))
         except FrontendError as e:
             code, message, reason = e.kind.grpc_code, e.message, e.reason
@@ -421,22 +494,26 @@ class InferenceServicer:
             message = f"internal server error ({type(e).__name__}); see the server log"
             reason = "INTERNAL"
         resp = pb.ModelStreamInferResponse(error_message=message)
-        if not isinstance(request, _Undecodable):
-            resp.infer_response.model_name = request.model_name
-            resp.infer_response.model_version = request.model_version
-            resp.infer_response.id = request.id
+        if isinstance(request, pb.ModelInferRequest):
+            names = (request.model_name, request.model_version, request.id)
+        if names is not None:
+            (
+                resp.infer_response.model_name,
+                resp.infer_response.model_version,
+                resp.infer_response.id,
+            ) = names
         resp.infer_response.parameters["error_code"].string_param = code
         resp.infer_response.parameters["error_reason"].string_param = reason
         return resp
 
     async def model_stream_infer(
-        self, requests: AsyncIterator[pb.ModelInferRequest | _Undecodable]
+        self, requests: AsyncIterator[pb.ModelInferRequest | _Undecodable | _Encoded]
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         # each request is answered by its own task, so that a slow one does not hold back the
         # responses of those sent after it (clients match responses by id)
         answers: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
 
-        async def answer(request: pb.ModelInferRequest | _Undecodable) -> None:
+        async def answer(request: pb.ModelInferRequest | _Undecodable | _Encoded) -> None:
             answers.put_nowait(await self._stream_answer(request))
 
         async def read() -> None:
@@ -523,8 +600,9 @@ class InferenceServicer:
             request_cls = getattr(pb, method.input_type.name)
             response_cls = getattr(pb, method.output_type.name)
             fn = getattr(self, _snake_case(method.name))
+            large = method.name in ("ModelInfer", "ModelStreamInfer")
             options = {
-                "request_deserializer": _deserializer(request_cls),
+                "request_deserializer": _deserializer(request_cls, self.decoder if large else None),
                 "response_serializer": response_cls.SerializeToString,
             }
             if method.client_streaming and method.server_streaming:
@@ -572,7 +650,12 @@ def _stream_handler(
 
 
 async def start_grpc(
-    server: ModelServer, host: str, port: int, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    server: ModelServer,
+    host: str,
+    port: int,
+    *,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    decoder: DecodePool | None = None,
 ) -> grpc.aio.Server:
     """Serve ``inference.GRPCInferenceService`` over ``server`` on ``host:port``, started; the
     caller stops it with ``await s.stop(grace)``. Messages over ``max_message_bytes`` either way
@@ -588,7 +671,7 @@ async def start_grpc(
             ("grpc.so_reuseport", 0),
         ]
     )
-    handlers = InferenceServicer(server).handlers()
+    handlers = InferenceServicer(server, decoder).handlers()
     s.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     s.add_registered_method_handlers(SERVICE_NAME, handlers)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

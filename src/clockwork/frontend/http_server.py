@@ -44,6 +44,8 @@ from clockwork.frontend.api import (
     RequestedOutput,
     Tensor,
 )
+from clockwork.frontend.decode_pool import DecodePool
+from clockwork.frontend.inflate import inflate, normalise_encoding
 from clockwork.frontend.parameters import MAX_INT64, int_param, invalid
 from clockwork.frontend.reply_cost import ReplyCost
 from clockwork.frontend.tensor_codec import bad, classify, from_json, from_raw, to_json, to_raw
@@ -281,6 +283,45 @@ def decode_infer_request(
     return call, OutputPlan(binary_default, binary_outputs, classification)
 
 
+def _decoded_size(body: bytes, encoding: str, header_length: str | None) -> int:
+    """What decoding ``body`` costs, in bytes of JSON to parse: an encoded body's is unknown
+    until inflated (so it counts as large), a binary body's is its JSON header's."""
+    if encoding != "identity":
+        return 2**62
+    if header_length is not None:
+        try:
+            return max(0, min(len(body), int(header_length)))
+        except ValueError:
+            return 0  # refused by the decoder, in place, at once
+    return len(body)
+
+
+def decode_http_infer(
+    body: bytes,
+    encoding: str,
+    header_length: str | None,
+    model: str,
+    version: str,
+    max_body_bytes: int,
+) -> tuple[InferenceCall, OutputPlan]:
+    """``decode_infer_request`` of ``body`` as sent (inflated first, with the bound): what the
+    decode pool runs."""
+    return decode_infer_request(
+        inflate(body, encoding, max_body_bytes), header_length, model, version
+    )
+
+
+def decode_json_object(body: bytes, encoding: str, max_body_bytes: int, what: str) -> Any:
+    """An optional JSON object body (empty means ``{}``), inflated first."""
+    body = inflate(body, encoding, max_body_bytes)
+    if not body.strip():
+        return {}
+    obj = _loads(body, what)
+    if not isinstance(obj, dict):
+        raise invalid(f"{what} must be a JSON object")
+    return obj
+
+
 # --- response encoding -----------------------------------------------------------------------
 
 
@@ -396,20 +437,31 @@ def _load_openapi() -> bytes:
 class _Routes:
     """The handlers, bound to one model server."""
 
-    def __init__(self, server: ModelServer, max_body_bytes: int) -> None:
+    def __init__(
+        self, server: ModelServer, max_body_bytes: int, decoder: DecodePool, inflate_bodies: bool
+    ) -> None:
         self.server = server
         self.max_body_bytes = max_body_bytes
+        self.decoder = decoder
+        # whether bodies arrive as sent (aiohttp's own decompression off: ``start_http``), to
+        # be inflated, with a bound, where the decoder runs
+        self.inflate_bodies = inflate_bodies
         self.openapi = _load_openapi()
         self._reply_cost = ReplyCost()
 
-    async def _body(self, request: web.Request) -> bytes:
-        encoding = request.headers.get("Content-Encoding")
-        if encoding is not None and encoding.lower() not in _ENCODINGS:
+    async def _body(self, request: web.Request) -> tuple[bytes, str]:
+        """The body as sent and its encoding ("identity" once aiohttp has decoded it)."""
+        header = request.headers.get("Content-Encoding")
+        if self.inflate_bodies:
+            encoding = normalise_encoding(header)
+        elif header is not None and header.lower() not in _ENCODINGS:
             raise FrontendError(
                 ErrorKind.INVALID_ARGUMENT,
-                f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or none",
+                f"Content-Encoding {header!r} is not supported; send gzip, deflate or none",
                 "UNSUPPORTED_ENCODING",
             )
+        else:
+            encoding = "identity"  # aiohttp inflates it while reading
         size = request.content_length
         if size is not None and size > self.max_body_bytes:
             raise FrontendError(
@@ -418,7 +470,7 @@ class _Routes:
                 "PAYLOAD_TOO_LARGE",
             )
         try:
-            return await request.read()
+            return await request.read(), encoding
         except web.HTTPRequestEntityTooLarge:
             raise FrontendError(
                 ErrorKind.PAYLOAD_TOO_LARGE,
@@ -438,13 +490,15 @@ class _Routes:
 
     async def _json_object(self, request: web.Request, what: str) -> dict[str, Any]:
         """An optional JSON object body: empty means ``{}``."""
-        body = await self._body(request)
-        if not body.strip():
-            return {}
-        obj = _loads(body, what)
-        if not isinstance(obj, dict):
-            raise invalid(f"{what} must be a JSON object")
-        return obj
+        body, encoding = await self._body(request)
+        return await self.decoder.run(
+            _decoded_size(body, encoding, None),
+            decode_json_object,
+            body,
+            encoding,
+            self.max_body_bytes,
+            what,
+        )
 
     @staticmethod
     def _model(request: web.Request) -> tuple[str, str]:
@@ -488,8 +542,18 @@ class _Routes:
     async def infer(self, request: web.Request) -> web.Response:
         t0 = time.perf_counter_ns()
         model, version = self._model(request)
-        body = await self._body(request)
-        call, plan = decode_infer_request(body, request.headers.get(HEADER_LENGTH), model, version)
+        body, encoding = await self._body(request)
+        header_length = request.headers.get(HEADER_LENGTH)
+        call, plan = await self.decoder.run(
+            _decoded_size(body, encoding, header_length),
+            decode_http_infer,
+            body,
+            encoding,
+            header_length,
+            model,
+            version,
+            self.max_body_bytes,
+        )
         reply = self._reply_cost
         call = replace(call, overhead_ns=time.perf_counter_ns() - t0 + reply.margin_ns)
         result = await self.server.infer(call)
@@ -580,14 +644,21 @@ async def _errors(request: web.Request, handler: _Handler) -> web.StreamResponse
 
 
 def make_app(
-    server: ModelServer, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    server: ModelServer,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    decoder: DecodePool | None = None,
+    inflate_bodies: bool = False,
 ) -> web.Application:
     """The aiohttp application of the HTTP/REST front door over ``server``. Request bodies over
-    ``max_body_bytes`` (after decoding gzip/deflate) are refused with 413."""
+    ``max_body_bytes`` (after decoding gzip/deflate) are refused with 413. Bodies are decoded
+    by ``decoder`` (default: in place); with ``inflate_bodies`` the server must hand them over
+    as sent (aiohttp's ``auto_decompress`` off), and they are inflated where they are
+    decoded."""
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
     app = web.Application(middlewares=[_errors], client_max_size=max_body_bytes)
-    r = _Routes(server, max_body_bytes)
+    r = _Routes(server, max_body_bytes, decoder or DecodePool(0), inflate_bodies)
     model_paths = ("/v2/models/{model}", "/v2/models/{model}/versions/{version}")
     add = app.router.add_route
     # the inference routes first: aiohttp tries routes under one prefix in registration order
@@ -619,13 +690,18 @@ async def start_http(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     access_log: bool = False,
+    decoder: DecodePool | None = None,
 ) -> web.AppRunner:
     """Serve ``make_app(server)`` on ``host:port`` (port 0: any free port; see
     ``runner.addresses``). The caller stops it with ``await runner.cleanup()``. The access log is
     off by default: one log line per request costs more than the request on the hot path."""
-    app = make_app(server, max_body_bytes=max_body_bytes)
+    app = make_app(server, max_body_bytes=max_body_bytes, decoder=decoder, inflate_bodies=True)
     runner = web.AppRunner(
-        app, access_log=logging.getLogger("aiohttp.access") if access_log else None
+        app,
+        access_log=logging.getLogger("aiohttp.access") if access_log else None,
+        # bodies as sent: inflated with a bound by the decoder, off the loop (aiohttp would
+        # inflate a gzip bomb whole, on the loop)
+        auto_decompress=False,
     )
     await runner.setup()
     try:

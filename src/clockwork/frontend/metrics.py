@@ -349,8 +349,15 @@ class ServingMetrics:
         self._load_error = estimate_error.labels("load")
         self._loop_lateness = Histogram(
             "clockwork_loop_lateness_seconds",
-            "How late the controller's timed loop ran the wake-ups it had planned (its "
-            "scheduler's and a 10 ms heartbeat's); with uvloop up to 1 ms is timer rounding",
+            "How late the controller's timed loop ran a 10 ms heartbeat, counted from when its "
+            "timer was due: how long anything held the loop",
+            buckets=LOOP_LATENESS_BUCKETS_S,
+            registry=r,
+        )
+        self._wake_lateness = Histogram(
+            "clockwork_scheduler_wake_lateness_seconds",
+            "How late the scheduler's planned wake-ups ran (with uvloop, up to 1 ms of it is "
+            "its millisecond timers)",
             buckets=LOOP_LATENESS_BUCKETS_S,
             registry=r,
         )
@@ -395,6 +402,9 @@ class ServingMetrics:
 
     def on_loop_lateness(self, late_ns: int) -> None:
         self._loop_lateness.observe(late_ns / NS_PER_S)
+
+    def on_wake_lateness(self, late_ns: int) -> None:
+        self._wake_lateness.observe(late_ns / NS_PER_S)
 
     def on_response(self, response: Response) -> None:
         rid = response.request_id

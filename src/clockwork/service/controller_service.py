@@ -139,7 +139,7 @@ class ControllerService:
         self._models: dict[str, ModelInfo] = {}
         # unregistered by ``remove_model``: a worker that (re)joins does not bring them back
         self._removed: dict[str, ModelInfo] = {}
-        self._heartbeat = LoopHeartbeat(self.observers, clock_ns)
+        self._heartbeat = LoopHeartbeat(self.observers)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         # set (and dropped) at the next join or loss: ``wait_workers`` waits on them

@@ -26,7 +26,8 @@ HOOKS = (
     "on_action_result",  # (ActionResult, now_ns): each result fed back to the scheduler
     "on_worker_joined",  # (worker, devices)
     "on_worker_lost",  # (worker)
-    "on_loop_lateness",  # (lateness_ns): how late the timed loop ran a wake-up it had planned
+    "on_loop_lateness",  # (lateness_ns): how late the timed loop ran its heartbeat
+    "on_wake_lateness",  # (lateness_ns): how late the scheduler's planned wake-up ran
 )
 
 
@@ -55,6 +56,7 @@ class Observers:
         self.on_worker_joined: Callable[[str, tuple[DeviceInfo, ...]], None] | None = None
         self.on_worker_lost: Callable[[str], None] | None = None
         self.on_loop_lateness: Callable[[int], None] | None = None
+        self.on_wake_lateness: Callable[[int], None] | None = None
 
     def add(self, observer: object) -> None:
         """Install each hook ``observer`` has, called after the ones already installed."""

@@ -12,8 +12,8 @@ are written to each worker in one write, at once when its connection can take th
 waiting (else through the link's queue, whose sender drains it in batches); the wake-up timer is
 re-armed only when the wake-up time changes, and never fires before it (uvloop's millisecond
 timers otherwise fire up to 1.5 ms early, and each early wake-up cost a poll that found nothing
-due). How late each planned wake-up ran is reported to ``on_loop_lateness``: nothing else may
-run long on this loop, and that figure shows whether something does.
+due). How late each planned wake-up ran (the timers' rounding included) is reported to
+``on_wake_lateness``.
 """
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ class SchedulingPump:
                     timer_delay_s(self._loop, -late_ns), self._on_wake
                 )
                 return
-            hook = self._observers.on_loop_lateness
+            hook = self._observers.on_wake_lateness
             if hook is not None:
                 try:
                     hook(late_ns)
