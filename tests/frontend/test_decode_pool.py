@@ -57,12 +57,22 @@ def test_a_large_json_body_is_decoded_in_the_pool(pooled: tuple[LiveServer, Deco
     with http_client(f"127.0.0.1:{server.port}") as client:
         inp = httpclient.InferInput("x", list(x.shape), "INT32")
         inp.set_data_from_numpy(x, binary_data=False)
-        result = client.infer("ident", [inp])
+        out = httpclient.InferRequestedOutput("y", binary_data=False)
+        result = client.infer("ident", [inp], outputs=[out])
     np.testing.assert_array_equal(result.as_numpy("y"), x)
-    assert pool.offloaded == before + 1
-    # a small one stays in place
+    # the request decoded there, and its answer (80 KB of numbers as JSON text) encoded there
+    assert pool.offloaded == before + 2
+    # a small one stays in place, both ways
     small = call((server, FakeModelServer()), "POST", "/v2/models/ident/infer", ident_request(3))
-    assert small.status == 200 and pool.offloaded == before + 1
+    assert small.status == 200 and pool.offloaded == before + 2
+    # binary outputs are copied, not encoded: only the request goes there
+    with http_client(f"127.0.0.1:{server.port}") as client:
+        inp = httpclient.InferInput("x", list(x.shape), "INT32")
+        inp.set_data_from_numpy(x, binary_data=False)
+        out = httpclient.InferRequestedOutput("y", binary_data=True)
+        result = client.infer("ident", [inp], outputs=[out])
+    np.testing.assert_array_equal(result.as_numpy("y"), x)
+    assert pool.offloaded == before + 3
 
 
 def test_a_gzip_bomb_costs_the_bound_not_its_size(pooled: tuple[LiveServer, DecodePool]) -> None:

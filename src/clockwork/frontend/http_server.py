@@ -326,6 +326,31 @@ def decode_json_object(body: bytes, encoding: str, max_body_bytes: int, what: st
 
 
 def encode_infer_response(result: InferenceResult, plan: OutputPlan) -> web.Response:
+    return _infer_response(*encode_infer_body(result, plan))
+
+
+def _infer_response(body: bytes, header_length: int | None) -> web.Response:
+    if header_length is None:
+        return web.Response(body=body, content_type="application/json")
+    return web.Response(
+        body=body,
+        headers={HEADER_LENGTH: str(header_length), "Content-Type": "application/octet-stream"},
+    )
+
+
+def encoding_cost(result: InferenceResult, plan: OutputPlan) -> int:
+    """Bytes of output data that encoding ``result`` turns into JSON text (binary outputs are
+    copied, not encoded: they cost next to nothing)."""
+    return sum(
+        int(t.data.nbytes)
+        for t in result.outputs
+        if t.name in plan.classification or not plan.binary.get(t.name, plan.binary_default)
+    )
+
+
+def encode_infer_body(result: InferenceResult, plan: OutputPlan) -> tuple[bytes, int | None]:
+    """The answer's body and, when binary outputs follow its JSON header, that header's
+    length (what the decode pool runs for a large answer)."""
     outputs: list[dict[str, object]] = []
     chunks: list[bytes] = []
     for t in result.outputs:
@@ -358,11 +383,8 @@ def encode_infer_response(result: InferenceResult, plan: OutputPlan) -> web.Resp
     # orjson writes the answer's floats several times faster than the standard encoder
     header = orjson.dumps(payload)
     if not chunks:
-        return web.Response(body=header, content_type="application/json")
-    return web.Response(
-        body=b"".join([header, *chunks]),
-        headers={HEADER_LENGTH: str(len(header)), "Content-Type": "application/octet-stream"},
-    )
+        return header, None
+    return b"".join([header, *chunks]), len(header)
 
 
 def _tensor_metadata(t: TensorSignature, batched: bool) -> dict[str, object]:
@@ -558,9 +580,11 @@ class _Routes:
         call = replace(call, overhead_ns=time.perf_counter_ns() - t0 + reply.margin_ns)
         result = await self.server.infer(call)
         t1 = time.perf_counter_ns()
-        response = encode_infer_response(result, plan)
+        answer, answer_header_length = await self.decoder.run(
+            encoding_cost(result, plan), encode_infer_body, result, plan
+        )
         reply.observe(time.perf_counter_ns() - t1)
-        return response
+        return _infer_response(answer, answer_header_length)
 
     async def repository_index(self, request: web.Request) -> web.Response:
         ready_only = False
