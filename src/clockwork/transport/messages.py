@@ -44,18 +44,21 @@ class Role(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Tensor:
-    """One tensor as raw bytes: a numpy dtype string (``"<f4"``), a shape, C-ordered data."""
+    """One tensor as raw bytes: a numpy dtype string (``"<f4"``), a shape, C-ordered data.
+    Received, ``data`` is ``bytes``; made by ``from_array``, it may be a view of the array's
+    memory (no copy: the array must not change until the tensor is sent)."""
 
     dtype: str
     shape: tuple[int, ...]
-    data: bytes
+    data: bytes | memoryview
 
     @staticmethod
     def from_array(array: npt.NDArray[np.generic]) -> Tensor:
         arr = np.ascontiguousarray(array)
-        return Tensor(
-            dtype=arr.dtype.str, shape=tuple(int(d) for d in arr.shape), data=arr.tobytes()
-        )
+        # a view, not ``tobytes``: the codec packs it as it would bytes, and a copy of a large
+        # input on the controller's loop holds it up for as long
+        data = arr.data.cast("B") if arr.size and arr.dtype.kind != "O" else arr.tobytes()
+        return Tensor(dtype=arr.dtype.str, shape=tuple(int(d) for d in arr.shape), data=data)
 
     def to_array(self) -> npt.NDArray[np.generic]:
         """A read-only view of ``data`` (no copy)."""
