@@ -109,7 +109,7 @@ def _error_response(
 # --- request decoding ------------------------------------------------------------------------
 
 
-def _loads(body: bytes, what: str) -> Any:
+def _loads(body: bytes | bytearray, what: str) -> Any:
     try:
         # orjson parses a JSON image 3-4x faster than the standard library; what it refuses
         # (or reads differently: NaN, integers beyond 64 bits) goes to the standard parser,
@@ -240,7 +240,7 @@ def _decode_outputs(
 
 
 def decode_infer_request(
-    body: bytes, header_length: str | None, model: str, version: str
+    body: bytes | bytearray, header_length: str | None, model: str, version: str
 ) -> tuple[InferenceCall, OutputPlan]:
     """An inference call from an HTTP body (JSON, or a JSON header of ``header_length`` bytes
     followed by binary tensors) and how its outputs are to be encoded."""
@@ -283,7 +283,7 @@ def decode_infer_request(
     return call, OutputPlan(binary_default, binary_outputs, classification)
 
 
-def _decoded_size(body: bytes, encoding: str, header_length: str | None) -> int:
+def _decoded_size(body: bytes | bytearray, encoding: str, header_length: str | None) -> int:
     """What decoding ``body`` costs, in bytes of JSON to parse: an encoded body's is unknown
     until inflated (so it counts as large), a binary body's is its JSON header's."""
     if encoding != "identity":
@@ -297,7 +297,7 @@ def _decoded_size(body: bytes, encoding: str, header_length: str | None) -> int:
 
 
 def decode_http_infer(
-    body: bytes,
+    body: bytes | bytearray,
     encoding: str,
     header_length: str | None,
     model: str,
@@ -311,7 +311,9 @@ def decode_http_infer(
     )
 
 
-def decode_json_object(body: bytes, encoding: str, max_body_bytes: int, what: str) -> Any:
+def decode_json_object(
+    body: bytes | bytearray, encoding: str, max_body_bytes: int, what: str
+) -> Any:
     """An optional JSON object body (empty means ``{}``), inflated first."""
     body = inflate(body, encoding, max_body_bytes)
     if not body.strip():
@@ -471,7 +473,7 @@ class _Routes:
         self.openapi = _load_openapi()
         self._reply_cost = ReplyCost()
 
-    async def _body(self, request: web.Request) -> tuple[bytes, str]:
+    async def _body(self, request: web.Request) -> tuple[bytearray, str]:
         """The body as sent and its encoding ("identity" once aiohttp has decoded it)."""
         header = request.headers.get("Content-Encoding")
         if self.inflate_bodies:
@@ -492,13 +494,9 @@ class _Routes:
                 "PAYLOAD_TOO_LARGE",
             )
         try:
-            return await request.read(), encoding
-        except web.HTTPRequestEntityTooLarge:
-            raise FrontendError(
-                ErrorKind.PAYLOAD_TOO_LARGE,
-                f"request body (decoded) is over the limit of {self.max_body_bytes} bytes",
-                "PAYLOAD_TOO_LARGE",
-            ) from None
+            # aiohttp inflates what it was not told to leave alone: its length is unknown
+            known = size if self.inflate_bodies or header is None else None
+            return await self._read(request, known), encoding
         except (web.RequestPayloadError, HttpProcessingError, ConnectionError) as e:
             # a body that cannot be decoded (bad gzip, truncated chunks) or a client gone
             # mid-body: the stream is broken, so it is marked finished (aiohttp would otherwise
@@ -509,6 +507,38 @@ class _Routes:
             raise _BrokenBodyError(
                 ErrorKind.INVALID_ARGUMENT, f"request body cannot be read: {detail}", "BAD_BODY"
             ) from None
+
+    async def _read(self, request: web.Request, size: int | None) -> bytearray:
+        """The body, read into one buffer as it arrives (aiohttp's ``read`` copies a large body
+        once more at its end, on the loop); at most ``max_body_bytes``."""
+        limit = self.max_body_bytes
+        if size is not None:
+            body = bytearray(size)
+            view = memoryview(body)
+            got = 0
+            while chunk := await request.content.readany():
+                end = got + len(chunk)
+                if end > size:
+                    raise invalid(f"the body is longer than its Content-Length of {size} bytes")
+                view[got:end] = chunk
+                got = end
+            if got < size:
+                raise _BrokenBodyError(
+                    ErrorKind.INVALID_ARGUMENT,
+                    f"request body cannot be read: {got} of {size} bytes came",
+                    "BAD_BODY",
+                )
+            return body
+        body = bytearray()
+        while chunk := await request.content.readany():
+            body += chunk
+            if len(body) > limit:
+                raise FrontendError(
+                    ErrorKind.PAYLOAD_TOO_LARGE,
+                    f"request body (decoded) is over the limit of {limit} bytes",
+                    "PAYLOAD_TOO_LARGE",
+                )
+        return body
 
     async def _json_object(self, request: web.Request, what: str) -> dict[str, Any]:
         """An optional JSON object body: empty means ``{}``."""

@@ -31,7 +31,7 @@ def normalise_encoding(header: str | None) -> str:
     return encoding
 
 
-def inflate(body: bytes, encoding: str, max_bytes: int) -> bytes:
+def inflate(body: bytes | bytearray, encoding: str, max_bytes: int) -> bytes | bytearray:
     """``body`` decoded; ``PAYLOAD_TOO_LARGE`` once the output would pass ``max_bytes``,
     ``BAD_BODY`` for a stream that is not ``encoding`` or is cut short."""
     if encoding == "identity":
@@ -46,7 +46,7 @@ def inflate(body: bytes, encoding: str, max_bytes: int) -> bytes:
         return _inflate(body, -zlib.MAX_WBITS, encoding, max_bytes)
 
 
-def _inflate(body: bytes, wbits: int, encoding: str, max_bytes: int) -> bytes:
+def _inflate(body: bytes | bytearray, wbits: int, encoding: str, max_bytes: int) -> bytes:
     d = zlib.decompressobj(wbits)
     try:
         out = d.decompress(body, max_bytes + 1)
