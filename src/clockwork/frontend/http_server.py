@@ -44,6 +44,8 @@ from clockwork.frontend.api import (
     RequestedOutput,
     Tensor,
 )
+from clockwork.frontend.http_door import DoorRunner, door_middleware
+from clockwork.frontend.limits import Door
 from clockwork.frontend.parameters import MAX_INT64, int_param, invalid
 from clockwork.frontend.reply_cost import ReplyCost
 from clockwork.frontend.tensor_codec import bad, classify, from_json, from_raw, to_json, to_raw
@@ -580,13 +582,17 @@ async def _errors(request: web.Request, handler: _Handler) -> web.StreamResponse
 
 
 def make_app(
-    server: ModelServer, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    server: ModelServer, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, door: Door | None = None
 ) -> web.Application:
     """The aiohttp application of the HTTP/REST front door over ``server``. Request bodies over
-    ``max_body_bytes`` (after decoding gzip/deflate) are refused with 413."""
+    ``max_body_bytes`` (after decoding gzip/deflate) are refused with 413. ``door`` (default: one
+    with the default limits) admits requests before their bodies are read (``http_door``)."""
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
-    app = web.Application(middlewares=[_errors], client_max_size=max_body_bytes)
+    door = door or Door()
+    app = web.Application(
+        middlewares=[door_middleware(door, server), _errors], client_max_size=max_body_bytes
+    )
     r = _Routes(server, max_body_bytes)
     model_paths = ("/v2/models/{model}", "/v2/models/{model}/versions/{version}")
     add = app.router.add_route
@@ -619,13 +625,16 @@ async def start_http(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     access_log: bool = False,
+    door: Door | None = None,
 ) -> web.AppRunner:
     """Serve ``make_app(server)`` on ``host:port`` (port 0: any free port; see
     ``runner.addresses``). The caller stops it with ``await runner.cleanup()``. The access log is
-    off by default: one log line per request costs more than the request on the hot path."""
-    app = make_app(server, max_body_bytes=max_body_bytes)
-    runner = web.AppRunner(
-        app, access_log=logging.getLogger("aiohttp.access") if access_log else None
+    off by default: one log line per request costs more than the request on the hot path.
+    ``door``'s limits (default: a door of its own) hold on every connection."""
+    door = door or Door()
+    app = make_app(server, max_body_bytes=max_body_bytes, door=door)
+    runner = DoorRunner(
+        app, door, access_log=logging.getLogger("aiohttp.access") if access_log else None
     )
     await runner.setup()
     try:
