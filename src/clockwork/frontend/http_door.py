@@ -72,6 +72,7 @@ class _Connection(asyncio.Protocol):
         "_body_start",
         "_chunked",
         "_door",
+        "_draining",
         "_factory",
         "_held",
         "_inner",
@@ -99,6 +100,7 @@ class _Connection(asyncio.Protocol):
         self._chunked = False
         self._held = 0  # body bytes of the current request reserved in the door
         self.cut = False  # the current chunked body crossed the bound
+        self._draining: web.BaseRequest | None = None  # refused; its body is being dropped
 
     # ----------------------------------------------------------------- asyncio.Protocol
 
@@ -161,6 +163,11 @@ class _Connection(asyncio.Protocol):
         self.release()
         _connections.pop(inner, None)
         inner.connection_lost(exc)
+        draining = self._draining
+        if draining is not None and not draining.content.is_eof():
+            # nothing more will come: aiohttp's drain of the refused body ends now, not at
+            # the end of ``linger_s``
+            draining.content.feed_eof()
 
     def pause_writing(self) -> None:
         if self._inner is not None:
@@ -186,10 +193,11 @@ class _Connection(asyncio.Protocol):
         self._body_mark = self._received
         self._arm(self._door.limits.body_timeout_s, self._body_check)
 
-    def request_refused(self) -> None:
+    def request_refused(self, request: web.BaseRequest) -> None:
         """Refused before its body was read: aiohttp drains the body (``linger_s``) and closes."""
         self._cancel()
         self._phase = _Phase.HANDLING
+        self._draining = request
 
     def release(self) -> None:
         if self._held:
@@ -334,10 +342,12 @@ def door_middleware(door: Door, server: ModelServer) -> Callable[..., Awaitable[
     and the door's metrics appended to ``/metrics``."""
     limits = door.limits
 
-    def refuse(conn: _Connection | None, why: Refusal, status: int, message: str) -> web.Response:
+    def refuse(
+        request: web.Request, conn: _Connection | None, why: Refusal, status: int, message: str
+    ) -> web.Response:
         door.refused(why)
         if conn is not None:
-            conn.request_refused()
+            conn.request_refused(request)
         return _refusal(status, message, why.value)
 
     @web.middleware
@@ -347,10 +357,13 @@ def door_middleware(door: Door, server: ModelServer) -> Callable[..., Awaitable[
         at_cap = door.at_cap(kind)
         if at_cap is not None:
             cap = limits.max_inflight if at_cap is Refusal.INFLIGHT else limits.max_control_inflight
-            return refuse(conn, at_cap, 503, f"{cap} {kind.value} requests in flight, the limit")
+            return refuse(
+                request, conn, at_cap, 503, f"{cap} {kind.value} requests in flight, the limit"
+            )
         size = request.content_length or 0
         if not door.body_fits(size):
             return refuse(
+                request,
                 conn,
                 Refusal.BODY_MEMORY,
                 503 if size <= limits.max_inflight_body_bytes else 413,
@@ -365,11 +378,11 @@ def door_middleware(door: Door, server: ModelServer) -> Callable[..., Awaitable[
             except FrontendError as e:
                 door.refused(Refusal.MODEL)
                 if conn is not None:
-                    conn.request_refused()
+                    conn.request_refused(request)
                 return _refusal(e.kind.http_status, e.message, e.reason)
             if not ready:
                 return refuse(
-                    conn, Refusal.MODEL, 503, f"model {model!r} is not ready; retry later"
+                    request, conn, Refusal.MODEL, 503, f"model {model!r} is not ready; retry later"
                 )
         door.enter(kind)
         door.reserve_body(size)
