@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clockwork.cli.limits_args import add_limits_arguments, limits_from_args
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES, PolicyBase, make_policy
 
@@ -100,6 +101,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     p.add_argument("-v", "--verbose", action="store_true")
+    add_limits_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -163,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
     _check_port("grpc-port", args.grpc_port, allow_zero=True)
     if args.default_slo_ms <= 0 or args.max_body_mb <= 0 or args.threads < 1:
         raise ConfigurationError("--default-slo-ms and --max-body-mb must be > 0, --threads >= 1")
+    limits_from_args(args)  # a bad limit is refused before anything starts
     remote = [parse_address(a) for a in args.workers.split(",") if a.strip()]
     if args.no_local_worker and not remote:
         raise ConfigurationError("--no-local-worker needs --workers")
@@ -218,6 +221,7 @@ async def _serve(
     from clockwork.core.units import NS_PER_MS
     from clockwork.frontend.grpc_server import start_grpc
     from clockwork.frontend.http_server import start_http
+    from clockwork.frontend.limits import Door
     from clockwork.frontend.metrics import ServingMetrics
     from clockwork.frontend.server import ControllerModelServer
     from clockwork.service.controller_service import ControllerService
@@ -242,6 +246,7 @@ async def _serve(
         files = LogFiles(telemetry, args.log_dir)
     server = ControllerModelServer(controller, metrics)
     max_bytes = round(args.max_body_mb * 2**20)
+    door = Door(limits_from_args(args))  # one for both protocols: the caps are the server's
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -250,7 +255,9 @@ async def _serve(
 
     await controller.start()
     try:
-        http = await start_http(server, args.host, args.http_port, max_body_bytes=max_bytes)
+        http = await start_http(
+            server, args.host, args.http_port, max_body_bytes=max_bytes, door=door
+        )
     except OSError as e:
         await controller.close()
         raise ConfigurationError(f"HTTP on {args.host}:{args.http_port}: {e.strerror or e}") from e
@@ -259,7 +266,7 @@ async def _serve(
         if args.grpc_port:
             try:
                 grpc_server = await start_grpc(
-                    server, args.host, args.grpc_port, max_message_bytes=max_bytes
+                    server, args.host, args.grpc_port, max_message_bytes=max_bytes, door=door
                 )
             except (OSError, RuntimeError) as e:
                 raise ConfigurationError(f"gRPC on {args.host}:{args.grpc_port}: {e}") from e

@@ -17,12 +17,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.metrics_core import Metric
+if TYPE_CHECKING:  # imported when a Door is made: the CLI's flags need only DoorLimits
+    from prometheus_client.metrics_core import Metric
 
-__all__ = ["Door", "DoorLimits", "Refusal", "RequestKind", "Timeout"]
+__all__ = ["MIB", "Door", "DoorLimits", "Refusal", "RequestKind", "Timeout"]
 
 MIB = 2**20
 
@@ -105,6 +105,8 @@ class Door:
             RequestKind.INFERENCE: self.limits.max_inflight,
             RequestKind.CONTROL: self.limits.max_control_inflight,
         }
+        from prometheus_client import CollectorRegistry
+
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(_Collector(self))
 
@@ -142,6 +144,8 @@ class Door:
 
     def metrics_text(self) -> bytes:
         """The door's metrics in the Prometheus text format."""
+        from prometheus_client import generate_latest
+
         return generate_latest(self._registry)
 
 
@@ -152,6 +156,8 @@ class _Collector:
         self._door = door
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         d = self._door
         conns = GaugeMetricFamily(
             "clockwork_door_open_connections", "Open client connections", labels=["protocol"]
