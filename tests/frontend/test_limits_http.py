@@ -201,6 +201,25 @@ def test_the_body_bound_refuses_what_would_cross_it() -> None:
             time.sleep(0.01)
 
 
+def test_a_compressed_body_holds_what_it_may_decode_to() -> None:
+    with door_server(limits(max_inflight_body_bytes=1_000_000)) as s:
+        bomb = connect(s.port)
+        # 100 bytes on the wire, but it may decode to the whole bound: it holds all of it
+        bomb.sendall(post(INFER, 100, {"Content-Encoding": "gzip"}) + b"\x1f\x8b")
+        deadline = time.monotonic() + 3
+        while s.call(lambda: s.door.body_bytes) == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert s.call(lambda: s.door.body_bytes) == 1_000_000
+        other = connect(s.port)
+        other.sendall(post(INFER, len(ADD_BODY)) + ADD_BODY)
+        answer = read_answer(other, timeout_s=3.0)
+        assert answer.status == 503
+        assert json.loads(answer.body)["reason"] == Refusal.BODY_MEMORY.value
+        for sock in (bomb, other):
+            sock.close()
+
+
 def test_a_chunked_body_is_cut_when_it_crosses_the_bound() -> None:
     with door_server(limits(max_inflight_body_bytes=100_000)) as s:
         sock = connect(s.port)

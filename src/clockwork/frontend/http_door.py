@@ -16,7 +16,8 @@ the body. It refuses, with the usual JSON error body and ``Connection: close``, 
 kind's in-flight cap, one whose Content-Length would cross the bound on bodies in flight, and an
 inference request for a model that is unknown or not ready; the body is then never buffered, only
 drained (for at most ``linger_s``) so that the client reads the refusal. A chunked body is
-counted as it arrives and cut with a 503 when it crosses the bound. ``DoorRunner`` is an
+counted as it arrives and cut with a 503 when it crosses the bound; a compressed body counts as
+the largest body it may decode to (``client_max_size``). ``DoorRunner`` is an
 ``AppRunner`` that installs the wrapper and aiohttp's own keep-alive timer as a backstop.
 """
 
@@ -361,6 +362,11 @@ def door_middleware(door: Door, server: ModelServer) -> Callable[..., Awaitable[
                 request, conn, at_cap, 503, f"{cap} {kind.value} requests in flight, the limit"
             )
         size = request.content_length or 0
+        encoding = request.headers.get("Content-Encoding", "identity").lower()
+        if size and encoding != "identity":
+            # a compressed body may decode to anything up to the body size limit (a gzip
+            # bomb: 60 KiB on the wire, 60 MiB decoded): it holds that much of the bound
+            size = max(size, min(request.client_max_size, limits.max_inflight_body_bytes))
         if not door.body_fits(size):
             return refuse(
                 request,
