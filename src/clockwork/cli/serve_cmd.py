@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clockwork.cli.limits_args import add_limits_arguments, limits_from_args
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES, PolicyBase, make_policy
 
@@ -108,6 +109,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     p.add_argument("-v", "--verbose", action="store_true")
+    add_limits_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -173,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigurationError("--default-slo-ms and --max-body-mb must be > 0, --threads >= 1")
     if args.decode_processes < 0:
         raise ConfigurationError("--decode-processes must be >= 0")
+    limits_from_args(args)  # a bad limit is refused before anything starts
     remote = [parse_address(a) for a in args.workers.split(",") if a.strip()]
     if args.no_local_worker and not remote:
         raise ConfigurationError("--no-local-worker needs --workers")
@@ -229,6 +232,7 @@ async def _serve(
     from clockwork.frontend.decode_pool import DecodePool
     from clockwork.frontend.grpc_server import start_grpc
     from clockwork.frontend.http_server import start_http
+    from clockwork.frontend.limits import Door
     from clockwork.frontend.metrics import ServingMetrics
     from clockwork.frontend.server import ControllerModelServer
     from clockwork.service.controller_service import ControllerService
@@ -253,6 +257,7 @@ async def _serve(
         files = LogFiles(telemetry, args.log_dir)
     server = ControllerModelServer(controller, metrics)
     max_bytes = round(args.max_body_mb * 2**20)
+    door = Door(limits_from_args(args))  # one for both protocols: the caps are the server's
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -264,7 +269,12 @@ async def _serve(
     await controller.start()
     try:
         http = await start_http(
-            server, args.host, args.http_port, max_body_bytes=max_bytes, decoder=decoder
+            server,
+            args.host,
+            args.http_port,
+            max_body_bytes=max_bytes,
+            decoder=decoder,
+            door=door,
         )
     except OSError as e:
         decoder.close()
@@ -280,6 +290,7 @@ async def _serve(
                     args.grpc_port,
                     max_message_bytes=max_bytes,
                     decoder=decoder,
+                    door=door,
                 )
             except (OSError, RuntimeError) as e:
                 raise ConfigurationError(f"gRPC on {args.host}:{args.grpc_port}: {e}") from e

@@ -49,6 +49,8 @@ from clockwork.frontend.api import (
     Tensor,
 )
 from clockwork.frontend.decode_pool import DecodePool
+from clockwork.frontend.grpc_door import DoorInterceptor, grpc_options, maximum_concurrent_rpcs
+from clockwork.frontend.limits import Door
 from clockwork.frontend.parameters import MAX_INT64, int_param, invalid
 from clockwork.frontend.proto import inference_pb2 as pb
 from clockwork.frontend.reply_cost import ReplyCost
@@ -656,20 +658,26 @@ async def start_grpc(
     *,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     decoder: DecodePool | None = None,
+    door: Door | None = None,
 ) -> grpc.aio.Server:
     """Serve ``inference.GRPCInferenceService`` over ``server`` on ``host:port``, started; the
     caller stops it with ``await s.stop(grace)``. Messages over ``max_message_bytes`` either way
     are refused by gRPC with ``RESOURCE_EXHAUSTED``. Port 0 takes any free port, which is only
     logged. Raises ``OSError`` if the address cannot be bound (another process holds the port:
-    SO_REUSEPORT is off, so that two servers never silently share one)."""
+    SO_REUSEPORT is off, so that two servers never silently share one). ``door`` (default: one
+    with the default limits) caps connections and RPCs in flight (``grpc_door``)."""
     if max_message_bytes < 1:
         raise ValueError(f"max_message_bytes must be >= 1, got {max_message_bytes}")
+    door = door or Door()
     s = grpc.aio.server(
+        interceptors=[DoorInterceptor(door)],
+        maximum_concurrent_rpcs=maximum_concurrent_rpcs(door.limits),
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.so_reuseport", 0),
-        ]
+            *grpc_options(door.limits),
+        ],
     )
     handlers = InferenceServicer(server, decoder).handlers()
     s.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

@@ -1,0 +1,140 @@
+"""The gRPC side of the door (``limits``): server options and an admission interceptor.
+
+gRPC core enforces the connection-level limits itself, from channel arguments: connections
+(``grpc.max_allowed_incoming_connections``), streams per connection, the handshake (the HTTP/2
+preface within the header timeout), idle and maximum connection age, and keep-alive ping abuse.
+``DoorInterceptor`` counts RPCs in the door, inference (``ModelInfer``, ``ModelStreamInfer``: a
+stream counts as one) and control apart, and refuses one over its kind's cap with
+``RESOURCE_EXHAUSTED`` before its handler runs. ``maximum_concurrent_rpcs`` (both caps together)
+is gRPC's own backstop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from clockwork.frontend.limits import Door, DoorLimits, RequestKind
+
+__all__ = ["DoorInterceptor", "grpc_options", "maximum_concurrent_rpcs"]
+
+_INFERENCE_METHODS = frozenset({"ModelInfer", "ModelStreamInfer"})
+# a connection's pings without calls are allowed this often; a client pinging faster is
+# cut off after a few strikes (gRPC's keep-alive enforcement)
+_MIN_PING_INTERVAL_MS = 10_000
+_MAX_PING_STRIKES = 2
+_AGE_GRACE_MS = 5_000
+
+
+def grpc_options(limits: DoorLimits) -> list[tuple[str, int]]:
+    """Channel arguments of a gRPC server that enforce ``limits``."""
+    options = [
+        ("grpc.max_allowed_incoming_connections", limits.max_connections),
+        ("grpc.max_concurrent_streams", limits.max_streams_per_connection),
+        ("grpc.server_handshake_timeout_ms", round(limits.header_timeout_s * 1000)),
+        ("grpc.max_connection_idle_ms", round(limits.idle_timeout_s * 1000)),
+        ("grpc.http2.min_ping_interval_without_data_ms", _MIN_PING_INTERVAL_MS),
+        ("grpc.http2.max_ping_strikes", _MAX_PING_STRIKES),
+    ]
+    if limits.max_connection_age_s > 0:
+        options += [
+            ("grpc.max_connection_age_ms", round(limits.max_connection_age_s * 1000)),
+            ("grpc.max_connection_age_grace_ms", _AGE_GRACE_MS),
+        ]
+    return options
+
+
+def maximum_concurrent_rpcs(limits: DoorLimits) -> int:
+    return limits.max_inflight + limits.max_control_inflight
+
+
+# grpcio ships no type information: its base class is Any to mypy
+class DoorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Admission of each RPC through ``door``'s in-flight caps."""
+
+    def __init__(self, door: Door) -> None:
+        self._door = door
+        self._refusals: dict[tuple[RequestKind, bool], grpc.RpcMethodHandler] = {
+            (kind, method_is_stream): _refusal_handler(door, kind, method_is_stream)
+            for kind in RequestKind
+            for method_is_stream in (False, True)
+        }
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method.rpartition("/")[2]
+        kind = RequestKind.INFERENCE if method in _INFERENCE_METHODS else RequestKind.CONTROL
+        door = self._door
+        why = door.at_cap(kind)
+        if why is not None:
+            door.refused(why)
+            return self._refusals[kind, method == "ModelStreamInfer"]
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        return _counted(door, kind, handler)
+
+
+def _message(door: Door, kind: RequestKind) -> str:
+    limits = door.limits
+    cap = limits.max_inflight if kind is RequestKind.INFERENCE else limits.max_control_inflight
+    return f"{cap} {kind.value} requests in flight, the limit; retry later"
+
+
+def _refusal_handler(door: Door, kind: RequestKind, stream: bool) -> grpc.RpcMethodHandler:
+    """A handler that refuses at once, never decoding the request."""
+    message = _message(door, kind)
+
+    if stream:
+
+        async def refuse_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+            yield  # pragma: no cover - abort raises; the yield makes this a stream handler
+
+        return grpc.stream_stream_rpc_method_handler(refuse_stream)
+
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+
+    return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+def _counted(door: Door, kind: RequestKind, handler: grpc.RpcMethodHandler) -> Any:
+    """``handler`` with its calls counted in flight in ``door``."""
+    if handler.unary_unary is not None:
+        inner = handler.unary_unary
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            door.enter(kind)
+            try:
+                return await inner(request, context)
+            finally:
+                door.leave(kind)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.stream_stream is not None:
+        inner_stream = handler.stream_stream
+
+        async def stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            door.enter(kind)
+            try:
+                async for response in inner_stream(requests, context):
+                    yield response
+            finally:
+                door.leave(kind)
+
+        return grpc.stream_stream_rpc_method_handler(
+            stream,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler  # the service has no half-streaming method
