@@ -236,9 +236,11 @@ async def _serve(
     from clockwork.frontend.metrics import ServingMetrics
     from clockwork.frontend.server import ControllerModelServer
     from clockwork.service.controller_service import ControllerService
+    from clockwork.service.malloc_tuning import pin_malloc_thresholds
     from clockwork.service.observers import attach_observer
     from clockwork.service.telemetry import ControllerTelemetry, StatusLine
 
+    pin_malloc_thresholds()  # bodies freed after a flood go back to the system
     controller = ControllerService(
         policy_from_warm_args(args),
         addresses,

@@ -380,7 +380,10 @@ class TorchRescan:
 
 
 def run(args: argparse.Namespace) -> int:
+    from clockwork.service.malloc_tuning import pin_malloc_thresholds
     from clockwork.service.worker_service import WorkerService
+
+    pin_malloc_thresholds()  # inputs freed after a burst go back to the system
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
