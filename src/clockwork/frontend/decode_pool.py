@@ -112,6 +112,9 @@ def _call(fn: Callable[..., T], args: tuple[object, ...], kwargs: dict[str, obje
 
 
 def _import_decoders() -> None:
+    from clockwork.service.malloc_tuning import pin_malloc_thresholds
+
+    pin_malloc_thresholds()  # a bomb's buffers go back to the system once it is refused
     # what every decode needs, imported once per process rather than by its first request
     import clockwork.frontend.grpc_server
     import clockwork.frontend.http_server  # noqa: F401
