@@ -134,7 +134,17 @@ class ControllerStats:
 class _Link:
     """One configured worker address and its current connection."""
 
-    __slots__ = ("conn", "host", "last_rx_ns", "port", "queue", "rescans", "task", "worker")
+    __slots__ = (
+        "conn",
+        "connected_once",
+        "host",
+        "last_rx_ns",
+        "port",
+        "queue",
+        "rescans",
+        "task",
+        "worker",
+    )
 
     def __init__(self, host: str, port: int) -> None:
         self.host = host
@@ -144,6 +154,9 @@ class _Link:
         self.queue: asyncio.Queue[Message] | None = None
         self.last_rx_ns = 0
         self.task: asyncio.Task[None] | None = None
+        # --take-over applies to the first connection only: a controller taken over from in
+        # turn must not take the worker back (two such controllers would flap)
+        self.connected_once = False
         # one per RescanRepository sent on this connection and not answered yet, oldest first
         # (a worker answers them in order); one given up on stays, cancelled, until its answer
         self.rescans: deque[asyncio.Future[WorkerState]] = deque()
@@ -182,6 +195,8 @@ class ControllerService:
         on_action_result: Callable[[ActionResult, int], None] | None = None,
         on_worker_joined: Callable[[str, tuple[DeviceInfo, ...]], None] | None = None,
         on_worker_lost: Callable[[str], None] | None = None,
+        link_secret: bytes | None = None,
+        take_over: bool = False,
     ) -> None:
         if ping_interval_s <= 0 or silence_pings < 1 or sync_pings < 1:
             raise ValueError("ping_interval_s > 0, silence_pings >= 1 and sync_pings >= 1 required")
@@ -192,6 +207,9 @@ class ControllerService:
         self.sync_pings = sync_pings
         self.connect_backoff_s = connect_backoff_s
         self.handshake_timeout_s = handshake_timeout_s
+        # the cluster secret (None: insecure mode), and whether to take workers over
+        self.link_secret = link_secret
+        self.take_over = take_over
         self.default_slo_ns = default_slo_ns
         self.on_response = on_response
         # telemetry hooks (observers only; an exception they raise is logged and ignored):
@@ -662,7 +680,13 @@ class ControllerService:
         while not self._closing:
             try:
                 conn = await connect(
-                    link.host, link.port, clock_ns=self._clock, clock_sync=ClockSync()
+                    link.host,
+                    link.port,
+                    clock_ns=self._clock,
+                    clock_sync=ClockSync(),
+                    secret=self.link_secret,
+                    sender_id=self.controller_id,
+                    take_over=self.take_over and not link.connected_once,
                 )
             except OSError as e:
                 log.debug("worker %s: connect failed: %s", link.address, e)
@@ -670,6 +694,7 @@ class ControllerService:
                 backoff = min(backoff * 2, high)
                 continue
             link.conn = conn
+            link.connected_once = True
             try:
                 await self._session(link, conn)
                 backoff = low

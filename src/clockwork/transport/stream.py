@@ -54,6 +54,7 @@ from clockwork.transport.handshake import (
     client_handshake,
 )
 from clockwork.transport.messages import Message
+from clockwork.transport.trim import TRIM_ABOVE_BYTES, release_freed_memory
 
 #: asyncio's stream buffer limit: larger than the default 64 KiB so that big frames arrive in
 #: fewer pause/resume rounds
@@ -261,6 +262,13 @@ class StreamConnection(BaseConnection):
         try:
             msg = decode(payload)
         except ProtocolError as e:
+            del payload
+            # nothing more will be read: drop what is buffered, and give a large frame's memory
+            # (and what decoding it built) back at once
+            self._buf = bytearray()
+            self._pos = 0
+            if length >= TRIM_ABOVE_BYTES:
+                release_freed_memory()
             raise self._fail(f"undecodable frame of {length} bytes: {e}") from None
         return self._received(msg, self._rx_ns)
 
