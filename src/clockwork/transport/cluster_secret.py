@@ -9,6 +9,7 @@ local user in ``ps``). Surrounding whitespace is dropped; what is left must be a
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 from collections.abc import Mapping
@@ -67,6 +68,38 @@ def require_secret(file: Path | None, insecure: bool, command: str) -> bytes | N
     return secret
 
 
+def add_secret_arguments(p: argparse.ArgumentParser, insecure: bool = True) -> None:
+    """``--cluster-secret-file`` (and ``--insecure-no-auth`` if ``insecure``) on ``p``."""
+    p.add_argument(
+        FILE_FLAG,
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"file holding the cluster secret (default: ${ENV_VAR}); never on the command line",
+    )
+    if insecure:
+        p.add_argument(
+            INSECURE_FLAG,
+            action="store_true",
+            help="run without a cluster secret: any process that can reach a worker's port can "
+            "then drive it (for a trusted, isolated network only)",
+        )
+
+
+def serve_secret(file: Path | None, remote_workers: bool) -> bytes:
+    """The secret ``clockwork serve`` links with: the configured one if set (and it must be with
+    remote workers: they hold it), else a new random one that only its local worker gets."""
+    secret = load_secret(file)
+    if secret is not None:
+        return secret
+    if remote_workers:
+        raise ConfigurationError(
+            f"--workers: the remote workers' cluster secret is needed; set {ENV_VAR} or pass "
+            f"{FILE_FLAG} PATH"
+        )
+    return new_secret()
+
+
 def new_secret() -> bytes:
     """A fresh random secret (hex text, so it can travel in an environment variable)."""
     return secrets.token_hex(32).encode()
@@ -85,8 +118,10 @@ __all__ = [
     "FILE_FLAG",
     "INSECURE_FLAG",
     "MIN_SECRET_BYTES",
+    "add_secret_arguments",
     "child_env",
     "load_secret",
     "new_secret",
     "require_secret",
+    "serve_secret",
 ]
