@@ -200,13 +200,18 @@ def parse_verdict(data: bytes) -> str | None:
 # ---- over a socket -------------------------------------------------------------------------------
 
 
-async def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+class HandshakeClosedError(HandshakeError):
+    """The peer closed the connection before it sent anything at all."""
+
+
+async def _recv_exactly(sock: socket.socket, n: int, first: bool = False) -> bytes:
     loop = asyncio.get_running_loop()
     buf = bytearray()
     while len(buf) < n:
         chunk = await loop.sock_recv(sock, n - len(buf))
         if not chunk:
-            raise HandshakeError(
+            error = HandshakeClosedError if first and not buf else HandshakeError
+            raise error(
                 f"peer closed the connection during the link handshake ({len(buf)} of {n} "
                 "bytes of a handshake message received)"
             )
@@ -216,7 +221,7 @@ async def _recv_exactly(sock: socket.socket, n: int) -> bytes:
 
 async def _recv_hello(sock: socket.socket, expect: LinkRole) -> Hello:
     # the magic first: a peer that sends anything else is refused without waiting for more
-    head = await _recv_exactly(sock, len(MAGIC))
+    head = await _recv_exactly(sock, len(MAGIC), first=expect is LinkRole.CONTROLLER)
     check_magic(head)
     return parse_hello(head + await _recv_exactly(sock, HELLO_BYTES - len(MAGIC)), expect)
 
