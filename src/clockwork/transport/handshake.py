@@ -45,7 +45,7 @@ HANDSHAKE_VERSION = 1
 NONCE_BYTES = 32
 ID_BYTES = 64
 MAC_BYTES = 32
-REASON_BYTES = 124
+REASON_BYTES = 252
 #: magic, version, role, flags, reserved, nonce, sender id (UTF-8, zero padded)
 _HELLO = struct.Struct(f">4sBBBx{NONCE_BYTES}s{ID_BYTES}s")
 HELLO_BYTES = _HELLO.size
