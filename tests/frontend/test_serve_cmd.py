@@ -165,7 +165,11 @@ def test_bad_configuration_exits_2_with_a_clear_error(
     assert message in capsys.readouterr().err
 
 
-def test_a_port_in_use_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_port_in_use_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # remote workers: the controller needs their cluster secret
+    monkeypatch.setenv("CLOCKWORK_CLUSTER_SECRET", "x" * 32)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from clockwork.transport.cluster_secret import child_env, new_secret
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -49,7 +51,9 @@ def test_worker_stops_on_signal(sig: signal.Signals, ignore_sigint: bool, tmp_pa
         cmd = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *cmd]
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=child_env(new_secret())
+        )
     try:
         give_up = time.monotonic() + 30
         while not _listening(port):

@@ -52,6 +52,8 @@ from clockwork.transport import (
     serve,
 )
 
+from support.raw_link import open_raw_link
+
 D = DeviceId("w0", 1)
 HOST = "127.0.0.1"
 
@@ -170,8 +172,9 @@ def test_pipelined_sends_from_many_tasks_arrive_whole() -> None:
 
 
 async def raw_client(port: int, data: bytes, eof: bool = True) -> bytes:
-    """Send ``data`` on a plain socket and return whatever comes back before the server closes."""
-    reader, writer = await asyncio.open_connection(HOST, port)
+    """Send ``data`` on a plain socket (after the link handshake) and return whatever comes back
+    before the server closes."""
+    reader, writer = await open_raw_link(HOST, port)
     writer.write(data)
     await writer.drain()
     if eof:
@@ -404,7 +407,7 @@ def test_a_peer_that_never_reads_cannot_hang_shutdown() -> None:
 
     async def main() -> None:
         async with await serve(HOST, 0, flood) as server:
-            reader, writer = await asyncio.open_connection(HOST, server.port)  # never reads
+            reader, writer = await open_raw_link(HOST, server.port)  # never reads
             await asyncio.wait_for(blocked.wait(), 5)
             # and a server closing under a non-reading peer does not hang either
             t0 = time.monotonic()
@@ -508,7 +511,7 @@ def test_a_recv_cancelled_mid_frame_loses_nothing() -> None:
             await done.wait()
 
         async with await serve(HOST, 0, hold) as server:
-            reader, writer = await asyncio.open_connection(HOST, server.port)
+            reader, writer = await open_raw_link(HOST, server.port)
             conn = await server_side.get()
             data = frame(encode(Ping(0, 1))) + frame(encode(Ping(0, 2)))
             writer.write(data[:7])  # the first frame, cut short

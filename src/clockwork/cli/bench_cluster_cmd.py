@@ -184,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
                         status_every_s=args.status_every,
                         status=None if args.quiet else status,
                         check_alive=procs.check_alive,
+                        link_secret=procs.secret,
                     )
                 )
     except KeyboardInterrupt:

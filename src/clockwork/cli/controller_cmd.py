@@ -21,6 +21,8 @@ from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES
 from clockwork.core.units import NS_PER_MS
 from clockwork.transport import loop_factory
+from clockwork.transport.cluster_secret import add_secret_arguments, require_secret
+from clockwork.transport.handshake import ID_BYTES
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,6 +76,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--log-every", type=float, default=10.0, metavar="S", help="seconds between log files"
     )
+    add_secret_arguments(p)
+    p.add_argument(
+        "--take-over",
+        action="store_true",
+        help="take over workers that already serve another controller (logged by them as a "
+        "takeover; without it, such a worker refuses us and we retry)",
+    )
+    p.add_argument("--id", default="controller", help="controller id, shown in the workers' logs")
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=run)
@@ -98,7 +108,16 @@ def run(args: argparse.Namespace) -> int:
     workers = _addresses(args.workers)
     if args.status_every <= 0 or args.demo_rps < 0 or args.demo_slo_ms <= 0:
         raise ConfigurationError("--status-every and --demo-slo-ms must be > 0, --demo-rps >= 0")
-    service = ControllerService(policy_from_warm_args(args), workers)
+    secret = require_secret(args.cluster_secret_file, args.insecure_no_auth, "controller")
+    if len(args.id.encode()) > ID_BYTES:
+        raise ConfigurationError(f"--id {args.id!r} is over {ID_BYTES} bytes")
+    service = ControllerService(
+        policy_from_warm_args(args),
+        workers,
+        controller_id=args.id,
+        link_secret=secret,
+        take_over=args.take_over,
+    )
 
     async def demo() -> None:
         rng = random.Random(0)

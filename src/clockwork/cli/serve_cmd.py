@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from clockwork.cli.limits_args import add_limits_arguments, limits_from_args
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES, PolicyBase, make_policy
+from clockwork.transport.cluster_secret import add_secret_arguments, child_env, serve_secret
 
 if TYPE_CHECKING:  # imported lazily at run time: `clockwork --help` stays fast
     from clockwork.frontend.server import ControllerModelServer
@@ -74,6 +75,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="start no local worker (serve only --workers)",
     )
+    add_secret_arguments(p, insecure=False)  # the local worker gets a random one by default
     p.add_argument("--device", default="auto", help="local worker: auto, cpu or cuda:N")
     p.add_argument("--threads", type=int, default=1, help="local worker: torch CPU threads")
     p.add_argument("--policy", choices=sorted(POLICIES), default="clockwork")
@@ -177,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigurationError("--decode-processes must be >= 0")
     limits_from_args(args)  # a bad limit is refused before anything starts
     remote = [parse_address(a) for a in args.workers.split(",") if a.strip()]
+    secret = serve_secret(args.cluster_secret_file, bool(remote))
     if args.no_local_worker and not remote:
         raise ConfigurationError("--no-local-worker needs --workers")
     repository = args.repository
@@ -210,11 +213,11 @@ def run(args: argparse.Namespace) -> int:
             str(args.threads),
             "--profile-missing",
         ]
-        worker = spawn_child(command, None)
+        worker = spawn_child(command, None, child_env(secret))
         addresses.insert(0, ("127.0.0.1", port))
     try:
         with asyncio.Runner(loop_factory=loop_factory(not args.no_uvloop)) as runner:
-            runner.run(_serve(args, addresses, worker))
+            runner.run(_serve(args, addresses, worker, secret))
     except KeyboardInterrupt:
         pass
     finally:
@@ -227,6 +230,7 @@ async def _serve(
     args: argparse.Namespace,
     addresses: list[tuple[str, int]],
     worker: subprocess.Popen[bytes] | None,
+    secret: bytes | None = None,
 ) -> None:
     from clockwork.core.units import NS_PER_MS
     from clockwork.frontend.decode_pool import DecodePool
@@ -245,6 +249,7 @@ async def _serve(
         policy_from_warm_args(args),
         addresses,
         default_slo_ns=round(args.default_slo_ms * NS_PER_MS),
+        link_secret=secret,
     )
     metrics = ServingMetrics()
     attach_observer(controller, metrics)

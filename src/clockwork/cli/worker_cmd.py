@@ -35,6 +35,8 @@ from clockwork.core.profile import (
 from clockwork.core.signature import ModelSignature, TensorSignature
 from clockwork.core.units import NS_PER_MS
 from clockwork.transport import loop_factory
+from clockwork.transport.cluster_secret import add_secret_arguments, require_secret
+from clockwork.transport.handshake import ID_BYTES
 from clockwork.worker.backends.base import Backend
 
 if TYPE_CHECKING:
@@ -52,8 +54,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "worker",
         help="serve this machine's devices to a controller",
-        description="Run a worker: listen for one controller at a time (a newer controller "
-        "connection replaces the older) and run the actions it sends on the devices.",
+        description="Run a worker: listen for one controller at a time and run the actions it "
+        "sends on the devices. Every controller must prove the cluster secret (from "
+        "$CLOCKWORK_CLUSTER_SECRET or --cluster-secret-file); while one is connected and live, "
+        "another is refused unless it asks to take over (clockwork controller --take-over).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
@@ -89,6 +93,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="torch: profile models that have no profile for the device first",
     )
     p.add_argument("--threads", type=int, default=1, help="torch: CPU threads")
+    add_secret_arguments(p)
+    p.add_argument(
+        "--controller-silence-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="a controller not heard from for S seconds no longer holds this worker (default: 3)",
+    )
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=run)
@@ -390,7 +402,17 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     host, port = parse_address(args.listen)
+    secret = require_secret(args.cluster_secret_file, args.insecure_no_auth, "worker")
+    from clockwork.service.worker_service import CONTROLLER_SILENCE_S
+
+    silence_s = args.controller_silence_s
+    if silence_s is None:
+        silence_s = CONTROLLER_SILENCE_S
+    if silence_s <= 0:
+        raise ConfigurationError("--controller-silence-s must be > 0")
     worker_id = args.id or f"w-{port}"
+    if len(worker_id.encode()) > ID_BYTES:
+        raise ConfigurationError(f"--id {worker_id!r} is over {ID_BYTES} bytes")
     rescan: TorchRescan | None = None
     if args.backend == "emulated":
         devices, models = emulated_setup(
@@ -409,7 +431,14 @@ def run(args: argparse.Namespace) -> int:
         rescan = TorchRescan(
             backend, models, profile_missing=args.profile_missing, threads=args.threads
         )
-    service = WorkerService(worker_id, devices, models, rescan=rescan)
+    service = WorkerService(
+        worker_id,
+        devices,
+        models,
+        rescan=rescan,
+        secret=secret,
+        controller_silence_s=silence_s,
+    )
     print(
         f"worker {worker_id}: {len(devices)} device(s), {len(models)} model(s), "
         f"listening on {host}:{port}",

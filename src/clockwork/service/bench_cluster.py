@@ -30,7 +30,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +42,7 @@ from clockwork.core.units import NS_PER_MS, NS_PER_S, NS_PER_US
 from clockwork.service.controller_service import Arrays, ControllerService
 from clockwork.service.telemetry import ControllerTelemetry, StatusLine
 from clockwork.telemetry.records import ActionLog, RequestLog
+from clockwork.transport.cluster_secret import child_env, new_secret
 from clockwork.workload.base import Arrival, Workload
 
 log = logging.getLogger("clockwork.service.bench_cluster")
@@ -74,12 +75,16 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
 
 
-def spawn_child(command: Sequence[str], out: int | None) -> subprocess.Popen[bytes]:
+def spawn_child(
+    command: Sequence[str], out: int | None, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start ``command`` in its own session (Ctrl-C goes to us; we stop children in order) with
     stdout and stderr to ``out`` (a file descriptor, ``subprocess.DEVNULL``, or None to
-    inherit ours); on Linux the kernel also stops it if we die."""
+    inherit ours) and environment ``env`` (default: ours); on Linux the kernel also stops it if
+    we die."""
     return subprocess.Popen(
         command,
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=out,
         stderr=out,
@@ -91,7 +96,9 @@ def spawn_child(command: Sequence[str], out: int | None) -> subprocess.Popen[byt
 
 class WorkerProcesses:
     """``workers`` emulated worker processes (``w0``, ``w1``, ...), each with
-    ``gpus_per_worker`` devices serving ``models`` copies of ``profile``."""
+    ``gpus_per_worker`` devices serving ``models`` copies of ``profile``. They share a cluster
+    secret made for them (``secret``, given to them in their environment): pass it to the
+    controller (``run_bench(link_secret=...)``)."""
 
     def __init__(
         self,
@@ -116,6 +123,7 @@ class WorkerProcesses:
         self.python = python
         self.procs: list[subprocess.Popen[bytes]] = []
         self.addresses: list[tuple[str, int]] = []
+        self.secret = new_secret()
 
     def command(self, index: int, port: int) -> list[str]:
         return [
@@ -158,7 +166,7 @@ class WorkerProcesses:
             raise
 
     def _spawn(self, index: int, port: int, out: int) -> subprocess.Popen[bytes]:
-        return spawn_child(self.command(index, port), out)
+        return spawn_child(self.command(index, port), out, child_env(self.secret))
 
     @property
     def pids(self) -> list[int]:
@@ -323,12 +331,14 @@ async def run_bench(
     status: Status | None = None,
     check_alive: Callable[[], None] | None = None,
     clock_ns: Callable[[], int] = time.monotonic_ns,
+    link_secret: bytes | None = None,
 ) -> BenchResult:
     """Drive ``workload`` through a controller connected to ``addresses``. See the module
     docstring. ``status`` receives a status line every ``status_every_s``; ``check_alive`` is
-    called while waiting for the workers (to fail fast if one died)."""
+    called while waiting for the workers (to fail fast if one died); ``link_secret`` is the
+    cluster secret of the workers (``WorkerProcesses.secret``)."""
     telemetry = ControllerTelemetry()
-    service = ControllerService(policy, list(addresses), clock_ns)
+    service = ControllerService(policy, list(addresses), clock_ns, link_secret=link_secret)
     telemetry.attach(service)
     wall0 = time.perf_counter()
     await service.start()

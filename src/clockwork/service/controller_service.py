@@ -46,7 +46,7 @@ from clockwork.service.loop_heartbeat import LoopHeartbeat
 from clockwork.service.observers import Observers
 from clockwork.service.request_book import Answer, Arrays, RequestBook
 from clockwork.service.scheduling_pump import SchedulingPump
-from clockwork.service.worker_links import Connector, LinkTiming, WorkerLink, tcp_connector
+from clockwork.service.worker_links import Connector, LinkTiming, TcpConnector, WorkerLink
 from clockwork.transport import ActionResultMsg, InferInputs, WorkerState
 from clockwork.transport.messages import RescanRepository
 
@@ -87,7 +87,9 @@ class ControllerService:
         connect_backoff_s: tuple[float, float] = (0.05, 2.0),
         handshake_timeout_s: float = 5.0,
         default_slo_ns: int = DEFAULT_SLO_NS,
-        connector: Connector = tcp_connector,
+        connector: Connector | None = None,
+        link_secret: bytes | None = None,
+        take_over: bool = False,
         on_response: Callable[[Response], None] | None = None,
         on_request: Callable[[InferRequest], None] | None = None,
         on_action_sent: Callable[[Action, int], None] | None = None,
@@ -103,6 +105,15 @@ class ControllerService:
             handshake_timeout_s=handshake_timeout_s,
         )
         self.controller_id = controller_id
+        if connector is None:
+            # TCP with the link handshake: the cluster secret (None: the insecure mode), and
+            # whether to take workers over from another controller
+            connector = TcpConnector(
+                link_secret,
+                controller_id,
+                take_over=take_over,
+                handshake_timeout_s=handshake_timeout_s,
+            )
         self.default_slo_ns = default_slo_ns
         self.stats = ControllerStats()
         # telemetry (observers only: what a hook raises is logged and ignored)

@@ -90,10 +90,41 @@ class LinkConnection(Protocol):
 Connector = Callable[[str, int, Callable[[], int], ClockSync], Awaitable[LinkConnection]]
 
 
-async def tcp_connector(
-    host: str, port: int, clock_ns: Callable[[], int], clock_sync: ClockSync
-) -> LinkConnection:
-    return await connect(host, port, clock_ns=clock_ns, clock_sync=clock_sync)
+class TcpConnector:
+    """A ``Connector`` over TCP, with the link handshake: the cluster ``secret`` (None: the
+    insecure mode), our id, and ``take_over`` asked on the first connection to each worker
+    only (a controller taken over from in turn must not take the worker back: two such
+    controllers would flap)."""
+
+    def __init__(
+        self,
+        secret: bytes | None = None,
+        sender_id: str = "",
+        *,
+        take_over: bool = False,
+        handshake_timeout_s: float = 5.0,
+    ) -> None:
+        self._secret = secret
+        self._sender_id = sender_id
+        self._take_over = take_over
+        self._handshake_timeout_s = handshake_timeout_s
+        self._connected: set[tuple[str, int]] = set()
+
+    async def __call__(
+        self, host: str, port: int, clock_ns: Callable[[], int], clock_sync: ClockSync
+    ) -> LinkConnection:
+        conn = await connect(
+            host,
+            port,
+            clock_ns=clock_ns,
+            clock_sync=clock_sync,
+            secret=self._secret,
+            sender_id=self._sender_id,
+            take_over=self._take_over and (host, port) not in self._connected,
+            handshake_timeout_s=self._handshake_timeout_s,
+        )
+        self._connected.add((host, port))
+        return conn
 
 
 @dataclass(frozen=True)

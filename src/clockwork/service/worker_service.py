@@ -2,15 +2,23 @@
 
 Protocol (each side's messages are ``clockwork.transport`` messages):
 
-- A connection becomes *the controller's* once it sends a ``Hello`` with role ``CONTROLLER`` and
-  our ``PROTOCOL_VERSION``; we answer with our own ``Hello``. A connection whose first message is
-  anything else (or that sends nothing for ``hello_timeout_s``) is closed with the reason logged,
-  and has no effect on the current controller: garbage on the port cannot displace it.
-- **One controller at a time; a newer one replaces the older.** When a second connection says
-  ``Hello``, the first is closed (logged as "replaced"). This is the choice that recovers from a
-  controller that died without closing its socket (a half-open connection would otherwise lock
-  the worker out). Results of actions the old controller sent are dropped, never delivered to the
-  new one (each action gets a worker-internal id, so the controllers' ids never collide).
+- Every connection first passes the link handshake (``clockwork.transport.handshake``): both
+  ends prove they hold the cluster secret (``secret``; None only in the insecure mode) before
+  any frame is decoded. A peer that fails it is closed and has no effect here.
+- **One controller at a time.** A controller that passed the handshake is *admitted* only if no
+  other is live, where live means its connection is open and it was heard from within
+  ``controller_silence_s`` (the controller pings every fraction of a second). Otherwise it is
+  refused with the reason (it learns it in the handshake's verdict, logs it and retries with
+  backoff), unless its hello asks to take over (``clockwork controller --take-over``). Every
+  takeover, asked for or of a controller that is gone or silent, is logged as a warning with
+  both controllers' ids and addresses and the reason. A half-open connection of a controller
+  that died without closing its socket therefore locks the worker out for
+  ``controller_silence_s`` at most. Results of actions the old controller sent are dropped,
+  never delivered to the new one (each action gets a worker-internal id, so the controllers'
+  ids never collide).
+- The admitted connection must then send a ``Hello`` with role ``CONTROLLER`` and our
+  ``PROTOCOL_VERSION``; we answer with our own ``Hello``. Anything else (or nothing for
+  ``hello_timeout_s``) closes it, with the reason logged.
 - ``Ping`` is answered with ``Pong`` (carrying our minimum one-way delta, for the controller's
   clock sync); ``GetWorkerState`` with ``WorkerState``: the devices, each with the models resident
   on it, and every model registered on this worker. The answer waits (at most
@@ -70,6 +78,7 @@ from clockwork.transport import (
     pong_for,
     serve,
 )
+from clockwork.transport.handshake import LinkPeer
 from clockwork.transport.memory import MemoryConnection
 from clockwork.transport.messages import RescanRepository
 from clockwork.worker.backends.base import Backend
@@ -79,6 +88,9 @@ log = logging.getLogger("clockwork.service.worker")
 
 #: how long a new connection may take to say Hello
 HELLO_TIMEOUT_S = 10.0
+#: a controller not heard from for longer than this no longer holds the worker (it pings
+#: every 0.2 s by default)
+CONTROLLER_SILENCE_S = 3.0
 # how long a GetWorkerState answer may wait for pending loads to settle, and how often it looks
 STATE_SETTLE_S = 30.0
 STATE_POLL_S = 0.002
@@ -86,15 +98,21 @@ NOT_SYNCED_DETAIL = "worker clock not synchronised with the controller yet"
 
 
 class _Session:
-    """One controller connection that said Hello."""
+    """The admitted controller's connection (it says Hello next, then is served)."""
 
-    __slots__ = ("conn", "number", "queue", "sender")
+    __slots__ = ("address", "conn", "controller", "number", "queue", "sender")
 
-    def __init__(self, number: int, conn: StreamConnection) -> None:
+    def __init__(self, number: int, conn: StreamConnection, controller: str, address: str) -> None:
         self.number = number
         self.conn = conn
+        #: the controller's id and address, as its handshake said
+        self.controller = controller
+        self.address = address
         self.queue: asyncio.Queue[Message] = asyncio.Queue()
         self.sender: asyncio.Task[None] | None = None
+
+    def describe(self) -> str:
+        return f"controller {self.controller!r} ({self.address})"
 
 
 class WorkerService:
@@ -109,6 +127,11 @@ class WorkerService:
     lists them) and returns their ``ModelInfo`` (it may return those of models served already
     too: they are ignored). It must skip (and log) a model that fails rather than raise; if it
     raises anyway, the rescan adds nothing.
+
+    ``secret`` is the cluster secret every controller must prove (None: the insecure mode, any
+    peer may connect); ``controller_silence_s`` how long the admitted controller may go unheard
+    before another may replace it without asking to take over. ``takeovers`` counts the
+    controllers replaced, ``refusals`` the controllers refused.
     """
 
     def __init__(
@@ -121,7 +144,11 @@ class WorkerService:
         hello_timeout_s: float = HELLO_TIMEOUT_S,
         state_settle_s: float = STATE_SETTLE_S,
         rescan: Callable[[], Sequence[ModelInfo]] | None = None,
+        secret: bytes | None = None,
+        controller_silence_s: float = CONTROLLER_SILENCE_S,
     ) -> None:
+        if controller_silence_s <= 0:
+            raise ValueError(f"controller_silence_s must be > 0, got {controller_silence_s}")
         for device, _ in runtime_devices:
             if device.worker != worker_id:
                 raise ValueError(f"device {device} does not belong to worker {worker_id!r}")
@@ -130,6 +157,10 @@ class WorkerService:
         self.hello_timeout_s = hello_timeout_s
         self.state_settle_s = state_settle_s
         self.rescan = rescan
+        self.secret = secret
+        self.controller_silence_s = controller_silence_s
+        self.takeovers = 0
+        self.refusals = 0
         # rescans run one at a time: two at once would register the same new models twice
         self._rescan_lock = asyncio.Lock()
         self._clock = clock_ns
@@ -175,16 +206,37 @@ class WorkerService:
             raise RuntimeError("worker service already started")
         self._loop = asyncio.get_running_loop()
         self._server = await serve(
-            host, port, self._handle, clock_ns=self._clock, clock_sync_factory=ClockSync
+            host,
+            port,
+            self._handle,
+            clock_ns=self._clock,
+            clock_sync_factory=ClockSync,
+            secret=self.secret,
+            server_id=self.worker_id,
+            admit=self._admit,
         )
-        log.info("worker %s listening on %s:%d", self.worker_id, *self._server.address)
+        log.info(
+            "worker %s listening on %s:%d (%s)",
+            self.worker_id,
+            *self._server.address,
+            "cluster secret required" if self.secret is not None else "INSECURE: no cluster secret",
+        )
         return self._server
 
-    def accept(self, conn: StreamConnection | MemoryConnection) -> asyncio.Task[None]:
-        """Serve ``conn``, a connection opened by other means than ``start`` (an in-memory
-        pair: tests drive a controller and workers in one loop this way, without sockets)."""
+    def accept(
+        self, conn: MemoryConnection, controller_id: str = "in-process", take_over: bool = False
+    ) -> asyncio.Task[None] | None:
+        """Serve ``conn``, an in-memory connection from a controller in this process (tests
+        drive a controller and workers in one loop this way, without sockets): admitted as a
+        handshake would admit ``controller_id`` (None, ``conn`` closed with the reason, if it
+        is refused)."""
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
+        conn.peer = LinkPeer(controller_id, conn.name, authenticated=True, take_over=take_over)
+        refused = self._admit(conn)  # type: ignore[arg-type]
+        if refused is not None:
+            conn.close(refused)
+            return None
         task = asyncio.create_task(self._handle(conn), name=f"session {conn.name}")  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -215,14 +267,64 @@ class WorkerService:
 
     # ----------------------------------------------------------------- connections
 
+    def _not_live(self, session: _Session) -> str | None:
+        """Why ``session`` no longer holds the worker; None while it does."""
+        if session.conn.closed:
+            return f"its connection is closed ({session.conn.close_reason})"
+        silent_s = (self._clock() - session.conn.last_rx_ns) / 1e9
+        if silent_s > self.controller_silence_s:
+            return f"it was silent for {silent_s:.1f} s (limit {self.controller_silence_s:.1f} s)"
+        return None
+
+    def _admit(self, conn: StreamConnection) -> str | None:
+        """Called by the server for each connection that passed the handshake: admit it as the
+        controller (None), or the reason it is refused. See the module docstring."""
+        peer = conn.peer
+        assert peer is not None
+        if self._closed.is_set():
+            return f"worker {self.worker_id} is shutting down"
+        new = f"controller {peer.peer_id!r} ({peer.address})"
+        old = self._session
+        if old is not None:
+            why_not = self._not_live(old)
+            if why_not is None and not peer.take_over:
+                silent_s = (self._clock() - old.conn.last_rx_ns) / 1e9
+                reason = (
+                    f"worker {self.worker_id} serves {old.describe()}, heard from "
+                    f"{silent_s:.1f} s ago; another controller takes over only with --take-over"
+                )
+                self.refusals += 1
+                log.warning("refused %s: %s", new, reason)
+                return reason
+            why = "it asked to take over (--take-over)" if why_not is None else why_not
+            self.takeovers += 1
+            log.warning(
+                "TAKEOVER: %s takes worker %s over from %s: %s",
+                new,
+                self.worker_id,
+                old.describe(),
+                why,
+            )
+            self._close_session(old, f"taken over by {new}: {why}")
+        self._sessions += 1
+        self._session = _Session(self._sessions, conn, peer.peer_id, peer.address)
+        return None
+
     async def _handle(self, conn: StreamConnection) -> None:
+        session = self._session
+        if session is None or session.conn is not conn:
+            conn.close("taken over before it said Hello")
+            return
         try:
             first = await asyncio.wait_for(conn.recv(), self.hello_timeout_s)
         except TimeoutError:
             log.warning(
                 "connection %s: no Hello within %.1f s; closing", conn.name, self.hello_timeout_s
             )
-            conn.close("no Hello")
+            self._close_session(session, "no Hello")
+            return
+        except ConnectionClosedError:
+            self._close_session(session, conn.close_reason or "closed before its Hello")
             return
         if not isinstance(first, Hello):
             reason = f"expected Hello, got {type(first).__name__}"
@@ -236,10 +338,13 @@ class WorkerService:
             reason = ""
         if reason:
             log.warning("connection %s refused: %s", conn.name, reason)
-            conn.close(reason)
+            self._close_session(session, reason)
             return
         assert isinstance(first, Hello)
-        session = self._open_session(conn, first.sender_id)
+        if session is not self._session:  # taken over while its Hello was on the way
+            conn.close("taken over")
+            return
+        self._start_session(session)
         try:
             async for msg in conn:
                 if session is not self._session:
@@ -248,25 +353,12 @@ class WorkerService:
         finally:
             self._close_session(session, conn.close_reason or "handler ended")
 
-    def _open_session(self, conn: StreamConnection, controller: str) -> _Session:
-        self._sessions += 1
-        session = _Session(self._sessions, conn)
-        old = self._session
-        if old is not None:
-            log.warning(
-                "controller connection %s replaced by %s (controller %r)",
-                old.conn.name,
-                conn.name,
-                controller,
-            )
-            self._close_session(old, "replaced by a new controller connection")
-        self._session = session
+    def _start_session(self, session: _Session) -> None:
         session.sender = asyncio.create_task(
             self._send_loop(session), name=f"worker {self.worker_id} sender"
         )
         session.queue.put_nowait(Hello(0, PROTOCOL_VERSION, Role.WORKER, self.worker_id))
-        log.info("controller %r connected (connection %s)", controller, conn.name)
-        return session
+        log.info("%s connected (connection %s)", session.describe(), session.conn.name)
 
     def _close_session(self, session: _Session, reason: str) -> None:
         if self._session is session:

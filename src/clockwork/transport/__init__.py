@@ -6,8 +6,15 @@ Nothing here installs uvloop or touches the event loop at import; see ``transpor
 
 from clockwork.transport.codec import TAGS, decode, encode
 from clockwork.transport.connection import Connection, pong_for
-from clockwork.transport.errors import ConnectionClosedError, FrameError, ProtocolError
+from clockwork.transport.errors import (
+    ConnectionClosedError,
+    FrameError,
+    HandshakeError,
+    LinkRefusedError,
+    ProtocolError,
+)
 from clockwork.transport.framing import DEFAULT_MAX_FRAME_BYTES
+from clockwork.transport.handshake import LinkPeer
 from clockwork.transport.loop import install_uvloop, loop_factory, uvloop_available
 from clockwork.transport.memory import MemoryConnection, memory_pair
 from clockwork.transport.messages import (
@@ -29,7 +36,7 @@ from clockwork.transport.messages import (
     WorkerState,
     action_message,
 )
-from clockwork.transport.stream import Server, StreamConnection, connect, serve
+from clockwork.transport.stream import Admit, Server, StreamConnection, connect, serve
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
@@ -37,15 +44,19 @@ __all__ = [
     "TAGS",
     "ActionMsg",
     "ActionResultMsg",
+    "Admit",
     "Connection",
     "ConnectionClosedError",
     "EvictWeightsMsg",
     "FrameError",
     "GetWorkerState",
+    "HandshakeError",
     "Hello",
     "InferInputs",
     "InferMsg",
     "InferOutputs",
+    "LinkPeer",
+    "LinkRefusedError",
     "LoadWeightsMsg",
     "MemoryConnection",
     "Message",

@@ -8,6 +8,8 @@ never JSON or pickle); a model profile is its ``to_json()`` map. Optional ints a
 ``decode`` checks every field's type and count and raises ``ProtocolError`` naming the first thing
 that is wrong (unknown tag, wrong field count or type, bad enum value, truncated or trailing
 bytes, a tensor whose bytes do not match its dtype and shape); it never raises anything else.
+It decodes within limits (array and map lengths, string sizes, and for long frames the number of
+objects built; see ``MAX_ELEMENTS``), so that a frame costs memory in proportion to its content.
 """
 
 from __future__ import annotations
@@ -64,6 +66,28 @@ TAGS: dict[type[Any], int] = {
 }
 
 _MAX_NDIM = 32
+
+# Decoding limits: what one frame may make us build, whoever sent it. A msgpack byte can become
+# a Python object of 30-60 bytes (an empty array, a small negative int), so a frame of nested
+# empty arrays would cost 50x its length in memory and seconds of CPU. A frame longer than
+# COUNT_ABOVE_BYTES is decoded with every array and map capped in length, strings in size,
+# extension types refused, and what it builds (arrays and maps with their elements) counted
+# against MAX_ELEMENTS as it is decoded, failing as soon as it is over. Shorter frames decode
+# as they are (the hot messages without tensors are a few dozen bytes; counting would cost them
+# a function call per array): msgpack caps each length at the frame's, and such a frame builds
+# at most COUNT_ABOVE_BYTES objects, a few MB. Bins (tensor data) are bounded by the frame
+# length only: they are the useful content.
+
+#: the longest array or map in any message but WorkerState (batches, shapes, tensor maps)
+MAX_ARRAY_LEN = 4096
+#: WorkerState lists every model of a worker
+MAX_LONG_ARRAY_LEN = 1 << 16
+#: the longest string (model names, details, profile keys are far shorter)
+MAX_STR_BYTES = 1 << 20
+#: frames longer than this count the arrays, maps and elements they build
+COUNT_ABOVE_BYTES = 256 * 1024
+#: at most this many per frame: a few tens of MB of Python objects at worst
+MAX_ELEMENTS = 1 << 18
 _DTYPE_RE = re.compile(r"[<>|=][biufcSU][0-9]{1,6}")
 
 # The hot messages (Infer, ActionResult) are decoded on a fast path that checks every field's
@@ -662,12 +686,70 @@ _DECODERS: dict[int, tuple[str, int, Callable[[list[Any]], Message]]] = {
     20: ("ActionResult", 12, _dec_result),
 }
 assert {TAGS[t] for t in TAGS} == set(_DECODERS)
+_WORKER_STATE_TAG = TAGS[WorkerState]
+
+
+class _Budget:
+    """The elements a large frame may still build (``list_hook``/``object_hook`` count them)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+    def list_hook(self, v: list[Any]) -> list[Any]:
+        self.left -= len(v) + 1
+        if self.left < 0:
+            raise _OverBudgetError
+        return v
+
+    def map_hook(self, v: dict[str, Any]) -> dict[str, Any]:
+        self.left -= len(v) + 1
+        if self.left < 0:
+            raise _OverBudgetError
+        return v
+
+
+class _OverBudgetError(Exception):
+    pass
+
+
+def _unpack_counted(data: bytes | bytearray | memoryview) -> Any:
+    """The msgpack object in a long frame, within the limits (see ``MAX_ELEMENTS``)."""
+    # the tag is the second byte of every message ([tag, ...] as a fixarray): only WorkerState
+    # has a long array (its models)
+    max_len = MAX_LONG_ARRAY_LEN if data[1] == _WORKER_STATE_TAG else MAX_ARRAY_LEN
+    budget = _Budget(MAX_ELEMENTS)
+    try:
+        return msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_str_len=MAX_STR_BYTES,
+            max_array_len=max_len,
+            max_map_len=max_len,
+            max_ext_len=0,
+            list_hook=budget.list_hook,
+            object_hook=budget.map_hook,
+        )
+    except _OverBudgetError:
+        raise ProtocolError(
+            f"message of {len(data)} bytes builds over {MAX_ELEMENTS} arrays, maps and "
+            "elements; refused (no valid message needs that many)"
+        ) from None
 
 
 def decode(data: bytes | bytearray | memoryview) -> Message:
     """The message in ``data``; ``ProtocolError`` (naming the problem) if there is none."""
     try:
-        obj = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
+        if len(data) > COUNT_ABOVE_BYTES:
+            obj = _unpack_counted(data)
+        else:
+            # msgpack caps every length at the frame's: a few MB of objects at most
+            obj = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
+    except ProtocolError:
+        raise
     except Exception as e:  # msgpack raises several types for malformed input
         raise ProtocolError(
             f"undecodable message ({len(data)} bytes): {type(e).__name__}: {e}"

@@ -21,3 +21,14 @@ class ConnectionClosedError(ClockworkError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class HandshakeError(ConnectionError):
+    """The link handshake failed: the peer is not a clockwork peer, speaks another handshake
+    version, or did not prove the cluster secret. A ``ConnectionError``: to a caller of
+    ``connect`` it is a connection that could not be made (retry later, as for a refused one)."""
+
+
+class LinkRefusedError(HandshakeError):
+    """The peer proved the secret but refused the link (a worker that serves another
+    controller); the text carries its reason."""

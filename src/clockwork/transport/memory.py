@@ -23,6 +23,7 @@ from clockwork.transport.codec import decode, encode
 from clockwork.transport.connection import BaseConnection, ClockNs
 from clockwork.transport.errors import ProtocolError
 from clockwork.transport.framing import DEFAULT_MAX_FRAME_BYTES
+from clockwork.transport.handshake import LinkPeer
 from clockwork.transport.messages import Message
 
 
@@ -60,6 +61,10 @@ class MemoryConnection(BaseConnection):
         self._peer: MemoryConnection | None = None
         self._peer_gone = False
         self._eof_queued = False
+        self._rx_ns = clock_ns()
+        #: what a handshake would have established about the other end (set by whoever
+        #: stands in for it: an in-memory connection has none)
+        self.peer: LinkPeer | None = None
 
     def _deliver(self, item: _Item) -> None:
         peer = self._peer
@@ -116,6 +121,11 @@ class MemoryConnection(BaseConnection):
             self._deliver(payload)
         return failed
 
+    @property
+    def last_rx_ns(self) -> int:
+        """When a message last arrived (our clock); when the connection was made, before any."""
+        return self._rx_ns
+
     def has_buffered_frame(self) -> bool:
         """Whether a message waits already (the next ``recv`` will not wait)."""
         return not self._inbox.empty()
@@ -136,6 +146,7 @@ class MemoryConnection(BaseConnection):
         if isinstance(item, _Eof):
             self._mark_closed("peer closed the connection", logging.INFO)
             raise self._closed_error()
+        self._rx_ns = self._clock_ns()
         if isinstance(item, bytes):
             if len(item) > self.max_frame_bytes:
                 raise self._fail(

@@ -1,9 +1,12 @@
 """The TCP transport: length-prefixed msgpack frames over asyncio streams.
 
 ``connect(host, port)`` opens a ``StreamConnection``; ``serve(host, port, handler)`` accepts
-connections and runs ``await handler(conn)`` for each, in its own task. A handler that raises is
-logged and its connection closed; the server keeps serving. A peer that sends an oversized length
-prefix, a truncated frame or bytes that do not decode has its connection closed (reason logged on
+connections and runs ``await handler(conn)`` for each, in its own task. Every connection first
+runs the link handshake on the raw socket (``transport.handshake``: both ends prove the cluster
+secret, fixed-size messages only); a peer that fails it is closed before any frame is read. A
+handler that raises is logged and its connection closed; the server keeps serving. A peer that
+sends an oversized length prefix, a truncated frame or bytes that do not decode has its
+connection closed (reason logged on
 the ``clockwork.transport`` logger) and only that connection.
 
 Not thread-safe: use a connection from the event loop that made it. Several tasks may ``send`` at
@@ -24,13 +27,18 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from clockwork.core.clock_sync import ClockSync
 from clockwork.core.units import MIB
 from clockwork.transport.codec import decode, encode
 from clockwork.transport.connection import BaseConnection, ClockNs, log
-from clockwork.transport.errors import ConnectionClosedError, FrameError, ProtocolError
+from clockwork.transport.errors import (
+    ConnectionClosedError,
+    FrameError,
+    HandshakeError,
+    ProtocolError,
+)
 from clockwork.transport.framing import (
     DEFAULT_MAX_FRAME_BYTES,
     HEADER,
@@ -38,7 +46,16 @@ from clockwork.transport.framing import (
     check_frame_length,
     frame_header,
 )
+from clockwork.transport.handshake import (
+    HANDSHAKE_TIMEOUT_S,
+    HandshakeClosedError,
+    LinkPeer,
+    ServerHandshake,
+    check_id,
+    client_handshake,
+)
 from clockwork.transport.messages import Message
+from clockwork.transport.trim import TRIM_ABOVE_BYTES, release_freed_memory
 
 #: asyncio's stream buffer limit: larger than the default 64 KiB so that big frames arrive in
 #: fewer pause/resume rounds
@@ -80,6 +97,7 @@ class StreamConnection(BaseConnection):
         clock_sync: ClockSync | None = None,
         stamp: bool = True,
         close_timeout_s: float = CLOSE_TIMEOUT_S,
+        peer: LinkPeer | None = None,
     ) -> None:
         super().__init__(
             name if name is not None else _peer_name(writer),
@@ -91,12 +109,14 @@ class StreamConnection(BaseConnection):
         self._reader = reader
         self._writer = writer
         self.close_timeout_s = close_timeout_s
+        #: who the link handshake says is at the other end (None: a connection made without it)
+        self.peer = peer
         self._send_lock = asyncio.Lock()
         # bytes read and not parsed yet start at ``_pos`` in ``_buf``; ``_rx_ns`` is the local
         # time when the last bytes were read, the receipt time of every frame in them
         self._buf = bytearray()
         self._pos = 0
-        self._rx_ns = 0
+        self._rx_ns = clock_ns()
         _set_nodelay(writer)
 
     def _payload(self, msg: Message, stamp: int) -> bytes:
@@ -206,6 +226,11 @@ class StreamConnection(BaseConnection):
                 self._pos = 0
             self._buf += data
 
+    @property
+    def last_rx_ns(self) -> int:
+        """When bytes last arrived (our clock); when the connection was made, before any."""
+        return self._rx_ns
+
     def has_buffered_frame(self) -> bool:
         """Whether a whole frame is buffered already (the next ``recv`` will not wait)."""
         buf, pos = self._buf, self._pos
@@ -238,6 +263,13 @@ class StreamConnection(BaseConnection):
         try:
             msg = decode(payload)
         except ProtocolError as e:
+            del payload
+            # nothing more will be read: drop what is buffered, and give a large frame's memory
+            # (and what decoding it built) back at once
+            self._buf = bytearray()
+            self._pos = 0
+            if length >= TRIM_ABOVE_BYTES:
+                release_freed_memory()
             raise self._fail(f"undecodable frame of {length} bytes: {e}") from None
         return self._received(msg, self._rx_ns)
 
@@ -274,6 +306,61 @@ class StreamConnection(BaseConnection):
             await waiter
 
 
+async def _open_socket(host: str, port: int) -> socket.socket:
+    """A connected non-blocking TCP socket to ``host:port`` (each resolved address in turn)."""
+    loop = asyncio.get_running_loop()
+    numeric = _numeric_address(host, port)
+    infos: list[_AddrInfo] = (
+        numeric
+        if numeric is not None  # a name is resolved in a thread (as asyncio does)
+        else [
+            (int(f), int(t), p, c, tuple(a))
+            for f, t, p, c, a in await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        ]
+    )
+    errors: list[OSError] = []
+    for family, type_, proto, _, addr in infos:
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, addr)
+        except OSError as e:
+            sock.close()
+            errors.append(e)
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    if len(errors) == 1:
+        raise errors[0]
+    raise OSError(
+        f"could not connect to {host}:{port}: {'; '.join(map(str, errors)) or 'no address'}"
+    )
+
+
+_AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]
+
+
+def _numeric_address(host: str, port: int) -> list[_AddrInfo] | None:
+    """``getaddrinfo``'s answer for a numeric IPv4 or IPv6 ``host``, without asking it (it runs
+    in a thread: a tenth of a millisecond or more per connect); None for a name."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        addr: tuple[Any, ...] = (host, port) if family == socket.AF_INET else (host, port, 0, 0)
+        return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", addr)]
+    return None
+
+
+def _format_address(addr: object) -> str:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return f"{addr[0]}:{addr[1]}"
+    return str(addr)
+
+
 async def connect(
     host: str,
     port: int,
@@ -282,24 +369,66 @@ async def connect(
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     clock_ns: ClockNs = time.monotonic_ns,
     clock_sync: ClockSync | None = None,
+    secret: bytes | None = None,
+    sender_id: str = "",
+    take_over: bool = False,
+    handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
 ) -> StreamConnection:
-    """Open a TCP connection to a ``serve``-ing peer."""
-    reader, writer = await asyncio.open_connection(host, port, limit=STREAM_LIMIT_BYTES)
+    """Open a TCP connection to a ``serve``-ing peer and run the link handshake as the controller
+    (``transport.handshake``): ``sender_id`` is our id, ``secret`` the cluster secret (None: the
+    insecure mode, which only a peer without a secret accepts), ``take_over`` asks a worker that
+    serves another controller to switch to us. Raises ``OSError`` if the connection cannot be
+    made, ``HandshakeError`` (an ``OSError`` too, logged here as a warning) if the peer fails
+    the handshake or ``LinkRefusedError`` if it refuses us; nothing is decoded before it."""
+    check_id(sender_id)
+    address = f"{host}:{port}"
+    sock = await _open_socket(host, port)
+    try:
+        try:
+            async with asyncio.timeout(handshake_timeout_s):
+                peer = await client_handshake(
+                    sock, address=address, sender_id=sender_id, secret=secret, take_over=take_over
+                )
+        except TimeoutError:
+            raise HandshakeError(
+                f"no link handshake from {address} within {handshake_timeout_s:.1f} s"
+            ) from None
+        except HandshakeError:
+            raise
+        except OSError as e:
+            raise HandshakeError(
+                f"connection to {address} lost during the link handshake: {e}"
+            ) from e
+        reader, writer = await asyncio.open_connection(sock=sock, limit=STREAM_LIMIT_BYTES)
+    except HandshakeError as e:
+        sock.close()
+        log.warning("link to %s not made: %s", address, e)
+        raise
+    except BaseException:
+        sock.close()
+        raise
     return StreamConnection(
         reader,
         writer,
-        name=name or f"to {host}:{port}",
+        name=name or f"to {address}",
         max_frame_bytes=max_frame_bytes,
         clock_ns=clock_ns,
         clock_sync=clock_sync,
+        peer=peer,
     )
 
 
 Handler = Callable[[StreamConnection], Awaitable[None]]
+#: decides whether a connection that passed the handshake is served (``conn.peer`` says who):
+#: None to serve it, else the reason it is refused (sent to the peer in the verdict)
+Admit = Callable[[StreamConnection], str | None]
+#: how many connections may wait in ``listen`` for ``accept``
+LISTEN_BACKLOG = 128
 
 
 class Server:
-    """A listening socket whose connections each run ``handler`` (made by ``serve``)."""
+    """Listening sockets whose connections each run the link handshake, then ``handler``
+    (made by ``serve``)."""
 
     def __init__(
         self,
@@ -308,58 +437,154 @@ class Server:
         max_frame_bytes: int,
         clock_ns: ClockNs,
         clock_sync_factory: Callable[[], ClockSync] | None,
+        secret: bytes | None = None,
+        server_id: str = "",
+        admit: Admit | None = None,
+        handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
     ) -> None:
+        check_id(server_id)
         self._handler = handler
         self._max_frame_bytes = max_frame_bytes
         self._clock_ns = clock_ns
         self._clock_sync_factory = clock_sync_factory
-        self._server: asyncio.Server | None = None
+        self._secret = secret
+        self._server_id = server_id
+        self._admit = admit
+        self._handshake_timeout_s = handshake_timeout_s
+        self._sockets: list[socket.socket] = []
+        self._acceptors: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
         self.connections: set[StreamConnection] = set()
+        #: connections that passed the handshake and were served
         self.accepted = 0
+        #: connections closed before any frame: a failed handshake, or refused by ``admit``
+        self.refused = 0
 
     async def _start(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(
-            self._on_client, host, port, limit=STREAM_LIMIT_BYTES
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
+        seen: set[tuple[int, object]] = set()
+        try:
+            for family, type_, proto, _, addr in infos:
+                if (family, addr) in seen:
+                    continue
+                seen.add((family, addr))
+                sock = socket.socket(family, type_, proto)
+                self._sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(addr)
+                sock.listen(LISTEN_BACKLOG)
+                sock.setblocking(False)
+        except OSError:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+            raise
+        if not self._sockets:
+            raise OSError(f"{host}:{port} resolves to no address to listen on")
+        self._acceptors = [
+            asyncio.create_task(
+                self._accept_loop(s), name=f"accept {_format_address(s.getsockname())}"
+            )
+            for s in self._sockets
+        ]
 
     @property
     def address(self) -> tuple[str, int]:
         """The (host, port) actually bound (the first socket's)."""
-        if self._server is None or not self._server.sockets:
+        if not self._sockets or self._closed:
             raise RuntimeError("server is not listening")
-        addr = self._server.sockets[0].getsockname()
+        addr = self._sockets[0].getsockname()
         return str(addr[0]), int(addr[1])
 
     @property
     def port(self) -> int:
         return self.address[1]
 
-    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # asyncio runs this in a task of its own, which must not end cancelled (python 3.11's
-        # stream protocol calls task.exception() on it): the handler runs in a task of ours,
-        # which ``close`` may cancel, and this one only waits for it
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, addr = await loop.sock_accept(listener)
+            except OSError as e:
+                if self._closed:
+                    return
+                # out of descriptors, say: try again shortly rather than spin
+                log.warning("accept failed: %s: %s", type(e).__name__, e)
+                await asyncio.sleep(0.1)
+                continue
+            sock.setblocking(False)
+            task = asyncio.create_task(
+                self._on_socket(sock, _format_address(addr)), name=f"link from {addr}"
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _on_socket(self, sock: socket.socket, address: str) -> None:
+        handshake = ServerHandshake(self._secret, self._server_id)
+        try:
+            try:
+                async with asyncio.timeout(self._handshake_timeout_s):
+                    peer = await handshake.accept(sock, address)
+            except TimeoutError:
+                raise HandshakeError(
+                    f"no complete link handshake within {self._handshake_timeout_s:.1f} s"
+                ) from None
+            reader, writer = await asyncio.open_connection(sock=sock, limit=STREAM_LIMIT_BYTES)
+        except HandshakeError as e:
+            sock.close()
+            self.refused += 1
+            # a peer that connects and leaves without a byte is a port probe: not worth a warning
+            level = logging.INFO if isinstance(e, HandshakeClosedError) else logging.WARNING
+            log.log(level, "link from %s closed before any frame: %s", address, e)
+            return
+        except OSError as e:
+            sock.close()
+            self.refused += 1
+            log.info("link from %s lost during the handshake: %s: %s", address, type(e).__name__, e)
+            return
+        except BaseException:
+            sock.close()
+            raise
         sync = self._clock_sync_factory() if self._clock_sync_factory is not None else None
         conn = StreamConnection(
             reader,
             writer,
-            name=f"from {_peer_name(writer)}",
+            name=f"from {address}",
             max_frame_bytes=self._max_frame_bytes,
             clock_ns=self._clock_ns,
             clock_sync=sync,
+            peer=peer,
         )
         self.connections.add(conn)
-        self.accepted += 1
-        task = asyncio.create_task(self._run_handler(conn), name=f"handler {conn.name}")
-        self._tasks.add(task)
         try:
-            await asyncio.wait({task})
+            refusal = self._admission(conn)
+            writer.write(handshake.verdict(refusal))
+            if refusal is not None:
+                self.refused += 1
+                conn.close(f"refused: {refusal}")
+                return
+            self.accepted += 1
+            await self._run_handler(conn)
         finally:
             conn.close("handler finished")
             self.connections.discard(conn)
-            self._tasks.discard(task)
             with contextlib.suppress(asyncio.CancelledError):
                 await conn.wait_closed()
+
+    def _admission(self, conn: StreamConnection) -> str | None:
+        if self._admit is None:
+            return None
+        try:
+            return self._admit(conn)
+        except Exception as e:
+            log.exception("admission of connection %s failed", conn.name)
+            return f"internal error: {type(e).__name__}"
 
     async def _run_handler(self, conn: StreamConnection) -> None:
         try:
@@ -372,18 +597,20 @@ class Server:
 
     def close(self, reason: str = "server shutting down") -> None:
         """Stop listening, abort every connection and cancel the handlers."""
-        if self._server is not None:
-            self._server.close()
+        self._closed = True
+        for acceptor in self._acceptors:
+            acceptor.cancel()
+        for sock in self._sockets:
+            sock.close()
         for conn in list(self.connections):
             conn.abort(reason)
         for task in list(self._tasks):
             task.cancel()
 
     async def wait_closed(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+        pending = [*self._acceptors, *self._tasks]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def __aenter__(self) -> Self:
         return self
@@ -406,17 +633,36 @@ async def serve(
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     clock_ns: ClockNs = time.monotonic_ns,
     clock_sync_factory: Callable[[], ClockSync] | None = None,
+    secret: bytes | None = None,
+    server_id: str = "",
+    admit: Admit | None = None,
+    handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
 ) -> Server:
-    """Listen on ``host:port`` (port 0: any free port, see ``Server.port``) and run
-    ``await handler(conn)`` for every connection accepted."""
+    """Listen on ``host:port`` (port 0: any free port, see ``Server.port``). Each connection runs
+    the link handshake as the worker (``server_id`` our id, ``secret`` the cluster secret, None
+    for the insecure mode), then ``admit`` decides (default: serve it), then
+    ``await handler(conn)`` runs in a task of its own. A connection that fails the handshake is
+    closed, logged, having had at most ``MAX_HANDSHAKE_READ_BYTES`` read and nothing decoded."""
     server = Server(
         handler,
         max_frame_bytes=max_frame_bytes,
         clock_ns=clock_ns,
         clock_sync_factory=clock_sync_factory,
+        secret=secret,
+        server_id=server_id,
+        admit=admit,
+        handshake_timeout_s=handshake_timeout_s,
     )
     await server._start(host, port)
     return server
 
 
-__all__ = ["STREAM_LIMIT_BYTES", "Handler", "Server", "StreamConnection", "connect", "serve"]
+__all__ = [
+    "STREAM_LIMIT_BYTES",
+    "Admit",
+    "Handler",
+    "Server",
+    "StreamConnection",
+    "connect",
+    "serve",
+]
