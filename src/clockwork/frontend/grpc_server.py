@@ -48,6 +48,7 @@ from clockwork.frontend.api import (
     RequestedOutput,
     Tensor,
 )
+from clockwork.frontend.auth import FrontDoorSecurity, GrpcAuthInterceptor
 from clockwork.frontend.parameters import MAX_INT64, int_param, invalid
 from clockwork.frontend.proto import inference_pb2 as pb
 from clockwork.frontend.reply_cost import ReplyCost
@@ -59,6 +60,7 @@ from clockwork.frontend.tensor_codec import (
     numpy_dtype,
     to_raw,
 )
+from clockwork.frontend.tls import grpc_server_credentials
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -572,13 +574,20 @@ def _stream_handler(
 
 
 async def start_grpc(
-    server: ModelServer, host: str, port: int, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    server: ModelServer,
+    host: str,
+    port: int,
+    *,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    security: FrontDoorSecurity | None = None,
 ) -> grpc.aio.Server:
     """Serve ``inference.GRPCInferenceService`` over ``server`` on ``host:port``, started; the
     caller stops it with ``await s.stop(grace)``. Messages over ``max_message_bytes`` either way
     are refused by gRPC with ``RESOURCE_EXHAUSTED``. Port 0 takes any free port, which is only
     logged. Raises ``OSError`` if the address cannot be bound (another process holds the port:
-    SO_REUSEPORT is off, so that two servers never silently share one)."""
+    SO_REUSEPORT is off, so that two servers never silently share one). ``security``: tokens,
+    model control and TLS (``clockwork.frontend.auth``; None: model control refused, the rest
+    open, no TLS)."""
     if max_message_bytes < 1:
         raise ValueError(f"max_message_bytes must be >= 1, got {max_message_bytes}")
     s = grpc.aio.server(
@@ -586,14 +595,18 @@ async def start_grpc(
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
+        interceptors=[GrpcAuthInterceptor(security)],
     )
     handlers = InferenceServicer(server).handlers()
     s.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     s.add_registered_method_handlers(SERVICE_NAME, handlers)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        bound = s.add_insecure_port(address)
+        if security is not None and security.tls is not None:
+            bound = s.add_secure_port(address, grpc_server_credentials(security.tls))
+        else:
+            bound = s.add_insecure_port(address)
     except RuntimeError as e:
         raise OSError(f"gRPC server cannot listen on {address}: {e}") from None
     if bound == 0:

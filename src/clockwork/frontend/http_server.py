@@ -44,9 +44,11 @@ from clockwork.frontend.api import (
     RequestedOutput,
     Tensor,
 )
+from clockwork.frontend.auth import FrontDoorSecurity, http_middleware
 from clockwork.frontend.parameters import MAX_INT64, int_param, invalid
 from clockwork.frontend.reply_cost import ReplyCost
 from clockwork.frontend.tensor_codec import bad, classify, from_json, from_raw, to_json, to_raw
+from clockwork.frontend.tls import server_ssl_context
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -580,13 +582,19 @@ async def _errors(request: web.Request, handler: _Handler) -> web.StreamResponse
 
 
 def make_app(
-    server: ModelServer, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    server: ModelServer,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    security: FrontDoorSecurity | None = None,
 ) -> web.Application:
     """The aiohttp application of the HTTP/REST front door over ``server``. Request bodies over
-    ``max_body_bytes`` (after decoding gzip/deflate) are refused with 413."""
+    ``max_body_bytes`` (after decoding gzip/deflate) are refused with 413. ``security``: tokens
+    and model control (``clockwork.frontend.auth``; None: model control refused, the rest open)."""
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
-    app = web.Application(middlewares=[_errors], client_max_size=max_body_bytes)
+    app = web.Application(
+        middlewares=[http_middleware(security), _errors], client_max_size=max_body_bytes
+    )
     r = _Routes(server, max_body_bytes)
     model_paths = ("/v2/models/{model}", "/v2/models/{model}/versions/{version}")
     add = app.router.add_route
@@ -619,17 +627,20 @@ async def start_http(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     access_log: bool = False,
+    security: FrontDoorSecurity | None = None,
 ) -> web.AppRunner:
     """Serve ``make_app(server)`` on ``host:port`` (port 0: any free port; see
-    ``runner.addresses``). The caller stops it with ``await runner.cleanup()``. The access log is
-    off by default: one log line per request costs more than the request on the hot path."""
-    app = make_app(server, max_body_bytes=max_body_bytes)
+    ``runner.addresses``), over TLS when ``security.tls`` is set. The caller stops it with
+    ``await runner.cleanup()``. The access log is off by default: one log line per request costs
+    more than the request on the hot path."""
+    app = make_app(server, max_body_bytes=max_body_bytes, security=security)
+    ssl_context = server_ssl_context(security.tls) if security and security.tls else None
     runner = web.AppRunner(
         app, access_log=logging.getLogger("aiohttp.access") if access_log else None
     )
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
     except BaseException:
         await runner.cleanup()
         raise
