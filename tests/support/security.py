@@ -3,13 +3,17 @@ refuses unless it is enabled with a control token."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from clockwork.frontend.auth import FrontDoorSecurity
 
 CONTROL_TOKEN = "test-control-token"
 TOKEN = "test-inference-token"
-#: lower case: gRPC metadata keys must be, and HTTP does not care
-CONTROL_HEADERS = {"authorization": f"Bearer {CONTROL_TOKEN}"}
-TOKEN_HEADERS = {"authorization": f"Bearer {TOKEN}"}
+#: lower case: gRPC metadata keys must be, and HTTP does not care. Read-only: tritonclient.http's
+#: infer adds its own headers to the dict it is given (pass a copy there)
+CONTROL_HEADERS: Mapping[str, str] = MappingProxyType({"authorization": f"Bearer {CONTROL_TOKEN}"})
+TOKEN_HEADERS: Mapping[str, str] = MappingProxyType({"authorization": f"Bearer {TOKEN}"})
 
 
 def control_enabled(token: str | None = None) -> FrontDoorSecurity:
