@@ -91,7 +91,11 @@ def served(
         stdout=log,
         stderr=log,
         cwd=root,
-        env={**os.environ, "CLOCKWORK_CONTROL_TOKEN": CONTROL_TOKEN},
+        # no inference token, whatever the caller's environment holds
+        env={
+            **{k: v for k, v in os.environ.items() if k != "CLOCKWORK_TOKEN"},
+            "CLOCKWORK_CONTROL_TOKEN": CONTROL_TOKEN,
+        },
     )
     url = f"http://127.0.0.1:{http_port}"
     try:
