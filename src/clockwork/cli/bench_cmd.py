@@ -138,14 +138,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=Path,
         default=None,
         metavar="PATH",
-        help="send this bearer token (default: $CLOCKWORK_TOKEN if set, else none)",
+        help="send this bearer token; without it, $CLOCKWORK_TOKEN if set, else none",
     )
     s.add_argument(
         "--tls-ca",
         type=Path,
         default=None,
         metavar="PEM",
-        help="https/grpcs: trust this CA for the server's certificate (default: the system's)",
+        help="https/grpcs: trust this CA for the server's certificate (None: the system's CAs)",
     )
     s.add_argument("--tls-cert", type=Path, default=None, metavar="PEM", help="client certificate")
     s.add_argument("--tls-key", type=Path, default=None, metavar="PEM", help="its private key")

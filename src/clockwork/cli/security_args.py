@@ -48,8 +48,8 @@ def add_security_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="PATH",
-        help=f"require this bearer token for inference and metadata (default: ${TOKEN_ENV} "
-        "if set, else no token)",
+        help=f"require this bearer token for inference and metadata; without it, ${TOKEN_ENV} "
+        "if set, else no token",
     )
     g.add_argument(
         "--allow-model-control",
@@ -61,7 +61,7 @@ def add_security_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="PATH",
-        help=f"the model-control token (default: ${CONTROL_TOKEN_ENV}); needs "
+        help=f"the model-control token; without it, ${CONTROL_TOKEN_ENV}; needs "
         "--allow-model-control",
     )
     g.add_argument("--tls-cert", type=Path, default=None, metavar="PEM", help="serve TLS: cert")
