@@ -26,6 +26,7 @@ from clockwork.service import ControllerService, WorkerService
 from clockwork.service.bench_cluster import free_ports
 from clockwork.service.observers import attach_observer
 
+from support.security import CONTROL_HEADERS, control_enabled
 from support.triton_clients import http_client
 
 T = TypeVar("T")
@@ -62,8 +63,9 @@ class Stack:
         self.server = ControllerModelServer(self.ctrl, self.metrics)
         await self.ctrl.start()
         await self.ctrl.wait_workers(1)
-        self.http = await start_http(self.server, "127.0.0.1", self.http_port)
-        self.grpc = await start_grpc(self.server, "127.0.0.1", self.grpc_port)
+        security = control_enabled()
+        self.http = await start_http(self.server, "127.0.0.1", self.http_port, security=security)
+        self.grpc = await start_grpc(self.server, "127.0.0.1", self.grpc_port, security=security)
 
     async def _stop(self) -> None:
         await self.grpc.stop(0.1)
@@ -156,7 +158,7 @@ def test_unload_and_load_over_both_protocols(
     stack: Stack, http: th.InferenceServerClient, grpc: tg.InferenceServerClient
 ) -> None:
     model = MODELS[1]
-    http.unload_model(model)
+    http.unload_model(model, headers=CONTROL_HEADERS)
     assert not grpc.is_model_ready(model)
     index = {m["name"]: m["state"] for m in http.get_model_repository_index()}
     assert index[model] == "UNAVAILABLE" and index[MODELS[0]] == "READY"
@@ -166,7 +168,7 @@ def test_unload_and_load_over_both_protocols(
     with pytest.raises(InferenceServerException) as e:
         grpc.infer(model, [inp])
     assert e.value.status() == "StatusCode.UNAVAILABLE"
-    grpc.load_model(model)
+    grpc.load_model(model, headers=CONTROL_HEADERS)
     assert http.is_model_ready(model)
     assert grpc.infer(model, [inp]).as_numpy("output").shape == (1, 1000)
 

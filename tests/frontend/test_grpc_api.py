@@ -23,6 +23,7 @@ from clockwork.frontend.proto import inference_pb2 as pb
 from clockwork.frontend.proto import inference_pb2_grpc as pb_grpc
 
 from support.fake_model_server import INFEASIBLE_US, OVERLOAD_PRIORITY, FakeModelServer
+from support.security import CONTROL_HEADERS, control_enabled
 
 MAX_MESSAGE_BYTES = 2**20
 
@@ -45,7 +46,13 @@ class _ServerThread:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.server = self.run(
-            start_grpc(fake, "127.0.0.1", self.port, max_message_bytes=MAX_MESSAGE_BYTES)
+            start_grpc(
+                fake,
+                "127.0.0.1",
+                self.port,
+                max_message_bytes=MAX_MESSAGE_BYTES,
+                security=control_enabled(),
+            )
         )
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -322,7 +329,7 @@ def test_repository_unload_and_load(
 ) -> None:
     index = client.get_model_repository_index(as_json=True)["models"]
     assert [(m["name"], m["state"]) for m in index] == [("add", "READY"), ("ident", "READY")]
-    client.unload_model("ident")
+    client.unload_model("ident", headers=CONTROL_HEADERS)
     try:
         assert not client.is_model_ready("ident")
         index = client.get_model_repository_index().models
@@ -338,10 +345,10 @@ def test_repository_unload_and_load(
             client.infer("ident", [inp])
         assert _status(e) == "StatusCode.UNAVAILABLE"
     finally:
-        client.load_model("ident")
+        client.load_model("ident", headers=CONTROL_HEADERS)
     assert client.is_model_ready("ident")
     with pytest.raises(InferenceServerException) as e:
-        client.unload_model("nope")
+        client.unload_model("nope", headers=CONTROL_HEADERS)
     assert _status(e) == "StatusCode.NOT_FOUND"
 
 

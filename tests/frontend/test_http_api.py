@@ -24,6 +24,7 @@ from clockwork.frontend.tensor_codec import classify
 
 from support.fake_model_server import INFEASIBLE_US, OVERLOAD_PRIORITY, SIGNATURES, FakeModelServer
 from support.live_http import LiveServer, Reply, call
+from support.security import CONTROL_HEADERS, control_enabled
 from support.triton_clients import http_client
 
 MAX_BODY = 2**20
@@ -32,7 +33,7 @@ MAX_BODY = 2**20
 @pytest.fixture(scope="module")
 def live() -> Iterator[tuple[LiveServer, FakeModelServer]]:
     fake = FakeModelServer()
-    server = LiveServer(fake, max_body_bytes=MAX_BODY)
+    server = LiveServer(fake, max_body_bytes=MAX_BODY, security=control_enabled())
     yield server, fake
     server.close()
 
@@ -217,7 +218,7 @@ def test_repository_index_load_unload(
         {"name": "add", "version": "1", "state": "READY", "reason": ""},
         {"name": "ident", "version": "1", "state": "READY", "reason": ""},
     ]
-    client.unload_model("add")
+    client.unload_model("add", headers=CONTROL_HEADERS)
     assert not client.is_model_ready("add")
     assert client.is_model_ready("ident")
     r = call(live, "GET", "/v2/models/add/ready")
@@ -231,20 +232,24 @@ def test_repository_index_load_unload(
     assert [
         m["name"] for m in call(live, "POST", "/v2/repository/index", {"ready": True}).json()
     ] == ["ident"]
-    client.load_model("add", config='{"ignored": true}')
+    client.load_model("add", config='{"ignored": true}', headers=CONTROL_HEADERS)
     assert client.is_model_ready("add", "1")
     client.infer("add", inputs)
     # an empty body and unknown parameters are fine; an unknown model is not
-    r = call(live, "POST", "/v2/repository/models/add/unload", b"")
+    r = call(live, "POST", "/v2/repository/models/add/unload", b"", CONTROL_HEADERS)
     assert r.status == 200 and r.json() == {}
     assert (
         call(
-            live, "POST", "/v2/repository/models/add/load", {"parameters": {"whatever": [1]}}
+            live,
+            "POST",
+            "/v2/repository/models/add/load",
+            {"parameters": {"whatever": [1]}},
+            CONTROL_HEADERS,
         ).status
         == 200
     )
     with pytest.raises(InferenceServerException) as e:
-        client.load_model("nope")
+        client.load_model("nope", headers=CONTROL_HEADERS)
     assert status_of(e) == "404"
 
 
@@ -532,9 +537,11 @@ def test_routes_and_methods(live: tuple[LiveServer, FakeModelServer]) -> None:
 def test_repository_bodies(live: tuple[LiveServer, FakeModelServer], fake: FakeModelServer) -> None:
     for path in ("/v2/repository/index", "/v2/repository/models/add/load"):
         for body in (b"{", b"[1]", b'{"ready": "yes", "parameters": 3}'):
-            r = call(live, "POST", path, body)
+            r = call(live, "POST", path, body, CONTROL_HEADERS)
             assert r.status == 400, (path, body, r.body)
-    assert call(live, "POST", "/v2/repository/models/nope/unload").status == 404
+    assert (
+        call(live, "POST", "/v2/repository/models/nope/unload", None, CONTROL_HEADERS).status == 404
+    )
     assert fake.loaded == set(SIGNATURES)
 
 

@@ -4,6 +4,7 @@ HTTP; a model copied into the repository while serving is loaded through the rep
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -23,13 +24,18 @@ from clockwork.service.bench_cluster import free_ports
 PARAMS = {"resolution": 32}
 
 
-def request(url: str, body: object | None = None) -> tuple[int, dict[str, object]]:
+CONTROL_TOKEN = "serve-test-control-token"
+
+
+def request(
+    url: str, body: object | None = None, token: str | None = None
+) -> tuple[int, dict[str, object]]:
     data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(
-        url,
-        data=data,
-        method="GET" if body is None else "POST",
-        headers={"Content-Type": "application/json"},
+        url, data=data, method="GET" if body is None else "POST", headers=headers
     )
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
@@ -80,10 +86,16 @@ def served(
             "cpu",
             "--status-interval",
             "0",
+            "--allow-model-control",
         ],
         stdout=log,
         stderr=log,
         cwd=root,
+        # no inference token, whatever the caller's environment holds
+        env={
+            **{k: v for k, v in os.environ.items() if k != "CLOCKWORK_TOKEN"},
+            "CLOCKWORK_CONTROL_TOKEN": CONTROL_TOKEN,
+        },
     )
     url = f"http://127.0.0.1:{http_port}"
     try:
@@ -128,7 +140,12 @@ def test_a_model_copied_in_while_serving_is_loaded_on_request(
     create_repository(
         repo, "mobilenet_v2", 1, seed=2, params=PARAMS, batch_sizes=(1, 2), name_prefix="added"
     )
-    status, body = request(f"{url}/v2/repository/models/{name}/load", {})
+    load = f"{url}/v2/repository/models/{name}/load"
+    status, body = request(load, {})
+    assert status == 401 and body["reason"] == "UNAUTHENTICATED", body
+    status, body = request(load, {}, token="not-the-token")
+    assert status == 401, body
+    status, body = request(load, {}, token=CONTROL_TOKEN)
     assert status == 200, body
     status, body = request(f"{url}/v2/models/{name}/infer", infer_body())
     assert status == 200, body
@@ -138,7 +155,22 @@ def test_a_model_copied_in_while_serving_is_loaded_on_request(
         ("mobilenet_v2-0000", "READY"),
         (name, "READY"),
     }
-    assert request(f"{url}/v2/repository/models/nothing-here/load", {})[0] == 404
+    nothing = f"{url}/v2/repository/models/nothing-here/load"
+    assert request(nothing, {}, token=CONTROL_TOKEN)[0] == 404
+
+
+def test_the_banner_says_what_is_exposed(served: tuple[str, Path, object]) -> None:
+    _, repo, _ = served
+    log = repo.parent / "serve.log"
+    deadline = time.monotonic() + 30
+    # the banner follows the warm start, which may end after the server is ready
+    while "Ctrl-C stops the server" not in (banner := log.read_text()):
+        assert time.monotonic() < deadline, banner
+        time.sleep(0.1)
+    assert "listening on 127.0.0.1 (loopback: this machine only); plain TCP, no TLS" in banner
+    assert "model control: enabled (control token)" in banner
+    assert "WARNING" not in banner
+    assert CONTROL_TOKEN not in banner
 
 
 def test_ctrl_c_stops_the_server_and_its_worker(
@@ -156,11 +188,23 @@ def test_ctrl_c_stops_the_server_and_its_worker(
         (["serve", "--repository", "/nonexistent/repo"], "no such directory"),
         (["serve", "--http-port", "70000"], "not a port number"),
         (["serve", "--workers", "nohostport"], "HOST:PORT"),
+        (["serve", "--allow-model-control"], "no control token"),
+        (["serve", "--tls-cert", "/nonexistent.pem"], "--tls-cert and --tls-key go together"),
+        (
+            ["serve", "--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"],
+            "--tls-cert /nonexistent.pem: No such file",
+        ),
+        (["serve", "--token-file", "/nonexistent-token"], "token file /nonexistent-token"),
     ],
 )
 def test_bad_configuration_exits_2_with_a_clear_error(
-    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+    argv: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    for name in ("CLOCKWORK_TOKEN", "CLOCKWORK_CONTROL_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
     assert main(argv) == 2
     assert message in capsys.readouterr().err
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import tritonclient.http as httpclient
 
 
 @contextlib.contextmanager
-def http_client(url: str) -> Iterator[httpclient.InferenceServerClient]:
-    c = httpclient.InferenceServerClient(url=url, network_timeout=10)
+def http_client(url: str, **kw: Any) -> Iterator[httpclient.InferenceServerClient]:
+    c = httpclient.InferenceServerClient(url=url, network_timeout=10, **kw)
     try:
         yield c
     finally:

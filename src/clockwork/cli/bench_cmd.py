@@ -132,6 +132,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("--no-plots", action="store_true")
     r.add_argument("--quiet", action="store_true", help="no progress line")
     r.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
+    s = p.add_argument_group("security (a secured server; see README, Security)")
+    s.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="send this bearer token; without it, $CLOCKWORK_TOKEN if set, else none",
+    )
+    s.add_argument(
+        "--tls-ca",
+        type=Path,
+        default=None,
+        metavar="PEM",
+        help="https/grpcs: trust this CA for the server's certificate (None: the system's CAs)",
+    )
+    s.add_argument("--tls-cert", type=Path, default=None, metavar="PEM", help="client certificate")
+    s.add_argument("--tls-key", type=Path, default=None, metavar="PEM", help="its private key")
     p.set_defaults(func=run)
     # a bad option is one line, as every other bad input here is (no usage block to scroll past)
     p.error = _one_line_error  # type: ignore[method-assign]
@@ -188,11 +205,13 @@ def run(args: argparse.Namespace) -> int:
         run_bench_url,
         write_bench_report,
     )
+    from clockwork.client.credentials import credentials_from
     from clockwork.client.oip_client import parse_endpoint
     from clockwork.telemetry.report import format_table
 
     _check(args)
     endpoint = parse_endpoint(args.url, args.protocol)
+    credentials = credentials_from(args.token_file, args.tls_ca, args.tls_cert, args.tls_key)
     capacity = _capacity(args)
     needs_capacity = args.workload == "azure" or (
         args.workload in _RATE_WORKLOADS and args.rate is None
@@ -216,6 +235,7 @@ def run(args: argparse.Namespace) -> int:
             count=args.num_models,
             connect_timeout_s=args.connect_timeout_s,
             use_uvloop=use_uvloop,
+            credentials=credentials,
         )
         # sim's factory reads closed-loop clients from --concurrency, here --clients
         wargs = copy.copy(args)
@@ -248,6 +268,7 @@ def run(args: argparse.Namespace) -> int:
             status_every_s=args.status_every,
             connect_timeout_s=args.connect_timeout_s,
             use_uvloop=use_uvloop,
+            credentials=credentials,
         )
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

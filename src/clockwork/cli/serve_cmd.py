@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clockwork.cli.limits_args import add_limits_arguments, limits_from_args
+from clockwork.cli.security_args import add_security_arguments, security_from_args
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES, PolicyBase, make_policy
 from clockwork.transport.cluster_secret import add_secret_arguments, child_env, serve_secret
@@ -61,7 +62,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=f"model repository (default: {DEMO_REPOSITORY}/, a demo repository "
         "created on first run)",
     )
-    p.add_argument("--host", default="0.0.0.0", help="address the HTTP and gRPC servers bind")
     p.add_argument("--http-port", type=int, default=8000)
     p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (0: no gRPC server)")
     p.add_argument(
@@ -111,6 +111,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     p.add_argument("-v", "--verbose", action="store_true")
+    add_security_arguments(p)
     add_limits_arguments(p)
     p.set_defaults(func=run)
 
@@ -178,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
     if args.decode_processes < 0:
         raise ConfigurationError("--decode-processes must be >= 0")
     limits_from_args(args)  # a bad limit is refused before anything starts
+    # before anything starts: a bad token or certificate is an error, not a failed handshake
+    args.security = security_from_args(args)
     remote = [parse_address(a) for a in args.workers.split(",") if a.strip()]
     secret = serve_secret(args.cluster_secret_file, bool(remote))
     if args.no_local_worker and not remote:
@@ -282,6 +285,7 @@ async def _serve(
             max_body_bytes=max_bytes,
             decoder=decoder,
             door=door,
+            security=args.security,
         )
     except OSError as e:
         decoder.close()
@@ -298,6 +302,7 @@ async def _serve(
                     max_message_bytes=max_bytes,
                     decoder=decoder,
                     door=door,
+                    security=args.security,
                 )
             except (OSError, RuntimeError) as e:
                 raise ConfigurationError(f"gRPC on {args.host}:{args.grpc_port}: {e}") from e
@@ -368,11 +373,21 @@ async def _wait_local_worker(
 
 
 def _banner(args: argparse.Namespace, server: ControllerModelServer) -> None:
+    from clockwork.cli.security_args import exposure_lines
+
     index = server.repository_index(ready_only=True)
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    security = args.security
+    scheme = "https" if security.tls else "http"
+    # what a curl needs besides the URL: the CA of a self-signed certificate, the token
+    curl = "curl" + (f" --cacert {security.tls.cert_path}" if security.tls else "")
+    if security.requires_token:
+        token = f"$(cat {args.token_file})" if args.token_file else "$CLOCKWORK_TOKEN"
+        curl += f' -H "Authorization: Bearer {token}"'
     lines = [
         f"clockwork {server.version} serving {len(index)} model(s)",
-        f"  HTTP  http://{host}:{args.http_port}/v2   metrics http://{host}:"
+        *exposure_lines(args.host, security),
+        f"  HTTP  {scheme}://{host}:{args.http_port}/v2   metrics {scheme}://{host}:"
         f"{args.http_port}/metrics",
     ]
     if args.grpc_port:
@@ -381,7 +396,7 @@ def _banner(args: argparse.Namespace, server: ControllerModelServer) -> None:
         model = index[0].name
         meta = server.model_metadata(model)
         lines.append("first request:")
-        lines.append(f"  curl http://{host}:{args.http_port}/v2/models/{model}")
+        lines.append(f"  {curl} {scheme}://{host}:{args.http_port}/v2/models/{model}")
         if meta.inputs:
             t = meta.inputs[0]
             shape = [1, *(d if d > 0 else 1 for d in t.shape)]
@@ -391,8 +406,8 @@ def _banner(args: argparse.Namespace, server: ControllerModelServer) -> None:
             lines.append(
                 f'  python3 -c \'import json; print(json.dumps({{"inputs": [{{"name": '
                 f'"{t.name}", "datatype": "{t.datatype}", "shape": {shape}, '
-                f"\"data\": [0] * {count}}}]}}))' | curl -s -X POST -H 'Content-Type: "
-                f"application/json' -d @- http://{host}:{args.http_port}/v2/models/{model}/infer"
+                f"\"data\": [0] * {count}}}]}}))' | {curl} -s -X POST -H 'Content-Type: "
+                f"application/json' -d @- {scheme}://{host}:{args.http_port}/v2/models/{model}/infer"
                 " | head -c 300; echo"
             )
     lines.append("Ctrl-C stops the server")

@@ -45,6 +45,7 @@ from typing import TextIO
 
 import numpy as np
 
+from clockwork.client.credentials import ClientCredentials
 from clockwork.client.oip_client import (
     TIMEOUT,
     Endpoint,
@@ -186,13 +187,16 @@ def discover_models(
     count: int | None = None,
     connect_timeout_s: float = 5.0,
     use_uvloop: bool = False,
+    credentials: ClientCredentials | None = None,
 ) -> tuple[list[str], str]:
     """``resolve_models`` on a short-lived connection to ``url`` (so a workload can be built
     with the server's names before the run)."""
     endpoint = parse_endpoint(url, protocol)
 
     async def go() -> tuple[list[str], str]:
-        async with connect(endpoint, pool_size=1, connect_timeout_s=connect_timeout_s) as client:
+        async with connect(
+            endpoint, pool_size=1, connect_timeout_s=connect_timeout_s, credentials=credentials
+        ) as client:
             await client.server_metadata()  # fails clearly when nothing is there
             return await resolve_models(client, names, count)
 
@@ -465,6 +469,7 @@ async def bench_url(
     status_every_s: float = 5.0,
     connect_timeout_s: float = 5.0,
     clock_ns: Callable[[], int] = time.monotonic_ns,
+    credentials: ClientCredentials | None = None,
 ) -> BenchUrlResult:
     """``run_bench_url`` inside a running event loop."""
     if concurrency_limit < 1:
@@ -480,7 +485,11 @@ async def bench_url(
                 f"concurrency limit {concurrency_limit}"
             )
     async with connect(
-        endpoint, binary=binary, pool_size=concurrency_limit, connect_timeout_s=connect_timeout_s
+        endpoint,
+        binary=binary,
+        pool_size=concurrency_limit,
+        connect_timeout_s=connect_timeout_s,
+        credentials=credentials,
     ) as client:
         server = await client.server_metadata()
         if models:
@@ -592,6 +601,7 @@ def run_bench_url(
     status_every_s: float = 5.0,
     connect_timeout_s: float = 5.0,
     use_uvloop: bool = False,
+    credentials: ClientCredentials | None = None,
 ) -> BenchUrlResult:
     """Drive the OIP server at ``url`` (``protocol`` ``http``/``grpc``, None: from the scheme)
     with ``workload`` for ``duration_ns`` and return the report (see the module docstring).
@@ -605,7 +615,8 @@ def run_bench_url(
     the report; ``workload_info``: the summary's ``workload`` (default: ``describe()`` without the
     model list, with ``slo_ms``); ``progress``: a stream for the progress line every
     ``status_every_s`` (None: none). ``ConfigurationError``/``OIPError`` (both
-    ``ClockworkError``) for bad arguments, an unreachable server or an unknown model."""
+    ``ClockworkError``) for bad arguments, an unreachable server or an unknown model.
+    ``credentials``: token and TLS files for a secured server."""
     endpoint = parse_endpoint(url, protocol)
     with asyncio.Runner(loop_factory=loop_factory(use_uvloop)) as runner:
         return runner.run(
@@ -627,6 +638,7 @@ def run_bench_url(
                 progress=progress,
                 status_every_s=status_every_s,
                 connect_timeout_s=connect_timeout_s,
+                credentials=credentials,
             )
         )
 

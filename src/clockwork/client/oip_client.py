@@ -38,6 +38,7 @@ import aiohttp
 import numpy as np
 import numpy.typing as npt
 
+from clockwork.client.credentials import ClientCredentials
 from clockwork.core.errors import ClockworkError, ConfigurationError
 from clockwork.core.requests import ResponseStatus
 from clockwork.frontend.tensor_codec import NUMPY_DTYPES, to_json, to_raw
@@ -403,15 +404,21 @@ class HttpClient:
         pool_size: int = 256,
         connect_timeout_s: float = 5.0,
         rpc_timeout_s: float = DEFAULT_RPC_TIMEOUT_S,
+        credentials: ClientCredentials | None = None,
     ) -> None:
         if endpoint.protocol != "http":
             raise ConfigurationError(f"{endpoint.url}: not an HTTP endpoint")
+        creds = _checked(endpoint, credentials)
         self.endpoint = endpoint
         self.binary = binary
         self.connect_timeout_s = connect_timeout_s
         self.rpc_timeout_s = rpc_timeout_s
         # one connection per request in flight (HTTP/1.1 keep-alive): the pool is the bound
-        connector = aiohttp.TCPConnector(limit=max(1, pool_size), limit_per_host=0)
+        connector = aiohttp.TCPConnector(
+            limit=max(1, pool_size),
+            limit_per_host=0,
+            ssl=creds.ssl_context() if endpoint.secure else True,
+        )
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None),
@@ -419,7 +426,7 @@ class HttpClient:
             # ask for none (MLServer gzips answers to clients that accept it)
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
-            headers={"Accept-Encoding": "identity"},
+            headers={"Accept-Encoding": "identity", **creds.http_headers()},
         )
         self._infer_urls: dict[str, str] = {}
 
@@ -670,6 +677,7 @@ class GrpcClient:
         *,
         connect_timeout_s: float = 5.0,
         rpc_timeout_s: float = DEFAULT_RPC_TIMEOUT_S,
+        credentials: ClientCredentials | None = None,
     ) -> None:
         import grpc  # type: ignore[import-untyped, unused-ignore]
 
@@ -677,7 +685,10 @@ class GrpcClient:
 
         if endpoint.protocol != "grpc":
             raise ConfigurationError(f"{endpoint.url}: not a gRPC endpoint")
+        creds = _checked(endpoint, credentials)
         self.endpoint = endpoint
+        # the token travels in every call's metadata (insecure channels take no call credentials)
+        self._metadata = creds.grpc_metadata() or None
         self.connect_timeout_s = connect_timeout_s
         self.rpc_timeout_s = rpc_timeout_s
         self._grpc = grpc
@@ -686,7 +697,7 @@ class GrpcClient:
         options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
         if endpoint.secure:
             self._channel: grpc.aio.Channel = grpc.aio.secure_channel(
-                endpoint.target, grpc.ssl_channel_credentials(), options=options
+                endpoint.target, creds.grpc_channel_credentials(), options=options
             )
         else:
             self._channel = grpc.aio.insecure_channel(endpoint.target, options=options)
@@ -714,7 +725,7 @@ class GrpcClient:
     async def _call(self, what: str, method: Any, request: Any) -> Any:
         await self._ensure_connected()
         try:
-            return await method(request, timeout=self.rpc_timeout_s)
+            return await method(request, timeout=self.rpc_timeout_s, metadata=self._metadata)
         except self._grpc.aio.AioRpcError as e:
             code = e.code().name
             details = e.details() or ""
@@ -808,7 +819,7 @@ class GrpcClient:
         req = self._template(inputs) + head.SerializeToString()
         send_ns = time.monotonic_ns()
         try:
-            resp = await self._infer_raw(req, timeout=client_timeout_s)
+            resp = await self._infer_raw(req, timeout=client_timeout_s, metadata=self._metadata)
         except self._grpc.aio.AioRpcError as e:
             recv_ns = time.monotonic_ns()
             code = e.code().name
@@ -860,15 +871,34 @@ class GrpcClient:
         await self.close()
 
 
+def _checked(endpoint: Endpoint, credentials: ClientCredentials | None) -> ClientCredentials:
+    creds = credentials or ClientCredentials()
+    if creds.wants_tls and not endpoint.secure:
+        raise ConfigurationError(
+            f"{endpoint.url}: TLS files are given but the URL is not https:// or grpcs://"
+        )
+    return creds
+
+
 def connect(
-    endpoint: Endpoint, *, binary: bool = True, pool_size: int = 256, connect_timeout_s: float = 5.0
+    endpoint: Endpoint,
+    *,
+    binary: bool = True,
+    pool_size: int = 256,
+    connect_timeout_s: float = 5.0,
+    credentials: ClientCredentials | None = None,
 ) -> HttpClient | GrpcClient:
     """A client for ``endpoint``; call inside the event loop that will use it and close it
-    (``async with``). Nothing is sent until the first call."""
+    (``async with``). Nothing is sent until the first call. ``credentials``: token and TLS
+    files for a secured server."""
     if endpoint.protocol == "grpc":
-        return GrpcClient(endpoint, connect_timeout_s=connect_timeout_s)
+        return GrpcClient(endpoint, connect_timeout_s=connect_timeout_s, credentials=credentials)
     return HttpClient(
-        endpoint, binary=binary, pool_size=pool_size, connect_timeout_s=connect_timeout_s
+        endpoint,
+        binary=binary,
+        pool_size=pool_size,
+        connect_timeout_s=connect_timeout_s,
+        credentials=credentials,
     )
 
 

@@ -48,6 +48,7 @@ from clockwork.frontend.api import (
     RequestedOutput,
     Tensor,
 )
+from clockwork.frontend.auth import FrontDoorSecurity, GrpcAuthInterceptor
 from clockwork.frontend.decode_pool import DecodePool
 from clockwork.frontend.grpc_door import DoorInterceptor, grpc_options, maximum_concurrent_rpcs
 from clockwork.frontend.limits import Door
@@ -62,6 +63,7 @@ from clockwork.frontend.tensor_codec import (
     numpy_dtype,
     to_raw,
 )
+from clockwork.frontend.tls import grpc_server_credentials
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -659,18 +661,21 @@ async def start_grpc(
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     decoder: DecodePool | None = None,
     door: Door | None = None,
+    security: FrontDoorSecurity | None = None,
 ) -> grpc.aio.Server:
     """Serve ``inference.GRPCInferenceService`` over ``server`` on ``host:port``, started; the
     caller stops it with ``await s.stop(grace)``. Messages over ``max_message_bytes`` either way
     are refused by gRPC with ``RESOURCE_EXHAUSTED``. Port 0 takes any free port, which is only
     logged. Raises ``OSError`` if the address cannot be bound (another process holds the port:
-    SO_REUSEPORT is off, so that two servers never silently share one). ``door`` (default: one
-    with the default limits) caps connections and RPCs in flight (``grpc_door``)."""
+    SO_REUSEPORT is off, so that two servers never silently share one). ``security``: tokens,
+    model control and TLS (``clockwork.frontend.auth``; None: model control refused, the rest
+    open, no TLS), checked first; ``door`` (default: one with the default limits) caps
+    connections and RPCs in flight (``grpc_door``)."""
     if max_message_bytes < 1:
         raise ValueError(f"max_message_bytes must be >= 1, got {max_message_bytes}")
     door = door or Door()
     s = grpc.aio.server(
-        interceptors=[DoorInterceptor(door)],
+        interceptors=[GrpcAuthInterceptor(security), DoorInterceptor(door)],
         maximum_concurrent_rpcs=maximum_concurrent_rpcs(door.limits),
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -684,7 +689,10 @@ async def start_grpc(
     s.add_registered_method_handlers(SERVICE_NAME, handlers)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        bound = s.add_insecure_port(address)
+        if security is not None and security.tls is not None:
+            bound = s.add_secure_port(address, grpc_server_credentials(security.tls))
+        else:
+            bound = s.add_insecure_port(address)
     except RuntimeError as e:
         raise OSError(f"gRPC server cannot listen on {address}: {e}") from None
     if bound == 0:

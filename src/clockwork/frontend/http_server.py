@@ -44,6 +44,7 @@ from clockwork.frontend.api import (
     RequestedOutput,
     Tensor,
 )
+from clockwork.frontend.auth import FrontDoorSecurity, http_middleware
 from clockwork.frontend.decode_pool import DecodePool
 from clockwork.frontend.http_door import DoorRunner, door_middleware
 from clockwork.frontend.inflate import inflate, normalise_encoding
@@ -51,6 +52,7 @@ from clockwork.frontend.limits import Door
 from clockwork.frontend.parameters import MAX_INT64, int_param, invalid
 from clockwork.frontend.reply_cost import ReplyCost
 from clockwork.frontend.tensor_codec import bad, classify, from_json, from_raw, to_json, to_raw
+from clockwork.frontend.tls import server_ssl_context
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -706,18 +708,21 @@ def make_app(
     decoder: DecodePool | None = None,
     inflate_bodies: bool = False,
     door: Door | None = None,
+    security: FrontDoorSecurity | None = None,
 ) -> web.Application:
     """The aiohttp application of the HTTP/REST front door over ``server``. Request bodies over
     ``max_body_bytes`` (after decoding gzip/deflate) are refused with 413. Bodies are decoded
     by ``decoder`` (default: in place); with ``inflate_bodies`` the server must hand them over
     as sent (aiohttp's ``auto_decompress`` off), and they are inflated where they are
-    decoded. ``door`` (default: one with the default limits) admits requests before their
-    bodies are read (``http_door``)."""
+    decoded. ``security``: tokens and model control (``clockwork.frontend.auth``; None: model
+    control refused, the rest open), checked first; then ``door`` (default: one with the
+    default limits) admits requests before their bodies are read (``http_door``)."""
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
     door = door or Door()
     app = web.Application(
-        middlewares=[door_middleware(door, server), _errors], client_max_size=max_body_bytes
+        middlewares=[http_middleware(security), door_middleware(door, server), _errors],
+        client_max_size=max_body_bytes,
     )
     r = _Routes(server, max_body_bytes, decoder or DecodePool(0), inflate_bodies)
     model_paths = ("/v2/models/{model}", "/v2/models/{model}/versions/{version}")
@@ -753,16 +758,23 @@ async def start_http(
     access_log: bool = False,
     decoder: DecodePool | None = None,
     door: Door | None = None,
+    security: FrontDoorSecurity | None = None,
 ) -> web.AppRunner:
     """Serve ``make_app(server)`` on ``host:port`` (port 0: any free port; see
-    ``runner.addresses``). The caller stops it with ``await runner.cleanup()``. The access log is
-    off by default: one log line per request costs more than the request on the hot path.
-    ``door``'s limits (default: a door of its own) hold on every connection; large bodies are
-    decoded by ``decoder`` (default: in place)."""
+    ``runner.addresses``), over TLS when ``security.tls`` is set. The caller stops it with
+    ``await runner.cleanup()``. The access log is off by default: one log line per request costs
+    more than the request on the hot path. ``door``'s limits (default: a door of its own) hold
+    on every connection; large bodies are decoded by ``decoder`` (default: in place)."""
     door = door or Door()
     app = make_app(
-        server, max_body_bytes=max_body_bytes, decoder=decoder, inflate_bodies=True, door=door
+        server,
+        max_body_bytes=max_body_bytes,
+        decoder=decoder,
+        inflate_bodies=True,
+        door=door,
+        security=security,
     )
+    ssl_context = server_ssl_context(security.tls) if security and security.tls else None
     runner = DoorRunner(
         app,
         door,
@@ -773,7 +785,7 @@ async def start_http(
     )
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
     except BaseException:
         await runner.cleanup()
         raise
