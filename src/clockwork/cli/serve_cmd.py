@@ -27,6 +27,7 @@ from clockwork.core.policies import POLICIES, PolicyBase, make_policy
 if TYPE_CHECKING:  # imported lazily at run time: `clockwork --help` stays fast
     from clockwork.frontend.server import ControllerModelServer
     from clockwork.service.controller_service import ControllerService
+    from clockwork.service.supervisor import ChildSupervisor
 
 DEMO_REPOSITORY = Path("demo-repo")
 DEMO_ARCH = "mobilenet_v2"
@@ -153,6 +154,7 @@ def _check_port(name: str, port: int, allow_zero: bool = False) -> None:
 def run(args: argparse.Namespace) -> int:
     from clockwork.cli.worker_cmd import parse_address
     from clockwork.service.bench_cluster import free_ports, spawn_child
+    from clockwork.service.supervisor import ChildSupervisor
     from clockwork.transport import loop_factory
 
     logging.basicConfig(
@@ -174,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
         elif not repository.is_dir():
             raise ConfigurationError(f"--repository {repository}: no such directory")
 
-    worker: subprocess.Popen[bytes] | None = None
+    # the local worker: restarted the same way, on the same port, whenever it exits
+    worker: ChildSupervisor | None = None
     addresses = list(remote)
     if not args.no_local_worker:
         (port,) = free_ports(1)
@@ -197,7 +200,11 @@ def run(args: argparse.Namespace) -> int:
             str(args.threads),
             "--profile-missing",
         ]
-        worker = spawn_child(command, None)
+
+        def spawn() -> subprocess.Popen[bytes]:
+            return spawn_child(command, None)
+
+        worker = ChildSupervisor(spawn, "the local worker", proc=spawn())
         addresses.insert(0, ("127.0.0.1", port))
     try:
         with asyncio.Runner(loop_factory=loop_factory(not args.no_uvloop)) as runner:
@@ -206,14 +213,14 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         if worker is not None:
-            _stop(worker)
+            worker.stop()
     return 0
 
 
 async def _serve(
     args: argparse.Namespace,
     addresses: list[tuple[str, int]],
-    worker: subprocess.Popen[bytes] | None,
+    worker: ChildSupervisor | None,
 ) -> None:
     from clockwork.core.units import NS_PER_MS
     from clockwork.frontend.grpc_server import start_grpc
@@ -255,6 +262,7 @@ async def _serve(
         await controller.close()
         raise ConfigurationError(f"HTTP on {args.host}:{args.http_port}: {e.strerror or e}") from e
     grpc_server = None
+    supervision: asyncio.Task[None] | None = None
     try:
         if args.grpc_port:
             try:
@@ -264,7 +272,9 @@ async def _serve(
             except (OSError, RuntimeError) as e:
                 raise ConfigurationError(f"gRPC on {args.host}:{args.grpc_port}: {e}") from e
         if worker is not None:
-            await _wait_local_worker(controller, worker, stop)
+            await _wait_local_worker(controller, worker.start(), stop)
+            # joined once: from now on an exit is a crash to recover from, not a bad setup
+            supervision = asyncio.create_task(worker.run(), name="supervise the local worker")
             await _wait_warm(controller, stop)
         else:
             # remote workers only: the banner names their models once one has joined
@@ -282,13 +292,11 @@ async def _serve(
                 await asyncio.wait_for(stop.wait(), args.status_interval or None)
             if status is not None and not stop.is_set():
                 print(status.line(), file=sys.stderr, flush=True)
-            if worker is not None and worker.poll() is not None:
-                log.error(
-                    "the local worker exited with code %s; serving the others", worker.returncode
-                )
-                worker = None
     finally:
         print("shutting down", file=sys.stderr, flush=True)
+        if supervision is not None:
+            supervision.cancel()
+            await asyncio.gather(supervision, return_exceptions=True)
         if grpc_server is not None:
             await grpc_server.stop(1.0)
         await http.cleanup()
@@ -358,13 +366,3 @@ def _banner(args: argparse.Namespace, server: ControllerModelServer) -> None:
             )
     lines.append("Ctrl-C stops the server")
     print("\n".join(lines), file=sys.stderr, flush=True)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
