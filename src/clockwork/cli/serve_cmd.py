@@ -40,6 +40,9 @@ LOCAL_JOIN_TIMEOUT_S = 900.0
 # the longest the banner waits for the warm start
 WARM_WAIT_S = 60.0
 REMOTE_JOIN_WAIT_S = 10.0
+#: reconnect attempts to a worker that went away back off at most to this: a restarted local
+#: worker rejoins within this of listening again (a refused connect costs next to nothing)
+RECONNECT_BACKOFF_S = (0.05, 0.5)
 
 log = logging.getLogger("clockwork.serve")
 
@@ -223,6 +226,7 @@ async def _serve(
     worker: ChildSupervisor | None,
 ) -> None:
     from clockwork.core.units import NS_PER_MS
+    from clockwork.frontend.availability import repository_model_names
     from clockwork.frontend.grpc_server import start_grpc
     from clockwork.frontend.http_server import start_http
     from clockwork.frontend.metrics import ServingMetrics
@@ -235,6 +239,7 @@ async def _serve(
         policy_from_warm_args(args),
         addresses,
         default_slo_ns=round(args.default_slo_ms * NS_PER_MS),
+        connect_backoff_s=RECONNECT_BACKOFF_S,
     )
     metrics = ServingMetrics()
     attach_observer(controller, metrics)
@@ -247,7 +252,12 @@ async def _serve(
         telemetry.attach(controller)
         telemetry.start(time.monotonic_ns())
         files = LogFiles(telemetry, args.log_dir)
-    server = ControllerModelServer(controller, metrics)
+    # the repository names its models before the local worker joins: until then they are
+    # unavailable (503), not unknown (404)
+    expected = (
+        repository_model_names(args.repository or DEMO_REPOSITORY) if worker is not None else ()
+    )
+    server = ControllerModelServer(controller, metrics, expected)
     max_bytes = round(args.max_body_mb * 2**20)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

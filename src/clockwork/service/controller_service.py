@@ -247,6 +247,11 @@ class ControllerService:
         return tuple(self._joined)
 
     @property
+    def configured_workers(self) -> int:
+        """How many worker addresses this controller connects to."""
+        return len(self._links)
+
+    @property
     def models(self) -> Mapping[str, ModelInfo]:
         return self._models
 
