@@ -45,6 +45,7 @@ from clockwork.frontend.api import (
     Tensor,
 )
 from clockwork.frontend.parameters import MAX_INT64, int_param, invalid
+from clockwork.frontend.protocol_log import protocol_logger
 from clockwork.frontend.reply_cost import ReplyCost
 from clockwork.frontend.tensor_codec import bad, classify, from_json, from_raw, to_json, to_raw
 
@@ -625,7 +626,9 @@ async def start_http(
     off by default: one log line per request costs more than the request on the hot path."""
     app = make_app(server, max_body_bytes=max_body_bytes)
     runner = web.AppRunner(
-        app, access_log=logging.getLogger("aiohttp.access") if access_log else None
+        app,
+        access_log=logging.getLogger("aiohttp.access") if access_log else None,
+        logger=protocol_logger(),  # a malformed request: one line, not a traceback
     )
     await runner.setup()
     try:
