@@ -51,6 +51,9 @@ class Stack:
         self.ctrl = ControllerService(
             make_policy("clockwork"),
             [("127.0.0.1", p) for p in self.worker_ports],
+            # lenient liveness (1 s): the clients in the test thread hold the GIL at times
+            ping_interval_s=0.2,
+            silence_pings=5,
             connect_backoff_s=(0.02, 0.1),
         )
         metrics = ServingMetrics()
