@@ -5,7 +5,8 @@ A controller with the Open Inference Protocol front door (HTTP on ``--http-port`
 on CUDA if present, else the CPU) serving ``--repository``. Without ``--repository`` a demo
 repository (``demo-repo/``: four small MobileNetV2 models) is created on first run; models without
 a profile for the local device are profiled once before serving. ``--workers`` attaches remote
-workers besides (``--no-local-worker``: only those).
+workers besides (``--no-local-worker``: only those). Once joined, the local worker is started
+again whenever it exits (``clockwork.service.supervisor``).
 """
 
 from __future__ import annotations
