@@ -52,10 +52,13 @@ class Stack:
         devices, infos = emulated_setup("w0", 1, len(MODELS), PROFILE)
         self.worker = WorkerService("w0", devices, infos)
         await self.worker.start("127.0.0.1", 0)
-        # default liveness pings: clients in the test thread hold the GIL for a while at times
+        # lenient liveness (1 s of silence): clients in the test thread hold the GIL for a
+        # while at times, and the worker shares the controller's loop
         self.ctrl = ControllerService(
             make_policy("clockwork"),
             [("127.0.0.1", self.worker.port)],
+            ping_interval_s=0.2,
+            silence_pings=5,
             connect_backoff_s=(0.02, 0.2),
         )
         self.metrics = ServingMetrics()

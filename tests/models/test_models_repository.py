@@ -206,6 +206,46 @@ def test_weights_file_outside_repository(tiny_repo: Path, edit_config: EditConfi
     assert str(path) in str(info.value)
 
 
+def test_a_model_directory_symlinked_outside_is_refused(tiny_repo: Path) -> None:
+    # a valid model, moved out of the repository and linked back in
+    outside = tiny_repo.parent / "elsewhere"
+    (tiny_repo / "transformer-0001").rename(outside)
+    (tiny_repo / "transformer-0001").symlink_to(outside, target_is_directory=True)
+    repo = ModelRepository(tiny_repo)
+    with pytest.raises(ModelRepositoryError, match="points outside the repository") as info:
+        repo.load_config("transformer-0001")
+    assert str(outside) in str(info.value)
+    with pytest.raises(ModelRepositoryError, match="outside the repository"):
+        repo.build_module("transformer-0001", 1)
+    # a scan skips it with that error and keeps the others
+    assert sorted(repo.scan()) == sorted(["transformer-0000", *MOBILENETS])
+    (error,) = repo.scan_errors()
+    assert error.model == "transformer-0001" and "outside the repository" in str(error)
+
+
+def test_a_weights_file_symlinked_outside_is_refused(tiny_repo: Path) -> None:
+    weights = tiny_repo / "transformer-0000" / "1" / "model.safetensors"
+    outside = tiny_repo.parent / "outside.safetensors"
+    weights.rename(outside)
+    weights.symlink_to(outside)
+    with pytest.raises(ModelRepositoryError, match="outside the repository") as info:
+        ModelRepository(tiny_repo).load_config("transformer-0000")
+    assert str(weights) in str(info.value)
+
+
+def test_links_that_stay_inside_the_repository_are_followed(tiny_repo: Path) -> None:
+    # a model directory linked from another name inside the repository is that model...
+    (tiny_repo / "_store").mkdir()
+    (tiny_repo / "transformer-0001").rename(tiny_repo / "_store" / "transformer-0001")
+    (tiny_repo / "transformer-0001").symlink_to(Path("_store") / "transformer-0001")
+    # ...and a repository reached through a link is still itself
+    link = tiny_repo.parent / "repo-link"
+    link.symlink_to(tiny_repo, target_is_directory=True)
+    repo = ModelRepository(link)
+    assert sorted(repo.scan()) == sorted(TRANSFORMERS + MOBILENETS)
+    assert repo.scan_errors() == []
+
+
 def _rewrite_weights(path: Path, change: Any) -> None:
     tensors = {k: v.clone() for k, v in load_file(path).items()}  # not mapped: path is rewritten
     change(tensors)

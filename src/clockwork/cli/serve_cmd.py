@@ -5,7 +5,8 @@ A controller with the Open Inference Protocol front door (HTTP on ``--http-port`
 on CUDA if present, else the CPU) serving ``--repository``. Without ``--repository`` a demo
 repository (``demo-repo/``: four small MobileNetV2 models) is created on first run; models without
 a profile for the local device are profiled once before serving. ``--workers`` attaches remote
-workers besides (``--no-local-worker``: only those).
+workers besides (``--no-local-worker``: only those). Once joined, the local worker is started
+again whenever it exits (``clockwork.service.supervisor``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from clockwork.transport.cluster_secret import add_secret_arguments, child_env, 
 if TYPE_CHECKING:  # imported lazily at run time: `clockwork --help` stays fast
     from clockwork.frontend.server import ControllerModelServer
     from clockwork.service.controller_service import ControllerService
+    from clockwork.service.supervisor import ChildSupervisor
 
 DEMO_REPOSITORY = Path("demo-repo")
 DEMO_ARCH = "mobilenet_v2"
@@ -42,6 +44,9 @@ LOCAL_JOIN_TIMEOUT_S = 900.0
 # the longest the banner waits for the warm start
 WARM_WAIT_S = 60.0
 REMOTE_JOIN_WAIT_S = 10.0
+#: reconnect attempts to a worker that went away back off at most to this: a restarted local
+#: worker rejoins within this of listening again (a refused connect costs next to nothing)
+RECONNECT_BACKOFF_S = (0.05, 0.5)
 
 log = logging.getLogger("clockwork.serve")
 
@@ -166,6 +171,7 @@ def _check_port(name: str, port: int, allow_zero: bool = False) -> None:
 def run(args: argparse.Namespace) -> int:
     from clockwork.cli.worker_cmd import parse_address
     from clockwork.service.bench_cluster import free_ports, spawn_child
+    from clockwork.service.supervisor import ChildSupervisor
     from clockwork.transport import loop_factory
 
     logging.basicConfig(
@@ -193,7 +199,8 @@ def run(args: argparse.Namespace) -> int:
         elif not repository.is_dir():
             raise ConfigurationError(f"--repository {repository}: no such directory")
 
-    worker: subprocess.Popen[bytes] | None = None
+    # the local worker: restarted the same way, on the same port, whenever it exits
+    worker: ChildSupervisor | None = None
     addresses = list(remote)
     if not args.no_local_worker:
         (port,) = free_ports(1)
@@ -216,7 +223,11 @@ def run(args: argparse.Namespace) -> int:
             str(args.threads),
             "--profile-missing",
         ]
-        worker = spawn_child(command, None, child_env(secret))
+
+        def spawn() -> subprocess.Popen[bytes]:
+            return spawn_child(command, None, child_env(secret))
+
+        worker = ChildSupervisor(spawn, "the local worker", proc=spawn())
         addresses.insert(0, ("127.0.0.1", port))
     try:
         with asyncio.Runner(loop_factory=loop_factory(not args.no_uvloop)) as runner:
@@ -225,17 +236,18 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         if worker is not None:
-            _stop(worker)
+            worker.stop()
     return 0
 
 
 async def _serve(
     args: argparse.Namespace,
     addresses: list[tuple[str, int]],
-    worker: subprocess.Popen[bytes] | None,
+    worker: ChildSupervisor | None,
     secret: bytes | None = None,
 ) -> None:
     from clockwork.core.units import NS_PER_MS
+    from clockwork.frontend.availability import repository_model_names
     from clockwork.frontend.decode_pool import DecodePool
     from clockwork.frontend.grpc_server import start_grpc
     from clockwork.frontend.http_server import start_http
@@ -253,6 +265,7 @@ async def _serve(
         addresses,
         default_slo_ns=round(args.default_slo_ms * NS_PER_MS),
         link_secret=secret,
+        connect_backoff_s=RECONNECT_BACKOFF_S,
     )
     metrics = ServingMetrics()
     attach_observer(controller, metrics)
@@ -265,7 +278,12 @@ async def _serve(
         telemetry.attach(controller)
         telemetry.start(time.monotonic_ns())
         files = LogFiles(telemetry, args.log_dir)
-    server = ControllerModelServer(controller, metrics)
+    # the repository names its models before the local worker joins: until then they are
+    # unavailable (503), not unknown (404)
+    expected = (
+        repository_model_names(args.repository or DEMO_REPOSITORY) if worker is not None else ()
+    )
+    server = ControllerModelServer(controller, metrics, expected)
     max_bytes = round(args.max_body_mb * 2**20)
     door = Door(limits_from_args(args))  # one for both protocols: the caps are the server's
     stop = asyncio.Event()
@@ -292,6 +310,7 @@ async def _serve(
         await controller.close()
         raise ConfigurationError(f"HTTP on {args.host}:{args.http_port}: {e.strerror or e}") from e
     grpc_server = None
+    supervision: asyncio.Task[None] | None = None
     try:
         if args.grpc_port:
             try:
@@ -307,7 +326,9 @@ async def _serve(
             except (OSError, RuntimeError) as e:
                 raise ConfigurationError(f"gRPC on {args.host}:{args.grpc_port}: {e}") from e
         if worker is not None:
-            await _wait_local_worker(controller, worker, stop)
+            await _wait_local_worker(controller, worker.start(), stop)
+            # joined once: from now on an exit is a crash to recover from, not a bad setup
+            supervision = asyncio.create_task(worker.run(), name="supervise the local worker")
             await _wait_warm(controller, stop)
         else:
             # remote workers only: the banner names their models once one has joined
@@ -325,13 +346,11 @@ async def _serve(
                 await asyncio.wait_for(stop.wait(), args.status_interval or None)
             if status is not None and not stop.is_set():
                 print(status.line(), file=sys.stderr, flush=True)
-            if worker is not None and worker.poll() is not None:
-                log.error(
-                    "the local worker exited with code %s; serving the others", worker.returncode
-                )
-                worker = None
     finally:
         print("shutting down", file=sys.stderr, flush=True)
+        if supervision is not None:
+            supervision.cancel()
+            await asyncio.gather(supervision, return_exceptions=True)
         if grpc_server is not None:
             await grpc_server.stop(1.0)
         await http.cleanup()
@@ -412,13 +431,3 @@ def _banner(args: argparse.Namespace, server: ControllerModelServer) -> None:
             )
     lines.append("Ctrl-C stops the server")
     print("\n".join(lines), file=sys.stderr, flush=True)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

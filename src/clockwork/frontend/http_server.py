@@ -50,6 +50,7 @@ from clockwork.frontend.http_door import DoorRunner, door_middleware
 from clockwork.frontend.inflate import inflate, normalise_encoding
 from clockwork.frontend.limits import Door
 from clockwork.frontend.parameters import MAX_INT64, int_param, invalid
+from clockwork.frontend.protocol_log import protocol_logger
 from clockwork.frontend.reply_cost import ReplyCost
 from clockwork.frontend.tensor_codec import bad, classify, from_json, from_raw, to_json, to_raw
 from clockwork.frontend.tls import server_ssl_context
@@ -782,6 +783,7 @@ async def start_http(
         # bodies as sent: inflated with a bound by the decoder, off the loop (aiohttp would
         # inflate a gzip bomb whole, on the loop)
         auto_decompress=False,
+        logger=protocol_logger(),  # a malformed request: one line, not a traceback
     )
     await runner.setup()
     try:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,9 @@ from clockwork.frontend.api import (
     RepositoryEntry,
     Tensor,
 )
+from clockwork.frontend.availability import Availability
 from clockwork.frontend.metrics import ServingMetrics
+from clockwork.frontend.single_flight import SingleFlight
 from clockwork.service.controller_service import ControllerClosedError, ControllerService
 
 log = logging.getLogger("clockwork.frontend.server")
@@ -68,14 +70,23 @@ def scheduler_priority(priority: int) -> int:
 
 class ControllerModelServer:
     """Serve the models of ``controller``. ``metrics`` (attached to the controller's hooks by
-    the caller) answers ``statistics`` and ``metrics_text``."""
+    the caller) answers ``statistics`` and ``metrics_text``. ``expected_models``: the models
+    the deployment names before its workers join (see ``availability``)."""
 
     name = "clockwork"
     version = __version__
 
-    def __init__(self, controller: ControllerService, metrics: ServingMetrics) -> None:
+    def __init__(
+        self,
+        controller: ControllerService,
+        metrics: ServingMetrics,
+        expected_models: Iterable[str] = (),
+    ) -> None:
         self.controller = controller
         self.metrics = metrics
+        self.availability = Availability(controller, expected_models)
+        # concurrent loads of unknown names share one rescan
+        self._rescan = SingleFlight(self._rescan_models)
 
     # ----------------------------------------------------------------- health and metadata
 
@@ -92,11 +103,7 @@ class ControllerModelServer:
         if info is None:
             info = self.controller.removed_models.get(model)
         if info is None:
-            raise FrontendError(
-                ErrorKind.NOT_FOUND,
-                f"unknown model {model!r}",
-                ResponseStatus.MODEL_NOT_FOUND.value,
-            )
+            raise self.availability.unknown(model)
         if version:
             versions = _versions(info.signature)
             if version not in versions:
@@ -117,8 +124,13 @@ class ControllerModelServer:
         )
 
     def model_ready(self, model: str, version: str = "") -> bool:
-        _, registered = self._info(model, version)
-        return registered and self.ready()
+        try:
+            _, registered = self._info(model, version)
+        except FrontendError as e:
+            if e.kind is ErrorKind.UNAVAILABLE:  # workers still joining: not ready (yet)
+                return False
+            raise
+        return registered and not self.availability.why_unavailable(model)
 
     def model_config(self, model: str, version: str = "") -> Mapping[str, object]:
         info, _ = self._info(model, version)
@@ -163,6 +175,9 @@ class ControllerModelServer:
                 f"model {call.model!r}: {_EMPTY_SIGNATURE_NOTE}",
                 "MODEL_NOT_READY",
             )
+        why = self.availability.why_unavailable(call.model)
+        if why:
+            raise self.availability.not_ready(call.model, why)
         samples = _check_inputs(call, sig)
         wanted = _check_outputs(call, sig)
         timeout_ns = _timeout_ns(call.timeout_us)
@@ -198,14 +213,24 @@ class ControllerModelServer:
     # ----------------------------------------------------------------- repository
 
     def repository_index(self, ready_only: bool = False) -> Sequence[RepositoryEntry]:
-        entries = [
-            RepositoryEntry(n, _latest(i), ModelState.READY)
-            for n, i in self.controller.models.items()
-        ]
+        availability = self.availability
+        entries = []
+        for n, i in self.controller.models.items():
+            why = availability.why_unavailable(n)
+            if not why:
+                entries.append(RepositoryEntry(n, _latest(i), ModelState.READY))
+            elif not ready_only:
+                entries.append(RepositoryEntry(n, _latest(i), ModelState.UNAVAILABLE, why))
         if not ready_only:
+            removed = self.controller.removed_models
             entries += [
                 RepositoryEntry(n, _latest(i), ModelState.UNAVAILABLE, "unloaded")
-                for n, i in self.controller.removed_models.items()
+                for n, i in removed.items()
+            ]
+            entries += [
+                RepositoryEntry(n, "", ModelState.UNAVAILABLE, availability.why_unregistered(n))
+                for n in availability.expected_models
+                if n not in self.controller.models and n not in removed
             ]
         return sorted(entries, key=lambda e: e.name)
 
@@ -214,13 +239,17 @@ class ControllerModelServer:
         workers rescan their repositories (a model directory copied in while serving)."""
         known = model in self.controller.models or model in self.controller.removed_models
         if not known:
-            added = await self.controller.rescan_models()
-            if added:
-                log.info("repository rescan added %s", ", ".join(added))
+            await self._rescan()
         _, registered = self._info(model, "")
         if not registered:
             self.controller.restore_model(model)
             log.info("model %s loaded (registered again)", model)
+
+    async def _rescan_models(self) -> list[str]:
+        added = await self.controller.rescan_models()
+        if added:
+            log.info("repository rescan added %s", ", ".join(added))
+        return added
 
     async def unload_model(self, model: str) -> None:
         _, registered = self._info(model, "")

@@ -151,17 +151,44 @@ def from_json(
         if not all(isinstance(x, bool) for x in flat):
             raise bad(tensor, "BOOL data must be true or false")
     elif dt.kind in "iu":
-        if not all(type(x) is int for x in flat):
-            raise bad(tensor, f"{datatype} data must be integers")
         info = np.iinfo(dt)
+        if not all(type(x) is int for x in flat):
+            # orjson reads an integer beyond 64 bits as a float: say what the client sent
+            if any(
+                type(x) is float and x.is_integer() and not info.min <= x <= info.max for x in flat
+            ):
+                raise bad(tensor, f"{datatype} data out of range [{info.min}, {info.max}]")
+            raise bad(tensor, f"{datatype} data must be integers")
         if flat and (min(flat) < info.min or max(flat) > info.max):
             raise bad(tensor, f"{datatype} data out of range [{info.min}, {info.max}]")
     elif not all(type(x) in (int, float) for x in flat):
         raise bad(tensor, f"{datatype} data must be numbers")
     try:
-        return np.asarray(flat, dtype=dt).reshape(dims)
+        with np.errstate(over="ignore"):
+            array = np.asarray(flat, dtype=dt).reshape(dims)
     except (OverflowError, ValueError) as e:
         raise bad(tensor, f"data does not fit {datatype}: {e}") from e
+    if dt.kind == "f":
+        _check_finite(array, flat, datatype, tensor)
+    return array
+
+
+def _check_finite(
+    array: npt.NDArray[np.generic], data: list[Any], datatype: str, tensor: str
+) -> None:
+    """Refuse NaN and infinities (not JSON numbers; Python's parser lets them through) and
+    finite numbers too large for the datatype (they would become infinities)."""
+    if np.isfinite(array).all():
+        return
+    for i, x in enumerate(data):
+        if not math.isfinite(x):
+            raise bad(
+                tensor,
+                f"element {i} is {x}: NaN and infinities (or numbers beyond a double, "
+                "which parse as infinities) are not allowed",
+            )
+    largest = float(np.finfo(NUMPY_DTYPES[datatype]).max)
+    raise bad(tensor, f"{datatype} data out of range [{-largest:g}, {largest:g}]")
 
 
 _FLOAT_TYPES: Final = frozenset((int, float))
@@ -183,9 +210,13 @@ def _from_flat_numbers(
         if min(data) < info.min or max(data) > info.max:
             raise bad(tensor, f"{datatype} data out of range [{info.min}, {info.max}]")
     try:
-        return np.array(data, dtype=dt).reshape(dims)
+        with np.errstate(over="ignore"):
+            array = np.array(data, dtype=dt).reshape(dims)
     except (OverflowError, ValueError):
         return None
+    if dt.kind == "f":
+        _check_finite(array, data, datatype, tensor)
+    return array
 
 
 def _flatten(data: object, tensor: str) -> list[Any]:

@@ -157,6 +157,13 @@ class ModelRepository:
         path = model_dir / CONFIG_FILE
         if not model_dir.is_dir():
             raise UnknownModelError(model_dir, "no such model directory", name)
+        if not self._inside(model_dir):
+            # a symlink (or a link above it) to elsewhere: the repository owns what it serves
+            raise ModelRepositoryError(
+                model_dir,
+                f"model directory points outside the repository (to {model_dir.resolve()})",
+                name,
+            )
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -188,10 +195,13 @@ class ModelRepository:
             )
         if config.weights_file is None:
             path = model_dir / str(version) / WEIGHTS_FILE
+            if not self._inside(path):
+                raise ModelRepositoryError(
+                    path, "weights file points outside the repository", config.name
+                )
         else:
             path = model_dir / config.weights_file
-            inside = os.path.commonpath([path.resolve(), self._root.resolve()])
-            if Path(inside) != self._root.resolve():
+            if not self._inside(path):
                 raise ModelRepositoryError(
                     model_dir / CONFIG_FILE,
                     f"weights_file {config.weights_file!r} points outside the repository",
@@ -200,6 +210,11 @@ class ModelRepository:
         if not path.is_file():
             raise ModelRepositoryError(path, "missing weights file", config.name)
         return path
+
+    def _inside(self, path: Path) -> bool:
+        """Whether ``path``, with every link on the way followed, is under the repository."""
+        root = self._root.resolve()
+        return Path(os.path.commonpath([path.resolve(), root])) == root
 
     def _layout(self, config: ModelConfig) -> Layout:
         key = _arch_key(config)

@@ -69,10 +69,26 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
             s.close()
 
 
+def _find_prctl() -> Callable[..., int] | None:
+    if sys.platform != "linux":
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+# looked up here, not in the child: between fork and exec the child must take no lock (the
+# loader's included) that another thread of ours may have held at the fork
+_PRCTL = _find_prctl()
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     """Linux: ask for SIGTERM when the parent dies (PR_SET_PDEATHSIG)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+    if _PRCTL is not None:
+        with contextlib.suppress(Exception):
+            _PRCTL(1, signal.SIGTERM, 0, 0, 0)
 
 
 def spawn_child(
@@ -89,7 +105,7 @@ def spawn_child(
         stdout=out,
         stderr=out,
         start_new_session=True,
-        # started before the event loop runs, so no other thread can hold a lock at fork
+        # runs only a ctypes call found beforehand: safe with other threads running
         preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
     )
 

@@ -81,8 +81,8 @@ class ControllerService:
         clock_ns: Callable[[], int] = time.monotonic_ns,
         *,
         controller_id: str = "controller",
-        ping_interval_s: float = 0.2,
-        silence_pings: int = 5,
+        ping_interval_s: float = 0.025,
+        silence_pings: int = 8,
         sync_pings: int = 5,
         connect_backoff_s: tuple[float, float] = (0.05, 2.0),
         handshake_timeout_s: float = 5.0,
@@ -184,6 +184,11 @@ class ControllerService:
     def workers(self) -> tuple[str, ...]:
         """The ids of the workers joined now."""
         return tuple(self._joined)
+
+    @property
+    def configured_workers(self) -> int:
+        """How many worker addresses this controller connects to."""
+        return len(self._links)
 
     @property
     def models(self) -> Mapping[str, ModelInfo]:

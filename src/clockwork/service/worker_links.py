@@ -131,8 +131,9 @@ class TcpConnector:
 class LinkTiming:
     """How a link paces itself."""
 
-    ping_interval_s: float = 0.2
-    silence_pings: int = 5
+    # a stalled worker is lost within 250 ms: silent for 8 pings of 25 ms
+    ping_interval_s: float = 0.025
+    silence_pings: int = 8
     sync_pings: int = 5
     connect_backoff_s: tuple[float, float] = (0.05, 2.0)
     handshake_timeout_s: float = 5.0
@@ -391,6 +392,12 @@ class WorkerLink:
         while True:
             await asyncio.sleep(interval_s)
             silent_ns = self._clock() - self.last_rx_ns
+            if silent_ns > silence_ns:
+                # this loop may be what stalled (its wake-up late): what the worker sent
+                # meanwhile is read first, and counts
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
+                silent_ns = self._clock() - self.last_rx_ns
             if silent_ns > silence_ns:
                 conn.abort(f"worker silent for {silent_ns / NS_PER_S:.2f} s")
                 return
