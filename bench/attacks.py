@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import gzip
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -73,8 +75,11 @@ def progress(msg: str) -> None:
 class Cluster:
     """The emulated worker and ``clockwork serve`` in front of it."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, slowdown: float = 1.0) -> None:
         self.out = out
+        self.profile = _profile(out, slowdown)
+        # the worker and the server share a cluster secret (the link's handshake needs one)
+        self.env = {**os.environ, "CLOCKWORK_CLUSTER_SECRET": secrets.token_hex(32)}
         self.worker_port = free_port()
         self.port = free_port()
         self.worker = self._start_worker()
@@ -98,6 +103,7 @@ class Cluster:
                 stdout=f,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
+                env=self.env,
             )
         deadline = time.monotonic() + 120
         while READY_LINE not in self.log.read_text(errors="replace"):
@@ -115,7 +121,7 @@ class Cluster:
                 "--backend",
                 "emulated",
                 "--profile",
-                PROFILE,
+                self.profile,
                 "--models",
                 "4",
                 "--id",
@@ -126,6 +132,7 @@ class Cluster:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
+            env=self.env,
         )
 
     def kill_worker(self) -> None:
@@ -136,11 +143,17 @@ class Cluster:
         self.worker = self._start_worker()
 
     def rss_bytes(self) -> int:
-        with open(f"/proc/{self.server.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        return 0
+        """The server's RSS with its children's (the decode processes)."""
+        total = 0
+        for pid in [self.server.pid, *_children(self.server.pid)]:
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1]) * 1024
+            except OSError:
+                continue
+        return total
 
     def close(self) -> None:
         for proc in (self.server, self.worker):
@@ -150,6 +163,30 @@ class Cluster:
                     proc.wait(30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+
+
+def _profile(out: Path, slowdown: float) -> str:
+    """The worker's profile: the shipped one, or a copy ``slowdown`` times slower (a device
+    whose 10x flood a 2-core machine can still carry: the client and the server share it)."""
+    if slowdown == 1.0:
+        return PROFILE
+    from importlib import resources
+
+    data = json.loads(resources.files("clockwork.profiles").joinpath(f"{PROFILE}.json").read_text())
+    data["load_ns"] = round(data["load_ns"] * slowdown)
+    data["exec_ns"] = {b: round(ns * slowdown) for b, ns in data["exec_ns"].items()}
+    data["measured"] = {**data["measured"], "how": f"the shipped profile, {slowdown}x slower"}
+    path = out / f"attacks-profile-x{slowdown:g}.json"
+    path.write_text(json.dumps(data, indent=2))
+    return str(path)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
 
 
 class RssSampler:
@@ -226,13 +263,26 @@ async def http(port: int, raw: bytes, timeout_s: float = 10.0) -> tuple[int | No
             if name.lower() == "content-length":
                 length = int(value)
         if length:
-            await asyncio.wait_for(reader.readexactly(length), timeout_s)
+            body = await asyncio.wait_for(reader.readexactly(length), timeout_s)
+            if status >= 400:
+                REASONS[_reason(status, body)] += 1
         return status, took
     except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError):
         return None, time.monotonic() - t0
     finally:
         if writer is not None:
             writer.close()
+
+
+#: "status reason" of every error answer read (the JSON body's ``reason``), for the row's table
+REASONS: collections.Counter[str] = collections.Counter()
+
+
+def _reason(status: int, body: bytes) -> str:
+    try:
+        return f"{status} {json.loads(body).get('reason', '?')}"
+    except (ValueError, AttributeError):
+        return f"{status} ?"
 
 
 def request(path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
@@ -515,6 +565,7 @@ async def run_row(
 
     prober = asyncio.create_task(probe())
     tally = Tally()
+    reasons_before = collections.Counter(REASONS)
     attack = ATTACKS[name]
     t0 = time.monotonic()
     if name == "killed-worker":
@@ -539,6 +590,7 @@ async def run_row(
         "duration_s": round(took, 1),
         **{k: v for k, v in asdict(tally).items() if k != "refusal_s"},
         "refusals": len(tally.refusal_s),
+        "reasons": dict(REASONS - reasons_before),
         "refusal_p99_ms": _ms(quantile(tally.refusal_s, 0.99)),
         "refusal_p50_ms": _ms(quantile(tally.refusal_s, 0.5)),
         "rss_before_mb": round(rss_before / 2**20),
@@ -553,7 +605,7 @@ async def run_row(
         f"{name}: sent {tally.sent} answered {tally.answered} lost {tally.lost} "
         f"5xx {tally.errors_5xx} statuses {tally.statuses} rss {row['rss_before_mb']}/"
         f"{row['rss_peak_mb']}/{row['rss_after_mb']} MB refusal p99 {row['refusal_p99_ms']} ms "
-        f"recovery {row['recovery_s']} s"
+        f"recovery {row['recovery_s']} s; error answers by reason {row['reasons']}"
     )
     return row
 
@@ -617,9 +669,16 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--flood-s", type=float, default=5.0)
     p.add_argument("--only", default="", help="comma-separated rows to run")
+    p.add_argument(
+        "--slowdown",
+        type=float,
+        default=1.0,
+        help="run the emulated device this many times slower (a 10x flood the machine can carry)",
+    )
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    cluster = Cluster(args.out)
+    args.out.mkdir(parents=True, exist_ok=True)
+    cluster = Cluster(args.out, args.slowdown)
     try:
         rows = asyncio.run(main_async(args, cluster))
     finally:

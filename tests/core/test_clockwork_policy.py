@@ -657,3 +657,57 @@ def test_a_result_that_does_not_come_back_is_refused_at_the_deadline() -> None:
     assert not out.responses
     status, _ = _serve_one(s, 2, t + 501 * MS, slo_ms=4, run_ms=2)
     assert status is ResponseStatus.SUCCESS  # and the 500 ms run did not lock the model out
+
+
+def _drive(s: ClockworkPolicy, out: SchedulerOutput, now: int, until: int) -> list[ResponseStatus]:
+    """Run every Infer planned (``out``: the poll at ``now``, and those after) to its expected
+    end until ``until``; the statuses answered after ``out``."""
+    statuses: list[ResponseStatus] = []
+    running: list[tuple[int, Infer]] = []
+    free_at: dict[DeviceId, int] = {}  # a device's executor runs its Infers one at a time
+    first = True
+    while now <= until:
+        if not first:
+            out = s.poll(now)
+            statuses += [r.status for r in out.responses]
+        first = False
+        for a in only(out, Infer):
+            start = max(now, a.earliest_ns, free_at.get(a.device, 0))
+            free_at[a.device] = start + a.expected_duration_ns
+            running.append((start + a.expected_duration_ns, a))
+        running.sort(key=lambda x: x[0])
+        wake = out.wake_at_ns
+        nxt = min([e for e, _ in running[:1]] + ([wake] if wake is not None else []), default=None)
+        if nxt is None:
+            break
+        now = max(now + 1, nxt)
+        while running and running[0][0] <= now:
+            end, a = running.pop(0)
+            s.handle(finish(a, end - a.expected_duration_ns, end), end)
+    return statuses
+
+
+@pytest.mark.parametrize("admission", [True, False])
+def test_backlog_beyond_what_the_holders_can_run_is_refused_at_arrival(admission: bool) -> None:
+    config = ClockworkConfig(
+        result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=admission
+    )
+    s = make({"a": profile()}, config=config)
+    t = warm(s, "a")
+    # 60 requests at once, 20 ms to go: batches of 8 (6 ms) three times and one of 1 (2 ms)
+    # fit, 25 requests: no schedule serves more
+    for rid in range(60):
+        s.handle(req(rid, "a", t, slo_ms=20), t)
+    out = s.poll(t)
+    at_once = out.responses
+    if admission:
+        assert [r.status for r in at_once] == [ResponseStatus.OVERLOADED] * 35
+        assert {r.request_id for r in at_once} == set(range(25, 60))  # the newest
+        assert "25 requests of a are queued ahead" in at_once[0].detail
+    else:
+        assert not at_once
+    later = _drive(s, out, t, t + 40 * MS)
+    # the same 25 served either way: admission only answers the rest sooner
+    assert later.count(ResponseStatus.SUCCESS) == 25
+    assert later.count(ResponseStatus.OVERLOADED) == (0 if admission else 35)
+    assert s.pending_requests() == 0

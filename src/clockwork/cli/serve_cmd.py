@@ -138,7 +138,9 @@ def policy_from_warm_args(args: argparse.Namespace) -> PolicyBase:
     first = tuple(n.strip() for n in args.warm.split(",") if n.strip())
     if args.no_warm and first:
         raise ConfigurationError("--warm and --no-warm contradict each other")
-    return make_policy(args.policy, warm_start=not args.no_warm, warm_first=first)
+    return make_policy(
+        args.policy, warm_start=not args.no_warm, warm_first=first, backlog_admission=True
+    )
 
 
 def ensure_demo_repository(root: Path) -> None:

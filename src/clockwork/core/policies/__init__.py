@@ -16,12 +16,23 @@ POLICIES: dict[str, Callable[[], PolicyBase]] = {
 
 
 def make_policy(
-    name: str, *, warm_start: bool = False, warm_first: tuple[str, ...] = ()
+    name: str,
+    *,
+    warm_start: bool = False,
+    warm_first: tuple[str, ...] = (),
+    backlog_admission: bool = False,
 ) -> PolicyBase:
     """The named policy with its defaults; a serving process warms its cache at start
-    (``ClockworkConfig.warm_start``; the reactive policy loads only on a miss)."""
-    if name == "clockwork" and (warm_start or warm_first):
-        return ClockworkPolicy(ClockworkConfig(warm_start=warm_start, warm_first=warm_first))
+    (``ClockworkConfig.warm_start``; the reactive policy loads only on a miss) and refuses
+    at arrival what its backlog cannot serve in time (``backlog_admission``)."""
+    if name == "clockwork" and (warm_start or warm_first or backlog_admission):
+        return ClockworkPolicy(
+            ClockworkConfig(
+                warm_start=warm_start,
+                warm_first=warm_first,
+                backlog_admission=backlog_admission,
+            )
+        )
     try:
         return POLICIES[name]()
     except KeyError:

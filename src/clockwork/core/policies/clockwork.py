@@ -110,6 +110,13 @@ class ClockworkConfig:
     # workloads (the paper's) start cold
     warm_start: bool = False
     warm_first: tuple[str, ...] = ()
+    # refuse a request at arrival (OVERLOADED) when more requests of its model are queued ahead
+    # of it than the devices holding the model could run before its deadline, even with nothing
+    # else to run (an upper bound: no request it refuses could have been served). Without it an
+    # overloaded model's requests wait until their latest start to be refused: most of their
+    # timeout, which the client spends waiting instead of retrying elsewhere. Off in the
+    # simulator (the paper's policy); a serving process turns it on
+    backlog_admission: bool = False
     estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
 
     def __post_init__(self) -> None:
@@ -437,11 +444,56 @@ class ClockworkPolicy(PolicyBase):
                 f"only {max(0, budget) / NS_PER_MS:.3f} ms are left",
             )
             return
+        if self.config.backlog_admission and m.queue and m.ready_on:
+            ahead = self._queued_ahead(m, r.deadline_ns)
+            if ahead:
+                can = self._capacity_by(m, r.deadline_ns - self.config.result_margin_ns, now_ns)
+                if ahead >= can:
+                    self.respond(
+                        p,
+                        ResponseStatus.OVERLOADED,
+                        now_ns,
+                        f"{ahead} requests of {m.name} are queued ahead of it; the devices "
+                        f"holding it could run at most {can} before its deadline",
+                    )
+                    return
         name = m.name
         was_candidate = name in self._cold or name in self._hot
         expires_ns = self._enqueue(p, m, now_ns)
         if self._settled_before_event and not moved:
             self._settle_arrival(m, expires_ns, was_candidate, now_ns)
+
+    @staticmethod
+    def _queued_ahead(m: _Model, deadline_ns: int) -> int:
+        """Requests of ``m`` queued that would run before one due at ``deadline_ns``."""
+        q = m.queue
+        if q[-1].request.deadline_ns <= deadline_ns:
+            return len(q)
+        return sum(1 for p in q if p.request.deadline_ns <= deadline_ns)
+
+    def _capacity_by(self, m: _Model, end_ns: int, now_ns: int) -> int:
+        """The most requests of ``m`` the devices holding it could run by ``end_ns``, each from
+        when it is free, in the largest batches that fit, with no other model's work: a bound
+        no schedule can beat."""
+        total = 0
+        by_kind = self.estimates[m.name]
+        for view in m.ready_on.values():
+            e = by_kind.get(view.kind_name)
+            if e is None:
+                continue
+            t = view.infer_free_at_ns if view.infer_free_at_ns > now_ns else now_ns
+            sizes = e.batch_sizes
+            for _ in range(256):  # batches back to back; a bound on the loop, not the answer
+                fit = 0
+                for b in reversed(sizes):
+                    if t + e.exec_ns(b) <= end_ns:
+                        fit = b
+                        break
+                if not fit:
+                    break
+                total += fit
+                t += e.exec_ns(fit)
+        return total
 
     def _need_ns(self, m: _Model) -> int:
         """The least time from now a request of ``m`` needs: batch 1, after a load if cold."""
