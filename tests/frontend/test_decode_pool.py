@@ -179,3 +179,23 @@ def test_the_loop_keeps_its_beat_while_the_pool_decodes() -> None:
     longest_gap_s = asyncio.run(main())
     # decoded in place, the loop would have stalled for all of it
     assert longest_gap_s < max(0.02, in_place_s / 3), (longest_gap_s, in_place_s)
+
+
+def test_an_input_larger_than_the_model_takes_is_refused_in_the_pool(
+    pooled: tuple[LiveServer, DecodePool],
+) -> None:
+    server, pool = pooled
+    # the fake's "add" takes 4 numbers a sample, 8 samples at most: 32 elements
+    n = 5000
+    body = json.dumps(
+        {
+            "inputs": [
+                {"name": "a", "shape": [1, n], "datatype": "FP32", "data": [0.5] * n},
+                {"name": "b", "shape": [1, n], "datatype": "FP32", "data": [0.5] * n},
+            ]
+        }
+    ).encode()
+    before = pool.offloaded
+    r = call((server, FakeModelServer()), "POST", "/v2/models/add/infer", body)
+    assert r.status == 400 and "at most 32" in r.json()["error"], r.body
+    assert pool.offloaded == before + 1

@@ -134,6 +134,10 @@ def add_warm_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+#: how long a thread may keep the interpreter from the timed loop (CPython's default: 5 ms)
+SWITCH_INTERVAL_S = 0.0005
+
+
 def policy_from_warm_args(args: argparse.Namespace) -> PolicyBase:
     first = tuple(n.strip() for n in args.warm.split(",") if n.strip())
     if args.no_warm and first:
@@ -262,6 +266,9 @@ async def _serve(
     from clockwork.service.telemetry import ControllerTelemetry, StatusLine
 
     pin_malloc_thresholds()  # bodies freed after a flood go back to the system
+    # the loop shares the interpreter with the decode pool's feeder and result threads: a
+    # thread that wants the lock waits up to this long for one running Python code
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     controller = ControllerService(
         policy_from_warm_args(args),
         addresses,

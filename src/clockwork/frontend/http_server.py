@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -308,12 +309,22 @@ def decode_http_infer(
     model: str,
     version: str,
     max_body_bytes: int,
+    max_input_elements: int | None = None,
 ) -> tuple[InferenceCall, OutputPlan]:
     """``decode_infer_request`` of ``body`` as sent (inflated first, with the bound): what the
-    decode pool runs."""
-    return decode_infer_request(
+    decode pool runs. An input of more than ``max_input_elements`` is a 400 here, before its
+    array is sent back."""
+    call, plan = decode_infer_request(
         inflate(body, encoding, max_body_bytes), header_length, model, version
     )
+    if max_input_elements is not None:
+        for t in call.inputs:
+            if t.data.size > max_input_elements:
+                raise invalid(
+                    f"input {t.name!r} has {t.data.size} elements; model {model!r} takes at "
+                    f"most {max_input_elements} (its largest input, times its max_batch_size)"
+                )
+    return call, plan
 
 
 def decode_json_object(
@@ -545,6 +556,21 @@ class _Routes:
                 )
         return body
 
+    def _input_bound(self, model: str, version: str) -> int | None:
+        """The most elements any input of ``model`` may hold (None: no bound known): a body
+        decoded elsewhere is checked against it there, so that what comes back to this loop is
+        in proportion to what the model can use."""
+        try:
+            meta = self.server.model_metadata(model, version)
+        except FrontendError:
+            return None  # the model server answers for an unknown model
+        per_sample = 0
+        for t in meta.inputs:
+            if any(d < 0 for d in t.shape):
+                return None
+            per_sample = max(per_sample, math.prod(t.shape))
+        return per_sample * max(1, meta.max_batch_size) if per_sample else None
+
     async def _json_object(self, request: web.Request, what: str) -> dict[str, Any]:
         """An optional JSON object body: empty means ``{}``."""
         body, encoding = await self._body(request)
@@ -601,8 +627,9 @@ class _Routes:
         model, version = self._model(request)
         body, encoding = await self._body(request)
         header_length = request.headers.get(HEADER_LENGTH)
+        size = _decoded_size(body, encoding, header_length)
         call, plan = await self.decoder.run(
-            _decoded_size(body, encoding, header_length),
+            size,
             decode_http_infer,
             body,
             encoding,
@@ -610,6 +637,7 @@ class _Routes:
             model,
             version,
             self.max_body_bytes,
+            None if self.decoder.in_place(size) else self._input_bound(model, version),
         )
         reply = self._reply_cost
         call = replace(call, overhead_ns=time.perf_counter_ns() - t0 + reply.margin_ns)
