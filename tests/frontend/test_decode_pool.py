@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,3 +200,28 @@ def test_an_input_larger_than_the_model_takes_is_refused_in_the_pool(
     r = call((server, FakeModelServer()), "POST", "/v2/models/add/infer", body)
     assert r.status == 400 and "at most 32" in r.json()["error"], r.body
     assert pool.offloaded == before + 1
+
+
+def test_large_bodies_reach_the_pool_through_shared_memory_that_is_then_removed(
+    pooled: tuple[LiveServer, DecodePool],
+) -> None:
+    server, pool = pooled
+
+    def segments() -> set[str]:
+        return {p.name for p in Path("/dev/shm").iterdir() if p.name.startswith("psm_")}
+
+    before, offloaded = segments(), pool.offloaded
+    fake = FakeModelServer()
+    ok = call((server, fake), "POST", "/v2/models/ident/infer", ident_request(3000))
+    bad = call((server, fake), "POST", "/v2/models/ident/infer", b"[" * 100_000)
+    bomb = call(
+        (server, fake),
+        "POST",
+        "/v2/models/ident/infer",
+        gzip.compress(b" " * (10 * 2**20)),
+        {"Content-Encoding": "gzip"},
+    )
+    assert ok.status == 200 and len(ok.json()["outputs"][0]["data"]) == 3000
+    assert bad.status == 400 and bomb.status == 413
+    assert pool.offloaded >= offloaded + 3
+    assert segments() <= before  # none left behind, whatever the outcome

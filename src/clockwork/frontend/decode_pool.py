@@ -76,6 +76,15 @@ class DecodePool:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
+    @property
+    def pooled(self) -> bool:
+        """Whether decode processes are running."""
+        return self._pool is not None
+
+    async def run_elsewhere(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args)`` in a decode process, whatever its size (``pooled`` must be True)."""
+        return await self.run(2**62, fn, *args, **kwargs)
+
     def in_place(self, size_bytes: int) -> bool:
         """Whether a body of ``size_bytes`` is decoded on the loop."""
         return self._pool is None or size_bytes <= self.inline_max_bytes

@@ -53,6 +53,7 @@ from clockwork.frontend.limits import Door
 from clockwork.frontend.parameters import MAX_INT64, int_param, invalid
 from clockwork.frontend.protocol_log import protocol_logger
 from clockwork.frontend.reply_cost import ReplyCost
+from clockwork.frontend.shared_body import AttachedBody, SharedBody
 from clockwork.frontend.tensor_codec import bad, classify, from_json, from_raw, to_json, to_raw
 from clockwork.frontend.tls import server_ssl_context
 
@@ -115,7 +116,7 @@ def _error_response(
 # --- request decoding ------------------------------------------------------------------------
 
 
-def _loads(body: bytes | bytearray, what: str) -> Any:
+def _loads(body: bytes | bytearray | memoryview, what: str) -> Any:
     try:
         # orjson parses a JSON image 3-4x faster than the standard library; what it refuses
         # (or reads differently: NaN, integers beyond 64 bits) goes to the standard parser,
@@ -124,7 +125,7 @@ def _loads(body: bytes | bytearray, what: str) -> Any:
     except orjson.JSONDecodeError:
         pass
     try:
-        return json.loads(body)
+        return json.loads(body if not isinstance(body, memoryview) else bytes(body))
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are both
         raise invalid(f"{what} is not valid JSON: {e}") from None
 
@@ -246,7 +247,7 @@ def _decode_outputs(
 
 
 def decode_infer_request(
-    body: bytes | bytearray, header_length: str | None, model: str, version: str
+    body: bytes | bytearray | memoryview, header_length: str | None, model: str, version: str
 ) -> tuple[InferenceCall, OutputPlan]:
     """An inference call from an HTTP body (JSON, or a JSON header of ``header_length`` bytes
     followed by binary tensors) and how its outputs are to be encoded."""
@@ -289,21 +290,22 @@ def decode_infer_request(
     return call, OutputPlan(binary_default, binary_outputs, classification)
 
 
-def _decoded_size(body: bytes | bytearray, encoding: str, header_length: str | None) -> int:
-    """What decoding ``body`` costs, in bytes of JSON to parse: an encoded body's is unknown
-    until inflated (so it counts as large), a binary body's is its JSON header's."""
+def _decode_cost(size_bytes: int, encoding: str, header_length: str | None) -> int:
+    """What decoding a body of ``size_bytes`` costs, in bytes of JSON to parse: an encoded
+    body's is unknown until inflated (so it counts as large), a binary body's is its JSON
+    header's."""
     if encoding != "identity":
         return 2**62
     if header_length is not None:
         try:
-            return max(0, min(len(body), int(header_length)))
+            return max(0, min(size_bytes, int(header_length)))
         except ValueError:
             return 0  # refused by the decoder, in place, at once
-    return len(body)
+    return size_bytes
 
 
 def decode_http_infer(
-    body: bytes | bytearray,
+    body: bytes | bytearray | memoryview,
     encoding: str,
     header_length: str | None,
     model: str,
@@ -327,14 +329,46 @@ def decode_http_infer(
     return call, plan
 
 
+def decode_shared_http_infer(
+    name: str,
+    size: int,
+    encoding: str,
+    header_length: str | None,
+    model: str,
+    version: str,
+    max_body_bytes: int,
+    max_input_elements: int | None,
+) -> tuple[InferenceCall, OutputPlan]:
+    """``decode_http_infer`` of a body in shared memory (``SharedBody``), read in place; the
+    arrays returned are copies (the segment goes away after this)."""
+    body = AttachedBody(name, size)
+    try:
+        call, plan = decode_http_infer(
+            body.view,
+            encoding,
+            header_length,
+            model,
+            version,
+            max_body_bytes,
+            max_input_elements,
+        )
+        owned = tuple(
+            t if t.data.flags.owndata else replace(t, data=t.data.copy()) for t in call.inputs
+        )
+        return replace(call, inputs=owned), plan
+    finally:
+        call = None  # type: ignore[assignment]
+        body.close()
+
+
 def decode_json_object(
     body: bytes | bytearray, encoding: str, max_body_bytes: int, what: str
 ) -> Any:
     """An optional JSON object body (empty means ``{}``), inflated first."""
-    body = inflate(body, encoding, max_body_bytes)
-    if not body.strip():
+    text = bytes(inflate(body, encoding, max_body_bytes))
+    if not text.strip():
         return {}
-    obj = _loads(body, what)
+    obj = _loads(text, what)
     if not isinstance(obj, dict):
         raise invalid(f"{what} must be a JSON object")
     return obj
@@ -489,8 +523,12 @@ class _Routes:
         self.openapi = _load_openapi()
         self._reply_cost = ReplyCost()
 
-    async def _body(self, request: web.Request) -> tuple[bytearray, str]:
-        """The body as sent and its encoding ("identity" once aiohttp has decoded it)."""
+    async def _body(
+        self, request: web.Request, header_length: str | None = None, shareable: bool = False
+    ) -> tuple[bytearray | SharedBody, str]:
+        """The body as sent and its encoding ("identity" once aiohttp has decoded it). With
+        ``shareable``, a body the decode pool will decode (its length, encoding and
+        ``header_length`` say so) is read into shared memory: the caller releases it."""
         header = request.headers.get("Content-Encoding")
         if self.inflate_bodies:
             encoding = normalise_encoding(header)
@@ -512,7 +550,13 @@ class _Routes:
         try:
             # aiohttp inflates what it was not told to leave alone: its length is unknown
             known = size if self.inflate_bodies or header is None else None
-            return await self._read(request, known), encoding
+            shared = (
+                shareable
+                and known is not None
+                and self.decoder.pooled
+                and not self.decoder.in_place(_decode_cost(known, encoding, header_length))
+            )
+            return await self._read(request, known, shared), encoding
         except (web.RequestPayloadError, HttpProcessingError, ConnectionError) as e:
             # a body that cannot be decoded (bad gzip, truncated chunks) or a client gone
             # mid-body: the stream is broken, so it is marked finished (aiohttp would otherwise
@@ -524,26 +568,34 @@ class _Routes:
                 ErrorKind.INVALID_ARGUMENT, f"request body cannot be read: {detail}", "BAD_BODY"
             ) from None
 
-    async def _read(self, request: web.Request, size: int | None) -> bytearray:
+    async def _read(
+        self, request: web.Request, size: int | None, shared: bool = False
+    ) -> bytearray | SharedBody:
         """The body, read into one buffer as it arrives (aiohttp's ``read`` copies a large body
-        once more at its end, on the loop); at most ``max_body_bytes``."""
+        once more at its end, on the loop), shared memory if ``shared``; at most
+        ``max_body_bytes``."""
         limit = self.max_body_bytes
         if size is not None:
-            body = bytearray(size)
-            view = memoryview(body)
-            got = 0
-            while chunk := await request.content.readany():
-                end = got + len(chunk)
-                if end > size:
-                    raise invalid(f"the body is longer than its Content-Length of {size} bytes")
-                view[got:end] = chunk
-                got = end
-            if got < size:
-                raise _BrokenBodyError(
-                    ErrorKind.INVALID_ARGUMENT,
-                    f"request body cannot be read: {got} of {size} bytes came",
-                    "BAD_BODY",
-                )
+            body: bytearray | SharedBody = SharedBody(size) if shared else bytearray(size)
+            view = body.view if isinstance(body, SharedBody) else memoryview(body)
+            try:
+                got = 0
+                while chunk := await request.content.readany():
+                    end = got + len(chunk)
+                    if end > size:
+                        raise invalid(f"the body is longer than its Content-Length of {size} bytes")
+                    view[got:end] = chunk
+                    got = end
+                if got < size:
+                    raise _BrokenBodyError(
+                        ErrorKind.INVALID_ARGUMENT,
+                        f"request body cannot be read: {got} of {size} bytes came",
+                        "BAD_BODY",
+                    )
+            except BaseException:
+                if isinstance(body, SharedBody):
+                    body.release()
+                raise
             return body
         body = bytearray()
         while chunk := await request.content.readany():
@@ -574,8 +626,9 @@ class _Routes:
     async def _json_object(self, request: web.Request, what: str) -> dict[str, Any]:
         """An optional JSON object body: empty means ``{}``."""
         body, encoding = await self._body(request)
+        assert not isinstance(body, SharedBody)
         return await self.decoder.run(
-            _decoded_size(body, encoding, None),
+            _decode_cost(len(body), encoding, None),
             decode_json_object,
             body,
             encoding,
@@ -625,20 +678,36 @@ class _Routes:
     async def infer(self, request: web.Request) -> web.Response:
         t0 = time.perf_counter_ns()
         model, version = self._model(request)
-        body, encoding = await self._body(request)
         header_length = request.headers.get(HEADER_LENGTH)
-        size = _decoded_size(body, encoding, header_length)
-        call, plan = await self.decoder.run(
-            size,
-            decode_http_infer,
-            body,
-            encoding,
-            header_length,
-            model,
-            version,
-            self.max_body_bytes,
-            None if self.decoder.in_place(size) else self._input_bound(model, version),
-        )
+        body, encoding = await self._body(request, header_length, shareable=True)
+        if isinstance(body, SharedBody):
+            try:
+                call, plan = await self.decoder.run_elsewhere(
+                    decode_shared_http_infer,
+                    body.name,
+                    body.size,
+                    encoding,
+                    header_length,
+                    model,
+                    version,
+                    self.max_body_bytes,
+                    self._input_bound(model, version),
+                )
+            finally:
+                body.release()
+        else:
+            cost = _decode_cost(len(body), encoding, header_length)
+            call, plan = await self.decoder.run(
+                cost,
+                decode_http_infer,
+                body,
+                encoding,
+                header_length,
+                model,
+                version,
+                self.max_body_bytes,
+                None if self.decoder.in_place(cost) else self._input_bound(model, version),
+            )
         reply = self._reply_cost
         call = replace(call, overhead_ns=time.perf_counter_ns() - t0 + reply.margin_ns)
         result = await self.server.infer(call)

@@ -31,7 +31,9 @@ def normalise_encoding(header: str | None) -> str:
     return encoding
 
 
-def inflate(body: bytes | bytearray, encoding: str, max_bytes: int) -> bytes | bytearray:
+def inflate(
+    body: bytes | bytearray | memoryview, encoding: str, max_bytes: int
+) -> bytes | bytearray | memoryview:
     """``body`` decoded; ``PAYLOAD_TOO_LARGE`` once the output would pass ``max_bytes``,
     ``BAD_BODY`` for a stream that is not ``encoding`` or is cut short."""
     if encoding == "identity":
@@ -46,7 +48,9 @@ def inflate(body: bytes | bytearray, encoding: str, max_bytes: int) -> bytes | b
         return _inflate(body, -zlib.MAX_WBITS, encoding, max_bytes)
 
 
-def _inflate(body: bytes | bytearray, wbits: int, encoding: str, max_bytes: int) -> bytes:
+def _inflate(
+    body: bytes | bytearray | memoryview, wbits: int, encoding: str, max_bytes: int
+) -> bytes:
     d = zlib.decompressobj(wbits)
     try:
         out = d.decompress(body, max_bytes + 1)
