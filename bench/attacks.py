@@ -534,6 +534,55 @@ def quantile(values: list[float], q: float) -> float | None:
 
 
 Attack = Callable[..., Awaitable[str]]
+
+
+async def largest_inputs(t: Target, tally: Tally, args: argparse.Namespace) -> str:
+    """The largest inputs the model accepts (its max batch, 16 x 602,112 bytes), as binary
+    tensors and as JSON, 4 at a time for ``--flood-s``: what the loop's lateness must survive."""
+    batch = 16
+    n = batch * t.width
+    payload = bytes(4 * n)
+    spec = {"name": t.input, "datatype": "FP32", "shape": [batch, t.width]}
+    params = {"timeout": 1_000_000, "binary_data_output": True}
+    header = json.dumps(
+        {
+            "inputs": [{**spec, "parameters": {"binary_data_size": len(payload)}}],
+            "parameters": params,
+        }
+    ).encode()
+    binary = request(
+        t.path,
+        header + payload,
+        {
+            "Inference-Header-Content-Length": str(len(header)),
+            "Content-Type": "application/octet-stream",
+        },
+    )
+    as_json = request(
+        t.path,
+        b'{"inputs": [{"name": "%s", "datatype": "FP32", "shape": [%d, %d], "data": ['
+        % (t.input.encode(), batch, t.width)
+        + b"0.5," * (n - 1)
+        + b'0.5]}], "parameters": {"timeout": 1000000}}',
+        {"Content-Type": "application/json"},
+    )
+    end = time.monotonic() + args.flood_s
+    sent = 0
+
+    async def one_client(raw: bytes) -> None:
+        nonlocal sent
+        while time.monotonic() < end:
+            status, took = await http(t.port, raw, 30)
+            tally.add(status, took)
+            sent += 1
+
+    await asyncio.gather(*(one_client(raw) for raw in (binary, binary, as_json, as_json)))
+    return (
+        f"{sent} requests of batch {batch}: binary ({len(binary) / 2**20:.1f} MiB) and JSON "
+        f"({len(as_json) / 2**20:.1f} MiB), 4 at a time for {args.flood_s:g} s"
+    )
+
+
 ATTACKS: dict[str, Attack] = {
     "gzip-bomb": gzip_bomb,
     "json-bomb": json_bomb,
@@ -542,6 +591,7 @@ ATTACKS: dict[str, Attack] = {
     "idle-connections": idle,
     "connection-flood": connection_flood,
     "killed-worker": killed_worker,
+    "largest-inputs": largest_inputs,
 }
 
 
