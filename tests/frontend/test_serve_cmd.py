@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -20,6 +19,8 @@ import pytest
 from clockwork.cli.main import main
 from clockwork.models.create import create_repository
 from clockwork.service.bench_cluster import free_ports
+
+from support.serve_process import serve_argv
 
 PARAMS = {"resolution": 32}
 
@@ -69,25 +70,7 @@ def served(
     http_port, grpc_port = free_ports(2)
     log = (root / "serve.log").open("wb")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "clockwork.cli.main",
-            "serve",
-            "--repository",
-            str(repo),
-            "--host",
-            "127.0.0.1",
-            "--http-port",
-            str(http_port),
-            "--grpc-port",
-            str(grpc_port),
-            "--device",
-            "cpu",
-            "--status-interval",
-            "0",
-            "--allow-model-control",
-        ],
+        serve_argv(repo, http_port, grpc_port, "--allow-model-control"),
         stdout=log,
         stderr=log,
         cwd=root,

@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -20,6 +19,8 @@ import pytest
 
 from clockwork.models.create import create_repository
 from clockwork.service.bench_cluster import free_ports
+
+from support.serve_process import serve_argv
 
 PARAMS = {"resolution": 32}
 MODEL = "mobilenet_v2-0000"
@@ -69,24 +70,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "clockwork.cli.main",
-                "serve",
-                "--repository",
-                str(repo),
-                "--host",
-                "127.0.0.1",
-                "--http-port",
-                str(http_port),
-                "--grpc-port",
-                str(grpc_port),
-                "--device",
-                "cpu",
-                "--status-interval",
-                "0",
-            ],
+            serve_argv(repo, http_port, grpc_port),
             stdout=out,
             stderr=out,
             cwd=tmp_path,

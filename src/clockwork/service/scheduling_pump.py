@@ -277,12 +277,7 @@ class SchedulingPump:
                     timer_delay_s(self._loop, -late_ns), self._on_wake
                 )
                 return
-            hook = self._observers.on_wake_lateness
-            if hook is not None:
-                try:
-                    hook(late_ns)
-                except Exception:
-                    log.exception("telemetry hook %r raised", hook)
+            self._observers.notify("on_wake_lateness", late_ns)
         self.run()
 
 

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,41 +48,19 @@ from clockwork.transport import (
     connect,
     pong_for,
 )
+from clockwork.transport.connection import Connection
 
 log = logging.getLogger("clockwork.service.controller")
 
 
-class LinkConnection(Protocol):
+class LinkConnection(Connection, Protocol):
     """What a link needs of a connection (``StreamConnection`` and ``MemoryConnection``)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def close_reason(self) -> str | None: ...
-
-    @property
-    def clock_sync(self) -> ClockSync | None: ...
-
-    async def send(self, msg: Message) -> None: ...
-
-    async def send_many(self, msgs: Sequence[Message]) -> list[tuple[Message, ProtocolError]]: ...
 
     def send_nowait(
         self, msgs: Sequence[Message]
     ) -> Sequence[tuple[Message, ProtocolError]] | None: ...
 
     def has_buffered_frame(self) -> bool: ...
-
-    async def recv(self) -> Message: ...
-
-    def close(self, reason: str = "closed locally") -> None: ...
-
-    def abort(self, reason: str = "aborted locally") -> None: ...
-
-    async def wait_closed(self) -> None: ...
-
-    def __aiter__(self) -> AsyncIterator[Message]: ...
 
 
 #: opens a connection to ``(host, port)`` whose messages are stamped with ``clock_ns`` and
