@@ -36,6 +36,10 @@ EXTENSIONS = (
 Parameter = bool | int | float | str
 
 
+#: the gRPC trailing metadata key that carries a refusal's ``reason`` (HTTP: the body's)
+REASON_METADATA_KEY = "clockwork-reason"
+
+
 class ErrorKind(enum.Enum):
     """Why a call failed, with its HTTP status and gRPC status code name."""
 

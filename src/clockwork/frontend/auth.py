@@ -308,7 +308,7 @@ class GrpcAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 def _refusing_handler(
     refusal: Refusal, request_streaming: bool, response_streaming: bool
 ) -> grpc.RpcMethodHandler:
-    from clockwork.frontend.grpc_server import REASON_METADATA_KEY
+    from clockwork.frontend.api import REASON_METADATA_KEY
 
     code = grpc.StatusCode[refusal.grpc_code]
     trailing = ((REASON_METADATA_KEY, refusal.reason),)

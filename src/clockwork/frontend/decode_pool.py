@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import importlib
 import logging
 import multiprocessing
 from collections.abc import Callable
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 #: millisecond, less than the round trip to a decode process
 DEFAULT_INLINE_MAX_BYTES = 64 * 1024
 
+#: what the front door's decoders need (named, not imported: they import this module)
+DECODERS = ("clockwork.frontend.http_server", "clockwork.frontend.grpc_server")
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -41,12 +45,18 @@ class DecodePool:
     have no loop to protect may). See the module docstring."""
 
     def __init__(
-        self, processes: int = 1, *, inline_max_bytes: int = DEFAULT_INLINE_MAX_BYTES
+        self,
+        processes: int = 1,
+        *,
+        inline_max_bytes: int = DEFAULT_INLINE_MAX_BYTES,
+        preload: tuple[str, ...] = DECODERS,
     ) -> None:
         if processes < 0 or inline_max_bytes < 0:
             raise ValueError("processes >= 0 and inline_max_bytes >= 0 required")
         self.processes = processes
         self.inline_max_bytes = inline_max_bytes
+        # modules each process imports at start, rather than its first request
+        self.preload = preload
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self.offloaded = 0
         self.inline = 0
@@ -68,7 +78,8 @@ class DecodePool:
         return concurrent.futures.ProcessPoolExecutor(
             self.processes,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_import_decoders,
+            initializer=_start_process,
+            initargs=(self.preload,),
         )
 
     def close(self) -> None:
@@ -120,10 +131,9 @@ def _call(fn: Callable[..., T], args: tuple[object, ...], kwargs: dict[str, obje
     return fn(*args, **kwargs)
 
 
-def _import_decoders() -> None:
+def _start_process(preload: tuple[str, ...]) -> None:
     from clockwork.service.malloc_tuning import pin_malloc_thresholds
 
     pin_malloc_thresholds()  # a bomb's buffers go back to the system once it is refused
-    # what every decode needs, imported once per process rather than by its first request
-    import clockwork.frontend.grpc_server
-    import clockwork.frontend.http_server  # noqa: F401
+    for module in preload:
+        importlib.import_module(module)

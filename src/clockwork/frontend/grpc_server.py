@@ -39,6 +39,7 @@ from google.protobuf.message import DecodeError
 
 from clockwork.frontend.api import (
     EXTENSIONS,
+    REASON_METADATA_KEY,
     DurationStat,
     FrontendError,
     InferenceCall,
@@ -77,8 +78,6 @@ __all__ = [
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 2**20
 SERVICE_NAME = "inference.GRPCInferenceService"
-#: trailing metadata of a refused call: the ``FrontendError``'s machine-readable reason
-REASON_METADATA_KEY = "clockwork-reason"
 
 # Triton carries timeout and priority as int64/uint64; bounding them keeps every later encoder
 # from failing on a client's huge integer (the same bound as the HTTP front door)
