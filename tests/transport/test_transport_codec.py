@@ -40,6 +40,7 @@ from clockwork.transport import (
     decode,
     encode,
 )
+from clockwork.transport.codec import OOB_MARK, encode_parts
 from clockwork.transport.messages import RescanRepository
 
 I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -446,3 +447,57 @@ def test_one_field_replaced_never_raises_anything_else(msg: Message, data: st.Da
     i = data.draw(st.integers(1, len(raw) - 1))
     raw[i] = data.draw(msgpack_values)
     decode_or_protocol_error(pack(raw))
+
+
+def _large_infer(n_inputs: int = 3) -> InferMsg:
+    arrays = [
+        {"x": np.full((1, 3, 64, 64), i, dtype=np.float32), "ids": np.arange(5, dtype=np.int64)}
+        for i in range(n_inputs)
+    ]  # 49 KB and 40 B each: over OOB_MIN_BYTES together
+    return InferMsg(
+        3,
+        Infer(1, DeviceId("w", 0), "m", n_inputs, tuple(range(n_inputs)), 0, 10, 5),
+        tuple(InferInputs.from_arrays(a) for a in arrays),
+    )
+
+
+def test_large_tensors_follow_the_message_uncopied_and_come_back_the_same() -> None:
+    msg = _large_infer()
+    parts = encode_parts(msg)
+    head, message, *data = parts
+    assert head[0] == OOB_MARK and len(data) == 6  # every tensor's data, in order
+    # the buffers written are the tensors' own memory, not copies of it
+    sources = [t.data for i in msg.inputs for t in i.tensors.values()]
+    for part, source in zip(data, sources, strict=True):
+        assert part is source
+    assert len(message) < 1000
+    back = decode(b"".join(parts))
+    assert back == msg
+    for got, want in zip(back.input_arrays(), (i.to_arrays() for i in msg.inputs), strict=True):
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name])
+    # small messages are one plain buffer, as before
+    small = InferMsg(3, msg.action, (InferInputs.from_arrays({"x": np.zeros(4)}),))
+    assert encode_parts(small) == [encode(small)]
+    outputs = ActionResultMsg(
+        4,
+        ActionResult(1, DeviceId("w", 0), "m", ActionStatus.SUCCESS, 0, 1, 2, 1),
+        tuple(InferOutputs.from_arrays({"y": np.ones((1, 20_000), np.float32)}) for _ in range(2)),
+    )
+    parts = encode_parts(outputs)
+    assert len(parts) == 4 and decode(b"".join(parts)) == outputs
+
+
+@pytest.mark.parametrize(
+    ("cut", "match"),
+    [
+        (lambda p: p[:3], "no head"),
+        (lambda p: p[:-1], "past its end"),
+        (lambda p: p + b"x", "left over"),
+        (lambda p: p[:1] + (10**9).to_bytes(4, "big") + p[5:], "a message of"),
+    ],
+)
+def test_a_broken_out_of_band_frame_names_the_problem(cut: Any, match: str) -> None:
+    payload = b"".join(encode_parts(_large_infer()))
+    with pytest.raises(ProtocolError, match=match):
+        decode(cut(payload))

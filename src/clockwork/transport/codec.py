@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -113,7 +114,22 @@ def _dev(d: DeviceId) -> list[Any]:
 
 
 def _tensor_map(tensors: Any) -> dict[str, list[Any]]:
-    return {name: [t.dtype, list(t.shape), t.data] for name, t in tensors.items()}
+    oob: list[bytes | memoryview] | None = getattr(_local, "oob", None)
+    if oob is None:
+        return {name: [t.dtype, list(t.shape), t.data] for name, t in tensors.items()}
+    out = {}
+    for name, t in tensors.items():
+        oob.append(t.data)
+        out[name] = [t.dtype, list(t.shape), msgpack.ExtType(_OOB_EXT, _OOB_LEN.pack(len(t.data)))]
+    return out
+
+
+def _tensor_bytes(msg: Message) -> int:
+    if isinstance(msg, InferMsg):
+        return sum(len(t.data) for i in msg.inputs for t in i.tensors.values())
+    if isinstance(msg, ActionResultMsg):
+        return sum(len(t.data) for o in msg.outputs for t in o.tensors.values())
+    return 0
 
 
 def _fields(msg: Message) -> list[Any]:
@@ -191,6 +207,16 @@ def _fields(msg: Message) -> list[Any]:
     raise ProtocolError(f"cannot encode {type(msg).__name__}: not a protocol message")
 
 
+#: the first byte of a payload whose tensors' data follow the message (msgpack never starts
+#: anything with 0xc1): [OOB_MARK][u32 message length][message][data of each tensor, in order]
+OOB_MARK = 0xC1
+#: messages with at least this much tensor data send it that way (``encode_parts``)
+OOB_MIN_BYTES = 64 * 1024
+#: the extension type standing for the next tensor's data, with its length
+_OOB_EXT = 7
+_OOB_HEAD = struct.Struct(">BI")
+_OOB_LEN = struct.Struct(">Q")
+
 # one Packer per thread (a Packer is not thread-safe): building one per message, as
 # ``msgpack.packb`` does, costs as much as packing a small message
 _local = threading.local()
@@ -201,6 +227,22 @@ def _packer() -> msgpack.Packer:
     if packer is None:
         packer = _local.packer = msgpack.Packer(use_bin_type=True, autoreset=True)
     return packer
+
+
+def encode_parts(msg: Message, sent_ns: int | None = None) -> list[bytes | memoryview]:
+    """The payload of ``msg`` as buffers to write one after the other: ``[encode(msg)]``, or,
+    for a message with at least ``OOB_MIN_BYTES`` of tensor data, the message without that data
+    (``OOB_MARK``, its length, the message) and then each tensor's data as it is, not copied: a
+    large input would otherwise be copied into the frame on the controller's loop."""
+    if _tensor_bytes(msg) < OOB_MIN_BYTES:
+        return [encode(msg, sent_ns)]
+    oob: list[bytes | memoryview] = []
+    _local.oob = oob
+    try:
+        head = encode(msg, sent_ns)
+    finally:
+        _local.oob = None
+    return [_OOB_HEAD.pack(OOB_MARK, len(head)), head, *oob]
 
 
 def encode(msg: Message, sent_ns: int | None = None) -> bytes:
@@ -284,7 +326,11 @@ def _fast_tensor(v: Any) -> Tensor | None:
     if type(v) is not list or len(v) != 3:
         return None
     dtype_s, shape_v, data = v
-    if type(shape_v) is not list or type(data) is not bytes or len(shape_v) > _MAX_NDIM:
+    if (
+        type(shape_v) is not list
+        or (type(data) is not bytes and type(data) is not memoryview)
+        or len(shape_v) > _MAX_NDIM
+    ):
         return None
     size = _ITEMSIZES.get(dtype_s) if type(dtype_s) is str else None
     if size is None:
@@ -318,7 +364,7 @@ def _tensor(v: Any, what: str) -> Tensor:
     shape = tuple(_int(d, f"{what}.shape") for d in shape_l)
     if any(d < 0 for d in shape):
         raise ProtocolError(f"{what}.shape: negative dimension in {shape}")
-    if type(data) is not bytes:
+    if type(data) is not bytes and type(data) is not memoryview:
         raise ProtocolError(f"{what}.data: expected bytes, got {type(data).__name__}")
     expected = math.prod(shape) * dtype.itemsize
     if len(data) != expected:
@@ -740,10 +786,48 @@ def _unpack_counted(data: bytes | bytearray | memoryview) -> Any:
         ) from None
 
 
+def _unpack_oob(data: bytes | bytearray | memoryview) -> Any:
+    """The message of an ``encode_parts`` payload, its tensors' data views of ``data``."""
+    if len(data) < _OOB_HEAD.size:
+        raise ProtocolError(f"undecodable out-of-band frame: {len(data)} bytes, no head")
+    _, n = _OOB_HEAD.unpack_from(data, 0)
+    view = memoryview(data)
+    end = _OOB_HEAD.size + n
+    if n > COUNT_ABOVE_BYTES or end > len(data):
+        raise ProtocolError(f"undecodable out-of-band frame: a message of {n} bytes in {len(data)}")
+    offset = end
+
+    def data_of(code: int, payload: bytes) -> memoryview:
+        nonlocal offset
+        if code != _OOB_EXT or len(payload) != _OOB_LEN.size:
+            raise ProtocolError(f"extension type {code} is not part of the protocol")
+        (length,) = _OOB_LEN.unpack(payload)
+        if offset + length > len(view):
+            raise ProtocolError(
+                f"undecodable out-of-band frame: {length} bytes of data past its end"
+            )
+        out = view[offset : offset + length]
+        offset += length
+        return out
+
+    obj = msgpack.unpackb(
+        view[_OOB_HEAD.size : end],
+        raw=False,
+        use_list=True,
+        strict_map_key=True,
+        ext_hook=data_of,
+    )
+    if offset != len(view):
+        raise ProtocolError(f"undecodable out-of-band frame: {len(view) - offset} bytes left over")
+    return obj
+
+
 def decode(data: bytes | bytearray | memoryview) -> Message:
     """The message in ``data``; ``ProtocolError`` (naming the problem) if there is none."""
     try:
-        if len(data) > COUNT_ABOVE_BYTES:
+        if len(data) and data[0] == OOB_MARK:
+            obj = _unpack_oob(data)
+        elif len(data) > COUNT_ABOVE_BYTES:
             obj = _unpack_counted(data)
         else:
             # msgpack caps every length at the frame's: a few MB of objects at most

@@ -31,7 +31,7 @@ from typing import Any, Self
 
 from clockwork.core.clock_sync import ClockSync
 from clockwork.core.units import MIB
-from clockwork.transport.codec import decode, encode
+from clockwork.transport.codec import decode, encode_parts
 from clockwork.transport.connection import BaseConnection, ClockNs, log
 from clockwork.transport.errors import (
     ConnectionClosedError,
@@ -119,30 +119,37 @@ class StreamConnection(BaseConnection):
         self._rx_ns = clock_ns()
         _set_nodelay(writer)
 
-    def _payload(self, msg: Message, stamp: int) -> bytes:
-        payload = encode(msg, sent_ns=stamp)
-        if len(payload) > self.max_frame_bytes:
+    def _payload(self, msg: Message, stamp: int) -> list[bytes | memoryview]:
+        """The payload of ``msg`` as buffers (large tensors' data not copied: ``encode_parts``)."""
+        parts = encode_parts(msg, sent_ns=stamp)
+        size = sum(len(p) for p in parts)
+        if size > self.max_frame_bytes:
             raise ProtocolError(
-                f"{type(msg).__name__} of {len(payload)} bytes exceeds the frame "
+                f"{type(msg).__name__} of {size} bytes exceeds the frame "
                 f"limit of {self.max_frame_bytes}; not sent"
             )
-        return payload
+        return parts
 
-    def _frames(self, msgs: Sequence[Message]) -> tuple[bytes, Unsent]:
-        """The frames of ``msgs`` as one buffer, and the messages left out with their error."""
+    def _frames(self, msgs: Sequence[Message]) -> tuple[list[bytes | memoryview], Unsent]:
+        """The frames of ``msgs`` as buffers to write in order (small frames joined into one),
+        and the messages left out with their error."""
         # one stamp for all: they are written at the same moment
         now = self._clock_ns() if self._stamp else None
         failed: Unsent = []
-        parts: list[bytes] = []
+        parts: list[bytes | memoryview] = []
+        large = False
         for msg in msgs:
             try:
                 payload = self._payload(msg, msg.sent_ns if now is None else now)
             except ProtocolError as e:
                 failed.append((msg, e))
                 continue
-            parts.append(HEADER.pack(len(payload)))
-            parts.append(payload)
-        return b"".join(parts), failed
+            parts.append(HEADER.pack(sum(len(p) for p in payload)))
+            parts += payload
+            large = large or len(payload) > 1
+        if not large and len(parts) > 1:
+            parts = [b"".join(parts)]
+        return parts, failed
 
     async def send_many(self, msgs: Sequence[Message]) -> Unsent:
         """Send ``msgs`` in order, in one write (for many small frames: one system call, not
@@ -158,7 +165,7 @@ class StreamConnection(BaseConnection):
             async with self._send_lock:
                 if self.closed:
                     raise self._closed_error()
-                self._writer.write(data)
+                self._writer.writelines(data)
                 await self._writer.drain()
         except (ConnectionError, OSError, RuntimeError) as e:
             self._mark_closed(f"send failed: {type(e).__name__}: {e}", logging.INFO)
@@ -176,7 +183,7 @@ class StreamConnection(BaseConnection):
         data, failed = self._frames(msgs)
         if data:
             try:
-                self._writer.write(data)
+                self._writer.writelines(data)
             except (ConnectionError, OSError, RuntimeError) as e:
                 self._mark_closed(f"send failed: {type(e).__name__}: {e}", logging.INFO)
                 raise self._closed_error() from e
@@ -186,7 +193,8 @@ class StreamConnection(BaseConnection):
         if self.closed:
             raise self._closed_error()
         payload = self._payload(msg, self._send_stamp(msg))
-        header = frame_header(len(payload))
+        size = sum(len(p) for p in payload)
+        header = frame_header(size)
         try:
             # one writer at a time, each waiting for the buffer to drain before the next writes:
             # the transport's buffer then never holds more than about one frame (a deep buffer
@@ -194,11 +202,10 @@ class StreamConnection(BaseConnection):
             async with self._send_lock:
                 if self.closed:
                     raise self._closed_error()
-                if len(payload) < _COALESCE_BYTES:
-                    self._writer.write(header + payload)
+                if size < _COALESCE_BYTES:
+                    self._writer.write(b"".join([header, *payload]))
                 else:
-                    self._writer.write(header)
-                    self._writer.write(payload)
+                    self._writer.writelines([header, *payload])
                 await self._writer.drain()
         except (ConnectionError, OSError, RuntimeError) as e:
             # RuntimeError: asyncio refuses writes on a transport that is closing
