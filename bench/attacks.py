@@ -427,8 +427,10 @@ async def slowloris(t: Target, tally: Tally, _: argparse.Namespace) -> str:
             data = await asyncio.wait_for(reader.read(), 1.0)
             # closed by the server (an answer or not): the attack was handled
             tally.add(200 if not data else int(data.split()[1]), time.monotonic() - t0)
-        except (OSError, TimeoutError, IndexError, ValueError):
-            closed = reader.at_eof()
+        except (OSError, TimeoutError, IndexError, ValueError) as e:
+            # a server that closes a connection with bytes of it unread resets it: the next
+            # write here fails; that is the server closing it too
+            closed = reader.at_eof() or isinstance(e, ConnectionResetError | BrokenPipeError)
             tally.add(200 if closed else None, time.monotonic() - t0)
         finally:
             writer.close()
