@@ -71,3 +71,16 @@ def test_the_banner_warns_beyond_loopback(tmp_path: Path) -> None:
     assert "client certificates required" in lines and "token required" in lines
     assert "WARNING" not in lines
     assert "listening on ::1 (loopback" in exposure_lines("::1", FrontDoorSecurity())[0]
+
+
+@pytest.mark.parametrize("command", ["serve", "controller", "worker", "bench"])
+def test_a_token_typed_on_the_command_line_is_not_taken_for_a_file_and_echoed(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from clockwork.cli.main import main
+
+    with pytest.raises(SystemExit) as e:
+        main([command, "--token", "s3cr3t-value"])
+    assert e.value.code == 2  # a usage error, not an attempt to read a token file named so
+    err = capsys.readouterr().err
+    assert "No such file" not in err and "token file" not in err

@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "over HTTP or gRPC, each with Triton's timeout parameter set to its SLO; write the same "
         "report as `clockwork sim` (summary.json, requests.parquet, PNG plots) into --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        # no abbreviations: "--token SECRET" must not be read as --token-file and echoed back
+        allow_abbrev=False,
     )
     p.add_argument("--url", required=True, help="http://host:port[/prefix] or grpc://host:port")
     p.add_argument(

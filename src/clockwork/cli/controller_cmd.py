@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "API yet (HTTP/gRPC comes later): prints a status line every few seconds; "
         "--demo-rps generates a synthetic load.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        # no abbreviations: "--token SECRET" must not be read as --token-file and echoed back
+        allow_abbrev=False,
     )
     p.add_argument(
         "--workers",

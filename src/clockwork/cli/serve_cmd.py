@@ -58,6 +58,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Serve the models of a repository over the Open Inference Protocol "
         "(KServe v2, Triton-compatible) with a controller and one local worker process.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        # no abbreviations: "--token SECRET" must not be read as --token-file and echoed back
+        allow_abbrev=False,
     )
     p.add_argument(
         "--repository",

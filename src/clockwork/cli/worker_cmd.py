@@ -59,6 +59,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "$CLOCKWORK_CLUSTER_SECRET or --cluster-secret-file); while one is connected and live, "
         "another is refused unless it asks to take over (clockwork controller --take-over).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        # no abbreviations: "--token SECRET" must not be read as --token-file and echoed back
+        allow_abbrev=False,
     )
     p.add_argument(
         "--listen", default="127.0.0.1:7000", metavar="HOST:PORT", help="address to listen on"
