@@ -711,3 +711,14 @@ def test_backlog_beyond_what_the_holders_can_run_is_refused_at_arrival(admission
     assert later.count(ResponseStatus.SUCCESS) == 25
     assert later.count(ResponseStatus.OVERLOADED) == (0 if admission else 35)
     assert s.pending_requests() == 0
+
+
+def test_a_device_planned_past_the_deadline_refuses_at_arrival_with_admission() -> None:
+    config = ClockworkConfig(result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=True)
+    s = make({"a": profile()}, config=config)
+    t = warm(s, "a")
+    s.devices[D0].infer_free_at_ns = t + 500 * MS  # the only holder is planned for 500 ms
+    s.handle(req(1, "a", t, slo_ms=30), t)
+    (r,) = s.poll(t).responses  # nothing queued ahead, and still no room before its deadline
+    assert r.status is ResponseStatus.OVERLOADED and "at most 0" in r.detail
+    assert s.pending_requests() == 0

@@ -444,19 +444,19 @@ class ClockworkPolicy(PolicyBase):
                 f"only {max(0, budget) / NS_PER_MS:.3f} ms are left",
             )
             return
-        if self.config.backlog_admission and m.queue and m.ready_on:
-            ahead = self._queued_ahead(m, r.deadline_ns)
-            if ahead:
-                can = self._capacity_by(m, r.deadline_ns - self.config.result_margin_ns, now_ns)
-                if ahead >= can:
-                    self.respond(
-                        p,
-                        ResponseStatus.OVERLOADED,
-                        now_ns,
-                        f"{ahead} requests of {m.name} are queued ahead of it; the devices "
-                        f"holding it could run at most {can} before its deadline",
-                    )
-                    return
+        if self.config.backlog_admission and m.ready_on:
+            # with nothing queued ahead, the devices may still be planned past its deadline
+            ahead = self._queued_ahead(m, r.deadline_ns) if m.queue else 0
+            can = self._capacity_by(m, r.deadline_ns - self.config.result_margin_ns, now_ns)
+            if ahead >= can:
+                self.respond(
+                    p,
+                    ResponseStatus.OVERLOADED,
+                    now_ns,
+                    f"{ahead} requests of {m.name} are queued ahead of it; the devices "
+                    f"holding it could run at most {can} before its deadline",
+                )
+                return
         name = m.name
         was_candidate = name in self._cold or name in self._hot
         expires_ns = self._enqueue(p, m, now_ns)
