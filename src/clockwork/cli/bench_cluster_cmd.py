@@ -23,7 +23,7 @@ from types import FrameType
 
 from clockwork.build import build_kind
 from clockwork.core.errors import ConfigurationError
-from clockwork.core.policies import POLICIES
+from clockwork.core.policies import POLICIES, POLICY_HELP
 from clockwork.core.profile import DEVICE_KINDS
 from clockwork.core.units import NS_PER_MS, NS_PER_S
 from clockwork.workload import DEFAULT_AZURE_TRACE
@@ -46,7 +46,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--profile", default=DEFAULT_PROFILE, help="shipped profile name or a profile JSON path"
     )
-    p.add_argument("--workload", choices=("poisson", "azure"), default="poisson")
+    p.add_argument(
+        "--workload",
+        choices=("poisson", "azure"),
+        default="poisson",
+        help="arrival process of the requests",
+    )
     p.add_argument(
         "--rate",
         type=float,
@@ -71,9 +76,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--start-minute", type=int, default=0, help="azure: first trace minute")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of arrivals")
-    p.add_argument("--slo-ms", type=float, default=100.0)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--policy", choices=sorted(POLICIES), default="clockwork")
+    p.add_argument("--slo-ms", type=float, default=100.0, help="each request's deadline")
+    p.add_argument("--seed", type=int, default=1, help="seed of the arrivals")
+    p.add_argument(
+        "--policy",
+        choices=sorted(POLICIES),
+        default="clockwork",
+        help=POLICY_HELP,
+    )
     p.add_argument(
         "--schedule-ahead-ms",
         type=float,
@@ -96,10 +106,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--status-every", type=float, default=5.0, metavar="S", help="seconds between status lines"
     )
     p.add_argument("--out", type=Path, default=None, help="report directory (none: no files)")
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     p.add_argument("--quiet", action="store_true", help="no status lines")
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     p.set_defaults(func=run)
 
 

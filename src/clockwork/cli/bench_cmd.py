@@ -77,10 +77,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="most requests in flight (and "
         "connections); an arrival beyond it is logged as CLIENT_DROPPED",
     )
-    p.add_argument("--workload", choices=WORKLOADS, default="poisson")
+    p.add_argument(
+        "--workload", choices=WORKLOADS, default="poisson", help="arrival process of the requests"
+    )
     p.add_argument("--duration", type=float, default=20.0, help="seconds of arrivals")
     p.add_argument("--slo-ms", type=float, default=100.0, help="each request's timeout")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="seed of the arrivals")
     p.add_argument("--out", type=Path, default=None, help="report directory (none: no files)")
     g = p.add_argument_group("workload parameters (as clockwork sim)")
     g.add_argument(
@@ -123,7 +125,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=10.0,
         help="at most this long after the last arrival for the answers",
     )
-    r.add_argument("--connect-timeout-s", type=float, default=5.0)
+    r.add_argument(
+        "--connect-timeout-s",
+        type=float,
+        default=5.0,
+        help="how long to wait for the server to answer before the run",
+    )
     r.add_argument(
         "--status-every",
         type=float,
@@ -131,7 +138,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="S",
         help="seconds between progress lines",
     )
-    r.add_argument("--no-plots", action="store_true")
+    r.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     r.add_argument("--quiet", action="store_true", help="no progress line")
     r.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     s = p.add_argument_group("security (a secured server; see README, Security)")

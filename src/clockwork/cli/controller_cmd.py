@@ -18,7 +18,7 @@ from pathlib import Path
 
 from clockwork.cli.serve_cmd import add_warm_arguments, policy_from_warm_args
 from clockwork.core.errors import ConfigurationError
-from clockwork.core.policies import POLICIES
+from clockwork.core.policies import POLICIES, POLICY_HELP
 from clockwork.core.units import NS_PER_MS
 from clockwork.transport import loop_factory
 from clockwork.transport.cluster_secret import add_secret_arguments, require_secret
@@ -29,9 +29,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "controller",
         help="schedule requests onto running workers",
-        description="Connect to workers, keep them joined and run the scheduler. No client "
-        "API yet (HTTP/gRPC comes later): prints a status line every few seconds; "
-        "--demo-rps generates a synthetic load.",
+        description="Connect to workers, keep them joined and run the scheduler, with no "
+        "client API (`clockwork serve --no-local-worker --workers ...` adds the HTTP/gRPC "
+        "front door): prints a status line every few seconds; --demo-rps generates a "
+        "synthetic load. Exits 1 if no worker ever joined.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         # no abbreviations: "--token SECRET" must not be read as --token-file and echoed back
         allow_abbrev=False,
@@ -42,7 +43,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="HOST:PORT,...",
         help="worker addresses, comma separated",
     )
-    p.add_argument("--policy", choices=sorted(POLICIES), default="clockwork")
+    p.add_argument(
+        "--policy",
+        choices=sorted(POLICIES),
+        default="clockwork",
+        help=POLICY_HELP,
+    )
     add_warm_arguments(p)
     p.add_argument(
         "--status-every", type=float, default=5.0, metavar="S", help="seconds between status lines"
@@ -87,7 +93,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--id", default="controller", help="controller id, shown in the workers' logs")
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     p.set_defaults(func=run)
 
 
@@ -198,18 +204,22 @@ def run(args: argparse.Namespace) -> int:
                 files.close()
                 print(f"logs written to {args.log_dir}", file=sys.stderr)
             s = service.stats
-            print(
-                "final: "
-                + ", ".join(
-                    f"{k.value} {v}"
-                    for k, v in sorted(s.responses.items(), key=lambda kv: kv[0].value)
-                ),
-                file=sys.stderr,
+            answers = ", ".join(
+                f"{k.value} {v}" for k, v in sorted(s.responses.items(), key=lambda kv: kv[0].value)
             )
+            print(f"final: {answers or 'no requests'}", file=sys.stderr)
 
     try:
         with asyncio.Runner(loop_factory=loop_factory(not args.no_uvloop)) as runner:
             runner.run(main())
     except KeyboardInterrupt:
         pass
+    if service.stats.joins == 0:
+        errors = service.connect_errors()
+        tried = "; ".join(
+            f"{h}:{p}: {errors.get(f'{h}:{p}', 'connected, but never joined (see the log)')}"
+            for h, p in workers
+        )
+        print(f"clockwork controller: error: no worker ever joined ({tried})", file=sys.stderr)
+        return 1
     return 0

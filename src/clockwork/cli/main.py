@@ -11,6 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from clockwork import __version__
 from clockwork.core.errors import ClockworkError
 
 # name -> (module that registers it and sets ``func``, one-line summary for --help)
@@ -39,6 +40,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clockwork", description="A predictable multi-tenant DNN model server."
     )
+    parser.add_argument("--version", action="version", version=f"clockwork {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, summary) in _COMMANDS.items():

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "models", help="create and inspect model repositories", description=__doc__
     )
-    sub = parser.add_subparsers(dest="models_command", required=True)
+    sub = parser.add_subparsers(dest="models_command", required=True, help="what to do")
     _register_create(sub)
     _register_list(sub)
     _register_archs(sub)

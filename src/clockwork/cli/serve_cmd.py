@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from clockwork.cli.limits_args import add_limits_arguments, limits_from_args
 from clockwork.cli.security_args import add_security_arguments, security_from_args
 from clockwork.core.errors import ConfigurationError
-from clockwork.core.policies import POLICIES, PolicyBase, make_policy
+from clockwork.core.policies import POLICIES, POLICY_HELP, PolicyBase, make_policy
 from clockwork.transport.cluster_secret import add_secret_arguments, child_env, serve_secret
 
 if TYPE_CHECKING:  # imported lazily at run time: `clockwork --help` stays fast
@@ -69,7 +69,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help=f"model repository (default: {DEMO_REPOSITORY}/, a demo repository "
         "created on first run)",
     )
-    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--http-port", type=int, default=8000, help="HTTP/REST port")
     p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (0: no gRPC server)")
     p.add_argument(
         "--workers",
@@ -85,7 +85,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_secret_arguments(p, insecure=False)  # the local worker gets a random one by default
     p.add_argument("--device", default="auto", help="local worker: auto, cpu or cuda:N")
     p.add_argument("--threads", type=int, default=1, help="local worker: torch CPU threads")
-    p.add_argument("--policy", choices=sorted(POLICIES), default="clockwork")
+    p.add_argument(
+        "--policy",
+        choices=sorted(POLICIES),
+        default="clockwork",
+        help=POLICY_HELP,
+    )
     add_warm_arguments(p)
     p.add_argument(
         "--default-slo-ms",
@@ -117,7 +122,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="write the request and action logs (rotating Parquet) here",
     )
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     add_security_arguments(p)
     add_limits_arguments(p)
     p.set_defaults(func=run)

@@ -14,6 +14,7 @@ from clockwork.core.errors import ConfigurationError
 from clockwork.core.events import ModelInfo
 from clockwork.core.policies import (
     POLICIES,
+    POLICY_HELP,
     ClockworkConfig,
     ClockworkPolicy,
     ReactiveConfig,
@@ -63,12 +64,14 @@ def add_shape_arguments(g: argparse._ArgumentGroup) -> None:
         help="azure: length of one trace minute in seconds (smaller compresses the trace)",
     )
     g.add_argument("--start-minute", type=int, default=0, help="azure: first trace minute")
-    g.add_argument("--burst-on-s", type=float, default=1.0)
-    g.add_argument("--burst-off-s", type=float, default=1.0)
+    g.add_argument("--burst-on-s", type=float, default=1.0, help="bursty: seconds of each burst")
+    g.add_argument("--burst-off-s", type=float, default=1.0, help="bursty: seconds between bursts")
     g.add_argument(
         "--sweep-factor", type=float, default=0.8, help="slo-sweep: SLO multiplier per period"
     )
-    g.add_argument("--sweep-period-s", type=float, default=10.0)
+    g.add_argument(
+        "--sweep-period-s", type=float, default=10.0, help="slo-sweep: seconds per SLO step"
+    )
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -79,22 +82,29 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "Writes summary.json, request and action logs (Parquet) and PNG plots into --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--workload", choices=WORKLOADS, default="poisson")
+    p.add_argument(
+        "--workload", choices=WORKLOADS, default="poisson", help="arrival process of the requests"
+    )
     p.add_argument(
         "--models", type=int, default=100, help="number of models (copies of the profiled model)"
     )
-    p.add_argument("--gpus", type=int, default=6)
-    p.add_argument("--gpus-per-worker", type=int, default=2)
+    p.add_argument("--gpus", type=int, default=6, help="simulated GPUs in all")
+    p.add_argument("--gpus-per-worker", type=int, default=2, help="simulated GPUs per worker")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals")
-    p.add_argument("--slo-ms", type=float, default=100.0)
-    p.add_argument("--policy", choices=sorted(POLICIES), default="clockwork")
+    p.add_argument("--slo-ms", type=float, default=100.0, help="each request's deadline")
+    p.add_argument(
+        "--policy",
+        choices=sorted(POLICIES),
+        default="clockwork",
+        help=POLICY_HELP,
+    )
     p.add_argument(
         "--compare",
         default=None,
         help="comma-separated policies to run on the same "
         "workload and seed, side by side (e.g. clockwork,reactive)",
     )
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="seed of the arrivals and the noise")
     p.add_argument("--out", type=Path, default=None, help="report directory (none: no files)")
     p.add_argument(
         "--profile",
@@ -126,19 +136,38 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g.add_argument("--concurrency", type=int, default=1, help="closed: clients per model")
     add_shape_arguments(g)
     s = p.add_argument_group("simulation")
-    s.add_argument("--noise", choices=NOISE_KINDS, default=_NOISE.kind)
-    s.add_argument("--noise-sigma", type=float, default=_NOISE.sigma)
-    s.add_argument("--straggler-prob", type=float, default=_NOISE.straggler_prob)
-    s.add_argument("--straggler-factor", type=float, default=_NOISE.straggler_factor)
+    s.add_argument(
+        "--noise", choices=NOISE_KINDS, default=_NOISE.kind, help="kind of execution-time noise"
+    )
+    s.add_argument(
+        "--noise-sigma", type=float, default=_NOISE.sigma, help="log-normal sigma of the noise"
+    )
+    s.add_argument(
+        "--straggler-prob",
+        type=float,
+        default=_NOISE.straggler_prob,
+        help="probability that an execution straggles",
+    )
+    s.add_argument(
+        "--straggler-factor",
+        type=float,
+        default=_NOISE.straggler_factor,
+        help="how many times longer a straggler runs",
+    )
     s.add_argument("--network-delay-us", type=float, default=100.0, help="one-way")
-    s.add_argument("--schedule-ahead-ms", type=float, default=_CW.schedule_ahead_ns / NS_PER_MS)
+    s.add_argument(
+        "--schedule-ahead-ms",
+        type=float,
+        default=_CW.schedule_ahead_ns / NS_PER_MS,
+        help="clockwork: how far ahead it plans (at most; tight SLOs shorten it)",
+    )
     s.add_argument(
         "--drain-s",
         type=float,
         default=10.0,
         help="virtual seconds after the last arrival for queued work to finish",
     )
-    s.add_argument("--no-plots", action="store_true")
+    s.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     s.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=run)
 

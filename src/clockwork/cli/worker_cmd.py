@@ -66,7 +66,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--listen", default="127.0.0.1:7000", metavar="HOST:PORT", help="address to listen on"
     )
     p.add_argument("--id", default=None, help="worker id (default: w-<port>)")
-    p.add_argument("--backend", choices=("emulated", "torch"), default="emulated")
+    p.add_argument(
+        "--backend",
+        choices=("emulated", "torch"),
+        default="emulated",
+        help="emulated (a profile's timings, no computation) or torch (real models)",
+    )
     p.add_argument("--devices", type=int, default=1, help="emulated devices")
     p.add_argument("--models", type=int, default=10, help="emulated: copies of the profiled model")
     p.add_argument(
@@ -104,7 +109,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="a controller not heard from for S seconds no longer holds this worker (default: 3)",
     )
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     p.set_defaults(func=run)
 
 

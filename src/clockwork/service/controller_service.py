@@ -185,6 +185,14 @@ class ControllerService:
         """The ids of the workers joined now."""
         return tuple(self._joined)
 
+    def connect_errors(self) -> dict[str, str]:
+        """Why each worker address that is not connected failed to connect, last time."""
+        return {
+            link.address: link.connect_error
+            for link in self._links
+            if link.connect_error is not None and link.conn is None
+        }
+
     @property
     def configured_workers(self) -> int:
         """How many worker addresses this controller connects to."""

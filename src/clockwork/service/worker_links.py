@@ -52,6 +52,9 @@ from clockwork.transport.connection import Connection
 
 log = logging.getLogger("clockwork.service.controller")
 
+#: a worker address refusing connections for this long is logged as a warning
+CONNECT_WARN_AFTER_NS = 5 * NS_PER_S
+
 
 class LinkConnection(Connection, Protocol):
     """What a link needs of a connection (``StreamConnection`` and ``MemoryConnection``)."""
@@ -175,6 +178,11 @@ class WorkerLink:
         # one per RescanRepository sent on this connection and not answered yet, oldest first
         # (a worker answers them in order); one given up on stays, cancelled, until its answer
         self.rescans: deque[asyncio.Future[WorkerState]] = deque()
+        # why the last connect failed (None once one succeeds), since when it has been failing,
+        # and whether that was logged as a warning
+        self.connect_error: str | None = None
+        self._failing_since_ns: int | None = None
+        self._warned = False
 
     @property
     def address(self) -> str:
@@ -214,11 +222,25 @@ class WorkerLink:
             try:
                 conn = await self._connector(self.host, self.port, self._clock, ClockSync())
             except OSError as e:
-                log.debug("worker %s: connect failed: %s", self.address, e)
+                # an address that keeps refusing is a misconfiguration the operator must see:
+                # said once per outage, past the seconds a worker takes to start
+                self.connect_error = str(e)
+                now = self._clock()
+                if self._failing_since_ns is None:
+                    self._failing_since_ns = now
+                warned = self._warned
+                if not warned and now - self._failing_since_ns >= CONNECT_WARN_AFTER_NS:
+                    self._warned = True
+                    log.warning("worker %s: cannot connect (%s); retrying", self.address, e)
+                else:
+                    log.debug("worker %s: cannot connect (%s); retrying", self.address, e)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, high)
                 continue
             self.conn = conn
+            self.connect_error = None
+            self._failing_since_ns = None
+            self._warned = False
             try:
                 await self._session(conn)
                 backoff = low

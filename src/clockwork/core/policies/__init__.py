@@ -15,6 +15,12 @@ POLICIES: dict[str, Callable[[], PolicyBase]] = {
 }
 
 
+#: what ``--policy`` says in every command's help
+POLICY_HELP = (
+    "scheduling policy: clockwork (plans every action ahead) or reactive (FIFO, loads on a miss)"
+)
+
+
 def make_policy(
     name: str,
     *,
@@ -43,6 +49,7 @@ def make_policy(
 
 __all__ = [
     "POLICIES",
+    "POLICY_HELP",
     "ClockworkConfig",
     "ClockworkPolicy",
     "PolicyBase",

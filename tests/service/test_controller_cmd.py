@@ -1,0 +1,39 @@
+"""``clockwork controller`` as a user runs it: what it says, and its exit status."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from clockwork import __version__
+from clockwork.cli.main import main as cli_main
+from clockwork.service import worker_links
+from clockwork.service.bench_cluster import free_ports
+from clockwork.transport.cluster_secret import ENV_VAR
+
+
+def test_an_address_that_never_answers_is_named_and_the_exit_status_is_1(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv(ENV_VAR, "a-cluster-secret-of-some-length")
+    (port,) = free_ports(1)  # nothing listens there
+    # refusals for a few seconds are a worker starting; past them, a warning, once
+    monkeypatch.setattr(worker_links, "CONNECT_WARN_AFTER_NS", 200_000_000)
+    with caplog.at_level(logging.WARNING, logger="clockwork.service.controller"):
+        code = cli_main(["controller", "--workers", f"127.0.0.1:{port}", "--duration", "1"])
+    assert code == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len([w for w in warnings if f"127.0.0.1:{port}: cannot connect" in w]) == 1
+    err = capsys.readouterr().err
+    assert f"no worker ever joined (127.0.0.1:{port}: " in err
+    assert "final: no requests" in err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        cli_main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"clockwork {__version__}"
