@@ -11,13 +11,12 @@ CSTAMP := $(COMPILED_VENV)/.installed
 
 .PHONY: install install-compiled test test-compiled test-slow lint typecheck serve clean
 
-$(PY):
-	python3 -m venv $(VENV)
-
-$(STAMP): $(PY) pyproject.toml
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[test,torch]'
-	touch $(STAMP)
+# under a lock (scripts/run-once.sh): `make serve` and `make test` started together install once
+$(STAMP): pyproject.toml
+	scripts/run-once.sh $(STAMP) pyproject.toml sh -c '\
+		test -x $(PY) || python3 -m venv $(VENV); \
+		$(PIP) install --quiet --upgrade pip && \
+		$(PIP) install --quiet -e ".[test,torch]"'
 
 install: $(STAMP)
 
