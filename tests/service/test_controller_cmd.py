@@ -37,3 +37,19 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         cli_main(["--version"])
     assert e.value.code == 0
     assert capsys.readouterr().out.strip() == f"clockwork {__version__}"
+
+
+def test_the_status_line_claims_no_attainment_before_any_answer() -> None:
+    from types import SimpleNamespace
+
+    from clockwork.core.requests import ResponseStatus
+    from clockwork.service.controller_stats import ControllerStats
+    from clockwork.service.telemetry import StatusLine
+
+    stats = ControllerStats()
+    service = SimpleNamespace(stats=stats, workers=("w0",), models={}, pending=lambda: 0)
+    line = StatusLine(service, 1)  # type: ignore[arg-type]
+    assert line.line().endswith("attainment -")
+    stats.responses[ResponseStatus.SUCCESS] += 3
+    stats.responses[ResponseStatus.OVERLOADED] += 1
+    assert line.line().endswith("attainment 75.0%")

@@ -108,6 +108,7 @@ def _addresses(text: str) -> list[tuple[str, int]]:
 
 def run(args: argparse.Namespace) -> int:
     from clockwork.service.controller_service import ControllerService
+    from clockwork.service.telemetry import StatusLine
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -152,20 +153,10 @@ def run(args: argparse.Namespace) -> int:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def status() -> None:
-        last_t, last_ok = time.monotonic(), 0
+        line = StatusLine(service, len(workers))
         while True:
             await asyncio.sleep(args.status_every)
-            s = service.stats
-            now = time.monotonic()
-            goodput = (s.successes - last_ok) / (now - last_t)
-            last_t, last_ok = now, s.successes
-            print(
-                f"workers {len(service.workers)}/{len(workers)}  models "
-                f"{len(service.models)}  requests {s.submitted}  answered {s.answered}  "
-                f"pending {service.pending()}  goodput {goodput:.1f}/s  "
-                f"attainment {100 * s.attainment:.1f}%",
-                flush=True,
-            )
+            print(line.line(), flush=True)
 
     files = None
     if args.log_dir is not None:

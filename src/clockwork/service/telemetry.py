@@ -162,7 +162,8 @@ class StatusLine:
             f"workers {len(self.service.workers)}/{self.expected_workers}  models "
             f"{len(self.service.models)}  requests {s.submitted}  answered {s.answered}  "
             f"pending {self.service.pending()}  goodput {goodput:.1f}/s  "
-            f"attainment {100 * s.attainment:.1f}%"
+            # nothing answered yet has no attainment (100% would claim one)
+            f"attainment {f'{100 * s.attainment:.1f}%' if s.answered else '-'}"
         )
         return f"{text}  {extra}" if extra else text
 
