@@ -32,6 +32,9 @@ DEFAULT_INLINE_MAX_BYTES = 64 * 1024
 #: what the front door's decoders need (named, not imported: they import this module)
 DECODERS = ("clockwork.frontend.http_server", "clockwork.frontend.grpc_server")
 
+#: the cost of a decode that is unknown until it is done (an encoded body): always elsewhere
+UNKNOWN_COST = 2**62
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -94,7 +97,7 @@ class DecodePool:
 
     async def run_elsewhere(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(*args)`` in a decode process, whatever its size (``pooled`` must be True)."""
-        return await self.run(2**62, fn, *args, **kwargs)
+        return await self.run(UNKNOWN_COST, fn, *args, **kwargs)
 
     def in_place(self, size_bytes: int) -> bool:
         """Whether a body of ``size_bytes`` is decoded on the loop."""

@@ -46,7 +46,7 @@ from clockwork.frontend.api import (
     Tensor,
 )
 from clockwork.frontend.auth import FrontDoorSecurity, http_middleware
-from clockwork.frontend.decode_pool import DecodePool
+from clockwork.frontend.decode_pool import UNKNOWN_COST, DecodePool
 from clockwork.frontend.http_door import DoorRunner, door_middleware
 from clockwork.frontend.inflate import inflate, normalise_encoding
 from clockwork.frontend.limits import Door
@@ -295,7 +295,7 @@ def _decode_cost(size_bytes: int, encoding: str, header_length: str | None) -> i
     body's is unknown until inflated (so it counts as large), a binary body's is its JSON
     header's."""
     if encoding != "identity":
-        return 2**62
+        return UNKNOWN_COST
     if header_length is not None:
         try:
             return max(0, min(size_bytes, int(header_length)))

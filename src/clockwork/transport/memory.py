@@ -74,19 +74,9 @@ class MemoryConnection(BaseConnection):
         peer._inbox.put_nowait(item)
 
     async def send(self, msg: Message) -> None:
-        if self.closed:
-            raise self._closed_error()
-        stamp = self._send_stamp(msg)
-        if self.use_codec:
-            payload = encode(msg, sent_ns=stamp)
-            if len(payload) > self.max_frame_bytes:
-                raise ProtocolError(
-                    f"{type(msg).__name__} of {len(payload)} bytes exceeds the "
-                    f"frame limit of {self.max_frame_bytes}; not sent"
-                )
-            self._deliver(payload)
-        else:
-            self._deliver(msg if stamp == msg.sent_ns else dataclasses.replace(msg, sent_ns=stamp))
+        failed = self.send_nowait([msg])
+        if failed:
+            raise failed[0][1]
         await asyncio.sleep(0)  # let the receiver run, as a socket write would
 
     def send_nowait(self, msgs: Sequence[Message]) -> list[tuple[Message, ProtocolError]]:
@@ -108,15 +98,11 @@ class MemoryConnection(BaseConnection):
                 failed.append((msg, e))
                 continue
             if len(payload) > self.max_frame_bytes:
-                failed.append(
-                    (
-                        msg,
-                        ProtocolError(
-                            f"{type(msg).__name__} of {len(payload)} bytes is over "
-                            f"the frame limit of {self.max_frame_bytes}"
-                        ),
-                    )
+                error = ProtocolError(
+                    f"{type(msg).__name__} of {len(payload)} bytes exceeds the "
+                    f"frame limit of {self.max_frame_bytes}; not sent"
                 )
+                failed.append((msg, error))
                 continue
             self._deliver(payload)
         return failed
