@@ -30,6 +30,12 @@ def main() -> None:
     ap.add_argument("--load-factor", type=float, default=0.5)
     ap.add_argument("--duration", type=float, default=30.0, help="virtual seconds")
     ap.add_argument("--trace", default=str(DEFAULT_AZURE_TRACE))
+    ap.add_argument(
+        "--admission-level",
+        type=float,
+        default=0.0,
+        help="the Clockwork policy's EstimatorConfig.level (0: the paper's p99 of 10)",
+    )
     args = ap.parse_args()
     profile = shipped_profile("resnet50_v2-V100-32GB")
     names = [f"m{i:04d}" for i in range(4026)]
@@ -46,7 +52,10 @@ def main() -> None:
         minute_ns=6 * NS_PER_S,
     )
     config = SimConfig(duration_ns=duration_ns, gpus=6, device_kind=V100_32GB)
-    result = Simulation(config, models, workload, make_policy(args.policy)).run()
+    policy = make_policy(args.policy, admission_level=args.admission_level)
+    result = Simulation(config, models, workload, policy).run()
+    status = result.requests.table().status
+    ok = int(np.sum(status == result.requests.table().status_names.index("SUCCESS")))
     digest = hashlib.sha256()
     for table in (result.requests.table(), result.actions.table()):
         for f in dataclasses.fields(table):
@@ -57,7 +66,7 @@ def main() -> None:
     print(
         f"{args.policy} load {args.load_factor} ({build_kind()} build, trace {args.trace}): "
         f"{result.responses:,} requests, {result.events:,} events, "
-        f"digest {digest.hexdigest()[:16]}"
+        f"digest {digest.hexdigest()[:16]}, SLO attainment {100 * ok / len(status):.4f}%"
     )
 
 

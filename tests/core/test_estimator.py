@@ -168,3 +168,60 @@ def test_outliers_that_overlapped_in_time_are_one_witness() -> None:
     assert e.estimate_ns == 10
     e.observe(480, 2_000)  # began at 1,520, after both had ended: a real slowdown
     assert e.estimate_ns == 500
+
+
+# ------------------------------------------------------------ admission by probability (level)
+
+
+@given(
+    level=st.floats(0.5, 0.999),
+    values=st.lists(st.integers(100_000, 10**9), min_size=1, max_size=40),
+)
+def test_a_level_estimate_is_that_quantile_of_a_lognormal_fit_of_the_window(
+    level: float, values: list[int]
+) -> None:
+    from statistics import NormalDist
+
+    est = LatencyEstimator(5_000_000, EstimatorConfig(outlier_factor=0, level=level))
+    kept = [5_000_000]
+    for v in values:
+        est.observe(v)
+        kept = [*kept, v][-10:]
+        if len(set(kept)) == 1:
+            assert est.estimate_ns == kept[0]
+            continue
+        logs = [math.log(x) for x in kept]
+        mean = sum(logs) / len(logs)
+        sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (len(logs) - 1))
+        want = math.exp(mean + NormalDist().inv_cdf(level) * sd)
+        assert est.estimate_ns == pytest.approx(want, rel=1e-9, abs=1)
+        # one run stays within it with the level's probability, under the same fit
+        assert est.spread().probability_within(est.estimate_ns) == pytest.approx(level, abs=1e-4)
+
+
+def test_with_no_spread_a_level_gives_exactly_the_runs_duration() -> None:
+    # a steady executor (the V100 profile without noise): the same number as the paper's rule
+    for level in (0.5, 0.9, 0.99):
+        e = LatencyEstimator(2_730_000, EstimatorConfig(level=level))
+        for _ in range(25):
+            e.observe(2_730_000)
+        assert e.estimate_ns == 2_730_000
+
+
+def test_a_level_is_below_one_slow_run_that_the_paper_rule_keeps_for_ten_runs() -> None:
+    # a noisy CPU: 12-14 ms, and one run of 20 ms (under the outlier factor, so it counts)
+    runs = [12_000_000, 13_000_000, 14_000_000, 12_500_000, 20_000_000]
+    runs += [13_500_000, 12_200_000, 13_100_000, 12_800_000]
+    paper = LatencyEstimator(13_000_000, EstimatorConfig())
+    level = LatencyEstimator(13_000_000, EstimatorConfig(level=0.9))
+    for r in runs:
+        paper.observe(r)
+        level.observe(r)
+    assert paper.estimate_ns == 20_000_000
+    assert 14_000_000 < level.estimate_ns < 20_000_000
+
+
+@pytest.mark.parametrize("level", [-0.1, 1.0, 1.5])
+def test_a_level_outside_0_1_is_rejected(level: float) -> None:
+    with pytest.raises(ValueError, match="level"):
+        EstimatorConfig(level=level)

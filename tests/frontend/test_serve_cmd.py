@@ -19,6 +19,7 @@ import pytest
 from clockwork.cli.main import main
 from clockwork.models.create import create_repository
 from clockwork.service.bench_cluster import free_ports
+from clockwork.service.recent_models import load_recent, state_file
 
 from support.serve_process import serve_argv
 
@@ -70,7 +71,9 @@ def served(
     http_port, grpc_port = free_ports(2)
     log = (root / "serve.log").open("wb")
     proc = subprocess.Popen(
-        serve_argv(repo, http_port, grpc_port, "--allow-model-control"),
+        serve_argv(
+            repo, http_port, grpc_port, "--allow-model-control", "--state-dir", str(root / "state")
+        ),
         stdout=log,
         stderr=log,
         cwd=root,
@@ -159,9 +162,14 @@ def test_the_banner_says_what_is_exposed(served: tuple[str, Path, object]) -> No
 def test_ctrl_c_stops_the_server_and_its_worker(
     served: tuple[str, Path, subprocess.Popen[bytes]],
 ) -> None:
-    _, _, proc = served
+    _, repo, proc = served
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=20) == 0
+    # the models asked for, latest first, for the next start's warm-up
+    assert load_recent(state_file(repo, repo.parent / "state"))[:2] == (
+        "added-0000",
+        "mobilenet_v2-0000",
+    )
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ from clockwork.cli.limits_args import add_limits_arguments, limits_from_args
 from clockwork.cli.security_args import add_security_arguments, security_from_args
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES, POLICY_HELP, PolicyBase, make_policy
+from clockwork.service.recent_models import warm_order
 from clockwork.transport.cluster_secret import add_secret_arguments, child_env, serve_secret
 
 if TYPE_CHECKING:  # imported lazily at run time: `clockwork --help` stays fast
@@ -93,6 +94,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_warm_arguments(p)
     p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the server keeps which models were asked for most recently, so that a "
+        "restart warms them first (default: $XDG_STATE_HOME/clockwork, else "
+        "~/.local/state/clockwork)",
+    )
+    p.add_argument(
         "--default-slo-ms",
         type=float,
         default=100.0,
@@ -133,24 +143,44 @@ def add_warm_arguments(p: argparse.ArgumentParser) -> None:
         "--warm",
         default="",
         metavar="MODEL,...",
-        help="models to load first at start; the others follow, in name order, "
-        "while the devices have free pages (nothing is evicted for them)",
+        help="models to load first at start; then (serve) the models asked for most recently "
+        "before the last shutdown, then the others in name order, while the devices have "
+        "free pages (nothing is evicted for them)",
     )
     p.add_argument(
         "--no-warm", action="store_true", help="load models only when requests ask for them"
     )
+    p.add_argument(
+        "--admission-level",
+        type=float,
+        default=DEFAULT_ADMISSION_LEVEL,
+        metavar="P",
+        help="admit a request (and choose its batch) when it meets its deadline with at least "
+        "this probability, from the spread of the model's recent run times; 0 uses the "
+        "paper's estimate instead (the slowest of the last 10 runs)",
+    )
+
+
+#: chosen by measurement (BENCHMARKS.md, "Admission by probability")
+DEFAULT_ADMISSION_LEVEL = 0.9
 
 
 #: how long a thread may keep the interpreter from the timed loop (CPython's default: 5 ms)
 SWITCH_INTERVAL_S = 0.0005
 
 
-def policy_from_warm_args(args: argparse.Namespace) -> PolicyBase:
+def policy_from_warm_args(args: argparse.Namespace, recent: tuple[str, ...] = ()) -> PolicyBase:
+    """The serving policy; ``recent``: the models asked for most recently before a restart,
+    warmed right after ``--warm``'s."""
     first = tuple(n.strip() for n in args.warm.split(",") if n.strip())
     if args.no_warm and first:
         raise ConfigurationError("--warm and --no-warm contradict each other")
     return make_policy(
-        args.policy, warm_start=not args.no_warm, warm_first=first, backlog_admission=True
+        args.policy,
+        warm_start=not args.no_warm,
+        warm_first=warm_order(first, recent),
+        backlog_admission=True,
+        admission_level=args.admission_level,
     )
 
 
@@ -270,14 +300,23 @@ async def _serve(
     from clockwork.service.controller_service import ControllerService
     from clockwork.service.malloc_tuning import pin_malloc_thresholds
     from clockwork.service.observers import attach_observer
+    from clockwork.service.recent_models import (
+        SAVE_INTERVAL_S,
+        RecentModels,
+        default_state_dir,
+        state_file,
+    )
     from clockwork.service.telemetry import ControllerTelemetry, StatusLine
 
     pin_malloc_thresholds()  # bodies freed after a flood go back to the system
     # the loop shares the interpreter with the decode pool's feeder and result threads: a
     # thread that wants the lock waits up to this long for one running Python code
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    recent = RecentModels(
+        state_file(args.repository or DEMO_REPOSITORY, args.state_dir or default_state_dir())
+    )
     controller = ControllerService(
-        policy_from_warm_args(args),
+        policy_from_warm_args(args, () if args.no_warm else recent.previous),
         addresses,
         default_slo_ns=round(args.default_slo_ms * NS_PER_MS),
         link_secret=secret,
@@ -285,6 +324,7 @@ async def _serve(
     )
     metrics = ServingMetrics()
     attach_observer(controller, metrics)
+    attach_observer(controller, recent)
     files = None
     telemetry = None
     if args.log_dir is not None:
@@ -357,13 +397,24 @@ async def _serve(
         if not stop.is_set():
             _banner(args, server)
         status = StatusLine(controller, len(addresses)) if args.status_interval > 0 else None
+        # wake for whichever comes first: the status line, or saving the recent-models order
+        tick_s = min(args.status_interval or SAVE_INTERVAL_S, SAVE_INTERVAL_S)
+        printed_at = saved_at = time.monotonic()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), args.status_interval or None)
-            if status is not None and not stop.is_set():
+                await asyncio.wait_for(stop.wait(), tick_s)
+            if stop.is_set():
+                break
+            now = time.monotonic()
+            if status is not None and now - printed_at >= args.status_interval - 1e-3:
                 print(status.line(), file=sys.stderr, flush=True)
+                printed_at = now
+            if now - saved_at >= SAVE_INTERVAL_S - 1e-3:
+                recent.save()
+                saved_at = now
     finally:
         print("shutting down", file=sys.stderr, flush=True)
+        recent.save()
         if supervision is not None:
             supervision.cancel()
             await asyncio.gather(supervision, return_exceptions=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from clockwork.core.errors import ConfigurationError
+from clockwork.core.estimator import EstimatorConfig
 from clockwork.core.policies.base import PolicyBase
 from clockwork.core.policies.clockwork import ClockworkConfig, ClockworkPolicy
 from clockwork.core.policies.reactive import ReactiveConfig, ReactivePolicy
@@ -27,16 +28,23 @@ def make_policy(
     warm_start: bool = False,
     warm_first: tuple[str, ...] = (),
     backlog_admission: bool = False,
+    admission_level: float = 0.0,
 ) -> PolicyBase:
     """The named policy with its defaults; a serving process warms its cache at start
-    (``ClockworkConfig.warm_start``; the reactive policy loads only on a miss) and refuses
-    at arrival what its backlog cannot serve in time (``backlog_admission``)."""
-    if name == "clockwork" and (warm_start or warm_first or backlog_admission):
+    (``ClockworkConfig.warm_start``; the reactive policy loads only on a miss), refuses
+    at arrival what its backlog cannot serve in time (``backlog_admission``) and admits by
+    the probability of meeting the deadline (``EstimatorConfig.level``)."""
+    if name == "clockwork" and (warm_start or warm_first or backlog_admission or admission_level):
+        try:
+            estimator = EstimatorConfig(level=admission_level)
+        except ValueError as e:
+            raise ConfigurationError(str(e)) from None
         return ClockworkPolicy(
             ClockworkConfig(
                 warm_start=warm_start,
                 warm_first=warm_first,
                 backlog_admission=backlog_admission,
+                estimator=estimator,
             )
         )
     try:
