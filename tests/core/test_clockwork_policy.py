@@ -475,7 +475,7 @@ def test_a_model_waiting_for_a_calm_device_is_spread_when_one_turns_calm() -> No
     s = make({"a": profile()}, devices=3)
     t = _refuse_on_busy_d0(s, warm(s, "a"))  # D0 holds "a" and refuses its work
     calm_at = t + 50 * MS + 1
-    s._last_drop_ns[D1] = calm_at - 1 - 2 * S  # D1 refused lately: calm 50 ms from now
+    s._refusals._last_ns[D1] = calm_at - 1 - 2 * S  # D1 refused lately: calm 50 ms from now
     s._spreadable_at_ns = -1
     s.devices[D2].load_free_at_ns = t + 10 * S  # D2 is calm but loading for a long time
     s.handle(req(2, "a", t, slo_ms=200), t)
@@ -489,7 +489,7 @@ def test_a_model_waiting_for_a_calm_device_is_spread_when_one_turns_calm() -> No
 def test_no_spreading_onto_a_device_that_refused_lately() -> None:
     s = make({"a": profile()}, devices=2)
     t = _refuse_on_busy_d0(s, warm(s, "a"))
-    s._last_drop_ns[D1] = t - 1 * S  # D1 refused within spread_calm_ns (2 s): not calm
+    s._refusals._last_ns[D1] = t - 1 * S  # D1 refused within spread_calm_ns (2 s): not calm
     s._spreadable_at_ns = -1
     s.handle(req(2, "a", t, slo_ms=30), t)
     assert not only(s.poll(t), LoadWeights)

@@ -11,7 +11,7 @@ Invariants kept here, whatever the policy:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Final
 
 from clockwork.core.actions import (
@@ -550,6 +550,3 @@ class PolicyBase:
                 # still loading: forget it now; the load's result evicts it on the worker
                 view.release(event.name)
                 self.on_residency_gone(view, event.name)
-
-    def known_models(self) -> Iterable[str]:
-        return self.models.keys()

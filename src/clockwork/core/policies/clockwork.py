@@ -12,14 +12,15 @@ Batch size: the oldest requests, padded up to the next supported size, as many a
 deadline allows; except that when padding costs more device time per request than running only
 the next smaller size (full), the smaller size runs and the youngest stay queued for the next
 batch, provided they would still make their deadline run right after
-(``ClockworkConfig.unpadded``). On the V100 profile 9 to 13 requests run as 8, not 16: at load
-factor 0.7 of the Azure replay that rule alone cut the misses from 4,894 to 1,132.
+(``ClockworkConfig.unpadded``). On the V100 profile 9 to 13 requests run as 8, not 16.
 
 Loads: a model's unmet demand is the device time its queue needs per unit of time left, less
 the devices holding it; a device that refused a queued request in the last
 ``spread_window_ns`` does not count, so the models of an overloaded device become load
-candidates for devices that refused nothing for ``spread_calm_ns`` (at load factor 0.7 of the
-Azure replay: 1,132 misses down to about 230).
+candidates for devices that refused nothing for ``spread_calm_ns``.
+
+What each rule is worth on the Azure replay, and the variants measured and dropped, is in
+BENCHMARKS.md sections 1 (unpadded batches, spreading, the overload hold) and 9 (the horizon).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from clockwork.core.estimator import EstimatorConfig, ModelEstimates
 from clockwork.core.events import ModelRegistered, WorkerModelsChanged
 from clockwork.core.ids import DeviceId
 from clockwork.core.policies.base import DONE, QUEUED, PendingRequest, PolicyBase
+from clockwork.core.policies.device_refusals import DeviceRefusals
 from clockwork.core.requests import ResponseStatus
 from clockwork.core.units import NS_PER_MS, NS_PER_S, NS_PER_US
 
@@ -46,10 +48,28 @@ _heappush: Final = heapq.heappush
 _heappop: Final = heapq.heappop
 _bisect_left: Final = bisect_left
 
-# (latest start ns, -priority, tie-break, request, batch size)
+
+# Heap entries and batch choices are plain tuples, not NamedTuples: the compiled build reads a
+# tuple's fields by position in C, while it leaves a NamedTuple a Python-level class, built and
+# read through the interpreter on every step of planning. Their fields:
+#
+# a strategy, one way to serve a request on a device (min-heap per device: latest start first,
+# then higher priority, then older): (latest start ns, -priority, tie-break, request, batch size)
 Strategy = tuple[int, int, int, PendingRequest, int]
-# (time after which the request is certainly lost, tie-break, request, key assumed a load)
+# an expiry: (time after which the queued request is certainly lost, tie-break, request,
+# whether that time assumed a load first)
 Expiry = tuple[int, int, PendingRequest, bool]
+# an Infer in flight, by the earliest deadline among its unanswered requests:
+# (deadline ns, tie-break, action id)
+FlightExpiry = tuple[int, int, int]
+# what a model runs next on a device: give up the ``skip`` oldest queued requests (shed under
+# overload for a fuller batch), then run the next ``taken`` in a batch of ``batch_size`` (padded
+# where ``taken`` is smaller): (skip, batch size, taken)
+BatchChoice = tuple[int, int, int]
+# the positions read outside unpacking
+STRATEGY_REQUEST: Final = 3
+EXPIRY_REQUEST: Final = 2
+TAKEN: Final = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +81,7 @@ class ClockworkConfig:
     # ... but at most this fraction of the tightest SLO of the requests of about the last
     # second, and no less than ``min_schedule_ahead_ns``: actions planned ahead cannot make way
     # for a more urgent request that arrives after them, which costs tight SLOs (the paper ran
-    # its tight-SLO experiments with 5 ms). At 14.5 ms (5x the V100's batch 1), 60 models on 6
-    # GPUs at 1,000 requests/s: 99.74% with 10 ms ahead, 99.905% with 2 ms (0: fixed horizon)
+    # its tight-SLO experiments with 5 ms) (0: a fixed horizon)
     horizon_slo_fraction: float = 0.125
     min_schedule_ahead_ns: int = 1 * NS_PER_MS
     # loads outstanding per device at once
@@ -72,9 +91,7 @@ class ClockworkConfig:
     # a device that had to refuse ``overload_drops`` queued requests within ``overload_window_ns``
     # counts as overloaded for ``overload_hold_ns`` after the last of them, and then prefers
     # fuller batches (goodput) over the strict most-urgent-first order. Holding longer than the
-    # counting window keeps the mode through the short lulls of a sustained overload: on the
-    # Azure replay (seeds 1 and 2) 0.46-0.60 points more at load factor 0.8 and 4.2 at 1.0 than
-    # holding for the window (10 ms, as before), with no more misses at 0.7 and below
+    # counting window keeps the mode through the short lulls of a sustained overload
     overload_window_ns: int = 30 * NS_PER_MS
     overload_drops: int = 4
     overload_hold_ns: int = 100 * NS_PER_MS
@@ -140,7 +157,7 @@ class ClockworkConfig:
             raise ValueError("refused_demand_window_ns and probe_interval_ns must be >= 0")
 
 
-class _Model:
+class _ModelQueue:
     """Per-model queue and where the model is."""
 
     __slots__ = (
@@ -192,33 +209,37 @@ class ClockworkPolicy(PolicyBase):
         super().__init__(config.estimator)
         self.config = config
         self.settles = config.settle
-        self._m: dict[str, _Model] = {}
+        self._queues: dict[str, _ModelQueue] = {}
         self._heaps: dict[DeviceId, list[Strategy]] = {}
         # the same heaps beside their devices, for the per-poll scans
         self._dev_heaps: list[tuple[DeviceView, list[Strategy]]] = []
         self._expiry: list[Expiry] = []
         self._seq = 0
         # models with queued requests that need (another) device: on none, or demand > holders
-        self._cold: dict[str, _Model] = {}
-        self._hot: dict[str, _Model] = {}
+        self._on_no_device: dict[str, _ModelQueue] = {}
+        self._short_of_devices: dict[str, _ModelQueue] = {}
         # when a load executor that candidates wait for comes inside the horizon (None: no wait)
         self._load_wake_ns: int | None = None
-        self._overload_until: dict[DeviceId, int] = {}
-        self._drops: dict[DeviceId, deque[int]] = {}
-        # when each device last refused a queued request
-        self._last_drop_ns: dict[DeviceId, int] = {}
+        # the overload and spreading rules' history of refusals per device
+        self._refusals = DeviceRefusals(
+            config.overload_window_ns,
+            config.overload_drops,
+            config.overload_hold_ns,
+            config.spread_window_ns,
+            config.spread_calm_ns,
+        )
         self._spreadable_at_ns = -1
         self._spreadable_now = True
         # cold models whose requests were refused although a holder could have served them
-        self._wanted: dict[str, _Model] = {}
+        self._wanted: dict[str, _ModelQueue] = {}
         # models whose estimates made them refuse a request: re-measure them when a holder idles
-        self._probe: dict[str, _Model] = {}
+        self._probe: dict[str, _ModelQueue] = {}
         # when a probe waits for (None: none waits)
         self._probe_wake_ns: int | None = None
         # Infers sent, by the earliest deadline among their unanswered requests: a request whose
         # result has not come back by its deadline is answered then (a paused or lost worker
         # must not hold its answer back): (deadline, tie-break, action id)
-        self._flight_expiry: list[tuple[int, int, int]] = []
+        self._flight_expiry: list[FlightExpiry] = []
         # the horizon in force (see ``ClockworkConfig.horizon_slo_fraction``), and until when the
         # tight SLO that set it counts
         self._ahead_ns = config.schedule_ahead_ns
@@ -228,16 +249,16 @@ class ClockworkPolicy(PolicyBase):
 
     # ----------------------------------------------------------------- model state
 
-    def _model(self, name: str) -> _Model:
-        m = self._m.get(name)
+    def _model(self, name: str) -> _ModelQueue:
+        m = self._queues.get(name)
         if m is None:
             sizes = sorted({b for p in self.models[name].profiles for b in p.exec_ns})
-            m = _Model(name, tuple(sizes), tuple(self.estimates[name].values()))
-            self._m[name] = m
+            m = _ModelQueue(name, tuple(sizes), tuple(self.estimates[name].values()))
+            self._queues[name] = m
         return m
 
     @staticmethod
-    def _best_exec1_ns(m: _Model) -> int:
+    def _best_exec1_ns(m: _ModelQueue) -> int:
         """The smallest batch's estimate on the fastest kind: the least any plan needs."""
         ests = m.ests
         if len(ests) == 1:
@@ -246,10 +267,10 @@ class ClockworkPolicy(PolicyBase):
         return min(e.exec[e.batch_sizes[0]].estimate_ns for e in ests)
 
     def is_cold(self, model: str) -> bool:
-        m = self._m.get(model)
+        m = self._queues.get(model)
         return m is None or not m.holders()
 
-    def _demand(self, m: _Model, now_ns: int) -> float:
+    def _demand(self, m: _ModelQueue, now_ns: int) -> float:
         """Devices' worth of work the queue needs before its deadlines."""
         n = len(m.queue)
         if n == 0:
@@ -260,25 +281,21 @@ class ClockworkPolicy(PolicyBase):
         left_ns = max(1, m.queue[0].request.deadline_ns - now_ns)
         return work_ns / left_ns
 
-    def _unmet_demand(self, m: _Model, now_ns: int) -> float:
+    def _unmet_demand(self, m: _ModelQueue, now_ns: int) -> float:
         """The demand less the devices holding the model that can take its work."""
         if not m.queue:
             return 0.0
         return self._demand(m, now_ns) - self._able_holders(m, now_ns)
 
-    def _refusing(self, view: DeviceView, now_ns: int) -> bool:
-        """Whether ``view`` refused a queued request within the spread window."""
-        window = self.config.spread_window_ns
-        return window > 0 and self._last_drop_ns.get(view.device, -window - 1) >= now_ns - window
-
-    def _able_holders(self, m: _Model, now_ns: int) -> int:
+    def _able_holders(self, m: _ModelQueue, now_ns: int) -> int:
         """Devices holding (or loading) ``m`` that are not refusing work; all of them while no
         device could take more (there is nowhere to spread to)."""
         n = m.holders()
-        if self.config.spread_window_ns > 0 and self._last_drop_ns:
+        refusals = self._refusals
+        if refusals.spread_window_ns > 0 and refusals.any_refused():
             refusing = 0
             for view in m.ready_on.values():
-                if self._refusing(view, now_ns):
+                if refusals.refusing(view.device, now_ns):
                     refusing += 1
             # the cluster-wide check only when it matters: it scans every device
             if refusing and self._spreadable(now_ns):
@@ -300,33 +317,31 @@ class ClockworkPolicy(PolicyBase):
     def _spread_target(self, view: DeviceView, now_ns: int) -> bool:
         """A device that keeps up: it refused nothing for ``spread_calm_ns``. Loading models onto
         one that merely stopped refusing a moment ago moves the overload around and evicts what
-        it will need (at load factor 0.8 of the Azure replay: 2.5x the loads, 0.6 points less
-        attainment)."""
-        calm = self.config.spread_calm_ns
-        return self._last_drop_ns.get(view.device, -calm - 1) < now_ns - calm
+        it will need (BENCHMARKS.md section 1)."""
+        return self._refusals.calm(view.device, now_ns)
 
-    def _update_candidacy(self, m: _Model, now_ns: int) -> None:
+    def _update_candidacy(self, m: _ModelQueue, now_ns: int) -> None:
         name = m.name
         if not m.queue:
-            if name in self._cold:
-                del self._cold[name]
-            if name in self._hot:
-                del self._hot[name]
+            if name in self._on_no_device:
+                del self._on_no_device[name]
+            if name in self._short_of_devices:
+                del self._short_of_devices[name]
         elif m.holders() == 0:
-            self._cold[name] = m
-            if name in self._hot:
-                del self._hot[name]
+            self._on_no_device[name] = m
+            if name in self._short_of_devices:
+                del self._short_of_devices[name]
         else:
-            if name in self._cold:
-                del self._cold[name]
+            if name in self._on_no_device:
+                del self._on_no_device[name]
             if self._unmet_demand(m, now_ns) > 0:
-                self._hot[name] = m
-            elif name in self._hot:
-                del self._hot[name]
+                self._short_of_devices[name] = m
+            elif name in self._short_of_devices:
+                del self._short_of_devices[name]
 
     # ----------------------------------------------------------------- queueing
 
-    def _enqueue(self, p: PendingRequest, m: _Model, now_ns: int) -> int:
+    def _enqueue(self, p: PendingRequest, m: _ModelQueue, now_ns: int) -> int:
         """Queue ``p``; returns the time its expiry entry fires after."""
         q = m.queue
         deadline = p.request.deadline_ns
@@ -349,7 +364,9 @@ class ClockworkPolicy(PolicyBase):
         self._update_candidacy(m, now_ns)
         return expires_ns
 
-    def _settle_arrival(self, m: _Model, expires_ns: int, was_candidate: bool, now_ns: int) -> None:
+    def _settle_arrival(
+        self, m: _ModelQueue, expires_ns: int, was_candidate: bool, now_ns: int
+    ) -> None:
         """After an arrival queued on ``m``, keep the scheduler settled if a poll now would
         still plan nothing (what ``plan`` and ``wake_at`` would find), and move the wake-up.
 
@@ -362,7 +379,7 @@ class ClockworkPolicy(PolicyBase):
         if wake is not None and wake <= now_ns:
             return
         name = m.name
-        if not was_candidate and (name in self._cold or name in self._hot):
+        if not was_candidate and (name in self._on_no_device or name in self._short_of_devices):
             return
         ahead = self._ahead_ns
         horizon = now_ns + ahead
@@ -386,7 +403,7 @@ class ClockworkPolicy(PolicyBase):
         key = r.deadline_ns - self.config.result_margin_ns - e.exec_ns(batch_size)
         _heappush(self._heaps[view.device], (key, -r.priority, self._seq, p, batch_size))
 
-    def _remove_queued(self, m: _Model, p: PendingRequest) -> None:
+    def _remove_queued(self, m: _ModelQueue, p: PendingRequest) -> None:
         q = m.queue
         if q and q[0] is p:
             q.popleft()
@@ -458,20 +475,20 @@ class ClockworkPolicy(PolicyBase):
                 )
                 return
         name = m.name
-        was_candidate = name in self._cold or name in self._hot
+        was_candidate = name in self._on_no_device or name in self._short_of_devices
         expires_ns = self._enqueue(p, m, now_ns)
         if self._settled_before_event and not moved:
             self._settle_arrival(m, expires_ns, was_candidate, now_ns)
 
     @staticmethod
-    def _queued_ahead(m: _Model, deadline_ns: int) -> int:
+    def _queued_ahead(m: _ModelQueue, deadline_ns: int) -> int:
         """Requests of ``m`` queued that would run before one due at ``deadline_ns``."""
         q = m.queue
         if q[-1].request.deadline_ns <= deadline_ns:
             return len(q)
         return sum(1 for p in q if p.request.deadline_ns <= deadline_ns)
 
-    def _capacity_by(self, m: _Model, end_ns: int, now_ns: int) -> int:
+    def _capacity_by(self, m: _ModelQueue, end_ns: int, now_ns: int) -> int:
         """The most requests of ``m`` the devices holding it could run by ``end_ns``, each from
         when it is free, in the largest batches that fit, with no other model's work: a bound
         no schedule can beat."""
@@ -495,14 +512,14 @@ class ClockworkPolicy(PolicyBase):
                 t += e.exec_ns(fit)
         return total
 
-    def _need_ns(self, m: _Model) -> int:
+    def _need_ns(self, m: _ModelQueue) -> int:
         """The least time from now a request of ``m`` needs: batch 1, after a load if cold."""
         e1 = self._best_exec1_ns(m)
         if m.holders() == 0:
             return e1 + min(e.load.estimate_ns for e in m.ests)
         return e1
 
-    def _refresh(self, m: _Model, now_ns: int) -> bool:
+    def _refresh(self, m: _ModelQueue, now_ns: int) -> bool:
         """Age ``m``'s estimates; True if one changed."""
         changed = False
         max_age = self.estimator_config.max_age_ns
@@ -510,7 +527,7 @@ class ClockworkPolicy(PolicyBase):
             changed = e.refresh(now_ns, max_age) or changed
         return changed
 
-    def _refused_infeasible(self, m: _Model, budget_ns: int, now_ns: int) -> None:
+    def _refused_infeasible(self, m: _ModelQueue, budget_ns: int, now_ns: int) -> None:
         """A request of ``m`` with ``budget_ns`` left is being refused as infeasible: make that
         refusal heal. Cold, and a device holding ``m`` could have served it: demand for a load.
         Held, and the estimate said no: re-measure on an idle holder."""
@@ -529,13 +546,13 @@ class ClockworkPolicy(PolicyBase):
         self._enqueue(p, self._model(p.request.model), now_ns)
 
     def drop_queued(self, model: str) -> list[PendingRequest]:
-        m = self._m.pop(model, None)
+        m = self._queues.pop(model, None)
         self._wanted.pop(model, None)
         self._probe.pop(model, None)
-        if model in self._cold:
-            del self._cold[model]
-        if model in self._hot:
-            del self._hot[model]
+        if model in self._on_no_device:
+            del self._on_no_device[model]
+        if model in self._short_of_devices:
+            del self._short_of_devices[model]
         return list(m.queue) if m else []
 
     def warming(self) -> bool:
@@ -559,7 +576,7 @@ class ClockworkPolicy(PolicyBase):
 
     def on_device_removed(self, view: DeviceView) -> None:
         self._heaps.pop(view.device, None)
-        self._last_drop_ns.pop(view.device, None)
+        self._refusals.forget(view.device)
         self._spreadable_at_ns = -1
         self._dev_heaps = [(v, h) for v, h in self._dev_heaps if v is not view]
 
@@ -575,15 +592,15 @@ class ClockworkPolicy(PolicyBase):
     def on_residency_gone(self, view: DeviceView, model: str) -> None:
         # a failed load or an eviction may leave pages a warm start can fill
         self._warm_pending = self.config.warm_start
-        m = self._m.get(model)
+        m = self._queues.get(model)
         if m is None:
             return
         m.ready_on.pop(view.device, None)
         m.loading_on.pop(view.device, None)
         if m.queue and m.holders() == 0:
-            self._cold[model] = m
-            if model in self._hot:
-                del self._hot[model]
+            self._on_no_device[model] = m
+            if model in self._short_of_devices:
+                del self._short_of_devices[model]
 
     # ----------------------------------------------------------------- planning
 
@@ -600,7 +617,7 @@ class ClockworkPolicy(PolicyBase):
         for view in ready:
             self._plan_infers(view, now_ns, horizon)
         self._load_wake_ns = None
-        if self._cold or self._hot or self._wanted:
+        if self._on_no_device or self._short_of_devices or self._wanted:
             self._plan_loads(now_ns, horizon)
         self._probe_wake_ns = None
         if self._probe:
@@ -611,7 +628,7 @@ class ClockworkPolicy(PolicyBase):
     def _plan_warm(self, now_ns: int, horizon: int) -> None:
         """Warm start: load models that are on no device into free pages, one device each,
         where a load executor is free within the horizon and no demand waits for it."""
-        if self._cold or self._hot or self._wanted:
+        if self._on_no_device or self._short_of_devices or self._wanted:
             return  # demand first; planned again when it is met
         order = [n for n in self.config.warm_first if n in self.models]
         order += [n for n in self.models if n not in self.config.warm_first]
@@ -701,7 +718,7 @@ class ClockworkPolicy(PolicyBase):
             _, _, p, assumed_load = _heappop(expiry)
             if p.state != QUEUED:
                 continue
-            m = self._m[p.request.model]
+            m = self._queues[p.request.model]
             if assumed_load and m.holders():
                 # the model arrived (or is arriving) after all: only execution is needed now
                 self._seq += 1
@@ -767,26 +784,26 @@ class ClockworkPolicy(PolicyBase):
                 return
             entry, m = popped
             e = self.estimates[m.name][view.kind_name]
-            cand = self._candidate(view, m, e, t, now_ns)
-            if cand is None:
+            choice = self._candidate(view, m, e, t, now_ns)
+            if choice is None:
                 continue
             if (
-                cand[2] < efficient
+                choice[TAKEN] < efficient
                 and lookahead
-                and self._overload_until.get(view.device, -1) >= now_ns
+                and self._refusals.overloaded(view.device, now_ns)
             ):
                 # overloaded: a small batch now would push a fuller one past its deadline, and
                 # goodput is what is left to save; look a little further for a fuller batch
                 better = self._fuller_batch(heap, view, t, now_ns, m)
                 if better is not None:
                     _heappush(heap, entry)  # deferred, not dropped
-                    m, cand = better
+                    m, choice = better
                     e = self.estimates[m.name][view.kind_name]
-            self._commit(view, m, e, t, cand, now_ns)
+            self._commit(view, m, e, t, choice, now_ns)
 
     def _pop_valid(
         self, heap: list[Strategy], view: DeviceView, t: int
-    ) -> tuple[Strategy, _Model] | None:
+    ) -> tuple[Strategy, _ModelQueue] | None:
         """Pop strategies until one is feasible at ``t``; return its model (the strategy is
         consumed: its request is served with the model's oldest, or by another holder)."""
         device = view.device
@@ -795,7 +812,7 @@ class ClockworkPolicy(PolicyBase):
             key, _, _, p, b = entry
             if p.state != QUEUED:
                 continue
-            m = self._m.get(p.request.model)
+            m = self._queues.get(p.request.model)
             if m is None or device not in m.ready_on:
                 continue
             if t > key:
@@ -815,8 +832,8 @@ class ClockworkPolicy(PolicyBase):
         return None
 
     def _fuller_batch(
-        self, heap: list[Strategy], view: DeviceView, t: int, now_ns: int, first: _Model
-    ) -> tuple[_Model, tuple[int, int, int]] | None:
+        self, heap: list[Strategy], view: DeviceView, t: int, now_ns: int, first: _ModelQueue
+    ) -> tuple[_ModelQueue, BatchChoice] | None:
         """Among the next few most urgent models on this device, one whose batch now would be
         at least ``efficient_batch`` requests."""
         held: list[Strategy] = []
@@ -827,24 +844,24 @@ class ClockworkPolicy(PolicyBase):
                 break
             entry = _heappop(heap)
             held.append(entry)
-            p = entry[3]
+            p = entry[STRATEGY_REQUEST]
             if p.state != QUEUED or p.request.model in seen:
                 continue
-            m = self._m.get(p.request.model)
+            m = self._queues.get(p.request.model)
             if m is None or view.device not in m.ready_on:
                 continue
             seen.add(m.name)
             e = self.estimates[m.name][view.kind_name]
-            cand = self._candidate(view, m, e, t, now_ns)
-            if cand is not None and cand[2] >= self.config.efficient_batch:
-                found = (m, cand)
+            choice = self._candidate(view, m, e, t, now_ns)
+            if choice is not None and choice[TAKEN] >= self.config.efficient_batch:
+                found = (m, choice)
                 break
         for entry in held:
             _heappush(heap, entry)
         return found
 
     def _feasible_elsewhere(
-        self, m: _Model, p: PendingRequest, here: DeviceView, now_ns: int
+        self, m: _ModelQueue, p: PendingRequest, here: DeviceView, now_ns: int
     ) -> bool:
         deadline = p.request.deadline_ns - self.config.result_margin_ns
         for holders, loading in ((m.ready_on, False), (m.loading_on, True)):
@@ -863,22 +880,13 @@ class ClockworkPolicy(PolicyBase):
 
     def _mark_overload(self, views: Iterable[DeviceView], now_ns: int) -> None:
         """Count a refusal against ``views``; enough of them close together mean overload."""
-        window = self.config.overload_window_ns
         self._spreadable_at_ns = -1
         for view in views:
-            self._last_drop_ns[view.device] = now_ns
-            drops = self._drops.get(view.device)
-            if drops is None:
-                drops = self._drops[view.device] = deque()
-            drops.append(now_ns)
-            while drops[0] < now_ns - window:
-                drops.popleft()
-            if len(drops) >= self.config.overload_drops:
-                self._overload_until[view.device] = now_ns + self.config.overload_hold_ns
+            self._refusals.record(view.device, now_ns)
 
     def _candidate(
-        self, view: DeviceView, m: _Model, e: ModelEstimates, t: int, now_ns: int
-    ) -> tuple[int, int, int] | None:
+        self, view: DeviceView, m: _ModelQueue, e: ModelEstimates, t: int, now_ns: int
+    ) -> BatchChoice | None:
         """The batch ``m`` would run on ``view`` starting at ``t``: (requests to skip at the
         head, batch size, requests taken). Refuses heads that no device can serve in time."""
         q = m.queue
@@ -916,7 +924,7 @@ class ClockworkPolicy(PolicyBase):
                 <= q[bs].request.deadline_ns
             ):
                 b = k = bs
-        if len(q) < 2 * k or self._overload_until.get(view.device, -1) < now_ns:
+        if len(q) < 2 * k or not self._refusals.overloaded(view.device, now_ns):
             return 0, b, k
         # overloaded and the oldest deadline forces a small batch: consider giving up the oldest
         # requests (they would be served at a fraction of the device's throughput) for a batch
@@ -942,13 +950,13 @@ class ClockworkPolicy(PolicyBase):
     def _commit(
         self,
         view: DeviceView,
-        m: _Model,
+        m: _ModelQueue,
         e: ModelEstimates,
         t: int,
-        cand: tuple[int, int, int],
+        choice: BatchChoice,
         now_ns: int,
     ) -> None:
-        skip, b, k = cand
+        skip, b, k = choice
         q = m.queue
         for _ in range(skip):
             head = q.popleft()
@@ -971,23 +979,26 @@ class ClockworkPolicy(PolicyBase):
         view.touch(m.name, now_ns)
         self.send(action, view, now_ns, batch)
         self._seq += 1
-        _heappush(self._flight_expiry, (batch[0].request.deadline_ns, self._seq, action.action_id))
+        _heappush(
+            self._flight_expiry,
+            (batch[0].request.deadline_ns, self._seq, action.action_id),
+        )
         if not q:
-            if m.name in self._cold:
-                del self._cold[m.name]
-            if m.name in self._hot:
-                del self._hot[m.name]
+            if m.name in self._on_no_device:
+                del self._on_no_device[m.name]
+            if m.name in self._short_of_devices:
+                del self._short_of_devices[m.name]
 
     def _plan_loads(self, now_ns: int, horizon: int) -> None:
         # (unmet demand, name, model, whether a holder is refusing its work: a spread candidate)
-        ranked: list[tuple[float, str, _Model, bool]] = []
-        for pool in (self._cold, self._hot):
+        ranked: list[tuple[float, str, _ModelQueue, bool]] = []
+        for pool in (self._on_no_device, self._short_of_devices):
             for name, m in list(pool.items()):
                 able = self._able_holders(m, now_ns) if m.queue else 0
                 unmet = self._demand(m, now_ns) - able if m.queue else 0.0
                 if unmet > 0:
                     ranked.append((unmet, name, m, able < m.holders()))
-                elif pool is self._hot:
+                elif pool is self._short_of_devices:
                     del pool[name]
         if self._wanted:
             window = self.config.refused_demand_window_ns
@@ -1065,18 +1076,12 @@ class ClockworkPolicy(PolicyBase):
         """A model waits to be spread until some device has been calm for ``spread_calm_ns``:
         no event marks that moment, so wake up for it (else the load would wait for whatever
         event comes next, and a poll skipped as settled would differ from one that plans)."""
-        calm = self.config.spread_calm_ns
-        last = self._last_drop_ns
-        wake = None
-        for device in self.devices:
-            t = last.get(device)
-            if t is not None and t + calm >= now_ns and (wake is None or t + calm + 1 < wake):
-                wake = t + calm + 1
+        wake = self._refusals.next_calm_ns(self.devices, now_ns)
         if wake is not None and (self._load_wake_ns is None or wake < self._load_wake_ns):
             self._load_wake_ns = wake
 
     def _has_demand(self, model: str) -> bool:
-        m = self._m.get(model)
+        m = self._queues.get(model)
         return m is not None and bool(m.queue)
 
     def wake_at(self, now_ns: int) -> int | None:
@@ -1085,14 +1090,14 @@ class ClockworkPolicy(PolicyBase):
         found = False
         expiry = self._expiry
         # entries of requests already served are dropped here, or each would cost a wake-up
-        while expiry and expiry[0][2].state != QUEUED:
+        while expiry and expiry[0][EXPIRY_REQUEST].state != QUEUED:
             _heappop(expiry)
         if expiry:
             wake = expiry[0][0] + 1
             found = True
         ahead = self._ahead_ns
         for view, heap in self._dev_heaps:
-            while heap and heap[0][3].state != QUEUED:
+            while heap and heap[0][STRATEGY_REQUEST].state != QUEUED:
                 _heappop(heap)
             if heap:
                 t = view.infer_free_at_ns - ahead
