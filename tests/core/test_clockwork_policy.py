@@ -129,13 +129,6 @@ def test_padding_that_costs_more_per_request_leaves_the_youngest_queued() -> Non
     first, second = only(s.poll(t), Infer)
     assert (first.batch_size, first.request_ids) == (4, (0, 1, 2, 3))
     assert (second.batch_size, second.request_ids) == (1, (4,))
-    # the former rule (pad up to the largest size the deadline allows) when switched off
-    s = make({"a": profile()}, config=ClockworkConfig(result_margin_ns=0, unpadded=False))
-    t = warm(s, "a")
-    for i in range(5):
-        s.handle(req(i, "a", t), t)
-    (inf,) = only(s.poll(t), Infer)
-    assert inf.batch_size == 8 and len(inf.request_ids) == 5
 
 
 def test_no_split_when_the_requests_left_over_would_miss_their_deadline() -> None:

@@ -1,4 +1,4 @@
-"""The Clockwork policy skips planning on polls that cannot plan anything (``settle``): the
+"""The Clockwork policy skips planning on polls that cannot plan anything (``ClockworkPolicy.settles``): the
 decisions must be exactly those of planning on every poll, over random small clusters under any
 load, including overload, loads and evictions. A settled scheduler may wake up earlier than one
 that planned (an arrival keeps the last wake-up, though planning might have found a load
@@ -61,7 +61,9 @@ def _run(
     kind = small_kind(cache_pages)
     models = model_set(n_models, kind)
     wl = SkewedPoisson([m.name for m in models], rate, S, slo_ms * MS, seed, 1.0)
-    sched = CountingScheduler(ClockworkPolicy(ClockworkConfig(settle=settle)))
+    policy = ClockworkPolicy(ClockworkConfig())
+    policy.settles = settle  # False: plan on every poll, the reference
+    sched = CountingScheduler(policy)
     cfg = SimConfig(
         duration_ns=S,
         gpus=gpus,

@@ -11,8 +11,8 @@ all sizes had been pushed at once, at a fifth of the cost).
 Batch size: the oldest requests, padded up to the next supported size, as many as the oldest
 deadline allows; except that when padding costs more device time per request than running only
 the next smaller size (full), the smaller size runs and the youngest stay queued for the next
-batch, provided they would still make their deadline run right after
-(``ClockworkConfig.unpadded``). On the V100 profile 9 to 13 requests run as 8, not 16.
+batch, provided they would still make their deadline run right after. On the V100 profile 9
+to 13 requests run as 8, not 16.
 
 Loads: a model's unmet demand is the device time its queue needs per unit of time left, less
 the devices holding it; a device that refused a queued request in the last
@@ -99,13 +99,6 @@ class ClockworkConfig:
     efficient_batch: int = 4
     # how many further strategies an overloaded device looks at for a fuller batch (0: never)
     overload_lookahead: int = 32
-    # skip planning on polls that cannot plan anything: after an arrival whose model's devices
-    # are all planned past the horizon, or with no event since the last poll (False plans on
-    # every poll; the decisions are the same, tests compare the two)
-    settle: bool = True
-    # run the largest supported size that needs no padding, leaving the rest queued, when that
-    # costs less device time per request than padding all of them into the next size up
-    unpadded: bool = True
     # a device that refused a queued request within this long is not counted among the devices
     # that can take its models' queued work: those models become load candidates for devices
     # that refused nothing for ``spread_calm_ns``, which spreads an overloaded device's models
@@ -204,11 +197,14 @@ class _ModelQueue:
 
 class ClockworkPolicy(PolicyBase):
     name = "clockwork"
+    # skip planning on polls that cannot plan anything: after an arrival whose model's devices
+    # are all planned past the horizon, or with no event since the last poll (an instance set
+    # to False plans on every poll; the decisions are the same, tests compare the two)
+    settles = True
 
     def __init__(self, config: ClockworkConfig) -> None:
         super().__init__(config.estimator)
         self.config = config
-        self.settles = config.settle
         self._queues: dict[str, _ModelQueue] = {}
         self._heaps: dict[DeviceId, list[Strategy]] = {}
         # the same heaps beside their devices, for the per-poll scans
@@ -912,7 +908,7 @@ class ClockworkPolicy(PolicyBase):
         while b > smallest and t + e.exec_ns(b) > oldest:
             b = m.smaller(b)
         k = min(n, b)
-        if k < b and self.config.unpadded:
+        if k < b:
             # k requests padded to b: the b' = smaller(b) oldest alone may cost less per request
             # (9 requests at size 16 take 17.3 ms, 8 at size 8 take 9.9 ms on the V100)
             bs = m.smaller(b)
