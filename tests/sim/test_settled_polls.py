@@ -1,8 +1,9 @@
-"""The Clockwork policy skips planning on polls that cannot plan anything (``ClockworkPolicy.settles``): the
-decisions must be exactly those of planning on every poll, over random small clusters under any
-load, including overload, loads and evictions. A settled scheduler may wake up earlier than one
-that planned (an arrival keeps the last wake-up, though planning might have found a load
-candidate's demand met by then), never later: it polls at least whenever the other does."""
+"""The Clockwork policy skips planning on polls that cannot plan anything
+(``ClockworkPolicy.settles``): the decisions must be exactly those of planning on every poll,
+over random small clusters under any load, including overload, loads and evictions. A settled
+scheduler may wake up earlier than one that planned (an arrival keeps the last wake-up, though
+planning might have found a load candidate's demand met by then), never later: it polls at least
+whenever the other does."""
 
 from __future__ import annotations
 
