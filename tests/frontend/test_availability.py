@@ -207,7 +207,11 @@ def test_a_model_whose_workers_are_lost_is_not_ready_until_one_returns(stack: St
     assert entries[M1][0] == "UNAVAILABLE"
     assert "no connected worker serves model" in entries[M1][1]
     assert http(stack, f"/v2/models/{M1}/ready")[0] == 400
-    assert http(stack, f"/v2/models/{M1}")[0] == 200  # its signature is still known
+    # not ready in its metadata either (as Triton answers), with why; its config stays readable
+    status, body = http(stack, f"/v2/models/{M1}")
+    assert (status, body["reason"]) == (503, "MODEL_NOT_READY"), body
+    assert "no connected worker serves model" in body["error"]
+    assert http(stack, f"/v2/models/{M1}/config")[0] == 200
     status, body = http(stack, f"/v2/models/{M1}/infer", infer_body())
     assert (status, body["reason"]) == (503, "MODEL_NOT_READY"), body
     assert http(stack, f"/v2/models/{M0}/infer", infer_body())[0] == 200
@@ -216,6 +220,9 @@ def test_a_model_whose_workers_are_lost_is_not_ready_until_one_returns(stack: St
     assert [e["name"] for e in ready_only] == [M0]
     with tg.InferenceServerClient(f"127.0.0.1:{stack.grpc_port}") as g:
         assert g.is_model_ready(M0) and not g.is_model_ready(M1)
+        assert g.get_model_metadata(M0).name == M0
+        with pytest.raises(InferenceServerException, match="not ready"):
+            g.get_model_metadata(M1)
 
     stack.stop_worker(0)  # none left
     assert http(stack, "/v2/health/ready")[0] == 503
@@ -224,4 +231,5 @@ def test_a_model_whose_workers_are_lost_is_not_ready_until_one_returns(stack: St
 
     stack.start_worker(1)  # it comes back: both its models are ready again
     assert index(stack)[M1] == ("READY", "")
+    assert http(stack, f"/v2/models/{M1}")[0] == 200
     assert http(stack, f"/v2/models/{M1}/infer", infer_body())[0] == 200

@@ -53,3 +53,34 @@ def test_the_status_line_claims_no_attainment_before_any_answer() -> None:
     stats.responses[ResponseStatus.SUCCESS] += 3
     stats.responses[ResponseStatus.OVERLOADED] += 1
     assert line.line().endswith("attainment 75.0%")
+
+
+def test_a_supervised_worker_that_is_still_starting_is_not_warned_about(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # serve's local worker: its supervisor reports its failures; refusals while it starts are
+    # expected however long it takes (a loaded machine), so only the other address is warned
+    import asyncio
+
+    from clockwork.core.policies import make_policy
+    from clockwork.service import ControllerService
+
+    local, remote = free_ports(2)  # nothing listens on either
+    monkeypatch.setattr(worker_links, "CONNECT_WARN_AFTER_NS", 100_000_000)
+
+    async def run() -> None:
+        service = ControllerService(
+            make_policy("clockwork"),
+            [("127.0.0.1", local), ("127.0.0.1", remote)],
+            connect_backoff_s=(0.02, 0.05),
+            supervised_workers=[("127.0.0.1", local)],
+        )
+        await service.start()
+        await asyncio.sleep(0.6)
+        await service.close()
+
+    with caplog.at_level(logging.WARNING, logger="clockwork.service.controller"):
+        asyncio.run(run())
+    warned = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert f"127.0.0.1:{remote}: cannot connect" in warned
+    assert f"127.0.0.1:{local}" not in warned

@@ -321,6 +321,8 @@ async def _serve(
         default_slo_ns=round(args.default_slo_ms * NS_PER_MS),
         link_secret=secret,
         connect_backoff_s=RECONNECT_BACKOFF_S,
+        # the local worker (first address) is started and restarted by our supervisor
+        supervised_workers=addresses[:1] if worker is not None else (),
     )
     metrics = ServingMetrics()
     attach_observer(controller, metrics)

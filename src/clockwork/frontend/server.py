@@ -115,7 +115,15 @@ class ControllerModelServer:
         return info, registered
 
     def model_metadata(self, model: str, version: str = "") -> ModelMetadata:
-        info, _ = self._info(model, version)
+        """The model's signature, while it can be served: a model on no live worker (or
+        unloaded) answers not ready, as Triton does, so a client never builds requests for a
+        model that would refuse them. Its configuration stays readable (``model_config``)."""
+        info, registered = self._info(model, version)
+        if not registered:
+            raise self.availability.not_ready(model, "it is unloaded")
+        why = self.availability.why_unavailable(model)
+        if why:
+            raise self.availability.not_ready(model, why)
         sig = info.signature
         if sig is None:
             return ModelMetadata(model, ("1",), "unknown", (), (), 1)

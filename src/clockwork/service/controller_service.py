@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -90,6 +90,7 @@ class ControllerService:
         connector: Connector | None = None,
         link_secret: bytes | None = None,
         take_over: bool = False,
+        supervised_workers: Collection[tuple[str, int]] = (),
         on_response: Callable[[Response], None] | None = None,
         on_request: Callable[[InferRequest], None] | None = None,
         on_action_sent: Callable[[Action, int], None] | None = None,
@@ -144,6 +145,7 @@ class ControllerService:
                 connector=connector,
                 clock_ns=clock_ns,
                 timing=timing,
+                supervised=(host, port) in supervised_workers,
             )
             for host, port in workers
         ]

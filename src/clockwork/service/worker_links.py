@@ -161,6 +161,7 @@ class WorkerLink:
         connector: Connector,
         clock_ns: Callable[[], int],
         timing: LinkTiming,
+        supervised: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -183,6 +184,10 @@ class WorkerLink:
         self.connect_error: str | None = None
         self._failing_since_ns: int | None = None
         self._warned = False
+        # a worker whose process this controller's own supervisor starts and restarts (serve's
+        # local worker): refused connections while it starts are expected, and the supervisor
+        # reports its failures, so they are never warned about here
+        self.supervised = supervised
 
     @property
     def address(self) -> str:
@@ -229,7 +234,11 @@ class WorkerLink:
                 if self._failing_since_ns is None:
                     self._failing_since_ns = now
                 warned = self._warned
-                if not warned and now - self._failing_since_ns >= CONNECT_WARN_AFTER_NS:
+                if (
+                    not warned
+                    and not self.supervised
+                    and now - self._failing_since_ns >= CONNECT_WARN_AFTER_NS
+                ):
                     self._warned = True
                     log.warning("worker %s: cannot connect (%s); retrying", self.address, e)
                 else:
