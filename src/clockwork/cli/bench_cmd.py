@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from clockwork.cli.help_format import HelpFormatter
 from clockwork.cli.sim_cmd import add_shape_arguments
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.units import NS_PER_MS, NS_PER_S
@@ -34,7 +35,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Send a workload's requests, in real time, to a KServe v2 / Triton server "
         "over HTTP or gRPC, each with Triton's timeout parameter set to its SLO; write the same "
         "report as `clockwork sim` (summary.json, requests.parquet, PNG plots) into --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         # no abbreviations: "--token SECRET" must not be read as --token-file and echoed back
         allow_abbrev=False,
     )
@@ -61,9 +62,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         dest="binary",
         action="store_true",
         default=True,
-        help="HTTP: Triton binary tensors",
+        help="HTTP: Triton binary tensors (the default)",
     )
-    enc.add_argument("--json", dest="binary", action="store_false", help="HTTP: JSON tensors")
+    enc.add_argument(
+        "--json", dest="binary", action="store_false", help="HTTP: JSON tensors instead of binary"
+    )
     p.add_argument(
         "--inputs",
         choices=("zeros", "random"),
@@ -154,7 +157,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=Path,
         default=None,
         metavar="PEM",
-        help="https/grpcs: trust this CA for the server's certificate (None: the system's CAs)",
+        help="https/grpcs: trust this CA for the server's certificate (default: the system's CAs)",
     )
     s.add_argument("--tls-cert", type=Path, default=None, metavar="PEM", help="client certificate")
     s.add_argument("--tls-key", type=Path, default=None, metavar="PEM", help="its private key")

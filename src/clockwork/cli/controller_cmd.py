@@ -1,9 +1,10 @@
 """``clockwork controller``: connect to workers and run the scheduler against them.
 
-There is no client API yet (the HTTP/gRPC front door is a later layer): the controller connects,
-keeps its workers joined (reconnecting as they come and go) and prints a status line every
-``--status-every`` seconds. ``--demo-rps R`` generates its own Poisson load of R requests per
-second spread uniformly over the workers' models, to exercise a cluster end to end.
+It has no client API (``clockwork serve --no-local-worker --workers ...`` adds the HTTP/gRPC
+front door): the controller connects, keeps its workers joined (reconnecting as they come and go)
+and prints a status line every ``--status-every`` seconds. ``--demo-rps R`` generates its own
+Poisson load of R requests per second spread uniformly over the workers' models, to exercise a
+cluster end to end.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from clockwork.cli.help_format import HelpFormatter
 from clockwork.cli.serve_cmd import add_warm_arguments, policy_from_warm_args
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES, POLICY_HELP
@@ -33,7 +35,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "client API (`clockwork serve --no-local-worker --workers ...` adds the HTTP/gRPC "
         "front door): prints a status line every few seconds; --demo-rps generates a "
         "synthetic load. Exits 1 if no worker ever joined.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         # no abbreviations: "--token SECRET" must not be read as --token-file and echoed back
         allow_abbrev=False,
     )

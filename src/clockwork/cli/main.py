@@ -60,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClockworkError as e:
         print(f"clockwork {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C where a command has no clean stop of its own: a line, not a traceback
+        print(f"clockwork {args.command}: interrupted", file=sys.stderr)
+        return 130
     return code
 
 

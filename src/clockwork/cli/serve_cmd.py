@@ -22,8 +22,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clockwork.cli.help_format import HelpFormatter
 from clockwork.cli.limits_args import add_limits_arguments, limits_from_args
 from clockwork.cli.security_args import add_security_arguments, security_from_args
+from clockwork.cli.serve_startup import check_ports_free, unless_stopped
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES, POLICY_HELP, PolicyBase, make_policy
 from clockwork.transport.cluster_secret import add_secret_arguments, child_env, serve_secret
@@ -57,7 +59,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run the server: controller, front door (HTTP/gRPC) and a local worker",
         description="Serve the models of a repository over the Open Inference Protocol "
         "(KServe v2, Triton-compatible) with a controller and one local worker process.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         # no abbreviations: "--token SECRET" must not be read as --token-file and echoed back
         allow_abbrev=False,
     )
@@ -193,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
     )
     _check_port("http-port", args.http_port)
     _check_port("grpc-port", args.grpc_port, allow_zero=True)
+    check_ports_free(args.host, [("--http-port", args.http_port), ("--grpc-port", args.grpc_port)])
     if args.default_slo_ms <= 0 or args.max_body_mb <= 0 or args.threads < 1:
         raise ConfigurationError("--default-slo-ms and --max-body-mb must be > 0, --threads >= 1")
     if args.decode_processes < 0:
@@ -349,8 +352,8 @@ async def _serve(
         else:
             # remote workers only: the banner names their models once one has joined
             with contextlib.suppress(TimeoutError):
-                await controller.wait_workers(1, timeout_s=REMOTE_JOIN_WAIT_S)
-            if not controller.workers:
+                await unless_stopped(controller.wait_workers(1, REMOTE_JOIN_WAIT_S), stop)
+            if not controller.workers and not stop.is_set():
                 log.warning(
                     "no worker joined within %.0f s; serving as they come", REMOTE_JOIN_WAIT_S
                 )

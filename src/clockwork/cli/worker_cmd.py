@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clockwork.cli.help_format import HelpFormatter
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.events import ModelInfo
 from clockwork.core.ids import DeviceId
@@ -58,7 +59,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "sends on the devices. Every controller must prove the cluster secret (from "
         "$CLOCKWORK_CLUSTER_SECRET or --cluster-secret-file); while one is connected and live, "
         "another is refused unless it asks to take over (clockwork controller --take-over).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         # no abbreviations: "--token SECRET" must not be read as --token-file and echoed back
         allow_abbrev=False,
     )

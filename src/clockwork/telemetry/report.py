@@ -203,6 +203,12 @@ def _cpu_per_request(summary: Mapping[str, object]) -> str:
 Row = tuple[str, Callable[[Mapping[str, object]], str]]
 
 
+def _partial(summary: Mapping[str, object]) -> str:
+    if not summary.get("partial"):
+        return "no"
+    return f"yes: interrupted after {_secs(summary.get('duration_s'))} of arrivals"
+
+
 def _refused_reasons(summaries: Sequence[Mapping[str, object]]) -> list[str]:
     """Refusal reasons with a non-zero count in any summary, in first-seen order."""
     seen: dict[str, None] = {}
@@ -216,7 +222,10 @@ def _refused_reasons(summaries: Sequence[Mapping[str, object]]) -> list[str]:
 
 
 def _rows(summaries: Sequence[Mapping[str, object]]) -> list[Row]:
-    rows: list[Row] = [
+    rows: list[Row] = []
+    if any(s.get("partial") for s in summaries):
+        rows.append(("partial", _partial))
+    rows += [
         ("workload", _workload),
         ("duration", lambda s: _secs(s.get("duration_s"))),
         ("devices / models", lambda s: f"{_count(s.get('devices'))} / {_count(s.get('models'))}"),
