@@ -35,3 +35,21 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         ):
             return action.help
         return super()._get_help_string(action)
+
+
+def _plain(text: str | None) -> str | None:
+    # reStructuredText literals (a module docstring used as a description): shown bare
+    return None if text is None else text.replace("``", "")
+
+
+def plain_help(parser: argparse.ArgumentParser) -> None:
+    """Strip reST markup from the descriptions and option help of ``parser`` and its
+    subcommands (several reuse their module's docstring)."""
+    parser.description = _plain(parser.description)
+    parser.epilog = _plain(parser.epilog)
+    for action in parser._actions:
+        if action.help is not argparse.SUPPRESS:
+            action.help = _plain(action.help)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                plain_help(sub)

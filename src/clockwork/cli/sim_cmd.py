@@ -196,7 +196,8 @@ def compared_policies(spec: str) -> list[str]:
     unknown = [n for n in names if n not in POLICIES]
     if unknown:
         raise ConfigurationError(
-            f"--compare: unknown policy {', '.join(map(repr, unknown))}; "
+            f"--compare: unknown polic{'y' if len(unknown) == 1 else 'ies'} "
+            f"{', '.join(map(repr, unknown))}; "
             f"choose from {', '.join(sorted(POLICIES))}"
         )
     if not names:
