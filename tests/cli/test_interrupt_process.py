@@ -92,6 +92,7 @@ def test_ctrl_c_while_serve_waits_for_workers_stops_at_once() -> None:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        start_new_session=True,
     )
     # the front door is up once its port answers; then it waits for the worker
     deadline = time.monotonic() + 60
@@ -104,7 +105,8 @@ def test_ctrl_c_while_serve_waits_for_workers_stops_at_once() -> None:
             assert time.monotonic() < deadline, "serve never listened"
             time.sleep(0.05)
     sent = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    # as a terminal's Ctrl-C: to the whole process group (the decode pool's process too)
+    os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     took_s = time.monotonic() - sent
     assert proc.returncode == 0, stderr

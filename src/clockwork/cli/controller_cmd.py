@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from clockwork.cli.help_format import HelpFormatter
+from clockwork.cli.log_setup import add_log_arguments, setup_logging
 from clockwork.cli.serve_cmd import add_warm_arguments, policy_from_warm_args
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES, POLICY_HELP
@@ -25,6 +26,8 @@ from clockwork.core.units import NS_PER_MS
 from clockwork.transport import loop_factory
 from clockwork.transport.cluster_secret import add_secret_arguments, require_secret
 from clockwork.transport.handshake import ID_BYTES
+
+log = logging.getLogger("clockwork.controller")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -96,6 +99,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--id", default="controller", help="controller id, shown in the workers' logs")
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    add_log_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -112,10 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from clockwork.service.controller_service import ControllerService
     from clockwork.service.telemetry import StatusLine
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.log_format, args.verbose)
     workers = _addresses(args.workers)
     if args.status_every <= 0 or args.demo_rps < 0 or args.demo_slo_ms <= 0:
         raise ConfigurationError("--status-every and --demo-slo-ms must be > 0, --demo-rps >= 0")
@@ -158,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         line = StatusLine(service, len(workers))
         while True:
             await asyncio.sleep(args.status_every)
-            print(line.line(), flush=True)
+            log.info("%s", line.line())
 
     files = None
     if args.log_dir is not None:
@@ -195,12 +196,12 @@ def run(args: argparse.Namespace) -> int:
             if files is not None:
                 files.telemetry.finish(time.monotonic_ns())
                 files.close()
-                print(f"logs written to {args.log_dir}", file=sys.stderr)
+                log.info("logs written to %s", args.log_dir)
             s = service.stats
             answers = ", ".join(
                 f"{k.value} {v}" for k, v in sorted(s.responses.items(), key=lambda kv: kv[0].value)
             )
-            print(f"final: {answers or 'no requests'}", file=sys.stderr)
+            log.info("final: %s", answers or "no requests")
 
     try:
         with asyncio.Runner(loop_factory=loop_factory(not args.no_uvloop)) as runner:

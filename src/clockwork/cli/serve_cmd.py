@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from clockwork.cli.help_format import HelpFormatter
 from clockwork.cli.limits_args import add_limits_arguments, limits_from_args
+from clockwork.cli.log_setup import add_log_arguments, setup_logging
 from clockwork.cli.security_args import add_security_arguments, security_from_args
 from clockwork.cli.serve_startup import check_ports_free, unless_stopped
 from clockwork.core.errors import ConfigurationError
@@ -125,6 +126,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    add_log_arguments(p)
     add_security_arguments(p)
     add_limits_arguments(p)
     p.set_defaults(func=run)
@@ -162,11 +164,13 @@ def ensure_demo_repository(root: Path) -> None:
         return
     from clockwork.models.create import create_repository
 
-    print(
-        f"creating the demo model repository {root}/ ({DEMO_COPIES} x {DEMO_ARCH} at "
-        f"{DEMO_RESOLUTION}x{DEMO_RESOLUTION})",
-        file=sys.stderr,
-        flush=True,
+    log.info(
+        "creating the demo model repository %s/ (%d x %s at %dx%d)",
+        root,
+        DEMO_COPIES,
+        DEMO_ARCH,
+        DEMO_RESOLUTION,
+        DEMO_RESOLUTION,
     )
     create_repository(
         root,
@@ -189,10 +193,7 @@ def run(args: argparse.Namespace) -> int:
     from clockwork.service.supervisor import ChildSupervisor
     from clockwork.transport import loop_factory
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.log_format, args.verbose)
     _check_port("http-port", args.http_port)
     _check_port("grpc-port", args.grpc_port, allow_zero=True)
     check_ports_free(args.host, [("--http-port", args.http_port), ("--grpc-port", args.grpc_port)])
@@ -238,6 +239,8 @@ def run(args: argparse.Namespace) -> int:
             "--threads",
             str(args.threads),
             "--profile-missing",
+            "--log-format",
+            args.log_format,
         ]
 
         def spawn() -> subprocess.Popen[bytes]:
@@ -364,9 +367,9 @@ async def _serve(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), args.status_interval or None)
             if status is not None and not stop.is_set():
-                print(status.line(), file=sys.stderr, flush=True)
+                log.info("%s", status.line())
     finally:
-        print("shutting down", file=sys.stderr, flush=True)
+        log.info("shutting down")
         if supervision is not None:
             supervision.cancel()
             await asyncio.gather(supervision, return_exceptions=True)
@@ -449,4 +452,8 @@ def _banner(args: argparse.Namespace, server: ControllerModelServer) -> None:
                 " | head -c 300; echo"
             )
     lines.append("Ctrl-C stops the server")
-    print("\n".join(lines), file=sys.stderr, flush=True)
+    if args.log_format == "json":
+        # one record, as every other line of a JSON log is
+        log.info("%s", "\n".join(lines))
+    else:  # as it is: URLs and commands to copy, without a timestamp in front
+        print("\n".join(lines), file=sys.stderr, flush=True)
