@@ -209,6 +209,23 @@ def _capacity(args: argparse.Namespace) -> float:
     return 0.0
 
 
+def _check_capacity(args: argparse.Namespace, capacity: float) -> None:
+    """Refuse a workload whose rate is a load factor of a capacity nobody gave."""
+    if capacity > 0:
+        return
+    if args.workload == "azure":
+        raise ConfigurationError(
+            "--workload azure scales the trace to --load-factor x the server's capacity, which "
+            "a client cannot measure: give --capacity-rps R (requests/s), or --gpus N of "
+            "--profile's model"
+        )
+    if args.workload in _RATE_WORKLOADS and args.rate is None:
+        raise ConfigurationError(
+            f"--workload {args.workload} needs a rate: give --rate R (requests/s), or "
+            "--capacity-rps R or --gpus N for --load-factor x that capacity"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from clockwork.cli.sim_cmd import describe_workload, workload_factory
     from clockwork.client.bench import (
@@ -225,14 +242,6 @@ def run(args: argparse.Namespace) -> int:
     endpoint = parse_endpoint(args.url, args.protocol)
     credentials = credentials_from(args.token_file, args.tls_ca, args.tls_cert, args.tls_key)
     capacity = _capacity(args)
-    needs_capacity = args.workload == "azure" or (
-        args.workload in _RATE_WORKLOADS and args.rate is None
-    )
-    if needs_capacity and capacity <= 0:
-        raise ConfigurationError(
-            f"--workload {args.workload} needs the server's capacity for "
-            "--load-factor: give --capacity-rps or --gpus (or --rate)"
-        )
     names = None
     if args.models is not None:
         names = [n.strip() for n in args.models.split(",") if n.strip()]
@@ -249,6 +258,8 @@ def run(args: argparse.Namespace) -> int:
             use_uvloop=use_uvloop,
             credentials=credentials,
         )
+        # checked once the server answered: an unreachable URL is the first thing to fix
+        _check_capacity(args, capacity)
         # sim's factory reads closed-loop clients from --concurrency, here --clients
         wargs = copy.copy(args)
         wargs.concurrency = args.clients
