@@ -123,7 +123,7 @@ Progress = Callable[[int, int], None]
 # compiled (compiled loops do not run signal handlers by themselves)
 StopCheck = Callable[[], bool]
 # events between two progress reports and stop checks
-_CHECK_EVERY: Final = 65536
+_CHECK_EVERY: Final = 16384
 
 
 class Simulation:
