@@ -387,5 +387,5 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         partial = " (partial: interrupted)" if stop.requested else ""
         print(f"report written to {args.out}{partial}", file=sys.stderr)
-    # the shell's code for a run stopped by Ctrl-C, though its report is whole
+    # the shell's code for a run stopped by Ctrl-C (what ran is reported all the same)
     return 130 if stop.requested else 0
