@@ -14,6 +14,7 @@ import contextlib
 import gzip
 import itertools
 import json
+import re
 import socket
 import threading
 from collections import Counter
@@ -103,6 +104,8 @@ class StandIn:
     unloaded: tuple[str, ...] = ("zz-unloaded",)
     seen: list[Seen] = field(default_factory=list)
     url: str = ""
+    # gzip every answer, whatever the client accepts (some servers do)
+    always_gzip: bool = False
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -214,7 +217,17 @@ def _app(state: StandIn) -> web.Application:
         out["outputs"] = [{"name": "y", "datatype": "FP32", "shape": [1, 4], "data": [0.0] * 4}]
         return web.json_response(out)
 
-    app = web.Application()
+    @web.middleware
+    async def gzip_all(request: web.Request, handler: Any) -> web.StreamResponse:
+        resp = await handler(request)
+        if state.always_gzip and isinstance(resp, web.Response) and resp.body is not None:
+            assert isinstance(resp.body, bytes)
+            headers = {k: v for k, v in resp.headers.items() if k != "Content-Length"}
+            headers["Content-Encoding"] = "gzip"
+            return web.Response(body=gzip.compress(resp.body), status=resp.status, headers=headers)
+        return resp
+
+    app = web.Application(middlewares=[gzip_all])
     app.router.add_get("/v2", server_meta)
     app.router.add_get("/v2/repository/index", index)
     app.router.add_post("/v2/repository/index", index)
@@ -767,3 +780,64 @@ def test_against_the_real_front_door() -> None:
             assert len(calls) == n
             assert {(c.timeout_us, c.priority) for c in calls} == {(slo_ns // 1000, 0)}
             assert {c.model for c in calls} == {"add", "ident"}
+
+
+# --------------------------------------------------------------------------- the client's view
+
+
+def _bench(url: str, *extra: str) -> list[str]:
+    return ["bench", "--url", url, "--duration", "1", "--slo-ms", "1000", *extra]
+
+
+def test_report_names_the_server_and_only_what_a_client_knows(
+    http_server: StandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from clockwork.telemetry.plots import run_title
+
+    out = tmp_path / "run"
+    argv = _bench(http_server.url, "--models", "good", "--rate", "20", "--status-every", "0.3")
+    assert main([*argv, "--out", str(out), "--no-plots"]) == 0
+    printed = capsys.readouterr()
+    table = printed.out.splitlines()
+    assert table[0] == f"server {http_server.url} (http)"
+    cells = [re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in table[1:]]
+    rows = {c[0]: c[1] for c in cells if len(c) == 2}
+    assert rows["devices / models"] == "- / 1"
+    assert rows["ideal capacity rps"] == "-"
+    assert "wall time" in rows
+    for unknowable in ("loads", "evictions", "infers", "device utilisation", "cold starts"):
+        assert unknowable not in rows, unknowable
+    assert "policy" not in printed.out.split("server ", 1)[0]
+    progress = [line for line in printed.err.splitlines() if "req/wall-s" in line]
+    assert progress and all(" sim " not in f" {x} " for x in progress)
+    assert progress[-1].startswith("done: bench 100.0%") and "ETA" not in progress[-1]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["policy"] == "-" and summary["url"] == http_server.url
+    assert run_title(summary).startswith(http_server.url)  # the plots' titles
+
+
+def test_without_rate_the_url_is_checked_before_the_capacity(
+    http_server: StandIn, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dead = f"http://127.0.0.1:{_free_port()}"
+    code = main([*_bench(dead, "--quiet", "--connect-timeout-s", "2")])
+    err = capsys.readouterr().err
+    _one_line_error(code, err)
+    assert "cannot reach" in err and "capacity" not in err
+    code = main([*_bench(http_server.url, "--quiet")])
+    err = capsys.readouterr().err
+    _one_line_error(code, err)
+    assert "--rate R" in err and "--capacity-rps" in err  # says what to pass
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_a_server_that_gzips_whatever_is_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], binary: bool
+) -> None:
+    with _http(StandIn({"good": "ok"}, always_gzip=True)) as state:
+        argv = _bench(state.url, "--rate", "20", "--quiet", "--out", str(tmp_path), "--no-plots")
+        assert main([*argv, "--binary" if binary else "--json"]) == 0
+        assert state.seen  # discovery, metadata and answers were all read
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["requests"] > 0 and summary["succeeded"] == summary["requests"]
+    assert summary["client_errors"] == 0

@@ -19,6 +19,7 @@ from tritonclient.utils import InferenceServerException
 
 from clockwork.frontend.api import EXTENSIONS, InferenceCall, InferenceResult
 from clockwork.frontend.grpc_server import REASON_METADATA_KEY, InferenceServicer, start_grpc
+from clockwork.frontend.parameters import MAX_TIMEOUT_US
 from clockwork.frontend.proto import inference_pb2 as pb
 from clockwork.frontend.proto import inference_pb2_grpc as pb_grpc
 
@@ -542,3 +543,19 @@ def test_model_server_failure_is_internal_and_logged(
 def test_port_in_use_is_an_os_error(served: _ServerThread) -> None:
     with pytest.raises(OSError, match="cannot listen"):
         served.run(start_grpc(served.fake, "127.0.0.1", served.port))
+
+
+@pytest.mark.parametrize("timeout_us", [-1, MAX_TIMEOUT_US + 1])
+def test_timeout_out_of_bounds_is_one_bad_request(
+    stub: pb_grpc.GRPCInferenceServiceStub, timeout_us: int
+) -> None:
+    # too small or too large: the same status and reason, and the message names the bounds
+    req = _raw_request(
+        "add", [("a", "FP32", [1, 4], A.tobytes()), ("b", "FP32", [1, 4], B.tobytes())]
+    )
+    req.parameters["timeout"].int64_param = timeout_us
+    with pytest.raises(grpc.RpcError) as rpc:
+        stub.ModelInfer(req)
+    assert rpc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (REASON_METADATA_KEY, "BAD_REQUEST") in tuple(rpc.value.trailing_metadata())
+    assert f"[0, {MAX_TIMEOUT_US}]" in str(rpc.value.details())

@@ -20,6 +20,7 @@ from tritonclient.utils import InferenceServerException
 
 from clockwork.frontend.api import EXTENSIONS, Tensor
 from clockwork.frontend.http_server import make_app
+from clockwork.frontend.parameters import MAX_TIMEOUT_US
 from clockwork.frontend.tensor_codec import classify
 
 from support.fake_model_server import INFEASIBLE_US, OVERLOAD_PRIORITY, SIGNATURES, FakeModelServer
@@ -776,3 +777,14 @@ def test_generated_infer_requests(live: tuple[LiveServer, FakeModelServer], g: G
             assert got[o["name"]].tolist() == top_k(rows, k), o
         else:
             np.testing.assert_array_equal(got[o["name"]], value)
+
+
+@pytest.mark.parametrize("timeout_us", [-1, MAX_TIMEOUT_US + 1])
+def test_timeout_out_of_bounds_is_one_bad_request(
+    live: tuple[LiveServer, FakeModelServer], timeout_us: int
+) -> None:
+    # too small or too large: the same status and reason, and the message names the bounds
+    r = call(live, "POST", "/v2/models/add/infer", add_request(parameters={"timeout": timeout_us}))
+    assert r.status == 400, r.body
+    assert r.json()["reason"] == "BAD_REQUEST"
+    assert f"[0, {MAX_TIMEOUT_US}]" in r.json()["error"]

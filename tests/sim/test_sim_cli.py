@@ -179,3 +179,14 @@ def test_profile_of_another_device_kind_needs_its_cache_size(
         "page_size_bytes": 16 << 20,
         "cache_pages": 20,
     }
+
+
+def test_compare_checks_every_policy_name_before_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cmp"
+    code = main([*SMALL, "--compare", "clockwork,nope,reactive,worse", "--out", str(out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "'nope'" in err and "'worse'" in err and "clockwork, reactive" in err
+    assert not out.exists()  # nothing ran, not even the first (known) policy

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 
 from clockwork.build import build_kind
+from clockwork.cli.help_format import HelpFormatter
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES, POLICY_HELP
 from clockwork.core.profile import DEVICE_KINDS
@@ -38,7 +39,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Start emulated worker processes on 127.0.0.1, a controller and a load "
         "generator in this process; drive a workload in real time and write the same report as "
         "`clockwork sim` (summary.json, Parquet logs, PNG plots) into --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--workers", type=int, default=1, help="worker processes")
     p.add_argument("--gpus-per-worker", type=int, default=2, help="emulated devices per worker")

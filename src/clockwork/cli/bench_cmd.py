@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from clockwork.cli.help_format import HelpFormatter
 from clockwork.cli.sim_cmd import add_shape_arguments
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.units import NS_PER_MS, NS_PER_S
@@ -34,7 +35,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Send a workload's requests, in real time, to a KServe v2 / Triton server "
         "over HTTP or gRPC, each with Triton's timeout parameter set to its SLO; write the same "
         "report as `clockwork sim` (summary.json, requests.parquet, PNG plots) into --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         # no abbreviations: "--token SECRET" must not be read as --token-file and echoed back
         allow_abbrev=False,
     )
@@ -61,9 +62,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         dest="binary",
         action="store_true",
         default=True,
-        help="HTTP: Triton binary tensors",
+        help="HTTP: Triton binary tensors (the default)",
     )
-    enc.add_argument("--json", dest="binary", action="store_false", help="HTTP: JSON tensors")
+    enc.add_argument(
+        "--json", dest="binary", action="store_false", help="HTTP: JSON tensors instead of binary"
+    )
     p.add_argument(
         "--inputs",
         choices=("zeros", "random"),
@@ -154,7 +157,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=Path,
         default=None,
         metavar="PEM",
-        help="https/grpcs: trust this CA for the server's certificate (None: the system's CAs)",
+        help="https/grpcs: trust this CA for the server's certificate (default: the system's CAs)",
     )
     s.add_argument("--tls-cert", type=Path, default=None, metavar="PEM", help="client certificate")
     s.add_argument("--tls-key", type=Path, default=None, metavar="PEM", help="its private key")
@@ -206,6 +209,23 @@ def _capacity(args: argparse.Namespace) -> float:
     return 0.0
 
 
+def _check_capacity(args: argparse.Namespace, capacity: float) -> None:
+    """Refuse a workload whose rate is a load factor of a capacity nobody gave."""
+    if capacity > 0:
+        return
+    if args.workload == "azure":
+        raise ConfigurationError(
+            "--workload azure scales the trace to --load-factor x the server's capacity, which "
+            "a client cannot measure: give --capacity-rps R (requests/s), or --gpus N of "
+            "--profile's model"
+        )
+    if args.workload in _RATE_WORKLOADS and args.rate is None:
+        raise ConfigurationError(
+            f"--workload {args.workload} needs a rate: give --rate R (requests/s), or "
+            "--capacity-rps R or --gpus N for --load-factor x that capacity"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from clockwork.cli.sim_cmd import describe_workload, workload_factory
     from clockwork.client.bench import (
@@ -222,14 +242,6 @@ def run(args: argparse.Namespace) -> int:
     endpoint = parse_endpoint(args.url, args.protocol)
     credentials = credentials_from(args.token_file, args.tls_ca, args.tls_cert, args.tls_key)
     capacity = _capacity(args)
-    needs_capacity = args.workload == "azure" or (
-        args.workload in _RATE_WORKLOADS and args.rate is None
-    )
-    if needs_capacity and capacity <= 0:
-        raise ConfigurationError(
-            f"--workload {args.workload} needs the server's capacity for "
-            "--load-factor: give --capacity-rps or --gpus (or --rate)"
-        )
     names = None
     if args.models is not None:
         names = [n.strip() for n in args.models.split(",") if n.strip()]
@@ -246,6 +258,8 @@ def run(args: argparse.Namespace) -> int:
             use_uvloop=use_uvloop,
             credentials=credentials,
         )
+        # checked once the server answered: an unreachable URL is the first thing to fix
+        _check_capacity(args, capacity)
         # sim's factory reads closed-loop clients from --concurrency, here --clients
         wargs = copy.copy(args)
         wargs.concurrency = args.clients

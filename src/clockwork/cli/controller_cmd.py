@@ -1,9 +1,10 @@
 """``clockwork controller``: connect to workers and run the scheduler against them.
 
-There is no client API yet (the HTTP/gRPC front door is a later layer): the controller connects,
-keeps its workers joined (reconnecting as they come and go) and prints a status line every
-``--status-every`` seconds. ``--demo-rps R`` generates its own Poisson load of R requests per
-second spread uniformly over the workers' models, to exercise a cluster end to end.
+It has no client API (``clockwork serve --no-local-worker --workers ...`` adds the HTTP/gRPC
+front door): the controller connects, keeps its workers joined (reconnecting as they come and go)
+and prints a status line every ``--status-every`` seconds. ``--demo-rps R`` generates its own
+Poisson load of R requests per second spread uniformly over the workers' models, to exercise a
+cluster end to end.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from clockwork.cli.help_format import HelpFormatter
+from clockwork.cli.log_setup import add_log_arguments, setup_logging
 from clockwork.cli.serve_cmd import add_warm_arguments, policy_from_warm_args
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES, POLICY_HELP
@@ -23,6 +26,8 @@ from clockwork.core.units import NS_PER_MS
 from clockwork.transport import loop_factory
 from clockwork.transport.cluster_secret import add_secret_arguments, require_secret
 from clockwork.transport.handshake import ID_BYTES
+
+log = logging.getLogger("clockwork.controller")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,7 +38,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "client API (`clockwork serve --no-local-worker --workers ...` adds the HTTP/gRPC "
         "front door): prints a status line every few seconds; --demo-rps generates a "
         "synthetic load. Exits 1 if no worker ever joined.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         # no abbreviations: "--token SECRET" must not be read as --token-file and echoed back
         allow_abbrev=False,
     )
@@ -94,6 +99,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--id", default="controller", help="controller id, shown in the workers' logs")
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    add_log_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -110,10 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from clockwork.service.controller_service import ControllerService
     from clockwork.service.telemetry import StatusLine
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.log_format, args.verbose)
     workers = _addresses(args.workers)
     if args.status_every <= 0 or args.demo_rps < 0 or args.demo_slo_ms <= 0:
         raise ConfigurationError("--status-every and --demo-slo-ms must be > 0, --demo-rps >= 0")
@@ -156,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         line = StatusLine(service, len(workers))
         while True:
             await asyncio.sleep(args.status_every)
-            print(line.line(), flush=True)
+            log.info("%s", line.line())
 
     files = None
     if args.log_dir is not None:
@@ -193,12 +196,12 @@ def run(args: argparse.Namespace) -> int:
             if files is not None:
                 files.telemetry.finish(time.monotonic_ns())
                 files.close()
-                print(f"logs written to {args.log_dir}", file=sys.stderr)
+                log.info("logs written to %s", args.log_dir)
             s = service.stats
             answers = ", ".join(
                 f"{k.value} {v}" for k, v in sorted(s.responses.items(), key=lambda kv: kv[0].value)
             )
-            print(f"final: {answers or 'no requests'}", file=sys.stderr)
+            log.info("final: %s", answers or "no requests")
 
     try:
         with asyncio.Runner(loop_factory=loop_factory(not args.no_uvloop)) as runner:

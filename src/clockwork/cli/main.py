@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from clockwork import __version__
+from clockwork.cli.help_format import plain_help
 from clockwork.core.errors import ClockworkError
 
 # name -> (module that registers it and sets ``func``, one-line summary for --help)
@@ -48,6 +49,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
             importlib.import_module(module).register(sub)
         else:
             sub.add_parser(name, help=summary)
+    plain_help(parser)
     return parser
 
 
@@ -60,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClockworkError as e:
         print(f"clockwork {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C where a command has no clean stop of its own: a line, not a traceback
+        print(f"clockwork {args.command}: interrupted", file=sys.stderr)
+        return 130
     return code
 
 

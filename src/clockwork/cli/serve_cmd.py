@@ -22,8 +22,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clockwork.cli.help_format import HelpFormatter
 from clockwork.cli.limits_args import add_limits_arguments, limits_from_args
+from clockwork.cli.log_setup import add_log_arguments, setup_logging
 from clockwork.cli.security_args import add_security_arguments, security_from_args
+from clockwork.cli.serve_startup import check_ports_free, unless_stopped
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES, POLICY_HELP, PolicyBase, make_policy
 from clockwork.service.recent_models import warm_order
@@ -58,7 +61,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run the server: controller, front door (HTTP/gRPC) and a local worker",
         description="Serve the models of a repository over the Open Inference Protocol "
         "(KServe v2, Triton-compatible) with a controller and one local worker process.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         # no abbreviations: "--token SECRET" must not be read as --token-file and echoed back
         allow_abbrev=False,
     )
@@ -133,6 +136,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    add_log_arguments(p)
     add_security_arguments(p)
     add_limits_arguments(p)
     p.set_defaults(func=run)
@@ -190,11 +194,13 @@ def ensure_demo_repository(root: Path) -> None:
         return
     from clockwork.models.create import create_repository
 
-    print(
-        f"creating the demo model repository {root}/ ({DEMO_COPIES} x {DEMO_ARCH} at "
-        f"{DEMO_RESOLUTION}x{DEMO_RESOLUTION})",
-        file=sys.stderr,
-        flush=True,
+    log.info(
+        "creating the demo model repository %s/ (%d x %s at %dx%d)",
+        root,
+        DEMO_COPIES,
+        DEMO_ARCH,
+        DEMO_RESOLUTION,
+        DEMO_RESOLUTION,
     )
     create_repository(
         root,
@@ -217,12 +223,10 @@ def run(args: argparse.Namespace) -> int:
     from clockwork.service.supervisor import ChildSupervisor
     from clockwork.transport import loop_factory
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.log_format, args.verbose)
     _check_port("http-port", args.http_port)
     _check_port("grpc-port", args.grpc_port, allow_zero=True)
+    check_ports_free(args.host, [("--http-port", args.http_port), ("--grpc-port", args.grpc_port)])
     if args.default_slo_ms <= 0 or args.max_body_mb <= 0 or args.threads < 1:
         raise ConfigurationError("--default-slo-ms and --max-body-mb must be > 0, --threads >= 1")
     if args.decode_processes < 0:
@@ -265,6 +269,8 @@ def run(args: argparse.Namespace) -> int:
             "--threads",
             str(args.threads),
             "--profile-missing",
+            "--log-format",
+            args.log_format,
         ]
 
         def spawn() -> subprocess.Popen[bytes]:
@@ -391,8 +397,8 @@ async def _serve(
         else:
             # remote workers only: the banner names their models once one has joined
             with contextlib.suppress(TimeoutError):
-                await controller.wait_workers(1, timeout_s=REMOTE_JOIN_WAIT_S)
-            if not controller.workers:
+                await unless_stopped(controller.wait_workers(1, REMOTE_JOIN_WAIT_S), stop)
+            if not controller.workers and not stop.is_set():
                 log.warning(
                     "no worker joined within %.0f s; serving as they come", REMOTE_JOIN_WAIT_S
                 )
@@ -409,13 +415,13 @@ async def _serve(
                 break
             now = time.monotonic()
             if status is not None and now - printed_at >= args.status_interval - 1e-3:
-                print(status.line(), file=sys.stderr, flush=True)
+                log.info("%s", status.line())
                 printed_at = now
             if now - saved_at >= SAVE_INTERVAL_S - 1e-3:
                 recent.save()
                 saved_at = now
     finally:
-        print("shutting down", file=sys.stderr, flush=True)
+        log.info("shutting down")
         recent.save()
         if supervision is not None:
             supervision.cancel()
@@ -499,4 +505,8 @@ def _banner(args: argparse.Namespace, server: ControllerModelServer) -> None:
                 " | head -c 300; echo"
             )
     lines.append("Ctrl-C stops the server")
-    print("\n".join(lines), file=sys.stderr, flush=True)
+    if args.log_format == "json":
+        # one record, as every other line of a JSON log is
+        log.info("%s", "\n".join(lines))
+    else:  # as it is: URLs and commands to copy, without a timestamp in front
+        print("\n".join(lines), file=sys.stderr, flush=True)

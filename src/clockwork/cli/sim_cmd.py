@@ -10,6 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from clockwork.build import build_kind
+from clockwork.cli.help_format import HelpFormatter
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.events import ModelInfo
 from clockwork.core.policies import (
@@ -80,7 +81,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="simulate a cluster in virtual time and report on it",
         description="Run the real scheduler against simulated workers in virtual time. "
         "Writes summary.json, request and action logs (Parquet) and PNG plots into --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--workload", choices=WORKLOADS, default="poisson", help="arrival process of the requests"
@@ -189,6 +190,21 @@ def policy_from_args(name: str, args: argparse.Namespace) -> PolicyBase:
     raise ConfigurationError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
 
 
+def compared_policies(spec: str) -> list[str]:
+    """The policy names of ``--compare``, each checked before any runs."""
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in POLICIES]
+    if unknown:
+        raise ConfigurationError(
+            f"--compare: unknown polic{'y' if len(unknown) == 1 else 'ies'} "
+            f"{', '.join(map(repr, unknown))}; "
+            f"choose from {', '.join(sorted(POLICIES))}"
+        )
+    if not names:
+        raise ConfigurationError("--compare names no policy")
+    return names
+
+
 def workload_factory(
     args: argparse.Namespace, names: list[str], capacity_rps: float
 ) -> Callable[[], Workload]:
@@ -243,6 +259,7 @@ def describe_workload(workload: Workload, args: argparse.Namespace) -> dict[str,
 
 
 def run(args: argparse.Namespace) -> int:
+    from clockwork.cli.interrupt import StopOnInterrupt
     from clockwork.telemetry.progress import ProgressPrinter
     from clockwork.telemetry.report import format_comparison, format_table, write_report
     from clockwork.telemetry.summary import RunInfo, summarize
@@ -284,21 +301,32 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         drain_ns=round(args.drain_s * NS_PER_S),
     )
-    policies = args.compare.split(",") if args.compare else [args.policy]
+    policies = compared_policies(args.compare) if args.compare else [args.policy]
     summaries: dict[str, dict[str, object]] = {}
+    stop = StopOnInterrupt("writing the report of what ran")
     for name in policies:
+        if stop.requested:
+            print(f"skipped policy {name}: interrupted", file=sys.stderr)
+            continue
         workload = make_workload()
-        policy = policy_from_args(name.strip(), args)
+        policy = policy_from_args(name, args)
         printer = None if args.quiet else ProgressPrinter(config.duration_ns + config.drain_ns)
         progress = None if printer is None else (lambda t, n, pr=printer: pr.update(t, n))
-        sim = Simulation(config, models, workload, policy, progress)
-        result = sim.run()
+        sim = Simulation(config, models, workload, policy, progress, should_stop=stop)
+        with stop:
+            result = sim.run()
         if printer is not None:
-            printer.close(result.end_ns, result.responses)
+            printer.close(result.end_ns, result.responses, finished=not result.interrupted)
         info = RunInfo(
             policy=policy.name,
             workload=describe_workload(workload, args),
-            duration_ns=config.duration_ns,
+            # a partial run's rates are over the arrivals it saw
+            duration_ns=(
+                max(1, min(result.end_ns, config.duration_ns))
+                if result.interrupted
+                else config.duration_ns
+            ),
+            partial=result.interrupted,
             devices=args.gpus,
             models=args.models,
             seed=args.seed,
@@ -340,6 +368,7 @@ def run(args: argparse.Namespace) -> int:
                         k: {
                             key: v.get(key)
                             for key in (
+                                "partial",
                                 "slo_attainment",
                                 "goodput_rps",
                                 "offered_rps",
@@ -356,5 +385,7 @@ def run(args: argparse.Namespace) -> int:
                 + "\n"
             )
     if args.out is not None:
-        print(f"report written to {args.out}", file=sys.stderr)
-    return 0
+        partial = " (partial: interrupted)" if stop.requested else ""
+        print(f"report written to {args.out}{partial}", file=sys.stderr)
+    # the shell's code for a run stopped by Ctrl-C (what ran is reported all the same)
+    return 130 if stop.requested else 0

@@ -17,11 +17,12 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clockwork.cli.help_format import HelpFormatter
+from clockwork.cli.log_setup import add_log_arguments, setup_logging
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.events import ModelInfo
 from clockwork.core.ids import DeviceId
@@ -58,7 +59,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "sends on the devices. Every controller must prove the cluster secret (from "
         "$CLOCKWORK_CLUSTER_SECRET or --cluster-secret-file); while one is connected and live, "
         "another is refused unless it asks to take over (clockwork controller --take-over).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         # no abbreviations: "--token SECRET" must not be read as --token-file and echoed back
         allow_abbrev=False,
     )
@@ -110,6 +111,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    add_log_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -225,11 +227,10 @@ def torch_setup(
     if missing and profile_missing:
         from clockwork.models.profiler import profile_repository
 
-        print(
-            f"profiling {len(missing)} model(s) on {device} (once; the profiles are saved in "
-            "the repository)",
-            file=sys.stderr,
-            flush=True,
+        log.info(
+            "profiling %d model(s) on %s (once; the profiles are saved in the repository)",
+            len(missing),
+            device,
         )
         profile_repository(repo, device, models=missing, threads=threads)
     infos: list[ModelInfo] = []
@@ -404,10 +405,7 @@ def run(args: argparse.Namespace) -> int:
 
     pin_malloc_thresholds()  # inputs freed after a burst go back to the system
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.log_format, args.verbose)
     host, port = parse_address(args.listen)
     secret = require_secret(args.cluster_secret_file, args.insecure_no_auth, "worker")
     from clockwork.service.worker_service import CONTROLLER_SILENCE_S
@@ -446,11 +444,13 @@ def run(args: argparse.Namespace) -> int:
         secret=secret,
         controller_silence_s=silence_s,
     )
-    print(
-        f"worker {worker_id}: {len(devices)} device(s), {len(models)} model(s), "
-        f"listening on {host}:{port}",
-        file=sys.stderr,
-        flush=True,
+    log.info(
+        "worker %s: %d device(s), %d model(s), listening on %s:%d",
+        worker_id,
+        len(devices),
+        len(models),
+        host,
+        port,
     )
 
     async def main() -> None:

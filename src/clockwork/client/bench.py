@@ -512,7 +512,7 @@ async def bench_url(
             client, workload, mapping, inputs, concurrency_limit, duration_ns, drain_ns, clock_ns
         )
         printer = (
-            ProgressPrinter(duration_ns, stream=progress, interval_s=status_every_s)
+            ProgressPrinter(duration_ns, stream=progress, interval_s=status_every_s, label="bench")
             if progress is not None
             else None
         )
@@ -532,7 +532,8 @@ async def bench_url(
     errors = dict(sorted(driver.errors.items()))
     lateness_n = driver.sent + driver.dropped
     info = RunInfo(
-        policy=str(server.get("name") or "remote"),
+        # a client cannot know the server's policy (its name is under "server")
+        policy="-",
         workload=info_workload,
         duration_ns=duration_ns,
         devices=devices,

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import gzip
 import json
 import re
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -393,6 +395,21 @@ def _answer_parameters(params: object) -> tuple[int, bool]:
 # --------------------------------------------------------------------------- HTTP
 
 
+def _decoded(payload: bytes, encoding: str | None) -> bytes:
+    """The body of an answer compressed although identity was asked for (some servers compress
+    whatever the client says); as it came when it is not, or does not decompress."""
+    if not encoding or encoding == "identity":
+        return payload
+    try:
+        if encoding in ("gzip", "x-gzip"):
+            return gzip.decompress(payload)
+        if encoding == "deflate":
+            return zlib.decompress(payload)
+    except (OSError, EOFError, zlib.error):
+        pass
+    return payload
+
+
 class HttpClient:
     """OIP over HTTP/REST. Create it inside the event loop that uses it (``connect``)."""
 
@@ -444,7 +461,7 @@ class HttpClient:
             async with self._session.request(
                 method, url, json=body, timeout=self._timeout(self.rpc_timeout_s)
             ) as resp:
-                payload = await resp.read()
+                payload = _decoded(await resp.read(), resp.headers.get("Content-Encoding"))
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             detail = str(e) or type(e).__name__
@@ -591,7 +608,7 @@ class HttpClient:
             async with self._session.post(
                 url, data=body, headers=headers, timeout=self._timeout(client_timeout_s)
             ) as resp:
-                payload = await resp.read()
+                payload = _decoded(await resp.read(), resp.headers.get("Content-Encoding"))
                 recv_ns = time.monotonic_ns()
                 status = resp.status
                 header_len = resp.headers.get("Inference-Header-Content-Length")

@@ -17,6 +17,7 @@ import concurrent.futures
 import importlib
 import logging
 import multiprocessing
+import signal
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import ParamSpec, TypeVar
@@ -136,6 +137,10 @@ def _call(fn: Callable[..., T], args: tuple[object, ...], kwargs: dict[str, obje
 
 def _start_process(preload: tuple[str, ...]) -> None:
     from clockwork.service.malloc_tuning import pin_malloc_thresholds
+
+    # Ctrl-C reaches the whole process group: the server stops this process itself, and a
+    # KeyboardInterrupt here would only print a traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     pin_malloc_thresholds()  # a bomb's buffers go back to the system once it is refused
     for module in preload:

@@ -53,7 +53,7 @@ from clockwork.frontend.auth import FrontDoorSecurity, GrpcAuthInterceptor
 from clockwork.frontend.decode_pool import DecodePool
 from clockwork.frontend.grpc_door import DoorInterceptor, grpc_options, maximum_concurrent_rpcs
 from clockwork.frontend.limits import Door
-from clockwork.frontend.parameters import MAX_INT64, int_param, invalid
+from clockwork.frontend.parameters import MAX_INT64, int_param, invalid, timeout_param
 from clockwork.frontend.proto import inference_pb2 as pb
 from clockwork.frontend.reply_cost import ReplyCost
 from clockwork.frontend.tensor_codec import (
@@ -268,7 +268,7 @@ def decode_infer_request(req: pb.ModelInferRequest) -> tuple[InferenceCall, dict
     """The inference call of a ``ModelInferRequest`` and the top-k count of each output to be
     classified."""
     params = _parameters(req.parameters, "request")
-    timeout_us = int_param(params, "timeout", "request")
+    timeout_us = timeout_param(params, "request")
     priority = int_param(params, "priority", "request") or 0
     inputs = _decode_inputs(req)
     outputs, classification = _decode_outputs(req)

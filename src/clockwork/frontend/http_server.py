@@ -50,7 +50,7 @@ from clockwork.frontend.decode_pool import UNKNOWN_COST, DecodePool
 from clockwork.frontend.http_door import DoorRunner, door_middleware
 from clockwork.frontend.inflate import inflate, normalise_encoding
 from clockwork.frontend.limits import Door
-from clockwork.frontend.parameters import MAX_INT64, int_param, invalid
+from clockwork.frontend.parameters import MAX_INT64, int_param, invalid, timeout_param
 from clockwork.frontend.protocol_log import protocol_logger
 from clockwork.frontend.reply_cost import ReplyCost
 from clockwork.frontend.shared_body import AttachedBody, SharedBody
@@ -268,7 +268,7 @@ def decode_infer_request(
     if not isinstance(request_id, str):
         raise invalid("'id' must be a string")
     params = _parameters(req, "request")
-    timeout_us = int_param(params, "timeout", "request")
+    timeout_us = timeout_param(params, "request")
     priority = int_param(params, "priority", "request") or 0
     binary_default = _bool_param(params, "binary_data_output", "request") or False
     inputs = _decode_inputs(req.get("inputs"), binary)

@@ -8,6 +8,8 @@ from clockwork.frontend.api import ErrorKind, FrontendError, Parameter
 
 #: the largest integer parameter: what protobuf's int64 and msgpack carry
 MAX_INT64 = 2**63 - 1
+#: timeouts above this (an hour) are refused: a deadline that far is a client mistake
+MAX_TIMEOUT_US = 3600 * 10**6
 
 
 def invalid(message: str) -> FrontendError:
@@ -20,4 +22,19 @@ def int_param(params: Mapping[str, Parameter], key: str, where: str) -> int | No
         return None
     if type(value) is not int or not 0 <= value <= MAX_INT64:
         raise invalid(f"{where}: parameter {key!r} must be an integer in [0, 2^63), got {value!r}")
+    return value
+
+
+def timeout_param(params: Mapping[str, Parameter], where: str) -> int | None:
+    """The ``timeout`` parameter in microseconds (0: none given, as Triton reads it). Any value
+    out of [0, MAX_TIMEOUT_US], too small or too large, is the same BAD_REQUEST naming the
+    bounds."""
+    value = params.get("timeout")
+    if value is None:
+        return None
+    if type(value) is not int or not 0 <= value <= MAX_TIMEOUT_US:
+        raise invalid(
+            f"{where}: parameter 'timeout' must be an integer number of microseconds in "
+            f"[0, {MAX_TIMEOUT_US}] (at most an hour), got {value!r}"
+        )
     return value

@@ -41,14 +41,13 @@ from clockwork.frontend.api import (
 )
 from clockwork.frontend.availability import Availability
 from clockwork.frontend.metrics import ServingMetrics
+from clockwork.frontend.parameters import timeout_param
 from clockwork.frontend.single_flight import SingleFlight
 from clockwork.service.controller_service import ControllerClosedError, ControllerService
 
 log = logging.getLogger("clockwork.frontend.server")
 
 DEFAULT_PRIORITY_LEVEL = 10
-#: timeouts above this (an hour) are refused: a deadline that far is a client mistake
-MAX_TIMEOUT_US = 3600 * 10**6
 
 _REFUSALS: dict[ResponseStatus, ErrorKind] = {
     ResponseStatus.DEADLINE_INFEASIBLE: ErrorKind.DEADLINE_INFEASIBLE,
@@ -364,20 +363,9 @@ def _check_outputs(call: InferenceCall, sig: ModelSignature) -> list[str]:
 def _timeout_ns(timeout_us: int | None) -> int | None:
     if timeout_us is None or timeout_us == 0:
         return None
-    if not isinstance(timeout_us, int) or isinstance(timeout_us, bool) or timeout_us < 0:
-        raise FrontendError(
-            ErrorKind.INVALID_ARGUMENT,
-            "parameter 'timeout' must be an integer "
-            f"number of microseconds >= 0, got {timeout_us!r}",
-            "BAD_PARAMETER",
-        )
-    if timeout_us > MAX_TIMEOUT_US:
-        raise FrontendError(
-            ErrorKind.INVALID_ARGUMENT,
-            f"parameter 'timeout' {timeout_us} us exceeds the largest allowed, {MAX_TIMEOUT_US} us",
-            "BAD_PARAMETER",
-        )
-    return timeout_us * NS_PER_US
+    # the doors check it first (``timeout_param``); this is the same check for other callers
+    checked = timeout_param({"timeout": timeout_us}, "request")
+    return None if checked is None else checked * NS_PER_US
 
 
 def _refusal(response: Response) -> FrontendError:

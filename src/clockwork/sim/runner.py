@@ -113,9 +113,17 @@ class SimResult:
     events: int
     # (virtual time ns, requests accepted and unanswered, resident memory bytes), periodically
     samples: list[tuple[int, int, int]]
+    # stopped early (``should_stop`` said so): the logs hold what ran up to ``end_ns``
+    interrupted: bool = False
 
 
 Progress = Callable[[int, int], None]
+# asked between events now and then: True ends the run early (e.g. after Ctrl-C). A Python
+# function, so that a pending signal's handler runs before it answers even when this module is
+# compiled (compiled loops do not run signal handlers by themselves)
+StopCheck = Callable[[], bool]
+# events between two progress reports and stop checks
+_CHECK_EVERY: Final = 16384
 
 
 class Simulation:
@@ -128,6 +136,7 @@ class Simulation:
         workload: Workload,
         scheduler: Scheduler,
         progress: Progress | None = None,
+        should_stop: StopCheck | None = None,
     ) -> None:
         self.config = config
         self.models = models
@@ -137,6 +146,8 @@ class Simulation:
         # direct; through the protocol they are generic method calls (tests wrap schedulers)
         self._policy = scheduler if isinstance(scheduler, PolicyBase) else None
         self.progress = progress
+        self.should_stop = should_stop
+        self._interrupted = False
         self.q = EventQueue()
         self.request_log = RequestLog()
         self.action_log = ActionLog()
@@ -232,6 +243,7 @@ class Simulation:
             self._sched_s,
             events,
             self._samples,
+            self._interrupted,
         )
 
     def _loop(self) -> int:
@@ -252,6 +264,7 @@ class Simulation:
         dirty = False
         results: list[ActionResult] = []
         progress = self.progress
+        should_stop = self.should_stop
         # bound once: each ``self._schedule_done`` in the loop would make a bound method
         done_cb = self._schedule_done
         wake_cb = self._schedule_wake
@@ -321,8 +334,12 @@ class Simulation:
                 if nxt is None or nxt > t:
                     self._poll(t)
                     dirty = False
-            if progress is not None and events % 65536 == 0:
-                progress(t, self._responses)
+            if events % _CHECK_EVERY == 0:
+                if progress is not None:
+                    progress(t, self._responses)
+                if should_stop is not None and should_stop():
+                    self._interrupted = True
+                    break
             if t >= end_ns and not self._live and not self._stream_left:
                 break
         return events

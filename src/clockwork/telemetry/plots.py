@@ -38,8 +38,9 @@ PlotFn = Callable[[Path, Mapping[str, object], RequestTable, ActionTable], Path]
 
 
 def run_title(summary: Mapping[str, object]) -> str:
-    """``policy / workload name`` and "(synthetic)" when the workload says so."""
-    policy = str(summary.get("policy", "?"))
+    """``policy / workload name`` (the target server's URL for a bench run, which cannot know
+    the policy) and "(synthetic)" when the workload says so."""
+    policy = str(summary.get("url") or summary.get("policy", "?"))
     workload = summary.get("workload")
     name = "?"
     synthetic = False

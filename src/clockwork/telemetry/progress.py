@@ -40,7 +40,10 @@ class ProgressPrinter:
         stream: TextIO | None = None,
         interval_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        label: str = "sim",
     ) -> None:
+        # what progresses: "sim" (virtual time) or e.g. "bench" (a real run against a server)
+        self.label = label
         self.total_ns = max(0, total_ns)
         self.stream: TextIO = stream if stream is not None else sys.stderr
         self.interval_s = interval_s
@@ -55,22 +58,35 @@ class ProgressPrinter:
         self.closed = False
         self.lines_printed = 0
 
-    def format_line(self, now: float, sim_now_ns: int, requests_done: int, extra: str = "") -> str:
-        """The status line for this state at wall time ``now``."""
+    def format_line(
+        self,
+        now: float,
+        sim_now_ns: int,
+        requests_done: int,
+        extra: str = "",
+        final: bool = False,
+        eta: bool = True,
+    ) -> str:
+        """The status line for this state at wall time ``now``; a ``final`` one (the run has
+        finished) is at 100% and has no ETA, nor has one without ``eta``."""
         elapsed = max(0.0, now - self.start)
         frac = min(1.0, sim_now_ns / self.total_ns) if self.total_ns > 0 else 1.0
+        if final:
+            frac = 1.0
         rate = f"{requests_done / elapsed:,.0f}" if elapsed > 0 else "-"
         if 0 < frac < 1 and elapsed > 0:
-            eta = format_duration(elapsed * (1 - frac) / frac)
+            left = format_duration(elapsed * (1 - frac) / frac)
         elif frac >= 1:
-            eta = format_duration(0)
+            left = format_duration(0)
         else:
-            eta = "?"
+            left = "?"
         line = (
-            f"sim {100 * frac:5.1f}%  t={sim_now_ns / NS_PER_S:,.1f}s/"
+            f"{self.label} {100 * frac:5.1f}%  t={sim_now_ns / NS_PER_S:,.1f}s/"
             f"{self.total_ns / NS_PER_S:,.1f}s  requests {requests_done:,}  "
-            f"{rate} req/wall-s  wall {format_duration(elapsed)}  ETA {eta}"
+            f"{rate} req/wall-s  wall {format_duration(elapsed)}"
         )
+        if eta and not final:
+            line += f"  ETA {left}"
         return f"{line}  {extra}" if extra else line
 
     def _emit(self, line: str, final: bool) -> None:
@@ -97,14 +113,24 @@ class ProgressPrinter:
         return True
 
     def close(
-        self, sim_now_ns: int | None = None, requests_done: int | None = None, extra: str = ""
+        self,
+        sim_now_ns: int | None = None,
+        requests_done: int | None = None,
+        extra: str = "",
+        finished: bool = True,
     ) -> None:
         """Print the final line (with the last known figures unless given) and end the line.
-        Closing twice prints once."""
+        A ``finished`` run is at 100% with nothing left (it may end before ``total_ns`` when
+        its work is done early) and the line has no ETA; an unfinished one says where it
+        stopped. Closing twice prints once."""
         if self.closed:
             return
         self.closed = True
         sim = self._sim_ns if sim_now_ns is None else sim_now_ns
         done = self._done if requests_done is None else requests_done
-        line = "done: " + self.format_line(self.clock(), sim, done, extra or self._extra)
+        now = self.clock()
+        if finished:
+            line = "done: " + self.format_line(now, sim, done, extra or self._extra, final=True)
+        else:
+            line = "stopped: " + self.format_line(now, sim, done, extra or self._extra, eta=False)
         self._emit(line, final=True)

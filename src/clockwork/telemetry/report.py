@@ -203,6 +203,12 @@ def _cpu_per_request(summary: Mapping[str, object]) -> str:
 Row = tuple[str, Callable[[Mapping[str, object]], str]]
 
 
+def _partial(summary: Mapping[str, object]) -> str:
+    if not summary.get("partial"):
+        return "no"
+    return f"yes: interrupted after {_secs(summary.get('duration_s'))} of arrivals"
+
+
 def _refused_reasons(summaries: Sequence[Mapping[str, object]]) -> list[str]:
     """Refusal reasons with a non-zero count in any summary, in first-seen order."""
     seen: dict[str, None] = {}
@@ -215,15 +221,55 @@ def _refused_reasons(summaries: Sequence[Mapping[str, object]]) -> list[str]:
     return list(seen)
 
 
+# what a client driving a server (``clockwork bench``: its summary has the ``url``) cannot see:
+# the server's actions, devices and build
+_SERVER_SIDE = frozenset(
+    {
+        "cold starts",
+        "loads",
+        "evictions",
+        "infers",
+        "Infer pred. error p99",
+        "Load pred. error p99",
+        "device utilisation",
+        "build",
+    }
+)
+
+
+def _client_view(summaries: Sequence[Mapping[str, object]]) -> bool:
+    return bool(summaries) and all(s.get("url") for s in summaries)
+
+
+def _known_count(v: object) -> str:
+    """A count that 0 means unknown for (the devices behind a server a client drives)."""
+    return _count(v) if _num(v) else "-"
+
+
 def _rows(summaries: Sequence[Mapping[str, object]]) -> list[Row]:
-    rows: list[Row] = [
+    rows = _all_rows(summaries)
+    if not _client_view(summaries):
+        return rows
+    relabel = {"sim wall time": "wall time"}
+    return [(relabel.get(label, label), fn) for label, fn in rows if label not in _SERVER_SIDE]
+
+
+def _all_rows(summaries: Sequence[Mapping[str, object]]) -> list[Row]:
+    rows: list[Row] = []
+    if any(s.get("partial") for s in summaries):
+        rows.append(("partial", _partial))
+    rows += [
         ("workload", _workload),
         ("duration", lambda s: _secs(s.get("duration_s"))),
-        ("devices / models", lambda s: f"{_count(s.get('devices'))} / {_count(s.get('models'))}"),
+        (
+            "devices / models",
+            lambda s: f"{_known_count(s.get('devices'))} / {_count(s.get('models'))}",
+        ),
         ("requests", lambda s: _count(s.get("requests"))),
         ("offered rps", lambda s: _rate(s.get("offered_rps"))),
         ("goodput rps", lambda s: _rate(s.get("goodput_rps"))),
-        ("ideal capacity rps", lambda s: _rate(s.get("ideal_capacity_rps"))),
+        # 0: not known (a bench run without --capacity-rps or --gpus)
+        ("ideal capacity rps", lambda s: _rate(s.get("ideal_capacity_rps") or None)),
         ("SLO attainment", lambda s: str(s.get("slo_attainment_pct_str", "-"))),
         ("succeeded", lambda s: _count(s.get("succeeded"))),
         ("late", lambda s: _count(s.get("late"))),
@@ -273,7 +319,10 @@ def format_table(summary: Mapping[str, object]) -> str:
     """The human summary of one run: a title line, then aligned ``label  value`` lines."""
     rows = [(label, fn(summary)) for label, fn in _rows([summary])]
     width = max(len(label) for label, _ in rows)
-    lines = [f"policy {summary.get('policy', '?')}"]
+    if summary.get("url"):
+        lines = [f"server {summary['url']} ({summary.get('protocol', '?')})"]
+    else:
+        lines = [f"policy {summary.get('policy', '?')}"]
     lines += [f"  {label.ljust(width)}  {value}" for label, value in rows]
     return "\n".join(lines)
 

@@ -7,6 +7,8 @@ speaks seconds, milliseconds and rates. Keys:
 Run description (copied from ``RunInfo``):
     ``policy`` (str), ``workload`` (dict; ``name`` and ``synthetic`` are used in titles),
     ``duration_s`` (float), ``devices``, ``models``, ``seed`` (int), ``extra`` (dict).
+    ``partial`` (bool): the run was stopped early (Ctrl-C); its figures cover what ran, and
+        ``duration_s`` is how far its arrivals got.
 
 Requests:
     ``requests``: count offered (rows of the request table).
@@ -108,6 +110,8 @@ class RunInfo:
     sim_wall_s: float
     scheduler_cpu_s: float | None = None
     extra: dict[str, object] = field(default_factory=dict)
+    # stopped before its end (Ctrl-C): the figures cover what ran, over ``duration_ns``
+    partial: bool = False
 
 
 # --------------------------------------------------------------------------- helpers
@@ -356,6 +360,7 @@ def summarize(requests: RequestTable, actions: ActionTable, info: RunInfo) -> di
 
     out: dict[str, object] = {
         "policy": info.policy,
+        "partial": info.partial,
         "workload": dict(info.workload),
         "duration_s": duration_s,
         "devices": info.devices,
