@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clockwork.cli.config_file import add_config_arguments, apply_config, effective_config_toml
 from clockwork.cli.limits_args import add_limits_arguments, limits_from_args
 from clockwork.cli.security_args import add_security_arguments, security_from_args
 from clockwork.core.errors import ConfigurationError
@@ -61,6 +62,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         # no abbreviations: "--token SECRET" must not be read as --token-file and echoed back
         allow_abbrev=False,
     )
+    add_config_arguments(p)  # first: it notes which of the options below the command line gives
     p.add_argument(
         "--repository",
         type=Path,
@@ -187,6 +189,10 @@ def run(args: argparse.Namespace) -> int:
     from clockwork.service.supervisor import ChildSupervisor
     from clockwork.transport import loop_factory
 
+    apply_config(args)  # --config FILE.toml: every option the command line did not give
+    if args.print_config:
+        print(effective_config_toml(args), end="")
+        return 0
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
