@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.error import HTTPError, URLError
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from clockwork.cli.main import main
 from clockwork.models.create import create_repository
@@ -154,6 +155,25 @@ def test_the_banner_says_what_is_exposed(served: tuple[str, Path, object]) -> No
     assert "model control: enabled (control token)" in banner
     assert "WARNING" not in banner
     assert CONTROL_TOKEN not in banner
+
+
+def test_metrics_carry_the_controller_s_and_the_local_worker_s_process_metrics(
+    served: tuple[str, Path, subprocess.Popen[bytes]],
+) -> None:
+    url, _, proc = served
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as r:
+        text = r.read().decode()
+    rss = {
+        s.labels["process"]: s.value
+        for f in text_string_to_metric_families(text)
+        if f.name == "process_resident_memory_bytes"
+        for s in f.samples
+    }
+    assert set(rss) == {"controller", "local_worker"}, rss
+    # the worker holds torch and a model: more than the controller's bare interpreter
+    assert rss["local_worker"] > 50 * 2**20
+    assert rss["controller"] > 10 * 2**20
+    assert proc.poll() is None
 
 
 def test_ctrl_c_stops_the_server_and_its_worker(

@@ -290,6 +290,8 @@ async def _serve(
         connect_backoff_s=RECONNECT_BACKOFF_S,
     )
     metrics = ServingMetrics()
+    if worker is not None:  # its process_* metrics, labelled process="local_worker"
+        metrics.processes.watch("local_worker", lambda: worker.pid)
     attach_observer(controller, metrics)
     files = None
     telemetry = None
