@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -174,6 +175,31 @@ def test_metrics_carry_the_controller_s_and_the_local_worker_s_process_metrics(
     assert rss["local_worker"] > 50 * 2**20
     assert rss["controller"] > 10 * 2**20
     assert proc.poll() is None
+
+
+def test_the_container_health_check_passes_on_a_ready_server_only(
+    served: tuple[str, Path, subprocess.Popen[bytes]],
+) -> None:
+    url, _, _ = served
+    script = Path(__file__).resolve().parents[2] / "scripts" / "healthcheck.py"
+
+    def check(target: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(script)],
+            env={**os.environ, "CLOCKWORK_HEALTH_URL": target},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    done = check(f"{url}/v2/health/ready")
+    assert done.returncode == 0 and done.stdout.strip().endswith(": 200"), done
+    (free,) = free_ports(1)  # nothing listens there
+    done = check(f"http://127.0.0.1:{free}/v2/health/ready")
+    assert done.returncode == 1 and "refused" in done.stdout.lower(), done
+    done = check(f"{url}/v2/models/no-such-model/ready")  # a 404: not healthy either
+    assert done.returncode == 1 and ": 404" in done.stdout, done
 
 
 def test_ctrl_c_stops_the_server_and_its_worker(
