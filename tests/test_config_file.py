@@ -122,9 +122,14 @@ def test_print_config_round_trips(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert tomllib.loads(capsys.readouterr().out) == effective
 
 
-def test_print_config_without_a_file_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+def test_print_config_without_a_file_shows_the_defaults(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLOCKWORK_TOKEN", "token-from-the-environment")
     assert main(["serve", "--print-config"]) == 0
-    effective = tomllib.loads(capsys.readouterr().out)
+    printed = capsys.readouterr().out
+    assert "token-from-the-environment" not in printed  # a secret is never configuration
+    effective = tomllib.loads(printed)
     assert effective["http-port"] == 8000
     assert effective["allow-model-control"] is False
 
@@ -188,9 +193,11 @@ def test_unreadable_or_malformed_files(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_the_file_reaches_serve_s_own_checks(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A combination serve refuses is refused the same when it comes from the file."""
+    for var in ("CLOCKWORK_TOKEN", "CLOCKWORK_CONTROL_TOKEN", "CLOCKWORK_CLUSTER_SECRET"):
+        monkeypatch.delenv(var, raising=False)
     path = _write(tmp_path, "no-local-worker = true\n")
     assert main(["serve", "--config", str(path)]) == 2
     assert "--no-local-worker needs --workers" in capsys.readouterr().err
