@@ -4,6 +4,7 @@ file is refused with an error that names the key, ``--print-config`` round-trips
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import tomllib
@@ -215,3 +216,14 @@ def test_the_cli_process_reports_a_bad_file(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "unknown key 'http-prot'; did you mean 'http-port'?" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_readme_s_example_file_is_valid(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    match = re.search(r"```toml\n(# serve\.toml\n.*?)```", readme, flags=re.DOTALL)
+    assert match is not None
+    path = _write(tmp_path, match.group(1))
+    args = _parse("--config", str(path), "--http-port", "9000")
+    assert (args.http_port, args.grpc_port, args.host) == (9000, 8001, "0.0.0.0")
+    assert args.repository == tmp_path / "models"
+    assert args.token_file == Path("/run/secrets/clockwork-token")
