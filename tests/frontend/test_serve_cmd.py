@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 from urllib.error import HTTPError, URLError
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from clockwork.cli.main import main
 from clockwork.models.create import create_repository
@@ -157,6 +159,50 @@ def test_the_banner_says_what_is_exposed(served: tuple[str, Path, object]) -> No
     assert "model control: enabled (control token)" in banner
     assert "WARNING" not in banner
     assert CONTROL_TOKEN not in banner
+
+
+def test_metrics_carry_the_controller_s_and_the_local_worker_s_process_metrics(
+    served: tuple[str, Path, subprocess.Popen[bytes]],
+) -> None:
+    url, _, proc = served
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as r:
+        text = r.read().decode()
+    rss = {
+        s.labels["process"]: s.value
+        for f in text_string_to_metric_families(text)
+        if f.name == "process_resident_memory_bytes"
+        for s in f.samples
+    }
+    assert set(rss) == {"controller", "local_worker"}, rss
+    # the worker holds torch and a model: more than the controller's bare interpreter
+    assert rss["local_worker"] > 50 * 2**20
+    assert rss["controller"] > 10 * 2**20
+    assert proc.poll() is None
+
+
+def test_the_container_health_check_passes_on_a_ready_server_only(
+    served: tuple[str, Path, subprocess.Popen[bytes]],
+) -> None:
+    url, _, _ = served
+    script = Path(__file__).resolve().parents[2] / "scripts" / "healthcheck.py"
+
+    def check(target: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(script)],
+            env={**os.environ, "CLOCKWORK_HEALTH_URL": target},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    done = check(f"{url}/v2/health/ready")
+    assert done.returncode == 0 and done.stdout.strip().endswith(": 200"), done
+    (free,) = free_ports(1)  # nothing listens there
+    done = check(f"http://127.0.0.1:{free}/v2/health/ready")
+    assert done.returncode == 1 and "refused" in done.stdout.lower(), done
+    done = check(f"{url}/v2/models/no-such-model/ready")  # a 404: not healthy either
+    assert done.returncode == 1 and ": 404" in done.stdout, done
 
 
 def test_ctrl_c_stops_the_server_and_its_worker(

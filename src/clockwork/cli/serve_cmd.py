@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clockwork.cli.config_file import add_config_arguments, apply_config, effective_config_toml
 from clockwork.cli.help_format import HelpFormatter
 from clockwork.cli.limits_args import add_limits_arguments, limits_from_args
 from clockwork.cli.log_setup import add_log_arguments, setup_logging
@@ -65,6 +66,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         # no abbreviations: "--token SECRET" must not be read as --token-file and echoed back
         allow_abbrev=False,
     )
+    add_config_arguments(p)  # first: it notes which of the options below the command line gives
     p.add_argument(
         "--repository",
         type=Path,
@@ -223,6 +225,10 @@ def run(args: argparse.Namespace) -> int:
     from clockwork.service.supervisor import ChildSupervisor
     from clockwork.transport import loop_factory
 
+    apply_config(args)  # --config FILE.toml: every option the command line did not give
+    if args.print_config:
+        print(effective_config_toml(args), end="")
+        return 0
     setup_logging(args.log_format, args.verbose)
     _check_port("http-port", args.http_port)
     _check_port("grpc-port", args.grpc_port, allow_zero=True)
@@ -331,6 +337,8 @@ async def _serve(
         supervised_workers=addresses[:1] if worker is not None else (),
     )
     metrics = ServingMetrics()
+    if worker is not None:  # its process_* metrics, labelled process="local_worker"
+        metrics.processes.watch("local_worker", lambda: worker.pid)
     attach_observer(controller, metrics)
     attach_observer(controller, recent)
     files = None

@@ -7,9 +7,10 @@
 same two in-flight tables: requests by id until their response, actions by id until their
 result. From these it keeps
 
-- Prometheus metrics in its own ``CollectorRegistry`` (``metrics_text`` renders them), all named
+- Prometheus metrics in its own ``CollectorRegistry`` (``metrics_text`` renders them), named
   ``clockwork_...``: counters and histograms by model, estimate errors by action kind, and per
-  device the inference executor's recent utilisation and the number of resident models;
+  device the inference executor's recent utilisation and the number of resident models; beside
+  them the ``process_*`` metrics of the controller and its local worker (``process_metrics``);
 - Triton's statistics extension per model (``statistics``), with Triton's meaning as far as the
   controller can see it: a result delivered to the client (``SUCCESS`` or ``LATE``: the client gets
   its outputs either way) is a success, every other ending is a failure; queue time runs from
@@ -40,6 +41,7 @@ from clockwork.core.events import DeviceInfo
 from clockwork.core.ids import DeviceId
 from clockwork.core.requests import InferRequest, Response, ResponseStatus
 from clockwork.frontend.api import DurationStat, ModelStatistics
+from clockwork.frontend.process_metrics import ProcessMetrics
 from clockwork.service.observers import attach_observer
 
 if TYPE_CHECKING:
@@ -366,6 +368,9 @@ class ServingMetrics:
         )
         pending.set_function(lambda: len(self._live))
         r.register(_DeviceCollector(self))
+        #: ``process_*`` metrics of this process; ``processes.watch`` adds the local worker's
+        self.processes = ProcessMetrics()
+        r.register(self.processes)
 
         self._models: dict[str, _Model] = {}
         self._devices: dict[DeviceId, _Device] = {}

@@ -33,6 +33,8 @@ PREDICTION_ERROR = "prediction_error.png"
 _CDF_POINTS = 4_000
 _DPI = 110
 _LAYOUT: Final = "constrained"
+#: an SLO that changes during the run
+_SLO_COLOUR: Final = "tab:orange"
 
 PlotFn = Callable[[Path, Mapping[str, object], RequestTable, ActionTable], Path]
 
@@ -91,10 +93,60 @@ def _delivered_latency_ns(requests: RequestTable) -> npt.NDArray[np.int64]:
 # --------------------------------------------------------------------------- plots
 
 
+def bin_label(bin_s: float) -> str:
+    """A time bin's width for a label: ``1 s``, ``10 s``, ``250 ms``."""
+    if bin_s >= 1:
+        return f"{bin_s:g} s"
+    return f"{bin_s * 1000:g} ms"
+
+
+def slo_by_bin_ms(requests: RequestTable, bin_ns: int, bins: int) -> npt.NDArray[np.float64]:
+    """The SLO (deadline - arrival, ms) given to the requests that arrived in each of ``bins`` bins
+    of ``bin_ns`` (their median, so a few requests with a model's own SLO do not move it); NaN
+    for a bin without arrivals. Arrivals past the last bin count in the last."""
+    out = np.full(bins, np.nan, dtype=np.float64)
+    if len(requests) == 0 or bins < 1 or bin_ns <= 0:
+        return out
+    arrival = requests.arrival_ns
+    b = np.clip(arrival // bin_ns, 0, bins - 1)
+    slo = requests.deadline_ns - arrival
+    order = np.lexsort((slo, b))
+    sorted_slo = slo[order]
+    counts = np.bincount(b, minlength=bins)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    has = np.flatnonzero(counts)
+    out[has] = sorted_slo[starts[has] + (counts[has] - 1) // 2] / NS_PER_MS
+    return out
+
+
+def _varies(xs: npt.NDArray[np.float64]) -> bool:
+    finite = xs[np.isfinite(xs)]
+    return len(finite) > 1 and float(finite.max()) > float(finite.min()) * (1 + 1e-9)
+
+
+def _carried(xs: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """NaN holes filled with the value before them (a bin without arrivals keeps the SLO)."""
+    out = xs.copy()
+    for i in range(1, len(out)):
+        if np.isnan(out[i]):
+            out[i] = out[i - 1]
+    return out
+
+
 def plot_goodput_latency(
     path: Path, summary: Mapping[str, object], requests: RequestTable, actions: ActionTable
 ) -> Path:
     """Offered and goodput rps over time (top), p99 latency over time (bottom)."""
+    return _save(goodput_latency_figure(summary, requests, actions), path)
+
+
+def goodput_latency_figure(
+    summary: Mapping[str, object], requests: RequestTable, actions: ActionTable
+) -> Figure:
+    """The figure of ``plot_goodput_latency``. Rates are per time bin (the bin is named on the
+    axes); the offered line is drawn dashed above goodput, which fills below it, so that both show
+    when they are equal; an SLO that changes during the run (an SLO sweep) is drawn as a step
+    line, over the latency and on a second axis beside the rates."""
     ts = summary.get("timeseries")
     if not isinstance(ts, Mapping):
         dur_s = summary.get("duration_s")
@@ -103,27 +155,59 @@ def plot_goodput_latency(
     t = _floats(ts.get("t_s"))
     fig = Figure(figsize=(10, 6), layout=_LAYOUT)
     top, bottom = fig.subplots(2, 1, sharex=True)
-    fig.suptitle(f"{run_title(summary)}: goodput and latency over time")
     offered = _floats(ts.get("offered_rps"))
+    bucket_s = ts.get("bucket_s")
+    width = float(bucket_s) if isinstance(bucket_s, int | float) and bucket_s > 0 else 1.0
+    fig.suptitle(
+        f"{run_title(summary)}: goodput and latency over time (bins of {bin_label(width)})"
+    )
     if len(t) == 0 or not np.nansum(offered) > 0:
         _no_data(top, "no requests")
         _no_data(bottom, "no requests")
-        return _save(fig, path)
-    bucket_s = ts.get("bucket_s")
-    width = float(bucket_s) if isinstance(bucket_s, int | float) and bucket_s > 0 else 1.0
+        return fig
     edges = np.append(t, t[-1] + width)
     goodput = _floats(ts.get("goodput_rps"))
     refused = _floats(ts.get("refused_rps")) + _floats(ts.get("late_rps"))
-    top.stairs(offered, edges, baseline=None, label="offered", color="tab:gray", linewidth=1.5)
-    top.stairs(goodput, edges, baseline=None, label="goodput", color="tab:green")
+    top.stairs(goodput, edges, baseline=0, fill=True, color="tab:green", alpha=0.35, lw=0)
+    top.stairs(goodput, edges, baseline=None, label="goodput", color="tab:green", lw=1.5)
     top.stairs(refused, edges, baseline=None, label="refused + late", color="tab:red", lw=0.8)
+    # last and on top, dashed: where goodput equals it, both stay visible
+    top.stairs(
+        offered,
+        edges,
+        baseline=None,
+        label="offered",
+        color="black",
+        linestyle=(0, (4, 3)),
+        linewidth=1.2,
+        zorder=3,
+    )
     ideal = summary.get("ideal_capacity_rps")
     if isinstance(ideal, int | float) and ideal > 0:
         top.axhline(float(ideal), linestyle="--", color="tab:blue", label="ideal capacity")
-    top.set_ylabel("requests / s")
+    top.set_ylabel(f"requests / s (per {bin_label(width)} bin)")
     top.set_xlim(float(edges[0]), float(edges[-1]))
-    top.legend(loc="best", fontsize="small")
+    top.set_ylim(bottom=0)
     top.grid(True, alpha=0.3)
+
+    slo_steps = slo_by_bin_ms(requests, max(1, round(width * 1e9)), len(t))
+    sweep = _varies(slo_steps)
+    handles, labels = top.get_legend_handles_labels()
+    if sweep:
+        slo_line = _carried(slo_steps)
+        right = top.twinx()
+        right.stairs(
+            slo_line, edges, baseline=None, color=_SLO_COLOUR, lw=1.2, label="SLO (right axis)"
+        )
+        right.set_ylabel("SLO (ms)", color=_SLO_COLOUR)
+        finite = slo_line[np.isfinite(slo_line)]
+        if float(finite.max()) > 20 * float(finite.min()):
+            right.set_yscale("log")
+        else:
+            right.set_ylim(bottom=0)
+        h2, l2 = right.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    top.legend(handles, labels, loc="best", fontsize="small")
 
     p99 = _floats(ts.get("p99_latency_ms"))
     if np.any(np.isfinite(p99)):
@@ -131,7 +215,16 @@ def plot_goodput_latency(
             p99, edges, baseline=None, color="tab:purple", label="p99 latency (delivered)"
         )
         slo = slo_ms_of(summary)
-        if slo is not None:
+        if sweep:
+            bottom.stairs(
+                _carried(slo_steps),
+                edges,
+                baseline=None,
+                linestyle="--",
+                color=_SLO_COLOUR,
+                label="SLO (as it changes)",
+            )
+        elif slo is not None:
             bottom.axhline(slo, linestyle="--", color="tab:red", label=f"SLO {slo:g} ms")
         bottom.set_ylim(bottom=0)
         bottom.legend(loc="best", fontsize="small")
@@ -139,10 +232,10 @@ def plot_goodput_latency(
         bottom.text(
             0.5, 0.5, "no delivered results", ha="center", va="center", transform=bottom.transAxes
         )
-    bottom.set_ylabel("p99 latency (ms)")
+    bottom.set_ylabel(f"p99 latency (ms, per {bin_label(width)} bin)")
     bottom.set_xlabel("time since start (s)")
     bottom.grid(True, alpha=0.3)
-    return _save(fig, path)
+    return fig
 
 
 def _cdf_sample(
