@@ -4,7 +4,8 @@ every request it accepted has one row, those not yet answered as UNANSWERED."""
 from __future__ import annotations
 
 from clockwork.core.policies import ClockworkConfig, ClockworkPolicy
-from clockwork.sim.runner import UNANSWERED, SimConfig, Simulation
+from clockwork.sim.runner import SimConfig, Simulation
+from clockwork.telemetry.records import UNANSWERED
 
 from support.sim import MS, S, SkewedPoisson, model_set, small_kind
 

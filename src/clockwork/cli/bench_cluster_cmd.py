@@ -26,7 +26,7 @@ from clockwork.cli.help_format import HelpFormatter
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES, POLICY_HELP
 from clockwork.core.profile import DEVICE_KINDS
-from clockwork.core.units import NS_PER_MS, NS_PER_S
+from clockwork.core.units import DEFAULT_SLO_MS, NS_PER_MS, NS_PER_S, s_to_ns
 from clockwork.workload import DEFAULT_AZURE_TRACE
 
 DEFAULT_PROFILE = "resnet50_v2-V100-32GB"
@@ -77,7 +77,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--start-minute", type=int, default=0, help="azure: first trace minute")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of arrivals")
-    p.add_argument("--slo-ms", type=float, default=100.0, help="each request's deadline")
+    p.add_argument("--slo-ms", type=float, default=DEFAULT_SLO_MS, help="each request's deadline")
     p.add_argument("--seed", type=int, default=1, help="seed of the arrivals")
     p.add_argument(
         "--policy",
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         args.schedule_ahead_ms = ClockworkConfig().schedule_ahead_ns / NS_PER_MS
     workload = workload_factory(args, names, capacity)()
     policy = policy_from_args(args.policy, args)
-    duration_ns = round(args.duration * NS_PER_S)
+    duration_ns = s_to_ns(args.duration)
 
     def status(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -191,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
                         procs.addresses,
                         workload,
                         duration_ns,
-                        drain_ns=round(args.drain_s * NS_PER_S),
+                        drain_ns=s_to_ns(args.drain_s),
                         status_every_s=args.status_every,
                         status=None if args.quiet else status,
                         check_alive=procs.check_alive,

@@ -20,7 +20,7 @@ from typing import NoReturn
 from clockwork.cli.help_format import HelpFormatter
 from clockwork.cli.sim_cmd import add_shape_arguments
 from clockwork.core.errors import ConfigurationError
-from clockwork.core.units import NS_PER_MS, NS_PER_S
+from clockwork.core.units import DEFAULT_SLO_MS, ms_to_ns, s_to_ns
 
 WORKLOADS = ("poisson", "azure", "closed", "bursty", "slo-sweep")
 DEFAULT_PROFILE = "resnet50_v2-V100-32GB"
@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--workload", choices=WORKLOADS, default="poisson", help="arrival process of the requests"
     )
     p.add_argument("--duration", type=float, default=20.0, help="seconds of arrivals")
-    p.add_argument("--slo-ms", type=float, default=100.0, help="each request's timeout")
+    p.add_argument("--slo-ms", type=float, default=DEFAULT_SLO_MS, help="each request's timeout")
     p.add_argument("--seed", type=int, default=1, help="seed of the arrivals")
     p.add_argument("--out", type=Path, default=None, help="report directory (none: no files)")
     g = p.add_argument_group("workload parameters (as clockwork sim)")
@@ -276,13 +276,13 @@ def run(args: argparse.Namespace) -> int:
             endpoint.protocol,
             workload,
             models,
-            round(args.slo_ms * NS_PER_MS),
+            ms_to_ns(args.slo_ms),
             args.concurrency,
-            round(args.duration * NS_PER_S),
+            s_to_ns(args.duration),
             binary=args.binary,
             fill=args.inputs,
             seed=args.seed,
-            drain_ns=round(args.drain_s * NS_PER_S),
+            drain_ns=s_to_ns(args.drain_s),
             ideal_capacity_rps=capacity,
             devices=args.gpus or 0,
             workload_info=describe_workload(workload, args),

@@ -22,7 +22,7 @@ from clockwork.cli.log_setup import add_log_arguments, setup_logging
 from clockwork.cli.serve_cmd import add_warm_arguments, policy_from_warm_args
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES, POLICY_HELP
-from clockwork.core.units import NS_PER_MS
+from clockwork.core.units import DEFAULT_SLO_MS, ms_to_ns
 from clockwork.transport import loop_factory
 from clockwork.transport.cluster_secret import add_secret_arguments, require_secret
 from clockwork.transport.handshake import ID_BYTES
@@ -68,7 +68,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--demo-slo-ms",
         type=float,
-        default=100.0,
+        default=DEFAULT_SLO_MS,
         metavar="MS",
         help="deadline of the generated requests",
     )
@@ -141,9 +141,7 @@ def run(args: argparse.Namespace) -> int:
                 if not models or not service.workers:
                     continue
                 t = asyncio.create_task(
-                    service.submit(
-                        rng.choice(models), timeout_ns=round(args.demo_slo_ms * NS_PER_MS)
-                    )
+                    service.submit(rng.choice(models), timeout_ns=ms_to_ns(args.demo_slo_ms))
                 )
                 tasks.add(t)
                 t.add_done_callback(tasks.discard)

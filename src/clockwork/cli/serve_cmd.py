@@ -30,6 +30,7 @@ from clockwork.cli.security_args import add_security_arguments, security_from_ar
 from clockwork.cli.serve_startup import check_ports_free, unless_stopped
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES, POLICY_HELP, PolicyBase, make_policy
+from clockwork.core.units import DEFAULT_SLO_MS
 from clockwork.service.recent_models import warm_order
 from clockwork.transport.cluster_secret import add_secret_arguments, child_env, serve_secret
 
@@ -110,7 +111,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--default-slo-ms",
         type=float,
-        default=100.0,
+        default=DEFAULT_SLO_MS,
         help="deadline of a request without timeout, for models without their own",
     )
     p.add_argument(
@@ -301,7 +302,7 @@ async def _serve(
     worker: ChildSupervisor | None,
     secret: bytes | None = None,
 ) -> None:
-    from clockwork.core.units import NS_PER_MS
+    from clockwork.core.units import ms_to_ns
     from clockwork.frontend.availability import repository_model_names
     from clockwork.frontend.decode_pool import DecodePool
     from clockwork.frontend.grpc_server import start_grpc
@@ -330,7 +331,7 @@ async def _serve(
     controller = ControllerService(
         policy_from_warm_args(args, () if args.no_warm else recent.previous),
         addresses,
-        default_slo_ns=round(args.default_slo_ms * NS_PER_MS),
+        default_slo_ns=ms_to_ns(args.default_slo_ms),
         link_secret=secret,
         connect_backoff_s=RECONNECT_BACKOFF_S,
         # the local worker (first address) is started and restarted by our supervisor

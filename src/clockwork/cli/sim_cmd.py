@@ -17,9 +17,7 @@ from clockwork.core.policies import (
     POLICIES,
     POLICY_HELP,
     ClockworkConfig,
-    ClockworkPolicy,
-    ReactiveConfig,
-    ReactivePolicy,
+    make_policy,
 )
 from clockwork.core.policies.base import PolicyBase
 from clockwork.core.profile import (
@@ -29,7 +27,7 @@ from clockwork.core.profile import (
     load_profile,
     shipped_profile,
 )
-from clockwork.core.units import NS_PER_MS, NS_PER_S, NS_PER_US
+from clockwork.core.units import DEFAULT_SLO_MS, NS_PER_MS, NS_PER_S, ms_to_ns, s_to_ns, us_to_ns
 from clockwork.sim.noise import NOISE_KINDS, NoiseConfig
 from clockwork.sim.runner import SimConfig, Simulation
 from clockwork.workload import (
@@ -92,7 +90,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--gpus", type=int, default=6, help="simulated GPUs in all")
     p.add_argument("--gpus-per-worker", type=int, default=2, help="simulated GPUs per worker")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals")
-    p.add_argument("--slo-ms", type=float, default=100.0, help="each request's deadline")
+    p.add_argument("--slo-ms", type=float, default=DEFAULT_SLO_MS, help="each request's deadline")
     p.add_argument(
         "--policy",
         choices=sorted(POLICIES),
@@ -181,13 +179,8 @@ def profile_from_spec(spec: str) -> ModelProfile:
 
 
 def policy_from_args(name: str, args: argparse.Namespace) -> PolicyBase:
-    if name == "clockwork":
-        return ClockworkPolicy(
-            ClockworkConfig(schedule_ahead_ns=round(args.schedule_ahead_ms * NS_PER_MS))
-        )
-    if name == "reactive":
-        return ReactivePolicy(ReactiveConfig())
-    raise ConfigurationError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
+    """The policy ``name`` with the simulator's options (``--schedule-ahead-ms``)."""
+    return make_policy(name, schedule_ahead_ns=ms_to_ns(args.schedule_ahead_ms))
 
 
 def compared_policies(spec: str) -> list[str]:
@@ -208,8 +201,8 @@ def compared_policies(spec: str) -> list[str]:
 def workload_factory(
     args: argparse.Namespace, names: list[str], capacity_rps: float
 ) -> Callable[[], Workload]:
-    duration_ns = round(args.duration * NS_PER_S)
-    slo_ns = round(args.slo_ms * NS_PER_MS)
+    duration_ns = s_to_ns(args.duration)
+    slo_ns = ms_to_ns(args.slo_ms)
     rate = args.rate if args.rate is not None else args.load_factor * capacity_rps
     if args.workload == "azure":
         trace = AzureTrace.load(args.trace)
@@ -221,7 +214,7 @@ def workload_factory(
             duration_ns,
             slo_ns,
             args.seed,
-            minute_ns=round(args.minute_s * NS_PER_S),
+            minute_ns=s_to_ns(args.minute_s),
             start_minute=args.start_minute,
         )
     if args.workload == "poisson":
@@ -233,8 +226,8 @@ def workload_factory(
             names,
             2 * rate,
             0.0,
-            round(args.burst_on_s * NS_PER_S),
-            round(args.burst_off_s * NS_PER_S),
+            s_to_ns(args.burst_on_s),
+            s_to_ns(args.burst_off_s),
             duration_ns,
             slo_ns,
             args.seed,
@@ -245,7 +238,7 @@ def workload_factory(
         duration_ns,
         slo_ns,
         args.sweep_factor,
-        round(args.sweep_period_s * NS_PER_S),
+        s_to_ns(args.sweep_period_s),
         args.seed,
     )
 
@@ -292,14 +285,14 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ConfigurationError(str(e)) from e
     config = SimConfig(
-        duration_ns=round(args.duration * NS_PER_S),
+        duration_ns=s_to_ns(args.duration),
         gpus=args.gpus,
         gpus_per_worker=args.gpus_per_worker,
         device_kind=kind,
-        network_delay_ns=round(args.network_delay_us * NS_PER_US),
+        network_delay_ns=us_to_ns(args.network_delay_us),
         noise=noise,
         seed=args.seed,
-        drain_ns=round(args.drain_s * NS_PER_S),
+        drain_ns=s_to_ns(args.drain_s),
     )
     policies = compared_policies(args.compare) if args.compare else [args.policy]
     summaries: dict[str, dict[str, object]] = {}

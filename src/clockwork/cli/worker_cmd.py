@@ -34,7 +34,7 @@ from clockwork.core.profile import (
     shipped_profile,
 )
 from clockwork.core.signature import ModelSignature, TensorSignature
-from clockwork.core.units import NS_PER_MS
+from clockwork.core.units import ms_to_ns
 from clockwork.transport import loop_factory
 from clockwork.transport.cluster_secret import add_secret_arguments, require_secret
 from clockwork.transport.handshake import ID_BYTES
@@ -194,7 +194,7 @@ def repository_model_info(
     path = profile_path(repo, name, kind_name)
     if not path.is_file():
         return None
-    slo = round(config.default_slo_ms * NS_PER_MS) if config.default_slo_ms is not None else None
+    slo = ms_to_ns(config.default_slo_ms) if config.default_slo_ms is not None else None
     return ModelInfo(name, (load_profile(path),), slo, repository_signature(config))
 
 

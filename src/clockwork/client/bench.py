@@ -62,13 +62,13 @@ from clockwork.client.oip_client import (
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.requests import ResponseStatus
 from clockwork.core.units import NS_PER_MS, NS_PER_S, NS_PER_US
-from clockwork.service.bench_cluster import EARLY_NS, LATE_SUBMIT_NS
 from clockwork.telemetry.progress import ProgressPrinter
 from clockwork.telemetry.records import ActionLog, ActionTable, RequestLog, RequestTable
 from clockwork.telemetry.summary import RunInfo, summarize
 from clockwork.transport.loop import loop_factory
 from clockwork.workload.base import Arrival, Workload
 from clockwork.workload.closed_loop import ClosedLoop
+from clockwork.workload.pacing import EARLY_NS, LATE_SUBMIT_NS
 
 #: the status of an arrival this client did not send (too many requests in flight)
 CLIENT_DROPPED = "CLIENT_DROPPED"

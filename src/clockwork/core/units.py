@@ -8,6 +8,10 @@ MIB = 1 << 20
 # A window end that never closes: reactive policies do not care about lateness.
 NEVER_NS = 1 << 62
 
+# The deadline after arrival of a request that names none and whose model names none (the
+# paper's SLO); every command's default SLO option reads it
+DEFAULT_SLO_MS = 100.0
+
 
 def ms_to_ns(ms: float) -> int:
     return round(ms * NS_PER_MS)
@@ -19,3 +23,7 @@ def s_to_ns(s: float) -> int:
 
 def ns_to_ms(ns: int) -> float:
     return ns / NS_PER_MS
+
+
+def us_to_ns(us: float) -> int:
+    return round(us * NS_PER_US)

@@ -40,6 +40,7 @@ from clockwork.core.actions import Action, ActionResult, ActionStatus, Infer, Lo
 from clockwork.core.events import DeviceInfo
 from clockwork.core.ids import DeviceId
 from clockwork.core.requests import InferRequest, Response, ResponseStatus
+from clockwork.core.units import NS_PER_S
 from clockwork.frontend.api import DurationStat, ModelStatistics
 from clockwork.frontend.process_metrics import ProcessMetrics
 from clockwork.service.observers import attach_observer
@@ -47,7 +48,6 @@ from clockwork.service.observers import attach_observer
 if TYPE_CHECKING:
     from clockwork.service.controller_service import ControllerService
 
-NS_PER_S = 1_000_000_000
 
 #: durations of ms-scale serving: 0.5 ms to 10 s
 DURATION_BUCKETS_S = (

@@ -38,17 +38,16 @@ from types import TracebackType
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.requests import Response
 from clockwork.core.scheduler import Scheduler
-from clockwork.core.units import NS_PER_MS, NS_PER_S, NS_PER_US
+from clockwork.core.units import NS_PER_S
 from clockwork.service.controller_service import Arrays, ControllerService
 from clockwork.service.telemetry import ControllerTelemetry, StatusLine
 from clockwork.telemetry.records import ActionLog, RequestLog
 from clockwork.transport.cluster_secret import child_env, new_secret
 from clockwork.workload.base import Arrival, Workload
+from clockwork.workload.pacing import EARLY_NS, LATE_SUBMIT_NS
 
 log = logging.getLogger("clockwork.service.bench_cluster")
 
-LATE_SUBMIT_NS = NS_PER_MS
-EARLY_NS = 250 * NS_PER_US
 DEFAULT_PROFILE = "resnet50_v2-V100-32GB"
 
 

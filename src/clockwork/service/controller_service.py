@@ -40,7 +40,7 @@ from clockwork.core.events import (
 )
 from clockwork.core.requests import InferRequest, Response
 from clockwork.core.scheduler import Scheduler
-from clockwork.core.units import NS_PER_MS
+from clockwork.core.units import DEFAULT_SLO_MS, ms_to_ns
 from clockwork.service.controller_stats import ControllerStats
 from clockwork.service.loop_heartbeat import LoopHeartbeat
 from clockwork.service.observers import Observers
@@ -61,7 +61,7 @@ __all__ = [
 log = logging.getLogger("clockwork.service.controller")
 
 #: the deadline of a request that names none, for a model without a default SLO
-DEFAULT_SLO_NS = 100 * NS_PER_MS
+DEFAULT_SLO_NS = ms_to_ns(DEFAULT_SLO_MS)
 
 
 class ControllerClosedError(ClockworkError):

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 
-from clockwork.core.units import NS_PER_S
+from clockwork.core.units import s_to_ns
 from clockwork.service.observers import Observers
 from clockwork.service.scheduling_pump import timer_delay_s
 
@@ -30,7 +30,7 @@ class LoopHeartbeat:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
         self._observers = observers
-        self._interval_ns = round(interval_s * NS_PER_S)
+        self._interval_ns = s_to_ns(interval_s)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._due_ns = 0
@@ -53,7 +53,7 @@ class LoopHeartbeat:
             return
         delay_s = timer_delay_s(loop, self._interval_ns)
         # the loop's clock is the monotonic clock, in seconds (uvloop's in whole ms)
-        self._due_ns = round((loop.time() + delay_s) * NS_PER_S)
+        self._due_ns = s_to_ns(loop.time() + delay_s)
         self._timer = loop.call_later(delay_s, self._beat)
 
     def _beat(self) -> None:

@@ -29,7 +29,7 @@ from clockwork.core.errors import ClockworkError
 from clockwork.core.events import ActionFinished, Event
 from clockwork.core.requests import Response
 from clockwork.core.scheduler import Scheduler
-from clockwork.core.units import NS_PER_MS, NS_PER_S
+from clockwork.core.units import NS_PER_MS, NS_PER_S, s_to_ns
 from clockwork.service.controller_stats import ControllerStats
 from clockwork.service.observers import Observers
 from clockwork.service.request_book import RequestBook
@@ -297,7 +297,7 @@ def timer_delay_s(loop: asyncio.AbstractEventLoop, delay_ns: int) -> float:
     # behind) reaches that clock plus the delay rounded to whole ms: up to 1.5 ms early.
     # Counted from that clock and rounded up, the delay ends at or after the due time (at
     # most 1 ms after).
-    lag_ns = max(0, time.monotonic_ns() - round(loop.time() * NS_PER_S))
+    lag_ns = max(0, time.monotonic_ns() - s_to_ns(loop.time()))
     return -(-(lag_ns + max(0, delay_ns)) // NS_PER_MS) / 1000
 
 

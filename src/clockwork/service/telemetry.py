@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING
 from clockwork.core.actions import Action, ActionResult
 from clockwork.core.requests import InferRequest, Response
 from clockwork.service.observers import attach_observer
-from clockwork.sim.runner import UNANSWERED
-from clockwork.telemetry.records import ActionLog, RequestLog
+from clockwork.telemetry.records import UNANSWERED, ActionLog, RequestLog
 
 if TYPE_CHECKING:
     from clockwork.service.controller_service import ControllerService

@@ -31,7 +31,7 @@ from typing import Protocol
 from clockwork.core.actions import EvictWeights
 from clockwork.core.clock_sync import ClockSync
 from clockwork.core.events import ActionFinished
-from clockwork.core.units import NS_PER_S
+from clockwork.core.units import NS_PER_S, s_to_ns
 from clockwork.service.scheduling_pump import SchedulingPump, too_late
 from clockwork.transport import (
     PROTOCOL_VERSION,
@@ -396,7 +396,7 @@ class WorkerLink:
         self, conn: LinkConnection, queue: asyncio.Queue[Message], seq: int
     ) -> None:
         interval_s = self.timing.ping_interval_s
-        silence_ns = self.timing.silence_pings * round(interval_s * NS_PER_S)
+        silence_ns = self.timing.silence_pings * s_to_ns(interval_s)
         sync = conn.clock_sync
         while True:
             await asyncio.sleep(interval_s)

@@ -30,7 +30,7 @@ from clockwork.core.units import NS_PER_S, NS_PER_US
 from clockwork.sim.engine import EventQueue
 from clockwork.sim.noise import Noise, NoiseConfig
 from clockwork.sim.worker import SimDevice, worker_model_for
-from clockwork.telemetry.records import ActionLog, RequestLog
+from clockwork.telemetry.records import UNANSWERED, ActionLog, RequestLog
 from clockwork.worker.device_state import Executor
 from clockwork.workload.base import Arrival, Workload
 
@@ -49,7 +49,6 @@ _LOAD_WAKE: Final = 6
 _TO_CONTROLLER: Final = 7
 _SCHED_WAKE: Final = 8
 _SAMPLE: Final = 9
-UNANSWERED: Final = "UNANSWERED"
 # module-level Final aliases: compiled code calls them from a C static, not through a
 # module attribute lookup per call
 _perf_counter: Final = time.perf_counter

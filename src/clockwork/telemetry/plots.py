@@ -14,12 +14,12 @@ import numpy.typing as npt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from clockwork.core.units import NS_PER_MS
 from clockwork.telemetry.records import ActionTable, RequestTable
 from clockwork.telemetry.summary import (
     INFER,
     LATE,
     LOAD,
-    NS_PER_MS,
     SUCCESS,
     choose_bucket_ns,
     timeseries,

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-NS_PER_S = 1_000_000_000
+from clockwork.core.units import NS_PER_S
 
 
 def format_duration(seconds: float) -> str:

@@ -18,6 +18,9 @@ import numpy.typing as npt
 from clockwork.core.actions import Action, EvictWeights, Infer
 from clockwork.core.ids import DeviceId
 
+#: the status of a request or action still unanswered when a log is closed
+UNANSWERED: Final = "UNANSWERED"
+
 
 class _Codes:
     """Interns strings to small integer codes."""

@@ -66,10 +66,9 @@ import numpy as np
 import numpy.typing as npt
 
 from clockwork.core.requests import ResponseStatus
+from clockwork.core.units import NS_PER_MS, NS_PER_S
 from clockwork.telemetry.records import ActionTable, RequestTable
 
-NS_PER_S = 1_000_000_000
-NS_PER_MS = 1_000_000
 MAX_BUCKETS = 2_000
 
 SUCCESS = "SUCCESS"

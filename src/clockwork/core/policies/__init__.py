@@ -29,30 +29,33 @@ def make_policy(
     warm_first: tuple[str, ...] = (),
     backlog_admission: bool = False,
     admission_level: float = 0.0,
+    schedule_ahead_ns: int | None = None,
 ) -> PolicyBase:
-    """The named policy with its defaults; a serving process warms its cache at start
-    (``ClockworkConfig.warm_start``; the reactive policy loads only on a miss), refuses
-    at arrival what its backlog cannot serve in time (``backlog_admission``) and admits by
-    the probability of meeting the deadline (``EstimatorConfig.level``)."""
-    if name == "clockwork" and (warm_start or warm_first or backlog_admission or admission_level):
-        try:
-            estimator = EstimatorConfig(level=admission_level)
-        except ValueError as e:
-            raise ConfigurationError(str(e)) from None
-        return ClockworkPolicy(
-            ClockworkConfig(
-                warm_start=warm_start,
-                warm_first=warm_first,
-                backlog_admission=backlog_admission,
-                estimator=estimator,
-            )
-        )
-    try:
-        return POLICIES[name]()
-    except KeyError:
+    """The named policy: the one factory of every command. With no options it is the policy
+    with its defaults (the paper's, for the simulator). A serving process warms its cache at
+    start (``ClockworkConfig.warm_start``; the reactive policy loads only on a miss), refuses at
+    arrival what its backlog cannot serve in time (``backlog_admission``) and admits by the
+    probability of meeting the deadline (``EstimatorConfig.level``); ``schedule_ahead_ns``
+    sets the Clockwork horizon (None: its default). A bad name or value is a
+    ``ConfigurationError`` naming it."""
+    if name not in POLICIES:
         raise ConfigurationError(
             f"unknown policy {name!r}; choose one of {', '.join(sorted(POLICIES))}"
-        ) from None
+        )
+    if name != "clockwork":
+        return POLICIES[name]()
+    ahead = {} if schedule_ahead_ns is None else {"schedule_ahead_ns": schedule_ahead_ns}
+    try:
+        config = ClockworkConfig(
+            warm_start=warm_start,
+            warm_first=warm_first,
+            backlog_admission=backlog_admission,
+            estimator=EstimatorConfig(level=admission_level),
+            **ahead,
+        )
+    except ValueError as e:
+        raise ConfigurationError(str(e)) from None
+    return ClockworkPolicy(config)
 
 
 __all__ = [
