@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from clockwork.cli.serve_cmd import policy_from_warm_args
+from clockwork.cli.policy_args import policy_from_warm_args
 from clockwork.core.requests import InferRequest
 from clockwork.service.recent_models import (
     FORMAT,

@@ -121,12 +121,8 @@ def _sigterm(signum: int, frame: FrameType | None) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from clockwork.cli.sim_cmd import (
-        describe_workload,
-        policy_from_args,
-        profile_from_spec,
-        workload_factory,
-    )
+    from clockwork.cli.policy_args import policy_from_args
+    from clockwork.cli.workload_args import describe_workload, profile_from_spec, workload_factory
     from clockwork.core.policies import ClockworkConfig
     from clockwork.service.bench_cluster import WorkerProcesses, run_bench
     from clockwork.telemetry.report import format_table, write_report

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from clockwork.cli.help_format import HelpFormatter
-from clockwork.cli.sim_cmd import add_shape_arguments
+from clockwork.cli.workload_args import add_shape_arguments
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.units import DEFAULT_SLO_MS, ms_to_ns, s_to_ns
 
@@ -203,7 +203,7 @@ def _capacity(args: argparse.Namespace) -> float:
     if args.capacity_rps is not None:
         return float(args.capacity_rps)
     if args.gpus is not None:
-        from clockwork.cli.sim_cmd import profile_from_spec
+        from clockwork.cli.workload_args import profile_from_spec
 
         return float(args.gpus * profile_from_spec(args.profile).ideal_throughput_rps())
     return 0.0
@@ -227,7 +227,7 @@ def _check_capacity(args: argparse.Namespace, capacity: float) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clockwork.cli.sim_cmd import describe_workload, workload_factory
+    from clockwork.cli.workload_args import describe_workload, workload_factory
     from clockwork.client.bench import (
         discover_models,
         format_bench_lines,

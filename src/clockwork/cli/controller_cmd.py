@@ -19,7 +19,7 @@ from pathlib import Path
 
 from clockwork.cli.help_format import HelpFormatter
 from clockwork.cli.log_setup import add_log_arguments, setup_logging
-from clockwork.cli.serve_cmd import add_warm_arguments, policy_from_warm_args
+from clockwork.cli.policy_args import add_warm_arguments, policy_from_warm_args
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES, POLICY_HELP
 from clockwork.core.units import DEFAULT_SLO_MS, ms_to_ns
@@ -104,9 +104,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _addresses(text: str) -> list[tuple[str, int]]:
-    from clockwork.cli.worker_cmd import parse_address
+    from clockwork.cli.addresses import parse_addresses
 
-    out = [parse_address(a.strip()) for a in text.split(",") if a.strip()]
+    out = parse_addresses(text)
     if not out:
         raise ConfigurationError("--workers names no address")
     return out

@@ -26,12 +26,12 @@ from clockwork.cli.config_file import add_config_arguments, apply_config, effect
 from clockwork.cli.help_format import HelpFormatter
 from clockwork.cli.limits_args import add_limits_arguments, limits_from_args
 from clockwork.cli.log_setup import add_log_arguments, setup_logging
+from clockwork.cli.policy_args import add_warm_arguments, policy_from_warm_args
 from clockwork.cli.security_args import add_security_arguments, security_from_args
 from clockwork.cli.serve_startup import check_ports_free, unless_stopped
 from clockwork.core.errors import ConfigurationError
-from clockwork.core.policies import POLICIES, POLICY_HELP, PolicyBase, make_policy
+from clockwork.core.policies import POLICIES, POLICY_HELP
 from clockwork.core.units import DEFAULT_SLO_MS
-from clockwork.service.recent_models import warm_order
 from clockwork.transport.cluster_secret import add_secret_arguments, child_env, serve_secret
 
 if TYPE_CHECKING:  # imported lazily at run time: `clockwork --help` stays fast
@@ -145,50 +145,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def add_warm_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--warm",
-        default="",
-        metavar="MODEL,...",
-        help="models to load first at start; then (serve) the models asked for most recently "
-        "before the last shutdown, then the others in name order, while the devices have "
-        "free pages (nothing is evicted for them)",
-    )
-    p.add_argument(
-        "--no-warm", action="store_true", help="load models only when requests ask for them"
-    )
-    p.add_argument(
-        "--admission-level",
-        type=float,
-        default=DEFAULT_ADMISSION_LEVEL,
-        metavar="P",
-        help="admit a request (and choose its batch) when it meets its deadline with at least "
-        "this probability, from the spread of the model's recent run times; 0 uses the "
-        "paper's estimate instead (the slowest of the last 10 runs)",
-    )
-
-
-#: chosen by measurement (BENCHMARKS.md, "Admission by probability")
-DEFAULT_ADMISSION_LEVEL = 0.9
-
-
 #: how long a thread may keep the interpreter from the timed loop (CPython's default: 5 ms)
 SWITCH_INTERVAL_S = 0.0005
-
-
-def policy_from_warm_args(args: argparse.Namespace, recent: tuple[str, ...] = ()) -> PolicyBase:
-    """The serving policy; ``recent``: the models asked for most recently before a restart,
-    warmed right after ``--warm``'s."""
-    first = tuple(n.strip() for n in args.warm.split(",") if n.strip())
-    if args.no_warm and first:
-        raise ConfigurationError("--warm and --no-warm contradict each other")
-    return make_policy(
-        args.policy,
-        warm_start=not args.no_warm,
-        warm_first=warm_order(first, recent),
-        backlog_admission=True,
-        admission_level=args.admission_level,
-    )
 
 
 def ensure_demo_repository(root: Path) -> None:
@@ -221,7 +179,7 @@ def _check_port(name: str, port: int, allow_zero: bool = False) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clockwork.cli.worker_cmd import parse_address
+    from clockwork.cli.addresses import parse_addresses
     from clockwork.service.bench_cluster import free_ports, spawn_child
     from clockwork.service.supervisor import ChildSupervisor
     from clockwork.transport import loop_factory
@@ -241,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
     limits_from_args(args)  # a bad limit is refused before anything starts
     # before anything starts: a bad token or certificate is an error, not a failed handshake
     args.security = security_from_args(args)
-    remote = [parse_address(a) for a in args.workers.split(",") if a.strip()]
+    remote = parse_addresses(args.workers)
     secret = serve_secret(args.cluster_secret_file, bool(remote))
     if args.no_local_worker and not remote:
         raise ConfigurationError("--no-local-worker needs --workers")

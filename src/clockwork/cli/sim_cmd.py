@@ -5,72 +5,37 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
 from clockwork.build import build_kind
 from clockwork.cli.help_format import HelpFormatter
+from clockwork.cli.policy_args import policy_from_args
+from clockwork.cli.workload_args import (
+    DEFAULT_PROFILE,
+    WORKLOADS,
+    add_shape_arguments,
+    describe_workload,
+    profile_from_spec,
+    workload_factory,
+)
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.events import ModelInfo
 from clockwork.core.policies import (
     POLICIES,
     POLICY_HELP,
     ClockworkConfig,
-    make_policy,
 )
-from clockwork.core.policies.base import PolicyBase
 from clockwork.core.profile import (
     DEVICE_KINDS,
     DeviceKind,
-    ModelProfile,
-    load_profile,
-    shipped_profile,
 )
-from clockwork.core.units import DEFAULT_SLO_MS, NS_PER_MS, NS_PER_S, ms_to_ns, s_to_ns, us_to_ns
+from clockwork.core.units import DEFAULT_SLO_MS, NS_PER_MS, NS_PER_S, s_to_ns, us_to_ns
 from clockwork.sim.noise import NOISE_KINDS, NoiseConfig
 from clockwork.sim.runner import SimConfig, Simulation
-from clockwork.workload import (
-    DEFAULT_AZURE_TRACE,
-    AzureReplay,
-    AzureTrace,
-    Bursty,
-    ClosedLoop,
-    PoissonOpenLoop,
-    SloSweep,
-    Workload,
-)
 
-WORKLOADS = ("azure", "poisson", "closed", "bursty", "slo-sweep")
-DEFAULT_PROFILE = "resnet50_v2-V100-32GB"
 _NOISE = NoiseConfig()
 _CW = ClockworkConfig()
-
-
-def add_shape_arguments(g: argparse._ArgumentGroup) -> None:
-    """The workload options that shape arrivals, shared by every command that runs a workload
-    (``workload_factory`` reads them)."""
-    g.add_argument(
-        "--trace",
-        type=Path,
-        default=DEFAULT_AZURE_TRACE,
-        help="azure: invocations.csv of the Azure Functions 2019 trace",
-    )
-    g.add_argument(
-        "--minute-s",
-        type=float,
-        default=60.0,
-        help="azure: length of one trace minute in seconds (smaller compresses the trace)",
-    )
-    g.add_argument("--start-minute", type=int, default=0, help="azure: first trace minute")
-    g.add_argument("--burst-on-s", type=float, default=1.0, help="bursty: seconds of each burst")
-    g.add_argument("--burst-off-s", type=float, default=1.0, help="bursty: seconds between bursts")
-    g.add_argument(
-        "--sweep-factor", type=float, default=0.8, help="slo-sweep: SLO multiplier per period"
-    )
-    g.add_argument(
-        "--sweep-period-s", type=float, default=10.0, help="slo-sweep: seconds per SLO step"
-    )
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -171,18 +136,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def profile_from_spec(spec: str) -> ModelProfile:
-    path = Path(spec)
-    if path.suffix == ".json" or path.exists():
-        return load_profile(path)
-    return shipped_profile(spec)
-
-
-def policy_from_args(name: str, args: argparse.Namespace) -> PolicyBase:
-    """The policy ``name`` with the simulator's options (``--schedule-ahead-ms``)."""
-    return make_policy(name, schedule_ahead_ns=ms_to_ns(args.schedule_ahead_ms))
-
-
 def compared_policies(spec: str) -> list[str]:
     """The policy names of ``--compare``, each checked before any runs."""
     names = [n.strip() for n in spec.split(",") if n.strip()]
@@ -196,59 +149,6 @@ def compared_policies(spec: str) -> list[str]:
     if not names:
         raise ConfigurationError("--compare names no policy")
     return names
-
-
-def workload_factory(
-    args: argparse.Namespace, names: list[str], capacity_rps: float
-) -> Callable[[], Workload]:
-    duration_ns = s_to_ns(args.duration)
-    slo_ns = ms_to_ns(args.slo_ms)
-    rate = args.rate if args.rate is not None else args.load_factor * capacity_rps
-    if args.workload == "azure":
-        trace = AzureTrace.load(args.trace)
-        return lambda: AzureReplay(
-            trace,
-            names,
-            capacity_rps,
-            args.load_factor,
-            duration_ns,
-            slo_ns,
-            args.seed,
-            minute_ns=s_to_ns(args.minute_s),
-            start_minute=args.start_minute,
-        )
-    if args.workload == "poisson":
-        return lambda: PoissonOpenLoop(names, rate, duration_ns, slo_ns, args.seed)
-    if args.workload == "closed":
-        return lambda: ClosedLoop(names, args.concurrency, slo_ns, duration_ns)
-    if args.workload == "bursty":
-        return lambda: Bursty(
-            names,
-            2 * rate,
-            0.0,
-            s_to_ns(args.burst_on_s),
-            s_to_ns(args.burst_off_s),
-            duration_ns,
-            slo_ns,
-            args.seed,
-        )
-    return lambda: SloSweep(
-        names,
-        rate,
-        duration_ns,
-        slo_ns,
-        args.sweep_factor,
-        s_to_ns(args.sweep_period_s),
-        args.seed,
-    )
-
-
-def describe_workload(workload: Workload, args: argparse.Namespace) -> dict[str, object]:
-    d = dict(workload.describe())
-    d.pop("models", None)  # thousands of names: the count is in the summary
-    d.setdefault("name", args.workload)
-    d["slo_ms"] = args.slo_ms
-    return d
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clockwork.cli.addresses import parse_address
 from clockwork.cli.help_format import HelpFormatter
 from clockwork.cli.log_setup import add_log_arguments, setup_logging
 from clockwork.core.errors import ConfigurationError
@@ -113,13 +114,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     add_log_arguments(p)
     p.set_defaults(func=run)
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ConfigurationError(f"address {text!r} is not of the form HOST:PORT")
-    return host, int(port)
 
 
 def emulated_setup(
