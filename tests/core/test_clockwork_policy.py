@@ -105,8 +105,9 @@ def warm(s: ClockworkPolicy, model: str, now: int = 0) -> int:
     s.handle(finish(load, now, t), t)
     (inf,) = only(s.poll(t), Infer)
     s.handle(finish(inf, t, t + inf.expected_duration_ns), t + inf.expected_duration_ns)
-    s.poll(t + inf.expected_duration_ns)
-    return t + inf.expected_duration_ns
+    end: int = t + inf.expected_duration_ns
+    s.poll(end)
+    return end
 
 
 def test_batch_grows_to_the_padded_size_the_oldest_deadline_allows() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import HTTPError
@@ -52,10 +52,12 @@ def call(
     method: str,
     path: str,
     body: object = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Reply:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(door.url + path, data=data, method=method, headers=headers or {})
+    req = urllib.request.Request(
+        door.url + path, data=data, method=method, headers=dict(headers or {})
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             raw = r.read()
@@ -214,12 +216,13 @@ def test_health_and_the_api_document_stay_open(guarded: FrontDoor) -> None:
 def test_grpc_inference_needs_the_token(
     guarded: FrontDoor, grpc_client: tg.InferenceServerClient
 ) -> None:
-    for fn in (
+    calls: tuple[Callable[[Mapping[str, str]], object], ...] = (
         lambda h: grpc_client.infer("add", _add_inputs(), headers=h),
         lambda h: grpc_client.get_model_metadata("add", headers=h),
         lambda h: grpc_client.get_server_metadata(headers=h),
         lambda h: grpc_client.get_model_repository_index(headers=h),
-    ):
+    )
+    for fn in calls:
         for headers in ({}, bearer("wrong")):
             with pytest.raises(InferenceServerException) as e:
                 fn(headers)

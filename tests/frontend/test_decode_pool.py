@@ -107,7 +107,7 @@ def test_a_dead_decoder_is_answered_503_and_replaced(pooled: tuple[LiveServer, D
     server, pool = pooled
     executor = pool._pool
     assert executor is not None
-    for pid in list(executor._processes):  # type: ignore[attr-defined]
+    for pid in list(executor._processes):
         os.kill(pid, signal.SIGKILL)
     time.sleep(0.2)  # the executor notices its process gone
     fake = FakeModelServer()

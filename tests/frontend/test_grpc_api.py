@@ -309,7 +309,9 @@ def test_streaming(client: tc.InferenceServerClient) -> None:
 def test_streaming_error_response_names_the_request(stub: pb_grpc.GRPCInferenceServiceStub) -> None:
     bad = _raw_request("add", [("a", "FP32", [1, 4], b"\0" * 3)])
     bad.id = "broken"
-    good = _raw_request("ident", [("x", "INT32", [1, 2], np.int32([5, 6]).tobytes())])
+    good = _raw_request(
+        "ident", [("x", "INT32", [1, 2], np.array([5, 6], dtype=np.int32).tobytes())]
+    )
     good.id = "fine"
     responses = list(stub.ModelStreamInfer(iter([bad, good])))
     by_id = {r.infer_response.id: r for r in responses}
@@ -319,7 +321,10 @@ def test_streaming_error_response_names_the_request(stub: pb_grpc.GRPCInferenceS
         "INVALID_ARGUMENT"
     )
     assert by_id["fine"].error_message == ""
-    assert by_id["fine"].infer_response.raw_output_contents[0] == np.int32([5, 6]).tobytes()
+    assert (
+        by_id["fine"].infer_response.raw_output_contents[0]
+        == np.array([5, 6], dtype=np.int32).tobytes()
+    )
 
 
 # --- model repository and statistics ---------------------------------------------------------
@@ -341,7 +346,7 @@ def test_repository_unload_and_load(
         ready = stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=True)).models
         assert [m.name for m in ready] == ["add"]
         inp = tc.InferInput("x", [1, 1], "INT32")
-        inp.set_data_from_numpy(np.int32([[1]]))
+        inp.set_data_from_numpy(np.array([[1]], dtype=np.int32))
         with pytest.raises(InferenceServerException) as e:
             client.infer("ident", [inp])
         assert _status(e) == "StatusCode.UNAVAILABLE"
@@ -408,7 +413,7 @@ def test_wrong_datatype(
     client: tc.InferenceServerClient, stub: pb_grpc.GRPCInferenceServiceStub
 ) -> None:
     inputs = [tc.InferInput("a", [1, 4], "INT32"), tc.InferInput("b", [1, 4], "FP32")]
-    inputs[0].set_data_from_numpy(np.int32([[1, 2, 3, 4]]))
+    inputs[0].set_data_from_numpy(np.array([[1, 2, 3, 4]], dtype=np.int32))
     inputs[1].set_data_from_numpy(B)
     with pytest.raises(InferenceServerException) as e:
         client.infer("add", inputs)
@@ -457,7 +462,9 @@ def test_typed_contents(stub: pb_grpc.GRPCInferenceServiceStub) -> None:
     del x.contents.int_contents[:]
     x.contents.fp32_contents.extend([1.0, 2.0, 3.0])  # the wrong field for INT32
     assert "int_contents" in _invalid(stub, req)
-    req.raw_input_contents.append(np.int32([1, 2, 3]).tobytes())  # contents and raw at once
+    req.raw_input_contents.append(
+        np.array([1, 2, 3], dtype=np.int32).tobytes()
+    )  # contents and raw at once
     assert "both" in _invalid(stub, req)
 
     req = pb.ModelInferRequest(model_name="ident")

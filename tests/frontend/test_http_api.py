@@ -669,7 +669,7 @@ def infer_requests(draw: st.DrawFn) -> Generated:
         else:
             spec["data"] = arr.reshape(-1).tolist()
         inputs.append(spec)
-    outputs = []
+    outputs: list[dict[str, Any]] = []
     for name in draw(st.lists(st.sampled_from(sorted(expected)), unique=True)):
         params: dict[str, Any] = {"binary_data": draw(st.booleans())}
         k = draw(st.integers(0, 6))
@@ -677,7 +677,10 @@ def infer_requests(draw: st.DrawFn) -> Generated:
             params["classification"] = k
         outputs.append({"name": name, "parameters": params})
     request: dict[str, Any] = {"id": "g", "inputs": inputs}
-    if outputs or draw(st.booleans()):
+    with_outputs = bool(outputs)
+    if not with_outputs:
+        with_outputs = draw(st.booleans())
+    if with_outputs:
         request["outputs"] = outputs
     if draw(st.booleans()):
         request["parameters"] = {"binary_data_output": draw(st.booleans())}

@@ -94,13 +94,13 @@ def guarded_url() -> Iterator[str]:
     yield from _serve(control_enabled(token=TOKEN))
 
 
-@schema.parametrize()
+@schema.parametrize()  # type: ignore[untyped-decorator]
 @settings(max_examples=30, **SETTINGS)  # type: ignore[arg-type]
 def test_openapi_operations(case: Any, base_url: str) -> None:
     case.call_and_validate(base_url=base_url, checks=CHECKS)
 
 
-@schema.parametrize()
+@schema.parametrize()  # type: ignore[untyped-decorator]
 @settings(max_examples=8, **SETTINGS)  # type: ignore[arg-type]
 def test_openapi_operations_with_tokens(case: Any, guarded_url: str) -> None:
     # the case may carry an Authorization of its own (the document declares bearer auth)

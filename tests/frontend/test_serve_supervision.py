@@ -35,7 +35,8 @@ def request(url: str, body: object | None = None) -> int:
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             r.read()
-            return r.status
+            status: int = r.status
+            return status
     except HTTPError as e:
         e.read()
         return e.code

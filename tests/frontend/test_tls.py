@@ -78,7 +78,7 @@ def _http_inputs() -> list[object]:
 
 def _context_factory(pki: Pki, client_cert: bool = False) -> object:
     def factory() -> ssl.SSLContext:
-        ctx = gevent.ssl.create_default_context(cafile=str(pki.ca))
+        ctx: ssl.SSLContext = gevent.ssl.create_default_context(cafile=str(pki.ca))
         if client_cert:
             ctx.load_cert_chain(pki.client_cert, pki.client_key)
         return ctx

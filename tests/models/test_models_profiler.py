@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ from clockwork.models.profiler import (
 )
 from clockwork.models.repository import ModelRepository
 
-FAST = {"runs": 4, "warmup": 1, "loads": 2}
+FAST: dict[str, Any] = {"runs": 4, "warmup": 1, "loads": 2}
 
 
 def test_percentiles_are_nearest_rank() -> None:

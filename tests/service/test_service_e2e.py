@@ -51,7 +51,10 @@ async def start_worker(
 
 
 def make_controller(
-    *workers: WorkerService, policy: str = "clockwork", silence_pings: int = 40
+    *workers: WorkerService,
+    policy: str = "clockwork",
+    silence_pings: int = 40,
+    handshake_timeout_s: float = 5.0,
 ) -> ControllerService:
     # 2 s of silence before a worker is lost: workers and controller share this process's event
     # loop, which a loaded 2-core machine stalled for 0.41 s once (a healthy worker was dropped);
@@ -62,6 +65,7 @@ def make_controller(
         ping_interval_s=0.05,
         silence_pings=silence_pings,
         connect_backoff_s=(0.02, 0.2),
+        handshake_timeout_s=handshake_timeout_s,
     )
 
 
@@ -330,8 +334,7 @@ def test_silent_worker_is_lost_then_rejoins() -> None:
                 real(session, msg)
 
         worker._on_message = on_message  # type: ignore[method-assign]
-        ctrl = make_controller(worker, silence_pings=6)
-        ctrl.handshake_timeout_s = 0.5
+        ctrl = make_controller(worker, silence_pings=6, handshake_timeout_s=0.5)
         await ctrl.start()
         try:
             await ctrl.wait_workers(1)

@@ -57,7 +57,7 @@ def test_a_slow_writer_makes_rotation_skip_not_block(
 
     def slow(table: object, path: Path) -> None:
         release.wait(10)
-        real(table, path)  # type: ignore[arg-type]
+        real(table, path)
 
     monkeypatch.setattr(report, "write_parquet", slow)
     t = ControllerTelemetry()

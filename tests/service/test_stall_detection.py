@@ -38,12 +38,15 @@ def test_a_stalled_worker_is_lost_within_a_quarter_second_and_its_work_moves() -
                 if stopped and action.device.worker == "w0":
                     sent_after_stop.append(action)
 
+            def on_lost(worker: str) -> None:
+                lost_at.setdefault(worker, time.monotonic())
+
             ctrl = ControllerService(
                 make_policy("clockwork"),
                 procs.addresses,
                 link_secret=procs.secret,
                 on_action_sent=on_sent,
-                on_worker_lost=lambda w: lost_at.setdefault(w, time.monotonic()),
+                on_worker_lost=on_lost,
             )
             await ctrl.start()
             try:

@@ -52,7 +52,8 @@ def run(policy: str) -> dict[str, object]:
     result = Simulation(cfg, models, wl, make_policy(policy)).run()
     info = RunInfo(policy, {"name": "poisson"}, cfg.duration_ns, 2, 12, 7, 1.0, 0.0)
     summary = summarize(result.requests.table(), result.actions.table(), info)
-    return json.loads(json.dumps({k: summary[k] for k in KEYS}))
+    rounded: dict[str, object] = json.loads(json.dumps({k: summary[k] for k in KEYS}))
+    return rounded
 
 
 @pytest.mark.parametrize("policy", ["clockwork", "reactive"])

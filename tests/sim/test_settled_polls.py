@@ -74,7 +74,7 @@ def _run(
         seed=seed,
         drain_ns=5 * S,
     )
-    return Simulation(cfg, models, wl, sched).run(), sched  # type: ignore[arg-type]
+    return Simulation(cfg, models, wl, sched).run(), sched
 
 
 def _columns(result: SimResult) -> dict[str, object]:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import threading
 import urllib.request
+from collections.abc import Mapping
 from typing import Any
 from urllib.error import HTTPError
 
@@ -50,11 +51,11 @@ def call(
     method: str,
     path: str,
     body: bytes | dict[str, Any] | list[Any] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Reply:
     data = json.dumps(body).encode() if isinstance(body, dict | list) else body
     req = urllib.request.Request(
-        live[0].url + path, data=data, method=method, headers=headers or {}
+        live[0].url + path, data=data, method=method, headers=dict(headers or {})
     )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:

@@ -19,4 +19,4 @@ def http_client(url: str, **kw: Any) -> Iterator[httpclient.InferenceServerClien
         # __del__ closes again from whichever thread the garbage collector runs in (a test's
         # pytest.raises keeps the client in a reference cycle), and gevent refuses a close from
         # any thread but its own: the second close must do nothing
-        c.close = lambda: None  # type: ignore[method-assign]
+        c.close = lambda: None

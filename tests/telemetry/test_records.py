@@ -62,14 +62,14 @@ def test_a_table_is_a_copy_the_log_grows_on() -> None:
 
 def test_append_action_matches_append_for_every_kind() -> None:
     dev = DeviceId("w0", 1)
-    actions = [
+    actions: list[LoadWeights | Infer | EvictWeights] = [
         LoadWeights(1, dev, "m", 100, 200, 30),
         Infer(2, dev, "m", 8, (5, 6, 7), 110, 210, 40),
         EvictWeights(3, dev, "m"),
     ]
     by_action, by_row = ActionLog(), ActionLog()
-    for a in actions:
-        by_action.append_action(a, 150, 160, 170, 9, "SUCCESS", origin_ns=50)
+    for action in actions:
+        by_action.append_action(action, 150, 160, 170, 9, "SUCCESS", origin_ns=50)
     by_row.append(1, "LoadWeights", "w0/1", "m", 0, 0, 100, 50, 150, 30, 160, 170, 9, "SUCCESS")
     by_row.append(2, "Infer", "w0/1", "m", 8, 3, 100, 60, 160, 40, 160, 170, 9, "SUCCESS")
     by_row.append(3, "EvictWeights", "w0/1", "m", 0, 0, 100, 100, 100, 0, 160, 170, 0, "SUCCESS")

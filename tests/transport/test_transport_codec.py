@@ -45,7 +45,7 @@ from clockwork.transport.messages import RescanRepository
 
 I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 NS = st.integers(min_value=0, max_value=2**62)
-TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)
+TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=20)
 NAMES = st.text("abcdefghij_-0123456789", min_size=1, max_size=12)
 
 devices = st.builds(DeviceId, NAMES, st.integers(0, 64))
@@ -450,7 +450,7 @@ def test_one_field_replaced_never_raises_anything_else(msg: Message, data: st.Da
 
 
 def _large_infer(n_inputs: int = 3) -> InferMsg:
-    arrays = [
+    arrays: list[dict[str, np.ndarray]] = [
         {"x": np.full((1, 3, 64, 64), i, dtype=np.float32), "ids": np.arange(5, dtype=np.int64)}
         for i in range(n_inputs)
     ]  # 49 KB and 40 B each: over OOB_MIN_BYTES together

@@ -65,7 +65,7 @@ class Calls:
 def count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Make every frame decode on a stream connection count (each one's length)."""
     seen: list[int] = []
-    real = stream_module.decode
+    real = stream_module.decode  # type: ignore[attr-defined]
 
     def counting(data: Any) -> Any:
         seen.append(len(data))

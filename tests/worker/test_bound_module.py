@@ -14,7 +14,8 @@ class Tied(nn.Module):
         self.norm = nn.BatchNorm1d(4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.norm(self.embed(x)))
+        out: torch.Tensor = self.out(self.norm(self.embed(x)))
+        return out
 
 
 def _weights(seed: int) -> dict[str, torch.Tensor]:
