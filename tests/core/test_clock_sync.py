@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 
 from clockwork.core.clock_sync import ClockNotSyncedError, ClockSync
 
-MS = 1_000_000
-S = 1_000_000_000
+from support.units import MS, S
 
 
 class Link:

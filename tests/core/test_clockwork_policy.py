@@ -19,8 +19,8 @@ from clockwork.core.profile import DeviceKind, Measurement, ModelProfile
 from clockwork.core.requests import InferRequest, ResponseStatus
 from clockwork.core.scheduler import SchedulerOutput
 
-MS = 1_000_000
-S = 1_000 * MS
+from support.units import MS, S
+
 KIND = DeviceKind("test-gpu", page_size_bytes=1 << 20, cache_pages=10)
 D0 = DeviceId("w0", 0)
 D1 = DeviceId("w0", 1)

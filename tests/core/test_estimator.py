@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from clockwork.core.estimator import EstimatorConfig, LatencyEstimator, ModelEstimates
 
-S = 1_000_000_000
+from support.units import S
 
 
 def test_seed_is_the_first_estimate() -> None:

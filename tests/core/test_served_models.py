@@ -38,7 +38,8 @@ from clockwork.core.policies import (
 from clockwork.core.profile import DeviceKind, Measurement, ModelProfile
 from clockwork.core.requests import InferRequest, Response, ResponseStatus
 
-MS = 1_000_000
+from support.units import MS
+
 KIND = DeviceKind("test-gpu", page_size_bytes=1 << 20, cache_pages=10)
 WA, WB = DeviceId("wa", 0), DeviceId("wb", 0)
 POLICIES = ["clockwork", "reactive"]

@@ -20,8 +20,8 @@ from clockwork.frontend.api import DurationStat
 from clockwork.frontend.metrics import ServingMetrics
 from clockwork.service.observers import Observers
 
-MS = 1_000_000
-S = 1_000_000_000
+from support.units import MS, S
+
 DEV = DeviceId("w0", 0)
 OK = ActionStatus.SUCCESS
 

@@ -12,8 +12,9 @@ from clockwork.core.requests import ResponseStatus
 from clockwork.service import ControllerService, WorkerService
 from clockwork.service.memory_network import MemoryNetwork
 
+from support.units import MS
+
 PROFILE = "resnet50_v2-V100-32GB"
-MS = 1_000_000
 
 
 def run(coro: Coroutine[Any, Any, None], timeout_s: float = 20.0) -> None:

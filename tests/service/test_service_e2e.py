@@ -29,8 +29,9 @@ from clockwork.transport import (
     connect,
 )
 
+from support.units import MS
+
 PROFILE = "resnet50_v2-V100-32GB"
-MS = 1_000_000
 
 
 def run(coro: Coroutine[Any, Any, None], timeout_s: float = 30.0) -> None:

@@ -19,7 +19,7 @@ from clockwork.core.scheduler import SchedulerOutput
 from clockwork.service import ControllerService
 from clockwork.transport import loop_factory
 
-MS = 1_000_000
+from support.units import MS
 
 
 class StubScheduler:

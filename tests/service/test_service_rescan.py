@@ -35,7 +35,8 @@ from clockwork.worker.backends.torch_backend import TorchBackend
 from clockwork.worker.device_state import WorkerModel
 from clockwork.worker.runtime import WorkerRuntime
 
-MS = 1_000_000
+from support.units import MS
+
 PARAMS = {"resolution": 32}
 
 

@@ -22,7 +22,7 @@ from clockwork.models.repository import ModelRepository
 from clockwork.service import ControllerService, WorkerService
 from clockwork.worker.backends.torch_backend import TorchBackend
 
-MS = 1_000_000
+from support.units import MS
 
 
 def test_torch_cpu_worker_serves_real_outputs(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ from clockwork.sim.runner import SimConfig, Simulation
 from clockwork.telemetry.summary import RunInfo, summarize
 from clockwork.workload import PoissonOpenLoop
 
-from support.sim import MS, S, model_set, small_kind
+from support.sim import model_set, small_kind
+from support.units import MS, S
 
 GOLDEN = Path(__file__).with_name("golden_small.json")
 KEYS = (

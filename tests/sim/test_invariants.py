@@ -16,7 +16,8 @@ from clockwork.core.scheduler import SchedulerOutput
 from clockwork.sim.noise import NoiseConfig
 from clockwork.sim.runner import SimConfig, Simulation
 
-from support.sim import MS, S, SkewedPoisson, model_set, small_kind
+from support.sim import SkewedPoisson, model_set, small_kind
+from support.units import MS, S
 
 
 class CheckedScheduler:

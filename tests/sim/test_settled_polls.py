@@ -20,7 +20,8 @@ from clockwork.core.scheduler import SchedulerOutput
 from clockwork.sim.noise import NoiseConfig
 from clockwork.sim.runner import SimConfig, SimResult, Simulation
 
-from support.sim import MS, S, SkewedPoisson, model_set, small_kind
+from support.sim import SkewedPoisson, model_set, small_kind
+from support.units import MS, S
 
 
 class CountingScheduler:

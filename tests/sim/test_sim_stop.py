@@ -7,7 +7,8 @@ from clockwork.core.policies import ClockworkConfig, ClockworkPolicy
 from clockwork.sim.runner import SimConfig, Simulation
 from clockwork.telemetry.records import UNANSWERED
 
-from support.sim import MS, S, SkewedPoisson, model_set, small_kind
+from support.sim import SkewedPoisson, model_set, small_kind
+from support.units import MS, S
 
 
 def _sim(stop_after_checks: int | None) -> tuple[Simulation, list[int]]:

@@ -9,9 +9,6 @@ from clockwork.core.events import ModelInfo
 from clockwork.core.profile import DeviceKind, Measurement, ModelProfile
 from clockwork.workload.base import Arrival
 
-MS = 1_000_000
-S = 1_000_000_000
-
 
 def small_kind(pages: int) -> DeviceKind:
     return DeviceKind("sim-gpu", page_size_bytes=16 << 20, cache_pages=pages)

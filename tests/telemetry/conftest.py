@@ -10,8 +10,7 @@ import pytest
 from clockwork.telemetry.records import ActionLog, ActionTable, RequestLog, RequestTable
 from clockwork.telemetry.summary import RunInfo
 
-MS = 1_000_000
-S = 1_000_000_000
+from support.units import MS, S
 
 
 def info(duration_ns: int = 5 * S, devices: int = 2, **kw: object) -> RunInfo:

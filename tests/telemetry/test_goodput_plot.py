@@ -20,8 +20,7 @@ from clockwork.telemetry.plots import (
 from clockwork.telemetry.records import ActionLog, RequestLog, RequestTable
 from clockwork.telemetry.summary import RunInfo, summarize
 
-MS = 1_000_000
-S = 1_000_000_000
+from support.units import MS, S
 
 
 def _requests(slo_ms_of_second: Callable[[int], float], seconds: int, per_s: int) -> RequestTable:

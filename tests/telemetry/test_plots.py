@@ -18,13 +18,12 @@ from clockwork.telemetry.plots import (
 from clockwork.telemetry.records import ActionLog, ActionTable, RequestLog, RequestTable
 from clockwork.telemetry.summary import RunInfo, summarize
 
+from support.units import MS
+
 Tables = tuple[RequestTable, ActionTable]
 InfoFn = Callable[..., RunInfo]
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-MS = 1_000_000
 
 
 def _big() -> tuple[RequestTable, ActionTable]:

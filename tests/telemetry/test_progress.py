@@ -4,7 +4,7 @@ import io
 
 from clockwork.telemetry.progress import ProgressPrinter, format_duration
 
-S = 1_000_000_000
+from support.units import S
 
 
 class FakeClock:

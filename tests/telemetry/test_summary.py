@@ -23,12 +23,10 @@ from clockwork.telemetry.summary import (
     timeseries,
 )
 
+from support.units import MS, S
+
 Tables = tuple[RequestTable, ActionTable]
 InfoFn = Callable[..., RunInfo]
-
-
-MS = 1_000_000
-S = 1_000_000_000
 
 
 @pytest.fixture(scope="module")

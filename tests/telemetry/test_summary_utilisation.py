@@ -9,7 +9,7 @@ import pytest
 from clockwork.telemetry.records import ActionLog, RequestLog
 from clockwork.telemetry.summary import RunInfo, summarize
 
-S = 1_000_000_000
+from support.units import S
 
 
 def test_work_in_the_drain_never_makes_utilisation_exceed_one(

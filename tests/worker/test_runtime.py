@@ -32,11 +32,12 @@ from clockwork.worker.backends.emulated import EmulatedBackend
 from clockwork.worker.device_state import WorkerModel
 from clockwork.worker.runtime import SHUTDOWN_DETAIL, WorkerRuntime
 
+from support.units import MS
+
 D = DeviceId("w0", 0)
 D1 = DeviceId("w0", 1)
 KIND = DeviceKind("test-kind", page_size_bytes=1000, cache_pages=10)
 FAR = 10**18
-MS = 1_000_000
 Outputs = list[dict[str, npt.NDArray[np.generic]]]
 
 
