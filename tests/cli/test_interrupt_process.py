@@ -9,11 +9,10 @@ import selectors
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-CLI = [sys.executable, "-m", "clockwork.cli.main"]
+from support.serve_process import CLI, remote_serve_argv
 
 
 def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout_s: float) -> list[str]:
@@ -73,21 +72,7 @@ def test_ctrl_c_while_serve_waits_for_workers_stops_at_once() -> None:
     http_port, grpc_port, worker_port = _free_port(), _free_port(), _free_port()
     env = dict(os.environ, CLOCKWORK_CLUSTER_SECRET="00" * 32)
     proc = subprocess.Popen(
-        [
-            *CLI,
-            "serve",
-            "--no-local-worker",
-            "--workers",
-            f"127.0.0.1:{worker_port}",
-            "--host",
-            "127.0.0.1",
-            "--http-port",
-            str(http_port),
-            "--grpc-port",
-            str(grpc_port),
-            "--status-interval",
-            "0",
-        ],
+        remote_serve_argv(worker_port, http_port, grpc_port),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -21,7 +21,8 @@ import pytest
 
 from clockwork.cli.log_setup import JsonFormatter, setup_logging
 
-CLI = [sys.executable, "-m", "clockwork.cli.main"]
+from support.serve_process import CLI, remote_serve_argv
+
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) ")
 JSON_KEYS = ("time", "level", "logger", "message")
 
@@ -121,23 +122,9 @@ def test_worker_and_serve_log_lines(log_format: str) -> None:
     try:
         worker.wait_for("listening on")
         serve = _Proc(
-            [
-                *CLI,
-                "serve",
-                "--no-local-worker",
-                "--workers",
-                f"127.0.0.1:{worker_port}",
-                "--host",
-                "127.0.0.1",
-                "--http-port",
-                str(_free_port()),
-                "--grpc-port",
-                str(_free_port()),
-                "--status-interval",
-                "0.2",
-                "--log-format",
-                log_format,
-            ],
+            remote_serve_argv(
+                worker_port, _free_port(), _free_port(), 0.2, "--log-format", log_format
+            ),
             env,
         )
         serve.wait_for("Ctrl-C stops the server")

@@ -1,4 +1,5 @@
-"""The command line of a real ``clockwork serve`` for tests: CPU, loopback, no status lines."""
+"""The command lines of a real ``clockwork serve`` for tests: CPU, loopback, no status lines
+unless asked."""
 
 from __future__ import annotations
 
@@ -24,5 +25,31 @@ def serve_argv(repo: Path, http_port: int, grpc_port: int, *extra: str) -> list[
         "cpu",
         "--status-interval",
         "0",
+        *extra,
+    ]
+
+
+#: the ``clockwork`` command, as a test runs it
+CLI = [sys.executable, "-m", "clockwork.cli.main"]
+
+
+def remote_serve_argv(
+    worker_port: int, http_port: int, grpc_port: int, status_interval_s: float = 0, *extra: str
+) -> list[str]:
+    """``serve`` in front of one worker on this machine, with no local worker of its own."""
+    return [
+        *CLI,
+        "serve",
+        "--no-local-worker",
+        "--workers",
+        f"127.0.0.1:{worker_port}",
+        "--host",
+        "127.0.0.1",
+        "--http-port",
+        str(http_port),
+        "--grpc-port",
+        str(grpc_port),
+        "--status-interval",
+        f"{status_interval_s:g}",
         *extra,
     ]
