@@ -26,6 +26,11 @@ def test_one_worker_per_gpu_and_cpu_workers_on_nodes_without() -> None:
         "ray-aaaaaaaaaaaa-g0",
         "ray-aaaaaaaaaaaa-g1",
     ]
+    # only the nodes labelled for us
+    labelled = [NodeResources("dddddddddddddddd", True, 1, 1, frozenset({"GPU", "clockwork"}))]
+    assert [p.worker_id for p in plan_workers([*nodes, *labelled], 1, "clockwork")] == [
+        "ray-dddddddddddd-g0"
+    ]
     with pytest.raises(ValueError, match="workers_per_node"):
         plan_workers(nodes, -1)
 
@@ -36,6 +41,6 @@ def test_nodes_from_ray_records() -> None:
         {"NodeID": "n2", "Alive": False, "Resources": {}},
     ]
     assert nodes_from_ray(records) == [
-        NodeResources("n1", True, 3, 2.0),
+        NodeResources("n1", True, 3, 2.0, frozenset({"CPU", "GPU"})),
         NodeResources("n2", False, 0, 0.0),
     ]

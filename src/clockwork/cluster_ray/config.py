@@ -36,7 +36,8 @@ class RayWorkerConfig:
 @dataclass(frozen=True)
 class RayPoolConfig:
     """``address``: the Ray cluster (None: ``$RAY_ADDRESS`` or a new local one);
-    ``workers_per_node``: CPU workers on each node without GPUs (0: none);
+    ``workers_per_node``: CPU workers on each node without GPUs (0: none); ``node_resource``:
+    only nodes with this Ray resource (e.g. a custom ``clockwork`` label) get workers;
     ``max_restarts``: how often Ray restarts one worker actor (-1: without end), each restart
     after a backoff doubling from ``restart_backoff_s[0]`` to ``restart_backoff_s[1]`` (from
     the low end again after ``stable_s`` up); ``poll_interval_s``: how often the node list is
@@ -45,6 +46,7 @@ class RayPoolConfig:
 
     address: str | None = None
     workers_per_node: int = 1
+    node_resource: str | None = None
     max_restarts: int = -1
     restart_backoff_s: tuple[float, float] = (0.2, 10.0)
     stable_s: float = 60.0

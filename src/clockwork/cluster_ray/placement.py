@@ -19,6 +19,8 @@ class NodeResources:
     alive: bool
     gpus: int
     cpus: float
+    #: the names of its resources (custom ones too: a label such as ``clockwork``)
+    resources: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -42,20 +44,24 @@ def nodes_from_ray(records: Iterable[Mapping[str, Any]]) -> list[NodeResources]:
                 alive=bool(r.get("Alive", False)),
                 gpus=int(resources.get("GPU", 0)),
                 cpus=float(resources.get("CPU", 0.0)),
+                resources=frozenset(resources),
             )
         )
     return out
 
 
-def plan_workers(nodes: Sequence[NodeResources], workers_per_node: int) -> list[Placement]:
-    """The worker actors for the alive ``nodes``: a node with GPUs gets one per GPU (each asks
-    for one GPU and no CPU, so that Ray gives it a device of its own), a node without gets
-    ``workers_per_node`` CPU workers sharing its CPUs (at most one CPU each)."""
+def plan_workers(
+    nodes: Sequence[NodeResources], workers_per_node: int, node_resource: str | None = None
+) -> list[Placement]:
+    """The worker actors for the alive ``nodes`` (only those with resource ``node_resource``,
+    if given): a node with GPUs gets one per GPU (each asks for one GPU and no CPU, so that Ray
+    gives it a device of its own), a node without gets ``workers_per_node`` CPU workers sharing
+    its CPUs (at most one CPU each)."""
     if workers_per_node < 0:
         raise ValueError(f"workers_per_node must be >= 0, got {workers_per_node}")
     out: list[Placement] = []
     for node in sorted(nodes, key=lambda n: n.node_id):
-        if not node.alive:
+        if not node.alive or (node_resource is not None and node_resource not in node.resources):
             continue
         short = node.node_id[:NODE_ID_CHARS]
         if node.gpus > 0:

@@ -150,7 +150,9 @@ class RayWorkerPool:
         records = await asyncio.to_thread(ray.nodes)
         nodes = nodes_from_ray(records)
         alive = {n.node_id for n in nodes if n.alive}
-        for placement in plan_workers(nodes, self.config.workers_per_node):
+        for placement in plan_workers(
+            nodes, self.config.workers_per_node, self.config.node_resource
+        ):
             if placement.worker_id not in self.workers:
                 w = self._start_actor(placement)
                 self.workers[placement.worker_id] = w

@@ -1,0 +1,167 @@
+"""Worker actors on a multi-node Ray cluster simulated on this machine (Ray's own test
+utility), emulated backends: placed one per declared GPU, a killed one restarted and re-joined
+with every request answered exactly once, a node added (and removed) while serving."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from clockwork.cluster_ray.config import RayPoolConfig, RayWorkerConfig
+from clockwork.core.actions import ActionResult
+from clockwork.core.requests import Response, ResponseStatus
+from clockwork.service import ControllerService
+
+from support.ray_cluster import ray_cluster, ray_served
+
+pytestmark = [
+    pytest.mark.ray,
+    # Ray's own modules warn about their internals
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+]
+
+MS = 1_000_000
+# GPU nodes only serve (the head is the controller's node); our links on the loopback
+POOL = RayPoolConfig(workers_per_node=0, poll_interval_s=0.3, restart_backoff_s=(0.1, 1.0))
+WORKER = RayWorkerConfig(models=3, host="127.0.0.1")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    with ray_cluster([{"num_cpus": 1, "num_gpus": 2}, {"num_cpus": 1, "num_gpus": 1}]) as c:
+        yield c
+
+
+def run(coro: Any, timeout_s: float = 120.0) -> Any:
+    async def bounded() -> Any:
+        async with asyncio.timeout(timeout_s):
+            return await coro
+
+    return asyncio.run(bounded())
+
+
+def describe(pool: Any) -> dict[str, dict[str, Any]]:
+    import ray
+
+    infos = ray.get([w.actor.describe.remote() for w in pool.workers.values()], timeout=60)
+    return {i["worker_id"]: i for i in infos}
+
+
+async def until(cond: Any, timeout_s: float = 60.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not cond():
+            await asyncio.sleep(0.05)
+
+
+async def steady_load(
+    ctrl: ControllerService, n: int, gap_s: float, during: Any = None
+) -> list[Response]:
+    """``n`` requests ``gap_s`` apart over every model; ``during(i)`` awaited before the i-th."""
+    futures = []
+    for i in range(n):
+        if during is not None:
+            await during(i)
+        models = sorted(ctrl.models)
+        futures.append(ctrl.submit_nowait(models[i % len(models)], timeout_ns=200 * MS))
+        await asyncio.sleep(gap_s)
+    answers = await asyncio.gather(*futures)
+    return [a[0] for a in answers]
+
+
+def test_workers_placed_one_per_declared_gpu(cluster: Any) -> None:
+    async def main() -> None:
+        async with ray_served(POOL, WORKER) as (ctrl, pool):
+            await ctrl.wait_workers(3, timeout_s=90)
+            infos = describe(pool)
+            by_node: dict[str, list[list[str]]] = {}
+            for info in infos.values():
+                by_node.setdefault(info["node_id"], []).append(info["gpu_ids"])
+            # the 2-GPU node runs two workers, each owning one of its GPUs; the 1-GPU node one;
+            # the head (no GPU) none
+            assert sorted(sorted(map(tuple, g)) for g in by_node.values()) == [
+                [("0",)],
+                [("0",), ("1",)],
+            ]
+            assert set(ctrl.workers) == set(infos)
+            responses = await steady_load(ctrl, 30, 0.005)
+            assert Counter(r.status for r in responses)[ResponseStatus.SUCCESS] >= 25
+
+    run(main())
+
+
+def test_killed_worker_restarts_and_rejoins_every_request_answered_once(cluster: Any) -> None:
+    import ray
+
+    answered: Counter[int] = Counter()
+    results: list[tuple[str, int]] = []
+
+    def on_result(result: ActionResult, now_ns: int) -> None:
+        results.append((result.device.worker, time.monotonic_ns()))
+
+    async def main() -> None:
+        async with ray_served(
+            POOL,
+            WORKER,
+            on_response=lambda r: answered.update([r.request_id]),
+            on_action_result=on_result,
+        ) as (ctrl, pool):
+            await ctrl.wait_workers(3, timeout_s=90)
+            victim = sorted(pool.workers)[0]
+            before = describe(pool)[victim]
+            rejoined_ns: list[int] = []
+
+            async def kill_then_wait(i: int) -> None:
+                if i == 100:
+                    joins = ctrl.stats.joins
+                    ray.kill(pool.workers[victim].actor, no_restart=False)
+                    await until(lambda: victim not in ctrl.workers, 30)
+                    # requests keep coming meanwhile (this coroutine only delays the next)
+                    await until(lambda: victim in ctrl.workers and ctrl.stats.joins > joins)
+                    rejoined_ns.append(time.monotonic_ns())
+
+            responses = await steady_load(ctrl, 250, 0.004, during=kill_then_wait)
+            assert ctrl.pending() == 0
+            after = describe(pool)[victim]
+            assert after["pid"] != before["pid"] and after["starts"] == 2
+            assert after["address"] == before["address"]  # listening on its former port
+            assert ctrl.stats.losses >= 1
+            # the restarted worker serves again
+            assert any(w == victim and t > rejoined_ns[0] for w, t in results)
+            ok = Counter(r.status for r in responses)[ResponseStatus.SUCCESS]
+            assert ok >= 150, Counter(r.status for r in responses)
+            # every request answered, each exactly once
+            assert len(responses) == 250
+            assert len(answered) == 250 and set(answered.values()) == {1}
+
+    run(main())
+
+
+def test_node_added_while_serving_joins_and_a_removed_one_leaves(cluster: Any) -> None:
+    async def main() -> None:
+        async with ray_served(POOL, WORKER) as (ctrl, pool):
+            await ctrl.wait_workers(3, timeout_s=90)
+            first = set(ctrl.workers)
+            added: list[Any] = []
+
+            async def add_node(i: int) -> None:
+                if i == 20:
+                    added.append(
+                        cluster.add_node(num_cpus=1, num_gpus=1, object_store_memory=80 * 2**20)
+                    )
+                    await until(lambda: len(ctrl.workers) == 4, 90)
+
+            responses = await steady_load(ctrl, 60, 0.005, during=add_node)
+            assert len(responses) == 60 and ctrl.pending() == 0
+            (new,) = set(ctrl.workers) - first
+            assert describe(pool)[new]["node_id"] == added[0].node_id
+            cluster.remove_node(added[0])
+            await until(lambda: new not in ctrl.workers and new not in pool.workers, 90)
+            assert set(ctrl.workers) == first
+
+    run(main(), timeout_s=240)
