@@ -5,7 +5,16 @@ with every request answered exactly once, a node added (and removed) while servi
 from __future__ import annotations
 
 import asyncio
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -16,8 +25,9 @@ from clockwork.cluster_ray.config import RayPoolConfig, RayWorkerConfig
 from clockwork.core.actions import ActionResult
 from clockwork.core.requests import Response, ResponseStatus
 from clockwork.service import ControllerService
+from clockwork.service.bench_cluster import free_ports
 
-from support.ray_cluster import ray_cluster, ray_served
+from support.ray_cluster import SECRET, ray_cluster, ray_served
 
 pytestmark = [
     pytest.mark.ray,
@@ -165,3 +175,74 @@ def test_node_added_while_serving_joins_and_a_removed_one_leaves(cluster: Any) -
             assert set(ctrl.workers) == first
 
     run(main(), timeout_s=240)
+
+
+def clockwork_cli(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "clockwork.cli.main", *argv]
+
+
+RAY_CLI = ("--ray-workers-per-node", "0", "--ray-worker-host", "127.0.0.1")
+
+
+def test_controller_command_with_ray_address(cluster: Any) -> None:
+    # the secret comes from the environment and reaches the actors through Ray, never argv
+    env = {**os.environ, "CLOCKWORK_CLUSTER_SECRET": SECRET.decode()}
+    argv = clockwork_cli(
+        "controller", "--ray", cluster.address, *RAY_CLI, "--ray-models", "2",
+        "--demo-rps", "20", "--duration", "10",
+    )  # fmt: skip
+    done = subprocess.run(argv, check=False, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # each of the 3 GPU workers joined (the status lines' counts depend on this machine's load)
+    joined = set(re.findall(r"worker (ray-\S+) \(127\.0\.0\.1:\d+\) synced", done.stderr))
+    assert len(joined) == 3, done.stderr[-3000:]
+    final = re.search(r"final: .*SUCCESS (\d+)", done.stderr)
+    assert final is not None and int(final.group(1)) > 0, done.stderr[-3000:]
+
+
+def test_serve_command_with_ray_answers_over_http(cluster: Any) -> None:
+    (port,) = free_ports(1)
+    argv = clockwork_cli(
+        "serve", "--ray", cluster.address, *RAY_CLI, "--ray-backend", "emulated",
+        "--ray-models", "1", "--host", "127.0.0.1", "--http-port", str(port),
+        "--grpc-port", "0", "--status-interval", "0", "--decode-processes", "0",
+        # decoding a 600 KB JSON body on a loaded 2-core machine may take longer than 100 ms
+        "--default-slo-ms", "5000",
+    )  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}/v2/models/resnet50_v2-0000"
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            try:
+                with urllib.request.urlopen(f"{base}/ready", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the Ray workers' model never became ready"
+            time.sleep(0.5)
+        with urllib.request.urlopen(base, timeout=5) as r:
+            meta = json.load(r)
+        [tensor] = meta["inputs"]
+        # a batch of one (the metadata's shape is batch first, -1 for the batch)
+        shape = [d if d > 0 else 1 for d in tensor["shape"]]
+        body = {"inputs": [{**tensor, "shape": shape, "data": [0.0] * math.prod(shape)}]}
+        request = urllib.request.Request(
+            f"{base}/infer", json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:
+                answer = json.load(r)
+        except urllib.error.HTTPError as e:
+            pytest.fail(f"{e}: {e.read()[:2000]!r}")
+        assert answer["model_name"] == "resnet50_v2-0000" and answer["outputs"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    assert proc.returncode == 0, err[-3000:]

@@ -24,11 +24,18 @@ from typing import TYPE_CHECKING
 
 from clockwork.cli.limits_args import add_limits_arguments, limits_from_args
 from clockwork.cli.security_args import add_security_arguments, security_from_args
+from clockwork.cluster_ray.cli_args import (
+    add_ray_arguments,
+    ray_pool_from_args,
+    start_ray_pool,
+    stop_ray_pool,
+)
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES, POLICY_HELP, PolicyBase, make_policy
 from clockwork.transport.cluster_secret import add_secret_arguments, child_env, serve_secret
 
 if TYPE_CHECKING:  # imported lazily at run time: `clockwork --help` stays fast
+    from clockwork.cluster_ray.pool import RayWorkerPool
     from clockwork.frontend.server import ControllerModelServer
     from clockwork.service.controller_service import ControllerService
     from clockwork.service.supervisor import ChildSupervisor
@@ -125,6 +132,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     add_security_arguments(p)
     add_limits_arguments(p)
+    add_ray_arguments(p, backend="torch")  # --ray: Ray's workers instead of the local one
     p.set_defaults(func=run)
 
 
@@ -202,10 +210,11 @@ def run(args: argparse.Namespace) -> int:
     args.security = security_from_args(args)
     remote = [parse_address(a) for a in args.workers.split(",") if a.strip()]
     secret = serve_secret(args.cluster_secret_file, bool(remote))
-    if args.no_local_worker and not remote:
+    args.no_local_worker |= args.ray is not None
+    if args.no_local_worker and not remote and args.ray is None:
         raise ConfigurationError("--no-local-worker needs --workers")
     repository = args.repository
-    if not args.no_local_worker:
+    if (args.ray is None and not args.no_local_worker) or args.ray_backend == "torch":
         if repository is None:
             repository = DEMO_REPOSITORY
             ensure_demo_repository(repository)
@@ -242,9 +251,10 @@ def run(args: argparse.Namespace) -> int:
 
         worker = ChildSupervisor(spawn, "the local worker", proc=spawn())
         addresses.insert(0, ("127.0.0.1", port))
+    ray_pool = ray_pool_from_args(args, secret, repository)  # None without --ray
     try:
         with asyncio.Runner(loop_factory=loop_factory(not args.no_uvloop)) as runner:
-            runner.run(_serve(args, addresses, worker, secret))
+            runner.run(_serve(args, addresses, worker, secret, ray_pool))
     except KeyboardInterrupt:
         pass
     finally:
@@ -258,6 +268,7 @@ async def _serve(
     addresses: list[tuple[str, int]],
     worker: ChildSupervisor | None,
     secret: bytes | None = None,
+    ray_pool: RayWorkerPool | None = None,
 ) -> None:
     from clockwork.core.units import NS_PER_MS
     from clockwork.frontend.availability import repository_model_names
@@ -327,6 +338,7 @@ async def _serve(
         raise ConfigurationError(f"HTTP on {args.host}:{args.http_port}: {e.strerror or e}") from e
     grpc_server = None
     supervision: asyncio.Task[None] | None = None
+    ray_watcher = start_ray_pool(ray_pool, controller)  # Ray's workers join as they start
     try:
         if args.grpc_port:
             try:
@@ -361,6 +373,7 @@ async def _serve(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), args.status_interval or None)
             if status is not None and not stop.is_set():
+                status.expected_workers = controller.configured_workers  # Ray adds workers
                 print(status.line(), file=sys.stderr, flush=True)
     finally:
         print("shutting down", file=sys.stderr, flush=True)
@@ -372,6 +385,7 @@ async def _serve(
         await http.cleanup()
         decoder.close()
         await controller.close()
+        await stop_ray_pool(ray_pool, ray_watcher)
         if files is not None and telemetry is not None:
             telemetry.finish(time.monotonic_ns())
             files.close()
