@@ -246,3 +246,25 @@ def test_serve_command_with_ray_answers_over_http(cluster: Any) -> None:
             proc.kill()
             _, err = proc.communicate()
     assert proc.returncode == 0, err[-3000:]
+
+
+def test_worker_out_of_restarts_is_let_go(cluster: Any) -> None:
+    import dataclasses
+
+    import ray
+
+    async def main() -> None:
+        no_restarts = dataclasses.replace(POOL, max_restarts=0)
+        async with ray_served(no_restarts, WORKER) as (ctrl, pool):
+            await ctrl.wait_workers(3, timeout_s=90)
+            victim = sorted(pool.workers)[0]
+            ray.kill(pool.workers[victim].actor, no_restart=False)
+            # lost at once; given up (its link removed) once Ray keeps saying it is dead
+            await until(lambda: victim not in ctrl.workers, 30)
+            await until(lambda: pool.workers[victim].failed is not None, 60)
+            assert ctrl.configured_workers == 2
+            assert len(ctrl.workers) == 2
+            response, _ = await ctrl.submit(sorted(ctrl.models)[0], timeout_ns=1000 * MS)
+            assert response.status is ResponseStatus.SUCCESS
+
+    run(main())

@@ -23,6 +23,11 @@ log = logging.getLogger("clockwork.cluster_ray")
 #: how long a worker that is not joined goes before its address is asked again (a restart
 #: that could not get its former port listens on another)
 REASK_AFTER_S = 2.0
+#: what Ray raises for a call to an actor that is dead and will not be restarted
+DEAD_ACTOR_ERRORS = frozenset({"ActorDiedError", "RayActorError"})
+#: so many such answers in a row (one per ``REASK_AFTER_S``) and a worker is given up: one alone
+#: may be a call caught by a death Ray is still restarting the actor from
+DEAD_ANSWERS = 3
 
 
 @dataclass
@@ -36,6 +41,7 @@ class RayWorker:
     failed: str | None = None
     asking: bool = False
     unjoined_polls: int = 0
+    dead_answers: int = 0
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -200,10 +206,21 @@ class RayWorkerPool:
         try:
             address = await self._ask_address(w, self.config.start_timeout_s)
         except Exception as e:
-            log.debug("worker %s: no address yet: %s", w.placement.worker_id, e)
+            w.dead_answers = w.dead_answers + 1 if type(e).__name__ in DEAD_ACTOR_ERRORS else 0
+            if w.dead_answers >= DEAD_ANSWERS:
+                # out of restarts: stop connecting to it (the error says why it died)
+                w.failed = f"{type(e).__name__}: {e}"
+                log.error("worker %s died for good: %s", w.placement.worker_id, w.failed)
+                if w.link is not None and self._controller is not None:
+                    with contextlib.suppress(ValueError):
+                        await self._controller.remove_worker(w.link)
+                    w.link = None
+            else:
+                log.debug("worker %s: no address yet: %s", w.placement.worker_id, e)
             return
         finally:
             w.asking = False
+        w.dead_answers = 0
         if w.link is not None and address != (w.link.host, w.link.port):
             log.info("worker %s moved to %s:%d", w.placement.worker_id, *address)
             w.link.host, w.link.port = address
