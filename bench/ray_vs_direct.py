@@ -13,7 +13,9 @@ Poisson load, and kill one worker halfway through:
 
 Printed per mode: requests by status, attainment (SUCCESS / all), goodput (SUCCESS per second),
 Infer round trip (controller sent -> result received, p50/p99, execution included), the time
-from the kill to the victim's re-join and to its first successful result after it.
+from the kill to the victim's re-join (schedulable again) and to its first successful result
+after the re-join ("never" if the scheduler had no need of it before the load ended: the other
+workers had the models loaded and the capacity).
 
     .venv/bin/python bench/ray_vs_direct.py --rate 200 --duration 20
 
@@ -115,12 +117,9 @@ def report(mode: str, rec: Record, duration_s: float, victim: str, killed_ns: in
     total = sum(rec.responses.values())
     ok = rec.responses[ResponseStatus.SUCCESS]
     rejoin = next((t for w, t in rec.joins if w == victim and t > killed_ns), None)
+    after = rejoin if rejoin is not None else killed_ns
     served = next(
-        (
-            t
-            for w, t, s in rec.results
-            if w == victim and t > killed_ns and s is ActionStatus.SUCCESS
-        ),
+        (t for w, t, s in rec.results if w == victim and t > after and s is ActionStatus.SUCCESS),
         None,
     )
     statuses = ", ".join(f"{k.value} {v}" for k, v in sorted(rec.responses.items(), key=str))
