@@ -121,7 +121,6 @@ class RayWorkerPool:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         actor = self._actor_class.options(
-            name=None,
             num_gpus=placement.num_gpus,
             num_cpus=placement.num_cpus,
             max_restarts=self.config.max_restarts,

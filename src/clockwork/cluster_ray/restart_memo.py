@@ -24,6 +24,12 @@ def memo_dir(job_id: str) -> Path:
     return Path(tempfile.gettempdir()) / "clockwork-ray" / f"job-{job_id}"
 
 
+def node_store() -> Path:
+    """This node's content-addressed cache of repository files, shared by every worker and job
+    here (files are named by their sha256 and written by rename: a race writes the same bytes)."""
+    return Path(tempfile.gettempdir()) / "clockwork-ray" / "store"
+
+
 def read_memo(path: Path) -> Memo:
     try:
         raw = json.loads(path.read_text())

@@ -20,6 +20,7 @@ from clockwork.cluster_ray.repository_sync import RepositoryManifest, SyncReport
 from clockwork.cluster_ray.restart_memo import (
     Memo,
     memo_dir,
+    node_store,
     read_memo,
     restart_delay_s,
     write_memo,
@@ -118,7 +119,7 @@ class RayWorkerActor:
             data: bytes = ray.get(server.read.remote(path, offset, size))
             return data
 
-        self.last_sync = sync_repository(manifest, self.repository, self._dir / "store", fetch)
+        self.last_sync = sync_repository(manifest, self.repository, node_store(), fetch)
         return self.last_sync
 
     def stop(self) -> None:
@@ -136,12 +137,16 @@ class RayWorkerActor:
         if cfg.backend == "emulated":
             devices, models = emulated_setup(self.worker_id, cfg.devices, cfg.models, cfg.profile)
             return devices, models, None
+        from clockwork.worker.backends.torch_backend import TorchBackend
+
         assert self.repository is not None
         device = "cuda:0" if self.gpu_ids else "cpu"  # Ray made our GPU the only one visible
         devices, models = torch_setup(
             self.worker_id, self.repository, device, cfg.threads, profile_missing=True
         )
-        rescan = TorchRescan(devices[0][1], models, profile_missing=True, threads=cfg.threads)  # type: ignore[arg-type]
+        backend = devices[0][1]
+        assert isinstance(backend, TorchBackend)
+        rescan = TorchRescan(backend, models, profile_missing=True, threads=cfg.threads)
 
         def synced_rescan() -> list[ModelInfo]:
             # a model added at the source while serving reaches this node first
