@@ -1,6 +1,7 @@
 """Workers started directly vs started by Ray, side by side, with emulated GPUs on this machine.
 
-Both modes run the same in-process controller (``ControllerService``, clockwork policy) over
+Both modes run the same in-process controller (``ControllerService``, clockwork policy with
+``clockwork serve``'s warm start and backlog admission) over
 the same transport against 4 emulated V100 workers of one device each, drive the same seeded
 Poisson load, and kill one worker halfway through:
 
@@ -13,9 +14,9 @@ Poisson load, and kill one worker halfway through:
 
 Printed per mode: requests by status, attainment (SUCCESS / all), goodput (SUCCESS per second),
 Infer round trip (controller sent -> result received, p50/p99, execution included), the time
-from the kill to the victim's re-join (schedulable again) and to its first successful result
-after the re-join ("never" if the scheduler had no need of it before the load ended: the other
-workers had the models loaded and the capacity).
+from the kill to the victim's re-join (schedulable again) and to its first successful action
+after the re-join ("never" when the scheduler had no need of it before the load ended: the warm
+start loads each model once somewhere, and the other workers had the capacity).
 
     .venv/bin/python bench/ray_vs_direct.py --rate 200 --duration 20
 
@@ -79,7 +80,9 @@ def make_controller(secret: bytes, rec: Record, addresses: list[tuple[str, int]]
         rec.results.append((r.device.worker, t, r.status))
 
     return ControllerService(
-        make_policy("clockwork"),
+        # as `clockwork serve` runs it: warm start (a worker that re-joins gets models loaded),
+        # refusal at arrival of what the backlog cannot serve in time
+        make_policy("clockwork", warm_start=True, backlog_admission=True),
         addresses,
         link_secret=secret,
         connect_backoff_s=(0.05, 0.5),

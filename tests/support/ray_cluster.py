@@ -56,7 +56,8 @@ async def ray_served(
 ) -> AsyncIterator[tuple[ControllerService, RayWorkerPool]]:
     """A controller whose workers a ``RayWorkerPool`` places on the connected Ray cluster."""
     ctrl = ControllerService(
-        make_policy("clockwork"),
+        # as `clockwork serve` runs it: a worker that (re)joins gets models loaded at once
+        make_policy("clockwork", warm_start=True),
         [],
         link_secret=SECRET,
         ping_interval_s=0.05,
