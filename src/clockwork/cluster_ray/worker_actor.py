@@ -163,35 +163,38 @@ class RayWorkerActor:
 
         try:
             with asyncio.Runner(loop_factory=loop_factory(True)) as runner:
-                runner.run(self._serve(port, ready))
+                runner.run(_serve(self, port, ready))
         except BaseException as e:
             if not ready.done():
                 ready.set_exception(e)
             raise
 
-    async def _serve(self, port: int, ready: concurrent.futures.Future[int]) -> None:
-        from clockwork.service.worker_service import WorkerService
 
-        devices, models, rescan = self._setup()
-        service = WorkerService(
-            self.worker_id,
-            devices,
-            models,
-            rescan=rescan,
-            secret=self._secret,
-            controller_silence_s=self._config.controller_silence_s,
-        )
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+async def _serve(actor: RayWorkerActor, port: int, ready: concurrent.futures.Future[int]) -> None:
+    """The actor's service until ``stop``. Not a method: Ray takes a class with a coroutine
+    method for an async actor, whose calls would then run on an event loop of Ray's."""
+    from clockwork.service.worker_service import WorkerService
+
+    devices, models, rescan = actor._setup()
+    service = WorkerService(
+        actor.worker_id,
+        devices,
+        models,
+        rescan=rescan,
+        secret=actor._secret,
+        controller_silence_s=actor._config.controller_silence_s,
+    )
+    actor._loop = asyncio.get_running_loop()
+    actor._stop = asyncio.Event()
+    try:
         try:
-            try:
-                await service.start(self.host, port)
-            except OSError:
-                if port == 0:
-                    raise
-                log.warning("worker %s: port %d taken; listening on another", self.worker_id, port)
-                await service.start(self.host, 0)
-            ready.set_result(service.port)
-            await self._stop.wait()
-        finally:
-            await service.close()
+            await service.start(actor.host, port)
+        except OSError:
+            if port == 0:
+                raise
+            log.warning("worker %s: port %d taken; listening on another", actor.worker_id, port)
+            await service.start(actor.host, 0)
+        ready.set_result(service.port)
+        await actor._stop.wait()
+    finally:
+        await service.close()
