@@ -49,7 +49,6 @@ from clockwork.service.supervisor import ChildSupervisor
 from clockwork.transport.cluster_secret import child_env, new_secret
 
 MS = 1_000_000
-WORKERS = 4
 MB = 2**20
 
 
@@ -94,7 +93,7 @@ def make_controller(secret: bytes, rec: Record, addresses: list[tuple[str, int]]
 
 
 async def drive(
-    ctrl: ControllerService, rate: float, duration_s: float, kill: Callable[[], str]
+    ctrl: ControllerService, rate: float, duration_s: float, kill: Callable[[], str] | None
 ) -> tuple[str, int]:
     """Poisson arrivals at ``rate`` for ``duration_s``, over the models; ``kill`` halfway."""
     rng = random.Random(1)
@@ -108,7 +107,7 @@ async def drive(
         delay = next_at - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        if not victim and time.monotonic() - start >= duration_s / 2:
+        if kill is not None and not victim and time.monotonic() - start >= duration_s / 2:
             killed_ns = time.monotonic_ns()
             victim = kill()
         futures.append(ctrl.submit_nowait(rng.choice(models), timeout_ns=100 * MS))
@@ -134,18 +133,23 @@ def report(mode: str, rec: Record, duration_s: float, victim: str, killed_ns: in
     )
     rj = "never" if rejoin is None else f"{(rejoin - killed_ns) / 1e9:.2f} s"
     sv = "never" if served is None else f"{(served - killed_ns) / 1e9:.2f} s"
-    print(f"[{mode}] killed {victim}: re-joined after {rj}, first success after {sv}", flush=True)
+    if victim:
+        print(
+            f"[{mode}] killed {victim}: re-joined after {rj}, first success after {sv}", flush=True
+        )
 
 
 @contextlib.asynccontextmanager
-async def direct_workers(secret: bytes, models: int) -> AsyncIterator[tuple[Any, Any]]:
-    ports = free_ports(WORKERS)
+async def direct_workers(
+    secret: bytes, models: int, workers: int, devices: int
+) -> AsyncIterator[tuple[Any, Any]]:
+    ports = free_ports(workers)
     sups: list[ChildSupervisor] = []
     for i, port in enumerate(ports):
         command = [
             sys.executable, "-m", "clockwork.cli.main", "worker", "--listen",
             f"127.0.0.1:{port}", "--id", f"direct-{i}", "--backend", "emulated",
-            "--devices", "1", "--models", str(models),
+            "--devices", str(devices), "--models", str(models),
         ]  # fmt: skip
 
         def spawn(command: list[str] = command) -> subprocess.Popen[bytes]:
@@ -172,16 +176,21 @@ async def direct_workers(secret: bytes, models: int) -> AsyncIterator[tuple[Any,
             s.stop()
 
 
-async def run_mode(mode: str, rate: float, duration_s: float, models: int) -> None:
+async def run_mode(
+    mode: str, rate: float, duration_s: float, models: int, devices: int, kill_one: bool
+) -> None:
+    """``devices`` 1: 4 workers of one device (Ray: one per declared GPU of 2 nodes); more: 2
+    workers of ``devices`` each (Ray: one CPU worker on each of 2 nodes without GPUs)."""
+    workers = 4 if devices == 1 else 2
     secret = new_secret()
     rec = Record(Counter(), {}, [], [], [])
     if mode == "direct":
-        async with direct_workers(secret, models) as (addresses, kill):
+        async with direct_workers(secret, models, workers, devices) as (addresses, kill):
             ctrl = make_controller(secret, rec, addresses)
             await ctrl.start()
             try:
-                await ctrl.wait_workers(WORKERS, timeout_s=120)
-                victim, killed_ns = await drive(ctrl, rate, duration_s, kill)
+                await ctrl.wait_workers(workers, timeout_s=120)
+                victim, killed_ns = await drive(ctrl, rate, duration_s, kill if kill_one else None)
             finally:
                 await ctrl.close()
     else:
@@ -196,11 +205,23 @@ async def run_mode(mode: str, rate: float, duration_s: float, models: int) -> No
             initialize_head=True, head_node_args={**head, "object_store_memory": 80 * MB}
         )
         for _ in range(2):
-            cluster.add_node(num_cpus=1, num_gpus=2, object_store_memory=80 * MB)
+            gpus = 2 if devices == 1 else 0
+            cluster.add_node(
+                num_cpus=1,
+                num_gpus=gpus,
+                resources={"bench_node": 1},
+                object_store_memory=80 * MB,
+            )
         ray.init(address=cluster.address, log_to_driver=False)
         pool = RayWorkerPool(
-            RayPoolConfig(workers_per_node=0, poll_interval_s=1.0, restart_backoff_s=(0.2, 10.0)),
-            RayWorkerConfig(models=models, host="127.0.0.1"),
+            RayPoolConfig(
+                workers_per_node=0 if devices == 1 else 1,
+                # the head (the controller's node) serves nothing
+                node_resource="bench_node",
+                poll_interval_s=1.0,
+                restart_backoff_s=(0.2, 10.0),
+            ),
+            RayWorkerConfig(models=models, devices=devices, host="127.0.0.1"),
             secret,
         )
         pool.connect()
@@ -214,8 +235,8 @@ async def run_mode(mode: str, rate: float, duration_s: float, models: int) -> No
             return victim
 
         try:
-            await ctrl.wait_workers(WORKERS, timeout_s=120)
-            victim, killed_ns = await drive(ctrl, rate, duration_s, kill)
+            await ctrl.wait_workers(workers, timeout_s=120)
+            victim, killed_ns = await drive(ctrl, rate, duration_s, kill if kill_one else None)
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
@@ -232,9 +253,22 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=20.0, help="seconds of load per mode")
     p.add_argument("--models", type=int, default=8, help="emulated models per worker")
     p.add_argument("--modes", default="direct,ray", help="comma separated: direct, ray")
+    p.add_argument(
+        "--devices", type=int, default=1, help="emulated devices per worker (see run_mode)"
+    )
+    p.add_argument("--no-kill", action="store_true", help="kill no worker")
     args = p.parse_args()
     for mode in args.modes.split(","):
-        asyncio.run(run_mode(mode.strip(), args.rate, args.duration, args.models))
+        asyncio.run(
+            run_mode(
+                mode.strip(),
+                args.rate,
+                args.duration,
+                args.models,
+                args.devices,
+                not args.no_kill,
+            )
+        )
 
 
 if __name__ == "__main__":
