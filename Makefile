@@ -9,7 +9,7 @@ COMPILED_VENV ?= .venv-compiled
 CPY := $(COMPILED_VENV)/bin/python
 CSTAMP := $(COMPILED_VENV)/.installed
 
-.PHONY: install install-compiled test test-compiled test-slow lint typecheck serve clean
+.PHONY: install install-compiled test test-compiled test-slow test-ray lint typecheck serve clean
 
 # under a lock (scripts/run-once.sh): `make serve` and `make test` started together install once
 $(STAMP): pyproject.toml
@@ -40,6 +40,12 @@ test: install
 
 test-slow: install
 	$(VENV)/bin/pytest -q -m slow
+
+# the Ray cluster (clockwork.cluster_ray) on a multi-node Ray cluster simulated on this machine;
+# installs the optional extra into .venv first
+test-ray: install
+	$(PIP) install --quiet -e ".[ray]"
+	$(VENV)/bin/pytest -q -m ray tests/cluster_ray
 
 # the compiled build against the tests of what it compiles (the golden simulation among them)
 test-compiled: install-compiled

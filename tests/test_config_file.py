@@ -227,3 +227,12 @@ def test_the_readme_s_example_file_is_valid(tmp_path: Path) -> None:
     assert (args.http_port, args.grpc_port, args.host) == (9000, 8001, "0.0.0.0")
     assert args.repository == tmp_path / "models"
     assert args.token_file == Path("/run/secrets/clockwork-token")
+
+
+def test_an_option_with_an_optional_value_takes_it_from_the_file(tmp_path: Path) -> None:
+    # ``--ray [ADDRESS]``: absent is None, the flag alone is "" (a local cluster), or an address
+    assert _parse().ray is None
+    assert _parse("--config", str(_write(tmp_path, 'ray = ""\n'))).ray == ""
+    path = _write(tmp_path, 'ray = "10.0.0.1:6379"\n')
+    assert _parse("--config", str(path)).ray == "10.0.0.1:6379"
+    assert _parse("--config", str(path), "--ray").ray == ""  # the command line wins

@@ -150,7 +150,9 @@ def config_keys(parser: argparse.ArgumentParser) -> dict[str, ConfigKey]:
         if isinstance(action, argparse._StoreConstAction):
             kind = ValueKind.BOOL
             convert = None
-        elif action.nargs is None:
+        elif action.nargs is None or action.nargs == "?":
+            # an optional value (``--ray [ADDRESS]``) is a key with a value: the file gives
+            # the one the flag alone would (``ray = ""``) or an address
             kind, convert = _kind_of(action.type)
         else:
             continue  # no option of a command takes several values today

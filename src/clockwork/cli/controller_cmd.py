@@ -20,11 +20,21 @@ from pathlib import Path
 from clockwork.cli.help_format import HelpFormatter
 from clockwork.cli.log_setup import add_log_arguments, setup_logging
 from clockwork.cli.policy_args import add_warm_arguments, policy_from_warm_args
+from clockwork.cluster_ray.cli_args import (
+    add_ray_arguments,
+    ray_pool_from_args,
+    start_ray_pool,
+    stop_ray_pool,
+)
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES, POLICY_HELP
 from clockwork.core.units import DEFAULT_SLO_MS, ms_to_ns
 from clockwork.transport import loop_factory
-from clockwork.transport.cluster_secret import add_secret_arguments, require_secret
+from clockwork.transport.cluster_secret import (
+    add_secret_arguments,
+    require_secret,
+    serve_secret,
+)
 from clockwork.transport.handshake import ID_BYTES
 
 log = logging.getLogger("clockwork.controller")
@@ -44,9 +54,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--workers",
-        required=True,
+        default="",
         metavar="HOST:PORT,...",
-        help="worker addresses, comma separated",
+        help="worker addresses, comma separated (needed unless --ray)",
     )
     p.add_argument(
         "--policy",
@@ -100,6 +110,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     add_log_arguments(p)
+    add_ray_arguments(p, backend="emulated")
     p.set_defaults(func=run)
 
 
@@ -108,7 +119,7 @@ def _addresses(text: str) -> list[tuple[str, int]]:
 
     out = parse_addresses(text)
     if not out:
-        raise ConfigurationError("--workers names no address")
+        raise ConfigurationError("--workers names no address (give --workers or --ray)")
     return out
 
 
@@ -117,10 +128,13 @@ def run(args: argparse.Namespace) -> int:
     from clockwork.service.telemetry import StatusLine
 
     setup_logging(args.log_format, args.verbose)
-    workers = _addresses(args.workers)
+    workers = _addresses(args.workers) if args.workers or args.ray is None else []
     if args.status_every <= 0 or args.demo_rps < 0 or args.demo_slo_ms <= 0:
         raise ConfigurationError("--status-every and --demo-slo-ms must be > 0, --demo-rps >= 0")
-    secret = require_secret(args.cluster_secret_file, args.insecure_no_auth, "controller")
+    if args.ray is not None and not workers and not args.insecure_no_auth:
+        secret: bytes | None = serve_secret(args.cluster_secret_file, False)  # Ray hands it on
+    else:
+        secret = require_secret(args.cluster_secret_file, args.insecure_no_auth, "controller")
     if len(args.id.encode()) > ID_BYTES:
         raise ConfigurationError(f"--id {args.id!r} is over {ID_BYTES} bytes")
     service = ControllerService(
@@ -157,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         line = StatusLine(service, len(workers))
         while True:
             await asyncio.sleep(args.status_every)
+            line.expected_workers = service.configured_workers  # Ray adds workers as it goes
             log.info("%s", line.line())
 
     files = None
@@ -176,8 +191,11 @@ def run(args: argparse.Namespace) -> int:
             await asyncio.sleep(args.log_every)
             files.rotate()
 
+    ray_pool = ray_pool_from_args(args, secret, None)
+
     async def main() -> None:
         await service.start()
+        ray_watcher = start_ray_pool(ray_pool, service)
         tasks = [asyncio.create_task(status()), asyncio.create_task(rotate())]
         if args.demo_rps > 0:
             tasks.append(asyncio.create_task(demo()))
@@ -191,6 +209,7 @@ def run(args: argparse.Namespace) -> int:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await service.close()
+            await stop_ray_pool(ray_pool, ray_watcher)
             if files is not None:
                 files.telemetry.finish(time.monotonic_ns())
                 files.close()

@@ -29,12 +29,19 @@ from clockwork.cli.log_setup import add_log_arguments, setup_logging
 from clockwork.cli.policy_args import add_warm_arguments, policy_from_warm_args
 from clockwork.cli.security_args import add_security_arguments, security_from_args
 from clockwork.cli.serve_startup import check_ports_free, unless_stopped
+from clockwork.cluster_ray.cli_args import (
+    add_ray_arguments,
+    ray_pool_from_args,
+    start_ray_pool,
+    stop_ray_pool,
+)
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES, POLICY_HELP
 from clockwork.core.units import DEFAULT_SLO_MS
 from clockwork.transport.cluster_secret import add_secret_arguments, child_env, serve_secret
 
 if TYPE_CHECKING:  # imported lazily at run time: `clockwork --help` stays fast
+    from clockwork.cluster_ray.pool import RayWorkerPool
     from clockwork.frontend.server import ControllerModelServer
     from clockwork.service.controller_service import ControllerService
     from clockwork.service.supervisor import ChildSupervisor
@@ -142,6 +149,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_log_arguments(p)
     add_security_arguments(p)
     add_limits_arguments(p)
+    add_ray_arguments(p, backend="torch")  # --ray: Ray's workers instead of the local one
     p.set_defaults(func=run)
 
 
@@ -201,10 +209,11 @@ def run(args: argparse.Namespace) -> int:
     args.security = security_from_args(args)
     remote = parse_addresses(args.workers)
     secret = serve_secret(args.cluster_secret_file, bool(remote))
-    if args.no_local_worker and not remote:
+    args.no_local_worker |= args.ray is not None
+    if args.no_local_worker and not remote and args.ray is None:
         raise ConfigurationError("--no-local-worker needs --workers")
     repository = args.repository
-    if not args.no_local_worker:
+    if (args.ray is None and not args.no_local_worker) or args.ray_backend == "torch":
         if repository is None:
             repository = DEMO_REPOSITORY
             ensure_demo_repository(repository)
@@ -243,9 +252,10 @@ def run(args: argparse.Namespace) -> int:
 
         worker = ChildSupervisor(spawn, "the local worker", proc=spawn())
         addresses.insert(0, ("127.0.0.1", port))
+    ray_pool = ray_pool_from_args(args, secret, repository)  # None without --ray
     try:
         with asyncio.Runner(loop_factory=loop_factory(not args.no_uvloop)) as runner:
-            runner.run(_serve(args, addresses, worker, secret))
+            runner.run(_serve(args, addresses, worker, secret, ray_pool))
     except KeyboardInterrupt:
         pass
     finally:
@@ -259,6 +269,7 @@ async def _serve(
     addresses: list[tuple[str, int]],
     worker: ChildSupervisor | None,
     secret: bytes | None = None,
+    ray_pool: RayWorkerPool | None = None,
 ) -> None:
     from clockwork.core.units import ms_to_ns
     from clockwork.frontend.availability import repository_model_names
@@ -342,6 +353,7 @@ async def _serve(
         raise ConfigurationError(f"HTTP on {args.host}:{args.http_port}: {e.strerror or e}") from e
     grpc_server = None
     supervision: asyncio.Task[None] | None = None
+    ray_watcher = start_ray_pool(ray_pool, controller)  # Ray's workers join as they start
     try:
         if args.grpc_port:
             try:
@@ -382,6 +394,7 @@ async def _serve(
                 break
             now = time.monotonic()
             if status is not None and now - printed_at >= args.status_interval - 1e-3:
+                status.expected_workers = controller.configured_workers  # Ray adds workers
                 log.info("%s", status.line())
                 printed_at = now
             if now - saved_at >= SAVE_INTERVAL_S - 1e-3:
@@ -398,6 +411,7 @@ async def _serve(
         await http.cleanup()
         decoder.close()
         await controller.close()
+        await stop_ray_pool(ray_pool, ray_watcher)
         if files is not None and telemetry is not None:
             telemetry.finish(time.monotonic_ns())
             files.close()

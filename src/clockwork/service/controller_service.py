@@ -115,6 +115,8 @@ class ControllerService:
                 take_over=take_over,
                 handshake_timeout_s=handshake_timeout_s,
             )
+        self._connector = connector
+        self._timing = timing
         self.default_slo_ns = default_slo_ns
         self.stats = ControllerStats()
         # telemetry (observers only: what a hook raises is logged and ignored)
@@ -177,6 +179,32 @@ class ControllerService:
         self._heartbeat.start(self._loop)
         for link in self._links:
             link.start()
+
+    def add_worker(self, host: str, port: int) -> WorkerLink:
+        """Connect to one more worker address, one started after us (a Ray node that joined):
+        its link keeps connecting as those given at construction do. Returns the link."""
+        link = WorkerLink(
+            host,
+            port,
+            controller_id=self.controller_id,
+            owner=self,
+            pump=self._pump,
+            connector=self._connector,
+            clock_ns=self._clock,
+            timing=self._timing,
+        )
+        self._links.append(link)
+        if self._loop is not None and not self._closing:
+            link.start()
+        return link
+
+    async def remove_worker(self, link: WorkerLink) -> None:
+        """Stop connecting to ``link``'s address (its node is gone); a worker joined through it
+        is lost, as on a disconnect."""
+        self._links.remove(link)
+        if link.task is not None:
+            link.task.cancel()
+            await asyncio.gather(link.task, return_exceptions=True)
 
     @property
     def closing(self) -> bool:
