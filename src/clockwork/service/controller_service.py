@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -90,6 +90,7 @@ class ControllerService:
         connector: Connector | None = None,
         link_secret: bytes | None = None,
         take_over: bool = False,
+        share_memory_with: Collection[tuple[str, int]] = (),
         on_response: Callable[[Response], None] | None = None,
         on_request: Callable[[InferRequest], None] | None = None,
         on_action_sent: Callable[[Action, int], None] | None = None,
@@ -113,6 +114,7 @@ class ControllerService:
                 controller_id,
                 take_over=take_over,
                 handshake_timeout_s=handshake_timeout_s,
+                share_memory_with=share_memory_with,
             )
         self.default_slo_ns = default_slo_ns
         self.stats = ControllerStats()

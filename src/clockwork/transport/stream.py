@@ -65,8 +65,19 @@ CLOSE_TIMEOUT_S = 5.0
 #: payloads smaller than this are copied behind their header and written in one call
 _COALESCE_BYTES = 64 * 1024
 
+#: frames larger than this are written in pieces of at most this size, the loop running other
+#: callbacks between pieces: what the socket does not take at once is otherwise copied whole into
+#: asyncio's own buffer (or, with ``writelines``, joined first) in one step of the loop, and
+#: even uvloop, which keeps the buffers, has the kernel copy as much as the socket takes in one
+#: step (a 9 MiB batch of inputs: milliseconds)
+WRITE_PIECE_BYTES = 256 * 1024
+
 #: the messages ``send_many`` left out, each with why
 Unsent = list[tuple[Message, ProtocolError]]
+
+
+def _size(parts: Sequence[bytes | memoryview]) -> int:
+    return sum(len(p) for p in parts)
 
 
 def _peer_name(writer: asyncio.StreamWriter) -> str:
@@ -111,6 +122,9 @@ class StreamConnection(BaseConnection):
         self.close_timeout_s = close_timeout_s
         #: who the link handshake says is at the other end (None: a connection made without it)
         self.peer = peer
+        #: the peer runs on this host and maps shared segments: inputs lying in one are sent
+        #: as its name and offset, not as bytes (``codec.encode_parts``)
+        self.share_memory = False
         self._send_lock = asyncio.Lock()
         # bytes read and not parsed yet start at ``_pos`` in ``_buf``; ``_rx_ns`` is the local
         # time when the last bytes were read, the receipt time of every frame in them
@@ -121,7 +135,7 @@ class StreamConnection(BaseConnection):
 
     def _payload(self, msg: Message, stamp: int) -> list[bytes | memoryview]:
         """The payload of ``msg`` as buffers (large tensors' data not copied: ``encode_parts``)."""
-        parts = encode_parts(msg, sent_ns=stamp)
+        parts = encode_parts(msg, sent_ns=stamp, share=self.share_memory)
         size = sum(len(p) for p in parts)
         if size > self.max_frame_bytes:
             raise ProtocolError(
@@ -165,8 +179,7 @@ class StreamConnection(BaseConnection):
             async with self._send_lock:
                 if self.closed:
                     raise self._closed_error()
-                self._writer.writelines(data)
-                await self._writer.drain()
+                await self._write(data)
         except (ConnectionError, OSError, RuntimeError) as e:
             self._mark_closed(f"send failed: {type(e).__name__}: {e}", logging.INFO)
             raise self._closed_error() from e
@@ -181,6 +194,8 @@ class StreamConnection(BaseConnection):
         if self._send_lock.locked() or self._writer.transport.get_write_buffer_size():
             return None
         data, failed = self._frames(msgs)
+        if _size(data) > WRITE_PIECE_BYTES:
+            return None  # written in pieces by ``send_many``, which can wait between them
         if data:
             try:
                 self._writer.writelines(data)
@@ -204,13 +219,38 @@ class StreamConnection(BaseConnection):
                     raise self._closed_error()
                 if size < _COALESCE_BYTES:
                     self._writer.write(b"".join([header, *payload]))
+                    await self._writer.drain()
                 else:
-                    self._writer.writelines([header, *payload])
-                await self._writer.drain()
+                    await self._write([header, *payload])
         except (ConnectionError, OSError, RuntimeError) as e:
             # RuntimeError: asyncio refuses writes on a transport that is closing
             self._mark_closed(f"send failed: {type(e).__name__}: {e}", logging.INFO)
             raise self._closed_error() from e
+
+    async def _write(self, parts: Sequence[bytes | memoryview]) -> None:
+        """Write ``parts`` (the send lock held): at once if small, else in pieces of at most
+        ``WRITE_PIECE_BYTES``, each drained and followed by a turn of the loop."""
+        writer = self._writer
+        if _size(parts) <= WRITE_PIECE_BYTES:
+            writer.writelines(parts)
+            await writer.drain()
+            return
+        pending = 0  # bytes written since the loop last ran something else
+        for part in parts:
+            view = memoryview(part)
+            start = 0
+            while start < len(view):
+                piece = view[start : start + WRITE_PIECE_BYTES - pending]
+                writer.write(piece)
+                start += len(piece)
+                pending += len(piece)
+                if pending >= WRITE_PIECE_BYTES:
+                    pending = 0
+                    await writer.drain()
+                    await asyncio.sleep(0)
+                    if self.closed:
+                        raise self._closed_error()
+        await writer.drain()
 
     async def recv(self) -> Message:
         while True:

@@ -1,0 +1,33 @@
+"""Long copies on the timed loop cut into bounded steps.
+
+A request body that arrived while its handler waited is all in aiohttp's buffer: reading it
+into one buffer would copy (and fault in) megabytes in one step of the loop, a step nothing else
+runs during (9 MiB: 5-9 ms of CPU on a busy 2-core machine). ``Pacer`` gives the loop back
+after every ``step_bytes`` copied without a pause, so that one step copies at most about that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+#: the most bytes copied in one step of the loop: about 0.1-0.3 ms of memcpy and page faults
+DEFAULT_STEP_BYTES = 1024 * 1024
+
+
+class Pacer:
+    """Counts bytes copied since the loop last ran something else; ``copied`` yields to it
+    once they reach ``step_bytes``."""
+
+    __slots__ = ("_since", "step_bytes")
+
+    def __init__(self, step_bytes: int = DEFAULT_STEP_BYTES) -> None:
+        if step_bytes <= 0:
+            raise ValueError(f"step_bytes must be > 0, got {step_bytes}")
+        self.step_bytes = step_bytes
+        self._since = 0
+
+    async def copied(self, size_bytes: int) -> None:
+        self._since += size_bytes
+        if self._since >= self.step_bytes:
+            self._since = 0
+            await asyncio.sleep(0)
