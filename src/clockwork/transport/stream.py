@@ -471,6 +471,10 @@ Handler = Callable[[StreamConnection], Awaitable[None]]
 Admit = Callable[[StreamConnection], str | None]
 #: how many connections may wait in ``listen`` for ``accept``
 LISTEN_BACKLOG = 128
+#: link handshakes in progress at once; a connection beyond them is closed unread (a flood of
+#: connections that never finish the handshake would otherwise hold a task and a socket each
+#: for the handshake timeout, and the real controller could not get in)
+MAX_PENDING_HANDSHAKES = 64
 
 
 class Server:
@@ -488,9 +492,14 @@ class Server:
         server_id: str = "",
         admit: Admit | None = None,
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+        max_pending_handshakes: int = MAX_PENDING_HANDSHAKES,
     ) -> None:
         check_id(server_id)
+        if max_pending_handshakes < 1:
+            raise ValueError(f"max_pending_handshakes must be >= 1, got {max_pending_handshakes}")
         self._handler = handler
+        self._max_pending_handshakes = max_pending_handshakes
+        self._pending_handshakes = 0
         self._max_frame_bytes = max_frame_bytes
         self._clock_ns = clock_ns
         self._clock_sync_factory = clock_sync_factory
@@ -507,6 +516,8 @@ class Server:
         self.accepted = 0
         #: connections closed before any frame: a failed handshake, or refused by ``admit``
         self.refused = 0
+        #: of those, closed unread because ``max_pending_handshakes`` were in progress
+        self.refused_busy = 0
 
     async def _start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -565,7 +576,21 @@ class Server:
                 log.warning("accept failed: %s: %s", type(e).__name__, e)
                 await asyncio.sleep(0.1)
                 continue
+            if self._pending_handshakes >= self._max_pending_handshakes:
+                sock.close()
+                self.refused += 1
+                self.refused_busy += 1
+                if self.refused_busy == 1 or self.refused_busy % 1000 == 0:
+                    log.warning(
+                        "link from %s closed unread: %d handshakes in progress, the limit "
+                        "(%d such so far)",
+                        _format_address(addr),
+                        self._pending_handshakes,
+                        self.refused_busy,
+                    )
+                continue
             sock.setblocking(False)
+            self._pending_handshakes += 1
             task = asyncio.create_task(
                 self._on_socket(sock, _format_address(addr)), name=f"link from {addr}"
             )
@@ -582,6 +607,8 @@ class Server:
                 raise HandshakeError(
                     f"no complete link handshake within {self._handshake_timeout_s:.1f} s"
                 ) from None
+            finally:
+                self._pending_handshakes -= 1
             reader, writer = await asyncio.open_connection(sock=sock, limit=STREAM_LIMIT_BYTES)
         except HandshakeError as e:
             sock.close()
@@ -684,12 +711,14 @@ async def serve(
     server_id: str = "",
     admit: Admit | None = None,
     handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+    max_pending_handshakes: int = MAX_PENDING_HANDSHAKES,
 ) -> Server:
     """Listen on ``host:port`` (port 0: any free port, see ``Server.port``). Each connection runs
     the link handshake as the worker (``server_id`` our id, ``secret`` the cluster secret, None
     for the insecure mode), then ``admit`` decides (default: serve it), then
     ``await handler(conn)`` runs in a task of its own. A connection that fails the handshake is
-    closed, logged, having had at most ``MAX_HANDSHAKE_READ_BYTES`` read and nothing decoded."""
+    closed, logged, having had at most ``MAX_HANDSHAKE_READ_BYTES`` read and nothing decoded; one
+    that comes while ``max_pending_handshakes`` are in progress is closed unread."""
     server = Server(
         handler,
         max_frame_bytes=max_frame_bytes,
@@ -699,6 +728,7 @@ async def serve(
         server_id=server_id,
         admit=admit,
         handshake_timeout_s=handshake_timeout_s,
+        max_pending_handshakes=max_pending_handshakes,
     )
     await server._start(host, port)
     return server
