@@ -2,7 +2,7 @@
 
 usage: python bench/loop_profile.py [--only largest-inputs] [--flood-s 5] [--slowdown 30]
                                     [--out bench/results] [--threshold-ms 0.5]
-                                    [--shared-inputs]
+                                    [--shared-inputs] [--cprofile]
 
 Runs rows of ``bench/attacks.py`` against a server started through this file, which, in the
 server process only, times every callback the event loop runs (asyncio's own loop, not uvloop:
@@ -32,6 +32,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 PROBE_ENV = "CLOCKWORK_LOOP_PROFILE_OUT"
 THRESHOLD_ENV = "CLOCKWORK_LOOP_PROFILE_THRESHOLD_MS"
+CPROFILE_ENV = "CLOCKWORK_LOOP_PROFILE_CPROFILE"
 
 
 # --------------------------------------------------------------------------- in the server
@@ -142,6 +143,17 @@ def install_probe(out: Path, threshold_ms: float) -> None:
         )
 
     atexit.register(dump)
+    if os.environ.get(CPROFILE_ENV):
+        import cProfile
+
+        profiler = cProfile.Profile()  # the loop's thread only
+
+        def dump_profile() -> None:
+            profiler.disable()
+            profiler.dump_stats(str(out.with_suffix(".pstats")))
+
+        profiler.enable()
+        atexit.register(dump_profile)
 
 
 def as_clockwork() -> None:
@@ -170,6 +182,11 @@ def main() -> None:
     p.add_argument("--slowdown", type=float, default=30.0)
     p.add_argument("--threshold-ms", type=float, default=0.5)
     p.add_argument("--shared-inputs", action="store_true")
+    p.add_argument(
+        "--cprofile",
+        action="store_true",
+        help="also profile the loop's thread with cProfile (loop-profile.pstats; slows it)",
+    )
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(HERE))
@@ -178,6 +195,8 @@ def main() -> None:
     attacks.CLOCKWORK = [sys.executable, str(Path(__file__).resolve()), "--as-clockwork"]
     os.environ[PROBE_ENV] = str((args.out / "loop-profile.json").resolve())
     os.environ[THRESHOLD_ENV] = str(args.threshold_ms)
+    if args.cprofile:
+        os.environ[CPROFILE_ENV] = "1"
     cluster = attacks.Cluster(args.out, args.slowdown, args.shared_inputs)
     try:
         rows = asyncio.run(attacks.main_async(args, cluster))

@@ -18,7 +18,7 @@ import pytest
 from clockwork.frontend.decode_pool import DecodePool
 from clockwork.frontend.http_server import decode_http_infer_shared
 from clockwork.frontend.shared_inputs import SharedCall, open_call, share_call
-from clockwork.transport.shared_segments import live_segments, locate
+from clockwork.transport.shared_segments import live_segments, locate, removals_done
 
 from support.fake_model_server import FakeModelServer
 from support.live_http import LiveServer, call
@@ -48,6 +48,7 @@ def all_gone(before: set[str], fake: FakeModelServer) -> None:
     deadline = time.monotonic() + 5
     while segments_on_disk() - before and time.monotonic() < deadline:
         gc.collect()
+        removals_done()
         time.sleep(0.02)
     assert segments_on_disk() - before == set()
     assert live_segments() <= len(before)
@@ -143,6 +144,7 @@ def test_an_abandoned_decode_leaves_no_segment() -> None:
 
     asyncio.run(main())
     gc.collect()
+    removals_done()
     assert segments_on_disk() == before and live_segments() <= len(before)
 
 

@@ -17,7 +17,7 @@ from clockwork.cli.worker_cmd import emulated_setup
 from clockwork.core.policies import make_policy
 from clockwork.core.requests import ResponseStatus
 from clockwork.service import ControllerService, WorkerService
-from clockwork.transport.shared_segments import Segment, live_segments
+from clockwork.transport.shared_segments import Segment, live_segments, removals_done
 
 PROFILE = "resnet50_v2-V100-32GB"
 MS = 1_000_000
@@ -99,6 +99,7 @@ def test_a_local_worker_maps_the_inputs() -> None:
     per_sample = WIDTH
     assert sorted(recording.seen) == [(1.0 * per_sample, True), (2.0 * per_sample, True)]
     gc.collect()
+    removals_done()
     assert live_segments() == before
 
 
@@ -109,4 +110,5 @@ def test_a_worker_that_does_not_map_segments_refuses_them() -> None:
     # answered, not served (the scheduler may try again before it gives up on them)
     assert all(r.status is not ResponseStatus.SUCCESS for r in responses), responses
     gc.collect()
+    removals_done()
     assert live_segments() == before

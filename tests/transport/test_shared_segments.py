@@ -13,7 +13,13 @@ from clockwork.core.actions import Infer
 from clockwork.core.ids import DeviceId
 from clockwork.transport import InferInputs, InferMsg, ProtocolError
 from clockwork.transport.codec import decode, encode_parts
-from clockwork.transport.shared_segments import Segment, live_segments, locate, map_readonly
+from clockwork.transport.shared_segments import (
+    Segment,
+    live_segments,
+    locate,
+    map_readonly,
+    removals_done,
+)
 
 
 def exists(name: str) -> bool:
@@ -43,6 +49,7 @@ def test_a_segment_lives_until_its_holder_and_its_last_view_are_done() -> None:
     assert exists(seg.name) and float(rows[3, 0]) == 3.0
     del rows
     gc.collect()
+    removals_done()
     assert not exists(seg.name) and live_segments() == before
 
 
@@ -66,6 +73,7 @@ def test_a_local_worker_gets_a_name_and_offset_others_get_the_bytes() -> None:
     seg.release()
     del batch, msg
     gc.collect()
+    removals_done()
     with pytest.raises(FileNotFoundError):
         got.input_arrays()
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 
-#: the most bytes copied in one step of the loop: about 0.1-0.3 ms of memcpy and page faults
-DEFAULT_STEP_BYTES = 1024 * 1024
+#: the most bytes copied in one step of the loop: into fresh shared memory, page faults and
+#: memcpy cost about 1.5 ms per MiB on a busy 2-core machine (bench/loop_profile.py --cprofile)
+DEFAULT_STEP_BYTES = 256 * 1024
 
 
 class Pacer:
