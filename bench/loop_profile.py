@@ -52,6 +52,11 @@ def _kind(handle: asyncio.Handle) -> str:
         if inner is not coro and getattr(inner, "cr_code", None) is not None:
             where = f" > {inner.cr_code.co_qualname}"
         name = coro.cr_code.co_qualname if frame is not None or hasattr(coro, "cr_code") else coro
+        # aiohttp's request tasks: which path (an answer to /metrics is rendered in one step)
+        request = frame.f_locals.get("request") if frame is not None else None
+        path = getattr(request, "path", None)
+        if isinstance(path, str):
+            where += " " + ("infer" if path.endswith("/infer") else path)
         return f"task {name}{where}"
     fn = getattr(cb, "__qualname__", None) or type(cb).__qualname__
     if owner is not None and not isinstance(owner, type):

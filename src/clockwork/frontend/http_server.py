@@ -50,7 +50,7 @@ from clockwork.frontend.decode_pool import UNKNOWN_COST, DecodePool
 from clockwork.frontend.http_door import DoorRunner, door_middleware
 from clockwork.frontend.inflate import inflate, normalise_encoding
 from clockwork.frontend.limits import Door
-from clockwork.frontend.pacing import Pacer
+from clockwork.frontend.pacing import Pacer, on_a_thread
 from clockwork.frontend.parameters import MAX_INT64, int_param, invalid
 from clockwork.frontend.protocol_log import protocol_logger
 from clockwork.frontend.reply_cost import ReplyCost
@@ -812,7 +812,8 @@ class _Routes:
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(
-            body=self.server.metrics_text(), headers={"Content-Type": METRICS_CONTENT_TYPE}
+            body=await on_a_thread(self.server.metrics_text),
+            headers={"Content-Type": METRICS_CONTENT_TYPE},
         )
 
     async def openapi_document(self, request: web.Request) -> web.Response:
