@@ -116,3 +116,59 @@ def test_without_room_in_shared_memory_inputs_take_the_ordinary_way(
     call = InferenceCall("m", (Tensor("x", "FP32", np.ones(100_000, np.float32)),))
     assert isinstance(share_call(call), InferenceCall)
     assert live_segments() == before
+
+
+def test_a_large_frame_is_written_in_pieces_the_loop_runs_between() -> None:
+    """A 9 MiB batch over TCP: it arrives whole, while a callback due every millisecond keeps
+    running (it would wait for the whole write if it were one step)."""
+    import asyncio
+
+    from clockwork.transport import StreamConnection, connect, serve
+    from clockwork.transport import stream as stream_module
+
+    batch = [np.full(150_528, i, np.float32) for i in range(16)]
+    got: list[InferMsg] = []
+
+    async def handler(conn: StreamConnection) -> None:
+        msg = await conn.recv()
+        assert isinstance(msg, InferMsg)
+        got.append(msg)
+
+    async def main() -> int:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0)
+                ticks += 1
+
+        async with await serve("127.0.0.1", 0, handler) as server:
+            conn = await connect("127.0.0.1", server.port)
+            tick = asyncio.create_task(ticker())
+            writes = 0
+            real = conn._writer.write
+
+            def counting(data: bytes | memoryview) -> None:
+                nonlocal writes
+                writes += 1
+                assert len(data) <= stream_module.WRITE_PIECE_BYTES
+                real(data)
+
+            conn._writer.write = counting  # type: ignore[method-assign]
+            before = ticks
+            await conn.send_many([infer_msg(*batch)])
+            during = ticks - before
+            async with asyncio.timeout(10):
+                while not got:
+                    await asyncio.sleep(0.01)
+            tick.cancel()
+            conn.close()
+            await conn.wait_closed()
+            assert writes >= 9 * 2**20 // stream_module.WRITE_PIECE_BYTES
+            return during
+
+    during = asyncio.run(main())
+    assert during >= 5  # other callbacks ran while the frame was written
+    arrays = got[0].input_arrays()
+    assert [float(a["x"][0]) for a in arrays] == [float(i) for i in range(16)]

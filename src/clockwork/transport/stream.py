@@ -70,7 +70,7 @@ _COALESCE_BYTES = 64 * 1024
 #: asyncio's own buffer (or, with ``writelines``, joined first) in one step of the loop, and
 #: even uvloop, which keeps the buffers, has the kernel copy as much as the socket takes in one
 #: step (a 9 MiB batch of inputs: milliseconds)
-WRITE_PIECE_BYTES = 256 * 1024
+WRITE_PIECE_BYTES = 1024 * 1024
 
 #: the messages ``send_many`` left out, each with why
 Unsent = list[tuple[Message, ProtocolError]]
