@@ -1,6 +1,7 @@
 """Attacks and faults against a real front door (issue 13: overload refused at the door).
 
 usage: python bench/attacks.py [--out bench/results] [--flood-s 5] [--only ROW,...]
+                              [--slowdown X] [--shared-inputs]
 
 Starts an emulated worker (``clockwork worker --backend emulated``, resnet50 profile: 602,112-byte
 FP32 inputs) and ``clockwork serve --no-local-worker`` in front of it (shortened timeouts, see
@@ -75,8 +76,10 @@ def progress(msg: str) -> None:
 class Cluster:
     """The emulated worker and ``clockwork serve`` in front of it."""
 
-    def __init__(self, out: Path, slowdown: float = 1.0) -> None:
+    def __init__(self, out: Path, slowdown: float = 1.0, shared_inputs: bool = False) -> None:
         self.out = out
+        # the worker maps large inputs from shared memory, as serve's local worker does
+        self.shared_inputs = shared_inputs
         self.profile = _profile(out, slowdown)
         # the worker and the server share a cluster secret (the link's handshake needs one)
         self.env = {**os.environ, "CLOCKWORK_CLUSTER_SECRET": secrets.token_hex(32)}
@@ -99,6 +102,7 @@ class Cluster:
                     "--grpc-port",
                     "0",
                     *SERVE_FLAGS,
+                    *(["--workers-share-memory"] if shared_inputs else []),
                 ],
                 stdout=f,
                 stderr=subprocess.STDOUT,
@@ -128,6 +132,7 @@ class Cluster:
                 "w0",
                 "--listen",
                 f"127.0.0.1:{self.worker_port}",
+                *(["--shared-inputs"] if self.shared_inputs else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -727,10 +732,14 @@ def main() -> None:
         default=1.0,
         help="run the emulated device this many times slower (a 10x flood the machine can carry)",
     )
+    p.add_argument(
+        "--shared-inputs",
+        action="store_true",
+        help="the worker maps large inputs from shared memory (serve --workers-share-memory)",
+    )
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    cluster = Cluster(args.out, args.slowdown)
+    cluster = Cluster(args.out, args.slowdown, args.shared_inputs)
     try:
         rows = asyncio.run(main_async(args, cluster))
     finally:

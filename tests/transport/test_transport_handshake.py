@@ -318,3 +318,33 @@ def test_admit_refuses_with_a_reason_the_client_sees() -> None:
             assert (server.accepted, server.refused, handler.n) == (1, 1, 1)
 
     run(main())
+
+
+def test_connections_beyond_the_pending_handshakes_cap_are_closed_unread() -> None:
+    async def main() -> None:
+        handler = Calls()
+        async with await serve(
+            HOST, 0, handler, secret=SECRET, handshake_timeout_s=5, max_pending_handshakes=4
+        ) as server:
+            silent = [await asyncio.open_connection(HOST, server.port) for _ in range(4)]
+            await asyncio.sleep(0.1)  # all four accepted, each in its handshake
+            reader, writer = await asyncio.open_connection(HOST, server.port)
+            t0 = time.monotonic()
+            assert await read_until_closed(reader) == b""
+            assert time.monotonic() - t0 < 1  # not the handshake timeout: closed at once
+            assert server.refused_busy == 1
+            writer.close()
+            for _, w in silent:
+                w.close()
+            # the silent ones gone, a controller with the secret gets in
+            deadline = time.monotonic() + 5
+            while server._pending_handshakes and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            conn = await connect(HOST, server.port, secret=SECRET, sender_id="c1")
+            await conn.send(Ping(0, 1))
+            assert isinstance(await conn.recv(), Pong)
+            conn.close()
+            await conn.wait_closed()
+        assert handler.n == 1
+
+    run(main())

@@ -70,6 +70,13 @@ def add_limits_arguments(p: argparse.ArgumentParser) -> None:
         help="an idle keep-alive connection (HTTP or gRPC) is closed after this",
     )
     g.add_argument(
+        "--write-timeout-s",
+        type=float,
+        default=_DEFAULTS.write_timeout_s,
+        help="an HTTP answer its client stops reading for this long is dropped (connection "
+        "aborted)",
+    )
+    g.add_argument(
         "--max-connection-age-s",
         type=float,
         default=_DEFAULTS.max_connection_age_s,
@@ -90,6 +97,7 @@ def limits_from_args(args: argparse.Namespace) -> DoorLimits:
             min_body_rate_bytes_per_s=round(args.min_body_rate_kbps * 1024),
             idle_timeout_s=args.idle_timeout_s,
             max_connection_age_s=args.max_connection_age_s,
+            write_timeout_s=args.write_timeout_s,
         )
     except ValueError as e:
         # the dataclass names its field; the flag is the same name with dashes

@@ -92,6 +92,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="remote workers to attach besides the local one",
     )
     p.add_argument(
+        "--workers-share-memory",
+        action="store_true",
+        help="the --workers run on this host, started with --shared-inputs: large inputs reach "
+        "them as shared-memory segments, not over TCP (the local worker always does)",
+    )
+    p.add_argument(
         "--no-local-worker",
         action="store_true",
         help="start no local worker (serve only --workers)",
@@ -245,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
             "--profile-missing",
             "--log-format",
             args.log_format,
+            "--shared-inputs",
         ]
 
         def spawn() -> subprocess.Popen[bytes]:
@@ -262,6 +269,16 @@ def run(args: argparse.Namespace) -> int:
         if worker is not None:
             worker.stop()
     return 0
+
+
+def _sharing_memory(
+    args: argparse.Namespace, addresses: list[tuple[str, int]], worker: ChildSupervisor | None
+) -> list[tuple[str, int]]:
+    """The workers that map large inputs' shared segments instead of receiving the bytes: the
+    local one (first), and the others if they say they run on this host."""
+    if args.workers_share_memory:
+        return addresses
+    return addresses[:1] if worker is not None else []
 
 
 async def _serve(
@@ -305,6 +322,7 @@ async def _serve(
         connect_backoff_s=RECONNECT_BACKOFF_S,
         # the local worker (first address) is started and restarted by our supervisor
         supervised_workers=addresses[:1] if worker is not None else (),
+        share_memory_with=_sharing_memory(args, addresses, worker),
     )
     metrics = ServingMetrics()
     if worker is not None:  # its process_* metrics, labelled process="local_worker"

@@ -69,6 +69,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--id", default=None, help="worker id (default: w-<port>)")
     p.add_argument(
+        "--shared-inputs",
+        action="store_true",
+        help="map inputs the controller sends as shared-memory segments (a worker on the "
+        "controller's host: serve's local worker)",
+    )
+    p.add_argument(
         "--backend",
         choices=("emulated", "torch"),
         default="emulated",
@@ -437,6 +443,7 @@ def run(args: argparse.Namespace) -> int:
         rescan=rescan,
         secret=secret,
         controller_silence_s=silence_s,
+        shared_inputs=args.shared_inputs,
     )
     log.info(
         "worker %s: %d device(s), %d model(s), listening on %s:%d",

@@ -32,6 +32,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from clockwork.core.errors import ConfigurationError
+from clockwork.frontend.auth_throttle import FailedAttempts
 from clockwork.frontend.tokens import CONTROL_TOKEN_ENV, check_token
 
 if TYPE_CHECKING:
@@ -220,6 +221,15 @@ class FrontDoorSecurity:
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def _locked_out(attempts: FailedAttempts) -> Refusal:
+    return Refusal(
+        429,
+        "RESOURCE_EXHAUSTED",
+        f"{attempts.max_failures} wrong tokens from this address; try again later",
+        "TOO_MANY_FAILED_ATTEMPTS",
+    )
+
+
 def _refusal_response(refusal: Refusal) -> web.Response:
     # the same body as every other error of the front door
     body = json.dumps({"error": refusal.message, "reason": refusal.reason}, separators=(",", ":"))
@@ -237,6 +247,7 @@ def http_middleware(security: FrontDoorSecurity | None) -> Middleware:
     cached: a request costs a dict lookup and, with a token, one digest and compare."""
     policy = security or FrontDoorSecurity()
     classes: dict[tuple[str, str | None], Access] = {}
+    attempts = FailedAttempts()
 
     @web.middleware
     async def authorize(request: web.Request, handler: _Handler) -> web.StreamResponse:
@@ -245,10 +256,19 @@ def http_middleware(security: FrontDoorSecurity | None) -> Middleware:
         access = classes.get(key)
         if access is None:
             access = classes[key] = http_access(*key)
-        refusal = policy.check(access, request.headers.get("Authorization"))
-        if refusal is None:
-            return await handler(request)
-        resp = _refusal_response(refusal)
+        address = request.remote or ""
+        wait_s = attempts.blocked_s(address) if access is not Access.OPEN else 0.0
+        if wait_s:
+            attempts.refused += 1
+            resp = _refusal_response(_locked_out(attempts))
+            resp.headers["Retry-After"] = str(max(1, round(wait_s)))
+        else:
+            refusal = policy.check(access, request.headers.get("Authorization"))
+            if refusal is None:
+                return await handler(request)
+            if refusal is _WRONG:
+                attempts.failed(address)
+            resp = _refusal_response(refusal)
         if not request.content.is_eof():
             # the body is still coming: answer, then close the connection instead of reading
             # (and discarding) the rest of it, which aiohttp would otherwise do for keep-alive

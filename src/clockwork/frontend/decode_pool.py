@@ -4,7 +4,8 @@ Parsing JSON, inflating gzip and turning lists of numbers into arrays cost milli
 megabyte, and CPython runs them holding the interpreter lock: done on the loop (or in a thread)
 they hold the scheduler up for as long (a 60 MiB gzip bomb froze it 3.5 s). Small bodies are
 decoded in place, where shipping them elsewhere would cost more than decoding them; the rest go
-to a pool of decode processes, whose answers are the decoded arrays (one copy back).
+to a pool of decode processes, whose answers are the decoded arrays (in shared memory where
+large: ``shared_inputs``).
 
 A decode process that dies (killed, out of memory) answers its request 503 and the pool is
 rebuilt for the next ones; nothing else is affected.
@@ -20,9 +21,10 @@ import multiprocessing
 import signal
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from clockwork.frontend.api import ErrorKind, FrontendError
+from clockwork.frontend.shared_inputs import discard
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +117,15 @@ class DecodePool:
         pool = self._pool
         assert pool is not None
         self.offloaded += 1
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(pool, _call, fn, args, kwargs)
+            done = pool.submit(_call, fn, args, kwargs)
+            try:
+                return await asyncio.wrap_future(done)
+            except asyncio.CancelledError:
+                # the caller left (its client went away): a result that comes anyway may hold
+                # shared segments that nobody will open
+                done.add_done_callback(_discard_result)
+                raise
         except BrokenProcessPool:
             if self._pool is pool:
                 log.error("a decode process died; starting a new pool")
@@ -129,6 +137,11 @@ class DecodePool:
                 "the process decoding this request died; try again",
                 "DECODER_LOST",
             ) from None
+
+
+def _discard_result(done: concurrent.futures.Future[Any]) -> None:
+    if not done.cancelled() and done.exception() is None:
+        discard(done.result())
 
 
 def _call(fn: Callable[..., T], args: tuple[object, ...], kwargs: dict[str, object]) -> T:

@@ -52,6 +52,7 @@ from clockwork.frontend.api import (
 from clockwork.frontend.auth import FrontDoorSecurity, GrpcAuthInterceptor
 from clockwork.frontend.decode_pool import DecodePool
 from clockwork.frontend.grpc_door import DoorInterceptor, grpc_options, maximum_concurrent_rpcs
+from clockwork.frontend.grpc_shared import decode_elsewhere
 from clockwork.frontend.limits import Door
 from clockwork.frontend.parameters import MAX_INT64, int_param, invalid, timeout_param
 from clockwork.frontend.proto import inference_pb2 as pb
@@ -465,8 +466,7 @@ class InferenceServicer:
 
     async def _decode(self, request: _Encoded) -> DecodedInfer:
         assert self.decoder is not None
-        data = request.data
-        return await self.decoder.run(len(data), decode_encoded_infer, data)
+        return await decode_elsewhere(self.decoder, request.data)
 
     async def _stream_answer(
         self, request: pb.ModelInferRequest | _Undecodable | _Encoded

@@ -11,6 +11,11 @@ call to it and keeps one timer for the phase the connection is in:
   keep arriving at ``min_body_rate_bytes_per_s`` on average;
 - HANDLING (body read, answer pending): no timer, the request's deadline is the scheduler's.
 
+Apart from the phase, while the socket takes nothing more of what is written (the transport
+paused its writer), a write timer: an answer none of which is sent for ``write_timeout_s`` is
+dropped and the connection aborted, so that a client that never reads does not hold the
+answer's memory for ever.
+
 The middleware (``door_middleware``) runs once the headers are parsed, before the handler reads
 the body. It refuses, with the usual JSON error body and ``Connection: close``, a request over its
 kind's in-flight cap, one whose Content-Length would cross the bound on bodies in flight, and an
@@ -83,6 +88,8 @@ class _Connection(asyncio.Protocol):
         "_request",
         "_timer",
         "_transport",
+        "_write_left",
+        "_write_timer",
         "cut",
     )
 
@@ -102,6 +109,9 @@ class _Connection(asyncio.Protocol):
         self._held = 0  # body bytes of the current request reserved in the door
         self.cut = False  # the current chunked body crossed the bound
         self._draining: web.BaseRequest | None = None  # refused; its body is being dropped
+        # runs while the socket takes nothing more of what we write (``write_timeout_s``)
+        self._write_timer: asyncio.TimerHandle | None = None
+        self._write_left = 0  # bytes waiting to be sent when the timer was armed
 
     # ----------------------------------------------------------------- asyncio.Protocol
 
@@ -156,6 +166,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
+        self._writing()
         self._phase = _Phase.CLOSED
         inner = self._inner
         if inner is None:
@@ -171,12 +182,41 @@ class _Connection(asyncio.Protocol):
             draining.content.feed_eof()
 
     def pause_writing(self) -> None:
+        if self._write_timer is None and self._phase is not _Phase.CLOSED:
+            self._arm_write()
         if self._inner is not None:
             self._inner.pause_writing()
 
     def resume_writing(self) -> None:
+        self._writing()
         if self._inner is not None:
             self._inner.resume_writing()
+
+    def _writing(self) -> None:
+        """The socket takes what is written again (or is gone): no write timeout."""
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _arm_write(self) -> None:
+        self._write_left = self._transport.get_write_buffer_size() if self._transport else 0
+        self._write_timer = self._loop.call_later(
+            self._door.limits.write_timeout_s, self._write_expired
+        )
+
+    def _write_expired(self) -> None:
+        """Nothing more of an answer was sent for ``write_timeout_s`` (the client reads
+        nothing): drop it (an orderly close would wait for ever to send it). A client that
+        reads slowly keeps its connection."""
+        self._write_timer = None
+        transport = self._transport
+        if transport is not None and transport.get_write_buffer_size() < self._write_left:
+            self._arm_write()  # some of it went: a slow reader, not a stalled one
+            return
+        self._door.timed_out(Timeout.WRITE)
+        _log.debug("aborting a connection: its client stopped reading")
+        if self._transport is not None:
+            self._transport.abort()
 
     # ----------------------------------------------------------------- the middleware's calls
 

@@ -50,12 +50,15 @@ from clockwork.frontend.decode_pool import UNKNOWN_COST, DecodePool
 from clockwork.frontend.http_door import DoorRunner, door_middleware
 from clockwork.frontend.inflate import inflate, normalise_encoding
 from clockwork.frontend.limits import Door
+from clockwork.frontend.pacing import Pacer, on_a_thread
 from clockwork.frontend.parameters import MAX_INT64, int_param, invalid, timeout_param
 from clockwork.frontend.protocol_log import protocol_logger
 from clockwork.frontend.reply_cost import ReplyCost
-from clockwork.frontend.shared_body import AttachedBody, SharedBody
+from clockwork.frontend.shared_body import AttachedBody, SharedBody, body_buffer
+from clockwork.frontend.shared_inputs import SHARE_MIN_BYTES, SharedCall, open_call, share_call
 from clockwork.frontend.tensor_codec import bad, classify, from_json, from_raw, to_json, to_raw
 from clockwork.frontend.tls import server_ssl_context
+from clockwork.transport.shared_segments import Segment
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -338,9 +341,10 @@ def decode_shared_http_infer(
     version: str,
     max_body_bytes: int,
     max_input_elements: int | None,
-) -> tuple[InferenceCall, OutputPlan]:
+) -> tuple[InferenceCall | SharedCall, OutputPlan]:
     """``decode_http_infer`` of a body in shared memory (``SharedBody``), read in place; the
-    arrays returned are copies (the segment goes away after this)."""
+    inputs come back in a segment of their own (``share_call``: the body's goes away after
+    this)."""
     body = AttachedBody(name, size)
     try:
         call, plan = decode_http_infer(
@@ -352,13 +356,27 @@ def decode_shared_http_infer(
             max_body_bytes,
             max_input_elements,
         )
-        owned = tuple(
-            t if t.data.flags.owndata else replace(t, data=t.data.copy()) for t in call.inputs
-        )
-        return replace(call, inputs=owned), plan
+        return share_call(call), plan
     finally:
         call = None  # type: ignore[assignment]
         body.close()
+
+
+def decode_http_infer_shared(
+    body: bytes | bytearray,
+    encoding: str,
+    header_length: str | None,
+    model: str,
+    version: str,
+    max_body_bytes: int,
+    max_input_elements: int | None,
+) -> tuple[InferenceCall | SharedCall, OutputPlan]:
+    """``decode_http_infer`` in a decode process, its inputs coming back in a shared segment
+    (``share_call``)."""
+    call, plan = decode_http_infer(
+        body, encoding, header_length, model, version, max_body_bytes, max_input_elements
+    )
+    return share_call(call), plan
 
 
 def decode_json_object(
@@ -550,12 +568,9 @@ class _Routes:
         try:
             # aiohttp inflates what it was not told to leave alone: its length is unknown
             known = size if self.inflate_bodies or header is None else None
-            shared = (
-                shareable
-                and known is not None
-                and self.decoder.pooled
-                and not self.decoder.in_place(_decode_cost(known, encoding, header_length))
-            )
+            # a large body goes to shared memory: a decode process reads it there, or its
+            # inputs, decoded in place, are views of it that a local worker maps
+            shared = shareable and known is not None and known >= SHARE_MIN_BYTES
             return await self._read(request, known, shared), encoding
         except (web.RequestPayloadError, HttpProcessingError, ConnectionError) as e:
             # a body that cannot be decoded (bad gzip, truncated chunks) or a client gone
@@ -576,8 +591,9 @@ class _Routes:
         ``max_body_bytes``."""
         limit = self.max_body_bytes
         if size is not None:
-            body: bytearray | SharedBody = SharedBody(size) if shared else bytearray(size)
+            body = body_buffer(size, shared)
             view = body.view if isinstance(body, SharedBody) else memoryview(body)
+            pacer = Pacer()
             try:
                 got = 0
                 while chunk := await request.content.readany():
@@ -586,6 +602,7 @@ class _Routes:
                         raise invalid(f"the body is longer than its Content-Length of {size} bytes")
                     view[got:end] = chunk
                     got = end
+                    await pacer.copied(len(chunk))
                 if got < size:
                     raise _BrokenBodyError(
                         ErrorKind.INVALID_ARGUMENT,
@@ -598,8 +615,10 @@ class _Routes:
                 raise
             return body
         body = bytearray()
+        pacer = Pacer()
         while chunk := await request.content.readany():
             body += chunk
+            await pacer.copied(len(chunk))
             if len(body) > limit:
                 raise FrontendError(
                     ErrorKind.PAYLOAD_TOO_LARGE,
@@ -680,9 +699,55 @@ class _Routes:
         model, version = self._model(request)
         header_length = request.headers.get(HEADER_LENGTH)
         body, encoding = await self._body(request, header_length, shareable=True)
+        # the shared segments the request's inputs lie in: released once it is answered
+        segments: list[Segment] = [body] if isinstance(body, SharedBody) else []
+        try:
+            call, plan = await self._decode_infer(body, encoding, header_length, model, version)
+            if isinstance(call, SharedCall):
+                call, segment = open_call(call)
+                if segment is not None:
+                    segments.append(segment)
+            reply = self._reply_cost
+            call = replace(call, overhead_ns=time.perf_counter_ns() - t0 + reply.margin_ns)
+            result = await self.server.infer(call)
+        finally:
+            call = None  # type: ignore[assignment]
+            for segment in segments:
+                segment.release()
+        t1 = time.perf_counter_ns()
+        answer, answer_header_length = await self.decoder.run(
+            encoding_cost(result, plan), encode_infer_body, result, plan
+        )
+        reply.observe(time.perf_counter_ns() - t1)
+        return _infer_response(answer, answer_header_length)
+
+    async def _decode_infer(
+        self,
+        body: bytearray | SharedBody,
+        encoding: str,
+        header_length: str | None,
+        model: str,
+        version: str,
+    ) -> tuple[InferenceCall | SharedCall, OutputPlan]:
+        """The request in ``body``: decoded in place when cheap (a binary body's inputs then
+        view it), else in a decode process, whose inputs come back in shared memory."""
+        cost = _decode_cost(len(body), encoding, header_length)
+        if self.decoder.in_place(cost):
+            view = body.view if isinstance(body, SharedBody) else body
+            return await self.decoder.run(
+                cost,
+                decode_http_infer,
+                view,
+                encoding,
+                header_length,
+                model,
+                version,
+                self.max_body_bytes,
+            )
+        bound = self._input_bound(model, version)
         if isinstance(body, SharedBody):
             try:
-                call, plan = await self.decoder.run_elsewhere(
+                return await self.decoder.run_elsewhere(
                     decode_shared_http_infer,
                     body.name,
                     body.size,
@@ -691,32 +756,20 @@ class _Routes:
                     model,
                     version,
                     self.max_body_bytes,
-                    self._input_bound(model, version),
+                    bound,
                 )
             finally:
-                body.release()
-        else:
-            cost = _decode_cost(len(body), encoding, header_length)
-            call, plan = await self.decoder.run(
-                cost,
-                decode_http_infer,
-                body,
-                encoding,
-                header_length,
-                model,
-                version,
-                self.max_body_bytes,
-                None if self.decoder.in_place(cost) else self._input_bound(model, version),
-            )
-        reply = self._reply_cost
-        call = replace(call, overhead_ns=time.perf_counter_ns() - t0 + reply.margin_ns)
-        result = await self.server.infer(call)
-        t1 = time.perf_counter_ns()
-        answer, answer_header_length = await self.decoder.run(
-            encoding_cost(result, plan), encode_infer_body, result, plan
+                body.release()  # decoded: its inputs came back in a segment of their own
+        return await self.decoder.run_elsewhere(
+            decode_http_infer_shared,
+            body,
+            encoding,
+            header_length,
+            model,
+            version,
+            self.max_body_bytes,
+            bound,
         )
-        reply.observe(time.perf_counter_ns() - t1)
-        return _infer_response(answer, answer_header_length)
 
     async def repository_index(self, request: web.Request) -> web.Response:
         ready_only = False
@@ -759,7 +812,8 @@ class _Routes:
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(
-            body=self.server.metrics_text(), headers={"Content-Type": METRICS_CONTENT_TYPE}
+            body=await on_a_thread(self.server.metrics_text),
+            headers={"Content-Type": METRICS_CONTENT_TYPE},
         )
 
     async def openapi_document(self, request: web.Request) -> web.Response:

@@ -6,7 +6,7 @@ flight is refused after its headers and before its body is read (``http_door`` f
 ``grpc_door`` for gRPC). Inference and control requests (health, metadata, metrics, repository)
 have caps of their own, so ``/metrics`` and the health checks keep answering while inference is at
 its cap. Slow or idle connections are closed by timeouts: headers, body (a grace then a minimum
-rate) and idle keep-alive.
+rate), idle keep-alive, and an answer the client stops reading (HTTP).
 
 One ``Door`` serves both protocols of a server, so the in-flight caps hold for the server as a
 whole; its counts are rendered as Prometheus text (``metrics_text``, appended to ``/metrics``).
@@ -55,6 +55,9 @@ class DoorLimits:
     linger_s: float = 2.0
     #: gRPC connections are closed (gracefully) after this age; 0: never
     max_connection_age_s: float = 0.0
+    #: an answer its client stops reading (the socket takes nothing more) for this long is
+    #: dropped and the connection aborted: the answer's memory is not held for ever
+    write_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -87,6 +90,7 @@ class Timeout(enum.Enum):
     HEADERS = "headers"
     BODY = "body"
     IDLE = "idle"
+    WRITE = "write"
 
 
 class Door:

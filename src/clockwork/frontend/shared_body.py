@@ -3,60 +3,56 @@
 A body bound for the decode pool would otherwise be copied whole into the pipe to it by a
 thread of this process, holding the interpreter (and the timed loop) for the copy: about a
 millisecond per few MB. Read into a shared segment as it arrives (a copy of each network chunk,
-as any read makes), it reaches the decode process as a name.
+as any read makes), it reaches the decode process as a name. A binary body decoded in place is
+read into one too: its inputs are views of the segment, which a worker on this host maps
+instead of receiving the bytes (``transport.shared_segments``).
 """
 
 from __future__ import annotations
 
-from multiprocessing import resource_tracker
-from multiprocessing.shared_memory import SharedMemory
+import contextlib
+import logging
+import secrets
+
+from clockwork.transport.shared_segments import PREFIX, Segment, map_readonly
+
+log = logging.getLogger(__name__)
 
 
-class SharedBody:
-    """``size`` bytes of shared memory (``view``); ``release`` once the decoding is done."""
+class SharedBody(Segment):
+    """``size`` bytes of shared memory (``view``); ``release`` once the request is answered
+    (or, for one decoded elsewhere, once it is decoded)."""
 
-    __slots__ = ("_released", "_shm", "name", "size", "view")
+    __slots__ = ()
 
     def __init__(self, size: int) -> None:
-        self._shm = SharedMemory(create=True, size=max(1, size))
-        self.name = self._shm.name
-        self.size = size
-        buf = self._shm.buf
-        assert buf is not None
-        self.view: memoryview = buf[:size]
-        self._released = False
-
-    def __len__(self) -> int:
-        return self.size
-
-    def release(self) -> None:
-        """Unmap and remove the segment (idempotent)."""
-        if not self._released:
-            self._released = True
-            self.view.release()
-            self._shm.close()
-            self._shm.unlink()
+        super().__init__(PREFIX + secrets.token_hex(8), size, create=True)
 
 
 class AttachedBody:
-    """A ``SharedBody`` seen from the decode process: ``view`` until ``close``."""
+    """A ``SharedBody`` seen from the decode process: ``view`` (read-only) until ``close``."""
 
-    __slots__ = ("_shm", "view")
+    __slots__ = ("view",)
 
     def __init__(self, name: str, size: int) -> None:
-        self._shm = SharedMemory(name=name)
-        # attaching registers the segment with the resource tracker as if this process owned
-        # it (CPython < 3.13), which would remove it when this process ends: the owner does
-        resource_tracker.unregister(self._shm._name, "shared_memory")  # type: ignore[attr-defined]
-        buf = self._shm.buf
-        assert buf is not None
-        self.view: memoryview = buf[:size]
+        whole = map_readonly(name)
+        if len(whole) < size:
+            raise ValueError(f"shared body {name} is smaller than {size} bytes")
+        self.view: memoryview = whole[:size]
 
     def close(self) -> None:
-        """Unmap the segment; left to the garbage collector if something still views it (an
-        error's traceback may: the owner removes the segment either way)."""
-        try:
+        """Let the mapping go; it stays while something still views it (an error's traceback
+        may: the owner removes the segment either way)."""
+        with contextlib.suppress(BufferError):
             self.view.release()
-            self._shm.close()
-        except BufferError:
-            pass
+
+
+def body_buffer(size: int, shared: bool) -> bytearray | SharedBody:
+    """A buffer for a body of ``size`` bytes: shared memory if ``shared`` and there is room
+    for it, else (logged) ordinary memory."""
+    if shared:
+        try:
+            return SharedBody(size)
+        except OSError as e:
+            log.warning("a request body goes to ordinary memory: %s", e)
+    return bytearray(size)

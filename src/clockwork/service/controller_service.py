@@ -91,6 +91,7 @@ class ControllerService:
         link_secret: bytes | None = None,
         take_over: bool = False,
         supervised_workers: Collection[tuple[str, int]] = (),
+        share_memory_with: Collection[tuple[str, int]] = (),
         on_response: Callable[[Response], None] | None = None,
         on_request: Callable[[InferRequest], None] | None = None,
         on_action_sent: Callable[[Action, int], None] | None = None,
@@ -114,6 +115,7 @@ class ControllerService:
                 controller_id,
                 take_over=take_over,
                 handshake_timeout_s=handshake_timeout_s,
+                share_memory_with=share_memory_with,
             )
         self._connector = connector
         self._timing = timing

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -84,8 +84,11 @@ class TcpConnector:
         *,
         take_over: bool = False,
         handshake_timeout_s: float = 5.0,
+        share_memory_with: Collection[tuple[str, int]] = (),
     ) -> None:
         self._secret = secret
+        # workers on this host that map inputs' shared segments (serve's local worker)
+        self._share_memory_with = frozenset(share_memory_with)
         self._sender_id = sender_id
         self._take_over = take_over
         self._handshake_timeout_s = handshake_timeout_s
@@ -105,6 +108,7 @@ class TcpConnector:
             handshake_timeout_s=self._handshake_timeout_s,
         )
         self._connected.add((host, port))
+        conn.share_memory = (host, port) in self._share_memory_with
         return conn
 
 

@@ -54,6 +54,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from clockwork.core.actions import ActionResult, ActionStatus, EvictWeights
 from clockwork.core.clock_sync import ClockSync
 from clockwork.core.events import DeviceInfo, ModelInfo
@@ -146,6 +149,7 @@ class WorkerService:
         rescan: Callable[[], Sequence[ModelInfo]] | None = None,
         secret: bytes | None = None,
         controller_silence_s: float = CONTROLLER_SILENCE_S,
+        shared_inputs: bool = False,
     ) -> None:
         if controller_silence_s <= 0:
             raise ValueError(f"controller_silence_s must be > 0, got {controller_silence_s}")
@@ -159,6 +163,8 @@ class WorkerService:
         self.rescan = rescan
         self.secret = secret
         self.controller_silence_s = controller_silence_s
+        # whether inputs may come as shared segments to map (a worker on its controller's host)
+        self.shared_inputs = shared_inputs
         self.takeovers = 0
         self.refusals = 0
         # rescans run one at a time: two at once would register the same new models twice
@@ -515,6 +521,26 @@ class WorkerService:
             )
             session.queue.put_nowait(ActionResultMsg(0, result))
             return
+        inputs: list[dict[str, npt.NDArray[np.generic]]] | None = None
+        if isinstance(msg, InferMsg) and msg.inputs:
+            try:
+                inputs = self._input_arrays(msg)
+            except (OSError, ValueError) as e:
+                # refused as a bad input: the request it served was answered meanwhile (its
+                # segment is removed then), or the controller is not on this host
+                now = self._clock() + sync.offset_ns  # the controller's clock
+                result = ActionResult(
+                    action.action_id,
+                    action.device,
+                    action.model,
+                    ActionStatus.INVALID_INPUT,
+                    now,
+                    now,
+                    now,
+                    detail=f"inputs cannot be read: {e}",
+                )
+                session.queue.put_nowait(ActionResultMsg(0, result))
+                return
         internal = self._next_action_id
         self._next_action_id += 1
         self._routes[internal] = (session, action.action_id)
@@ -528,8 +554,15 @@ class WorkerService:
             earliest_ns=action.earliest_ns - offset,
             latest_ns=action.latest_ns - offset,
         )
-        inputs = msg.input_arrays() if isinstance(msg, InferMsg) and msg.inputs else None
         self._runtime.submit(local, inputs)
+
+    def _input_arrays(self, msg: InferMsg) -> list[dict[str, npt.NDArray[np.generic]]]:
+        if msg.shares_memory and not self.shared_inputs:
+            raise ValueError(
+                "they came as shared-memory segments, which this worker does not map "
+                "(it was not started with --shared-inputs)"
+            )
+        return msg.input_arrays()
 
     # ----------------------------------------------------------------- results
 

@@ -49,6 +49,7 @@ from clockwork.transport.messages import (
     Tensor,
     WorkerState,
 )
+from clockwork.transport.shared_segments import NAME_RE
 
 __all__ = ["TAGS", "decode", "encode"]
 
@@ -115,18 +116,31 @@ def _dev(d: DeviceId) -> list[Any]:
 
 def _tensor_map(tensors: Any) -> dict[str, list[Any]]:
     oob: list[bytes | memoryview] | None = getattr(_local, "oob", None)
-    if oob is None:
+    share: bool = getattr(_local, "share", False)
+    if oob is None and not share:
         return {name: [t.dtype, list(t.shape), t.data] for name, t in tensors.items()}
     out = {}
     for name, t in tensors.items():
+        if share and t.shared is not None:
+            # the receiver maps the segment: [dtype, shape, segment name, offset]
+            out[name] = [t.dtype, list(t.shape), *t.shared]
+            continue
+        if oob is None:
+            out[name] = [t.dtype, list(t.shape), t.data]
+            continue
         oob.append(t.data)
         out[name] = [t.dtype, list(t.shape), msgpack.ExtType(_OOB_EXT, _OOB_LEN.pack(len(t.data)))]
     return out
 
 
-def _tensor_bytes(msg: Message) -> int:
+def _tensor_bytes(msg: Message, share: bool = False) -> int:
     if isinstance(msg, InferMsg):
-        return sum(len(t.data) for i in msg.inputs for t in i.tensors.values())
+        return sum(
+            len(t.data)
+            for i in msg.inputs
+            for t in i.tensors.values()
+            if not (share and t.shared is not None)
+        )
     if isinstance(msg, ActionResultMsg):
         return sum(len(t.data) for o in msg.outputs for t in o.tensors.values())
     return 0
@@ -229,19 +243,27 @@ def _packer() -> msgpack.Packer:
     return packer
 
 
-def encode_parts(msg: Message, sent_ns: int | None = None) -> list[bytes | memoryview]:
+def encode_parts(
+    msg: Message, sent_ns: int | None = None, *, share: bool = False
+) -> list[bytes | memoryview]:
     """The payload of ``msg`` as buffers to write one after the other: ``[encode(msg)]``, or,
     for a message with at least ``OOB_MIN_BYTES`` of tensor data, the message without that data
     (``OOB_MARK``, its length, the message) and then each tensor's data as it is, not copied: a
-    large input would otherwise be copied into the frame on the controller's loop."""
-    if _tensor_bytes(msg) < OOB_MIN_BYTES:
-        return [encode(msg, sent_ns)]
-    oob: list[bytes | memoryview] = []
-    _local.oob = oob
+    large input would otherwise be copied into the frame on the controller's loop. With
+    ``share`` (a worker on this host), a tensor lying in a shared segment is sent as the
+    segment's name and offset instead of its data."""
+    _local.share = share
     try:
-        head = encode(msg, sent_ns)
+        if _tensor_bytes(msg, share) < OOB_MIN_BYTES:
+            return [encode(msg, sent_ns)]
+        oob: list[bytes | memoryview] = []
+        _local.oob = oob
+        try:
+            head = encode(msg, sent_ns)
+        finally:
+            _local.oob = None
     finally:
-        _local.oob = None
+        _local.share = False
     return [_OOB_HEAD.pack(OOB_MARK, len(head)), head, *oob]
 
 
@@ -348,7 +370,26 @@ def _tensor(v: Any, what: str) -> Tensor:
     fast = _fast_tensor(v)
     if fast is not None:
         return fast
-    dtype_s, shape_v, data = _list(v, what, 3)
+    if type(v) is list and len(v) == 4:
+        return _shared_tensor(v, what)
+    dtype_v, shape_v, data = _list(v, what, 3)
+    dtype_s, dtype, shape = _tensor_head(dtype_v, shape_v, what)
+    if type(data) is not bytes and type(data) is not memoryview:
+        raise ProtocolError(f"{what}.data: expected bytes, got {type(data).__name__}")
+    expected = math.prod(shape) * dtype.itemsize
+    if len(data) != expected:
+        raise ProtocolError(
+            f"{what}: {len(data)} bytes of data, but dtype {dtype_s} and shape "
+            f"{shape} need {expected}"
+        )
+    if len(_ITEMSIZES) < _ITEMSIZES_MAX:
+        _ITEMSIZES[dtype_s] = dtype.itemsize
+    return Tensor(dtype_s, shape, data)
+
+
+def _tensor_head(
+    dtype_s: Any, shape_v: Any, what: str
+) -> tuple[str, np.dtype[Any], tuple[int, ...]]:
     dtype_s = _str(dtype_s, f"{what}.dtype")
     if not _DTYPE_RE.fullmatch(dtype_s):
         raise ProtocolError(f"{what}.dtype: {dtype_s!r} is not a plain numpy dtype string")
@@ -364,17 +405,26 @@ def _tensor(v: Any, what: str) -> Tensor:
     shape = tuple(_int(d, f"{what}.shape") for d in shape_l)
     if any(d < 0 for d in shape):
         raise ProtocolError(f"{what}.shape: negative dimension in {shape}")
-    if type(data) is not bytes and type(data) is not memoryview:
-        raise ProtocolError(f"{what}.data: expected bytes, got {type(data).__name__}")
-    expected = math.prod(shape) * dtype.itemsize
-    if len(data) != expected:
-        raise ProtocolError(
-            f"{what}: {len(data)} bytes of data, but dtype {dtype_s} and shape "
-            f"{shape} need {expected}"
-        )
-    if len(_ITEMSIZES) < _ITEMSIZES_MAX:
-        _ITEMSIZES[dtype_s] = dtype.itemsize
-    return Tensor(dtype_s, shape, data)
+    return dtype_s, dtype, shape
+
+
+def _shared_tensor(v: list[Any], what: str) -> Tensor:
+    """``[dtype, shape, segment name, offset]``: a tensor in a shared segment (mapped, and
+    checked against the segment's size, only when the receiver reads it)."""
+    dtype_s, dtype, shape = _tensor_head(v[0], v[1], what)
+    name = _str(v[2], f"{what}.segment")
+    if not NAME_RE.fullmatch(name):
+        raise ProtocolError(f"{what}.segment: {name[:40]!r} is not an input segment's name")
+    offset = _int(v[3], f"{what}.offset")
+    if offset < 0:
+        raise ProtocolError(f"{what}.offset: negative ({offset})")
+    if math.prod(shape) * dtype.itemsize > MAX_SHARED_TENSOR_BYTES:
+        raise ProtocolError(f"{what}: shape {shape} is over {MAX_SHARED_TENSOR_BYTES} bytes")
+    return Tensor(dtype_s, shape, b"", (name, offset))
+
+
+#: the largest tensor a shared segment may hold (a worker maps no more for one tensor)
+MAX_SHARED_TENSOR_BYTES = 1 << 32
 
 
 def _fast_tensors(v: Any) -> dict[str, Tensor] | None:

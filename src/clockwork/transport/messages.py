@@ -18,6 +18,7 @@ whoever owns the clock estimate (``clockwork.core.clock_sync``), not of the tran
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ import numpy.typing as npt
 
 from clockwork.core.actions import Action, ActionResult, EvictWeights, Infer, LoadWeights
 from clockwork.core.events import DeviceInfo, ModelInfo
+from clockwork.transport.shared_segments import locate, map_readonly
 
 #: bumped on every incompatible change of messages or their encoding
 PROTOCOL_VERSION = 2
@@ -46,11 +48,15 @@ class Role(enum.Enum):
 class Tensor:
     """One tensor as raw bytes: a numpy dtype string (``"<f4"``), a shape, C-ordered data.
     Received, ``data`` is ``bytes``; made by ``from_array``, it may be a view of the array's
-    memory (no copy: the array must not change until the tensor is sent)."""
+    memory (no copy: the array must not change until the tensor is sent). ``shared``: where the
+    data also lies in a shared segment (its name and offset, ``shared_segments``), which a
+    connection to a worker on this host sends instead of the data; received that way, ``data``
+    is empty and ``to_array`` maps the segment."""
 
     dtype: str
     shape: tuple[int, ...]
     data: bytes | memoryview
+    shared: tuple[str, int] | None = None
 
     @staticmethod
     def from_array(array: npt.NDArray[np.generic]) -> Tensor:
@@ -58,25 +64,53 @@ class Tensor:
         # a view, not ``tobytes``: the codec packs it as it would bytes, and a copy of a large
         # input on the controller's loop holds it up for as long
         data = arr.data.cast("B") if arr.size and arr.dtype.kind != "O" else arr.tobytes()
-        return Tensor(dtype=arr.dtype.str, shape=tuple(int(d) for d in arr.shape), data=data)
+        return Tensor(
+            dtype=arr.dtype.str,
+            shape=tuple(int(d) for d in arr.shape),
+            data=data,
+            shared=locate(arr) if arr.dtype.kind != "O" else None,
+        )
 
-    def to_array(self) -> npt.NDArray[np.generic]:
-        """A read-only view of ``data`` (no copy)."""
+    def to_array(self, segments: dict[str, memoryview] | None = None) -> npt.NDArray[np.generic]:
+        """A read-only view of ``data`` (no copy), or of the shared segment it lies in (mapped
+        once per name in ``segments``). ``ValueError``/``OSError`` when that segment is gone
+        or too small."""
         dtype = _NP_DTYPES.get(self.dtype)
         if dtype is None:  # parsing a dtype string costs a third of the whole conversion
             dtype = np.dtype(self.dtype)
             if len(_NP_DTYPES) < 256:
                 _NP_DTYPES[self.dtype] = dtype
+        if self.shared is not None and not len(self.data):
+            return self._shared_array(dtype, {} if segments is None else segments)
         arr: npt.NDArray[np.generic] = np.frombuffer(self.data, dtype=dtype)
         # a one-dimensional tensor needs no reshape (which raises on a size mismatch, as before)
         return arr if arr.shape == self.shape else arr.reshape(self.shape)
+
+    def _shared_array(
+        self, dtype: np.dtype[np.generic], segments: dict[str, memoryview]
+    ) -> npt.NDArray[np.generic]:
+        assert self.shared is not None
+        name, offset = self.shared
+        view = segments.get(name)
+        if view is None:
+            view = segments[name] = map_readonly(name)
+        count = math.prod(self.shape)
+        if offset < 0 or offset + count * dtype.itemsize > len(view):
+            raise ValueError(
+                f"tensor of {count * dtype.itemsize} bytes at offset {offset} lies past the end "
+                f"of shared segment {name} ({len(view)} bytes)"
+            )
+        arr: npt.NDArray[np.generic] = np.frombuffer(view, dtype=dtype, count=count, offset=offset)
+        return arr.reshape(self.shape)
 
 
 _NP_DTYPES: dict[str, np.dtype[np.generic]] = {}
 
 
-def _arrays(tensors: Mapping[str, Tensor]) -> dict[str, npt.NDArray[np.generic]]:
-    return {name: t.to_array() for name, t in tensors.items()}
+def _arrays(
+    tensors: Mapping[str, Tensor], segments: dict[str, memoryview] | None = None
+) -> dict[str, npt.NDArray[np.generic]]:
+    return {name: t.to_array(segments) for name, t in tensors.items()}
 
 
 def _tensors(arrays: Mapping[str, npt.NDArray[np.generic]]) -> dict[str, Tensor]:
@@ -93,8 +127,10 @@ class InferInputs:
     def from_arrays(arrays: Mapping[str, npt.NDArray[np.generic]]) -> InferInputs:
         return InferInputs(_tensors(arrays))
 
-    def to_arrays(self) -> dict[str, npt.NDArray[np.generic]]:
-        return _arrays(self.tensors)
+    def to_arrays(
+        self, segments: dict[str, memoryview] | None = None
+    ) -> dict[str, npt.NDArray[np.generic]]:
+        return _arrays(self.tensors, segments)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +224,14 @@ class InferMsg:
     inputs: tuple[InferInputs, ...] = ()
 
     def input_arrays(self) -> list[dict[str, npt.NDArray[np.generic]]]:
-        return [i.to_arrays() for i in self.inputs]
+        """The inputs as arrays; those sent as shared segments are mapped (each segment once)."""
+        segments: dict[str, memoryview] = {}
+        return [i.to_arrays(segments) for i in self.inputs]
+
+    @property
+    def shares_memory(self) -> bool:
+        """Whether an input came as a shared segment rather than as bytes."""
+        return any(t.shared is not None for i in self.inputs for t in i.tensors.values())
 
 
 @dataclass(frozen=True, slots=True)

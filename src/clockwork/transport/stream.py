@@ -65,8 +65,19 @@ CLOSE_TIMEOUT_S = 5.0
 #: payloads smaller than this are copied behind their header and written in one call
 _COALESCE_BYTES = 64 * 1024
 
+#: frames larger than this are written in pieces of at most this size, the loop running other
+#: callbacks between pieces: what the socket does not take at once is otherwise copied whole into
+#: asyncio's own buffer (or, with ``writelines``, joined first) in one step of the loop, and
+#: even uvloop, which keeps the buffers, has the kernel copy as much as the socket takes in one
+#: step (a 9 MiB batch of inputs: milliseconds)
+WRITE_PIECE_BYTES = 1024 * 1024
+
 #: the messages ``send_many`` left out, each with why
 Unsent = list[tuple[Message, ProtocolError]]
+
+
+def _size(parts: Sequence[bytes | memoryview]) -> int:
+    return sum(len(p) for p in parts)
 
 
 def _peer_name(writer: asyncio.StreamWriter) -> str:
@@ -111,6 +122,9 @@ class StreamConnection(BaseConnection):
         self.close_timeout_s = close_timeout_s
         #: who the link handshake says is at the other end (None: a connection made without it)
         self.peer = peer
+        #: the peer runs on this host and maps shared segments: inputs lying in one are sent
+        #: as its name and offset, not as bytes (``codec.encode_parts``)
+        self.share_memory = False
         self._send_lock = asyncio.Lock()
         # bytes read and not parsed yet start at ``_pos`` in ``_buf``; ``_rx_ns`` is the local
         # time when the last bytes were read, the receipt time of every frame in them
@@ -121,7 +135,7 @@ class StreamConnection(BaseConnection):
 
     def _payload(self, msg: Message, stamp: int) -> list[bytes | memoryview]:
         """The payload of ``msg`` as buffers (large tensors' data not copied: ``encode_parts``)."""
-        parts = encode_parts(msg, sent_ns=stamp)
+        parts = encode_parts(msg, sent_ns=stamp, share=self.share_memory)
         size = sum(len(p) for p in parts)
         if size > self.max_frame_bytes:
             raise ProtocolError(
@@ -165,8 +179,7 @@ class StreamConnection(BaseConnection):
             async with self._send_lock:
                 if self.closed:
                     raise self._closed_error()
-                self._writer.writelines(data)
-                await self._writer.drain()
+                await self._write(data)
         except (ConnectionError, OSError, RuntimeError) as e:
             self._mark_closed(f"send failed: {type(e).__name__}: {e}", logging.INFO)
             raise self._closed_error() from e
@@ -181,6 +194,8 @@ class StreamConnection(BaseConnection):
         if self._send_lock.locked() or self._writer.transport.get_write_buffer_size():
             return None
         data, failed = self._frames(msgs)
+        if _size(data) > WRITE_PIECE_BYTES:
+            return None  # written in pieces by ``send_many``, which can wait between them
         if data:
             try:
                 self._writer.writelines(data)
@@ -204,13 +219,38 @@ class StreamConnection(BaseConnection):
                     raise self._closed_error()
                 if size < _COALESCE_BYTES:
                     self._writer.write(b"".join([header, *payload]))
+                    await self._writer.drain()
                 else:
-                    self._writer.writelines([header, *payload])
-                await self._writer.drain()
+                    await self._write([header, *payload])
         except (ConnectionError, OSError, RuntimeError) as e:
             # RuntimeError: asyncio refuses writes on a transport that is closing
             self._mark_closed(f"send failed: {type(e).__name__}: {e}", logging.INFO)
             raise self._closed_error() from e
+
+    async def _write(self, parts: Sequence[bytes | memoryview]) -> None:
+        """Write ``parts`` (the send lock held): at once if small, else in pieces of at most
+        ``WRITE_PIECE_BYTES``, each drained and followed by a turn of the loop."""
+        writer = self._writer
+        if _size(parts) <= WRITE_PIECE_BYTES:
+            writer.writelines(parts)
+            await writer.drain()
+            return
+        pending = 0  # bytes written since the loop last ran something else
+        for part in parts:
+            view = memoryview(part)
+            start = 0
+            while start < len(view):
+                piece = view[start : start + WRITE_PIECE_BYTES - pending]
+                writer.write(piece)
+                start += len(piece)
+                pending += len(piece)
+                if pending >= WRITE_PIECE_BYTES:
+                    pending = 0
+                    await writer.drain()
+                    await asyncio.sleep(0)
+                    if self.closed:
+                        raise self._closed_error()
+        await writer.drain()
 
     async def recv(self) -> Message:
         while True:
@@ -431,6 +471,10 @@ Handler = Callable[[StreamConnection], Awaitable[None]]
 Admit = Callable[[StreamConnection], str | None]
 #: how many connections may wait in ``listen`` for ``accept``
 LISTEN_BACKLOG = 128
+#: link handshakes in progress at once; a connection beyond them is closed unread (a flood of
+#: connections that never finish the handshake would otherwise hold a task and a socket each
+#: for the handshake timeout, and the real controller could not get in)
+MAX_PENDING_HANDSHAKES = 64
 
 
 class Server:
@@ -448,9 +492,14 @@ class Server:
         server_id: str = "",
         admit: Admit | None = None,
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+        max_pending_handshakes: int = MAX_PENDING_HANDSHAKES,
     ) -> None:
         check_id(server_id)
+        if max_pending_handshakes < 1:
+            raise ValueError(f"max_pending_handshakes must be >= 1, got {max_pending_handshakes}")
         self._handler = handler
+        self._max_pending_handshakes = max_pending_handshakes
+        self._pending_handshakes = 0
         self._max_frame_bytes = max_frame_bytes
         self._clock_ns = clock_ns
         self._clock_sync_factory = clock_sync_factory
@@ -467,6 +516,8 @@ class Server:
         self.accepted = 0
         #: connections closed before any frame: a failed handshake, or refused by ``admit``
         self.refused = 0
+        #: of those, closed unread because ``max_pending_handshakes`` were in progress
+        self.refused_busy = 0
 
     async def _start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -525,7 +576,21 @@ class Server:
                 log.warning("accept failed: %s: %s", type(e).__name__, e)
                 await asyncio.sleep(0.1)
                 continue
+            if self._pending_handshakes >= self._max_pending_handshakes:
+                sock.close()
+                self.refused += 1
+                self.refused_busy += 1
+                if self.refused_busy == 1 or self.refused_busy % 1000 == 0:
+                    log.warning(
+                        "link from %s closed unread: %d handshakes in progress, the limit "
+                        "(%d such so far)",
+                        _format_address(addr),
+                        self._pending_handshakes,
+                        self.refused_busy,
+                    )
+                continue
             sock.setblocking(False)
+            self._pending_handshakes += 1
             task = asyncio.create_task(
                 self._on_socket(sock, _format_address(addr)), name=f"link from {addr}"
             )
@@ -542,6 +607,8 @@ class Server:
                 raise HandshakeError(
                     f"no complete link handshake within {self._handshake_timeout_s:.1f} s"
                 ) from None
+            finally:
+                self._pending_handshakes -= 1
             reader, writer = await asyncio.open_connection(sock=sock, limit=STREAM_LIMIT_BYTES)
         except HandshakeError as e:
             sock.close()
@@ -644,12 +711,14 @@ async def serve(
     server_id: str = "",
     admit: Admit | None = None,
     handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+    max_pending_handshakes: int = MAX_PENDING_HANDSHAKES,
 ) -> Server:
     """Listen on ``host:port`` (port 0: any free port, see ``Server.port``). Each connection runs
     the link handshake as the worker (``server_id`` our id, ``secret`` the cluster secret, None
     for the insecure mode), then ``admit`` decides (default: serve it), then
     ``await handler(conn)`` runs in a task of its own. A connection that fails the handshake is
-    closed, logged, having had at most ``MAX_HANDSHAKE_READ_BYTES`` read and nothing decoded."""
+    closed, logged, having had at most ``MAX_HANDSHAKE_READ_BYTES`` read and nothing decoded; one
+    that comes while ``max_pending_handshakes`` are in progress is closed unread."""
     server = Server(
         handler,
         max_frame_bytes=max_frame_bytes,
@@ -659,6 +728,7 @@ async def serve(
         server_id=server_id,
         admit=admit,
         handshake_timeout_s=handshake_timeout_s,
+        max_pending_handshakes=max_pending_handshakes,
     )
     await server._start(host, port)
     return server
