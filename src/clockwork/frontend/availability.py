@@ -31,6 +31,7 @@ NOT_READY = "MODEL_NOT_READY"
 #: the reason of a name refused while workers are still joining
 WORKERS_JOINING = "WORKERS_JOINING"
 CONFIG_FILE = "config.json"
+PBTXT_FILE = "config.pbtxt"  # a Triton-layout model (clockwork.models.triton_config)
 
 
 def repository_model_names(root: Path) -> frozenset[str]:
@@ -42,7 +43,10 @@ def repository_model_names(root: Path) -> frozenset[str]:
     except OSError:
         return frozenset()
     return frozenset(
-        e.name for e in entries if not e.name.startswith(("_", ".")) and (e / CONFIG_FILE).is_file()
+        e.name
+        for e in entries
+        if not e.name.startswith(("_", "."))
+        and ((e / CONFIG_FILE).is_file() or (e / PBTXT_FILE).is_file())
     )
 
 
