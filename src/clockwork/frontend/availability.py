@@ -61,6 +61,18 @@ class Availability:
         # between two calls here is seen through the hook)
         self._seen: set[str] = set(controller.workers)
         controller.observers.add_hook("on_worker_joined", self._joined)
+        # why a repository model is broken ("" if it is not); set where the repository is at
+        # hand (``clockwork serve``: clockwork.models.problems)
+        self.broken: Callable[[str], str] | None = None
+
+    def broken_error(self, model: str) -> FrontendError | None:
+        """The refusal (400, with the file and the problem) of loading a broken model."""
+        why = self.broken(model) if self.broken is not None else ""
+        if not why:
+            return None
+        return FrontendError(
+            ErrorKind.INVALID_ARGUMENT, f"model {model!r} cannot be served: {why}", "MODEL_INVALID"
+        )
 
     def _joined(self, worker: str, devices: tuple[DeviceInfo, ...]) -> None:
         self._seen.add(worker)
@@ -97,6 +109,9 @@ class Availability:
         joining = self.joining()
         if joining:
             return f"no worker serving it has joined yet ({joining})"
+        why = self.broken(model) if self.broken is not None else ""
+        if why:
+            return why
         return "no worker serves it (see the workers' logs for why)"
 
     def unknown(self, model: str) -> FrontendError:

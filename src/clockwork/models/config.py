@@ -207,6 +207,15 @@ class ModelConfig:
         return self.architecture if self.format is ModelFormat.BUILTIN else self.format.value
 
     @property
+    def platform_name(self) -> str:
+        """The platform the front door names (Triton's names where Triton has one)."""
+        return {
+            ModelFormat.BUILTIN: "pytorch",
+            ModelFormat.TORCH_EXPORT: "torch_export",
+            ModelFormat.ONNX: "onnxruntime_onnx",
+        }[self.format]
+
+    @property
     def measure_key(self) -> tuple[object, ...]:
         """Models with equal keys cost the same to run (a profile measured on one serves
         all): a built-in architecture with equal parameters and batch sizes; a model file is

@@ -33,6 +33,8 @@ from clockwork.models.tensors import TensorSpec, triton_dtype_name
 if TYPE_CHECKING:
     from torch.export import ExportedProgram
 
+    from clockwork.models.repository import ModelRepository
+
 # ONNX TensorProto.DataType -> Triton names (the ones a Triton server maps too)
 ONNX_DTYPES: dict[int, str] = {
     1: "FP32",
@@ -68,9 +70,10 @@ class FileTensor:
 class FileSignature:
     inputs: tuple[FileTensor, ...]
     outputs: tuple[FileTensor, ...]
-    # whether output names mean anything (ONNX names them; a torch.export program's output
-    # names are its graph's node names, so outputs are matched by position)
-    named_outputs: bool
+    # whether the names mean anything: ONNX names its inputs and outputs; a torch.export
+    # program takes positional arguments (its input names are the Python parameters', its
+    # output names its graph's nodes'), so a config's tensors match it by position
+    named: bool
 
 
 # ------------------------------------------------------------------------------- .pt2
@@ -180,7 +183,7 @@ def pt2_signature(program: ExportedProgram) -> FileSignature:
         _fake_tensor(f"output{i}", getattr(node, "meta", {}).get("val"))
         for i, node in enumerate(user)
     )
-    return FileSignature(inputs, outputs, named_outputs=False)
+    return FileSignature(inputs, outputs, named=False)
 
 
 def _fake_tensor(name: str, value: object) -> FileTensor:
@@ -222,10 +225,36 @@ def onnx_signature(path: Path, model: str | None = None) -> FileSignature:
 
     inputs = tuple(tensor(v) for v in proto.graph.input if v.name not in initializers)
     outputs = tuple(tensor(v) for v in proto.graph.output)
-    return FileSignature(inputs, outputs, named_outputs=True)
+    return FileSignature(inputs, outputs, named=True)
 
 
 # ------------------------------------------------------------------------------- both
+
+
+def weights_sizes(repo: ModelRepository, name: str) -> list[tuple[str, int]]:
+    """(tensor name, bytes) of the weights of ``name``'s latest version, as the backend pages
+    them: a safetensors file's tensors, a ``.pt2`` program's parameters and buffers, an ONNX
+    file's initializers (read from the headers where the format allows)."""
+    config = repo.load_config(name)
+    version = max(config.versions)
+    if config.format is ModelFormat.BUILTIN:
+        return [(k, int(t.nbytes)) for k, t in repo.load_weights(name, version).items()]
+    path = repo.weights_path(name, version)
+    if config.format is ModelFormat.TORCH_EXPORT:
+        program = load_pt2(path, name)
+        return [(k, int(t.nbytes)) for k, t in program.state_dict.items()]
+    import onnx
+    from onnx import helper
+
+    proto = onnx.load(str(path), load_external_data=False)
+    sizes: list[tuple[str, int]] = []
+    for init in proto.graph.initializer:
+        itemsize = helper.tensor_dtype_to_np_dtype(init.data_type).itemsize
+        count = 1
+        for d in init.dims:
+            count *= int(d)
+        sizes.append((init.name, count * itemsize))
+    return sizes
 
 
 def file_signature(fmt: ModelFormat, path: Path, model: str | None = None) -> FileSignature:
@@ -271,8 +300,8 @@ def check_signature(
     batch_problem = _batch_problem(sig, max_batch_size)
     if batch_problem:
         problems.append(batch_problem)
-    problems += _compare("input", sig.inputs, inputs, by_name=True)
-    problems += _compare("output", sig.outputs, outputs, by_name=sig.named_outputs)
+    problems += _compare("input", sig.inputs, inputs, by_name=sig.named)
+    problems += _compare("output", sig.outputs, outputs, by_name=sig.named)
     if problems:
         raise InvalidInputError("does not match its config: " + "; ".join(problems))
 

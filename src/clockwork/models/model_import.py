@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,10 +48,14 @@ def import_model(
     max_batch_size: int | None = None,
     version: int = 1,
     overwrite: bool = False,
+    names: tuple[Sequence[str], Sequence[str]] | None = None,
 ) -> ModelConfig:
     """Write ``file`` into the repository at ``root`` as model ``name``; return its config.
 
     ``max_batch_size`` defaults to 16, or 1 when the file fixes its batch dimension at 1.
+    ``names``: the input and output names a ``.pt2`` program's positional tensors get (default:
+    its Python parameters' names, and ``output`` or ``output0``, ``output1``...); an ONNX file's
+    names are its own.
     """
     check_model_name(name)
     file = Path(file)
@@ -64,10 +69,23 @@ def import_model(
     if max_batch_size < 1:
         raise InvalidInputError(f"max_batch_size must be >= 1, got {max_batch_size}")
     inputs, outputs = config_tensors(sig, max_batch_size)
-    if not sig.named_outputs:
+    if not sig.named:
+        in_names: Sequence[str] = [t.name for t in inputs]
+        out_names: Sequence[str] = [
+            "output" if len(outputs) == 1 else f"output{i}" for i in range(len(outputs))
+        ]
+        if names is not None:
+            in_names, out_names = names
+            if len(in_names) != len(inputs) or len(out_names) != len(outputs):
+                raise InvalidInputError(
+                    f"{file}: {len(inputs)} input(s) and {len(outputs)} output(s), but "
+                    f"names {list(in_names)}, {list(out_names)}"
+                )
+        inputs = tuple(
+            TensorSpec(n, t.dtype, t.shape) for n, t in zip(in_names, inputs, strict=True)
+        )
         outputs = tuple(
-            TensorSpec("output" if len(outputs) == 1 else f"output{i}", t.dtype, t.shape)
-            for i, t in enumerate(outputs)
+            TensorSpec(n, t.dtype, t.shape) for n, t in zip(out_names, outputs, strict=True)
         )
     config = ModelConfig(
         name=name,
@@ -111,10 +129,8 @@ def try_run(
     try:
         if fmt is ModelFormat.TORCH_EXPORT:
             module = load_pt2(file, config.name).module()
-            order = [t.name for t in sig.inputs]
-            by_name = {s.name: f for s, f in zip(config.inputs, feeds, strict=True)}
             with torch.inference_mode():
-                result = module(*(torch.from_numpy(by_name[n]) for n in order))
+                result = module(*(torch.from_numpy(f) for f in feeds))
             results = list(result) if isinstance(result, tuple | list) else [result]
             arrays = [r.detach().numpy() for r in results]
         else:

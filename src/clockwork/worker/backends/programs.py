@@ -18,7 +18,7 @@ order); ``close()`` of that callable at eviction drops whatever the binding hold
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -100,11 +100,5 @@ def open_pt2(path: Path, config: ModelConfig, device: torch.device) -> ModulePro
         runner = BoundModule(module, host.keys(), copy_module=False)
     except ValueError as e:
         raise ModelRepositoryError(path, f"cannot bind the program's tensors: {e}") from e
-    names = list(program.graph_signature.user_inputs)
-    return ModuleProgram(host, runner, _arg_order(names, [s.name for s in config.inputs]))
-
-
-def _arg_order(program_names: Sequence[str], config_names: Sequence[str]) -> tuple[int, ...] | None:
-    if list(program_names) == list(config_names):
-        return None
-    return tuple(config_names.index(n) for n in program_names)
+    # the config's inputs are the program's positional arguments, in order
+    return ModuleProgram(host, runner)
