@@ -112,3 +112,32 @@ def test_bad_models_are_reported_and_do_not_stop_the_others(
     assert "not a torch.export archive" in errors["corrupt-pt2"]
     assert "[17] in the config" in errors["mismatch"] and "features" in errors["mismatch"]
     assert "config.pbtxt" in errors["unsupported"] and "torch.export" in errors["unsupported"]
+
+
+def test_an_operator_onnx_runtime_lacks_is_reported(tmp_path: Path, files: dict[str, Path]) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("FancyOp", ["features"], ["scores"], domain="com.example")
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 16])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 4])],
+    )
+    proto = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]
+    )
+    fancy = tmp_path / "fancy.onnx"
+    onnx.save(proto, str(fancy))
+    with pytest.raises(InvalidInputError, match="FancyOp"):
+        import_model(tmp_path / "repo", fancy, "fancy")
+    # the same file put in place of a good model's: listed as broken, with ORT's reason
+    import_model(tmp_path / "repo", files["onnx"], "fancy")
+    shutil.copyfile(fancy, tmp_path / "repo" / "fancy" / "1" / "model.onnx")
+    repo = ModelRepository(tmp_path / "repo")
+    assert repo.scan() == {}
+    (error,) = repo.scan_errors()
+    assert (
+        "ONNX Runtime" in str(error) and "cannot run it" in str(error) and "FancyOp" in str(error)
+    )

@@ -249,6 +249,7 @@ def torch_setup(
     if not infos:
         raise ConfigurationError(f"no model of {repository} has a profile for {kind_name!r}")
     backend = TorchBackend(repo, device, threads=threads, models=[m.name for m in infos])
+    infos = [m for m in infos if m.name in backend.models()]  # a file it could not open: logged
     return [(DeviceId(worker_id, 0), backend)], infos
 
 

@@ -228,6 +228,24 @@ def onnx_signature(path: Path, model: str | None = None) -> FileSignature:
     return FileSignature(inputs, outputs, named=True)
 
 
+def check_onnx_runs(path: Path, model: str | None = None) -> None:
+    """Refuse an ONNX file that ONNX Runtime cannot make a session of (an operator it lacks, an
+    opset it does not know), naming ORT's reason. The session is made on the CPU without graph
+    optimizations (the quickest check) and dropped."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    try:
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        reason = str(e).splitlines()[0][:400]
+        raise ModelRepositoryError(
+            path, f"ONNX Runtime {ort.__version__} cannot run it: {reason}", model
+        ) from e
+
+
 # ------------------------------------------------------------------------------- both
 
 
@@ -261,7 +279,9 @@ def file_signature(fmt: ModelFormat, path: Path, model: str | None = None) -> Fi
     if fmt is ModelFormat.TORCH_EXPORT:
         return pt2_signature(load_pt2(path, model))
     if fmt is ModelFormat.ONNX:
-        return onnx_signature(path, model)
+        sig = onnx_signature(path, model)
+        check_onnx_runs(path, model)
+        return sig
     raise InvalidInputError(f"format {fmt.value} has no model file")
 
 

@@ -174,7 +174,13 @@ class TorchBackend:
         self._add_lock = threading.Lock()
         self._models: dict[str, _Model] = {}
         for name, config in configs.items():
-            self._models[name] = self._register(config, self._skeletons, self._host_files)
+            if config.format is ModelFormat.BUILTIN:
+                self._models[name] = self._register(config, self._skeletons, self._host_files)
+                continue
+            try:  # a model file that cannot be opened must not stop the others
+                self._models[name] = self._register(config, self._skeletons, self._host_files)
+            except Exception as e:
+                _log.warning("model %s not served on %s: %s", name, self.device, e)
         self._worker_models = {name: m.worker_model for name, m in self._models.items()}
 
         if kind is None:
