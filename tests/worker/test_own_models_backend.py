@@ -31,7 +31,10 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TorchBackend]:
     # small pages, so that a model spans several and tensors sit at offsets
     from clockwork.core.profile import DeviceKind
 
-    b = TorchBackend(ModelRepository(root), "cpu", kind=DeviceKind("cpu", 4096, 64))
+    # ONNX Runtime's weight-copying passes off: every weight it reads is a page
+    b = TorchBackend(
+        ModelRepository(root), "cpu", kind=DeviceKind("cpu", 4096, 64), onnx_in_place=True
+    )
     yield b
 
 
@@ -106,3 +109,22 @@ def test_no_module_copy_per_load(backend: TorchBackend) -> None:
     _, second = backend._loaded["conv-pt2"]
     backend.evict("conv-pt2")
     assert first.runner.module is second.runner.module  # type: ignore[attr-defined]
+
+
+def test_by_default_onnx_runtime_may_copy_weights_but_answers_the_same(
+    backend: TorchBackend,
+) -> None:
+    fast = TorchBackend(backend.repository, "cpu", models=["conv-onnx"])
+    assert not fast.onnx_in_place
+    x = example("conv", 3, seed=9)
+    fast.load("conv-onnx")
+    np.testing.assert_allclose(run(fast, "conv-onnx", x), run_loaded(backend, x), **TOLERANCE)
+    fast.evict("conv-onnx")
+
+
+def run_loaded(backend: TorchBackend, x: torch.Tensor) -> np.ndarray:
+    backend.load("conv-onnx")
+    try:
+        return run(backend, "conv-onnx", x)
+    finally:
+        backend.evict("conv-onnx")

@@ -9,16 +9,19 @@ the model stays loaded; evicting drops it, then the pages go back to the free li
 
 What each provider copies (what is *not* the cache's pages):
 
-- CPU execution provider: initializers given this way are used in place, provided that no graph
-  pass rewrites them. At ORT's highest level (``ORT_ENABLE_ALL``) the NCHWc layout pass reorders
-  convolution weights into new buffers, and MLAS pre-packs GEMM/convolution weights into its own,
-  so those would live outside the cache for the session's life (seen on a small conv net: its
-  conv weights were copies, the biases and linear layer in place). So sessions are made at
-  ``ORT_ENABLE_EXTENDED`` with pre-packing off (``IN_PLACE_CPU``): every initializer is a page
-  (a test changes a page and sees the output change). The price on that conv net was about 1.3x
-  its ``ORT_ENABLE_ALL`` time (129 vs 92 us at batch 4, one run each on a noisy shared CPU).
-  ORT still parses the file's own copy of each initializer while making the session (transient,
-  freed once the session is made, and paid in the load time).
+- CPU execution provider: initializers given this way are used in place unless a graph pass
+  rewrites them. At ORT's default level (``ORT_ENABLE_ALL``) the NCHWc layout pass reorders
+  convolution weights into new buffers and MLAS pre-packs GEMM/convolution weights into its own:
+  those copies are the session's, outside the cache, made at load and freed at eviction (so a
+  loaded convolutional model holds its weights about twice in host memory; seen on a small conv
+  net: its conv weights were copies, the biases and the linear layer in place). That is the
+  default, because it is much faster: on MobileNetV2 at 64x64, one thread, median CPU time per
+  run 1.45 ms at batch 1 and 8.20 ms at batch 8, against 4.48 ms and 29.47 ms with the passes
+  off (BENCHMARKS.md, "Models of one's own"). ``in_place=True`` (``TorchBackend(onnx_in_place=
+  True)``) makes sessions at ``ORT_ENABLE_EXTENDED`` with pre-packing off: then every
+  initializer the session reads is a page (a test changes a page and sees the output change).
+  Either way ORT parses the file's own copy of each initializer while making the session
+  (transient, freed once the session is made, and paid in the load time).
 - CUDA execution provider (written, not run here: this machine has no GPU): the views are CUDA
   tensors and the ``OrtValue`` wraps device memory, which the CUDA provider uses in place; cuDNN
   workspace and any weights a kernel transforms are its own. Inputs are bound by pointer (IO
@@ -50,9 +53,6 @@ CUDA_PROVIDER = "CUDAExecutionProvider"
 
 Provider = str | tuple[str, dict[str, str]]
 
-# see the module docstring: the graph passes that would copy weights out of the pages are off
-IN_PLACE_CPU = True
-
 
 def onnx_providers(device: torch.device, available: Sequence[str]) -> list[Provider]:
     """The execution providers for ``device``, given onnxruntime's ``available`` ones."""
@@ -82,6 +82,8 @@ class OnnxProgram:
     device: torch.device
     providers: list[Provider]
     threads: int
+    # CPU: turn off the graph passes that copy weights out of the pages (module docstring)
+    in_place: bool = False
 
     def bind(self, views: Mapping[str, torch.Tensor]) -> LoadedProgram:
         import onnxruntime as ort
@@ -89,7 +91,7 @@ class OnnxProgram:
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: ORT's warnings would go to stderr
         if self.device.type == "cpu":
-            if IN_PLACE_CPU:
+            if self.in_place:
                 options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
                 options.add_session_config_entry("session.disable_prepacking", "1")
             options.intra_op_num_threads = self.threads
@@ -143,7 +145,9 @@ class _OnnxSession:
         self.values = {}
 
 
-def open_onnx(path: Path, config: ModelConfig, device: torch.device, threads: int) -> OnnxProgram:
+def open_onnx(
+    path: Path, config: ModelConfig, device: torch.device, threads: int, *, in_place: bool = False
+) -> OnnxProgram:
     """Read ``path`` (external data included) into host tensors; see the module docstring."""
     import onnx
     import onnxruntime as ort
@@ -169,4 +173,5 @@ def open_onnx(path: Path, config: ModelConfig, device: torch.device, threads: in
         device=device,
         providers=providers,
         threads=threads,
+        in_place=in_place,
     )

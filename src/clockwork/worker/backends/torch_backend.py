@@ -138,6 +138,7 @@ class TorchBackend:
     to the largest model's need; half the device memory on CUDA). ``models`` restricts the
     backend to those names (default: every valid model of the repository); each model serves
     its latest version. ``threads`` is torch's intra-op thread count on the CPU (process-wide).
+    ``onnx_in_place``: see ``clockwork.worker.backends.onnx_program``.
     """
 
     def __init__(
@@ -149,8 +150,11 @@ class TorchBackend:
         models: Sequence[str] | None = None,
         *,
         cache_pages: int | None = None,
+        onnx_in_place: bool = False,
     ) -> None:
         self.device = _parse_device(device)
+        # .onnx on the CPU: ORT's weight-copying passes off (slower; onnx_program's docstring)
+        self.onnx_in_place = onnx_in_place
         self.repository = repository
         self.threads = threads
         if self.device.type == "cpu":
@@ -269,7 +273,9 @@ class TorchBackend:
         else:
             from clockwork.worker.backends.onnx_program import open_onnx
 
-            program = open_onnx(path, config, self.device, self.threads)
+            program = open_onnx(
+                path, config, self.device, self.threads, in_place=self.onnx_in_place
+            )
         host = program.host
         if self.device.type == "cuda":
             # pinned in place: the program reads the same tensors
