@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import warnings
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -141,3 +143,48 @@ def test_an_operator_onnx_runtime_lacks_is_reported(tmp_path: Path, files: dict[
     assert (
         "ONNX Runtime" in str(error) and "cannot run it" in str(error) and "FancyOp" in str(error)
     )
+
+
+def test_onnx_with_external_data_is_imported_with_its_data(
+    tmp_path: Path, files: dict[str, Path]
+) -> None:
+    import onnx
+
+    from clockwork.worker.backends.torch_backend import TorchBackend
+
+    proto = onnx.load(str(files["onnx"]))
+    split = tmp_path / "split"
+    split.mkdir()
+    onnx.save_model(
+        proto,
+        str(split / "mlp.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="mlp.weights",
+        size_threshold=0,
+    )
+    assert (split / "mlp.weights").stat().st_size > 0
+    import_model(tmp_path / "repo", split / "mlp.onnx", "split")
+    assert (tmp_path / "repo" / "split" / "1" / "mlp.weights").is_file()
+    backend = TorchBackend(ModelRepository(tmp_path / "repo"), "cpu")
+    backend.load("split")
+    x = example("mlp", 2, seed=4)
+    out = backend.infer("split", 2, [{"features": x[i].numpy()} for i in range(2)]).outputs
+    with torch.inference_mode():
+        expected = make_net("mlp")(x).numpy()
+    np.testing.assert_allclose(np.stack([o["scores"] for o in out]), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_worker_logs_each_broken_model_at_start(
+    tmp_path: Path, files: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    from clockwork.cli.worker_cmd import torch_setup
+    from clockwork.core.errors import ConfigurationError
+
+    import_model(tmp_path, files["onnx"], "good")
+    import_model(tmp_path, files["onnx"], "gone")
+    (tmp_path / "gone" / "1" / "model.onnx").unlink()
+    with caplog.at_level(logging.WARNING), pytest.raises(ConfigurationError, match="profile"):
+        torch_setup("w0", tmp_path, "cpu")  # no model has a profile: nothing to serve
+    assert "model gone is not served" in caplog.text
+    assert "gone/1/model.onnx: missing model file" in caplog.text
