@@ -21,12 +21,7 @@ from clockwork.core.errors import InvalidInputError
 from clockwork.models.config import ModelConfig, check_model_name
 from clockwork.models.create import write_text_atomic
 from clockwork.models.formats import ModelFormat, format_of_file
-from clockwork.models.model_files import (
-    FileSignature,
-    config_tensors,
-    file_signature,
-    load_pt2,
-)
+from clockwork.models.model_files import config_tensors, file_signature, load_pt2
 from clockwork.models.tensors import TensorSpec
 from clockwork.models.triton_config import PBTXT_FILE, write_triton_config
 from clockwork.models.weights import temporary_sibling
@@ -100,7 +95,7 @@ def import_model(
         model_filename=fmt.default_filename,
     )
     for batch in sorted({1, max_batch_size}):
-        try_run(fmt, file, config, sig, batch)
+        try_run(fmt, file, config, batch)
 
     model_dir = Path(root) / name
     if model_dir.exists() and not overwrite:
@@ -120,9 +115,7 @@ def import_model(
     return config
 
 
-def try_run(
-    fmt: ModelFormat, file: Path, config: ModelConfig, sig: FileSignature, batch: int
-) -> None:
+def try_run(fmt: ModelFormat, file: Path, config: ModelConfig, batch: int) -> None:
     """Run ``file`` once on zeros at ``batch``; InvalidInputError unless it runs and its
     outputs have the config's shapes."""
     feeds = [np.zeros((batch, *s.shape), dtype=_numpy_dtype(s)) for s in config.inputs]
