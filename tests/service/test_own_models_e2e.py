@@ -180,7 +180,12 @@ def test_grpc_answers_equal_eager_torch(stack: Stack) -> None:
 
 
 def test_loading_the_broken_model_says_why(stack: Stack) -> None:
-    with http_client(f"127.0.0.1:{stack.http_port}") as client:
+    # the check runs in a child process that imports torch and reads the file: seconds on a
+    # busy machine, past tritonclient's usual 10 s network timeout at worst
+    client = th.InferenceServerClient(
+        f"127.0.0.1:{stack.http_port}", network_timeout=120, connection_timeout=120
+    )
+    try:
         with pytest.raises(InferenceServerException) as caught:
             client.load_model("broken", headers=CONTROL_HEADERS)
         assert caught.value.status() == "400"
@@ -192,3 +197,6 @@ def test_loading_the_broken_model_says_why(stack: Stack) -> None:
         with pytest.raises(InferenceServerException) as unknown:
             client.load_model("nowhere", headers=CONTROL_HEADERS)
         assert unknown.value.status() == "404"
+    finally:
+        client.close()
+        client.close = lambda: None  # type: ignore[method-assign]  # (see support.triton_clients)

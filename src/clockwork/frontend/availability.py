@@ -61,15 +61,20 @@ class Availability:
         # between two calls here is seen through the hook)
         self._seen: set[str] = set(controller.workers)
         controller.observers.add_hook("on_worker_joined", self._joined)
-        # why a repository model is broken ("" if it is not); set where the repository is at
-        # hand (``clockwork serve``: clockwork.models.problems)
+        # why a repository model is broken ("" if it is not), blocking: set where the
+        # repository is at hand (``clockwork serve``: clockwork.models.problems); the last
+        # answer per model is kept for the index
         self.broken: Callable[[str], str] | None = None
+        self._broken_reasons: dict[str, str] = {}
 
     def broken_error(self, model: str) -> FrontendError | None:
-        """The refusal (400, with the file and the problem) of loading a broken model."""
+        """The refusal (400, with the file and the problem) of loading a broken model. Blocks
+        while the check runs: call it from a thread."""
         why = self.broken(model) if self.broken is not None else ""
         if not why:
+            self._broken_reasons.pop(model, None)
             return None
+        self._broken_reasons[model] = why
         return FrontendError(
             ErrorKind.INVALID_ARGUMENT, f"model {model!r} cannot be served: {why}", "MODEL_INVALID"
         )
@@ -109,7 +114,7 @@ class Availability:
         joining = self.joining()
         if joining:
             return f"no worker serving it has joined yet ({joining})"
-        why = self.broken(model) if self.broken is not None else ""
+        why = self._broken_reasons.get(model, "")  # from the last load of it
         if why:
             return why
         return "no worker serves it (see the workers' logs for why)"
