@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,10 @@ def test_list_reports_bad_models(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["models", "list", str(root)]) == 1
     captured = capsys.readouterr()
     assert "transformer-0000" in captured.out
-    assert "transformer-0001" not in captured.out
+    # the broken model is not in the table, but listed as broken with its file and problem
+    rows = [line for line in captured.out.splitlines() if "transformer-0001" in line]
+    assert len(rows) == 1 and rows[0].startswith("BROKEN  transformer-0001  ")
+    assert str(bad) in rows[0]
     assert str(bad) in captured.err
 
 
@@ -116,3 +120,60 @@ def test_archs(capsys: pytest.CaptureFixture[str]) -> None:
 def test_list_missing_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "list", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_import_export_and_list_own_models(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "repo"
+    assert main(["models", "create", str(root), *TINY_ARGS, "--batch-sizes", "1,2,4"]) == 0
+    out = tmp_path / "files"
+    code = main(
+        ["models", "export", str(root), "transformer-0000", "--out", str(out), "--into", str(root)]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out / 'transformer-0000.pt2'}" in printed
+    assert f"wrote {out / 'transformer-0000.onnx'}" in printed
+    configs = ModelRepository(root).scan()
+    assert sorted(configs) == ["transformer-0000", "transformer-0000-onnx", "transformer-0000-pt2"]
+    builtin = configs["transformer-0000"]
+    for fmt in ("pt2", "onnx"):
+        config = configs[f"transformer-0000-{fmt}"]
+        # the same network in another form: the same tensors and batch sizes
+        assert (config.inputs, config.outputs) == (builtin.inputs, builtin.outputs)
+        assert config.batch_sizes == builtin.batch_sizes
+    assert (
+        main(
+            [
+                "models",
+                "import",
+                str(root),
+                str(out / "transformer-0000.onnx"),
+                "--name",
+                "again",
+                "--max-batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
+    assert "batch sizes 1,2" in capsys.readouterr().out
+    (root / "again" / "config.pbtxt").write_text(
+        (root / "again" / "config.pbtxt").read_text() + "instance_group [ { count: 2 } ]\n"
+    )
+    assert main(["models", "list", str(root)]) == 0
+    listed = capsys.readouterr().out
+    assert re.search(r"^transformer-0000-pt2 +pt2 ", listed, re.M) and "again" in listed
+    assert "note: again: field 'instance_group' (line" in listed
+
+
+def test_import_refuses_torchscript_saying_how_to_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"PK junk")
+    assert main(["models", "import", str(tmp_path / "repo"), str(path), "--name", "m"]) == 2
+    err = capsys.readouterr().err
+    assert "TorchScript and pickled files are not served" in err and "torch.export.save" in err
+    assert not (tmp_path / "repo").exists()

@@ -120,12 +120,13 @@ def test_parameters_are_views_into_the_pool(backend: TorchBackend) -> None:
     backend.load(MOBILENET)
     pool = backend.cache.pool
     lo, hi = pool.data_ptr(), pool.data_ptr() + pool.numel()
-    views = backend._loaded[MOBILENET]
+    views, _ = backend._loaded[MOBILENET]
     assert views
     for t in views.values():
         assert t.numel() == 0 or lo <= t.data_ptr() < hi
     # the skeleton stays on the meta device: no per-load module
-    assert all(p.is_meta for p in backend._models[MOBILENET].skeleton.parameters())
+    skeletons = backend._skeletons.values()
+    assert skeletons and all(p.is_meta for s in skeletons for p in s.parameters())
 
 
 def test_load_evict_load_gives_the_same_outputs_on_other_pages(backend: TorchBackend) -> None:

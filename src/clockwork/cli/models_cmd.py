@@ -1,11 +1,12 @@
-"""``clockwork models``: create model repositories and list what one holds."""
+"""``clockwork models``: create model repositories, import and export model files, and list
+what a repository holds."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from clockwork.core.errors import InvalidInputError
@@ -20,6 +21,7 @@ from clockwork.models.create import (
     create_repository,
 )
 from clockwork.models.repository import ModelRepository
+from clockwork.models.tensors import TensorSpec
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _register_create(sub)
     _register_list(sub)
     _register_archs(sub)
+    _register_import(sub)
+    _register_export(sub)
 
 
 def _register_create(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -117,6 +121,100 @@ def _register_archs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=_archs)
 
 
+def _register_import(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "import",
+        help="add a .pt2 (torch.export) or .onnx file to a repository",
+        description=(
+            "Check FILE (safe loading only: TorchScript and pickled files are refused), run it "
+            "once at batch 1 and at the largest batch, and write REPO/NAME/1/model.pt2 (or "
+            ".onnx, with its external data) and REPO/NAME/config.pbtxt (Triton's layout), its "
+            "inputs and outputs taken from the file. The first dimension of every tensor must "
+            "be the batch, exported as dynamic."
+        ),
+    )
+    p.add_argument("repo", type=Path, metavar="REPO", help="repository directory")
+    p.add_argument("file", type=Path, metavar="FILE", help="a .pt2 or .onnx model file")
+    p.add_argument("--name", required=True, help="the served model's name")
+    p.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=None,
+        help="largest batch (default 16, or 1 if the file fixes its batch at 1); the server "
+        "runs batches of 1, 2, 4, ... up to it",
+    )
+    p.add_argument("--version", type=int, default=1, help="version directory (default 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace the model if it exists")
+    p.set_defaults(func=_import)
+
+
+def _register_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a built-in model as .pt2 and .onnx files",
+        description=(
+            "Export model NAME of REPO (a built-in architecture) with its weights to "
+            "OUT/NAME.pt2 (torch.export) and OUT/NAME.onnx, the batch dimension dynamic up to "
+            "its max_batch_size. With --into, also import them into that repository as "
+            "NAME-pt2 and NAME-onnx (same inputs and outputs as NAME: the same network in "
+            "three forms)."
+        ),
+    )
+    p.add_argument("repo", type=Path, metavar="REPO", help="repository directory")
+    p.add_argument("name", metavar="NAME", help="a built-in model of REPO")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="where to write")
+    p.add_argument(
+        "--formats",
+        default="pt2,onnx",
+        help="comma separated, of pt2 and onnx (default pt2,onnx)",
+    )
+    p.add_argument("--into", type=Path, default=None, metavar="REPO2", help="import them here")
+    p.add_argument("--overwrite", action="store_true", help="replace files and models")
+    p.set_defaults(func=_export)
+
+
+def _import(args: argparse.Namespace) -> int:
+    from clockwork.models.model_import import import_model
+
+    config = import_model(
+        args.repo,
+        args.file,
+        args.name,
+        max_batch_size=args.max_batch_size,
+        version=args.version,
+        overwrite=args.overwrite,
+    )
+    print(f"imported {args.file} into {args.repo} as {config.name} ({config.format.value}):")
+    print(_row(config)[3] + " -> " + _tensors_text(config.outputs))
+    print(f"batch sizes {','.join(map(str, config.batch_sizes))}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from clockwork.models.formats import ModelFormat
+    from clockwork.models.model_export import export_model
+
+    formats = []
+    for part in args.formats.split(","):
+        fmt = ModelFormat.parse(part.strip())
+        if fmt is ModelFormat.BUILTIN:
+            raise InvalidInputError("--formats takes pt2 and onnx")
+        formats.append(fmt)
+    written = export_model(
+        ModelRepository(args.repo),
+        args.name,
+        args.out,
+        tuple(formats),
+        into=args.into,
+        overwrite=args.overwrite,
+    )
+    for path in written:
+        print(f"wrote {path}")
+    if args.into is not None:
+        print(f"imported into {args.into}: {', '.join(f'{args.name}-{f.value}' for f in formats)}")
+    return 0
+
+
 def _create(args: argparse.Namespace) -> int:
     params = _parse_params(args.param)
     for key, value in (("resolution", args.resolution), ("seq_len", args.seq_len)):
@@ -145,13 +243,19 @@ def _create(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     repo = ModelRepository(args.dir)
     configs = repo.scan()
-    rows = [("NAME", "ARCH", "VERSIONS", "INPUTS", "BATCH SIZES", "SLO MS")]
+    rows = [("NAME", "ARCH/FORMAT", "VERSIONS", "INPUTS", "BATCH SIZES", "SLO MS")]
     rows.extend(_row(c) for c in configs.values())
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    for config in configs.values():
+        for note in config.notes:
+            print(f"note: {config.name}: {note}")
     errors = repo.scan_errors()
+    # broken models are listed with the file and the problem (on stdout with the others, and
+    # on stderr as errors)
     for error in errors:
+        print(f"BROKEN  {error.model or error.path.name}  {error}")
         print(f"clockwork models list: {error}", file=sys.stderr)
     print(f"{len(configs)} model(s), {len(errors)} with errors")
     return 1 if errors else 0
@@ -164,12 +268,16 @@ def _archs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tensors_text(tensors: Sequence[TensorSpec]) -> str:
+    return " ".join(f"{t.name}:{t.dtype}{list(t.shape)}".replace(" ", "") for t in tensors)
+
+
 def _row(config: ModelConfig) -> tuple[str, str, str, str, str, str]:
-    inputs = " ".join(f"{t.name}:{t.dtype}{list(t.shape)}".replace(" ", "") for t in config.inputs)
+    inputs = _tensors_text(config.inputs)
     slo = "-" if config.default_slo_ms is None else f"{config.default_slo_ms:g}"
     return (
         config.name,
-        config.architecture,
+        config.kind_text,
         ",".join(map(str, config.versions)),
         inputs,
         ",".join(map(str, config.batch_sizes)),

@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "profile",
         help="measure models with the torch backend and write their profiles",
         description=(
-            "Load and run each model of REPO on DEVICE with the real (torch) backend and write "
+            "Load and run each model of REPO on DEVICE with the real (torch) backend, whatever "
+            "its form (a built-in architecture, a .pt2 program, an .onnx file run by ONNX "
+            "Runtime), and write "
             "REPO/<model>/profile-<device kind>.json. exec_ns and load_ns are the 99th "
             "percentile of the timed runs; the p50/p99/max table is kept under 'extra'. Models "
             "with the same architecture, parameters and batch sizes are measured once."

@@ -344,6 +344,12 @@ async def _serve(
         repository_model_names(args.repository or DEMO_REPOSITORY) if worker is not None else ()
     )
     server = ControllerModelServer(controller, metrics, expected)
+    if worker is not None:  # a repository load of a broken model answers why (400)
+        from clockwork.models.problems import RepositoryProblems
+
+        server.availability.broken = RepositoryProblems(
+            args.repository or DEMO_REPOSITORY
+        ).why_broken
     max_bytes = round(args.max_body_mb * 2**20)
     door = Door(limits_from_args(args))  # one for both protocols: the caps are the server's
     stop = asyncio.Event()

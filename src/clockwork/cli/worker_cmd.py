@@ -180,7 +180,7 @@ def repository_signature(config: ModelConfig) -> ModelSignature:
         sigs(config.outputs),
         config.max_batch_size,
         tuple(config.versions),
-        platform="pytorch",
+        platform=config.platform_name,
     )
 
 
@@ -218,6 +218,9 @@ def torch_setup(
         device = "cuda:0" if torch.cuda.is_available() else "cpu"
     repo = ModelRepository(repository)
     configs = repo.scan()
+    from clockwork.models.problems import log_scan_errors
+
+    log_scan_errors(repo, log)  # a broken model is skipped, saying why
     if not configs:
         raise ConfigurationError(f"{repository}: no models in this repository")
     # the name a backend on ``device`` will have; no backend made for it: on CUDA each one holds
@@ -247,6 +250,7 @@ def torch_setup(
     if not infos:
         raise ConfigurationError(f"no model of {repository} has a profile for {kind_name!r}")
     backend = TorchBackend(repo, device, threads=threads, models=[m.name for m in infos])
+    infos = [m for m in infos if m.name in backend.models()]  # a file it could not open: logged
     return [(DeviceId(worker_id, 0), backend)], infos
 
 
@@ -337,7 +341,8 @@ class TorchRescan:
         import dataclasses
 
         from clockwork.core.profile import save_profile
-        from clockwork.models.packing import pack_tensors
+        from clockwork.models.model_files import weights_sizes
+        from clockwork.models.packing import pack_into_pages
         from clockwork.models.profiler import (
             DEFAULT_LOADS,
             DEFAULT_RUNS,
@@ -356,16 +361,13 @@ class TorchRescan:
         for name in names:
             try:
                 config = repo.load_config(name)
-                key = (
-                    config.architecture,
-                    tuple(sorted(config.arch_params.items())),
-                    config.batch_sizes,
-                )
+                key = config.measure_key
                 profile = measured.get(key)
                 if profile is None:
                     log.info("profiling new model %s on %s", name, self.backend.device)
-                    weights = repo.load_weights(name, max(config.versions))
-                    pages = pack_tensors(weights, kind.page_size_bytes).num_pages
+                    pages = pack_into_pages(
+                        weights_sizes(repo, name), kind.page_size_bytes
+                    ).num_pages
                     # the served backend's kind name and page size, but a cache of only this
                     # model's pages: a second full-size cache may not fit beside the first
                     small = DeviceKind(kind.name, kind.page_size_bytes, max(1, pages))

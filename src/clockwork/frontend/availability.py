@@ -31,6 +31,7 @@ NOT_READY = "MODEL_NOT_READY"
 #: the reason of a name refused while workers are still joining
 WORKERS_JOINING = "WORKERS_JOINING"
 CONFIG_FILE = "config.json"
+PBTXT_FILE = "config.pbtxt"  # a Triton-layout model (clockwork.models.triton_config)
 
 
 def repository_model_names(root: Path) -> frozenset[str]:
@@ -42,7 +43,10 @@ def repository_model_names(root: Path) -> frozenset[str]:
     except OSError:
         return frozenset()
     return frozenset(
-        e.name for e in entries if not e.name.startswith(("_", ".")) and (e / CONFIG_FILE).is_file()
+        e.name
+        for e in entries
+        if not e.name.startswith(("_", "."))
+        and ((e / CONFIG_FILE).is_file() or (e / PBTXT_FILE).is_file())
     )
 
 
@@ -57,6 +61,23 @@ class Availability:
         # between two calls here is seen through the hook)
         self._seen: set[str] = set(controller.workers)
         controller.observers.add_hook("on_worker_joined", self._joined)
+        # why a repository model is broken ("" if it is not), blocking: set where the
+        # repository is at hand (``clockwork serve``: clockwork.models.problems); the last
+        # answer per model is kept for the index
+        self.broken: Callable[[str], str] | None = None
+        self._broken_reasons: dict[str, str] = {}
+
+    def broken_error(self, model: str) -> FrontendError | None:
+        """The refusal (400, with the file and the problem) of loading a broken model. Blocks
+        while the check runs: call it from a thread."""
+        why = self.broken(model) if self.broken is not None else ""
+        if not why:
+            self._broken_reasons.pop(model, None)
+            return None
+        self._broken_reasons[model] = why
+        return FrontendError(
+            ErrorKind.INVALID_ARGUMENT, f"model {model!r} cannot be served: {why}", "MODEL_INVALID"
+        )
 
     def _joined(self, worker: str, devices: tuple[DeviceInfo, ...]) -> None:
         self._seen.add(worker)
@@ -93,6 +114,9 @@ class Availability:
         joining = self.joining()
         if joining:
             return f"no worker serving it has joined yet ({joining})"
+        why = self._broken_reasons.get(model, "")  # from the last load of it
+        if why:
+            return why
         return "no worker serves it (see the workers' logs for why)"
 
     def unknown(self, model: str) -> FrontendError:

@@ -247,6 +247,10 @@ class ControllerModelServer:
         known = model in self.controller.models or model in self.controller.removed_models
         if not known:
             await self._rescan()
+            if model not in self.controller.models:  # a broken model: 400 with the reason
+                broken = await asyncio.to_thread(self.availability.broken_error, model)
+                if broken is not None:
+                    raise broken
         _, registered = self._info(model, "")
         if not registered:
             self.controller.restore_model(model)

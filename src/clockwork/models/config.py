@@ -18,6 +18,12 @@ Example (``REPO/resnet50-0000/config.json``)::
 ``default_slo_ms`` and ``weights_file`` are optional. Without ``weights_file`` the weights of
 version V are ``REPO/NAME/V/model.safetensors``; with it, every version's weights are that file,
 relative to the model's directory (and inside the repository).
+
+A model of one's own (``clockwork models import``) has a ``format`` instead of an architecture:
+``"pt2"`` (a ``torch.export`` program) or ``"onnx"``, and its file is
+``REPO/NAME/V/<model_filename>`` (default ``model.pt2`` / ``model.onnx``); its ``inputs`` and
+``outputs`` are checked against the file by the repository. The same fields may come from a
+Triton ``config.pbtxt`` instead (``clockwork.models.triton_config``).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from typing import Any
 
 from clockwork.core.errors import InvalidInputError
 from clockwork.models.architectures import ArchSpec, ParamValue, get_architecture
+from clockwork.models.formats import ModelFormat, check_model_filename
 from clockwork.models.tensors import TensorSpec
 
 # Model names double as directory names: no separators, and "_" or "." first is reserved (the
@@ -49,7 +56,9 @@ _REQUIRED_FIELDS = (
     "max_batch_size",
     "batch_sizes",
 )
-_OPTIONAL_FIELDS = ("default_slo_ms", "weights_file")
+_OPTIONAL_FIELDS = ("default_slo_ms", "weights_file", "format", "model_filename")
+# a model file's config has no architecture
+_FILE_FIELDS = tuple(f for f in _REQUIRED_FIELDS if f not in ("architecture", "arch_params"))
 
 
 def check_model_name(name: object) -> str:
@@ -99,6 +108,12 @@ class ModelConfig:
     batch_sizes: tuple[int, ...]
     default_slo_ms: float | None = None
     weights_file: str | None = None
+    # a model of one's own: its format and file name in each version directory (None: the
+    # format's default); ``architecture`` is then "" and ``arch_params`` empty
+    format: ModelFormat = ModelFormat.BUILTIN
+    model_filename: str | None = None
+    # what the config's reader noted but ignored (unknown config.pbtxt fields)
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         check_model_name(self.name)
@@ -108,12 +123,38 @@ class ModelConfig:
             )
         if len(set(self.versions)) != len(self.versions):
             raise InvalidInputError(f"versions repeat: {list(self.versions)}")
-        spec = get_architecture(self.architecture)
-        resolved = spec.resolve_params(self.arch_params)
-        object.__setattr__(self, "arch_params", types.MappingProxyType(resolved))
-        io = spec.io(resolved)
-        _check_tensors("inputs", self.inputs, io.inputs, spec)
-        _check_tensors("outputs", self.outputs, io.outputs, spec)
+        if not isinstance(self.format, ModelFormat):
+            raise InvalidInputError(f"format must be a ModelFormat, got {self.format!r}")
+        if self.format is ModelFormat.BUILTIN:
+            if self.model_filename is not None:
+                raise InvalidInputError("model_filename is for a model file (format pt2 or onnx)")
+            spec = get_architecture(self.architecture)
+            resolved = spec.resolve_params(self.arch_params)
+            object.__setattr__(self, "arch_params", types.MappingProxyType(resolved))
+            io = spec.io(resolved)
+            _check_tensors("inputs", self.inputs, io.inputs, spec)
+            _check_tensors("outputs", self.outputs, io.outputs, spec)
+        else:
+            if self.architecture or self.arch_params:
+                raise InvalidInputError(
+                    f"a {self.format.value} model has no architecture nor arch_params"
+                )
+            if self.weights_file is not None:
+                raise InvalidInputError(
+                    f"a {self.format.value} model's weights are in its file: no weights_file"
+                )
+            object.__setattr__(self, "arch_params", types.MappingProxyType({}))
+            object.__setattr__(
+                self,
+                "model_filename",
+                check_model_filename(self.format, self.model_filename),
+            )
+            for which, specs in (("inputs", self.inputs), ("outputs", self.outputs)):
+                if not specs:
+                    raise InvalidInputError(f"{which} must not be empty")
+                names = [t.name for t in specs]
+                if len(set(names)) != len(names):
+                    raise InvalidInputError(f"{which} repeat a name: {names}")
         check_batch_sizes(self.batch_sizes, self.max_batch_size)
         if self.default_slo_ms is not None and not (
             isinstance(self.default_slo_ms, int | float)
@@ -161,6 +202,29 @@ class ModelConfig:
         return get_architecture(self.architecture)
 
     @property
+    def kind_text(self) -> str:
+        """What the model is, for listings: its architecture or its format."""
+        return self.architecture if self.format is ModelFormat.BUILTIN else self.format.value
+
+    @property
+    def platform_name(self) -> str:
+        """The platform the front door names (Triton's names where Triton has one)."""
+        return {
+            ModelFormat.BUILTIN: "pytorch",
+            ModelFormat.TORCH_EXPORT: "torch_export",
+            ModelFormat.ONNX: "onnxruntime_onnx",
+        }[self.format]
+
+    @property
+    def measure_key(self) -> tuple[object, ...]:
+        """Models with equal keys cost the same to run (a profile measured on one serves
+        all): a built-in architecture with equal parameters and batch sizes; a model file is
+        only itself."""
+        if self.format is ModelFormat.BUILTIN:
+            return (self.architecture, tuple(sorted(self.arch_params.items())), self.batch_sizes)
+        return (self.format.value, self.name, self.batch_sizes)
+
+    @property
     def input_bytes(self) -> int:
         """Bytes of all inputs of one sample."""
         return sum(t.nbytes for t in self.inputs)
@@ -171,11 +235,14 @@ class ModelConfig:
         return sum(t.nbytes for t in self.outputs)
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "name": self.name,
-            "versions": list(self.versions),
-            "architecture": self.architecture,
-            "arch_params": dict(self.arch_params),
+        data: dict[str, Any] = {"name": self.name, "versions": list(self.versions)}
+        if self.format is ModelFormat.BUILTIN:
+            data["architecture"] = self.architecture
+            data["arch_params"] = dict(self.arch_params)
+        else:
+            data["format"] = self.format.value
+            data["model_filename"] = self.model_filename
+        data |= {
             "inputs": [t.to_json() for t in self.inputs],
             "outputs": [t.to_json() for t in self.outputs],
             "max_batch_size": self.max_batch_size,
@@ -195,10 +262,15 @@ class ModelConfig:
         unknown = sorted(set(data) - set(_REQUIRED_FIELDS) - set(_OPTIONAL_FIELDS))
         if unknown:
             raise InvalidInputError(f"unknown fields {unknown}")
-        missing = [k for k in _REQUIRED_FIELDS if k not in data]
+        fmt = ModelFormat.parse(data.get("format", ModelFormat.BUILTIN.value))
+        required = _REQUIRED_FIELDS if fmt is ModelFormat.BUILTIN else _FILE_FIELDS
+        missing = [k for k in required if k not in data]
         if missing:
             raise InvalidInputError(f"missing fields {missing}")
-        arch_params = data["arch_params"]
+        model_filename = data.get("model_filename")
+        if model_filename is not None and not isinstance(model_filename, str):
+            raise InvalidInputError(f"model_filename must be a string, got {model_filename!r}")
+        arch_params = data.get("arch_params", {})
         if not isinstance(arch_params, Mapping):
             raise InvalidInputError(f"arch_params must be an object, got {arch_params!r}")
         weights_file = data.get("weights_file")
@@ -207,7 +279,7 @@ class ModelConfig:
         return ModelConfig(
             name=data["name"],
             versions=tuple(_int_list("versions", data["versions"])),
-            architecture=_string("architecture", data["architecture"]),
+            architecture=_string("architecture", data.get("architecture", "")),
             arch_params=dict(arch_params),
             inputs=tuple(_tensor_list("inputs", data["inputs"])),
             outputs=tuple(_tensor_list("outputs", data["outputs"])),
@@ -215,6 +287,8 @@ class ModelConfig:
             batch_sizes=tuple(_int_list("batch_sizes", data["batch_sizes"])),
             default_slo_ms=data.get("default_slo_ms"),
             weights_file=weights_file,
+            format=fmt,
+            model_filename=model_filename,
         )
 
 

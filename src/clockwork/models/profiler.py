@@ -264,7 +264,7 @@ def profile_repository(
     written: dict[str, tuple[ModelProfile, Path]] = {}
     for name in names:
         config = repo.load_config(name)
-        key = (config.architecture, tuple(sorted(config.arch_params.items())), config.batch_sizes)
+        key = config.measure_key
         profile = measured.get(key)
         if profile is None:
             profile = profile_model(

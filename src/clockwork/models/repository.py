@@ -7,6 +7,14 @@ Layout::
       <model>/<version>/model.safetensors  (version directories are positive integers)
       _shared/<file>.safetensors           (weights that several models' configs point at)
 
+or, for a model of one's own (a ``.pt2`` torch.export program or an ``.onnx`` file)::
+
+      <model>/config.json or config.pbtxt  (Triton's layout: clockwork.models.triton_config)
+      <model>/<version>/model.pt2          (or model.onnx, or the config's file name)
+
+A model file's signature is checked against its config when the config is loaded (memoized per
+file identity, like the weights headers).
+
 Directories whose names start with ``_`` or ``.`` are not models and are skipped by
 :meth:`ModelRepository.scan`, as are plain files at the top level. Every problem raises
 :class:`ModelRepositoryError` (an ``InvalidInputError``) naming the offending file.
@@ -24,6 +32,10 @@ from torch import nn
 from clockwork.core.errors import InvalidInputError
 from clockwork.models.config import ModelConfig, check_model_name
 from clockwork.models.errors import ModelRepositoryError, UnknownModelError
+from clockwork.models.formats import ModelFormat
+from clockwork.models.model_files import check_signature, file_signature
+from clockwork.models.pbtxt import PbtxtError
+from clockwork.models.triton_config import PBTXT_FILE, parse_triton_config
 from clockwork.models.weights import (
     Layout,
     check_layout,
@@ -94,11 +106,17 @@ class ModelRepository:
         """The model's validated config; its weights files exist and match (headers only)."""
         config = self._read_config(name)
         for version in config.versions:
-            self._check_weights(config, self._weights_path(config, version))
+            path = self._weights_path(config, version)
+            if config.format is ModelFormat.BUILTIN:
+                self._check_weights(config, path)
+            else:
+                self._check_model_file(config, path)
         return config
 
     def weights_path(self, name: str, version: int) -> Path:
-        """Where the weights of ``name`` version ``version`` are (the file exists)."""
+        """Where the weights of ``name`` version ``version`` are (the file exists): the
+        safetensors file of a built-in architecture, the model file of a ``.pt2`` or ``.onnx``
+        model."""
         config = self._read_config(name)
         return self._weights_path(config, version)
 
@@ -115,6 +133,10 @@ class ModelRepository:
         """
         config = self._read_config(name)
         path = self._weights_path(config, version)
+        if config.format is not ModelFormat.BUILTIN:
+            raise ModelRepositoryError(
+                path, f"a {config.format.value} model's weights are in its file", name
+            )
         tensors = load_tensors(path, name)
         check_layout(path, tensors_layout(tensors), self._layout(config), name)
         if copy:
@@ -157,6 +179,13 @@ class ModelRepository:
         path = model_dir / CONFIG_FILE
         if not model_dir.is_dir():
             raise UnknownModelError(model_dir, "no such model directory", name)
+        pbtxt = model_dir / PBTXT_FILE
+        if pbtxt.is_file() and self._inside(model_dir):
+            if path.exists():
+                raise ModelRepositoryError(
+                    model_dir, f"both {CONFIG_FILE} and {PBTXT_FILE}: keep one", name
+                )
+            return self._read_pbtxt(pbtxt, name)
         if not self._inside(model_dir):
             # a symlink (or a link above it) to elsewhere: the repository owns what it serves
             raise ModelRepositoryError(
@@ -167,7 +196,9 @@ class ModelRepository:
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise ModelRepositoryError(path, "missing config file", name) from None
+            raise ModelRepositoryError(
+                path, f"missing config file ({CONFIG_FILE} or {PBTXT_FILE})", name
+            ) from None
         except (OSError, UnicodeDecodeError) as e:
             raise ModelRepositoryError(path, f"cannot read config: {e}", name) from e
         try:
@@ -184,6 +215,42 @@ class ModelRepository:
             )
         return config
 
+    def _read_pbtxt(self, path: Path, name: str) -> ModelConfig:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ModelRepositoryError(path, f"cannot read config: {e}", name) from e
+        try:
+            return parse_triton_config(text, path.parent)
+        except PbtxtError as e:
+            raise ModelRepositoryError(path, f"bad config.pbtxt: {e}", name) from e
+        except InvalidInputError as e:
+            raise ModelRepositoryError(path, str(e), name) from e
+
+    def _check_model_file(self, config: ModelConfig, path: Path) -> None:
+        try:
+            st = path.stat()
+        except OSError as e:
+            raise ModelRepositoryError(path, f"cannot read model file: {e}", config.name) from e
+        key: _CheckedKey = (
+            str(path.resolve()),
+            st.st_mtime_ns,
+            st.st_size,
+            st.st_ino,
+            (
+                config.format.value,
+                (("config", repr((config.inputs, config.outputs, config.max_batch_size))),),
+            ),
+        )
+        if key in self._checked:
+            return
+        sig = file_signature(config.format, path, config.name)
+        try:
+            check_signature(sig, config.inputs, config.outputs, config.max_batch_size)
+        except InvalidInputError as e:
+            raise ModelRepositoryError(path, str(e), config.name) from e
+        self._checked.add(key)
+
     def _weights_path(self, config: ModelConfig, version: int) -> Path:
         model_dir = self._root / config.name
         if version not in config.versions:
@@ -193,6 +260,16 @@ class ModelRepository:
                 f"{list(config.versions)})",
                 config.name,
             )
+        if config.format is not ModelFormat.BUILTIN:
+            assert config.model_filename is not None
+            path = model_dir / str(version) / config.model_filename
+            if not self._inside(path):
+                raise ModelRepositoryError(
+                    path, "model file points outside the repository", config.name
+                )
+            if not path.is_file():
+                raise ModelRepositoryError(path, "missing model file", config.name)
+            return path
         if config.weights_file is None:
             path = model_dir / str(version) / WEIGHTS_FILE
             if not self._inside(path):

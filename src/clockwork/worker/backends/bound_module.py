@@ -20,8 +20,13 @@ from torch import nn
 class BoundModule:
     __slots__ = ("_slots", "module")
 
-    def __init__(self, skeleton: nn.Module, names: Collection[str]) -> None:
-        self.module = copy.deepcopy(skeleton).eval()
+    def __init__(
+        self, skeleton: nn.Module, names: Collection[str], *, copy_module: bool = True
+    ) -> None:
+        # copy_module=False binds ``skeleton`` itself (a module made for this one use, such as
+        # a torch.export program's unlifted module, whose copy would duplicate its weights)
+        # (an exported program's module refuses .eval(): it runs as it was exported)
+        self.module = copy.deepcopy(skeleton).eval() if copy_module else skeleton
         # a tied tensor has one name in the weights: every slot that holds it reads that one
         canonical: dict[int, str] = {}
         for name, t in [*self.module.named_parameters(), *self.module.named_buffers()]:

@@ -8,6 +8,11 @@ At start, for every model it may serve, the backend holds:
   by every model of that shape;
 - the model's page plan at this device's page size (``pack_tensors``).
 
+Models of one's own run the same way (``clockwork.worker.backends.programs``): a ``.pt2``
+program's parameters and buffers are its host tensors, and its own unlifted module is bound to
+their views; an ``.onnx`` model's initializers are its host tensors, and each load makes an ONNX
+Runtime session over their views (``clockwork.worker.backends.onnx_program``).
+
 ``load`` takes pages from the :class:`~clockwork.worker.weights_cache.WeightsCache` (one
 pre-allocated pool), copies each tensor into its view of the pool, and keeps the views as the
 model's parameter dict. ``infer`` runs the skeleton's one real copy (``BoundModule``, one per
@@ -50,10 +55,12 @@ from clockwork.core.errors import ConfigurationError, InvalidInputError
 from clockwork.core.profile import DeviceKind
 from clockwork.core.units import MIB
 from clockwork.models.config import ModelConfig
+from clockwork.models.formats import ModelFormat
 from clockwork.models.packing import PagePlan, pack_tensors
 from clockwork.models.repository import ModelRepository
 from clockwork.worker.backends.base import BackendError, InferOutput, PhaseTimes
 from clockwork.worker.backends.bound_module import BoundModule
+from clockwork.worker.backends.programs import LoadedProgram, ModuleProgram, Program, open_pt2
 from clockwork.worker.device_state import WorkerModel
 from clockwork.worker.weights_cache import WeightsCache, WeightsCacheError
 
@@ -113,9 +120,10 @@ def default_kind(
 class _Model:
     config: ModelConfig
     version: int
-    host: dict[str, torch.Tensor]  # name -> host tensor (mmap, or pinned on CUDA)
-    skeleton: nn.Module
-    runner: BoundModule  # the skeleton's copy that runs over the views (one per architecture)
+    host: Mapping[str, torch.Tensor]  # name -> host tensor (mmap, or pinned on CUDA)
+    # what runs over the views: for a built-in architecture, the skeleton's one copy per
+    # architecture; for a model file, its own program
+    program: Program
     plan: PagePlan
     worker_model: WorkerModel
     index_bounds: dict[str, int]  # integer input -> exclusive upper bound of its values
@@ -130,6 +138,7 @@ class TorchBackend:
     to the largest model's need; half the device memory on CUDA). ``models`` restricts the
     backend to those names (default: every valid model of the repository); each model serves
     its latest version. ``threads`` is torch's intra-op thread count on the CPU (process-wide).
+    ``onnx_in_place``: see ``clockwork.worker.backends.onnx_program``.
     """
 
     def __init__(
@@ -141,8 +150,11 @@ class TorchBackend:
         models: Sequence[str] | None = None,
         *,
         cache_pages: int | None = None,
+        onnx_in_place: bool = False,
     ) -> None:
         self.device = _parse_device(device)
+        # .onnx on the CPU: ORT's weight-copying passes off (slower; onnx_program's docstring)
+        self.onnx_in_place = onnx_in_place
         self.repository = repository
         self.threads = threads
         if self.device.type == "cpu":
@@ -166,7 +178,13 @@ class TorchBackend:
         self._add_lock = threading.Lock()
         self._models: dict[str, _Model] = {}
         for name, config in configs.items():
-            self._models[name] = self._register(config, self._skeletons, self._host_files)
+            if config.format is ModelFormat.BUILTIN:
+                self._models[name] = self._register(config, self._skeletons, self._host_files)
+                continue
+            try:  # a model file that cannot be opened must not stop the others
+                self._models[name] = self._register(config, self._skeletons, self._host_files)
+            except Exception as e:
+                _log.warning("model %s not served on %s: %s", name, self.device, e)
         self._worker_models = {name: m.worker_model for name, m in self._models.items()}
 
         if kind is None:
@@ -182,7 +200,7 @@ class TorchBackend:
         self.kind = kind
         self.cache = WeightsCache(self.device, kind.page_size_bytes, kind.cache_pages)
 
-        self._loaded: dict[str, dict[str, torch.Tensor]] = {}
+        self._loaded: dict[str, tuple[dict[str, torch.Tensor], LoadedProgram]] = {}
         self._lock = threading.Lock()
         if self.device.type == "cuda":
             self._load_stream: torch.cuda.Stream | None = _new_stream(self.device)
@@ -199,6 +217,8 @@ class TorchBackend:
         host_files: dict[str, dict[str, torch.Tensor]],
     ) -> _Model:
         version = max(config.versions)
+        if config.format is not ModelFormat.BUILTIN:
+            return self._register_file(config, version)
         resolved = self.repository.weights_path(config.name, version).resolve()
         st = resolved.stat()
         # the file's identity too: a model added later must not get the old mapping of a shared
@@ -227,27 +247,60 @@ class TorchBackend:
         if runner is None:
             runner = self._runners[key] = BoundModule(skeleton, host.keys())
         plan = pack_tensors(host, self._page_size_bytes)
+        self._check_dtypes(config)
         bounds: dict[str, int] = {}
         if config.architecture == "transformer":
             vocab = config.arch_params["vocab_size"]
             assert isinstance(vocab, int)
             bounds = {spec.name: vocab for spec in config.inputs}
+        return _Model(
+            config,
+            version,
+            host,
+            ModuleProgram(host, runner),
+            plan,
+            WorkerModel(config.name, plan.num_pages, config.batch_sizes),
+            bounds,
+        )
+
+    def _register_file(self, config: ModelConfig, version: int) -> _Model:
+        """A ``.pt2`` or ``.onnx`` model: its program, holding its tensors in host memory."""
+        self._check_dtypes(config)
+        path = self.repository.weights_path(config.name, version)
+        program: Program
+        if config.format is ModelFormat.TORCH_EXPORT:
+            program = open_pt2(path, config, self.device)
+        else:
+            from clockwork.worker.backends.onnx_program import open_onnx
+
+            program = open_onnx(
+                path, config, self.device, self.threads, in_place=self.onnx_in_place
+            )
+        host = program.host
+        if self.device.type == "cuda":
+            # pinned in place: the program reads the same tensors
+            for t in host.values():
+                if t.numel():
+                    t.data = t.pin_memory()
+        plan = pack_tensors(host, self._page_size_bytes)
+        return _Model(
+            config,
+            version,
+            host,
+            program,
+            plan,
+            WorkerModel(config.name, plan.num_pages, config.batch_sizes),
+            {},
+        )
+
+    @staticmethod
+    def _check_dtypes(config: ModelConfig) -> None:
         for spec in config.inputs:
             if spec.dtype not in _NUMPY_DTYPES:
                 raise ConfigurationError(
                     f"model {config.name!r}: input {spec.name!r} has dtype {spec.dtype}, which "
                     "this backend cannot take from numpy"
                 )
-        return _Model(
-            config,
-            version,
-            host,
-            skeleton,
-            runner,
-            plan,
-            WorkerModel(config.name, plan.num_pages, config.batch_sizes),
-            bounds,
-        )
 
     def add_model(self, name: str) -> WorkerModel:
         """Register the repository's model ``name`` (latest version) as at start: validate it,
@@ -322,19 +375,25 @@ class TorchBackend:
                         pages[placement.page], placement.offset_bytes, host.dtype, host.shape
                     )
             copy_ns = self._copy_in(views, m.host)
+            # making what runs over the views counts in the load (an ONNX Runtime session)
+            t0 = time.perf_counter_ns()
+            bound = m.program.bind(views)
+            copy_ns += time.perf_counter_ns() - t0
         except BaseException as e:
             self.cache.release(model)
             if isinstance(e, Exception) and not isinstance(e, BackendError):
                 raise BackendError(f"loading {model!r} on {self.device} failed: {e}") from e
             raise
         with self._lock:
-            self._loaded[model] = views
+            self._loaded[model] = (views, bound)
         return PhaseTimes(input_copy_ns=0, exec_ns=copy_ns, output_copy_ns=0)
 
     def evict(self, model: str) -> None:
         with self._lock:
-            if self._loaded.pop(model, None) is None:
-                raise BackendError(f"model {model!r} is not loaded on {self.device}")
+            entry = self._loaded.pop(model, None)
+        if entry is None:
+            raise BackendError(f"model {model!r} is not loaded on {self.device}")
+        entry[1].close()
         self.cache.release(model)
 
     def infer(
@@ -342,8 +401,8 @@ class TorchBackend:
     ) -> InferOutput:
         m = self._model(model)
         with self._lock:
-            params = self._loaded.get(model)
-        if params is None:
+            entry = self._loaded.get(model)
+        if entry is None:
             raise BackendError(f"model {model!r} is not loaded on {self.device}")
         t0 = time.perf_counter_ns()
         batch = self._stack(m, batch_size, inputs)
@@ -351,10 +410,10 @@ class TorchBackend:
         staging_ns = time.perf_counter_ns() - t0
         try:
             if self._infer_stream is not None:
-                outs, times = self._run_cuda(m, params, args, staging_ns)
+                outs, times = self._run_cuda(m, entry[1], args, staging_ns)
             else:
-                outs, times = self._run_cpu(m, params, args, staging_ns, t0)
-        except (RuntimeError, IndexError, ValueError) as e:
+                outs, times = self._run_cpu(m, entry[1], args, staging_ns, t0)
+        except (RuntimeError, IndexError, ValueError, TypeError) as e:
             raise BackendError(f"model {model!r} failed on {self.device}: {e}") from e
         return InferOutput(outputs=outs[: len(inputs)], times=times)
 
@@ -445,14 +504,14 @@ class TorchBackend:
     def _run_cpu(
         self,
         m: _Model,
-        params: dict[str, torch.Tensor],
+        run: LoadedProgram,
         args: tuple[torch.Tensor, ...],
         staging_ns: int,
         t0: int,
     ) -> tuple[list[dict[str, npt.NDArray[np.generic]]], PhaseTimes]:
         t1 = t0 + staging_ns
         with torch.inference_mode():
-            result = m.runner(params, *args)
+            result = run(*args)
         t2 = time.perf_counter_ns()
         outs = _split(m.config, result)
         t3 = time.perf_counter_ns()
@@ -461,7 +520,7 @@ class TorchBackend:
     def _run_cuda(
         self,
         m: _Model,
-        params: dict[str, torch.Tensor],
+        run: LoadedProgram,
         args: tuple[torch.Tensor, ...],
         staging_ns: int,
     ) -> tuple[list[dict[str, npt.NDArray[np.generic]]], PhaseTimes]:
@@ -473,7 +532,7 @@ class TorchBackend:
             events[0].record(stream)
             on_device = tuple(a.to(self.device, non_blocking=True) for a in pinned)
             events[1].record(stream)
-            result = m.runner(params, *on_device)
+            result = run(*on_device)
             events[2].record(stream)
             tensors = result if isinstance(result, tuple | list) else (result,)
             host = tuple(t.to("cpu") for t in tensors)  # synchronous copy on ``stream``
