@@ -33,9 +33,9 @@ import numpy as np
 import torch
 
 from clockwork.models.create import create_repository
-from clockwork.models.profiler import device_description, percentile_ns, sample_inputs
 from clockwork.models.repository import ModelRepository
 from clockwork.worker.backends.torch_backend import TorchBackend
+from clockwork.worker.profiler import device_description, percentile_ns, sample_inputs
 
 WINDOW = 10  # Clockwork's estimator: p99 of the last 10 measurements
 

@@ -27,9 +27,9 @@ import torch
 
 from clockwork.models.create import create_repository
 from clockwork.models.model_export import export_model
-from clockwork.models.profiler import profile_repository, profile_table, sample_inputs
 from clockwork.models.repository import ModelRepository
 from clockwork.worker.backends.torch_backend import TorchBackend
+from clockwork.worker.profiler import profile_repository, profile_table, sample_inputs
 
 
 def main() -> None:

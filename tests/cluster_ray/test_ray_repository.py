@@ -22,9 +22,9 @@ from clockwork.cluster_ray.config import RayPoolConfig, RayWorkerConfig
 from clockwork.core.profile import ModelProfile, save_profile
 from clockwork.core.requests import ResponseStatus
 from clockwork.models import create_repository
-from clockwork.models.profiler import profile_model, sample_inputs
 from clockwork.models.repository import ModelRepository
 from clockwork.service import ControllerService
+from clockwork.worker.profiler import profile_model, sample_inputs
 
 pytestmark = [
     pytest.mark.ray,

@@ -16,7 +16,6 @@ import pytest
 import tritonclient.grpc as tg
 from tritonclient.utils import InferenceServerException
 
-from clockwork.cli.worker_cmd import emulated_setup
 from clockwork.core.policies import make_policy
 from clockwork.frontend.grpc_server import start_grpc
 from clockwork.frontend.http_server import start_http
@@ -25,6 +24,7 @@ from clockwork.frontend.server import ControllerModelServer
 from clockwork.service import ControllerService, WorkerService
 from clockwork.service.bench_cluster import free_ports
 from clockwork.service.observers import attach_observer
+from clockwork.worker.assembly import emulated_setup
 
 T = TypeVar("T")
 PROFILE = "resnet50_v2-V100-32GB"

@@ -15,7 +15,6 @@ from urllib.error import HTTPError
 
 import pytest
 
-from clockwork.cli.worker_cmd import emulated_setup
 from clockwork.core.policies import make_policy
 from clockwork.frontend.decode_pool import DecodePool
 from clockwork.frontend.http_server import start_http
@@ -23,6 +22,7 @@ from clockwork.frontend.metrics import ServingMetrics
 from clockwork.frontend.server import ControllerModelServer
 from clockwork.service import ControllerService, WorkerService
 from clockwork.service.memory_network import MemoryNetwork
+from clockwork.worker.assembly import emulated_setup
 
 T = TypeVar("T")
 PROFILE = "resnet50_v2-V100-32GB"

@@ -16,7 +16,6 @@ import tritonclient.http as th
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
-from clockwork.cli.worker_cmd import emulated_setup
 from clockwork.core.policies import make_policy
 from clockwork.frontend.grpc_server import start_grpc
 from clockwork.frontend.http_server import start_http
@@ -25,6 +24,7 @@ from clockwork.frontend.server import ControllerModelServer
 from clockwork.service import ControllerService, WorkerService
 from clockwork.service.bench_cluster import free_ports
 from clockwork.service.observers import attach_observer
+from clockwork.worker.assembly import emulated_setup
 
 from support.security import CONTROL_HEADERS, control_enabled
 from support.triton_clients import http_client

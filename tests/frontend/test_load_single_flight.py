@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 import pytest
 
-from clockwork.cli.worker_cmd import emulated_setup
 from clockwork.core.events import ModelInfo
 from clockwork.core.policies import make_policy
 from clockwork.frontend.api import ErrorKind, FrontendError
@@ -18,6 +17,7 @@ from clockwork.frontend.metrics import ServingMetrics
 from clockwork.frontend.server import ControllerModelServer
 from clockwork.frontend.single_flight import SingleFlight
 from clockwork.service import ControllerService, WorkerService
+from clockwork.worker.assembly import emulated_setup
 
 PROFILE = "resnet50_v2-V100-32GB"
 

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from clockwork.cli.worker_cmd import emulated_setup
 from clockwork.core.policies import make_policy
 from clockwork.frontend.api import (
     ErrorKind,
@@ -23,6 +22,7 @@ from clockwork.frontend.metrics import ServingMetrics
 from clockwork.frontend.server import ControllerModelServer, scheduler_priority
 from clockwork.service import ControllerService, WorkerService
 from clockwork.service.observers import attach_observer
+from clockwork.worker.assembly import emulated_setup
 
 PROFILE = "resnet50_v2-V100-32GB"
 MODEL = "resnet50_v2-0000"

@@ -13,7 +13,8 @@ from clockwork.cli import profile_cmd
 from clockwork.core.errors import InvalidInputError
 from clockwork.core.profile import load_profile
 from clockwork.models.packing import pack_tensors
-from clockwork.models.profiler import (
+from clockwork.models.repository import ModelRepository
+from clockwork.worker.profiler import (
     MEASURED_BY,
     percentile_ns,
     profile_model,
@@ -22,7 +23,6 @@ from clockwork.models.profiler import (
     sample_inputs,
     stats,
 )
-from clockwork.models.repository import ModelRepository
 
 FAST: dict[str, Any] = {"runs": 4, "warmup": 1, "loads": 2}
 

@@ -178,8 +178,8 @@ def test_onnx_with_external_data_is_imported_with_its_data(
 def test_a_worker_logs_each_broken_model_at_start(
     tmp_path: Path, files: dict[str, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
-    from clockwork.cli.worker_cmd import torch_setup
     from clockwork.core.errors import ConfigurationError
+    from clockwork.worker.assembly import torch_setup
 
     import_model(tmp_path, files["onnx"], "good")
     import_model(tmp_path, files["onnx"], "gone")

@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
-from clockwork.cli.worker_cmd import emulated_setup
 from clockwork.core.policies import make_policy
 from clockwork.core.requests import ResponseStatus
 from clockwork.service import ControllerService, WorkerService
 from clockwork.service.memory_network import MemoryNetwork
+from clockwork.worker.assembly import emulated_setup
 
 from support.units import MS
 

@@ -23,7 +23,6 @@ import tritonclient.grpc as tg
 import tritonclient.http as th
 from tritonclient.utils import InferenceServerException
 
-from clockwork.cli.worker_cmd import torch_setup
 from clockwork.core.policies import make_policy
 from clockwork.core.profile import save_profile
 from clockwork.frontend.grpc_server import start_grpc
@@ -32,11 +31,12 @@ from clockwork.frontend.metrics import ServingMetrics
 from clockwork.frontend.server import ControllerModelServer
 from clockwork.models.model_import import import_model
 from clockwork.models.problems import RepositoryProblems
-from clockwork.models.profiler import profile_model
 from clockwork.models.repository import ModelRepository
 from clockwork.service import ControllerService, WorkerService
 from clockwork.service.bench_cluster import free_ports
 from clockwork.service.observers import attach_observer
+from clockwork.worker.assembly import torch_setup
+from clockwork.worker.profiler import profile_model
 
 from support.own_models import NETS, example, export_onnx, export_pt2, make_net
 from support.security import CONTROL_HEADERS, control_enabled

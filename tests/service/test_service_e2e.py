@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from clockwork.cli.worker_cmd import emulated_setup
 from clockwork.core.actions import ActionStatus, LoadWeights
 from clockwork.core.ids import DeviceId
 from clockwork.core.policies import make_policy
@@ -28,6 +27,7 @@ from clockwork.transport import (
     Role,
     connect,
 )
+from clockwork.worker.assembly import emulated_setup
 
 from support.units import MS
 

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from clockwork.cli.main import main as cli_main
-from clockwork.cli.worker_cmd import emulated_setup
 from clockwork.core.policies import make_policy
 from clockwork.service import ControllerService, WorkerService
 from clockwork.transport import PROTOCOL_VERSION, Hello, Role, connect
 from clockwork.transport.cluster_secret import ENV_VAR
+from clockwork.worker.assembly import emulated_setup
 
 PROFILE = "resnet50_v2-V100-32GB"
 SECRET = b"cluster-secret-for-tests-0123456789"

@@ -17,7 +17,6 @@ import pytest
 
 pytest.importorskip("torch")
 
-from clockwork.cli.worker_cmd import TorchRescan, emulated_setup, torch_setup
 from clockwork.core.actions import Action, ActionResult, ActionStatus, Infer, LoadWeights
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.events import ModelInfo
@@ -26,13 +25,15 @@ from clockwork.core.policies import PolicyBase, make_policy
 from clockwork.core.profile import DEVICE_KINDS, DeviceKind, shipped_profile
 from clockwork.core.requests import ResponseStatus
 from clockwork.models import create_repository
-from clockwork.models.profiler import profile_path, profile_repository, sample_inputs
+from clockwork.models.profile_files import profile_path
 from clockwork.models.repository import ModelRepository
 from clockwork.service import ControllerService, WorkerService
+from clockwork.worker.assembly import TorchRescan, emulated_setup, torch_setup
 from clockwork.worker.backends.base import Backend
 from clockwork.worker.backends.emulated import EmulatedBackend
 from clockwork.worker.backends.torch_backend import TorchBackend
 from clockwork.worker.device_state import WorkerModel
+from clockwork.worker.profiler import profile_repository, sample_inputs
 from clockwork.worker.runtime import WorkerRuntime
 
 from support.units import MS

@@ -12,15 +12,15 @@ import pytest
 
 pytest.importorskip("torch")
 
-from clockwork.cli.worker_cmd import torch_setup
 from clockwork.core.policies import make_policy
 from clockwork.core.profile import save_profile
 from clockwork.core.requests import ResponseStatus
 from clockwork.models import create_repository
-from clockwork.models.profiler import profile_model, sample_inputs
 from clockwork.models.repository import ModelRepository
 from clockwork.service import ControllerService, WorkerService
+from clockwork.worker.assembly import torch_setup
 from clockwork.worker.backends.torch_backend import TorchBackend
+from clockwork.worker.profiler import profile_model, sample_inputs
 
 from support.units import MS
 

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clockwork.cli.worker_cmd import emulated_setup
 from clockwork.core.policies import make_policy
 from clockwork.core.requests import ResponseStatus
 from clockwork.service import ControllerService, WorkerService
 from clockwork.transport.shared_segments import Segment, live_segments, removals_done
+from clockwork.worker.assembly import emulated_setup
 
 PROFILE = "resnet50_v2-V100-32GB"
 MS = 1_000_000

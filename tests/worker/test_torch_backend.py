@@ -18,10 +18,11 @@ import torch
 from clockwork.core.profile import DeviceKind
 from clockwork.models.create import create_repository
 from clockwork.models.packing import pack_tensors
-from clockwork.models.profiler import sample_inputs
+from clockwork.models.profile_files import kind_file_name
 from clockwork.models.repository import ModelRepository
 from clockwork.worker.backends.base import BackendError
-from clockwork.worker.backends.torch_backend import TorchBackend, kind_file_name
+from clockwork.worker.backends.torch_backend import TorchBackend
+from clockwork.worker.profiler import sample_inputs
 
 TINY_TRANSFORMER: dict[str, Any] = {
     "vocab_size": 50,

@@ -6,14 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from clockwork.models.profiler import (
+from clockwork.models.repository import ModelRepository
+from clockwork.worker.profiler import (
     DEFAULT_LOADS,
     DEFAULT_RUNS,
     DEFAULT_WARMUP,
     profile_repository,
     profile_table,
 )
-from clockwork.models.repository import ModelRepository
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

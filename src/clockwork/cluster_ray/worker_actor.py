@@ -131,7 +131,7 @@ class RayWorkerActor:
     # ----------------------------------------------------------------- the service's thread
 
     def _setup(self) -> tuple[Sequence[Any], Sequence[ModelInfo], Any]:
-        from clockwork.cli.worker_cmd import TorchRescan, emulated_setup, torch_setup
+        from clockwork.worker.assembly import TorchRescan, emulated_setup, torch_setup
 
         cfg = self._config
         if cfg.backend == "emulated":

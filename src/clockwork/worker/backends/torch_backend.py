@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -91,11 +90,6 @@ _NUMPY_DTYPES: dict[str, np.dtype[np.generic]] = {
 }
 
 _ArchKey = tuple[str, tuple[tuple[str, object], ...]]
-
-
-def kind_file_name(kind: str) -> str:
-    """A device kind name as it may appear in a file name (``NVIDIA H200`` -> ``NVIDIA-H200``)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", kind).strip("-") or "device"
 
 
 def default_kind(

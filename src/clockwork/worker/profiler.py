@@ -38,6 +38,7 @@ import torch
 from clockwork.core.errors import InvalidInputError
 from clockwork.core.profile import DeviceKind, Measurement, ModelProfile, save_profile
 from clockwork.models.config import ModelConfig
+from clockwork.models.profile_files import profile_path
 from clockwork.models.repository import ModelRepository
 
 DEFAULT_RUNS = 50
@@ -232,14 +233,6 @@ def profile_model(
             "exec": exec_table,
         },
     )
-
-
-def profile_path(repo: ModelRepository, model: str, kind: str, out: Path | None = None) -> Path:
-    """``<model dir>/profile-<kind>.json`` (or ``<out>/<model>/profile-<kind>.json``)."""
-    from clockwork.worker.backends.torch_backend import kind_file_name
-
-    base = (out if out is not None else repo.root) / model
-    return base / f"profile-{kind_file_name(kind)}.json"
 
 
 def profile_repository(
