@@ -1,20 +1,44 @@
-#!/bin/bash
-# usage: run.sh SRC_DIR LABEL RATE DURATION [serve args...]
-src=$1; label=$2; rate=$3; dur=$4; shift 4
-port=18500
-models=$(ls /work/main/runs/repo16 | grep mobilenet | paste -sd,)
-cd $src; export XDG_STATE_HOME=/tmp/ab/state-$label
-PYTHONPATH=$src/src /work/main/.venv/bin/python -m clockwork.cli.main serve --repository /work/main/runs/repo16 --host 127.0.0.1 --http-port $port --grpc-port 0 --threads 1 --status-interval 0 "$@" > /tmp/ab/serve-$label.log 2>&1 &
+#!/usr/bin/env bash
+# One A/B measurement of `clockwork serve` built from a given source tree: the same repository,
+# client and Poisson arrivals for every build, so that two builds (e.g. a `git worktree` of an
+# older commit and the current tree) can be run interleaved and compared (BENCHMARKS.md s.20).
+#
+# usage: bench/ab_serve.sh SRC_DIR LABEL RATE DURATION_S [serve args...]
+#   REPO (default runs/repo16), PORT (default 18500), OUT (default bench/results/ab) from the
+#   environment. Prints "LABEL rate RATE: attainment X% goodput Y" and the refusals by status.
+set -euo pipefail
+src=$(cd "${1:?SRC_DIR}" && pwd); label=${2:?LABEL}; rate=${3:?RATE}; dur=${4:?DURATION_S}
+shift 4
+root=$(cd "$(dirname "$0")/.." && pwd)
+repo=$(cd "${REPO:-$root/runs/repo16}" && pwd)
+port=${PORT:-18500}
+out=${OUT:-$root/bench/results/ab}
+py=$root/.venv/bin/python
+models=$(ls "$repo" | grep -v '^_' | paste -sd, -)
+mkdir -p "$out"
+export XDG_STATE_HOME="$out/state-$label"  # no warm-start order carried between builds
+cd "$src"
+PYTHONPATH=$src/src "$py" -m clockwork.cli.main serve --repository "$repo" --host 127.0.0.1 \
+  --http-port "$port" --grpc-port 0 --threads 1 --status-interval 0 "$@" \
+  > "$out/serve-$label.log" 2>&1 &
 pid=$!
-for i in $(seq 1 120); do curl -s -o /dev/null -w "%{http_code}" http://127.0.0.1:$port/v2/health/ready 2>/dev/null | grep -q 200 && break; sleep 0.5; done
-sleep 3
-PYTHONPATH=$src/src /work/main/.venv/bin/python -m clockwork.cli.main bench --url http://127.0.0.1:$port --models $models --json --workload poisson --rate 10 --duration 3 --slo-ms 100 --seed 1001 --no-plots --quiet --out /tmp/ab/warm-$label > /dev/null 2>&1
-if [ -n "$SPY" ]; then (sleep 2; /work/main/.venv/bin/py-spy record -p $pid -d 12 -r 100 --nonblocking -f raw -o /tmp/ab/spy-$label.txt > /tmp/ab/spy-$label.log 2>&1) & fi
-PYTHONPATH=$src/src /work/main/.venv/bin/python -m clockwork.cli.main bench --url http://127.0.0.1:$port --models $models --json --workload poisson --rate $rate --duration $dur --slo-ms 100 --seed 2 --no-plots --quiet --out /tmp/ab/out-$label-$rate > /dev/null 2>&1
-python3 -c "
-import json; s=json.load(open('/tmp/ab/out-$label-$rate/summary.json'))
-print('$label rate $rate:', 'attainment %.2f%%' % (100*s['slo_attainment']), 'goodput %.1f' % s.get('goodput_rps', 0), {k: v for k, v in s.get('refused', {}).items()})
-"
-for c in $pid $(pgrep -P $pid); do echo "  cpu $(ps -o comm=,cputime= -p $c | tr -s ' ') $(tr '\0' ' ' < /proc/$c/cmdline | cut -c1-80 | sed 's/.*clockwork.cli.main //')"; done
-for c in $(pgrep -P $pid); do for g in $(pgrep -P $c); do echo "  cpu(grandchild) $(ps -o cputime= -p $g) $(tr '\0' ' ' < /proc/$g/cmdline | cut -c1-60)"; done; done
-kill -INT $pid; wait $pid 2>/dev/null
+trap 'kill -INT $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 240); do
+  curl -s -o /dev/null -w "%{http_code}" "http://127.0.0.1:$port/v2/health/ready" 2>/dev/null \
+    | grep -q 200 && break
+  sleep 0.5
+done
+sleep 3  # the warm start
+bench() {
+  PYTHONPATH=$src/src "$py" -m clockwork.cli.main bench --url "http://127.0.0.1:$port" \
+    --models "$models" --json --workload poisson --no-plots --quiet --slo-ms 100 "$@"
+}
+bench --rate 10 --duration 3 --seed 1001 --out "$out/warm-$label" > /dev/null
+bench --rate "$rate" --duration "$dur" --seed 2 --out "$out/$label-r$rate" > /dev/null
+"$py" - "$out/$label-r$rate/summary.json" "$label" "$rate" <<'EOF'
+import json, sys
+s = json.load(open(sys.argv[1]))
+refused = {k: v for k, v in s.get("refused", {}).items() if v}
+print(f"{sys.argv[2]} rate {sys.argv[3]}: attainment {100 * s['slo_attainment']:.2f}% "
+      f"goodput {s.get('goodput_rps', 0):.1f} refused {refused}")
+EOF

@@ -3,7 +3,7 @@
 On ``--device`` (default ``cuda:0``), for each built-in model at its standard size (written into
 a temporary model repository with ``clockwork.models.create_repository``):
 
-1. profile it with the real backend (``clockwork.models.profiler.profile_model``) and print the
+1. profile it with the real backend (``clockwork.worker.profiler.profile_model``) and print the
    table (``--out DIR`` also writes the profiles there);
 2. check the paged path against the plain module: the same 3 requests in a batch of 4 through
    ``TorchBackend`` (weights as views into the one cache tensor, ``functional_call``) and
@@ -71,13 +71,10 @@ def main() -> int:
 
     from clockwork.core.profile import save_profile
     from clockwork.models.create import create_repository
-    from clockwork.models.profiler import profile_model, profile_table, sample_inputs
+    from clockwork.models.profile_files import kind_file_name
     from clockwork.models.repository import ModelRepository
-    from clockwork.worker.backends.torch_backend import (
-        TorchBackend,
-        default_kind,
-        kind_file_name,
-    )
+    from clockwork.worker.backends.torch_backend import TorchBackend, default_kind
+    from clockwork.worker.profiler import profile_model, profile_table, sample_inputs
 
     device = args.device
     kind = default_kind(device, cache_pages=args.cache_pages)
