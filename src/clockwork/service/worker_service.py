@@ -528,7 +528,7 @@ class WorkerService:
             except (OSError, ValueError) as e:
                 # refused as a bad input: the request it served was answered meanwhile (its
                 # segment is removed then), or the controller is not on this host
-                now = self._clock() + sync.offset_ns  # the controller's clock
+                now = sync.to_remote(self._clock())  # the controller's clock
                 result = ActionResult(
                     action.action_id,
                     action.device,
@@ -547,12 +547,11 @@ class WorkerService:
         if isinstance(action, EvictWeights):
             self._runtime.submit(replace(action, action_id=internal))
             return
-        offset = sync.offset_ns  # controller clock - ours
         local = replace(
             action,
             action_id=internal,
-            earliest_ns=action.earliest_ns - offset,
-            latest_ns=action.latest_ns - offset,
+            earliest_ns=sync.to_local(action.earliest_ns),
+            latest_ns=sync.to_local(action.latest_ns),
         )
         self._runtime.submit(local, inputs)
 
@@ -583,13 +582,16 @@ class WorkerService:
             log.debug("dropping result of action %d of a former controller", action_id)
             return
         sync = session.conn.clock_sync
-        offset = sync.offset_ns if sync is not None and sync.ready else 0
-        converted = replace(
-            result,
-            action_id=action_id,
-            received_ns=result.received_ns + offset,
-            began_ns=result.began_ns + offset,
-            ended_ns=result.ended_ns + offset,
-        )
+        if sync is not None and sync.ready:
+            on_theirs = sync.to_remote  # times on the controller's clock
+            converted = replace(
+                result,
+                action_id=action_id,
+                received_ns=on_theirs(result.received_ns),
+                began_ns=on_theirs(result.began_ns),
+                ended_ns=on_theirs(result.ended_ns),
+            )
+        else:
+            converted = replace(result, action_id=action_id)
         outs = tuple(InferOutputs.from_arrays(o) for o in outputs) if outputs else ()
         session.queue.put_nowait(ActionResultMsg(0, converted, outs))

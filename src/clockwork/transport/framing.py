@@ -22,11 +22,6 @@ def frame_header(payload_bytes: int) -> bytes:
     return HEADER.pack(payload_bytes)
 
 
-def encode_frame(payload: bytes) -> bytes:
-    """Header and payload as one buffer (copies the payload: for small messages)."""
-    return frame_header(len(payload)) + payload
-
-
 def check_frame_length(length: int, max_frame_bytes: int) -> None:
     if length > max_frame_bytes:
         raise FrameError(f"frame length {length} bytes exceeds the limit of {max_frame_bytes}")
