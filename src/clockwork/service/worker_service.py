@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clockwork.core.actions import ActionResult, ActionStatus, EvictWeights
+from clockwork.core.actions import Action, ActionResult, ActionStatus, EvictWeights
 from clockwork.core.clock_sync import ClockSync
 from clockwork.core.events import DeviceInfo, ModelInfo
 from clockwork.core.ids import DeviceId
@@ -508,18 +508,7 @@ class WorkerService:
         self.received[(type(action).__name__, action.model)] += 1
         sync = session.conn.clock_sync
         if sync is None or not sync.ready:
-            now = self._clock()
-            result = ActionResult(
-                action.action_id,
-                action.device,
-                action.model,
-                ActionStatus.INVALID_WINDOW,
-                now,
-                now,
-                now,
-                detail=NOT_SYNCED_DETAIL,
-            )
-            session.queue.put_nowait(ActionResultMsg(0, result))
+            _refuse(session, action, ActionStatus.INVALID_WINDOW, self._clock(), NOT_SYNCED_DETAIL)
             return
         inputs: list[dict[str, npt.NDArray[np.generic]]] | None = None
         if isinstance(msg, InferMsg) and msg.inputs:
@@ -529,17 +518,9 @@ class WorkerService:
                 # refused as a bad input: the request it served was answered meanwhile (its
                 # segment is removed then), or the controller is not on this host
                 now = sync.to_remote(self._clock())  # the controller's clock
-                result = ActionResult(
-                    action.action_id,
-                    action.device,
-                    action.model,
-                    ActionStatus.INVALID_INPUT,
-                    now,
-                    now,
-                    now,
-                    detail=f"inputs cannot be read: {e}",
+                _refuse(
+                    session, action, ActionStatus.INVALID_INPUT, now, f"inputs cannot be read: {e}"
                 )
-                session.queue.put_nowait(ActionResultMsg(0, result))
                 return
         internal = self._next_action_id
         self._next_action_id += 1
@@ -595,3 +576,13 @@ class WorkerService:
             converted = replace(result, action_id=action_id)
         outs = tuple(InferOutputs.from_arrays(o) for o in outputs) if outputs else ()
         session.queue.put_nowait(ActionResultMsg(0, converted, outs))
+
+
+def _refuse(
+    session: _Session, action: Action, status: ActionStatus, now_ns: int, detail: str
+) -> None:
+    """Answer ``action`` at once with ``status``, without running it."""
+    result = ActionResult(
+        action.action_id, action.device, action.model, status, now_ns, now_ns, now_ns, detail=detail
+    )
+    session.queue.put_nowait(ActionResultMsg(0, result))
