@@ -227,22 +227,28 @@ class ModelRepository:
         except InvalidInputError as e:
             raise ModelRepositoryError(path, str(e), name) from e
 
-    def _check_model_file(self, config: ModelConfig, path: Path) -> None:
+    def _checked_key(
+        self, config: ModelConfig, path: Path, what: str, checked_for: _ArchKey
+    ) -> _CheckedKey | None:
+        """The key of ``path``'s check for ``checked_for`` (the file as it is now: path, time,
+        size, inode); None if it was checked already."""
         try:
             st = path.stat()
         except OSError as e:
-            raise ModelRepositoryError(path, f"cannot read model file: {e}", config.name) from e
+            raise ModelRepositoryError(path, f"cannot read {what}: {e}", config.name) from e
         key: _CheckedKey = (
             str(path.resolve()),
             st.st_mtime_ns,
             st.st_size,
             st.st_ino,
-            (
-                config.format.value,
-                (("config", repr((config.inputs, config.outputs, config.max_batch_size))),),
-            ),
+            checked_for,
         )
-        if key in self._checked:
+        return None if key in self._checked else key
+
+    def _check_model_file(self, config: ModelConfig, path: Path) -> None:
+        signature = (("config", repr((config.inputs, config.outputs, config.max_batch_size))),)
+        key = self._checked_key(config, path, "model file", (config.format.value, signature))
+        if key is None:
             return
         sig = file_signature(config.format, path, config.name)
         try:
@@ -302,18 +308,8 @@ class ModelRepository:
         return layout
 
     def _check_weights(self, config: ModelConfig, path: Path) -> None:
-        try:
-            st = path.stat()
-        except OSError as e:
-            raise ModelRepositoryError(path, f"cannot read weights file: {e}", config.name) from e
-        key: _CheckedKey = (
-            str(path.resolve()),
-            st.st_mtime_ns,
-            st.st_size,
-            st.st_ino,
-            _arch_key(config),
-        )
-        if key in self._checked:
+        key = self._checked_key(config, path, "weights file", _arch_key(config))
+        if key is None:
             return
         check_layout(path, read_layout(path, config.name), self._layout(config), config.name)
         self._checked.add(key)
