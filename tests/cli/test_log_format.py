@@ -136,7 +136,7 @@ def test_worker_and_serve_log_lines(log_format: str) -> None:
         worker_lines = worker.stop()
     for who, lines in (("worker", worker_lines), ("serve", serve_lines)):
         assert lines, who
-        assert not any("Traceback" in line for line in lines), (who, lines)
+        assert not any("Traceback" in line for line in lines), f"{who}:\n" + "\n".join(lines)
         if log_format == "json":
             for line in lines:
                 record = json.loads(line)  # every line is one JSON object

@@ -92,6 +92,8 @@ def guarded_door() -> Iterator[FrontDoor]:
 def guarded(guarded_door: FrontDoor) -> FrontDoor:
     guarded_door.fake.loaded = set(SIGNATURES)
     guarded_door.fake.calls.clear()
+    assert guarded_door.security is not None
+    guarded_door.security.attempts.clear()  # each test's wrong tokens are its own
     return guarded_door
 
 

@@ -21,6 +21,7 @@ T = TypeVar("T")
 class FrontDoor:
     def __init__(self, security: FrontDoorSecurity | None, *, max_body_bytes: int = 2**20) -> None:
         self.fake = FakeModelServer()
+        self.security = security
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()

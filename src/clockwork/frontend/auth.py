@@ -32,7 +32,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from clockwork.core.errors import ConfigurationError
-from clockwork.frontend.auth_throttle import FailedAttempts
+from clockwork.frontend.auth_throttle import FailedAttempts, grpc_peer_address
 from clockwork.frontend.tokens import CONTROL_TOKEN_ENV, check_token
 
 if TYPE_CHECKING:
@@ -144,12 +144,14 @@ class FrontDoorSecurity:
     without it ``CONTROL`` calls are refused whatever the credential; with it a control token is
     required. ``tls``: serve HTTPS and gRPC over TLS (``clockwork.frontend.tls``). The default
     object refuses model control and leaves the rest open, over plain TCP. Tokens never appear in
-    ``repr``."""
+    ``repr``. ``attempts``: the wrong tokens counted per address, one count for both protocols
+    (``clockwork.frontend.auth_throttle``)."""
 
     token: bytes | None = field(default=None, repr=False)
     control_token: bytes | None = field(default=None, repr=False)
     allow_model_control: bool = False
     tls: TlsFiles | None = None
+    attempts: FailedAttempts = field(default_factory=FailedAttempts, repr=False, compare=False)
     _token_digest: bytes | None = field(default=None, init=False, repr=False, compare=False)
     _control_digest: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -247,7 +249,7 @@ def http_middleware(security: FrontDoorSecurity | None) -> Middleware:
     cached: a request costs a dict lookup and, with a token, one digest and compare."""
     policy = security or FrontDoorSecurity()
     classes: dict[tuple[str, str | None], Access] = {}
-    attempts = FailedAttempts()
+    attempts = policy.attempts
 
     @web.middleware
     async def authorize(request: web.Request, handler: _Handler) -> web.StreamResponse:
@@ -294,7 +296,9 @@ def _grpc_authorization(metadata: Any) -> str | None:
 class GrpcAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """A ``grpc.aio.ServerInterceptor`` applying a ``FrontDoorSecurity`` to every RPC before its
     request is read: a refused call gets a handler that aborts with the refusal's code (and its
-    reason as the ``clockwork-reason`` trailing metadata)."""
+    reason as the ``clockwork-reason`` trailing metadata). Wrong tokens count against the
+    caller's address as on HTTP; while some address is locked out, guarded calls get a handler
+    that looks at their peer first (the address is known only once the call runs)."""
 
     def __init__(self, security: FrontDoorSecurity | None) -> None:
         self.security = security or FrontDoorSecurity()
@@ -305,11 +309,15 @@ class GrpcAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        refusal = self.security.check(
-            grpc_access(details.method), _grpc_authorization(details.invocation_metadata)
-        )
+        access = grpc_access(details.method)
+        refusal = self.security.check(access, _grpc_authorization(details.invocation_metadata))
         handler = await continuation(details)
-        if refusal is None or handler is None:
+        if handler is None or access is Access.OPEN:
+            return handler
+        attempts = self.security.attempts
+        if refusal is _WRONG or attempts.locking():
+            return _peer_checked(handler, refusal, attempts)
+        if refusal is None:
             return handler
         return self._refuser(refusal, handler.request_streaming, handler.response_streaming)
 
@@ -323,6 +331,59 @@ class GrpcAuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 refusal, request_streaming, response_streaming
             )
         return handler
+
+
+def _peer_checked(
+    handler: grpc.RpcMethodHandler, refusal: Refusal | None, attempts: FailedAttempts
+) -> grpc.RpcMethodHandler:
+    """``handler`` behind its caller's address: a locked-out address is refused (its token not
+    looked at), a wrong token is counted against it, then ``refusal`` or the call as usual."""
+    from clockwork.frontend.api import REASON_METADATA_KEY
+
+    async def gate(context: grpc.aio.ServicerContext) -> None:
+        address = grpc_peer_address(context.peer() or "")
+        wait_s = attempts.blocked_s(address)
+        if wait_s:
+            attempts.refused += 1
+            locked = _locked_out(attempts)
+            await context.abort(
+                grpc.StatusCode[locked.grpc_code],
+                f"{locked.message} (in {max(1, round(wait_s))} s)",
+                trailing_metadata=((REASON_METADATA_KEY, locked.reason),),
+            )
+        if refusal is not None:
+            if refusal is _WRONG:
+                attempts.failed(address)
+            await context.abort(
+                grpc.StatusCode[refusal.grpc_code],
+                refusal.message,
+                trailing_metadata=((REASON_METADATA_KEY, refusal.reason),),
+            )
+
+    # a refused call's bytes are never parsed; an admitted one's as its own handler would
+    parse = handler.request_deserializer if refusal is None else None
+    write = handler.response_serializer
+    if handler.unary_unary is not None:
+        call = handler.unary_unary
+
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await gate(context)
+            return await call(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary_unary, parse, write)
+    if handler.stream_stream is not None:
+        stream = handler.stream_stream
+
+        async def answers(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            await gate(context)
+            async for answer in stream(requests, context):
+                yield answer
+
+        return grpc.stream_stream_rpc_method_handler(answers, parse, write)
+    # the service has no half-streaming method; were one added, it is refused as before
+    if refusal is None:
+        return handler
+    return _refusing_handler(refusal, handler.request_streaming, handler.response_streaming)
 
 
 def _refusing_handler(
