@@ -225,3 +225,25 @@ def test_large_bodies_reach_the_pool_through_shared_memory_that_is_then_removed(
     assert bad.status == 400 and bomb.status == 413
     assert pool.offloaded >= offloaded + 3
     assert segments() <= before  # none left behind, whatever the outcome
+
+
+def test_close_waits_for_the_pools_thread_and_ends_a_stuck_decode() -> None:
+    """Left running after close, the pool's manager thread races the interpreter's exit hook
+    (a traceback when the server stops); a decode that does not finish is ended."""
+
+    async def main() -> None:
+        pool = DecodePool(1)
+        await pool.start()
+        executor = pool._pool
+        manager = getattr(executor, "_executor_manager_thread", None)
+        assert manager is not None and manager.is_alive()
+        stuck = asyncio.ensure_future(pool.run_elsewhere(time.sleep, 60))
+        await asyncio.sleep(0.5)  # the sleep has reached the process
+        t0 = time.perf_counter()
+        pool.close(timeout_s=0.5)
+        assert time.perf_counter() - t0 < 10
+        assert not manager.is_alive() and not pool.pooled
+        with pytest.raises(FrontendError):  # the stuck request is answered, not lost
+            await stuck
+
+    asyncio.run(main())

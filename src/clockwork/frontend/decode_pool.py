@@ -19,6 +19,7 @@ import importlib
 import logging
 import multiprocessing
 import signal
+import threading
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, ParamSpec, TypeVar
@@ -34,6 +35,9 @@ DEFAULT_INLINE_MAX_BYTES = 64 * 1024
 
 #: what the front door's decoders need (named, not imported: they import this module)
 DECODERS = ("clockwork.frontend.http_server", "clockwork.frontend.grpc_server")
+
+#: how long closing waits for a decode in progress before its process is ended
+CLOSE_TIMEOUT_S = 5.0
 
 #: the cost of a decode that is unknown until it is done (an encoded body): always elsewhere
 UNKNOWN_COST = 2**62
@@ -88,10 +92,28 @@ class DecodePool:
             initargs=(self.preload,),
         )
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Stop the processes: queued decodes are cancelled, a running one may finish within
+        ``timeout_s``, then its process is ended. Returns once the pool's manager thread is
+        gone: left running, it races CPython 3.11's exit hook for the pool, which then writes
+        to a pipe the thread has just closed ("Exception ignored ... Bad file descriptor" and a
+        traceback when the server stops)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        # private to ProcessPoolExecutor, and the only handles there are on its thread and
+        # processes; both may be absent once the pool has broken
+        manager: threading.Thread | None = getattr(pool, "_executor_manager_thread", None)
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        if manager is None:
+            return
+        manager.join(timeout_s)
+        if manager.is_alive():
+            log.warning("a decode process did not stop within %.0f s; ending it", timeout_s)
+            for process in processes:
+                process.terminate()
+            manager.join(timeout_s)
 
     @property
     def pooled(self) -> bool:
