@@ -15,8 +15,11 @@ import gzip
 import itertools
 import json
 import re
+import signal
 import socket
+import subprocess
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -43,6 +46,8 @@ from clockwork.core.errors import ConfigurationError
 from clockwork.core.units import NS_PER_MS, NS_PER_S
 from clockwork.telemetry.records import RequestTable
 from clockwork.workload import ClosedLoop, PoissonOpenLoop
+
+from support.serve_process import CLI
 
 SLO_MS = 250
 OK_DELAY_S = 0.003
@@ -842,3 +847,58 @@ def test_a_server_that_gzips_whatever_is_asked(
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["requests"] > 0 and summary["succeeded"] == summary["requests"]
     assert summary["client_errors"] == 0
+
+
+def test_ctrl_c_stops_sending_and_a_second_stops_waiting(
+    http_server: StandIn, tmp_path: Path
+) -> None:
+    """The first Ctrl-C ends the sending and waits for the answers in flight (here "late"
+    ones that take a minute); the second stops waiting: the report covers what was sent, marked
+    partial, the unanswered requests in it, and the exit code is 130."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            *CLI,
+            "bench",
+            "--url",
+            http_server.url,
+            "--models",
+            "good,late",
+            "--rate",
+            "20",
+            "--duration",
+            "3600",
+            "--slo-ms",
+            "60000",
+            "--status-every",
+            "0.2",
+            "--out",
+            str(out),
+            "--no-plots",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    seen: list[str] = []
+    for needle in ("requests", "in flight"):  # a progress line, then one with answers due
+        while needle not in (line := proc.stderr.readline()):
+            assert line, seen
+            seen.append(line)
+    time.sleep(0.5)  # some "late" requests in flight
+    proc.send_signal(signal.SIGINT)
+    while "interrupted: sending stopped" not in (line := proc.stderr.readline()):
+        assert line, seen
+        seen.append(line)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    stderr = "".join(seen) + stderr
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "(partial: interrupted)" in stderr, stderr
+    assert "SLO attainment" in stdout  # the table of what ran
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["partial"] is True and summary["requests"] > 0
+    assert summary["succeeded"] > 0 and summary["client_errors_by_kind"]["unanswered"] > 0
+    assert summary["duration_s"] < 60  # the time it sent, not the hour asked for

@@ -300,9 +300,12 @@ def run(args: argparse.Namespace) -> int:
         write_bench_report(args.out, result, plots=not args.no_plots)
     print(format_table(result.summary))
     print(format_bench_lines(result.summary))
+    partial = bool(result.summary.get("partial"))
     if args.out is not None:
-        print(f"report written to {args.out}", file=sys.stderr)
-    return 0
+        note = " (partial: interrupted)" if partial else ""
+        print(f"report written to {args.out}{note}", file=sys.stderr)
+    # the shell's code for a run stopped by Ctrl-C (what ran is reported all the same)
+    return 130 if partial else 0
 
 
 __all__ = ["register", "run"]

@@ -36,9 +36,12 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import signal
+import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -284,6 +287,18 @@ class _Driver:
         self.lateness_sum = 0
         self.lateness_max = 0
         self.end_ns = 0
+        # Ctrl-C: the first stops sending (the answers still due are waited for), the second
+        # stops waiting
+        self.interrupted = False
+        self._give_up = asyncio.Event()
+
+    def interrupt(self) -> None:
+        """Stop sending; called again, stop waiting for the answers in flight."""
+        if self.interrupted:
+            self._give_up.set()
+            return
+        self.interrupted = True
+        self.waker.wake()
 
     # -- bookkeeping
 
@@ -369,7 +384,7 @@ class _Driver:
         try:
             arrivals = iter(self.workload.arrivals())
             nxt = next(arrivals, None)
-            while True:
+            while not self.interrupted:
                 if nxt is not None and nxt.time_ns >= self.duration_ns:
                     nxt = None  # arrivals come in time order: nothing more to send
                 fu = self.followups[0] if self.followups else None
@@ -401,7 +416,16 @@ class _Driver:
                     nxt = next(arrivals, None)
                 self._submit(arrival, target, now)
             if self.tasks:
-                await asyncio.wait(set(self.tasks), timeout=self.drain_ns / NS_PER_S)
+                answered = asyncio.ensure_future(asyncio.wait(set(self.tasks)))
+                give_up = asyncio.ensure_future(self._give_up.wait())
+                await asyncio.wait(
+                    {answered, give_up},
+                    timeout=self.drain_ns / NS_PER_S,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                for waiting in (answered, give_up):
+                    waiting.cancel()
+                await asyncio.gather(answered, give_up, return_exceptions=True)
             self.end_ns = clock()
         finally:
             if status_task is not None:
@@ -441,6 +465,34 @@ class _Driver:
             printer.update(elapsed, len(self.log), self.progress_extra())
 
 
+@contextmanager
+def _interrupts_to(driver: _Driver, stream: TextIO | None, drain_ns: int) -> Iterator[None]:
+    """While entered, SIGINT calls ``driver.interrupt`` (and says what happens next) instead of
+    raising ``KeyboardInterrupt``; outside the main thread, nothing changes."""
+    loop = asyncio.get_running_loop()
+    out = stream or sys.stderr
+
+    def on_sigint() -> None:
+        if not driver.interrupted:
+            print(
+                f"\ninterrupted: sending stopped; waiting up to {drain_ns / NS_PER_S:g} s for "
+                f"{len(driver.in_flight)} answer(s) in flight (Ctrl-C again to stop waiting)",
+                file=out,
+                flush=True,
+            )
+        driver.interrupt()
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    except (RuntimeError, ValueError, NotImplementedError):  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
 def _workload_info(workload: Workload, slo_ns: int) -> dict[str, object]:
     d = dict(workload.describe())
     d.pop("models", None)  # possibly thousands of names: the mapping has the server's
@@ -470,8 +522,11 @@ async def bench_url(
     connect_timeout_s: float = 5.0,
     clock_ns: Callable[[], int] = time.monotonic_ns,
     credentials: ClientCredentials | None = None,
+    stop_on_sigint: bool = False,
 ) -> BenchUrlResult:
-    """``run_bench_url`` inside a running event loop."""
+    """``run_bench_url`` inside a running event loop. ``stop_on_sigint``: Ctrl-C stops sending
+    and the report covers what was sent (``partial``); a second one stops waiting for answers
+    (main thread only)."""
     if concurrency_limit < 1:
         raise ConfigurationError(f"the concurrency limit must be >= 1, got {concurrency_limit}")
     if duration_ns <= 0 or slo_ns <= 0 or drain_ns < 0:
@@ -517,10 +572,16 @@ async def bench_url(
             else None
         )
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        await driver.run(printer)
+        with _interrupts_to(driver, progress, drain_ns) if stop_on_sigint else nullcontext():
+            await driver.run(printer)
         cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
         if printer is not None:
-            printer.close(driver.end_ns - driver.t0, len(driver.log), driver.progress_extra())
+            printer.close(
+                driver.end_ns - driver.t0,
+                len(driver.log),
+                driver.progress_extra(),
+                finished=not driver.interrupted,
+            )
 
     requests = driver.log.table()
     actions = ActionLog().table()
@@ -535,7 +596,13 @@ async def bench_url(
         # a client cannot know the server's policy (its name is under "server")
         policy="-",
         workload=info_workload,
-        duration_ns=duration_ns,
+        # an interrupted run's rates are over the time it sent
+        duration_ns=(
+            max(1, min(driver.end_ns - driver.t0, duration_ns))
+            if driver.interrupted
+            else duration_ns
+        ),
+        partial=driver.interrupted,
         devices=devices,
         models=len(used),
         seed=int(seed_of) if isinstance(seed_of, int) else seed,
@@ -640,6 +707,7 @@ def run_bench_url(
                 status_every_s=status_every_s,
                 connect_timeout_s=connect_timeout_s,
                 credentials=credentials,
+                stop_on_sigint=True,
             )
         )
 
