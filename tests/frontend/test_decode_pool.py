@@ -247,3 +247,15 @@ def test_close_waits_for_the_pools_thread_and_ends_a_stuck_decode() -> None:
             await stuck
 
     asyncio.run(main())
+
+
+def test_decode_processes_yield_the_cores_to_the_server() -> None:
+    async def main() -> int:
+        pool = DecodePool(1, niceness=7)
+        await pool.start()
+        try:
+            return await pool.run_elsewhere(os.nice, 0)
+        finally:
+            pool.close()
+
+    assert asyncio.run(main()) == os.nice(0) + 7

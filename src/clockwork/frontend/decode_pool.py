@@ -18,6 +18,7 @@ import concurrent.futures
 import importlib
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -36,6 +37,9 @@ DEFAULT_INLINE_MAX_BYTES = 64 * 1024
 #: what the front door's decoders need (named, not imported: they import this module)
 DECODERS = ("clockwork.frontend.http_server", "clockwork.frontend.grpc_server")
 
+#: how much lower than the server's the decode processes' CPU priority is (``os.nice``)
+DEFAULT_NICENESS = 10
+
 #: how long closing waits for a decode in progress before its process is ended
 CLOSE_TIMEOUT_S = 5.0
 
@@ -52,7 +56,8 @@ def _ready() -> bool:
 
 class DecodePool:
     """``processes`` decode processes (0: decode everything in place, as tests and tools that
-    have no loop to protect may). See the module docstring."""
+    have no loop to protect may), each ``niceness`` below the server in CPU priority. See the
+    module docstring."""
 
     def __init__(
         self,
@@ -60,6 +65,7 @@ class DecodePool:
         *,
         inline_max_bytes: int = DEFAULT_INLINE_MAX_BYTES,
         preload: tuple[str, ...] = DECODERS,
+        niceness: int = DEFAULT_NICENESS,
     ) -> None:
         if processes < 0 or inline_max_bytes < 0:
             raise ValueError("processes >= 0 and inline_max_bytes >= 0 required")
@@ -67,6 +73,7 @@ class DecodePool:
         self.inline_max_bytes = inline_max_bytes
         # modules each process imports at start, rather than its first request
         self.preload = preload
+        self.niceness = niceness
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self.offloaded = 0
         self.inline = 0
@@ -89,7 +96,7 @@ class DecodePool:
             self.processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_process,
-            initargs=(self.preload,),
+            initargs=(self.preload, self.niceness),
         )
 
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
@@ -170,7 +177,7 @@ def _call(fn: Callable[..., T], args: tuple[object, ...], kwargs: dict[str, obje
     return fn(*args, **kwargs)
 
 
-def _start_process(preload: tuple[str, ...]) -> None:
+def _start_process(preload: tuple[str, ...], niceness: int) -> None:
     from clockwork.service.malloc_tuning import pin_malloc_thresholds
 
     # Ctrl-C reaches the whole process group: the server stops this process itself, and a
@@ -178,5 +185,9 @@ def _start_process(preload: tuple[str, ...]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     pin_malloc_thresholds()  # a bomb's buffers go back to the system once it is refused
+    if niceness:
+        # decoding is bulk work: where the cores are short, the timed loop (and the workers)
+        # should get them first; raising one's own niceness needs no privilege
+        os.nice(niceness)
     for module in preload:
         importlib.import_module(module)
