@@ -42,6 +42,7 @@ weights give the same logits, to float rounding).
 import argparse
 import datetime
 import json
+import re
 import os
 import platform
 import random
@@ -84,7 +85,9 @@ def model_names(repo: Path) -> list[str]:
     return sorted(
         d.name
         for d in repo.iterdir()
-        if d.is_dir() and not d.name.startswith(("_", ".")) and (d / "config.json").is_file()
+        if d.is_dir()
+        and not d.name.startswith(("_", "."))
+        and ((d / "config.json").is_file() or (d / "config.pbtxt").is_file())
     )
 
 
@@ -524,9 +527,20 @@ def main() -> int:
 
 
 def describe_models(repo: Path, models: list[str]) -> str:
-    """``4 x mobilenet_v2 (resolution 64), batch sizes [1, 2, 4, 8]`` from the configs."""
+    """``4 x mobilenet_v2 (resolution 64), batch sizes [1, 2, 4, 8]`` from the configs (a
+    Triton-layout model: its platform, its input dims and max batch size)."""
     kinds: dict[str, int] = {}
     for name in models:
+        pbtxt = repo / name / "config.pbtxt"
+        if pbtxt.is_file():
+            text = pbtxt.read_text()
+            found = {
+                field: re.search(rf"{field}:\s*([^\n}}]+)", text)
+                for field in ("platform", "max_batch_size", "dims")
+            }
+            key = ", ".join(f"{k} {m.group(1).strip()}" for k, m in found.items() if m)
+            kinds[key] = kinds.get(key, 0) + 1
+            continue
         c = json.loads((repo / name / "config.json").read_text())
         params = c.get("arch_params", {})
         shape = f"resolution {params['resolution']}" if "resolution" in params else ""

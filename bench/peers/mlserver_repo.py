@@ -6,9 +6,10 @@ Usage::
         [--metrics-port 8082] [--max-batch-time-s 0.005] [--parallel-workers 1]
 
 Writes ``OUTDIR/settings.json`` (the server) and ``OUTDIR/<model>/model-settings.json`` (one per
-model of REPO, read from its ``config.json``); then ``mlserver start OUTDIR`` serves them with
-``mlserver_runtime.ClockworkRuntime``, which loads the weights from REPO itself (nothing is
-copied). Needs only the standard library: it reads the configs as JSON (the runtime checks them).
+model of REPO, its ``config.json`` or Triton-style ``config.pbtxt`` read by Clockwork's own
+``ModelRepository``: run it with the MLServer venv's python); then ``mlserver start OUTDIR`` serves
+them with ``mlserver_runtime.ClockworkRuntime``, which loads the models from REPO itself (nothing is
+copied).
 
 The settings, and why (README.md has the whole comparison):
 
@@ -35,45 +36,34 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from clockwork.models.config import ModelConfig
+    from clockwork.models.tensors import TensorSpec
 
 RUNTIME = "mlserver_runtime.ClockworkRuntime"
 DEFAULT_MAX_BATCH_TIME_S = 0.005
 
 
-def model_dirs(repo: Path) -> list[Path]:
-    """The repository's model directories (as ``ModelRepository.model_dirs``: not ``_`` or
-    ``.`` first), those with a ``config.json``, sorted."""
-    return sorted(
-        d
-        for d in repo.iterdir()
-        if d.is_dir() and not d.name.startswith(("_", ".")) and (d / "config.json").is_file()
-    )
+def tensor(spec: "TensorSpec") -> dict[str, object]:
+    return {"name": spec.name, "datatype": spec.dtype, "shape": [-1, *spec.shape]}
 
 
-def tensor(spec: dict[str, object]) -> dict[str, object]:
-    shape = spec["shape"]
-    assert isinstance(shape, list)
-    return {"name": spec["name"], "datatype": spec["dtype"], "shape": [-1, *shape]}
-
-
-def model_settings(repo: Path, config: dict[str, object], max_batch_time_s: float) -> dict:
-    versions = config["versions"]
-    assert isinstance(versions, list)
-    inputs = config["inputs"]
-    outputs = config["outputs"]
-    assert isinstance(inputs, list) and isinstance(outputs, list)
+def model_settings(repo: Path, config: "ModelConfig", max_batch_time_s: float) -> dict:
+    version = max(config.versions)
     return {
-        "name": config["name"],
+        "name": config.name,
         "implementation": RUNTIME,
-        "platform": "pytorch",
-        "versions": [str(max(versions))],
-        "inputs": [tensor(t) for t in inputs],
-        "outputs": [tensor(t) for t in outputs],
-        "max_batch_size": config["max_batch_size"],
+        "platform": "pytorch" if config.format.value == "builtin" else config.format.value,
+        "versions": [str(version)],
+        "inputs": [tensor(t) for t in config.inputs],
+        "outputs": [tensor(t) for t in config.outputs],
+        "max_batch_size": config.max_batch_size,
         "max_batch_time": max_batch_time_s,
         "parameters": {
-            "version": str(max(versions)),
-            "extra": {"repository": str(repo), "model": config["name"]},
+            "version": str(version),
+            "extra": {"repository": str(repo), "model": config.name},
         },
     }
 
@@ -96,12 +86,14 @@ def write(repo: Path, out: Path, args: argparse.Namespace) -> list[str]:
     names = []
     out.mkdir(parents=True, exist_ok=True)
     (out / "settings.json").write_text(json.dumps(server_settings(args), indent=2) + "\n")
-    for d in model_dirs(repo):
-        config = json.loads((d / "config.json").read_text())
-        settings = model_settings(repo, config, args.max_batch_time_s)
-        (out / d.name).mkdir(exist_ok=True)
-        (out / d.name / "model-settings.json").write_text(json.dumps(settings, indent=2) + "\n")
-        names.append(d.name)
+    from clockwork.models.repository import ModelRepository
+
+    models = ModelRepository(repo)
+    for name in sorted(models.scan()):
+        settings = model_settings(repo, models.load_config(name), args.max_batch_time_s)
+        (out / name).mkdir(exist_ok=True)
+        (out / name / "model-settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+        names.append(name)
     return names
 
 
@@ -122,7 +114,7 @@ def main() -> int:
         return 2
     names = write(repo, args.out.resolve(), args)
     if not names:
-        print(f"mlserver_repo: no model (no <model>/config.json) in {repo}", file=sys.stderr)
+        print(f"mlserver_repo: no valid model in {repo}", file=sys.stderr)
         return 2
     print(f"mlserver_repo: {len(names)} model(s) of {repo} -> {args.out}/ (HTTP {args.http_port})")
     return 0

@@ -4,6 +4,10 @@ Both peer apps load every model with ``ModelRepository(root).build_module(name, 
 module code and the same weights (memory-mapped from the same safetensors files) as Clockwork's
 worker. ``run_batch`` runs one batch the way Clockwork's torch backend does on the CPU
 (``torch.inference_mode``, one intra-op thread set once per process by ``use_one_thread``).
+A model whose version is an ONNX file (``model.onnx``, e.g. from ``clockwork models import``) runs
+in an ONNX Runtime session made as Clockwork's worker makes its own (CPU provider, default graph
+optimizations, one intra-op and one inter-op thread, no spinning; ``onnxruntime`` in the peer's
+venv, pinned as in Clockwork's torch extra).
 
 The peers run any batch size up to the model's ``max_batch_size``; Clockwork's worker pads a batch
 up to the next of the model's ``batch_sizes`` (1, 2, 4, 8 for the demo models), so it computes a
@@ -47,6 +51,7 @@ class PeerModel:
     config: ModelConfig
     version: int
     module: torch.nn.Module | None
+    session: object = None  # an onnxruntime.InferenceSession for an ONNX model
 
     @property
     def name(self) -> str:
@@ -96,8 +101,11 @@ def load_model(repo: ModelRepository, name: str, build: bool = True) -> PeerMode
     version = max(config.versions)
     if not build:
         return PeerModel(config, version, None)
-    module = repo.build_module(name, version)
-    model = PeerModel(config, version, module)
+    path = repo.weights_path(name, version)
+    if path.suffix == ".onnx":
+        model = PeerModel(config, version, None, onnx_session(path))
+    else:
+        model = PeerModel(config, version, repo.build_module(name, version))
     for size in config.batch_sizes:
         run_batch(model, [np.stack([zeros_input(t) for _ in range(size)]) for t in config.inputs])
     return model
@@ -122,6 +130,18 @@ def load_all(
     return models
 
 
+def onnx_session(path: Path) -> object:
+    """An ONNX Runtime session for ``path`` with the threads of ``use_one_thread``."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def zeros_input(spec: TensorSpec) -> np.ndarray:
     return np.zeros(spec.shape, dtype=NUMPY_DTYPES[spec.dtype])
 
@@ -129,6 +149,13 @@ def zeros_input(spec: TensorSpec) -> np.ndarray:
 def run_batch(model: PeerModel, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Run the model on stacked inputs (one array per model input, in the config's order, batch
     dimension first); the outputs in the config's order, as numpy arrays."""
+    if model.session is not None:
+        feed = {
+            spec.name: np.ascontiguousarray(a)
+            for spec, a in zip(model.config.inputs, inputs, strict=True)
+        }
+        names = [spec.name for spec in model.config.outputs]
+        return [np.asarray(o) for o in model.session.run(names, feed)]  # type: ignore[attr-defined]
     assert model.module is not None, f"model {model.name!r} was not built"
     args = [torch.from_numpy(np.ascontiguousarray(a)) for a in inputs]
     with torch.inference_mode():

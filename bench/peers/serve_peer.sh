@@ -109,7 +109,7 @@ import json, sys
 from pathlib import Path
 repo = Path(sys.argv[1])
 want = {d.name for d in repo.iterdir() if d.is_dir() and not d.name.startswith(("_", "."))
-        and (d / "config.json").is_file()}
+        and ((d / "config.json").is_file() or (d / "config.pbtxt").is_file())}
 try:
     index = json.loads(sys.argv[2])
 except ValueError:
@@ -156,7 +156,7 @@ start_server() {
             [[ -x $ml_venv/bin/mlserver ]] || { echo "serve_peer: run setup_mlserver.sh" >&2; exit 2; }
             workdir=$state/mlserver-repo
             rm -rf "$workdir"
-            python3 "$here/mlserver_repo.py" "$repo" "$workdir" --http-port "$port" \
+            "$ml_venv/bin/python" "$here/mlserver_repo.py" "$repo" "$workdir" --http-port "$port" \
                 --grpc-port $((port + 1)) --metrics-port $((port + 2))
             cmd=(env "PYTHONPATH=$here" "$ml_venv/bin/mlserver" start .)
             ;;

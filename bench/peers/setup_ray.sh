@@ -13,12 +13,15 @@ set -euo pipefail
 
 RAY_VERSION=2.60.0
 TORCH_VERSION=2.13.0
+# ONNX models (repositories made by `clockwork models import`): the pins of clockwork[torch]
+ONNXRUNTIME_VERSION=1.32.0
+ONNX_VERSION=1.23.2
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 venv=${1:-$here/.venv-ray}
 python=${PYTHON:-python3}
-reqs=("ray[serve]==$RAY_VERSION" "torch==$TORCH_VERSION" numpy "safetensors>=0.4")
+reqs=("ray[serve]==$RAY_VERSION" "torch==$TORCH_VERSION" numpy "safetensors>=0.4" "onnxruntime==$ONNXRUNTIME_VERSION" "onnx==$ONNX_VERSION")
 stamp=$venv/.peer-installed
 want="${reqs[*]}"
 
