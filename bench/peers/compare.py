@@ -42,10 +42,10 @@ weights give the same logits, to float rounding).
 import argparse
 import datetime
 import json
-import re
 import os
 import platform
 import random
+import re
 import shlex
 import signal
 import statistics
