@@ -259,7 +259,7 @@ def weights_sizes(repo: ModelRepository, name: str) -> list[tuple[str, int]]:
         return [(k, int(t.nbytes)) for k, t in repo.load_weights(name, version).items()]
     path = repo.weights_path(name, version)
     if config.format is ModelFormat.TORCH_EXPORT:
-        program = load_pt2(path, name)
+        program = repo.pt2_program(name, version)
         return [(k, int(t.nbytes)) for k, t in program.state_dict.items()]
     import onnx
     from onnx import helper

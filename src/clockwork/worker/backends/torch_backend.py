@@ -263,7 +263,9 @@ class TorchBackend:
         path = self.repository.weights_path(config.name, version)
         program: Program
         if config.format is ModelFormat.TORCH_EXPORT:
-            program = open_pt2(path, config, self.device)
+            # the program the repository read for its check: read once per file
+            pt2 = self.repository.pt2_program(config.name, version)
+            program = open_pt2(path, pt2, config, self.device)
         else:
             from clockwork.worker.backends.onnx_program import open_onnx
 
