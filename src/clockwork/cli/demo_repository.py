@@ -2,14 +2,21 @@
 fastest on the device it is made for.
 
 The built-in form is written first (``create_repository``, seeded weights shared by the four).
-Then the network is exported once to ONNX and to a ``torch.export`` program (files under
-``_demo/``), each form is imported into a scratch repository, and the torch backend that will
-serve it runs each at batch 1, rounds interleaved (on the CPU with one thread, the time taken is
-the thread's CPU time, which other processes on the machine barely move; else wall-clock). The
-form with the lowest median becomes the four models (their version files link to the one
-export), and ``_demo/choice.json`` says which form was chosen, on which device, and the times.
-A later start on a device of another kind chooses again (the exports are kept); a demo
-repository without that file (made before, or by hand) is left as it is.
+Then the network is exported once to ONNX (and to a ``torch.export`` program when ``pt2`` is
+among the forms asked for; see ``DEFAULT_FORMS``) under ``_demo/``; each form is imported into
+a scratch repository, and the torch backend that will serve it runs each at batch 1, rounds
+interleaved (on the CPU with one thread, the time taken is the thread's CPU time, which other
+processes on the machine barely move; else wall-clock). The form with the lowest median becomes
+the four models (their version files link to the one export), and ``_demo/choice.json`` says
+which form was chosen, on which device, and the times; the server log says the same. A later
+start on a device of another kind chooses again (the exports are kept); a demo repository
+without that file (made before, or by hand) is left as it is.
+
+The exporter is torch's TorchScript-based one (``dynamo=False``): about 1-4 s for this
+network here, and nothing to install beyond torch and onnx (the dynamo exporter needs
+``onnxscript`` and runs ``torch.export`` first). Most of what ``clockwork models export`` once
+took went into its import reading the ``.pt2`` program three times (``torch.export.load``, 21 of
+38 s profiled), not into exporting; it reads it once now.
 
 A form that cannot run here is no candidate, with the reason logged: ONNX without
 ``onnxruntime`` (the ``torch`` extra installs it) or without the CUDA provider on a GPU. If no
@@ -45,6 +52,11 @@ DEMO_BATCH_SIZES = (1, 2, 4, 8)
 DEMO_RESOLUTION = 64
 DEMO_SEED = 1
 ALL_FORMS = (ModelFormat.BUILTIN, ModelFormat.ONNX, ModelFormat.TORCH_EXPORT)
+#: the candidates unless told: a ``.pt2`` program runs the same ATen kernels as eager torch
+#: (``ExportedProgram.module()``, nothing fused), so it is not faster than the built-in form
+#: beyond noise (batch-1 CPU time 11.5 against 11.0 ms here), and exporting and reading it
+#: costs about 12 s of CPU time, twice the rest of the preparation
+DEFAULT_FORMS = (ModelFormat.BUILTIN, ModelFormat.ONNX)
 #: where the exports and the record of the choice lie (a ``_`` directory is not a model)
 FORMS_DIR = "_demo"
 CHOICE_FILE = "choice.json"
@@ -127,7 +139,7 @@ def ensure_demo_repository(
     device: str = "auto",
     *,
     threads: int = 1,
-    forms: Sequence[ModelFormat] = ALL_FORMS,
+    forms: Sequence[ModelFormat] = DEFAULT_FORMS,
 ) -> FormChoice | None:
     """Make the demo repository at ``root`` unless it already holds models for a device of this
     kind; return the choice made now (None: nothing made)."""
@@ -190,7 +202,7 @@ class _Made:
 
 
 def choose_form(
-    root: Path, device: str, *, threads: int = 1, forms: Sequence[ModelFormat] = ALL_FORMS
+    root: Path, device: str, *, threads: int = 1, forms: Sequence[ModelFormat] = DEFAULT_FORMS
 ) -> FormChoice:
     """Export the first demo model to each of ``forms`` and time each on ``device``; the
     exports are left in ``root/_demo/`` (one made before is reused)."""

@@ -81,10 +81,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--demo-forms",
-        default="builtin,onnx,pt2",
+        default="builtin,onnx",
         metavar="FORMS",
         help="without --repository: the forms the demo models may take (builtin, onnx, pt2); "
-        "the fastest here, timed when the demo repository is made, is served",
+        "the fastest here, timed when the demo repository is made, is served "
+        "(builtin: no export, no timing)",
     )
     p.add_argument("--http-port", type=int, default=8000, help="HTTP/REST port")
     p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (0: no gRPC server)")
@@ -167,7 +168,7 @@ SWITCH_INTERVAL_S = 0.0005
 
 
 def ensure_demo_repository(
-    root: Path, device: str = "auto", forms: str = "builtin,onnx,pt2", threads: int = 1
+    root: Path, device: str = "auto", forms: str = "builtin,onnx", threads: int = 1
 ) -> None:
     """Create the demo repository at ``root`` unless it already holds models for this device
     kind, in the fastest of ``forms`` here (``clockwork.cli.demo_repository``)."""
