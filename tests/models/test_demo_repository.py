@@ -63,13 +63,13 @@ def test_the_fastest_form_is_served_and_answers_as_the_builtin_one(tmp_path: Pat
     ref_root = tmp_path / "ref"
     demo._write_builtin(ref_root)
     image = np.random.default_rng(3).standard_normal((3, 32, 32), dtype=np.float32)
-    outputs = []
+    outputs: list[np.ndarray] = []
     for where in (root, ref_root):
         name = demo.model_names()[2]
         backend = TorchBackend(ModelRepository(where), "cpu", models=[name])
         backend.load(name)
         (out,) = backend.infer(name, 1, [{"input": image}]).outputs
-        outputs.append(out["logits"])
+        outputs.append(np.asarray(out["logits"], dtype=np.float32))
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-4, atol=1e-4)
 
 
