@@ -26,6 +26,8 @@ from clockwork.models.model_files import (
     config_tensors,
     file_signature,
     load_pt2,
+    onnx_input_ranges,
+    pt2_input_ranges,
     pt2_signature,
 )
 from clockwork.models.tensors import TensorSpec
@@ -74,6 +76,12 @@ def import_model(
     if max_batch_size < 1:
         raise InvalidInputError(f"max_batch_size must be >= 1, got {max_batch_size}")
     inputs, outputs = config_tensors(sig, max_batch_size)
+    # the values an integer input may take, where the file shows them (an embedding's rows)
+    ranges = pt2_input_ranges(program) if program is not None else onnx_input_ranges(file)
+    inputs = tuple(
+        TensorSpec(t.name, t.dtype, t.shape, ranges.get(f.name))
+        for t, f in zip(inputs, sig.inputs, strict=True)
+    )
     if not sig.named:
         in_names: Sequence[str] = [t.name for t in inputs]
         out_names: Sequence[str] = [
@@ -87,7 +95,8 @@ def import_model(
                     f"names {list(in_names)}, {list(out_names)}"
                 )
         inputs = tuple(
-            TensorSpec(n, t.dtype, t.shape) for n, t in zip(in_names, inputs, strict=True)
+            TensorSpec(n, t.dtype, t.shape, t.value_range)
+            for n, t in zip(in_names, inputs, strict=True)
         )
         outputs = tuple(
             TensorSpec(n, t.dtype, t.shape) for n, t in zip(out_names, outputs, strict=True)
