@@ -14,6 +14,7 @@ from clockwork.core.errors import InvalidInputError
 from clockwork.models.formats import ModelFormat
 from clockwork.models.repository import ModelRepository
 from clockwork.worker.backends.torch_backend import TorchBackend
+from clockwork.worker.profiler import profile_repository
 
 BUILTIN, ONNX, PT2 = ModelFormat.BUILTIN, ModelFormat.ONNX, ModelFormat.TORCH_EXPORT
 
@@ -58,6 +59,12 @@ def test_the_fastest_form_is_served_and_answers_as_the_builtin_one(tmp_path: Pat
     assert formats(root) == {n: choice.chosen for n in demo.model_names()}
     assert json.loads((root / demo.FORMS_DIR / demo.CHOICE_FILE).read_text())["chosen"] == fastest
     assert (root / demo.FORMS_DIR / "mobilenet_v2-32-seed1.onnx").is_file()
+
+    # the four share one file (or one architecture): measured once at first start
+    written = profile_repository(ModelRepository(root), "cpu", runs=2, warmup=0, loads=1)
+    first, *others = demo.model_names()
+    assert sorted(written) == [first, *others]
+    assert all(f"measured on {first}" in written[n][0].measured.how for n in others)
 
     # the served models compute what the built-in network does
     ref_root = tmp_path / "ref"

@@ -145,6 +145,22 @@ class ModelRepository:
             )
         return self._pt2_at(self._weights_path(config, version), name)
 
+    def measure_key(self, config: ModelConfig) -> tuple[object, ...]:
+        """``config.measure_key``, except that models of one's own whose latest version is one
+        file (links to it, as the demo repository's are) with the same tensors and batch sizes
+        share a key too: a profile measured on one serves all."""
+        if config.format is ModelFormat.BUILTIN:
+            return config.measure_key
+        path = self._weights_path(config, max(config.versions))
+        try:
+            resolved = path.resolve()
+            st = resolved.stat()
+        except OSError as e:
+            raise ModelRepositoryError(path, f"cannot read model file: {e}", config.name) from e
+        identity = (str(resolved), st.st_mtime_ns, st.st_size, st.st_ino)
+        tensors = (config.inputs, config.outputs, config.max_batch_size)
+        return (config.format.value, identity, tensors, config.batch_sizes)
+
     def _pt2_at(self, path: Path, name: str) -> ExportedProgram:
         try:
             resolved = path.resolve()

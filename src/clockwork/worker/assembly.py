@@ -276,7 +276,7 @@ class TorchRescan:
         for name in names:
             try:
                 config = repo.load_config(name)
-                key = config.measure_key
+                key = repo.measure_key(config)
                 profile = measured.get(key)
                 if profile is None:
                     log.info("profiling new model %s on %s", name, self.backend.device)
