@@ -41,6 +41,7 @@ def test_builtin_only_makes_the_builtin_models_and_then_nothing(tmp_path: Path) 
     root = tmp_path / "demo"
     choice = demo.ensure_demo_repository(root, "cpu", forms=(BUILTIN,))
     assert choice is not None and choice.chosen is BUILTIN and choice.median_ms == {}
+    assert "only the built-in form was asked for" in choice.describe()
     assert formats(root) == {n: BUILTIN for n in demo.model_names()}
     assert not list((root / demo.FORMS_DIR).glob("*.onnx"))  # nothing exported
     assert demo.read_choice(root) == choice.to_json()
@@ -100,5 +101,5 @@ def test_without_onnx_runtime_the_builtin_form_stays(
     choice = demo.ensure_demo_repository(root, "cpu")
     assert choice is not None and choice.chosen is BUILTIN
     assert "onnxruntime is not installed" in choice.skipped["onnx"]
-    assert "not tried: onnx: onnxruntime is not installed" in choice.describe()
+    assert "nothing else tried: onnx: onnxruntime is not installed" in choice.describe()
     assert formats(root) == {n: BUILTIN for n in demo.model_names()}

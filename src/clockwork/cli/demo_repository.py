@@ -91,13 +91,17 @@ class FormChoice:
         }
 
     def describe(self) -> str:
+        if not self.median_ms:
+            why = "; ".join(f"{f}: {w}" for f, w in self.skipped.items()) or (
+                "only the built-in form was asked for"
+            )
+            return f"the {self.chosen.value} form on {self.device} (nothing else tried: {why})"
         times = ", ".join(
             f"{form} {ms:.2f} ms"
             for form, ms in sorted(self.median_ms.items(), key=lambda kv: kv[1])
         )
         text = (
-            f"the {self.chosen.value} form on {self.device}"
-            f" (median batch-1 {self.clock}: {times or 'not timed'}"
+            f"the {self.chosen.value} form on {self.device} (median batch-1 {self.clock}: {times}"
         )
         if self.skipped:
             text += "; not tried: " + "; ".join(f"{f}: {why}" for f, why in self.skipped.items())
