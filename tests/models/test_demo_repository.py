@@ -103,3 +103,16 @@ def test_without_onnx_runtime_the_builtin_form_stays(
     assert "onnxruntime is not installed" in choice.skipped["onnx"]
     assert "nothing else tried: onnx: onnxruntime is not installed" in choice.describe()
     assert formats(root) == {n: BUILTIN for n in demo.model_names()}
+
+
+def test_a_form_that_fails_to_run_leaves_the_builtin_form(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no session for you")
+
+    monkeypatch.setattr(demo, "_time_forms", broken)
+    choice = demo.ensure_demo_repository(tmp_path / "demo", "cpu")
+    assert choice is not None and choice.chosen is BUILTIN
+    assert choice.skipped == {"onnx": "timing failed: no session for you"}
+    assert formats(tmp_path / "demo") == {n: BUILTIN for n in demo.model_names()}

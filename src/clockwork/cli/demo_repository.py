@@ -229,7 +229,13 @@ def _choose(root: Path, device: str, threads: int, forms: Sequence[ModelFormat])
     if not files:
         elapsed = time.perf_counter() - t0
         return _Made(FormChoice(device, kind, ModelFormat.BUILTIN, {}, "", skipped, elapsed))
-    median_ms, clock, configs = _time_forms(root, files, device, threads)
+    try:
+        median_ms, clock, configs = _time_forms(root, files, device, threads)
+    except Exception as e:  # the demo must start: the built-in form runs wherever torch does
+        reason = f"timing failed: {str(e).splitlines()[0][:200]}" if str(e) else repr(e)
+        skipped.update({fmt.value: reason for fmt in files})
+        elapsed = time.perf_counter() - t0
+        return _Made(FormChoice(device, kind, ModelFormat.BUILTIN, {}, "", skipped, elapsed))
     chosen = ModelFormat.parse(min(median_ms, key=lambda f: median_ms[f]))
     choice = FormChoice(device, kind, chosen, median_ms, clock, skipped, time.perf_counter() - t0)
     return _Made(choice, configs.get(chosen), files.get(chosen))
