@@ -5,6 +5,11 @@ batch 1 and at ``max_batch_size`` on zeros (its outputs must have the declared s
 then written: ``REPO/NAME/<version>/model.pt2`` (or ``.onnx``, with any external data files
 beside it) and ``REPO/NAME/config.pbtxt`` in Triton's layout, its inputs and outputs taken from
 the file. Files are written atomically, the config last.
+
+An integer input that indexes an embedding table in the file (``aten.embedding`` in a ``.pt2``,
+a ``Gather`` on an initializer in ONNX) gets that table's rows as its value range in the config
+(``clockwork.value_range.<input>``; ``model_files.pt2_input_ranges``/``onnx_input_ranges``); for
+another integer input the config says that the range is not known and how to give one.
 """
 
 from __future__ import annotations
