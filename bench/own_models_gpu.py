@@ -8,7 +8,9 @@ is how it was checked on a machine without a GPU. Steps, all under ``--out``:
 2. ``clockwork profile`` of the three on ``--device`` (p50/p99 per batch size, load time), and
    the load bandwidth (weights bytes / load p50);
 3. paged equals unpaged: each form served by the paged backend against the eager module on the
-   same device, max absolute difference at batch 4.
+   same device, max absolute difference at batch 4;
+4. which form ``clockwork serve``'s demo repository takes on ``--device`` (all three forms
+   timed at batch 1, as at a first start; ``--no-demo`` skips it).
 
 Prints a table and writes ``results.json``. Usage on a GPU machine:
 ``python bench/own_models_gpu.py --device cuda:0 --arch resnet50 --out /tmp/own-gpu``.
@@ -45,6 +47,7 @@ def main() -> None:
         default="builtin,pt2,onnx",
         help="which forms (onnx on CUDA needs onnxruntime-gpu installed in place of onnxruntime)",
     )
+    parser.add_argument("--no-demo", action="store_true", help="skip the demo form choice")
     args = parser.parse_args()
     root = args.out / "repo"
     (name,) = create_repository(
@@ -92,6 +95,13 @@ def main() -> None:
             "paged_vs_eager_max_abs_diff": diff,
         }
         backend.evict(form)
+    if not args.no_demo:
+        from clockwork.cli.demo_repository import ALL_FORMS, ensure_demo_repository
+
+        choice = ensure_demo_repository(args.out / "demo-repo", args.device, forms=ALL_FORMS)
+        if choice is not None:
+            print(f"demo repository: {choice.describe()}")
+            results["demo_choice"] = choice.to_json()
     (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     print(f"-> {args.out / 'results.json'}")
 

@@ -39,6 +39,7 @@ from clockwork.worker.assembly import torch_setup
 from clockwork.worker.profiler import profile_model
 
 from support.own_models import NETS, example, export_onnx, export_pt2, make_net
+from support.own_models import VOCAB as NETS_VOCAB
 from support.security import CONTROL_HEADERS, control_enabled
 from support.triton_clients import http_client
 
@@ -201,3 +202,45 @@ def test_loading_the_broken_model_says_why(stack: Stack) -> None:
     finally:
         client.close()
         client.close = lambda: None  # (see support.triton_clients)
+
+
+@pytest.mark.parametrize("model", ["encoder-pt2", "encoder-onnx"])
+def test_token_ids_past_the_embedding_are_refused_at_the_door(stack: Stack, model: str) -> None:
+    with http_client(f"127.0.0.1:{stack.http_port}") as client:
+        meta = client.get_model_config(model)
+        for bad in (NETS_VOCAB, -1):
+            x = example("encoder", 2, seed=3)
+            x[1, 4] = bad
+            tensor = th.InferInput("tokens", list(x.shape), "INT64")
+            tensor.set_data_from_numpy(x.numpy(), binary_data=True)
+            with pytest.raises(InferenceServerException) as caught:
+                client.infer(model, [tensor], timeout=TIMEOUT_US)
+            assert caught.value.status() == "400"
+            message = caught.value.message()
+            assert "'tokens'" in message and f"[0, {NETS_VOCAB - 1}]" in message, message
+            assert f"{'max' if bad > 0 else 'min'} {bad}" in message
+        # the largest and smallest ids are served, and the server goes on answering
+        x = example("encoder", 2, seed=3)
+        x[0, 0], x[1, 0] = NETS_VOCAB - 1, 0
+        tensor = th.InferInput("tokens", list(x.shape), "INT64")
+        tensor.set_data_from_numpy(x.numpy(), binary_data=True)
+        result = client.infer(model, [tensor], timeout=TIMEOUT_US)
+        out = meta["output"][0]["name"]
+        np.testing.assert_allclose(
+            result.as_numpy(out), expected("encoder", x), rtol=RTOL, atol=ATOL
+        )
+
+
+def test_grpc_refuses_token_ids_past_the_embedding(stack: Stack) -> None:
+    client = tg.InferenceServerClient(f"127.0.0.1:{stack.grpc_port}")
+    try:
+        x = example("encoder", 1, seed=4)
+        x[0, 2] = NETS_VOCAB + 7
+        tensor = tg.InferInput("tokens", list(x.shape), "INT64")
+        tensor.set_data_from_numpy(x.numpy())
+        with pytest.raises(InferenceServerException) as caught:
+            client.infer("encoder-onnx", [tensor], timeout=TIMEOUT_US)
+        assert caught.value.status() == "StatusCode.INVALID_ARGUMENT"
+        assert f"values must lie in [0, {NETS_VOCAB - 1}]" in caught.value.message()
+    finally:
+        client.close()

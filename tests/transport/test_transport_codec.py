@@ -126,6 +126,13 @@ tensor_sigs = st.lists(
         NAMES,
         st.sampled_from(OIP_DATATYPES),
         st.lists(st.integers(-1, 4096).filter(lambda d: d >= -1), max_size=4).map(tuple),
+        # an integer input's value range (least, greatest), or none
+        st.one_of(
+            st.none(),
+            st.tuples(st.integers(-(2**63), 2**64 - 1), st.integers(-(2**63), 2**64 - 1)).map(
+                lambda t: (min(t), max(t))
+            ),
+        ),
     ),
     min_size=1,
     max_size=3,

@@ -47,10 +47,6 @@ if TYPE_CHECKING:  # imported lazily at run time: `clockwork --help` stays fast
     from clockwork.service.supervisor import ChildSupervisor
 
 DEMO_REPOSITORY = Path("demo-repo")
-DEMO_ARCH = "mobilenet_v2"
-DEMO_COPIES = 4
-DEMO_BATCH_SIZES = (1, 2, 4, 8)
-DEMO_RESOLUTION = 64
 LOCAL_WORKER_ID = "local"
 #: the local worker profiles unprofiled models before it listens: allow for that
 LOCAL_JOIN_TIMEOUT_S = 900.0
@@ -82,6 +78,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="DIR",
         help=f"model repository (default: {DEMO_REPOSITORY}/, a demo repository "
         "created on first run)",
+    )
+    p.add_argument(
+        "--demo-forms",
+        default="builtin,onnx",
+        metavar="FORMS",
+        help="without --repository: the forms the demo models may take (builtin, onnx, pt2); "
+        "the fastest here, timed when the demo repository is made, is served "
+        "(builtin: no export, no timing)",
     )
     p.add_argument("--http-port", type=int, default=8000, help="HTTP/REST port")
     p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (0: no gRPC server)")
@@ -163,28 +167,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 SWITCH_INTERVAL_S = 0.0005
 
 
-def ensure_demo_repository(root: Path) -> None:
-    """Create the demo repository at ``root`` unless it already holds models."""
-    if root.is_dir() and any((d / "config.json").is_file() for d in root.iterdir()):
-        return
-    from clockwork.models.create import create_repository
+def ensure_demo_repository(
+    root: Path, device: str = "auto", forms: str = "builtin,onnx", threads: int = 1
+) -> None:
+    """Create the demo repository at ``root`` unless it already holds models for this device
+    kind, in the fastest of ``forms`` here (``clockwork.cli.demo_repository``)."""
+    from clockwork.cli.demo_repository import ensure_demo_repository as ensure
+    from clockwork.cli.demo_repository import parse_forms
 
-    log.info(
-        "creating the demo model repository %s/ (%d x %s at %dx%d)",
-        root,
-        DEMO_COPIES,
-        DEMO_ARCH,
-        DEMO_RESOLUTION,
-        DEMO_RESOLUTION,
-    )
-    create_repository(
-        root,
-        DEMO_ARCH,
-        DEMO_COPIES,
-        seed=1,
-        params={"resolution": DEMO_RESOLUTION},
-        batch_sizes=DEMO_BATCH_SIZES,
-    )
+    ensure(root, device, threads=threads, forms=parse_forms(forms))
 
 
 def _check_port(name: str, port: int, allow_zero: bool = False) -> None:
@@ -222,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
     if (args.ray is None and not args.no_local_worker) or args.ray_backend == "torch":
         if repository is None:
             repository = DEMO_REPOSITORY
-            ensure_demo_repository(repository)
+            ensure_demo_repository(repository, args.device, args.demo_forms, args.threads)
         elif not repository.is_dir():
             raise ConfigurationError(f"--repository {repository}: no such directory")
 

@@ -33,11 +33,13 @@ OIP_DATATYPES = (
 @dataclass(frozen=True, slots=True)
 class TensorSignature:
     """One input or output: name, OIP datatype, shape of one sample (no batch dimension; ``-1``
-    marks a dimension of any size)."""
+    marks a dimension of any size), and for an integer input the least and greatest value the
+    model takes (``value_range``, both allowed; None: any value of the datatype)."""
 
     name: str
     datatype: str
     shape: tuple[int, ...]
+    value_range: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -50,6 +52,15 @@ class TensorSignature:
         if not all(isinstance(d, int) and (d >= 0 or d == -1) for d in self.shape):
             raise InvalidInputError(
                 f"tensor {self.name!r}: shape {list(self.shape)} must hold integers >= 0 or -1"
+            )
+        if self.value_range is not None and not (
+            len(self.value_range) == 2
+            and all(isinstance(v, int) for v in self.value_range)
+            and self.value_range[0] <= self.value_range[1]
+        ):
+            raise InvalidInputError(
+                f"tensor {self.name!r}: value range {self.value_range!r} must be "
+                "(least, greatest) integers"
             )
 
 

@@ -347,8 +347,23 @@ def _check_inputs(
                 f"input {spec.name!r}: batch dimension {n} differs from the other inputs' {batch}"
             )
         batch = n
+        _check_range(spec, t.data)
     assert batch is not None
     return [{name: t.data[i] for name, t in given.items()} for i in range(batch)]
+
+
+def _check_range(spec: TensorSignature, data: npt.NDArray[np.generic]) -> None:
+    """Refuse integer values the model cannot take (an index past its embedding table would
+    fail the whole batch on the worker, or read past it)."""
+    if spec.value_range is None or not data.size:
+        return
+    low, high = spec.value_range
+    least, greatest = data.min(), data.max()
+    if least < low or greatest > high:
+        raise _bad(
+            f"input {spec.name!r}: values must lie in [{low}, {high}] (the values the model "
+            f"takes); got min {least}, max {greatest}"
+        )
 
 
 def _check_outputs(call: InferenceCall, sig: ModelSignature) -> list[str]:

@@ -216,6 +216,20 @@ class ModelConfig:
         }[self.format]
 
     @property
+    def input_ranges(self) -> dict[str, tuple[int, int]]:
+        """Integer input -> the least and greatest value the model takes (both allowed): a
+        model file's ``value_range``s; the built-in transformer's token ids, below its
+        vocabulary size. Inputs not listed are bounded by their dtype only."""
+        if self.format is ModelFormat.BUILTIN:
+            vocab = (
+                self.arch_params.get("vocab_size") if self.architecture == "transformer" else None
+            )
+            if isinstance(vocab, int):
+                return {t.name: (0, vocab - 1) for t in self.inputs}
+            return {}
+        return {t.name: t.value_range for t in self.inputs if t.value_range is not None}
+
+    @property
     def measure_key(self) -> tuple[object, ...]:
         """Models with equal keys cost the same to run (a profile measured on one serves
         all): a built-in architecture with equal parameters and batch sizes; a model file is

@@ -37,7 +37,7 @@ def export_model(
         raise InvalidInputError(f"model {name!r} is already a {config.format.value} file")
     version = max(config.versions)
     module = repo.build_module(name, version, copy=True)
-    example = _example(config.inputs, min(2, config.max_batch_size))
+    example = example_inputs(config.inputs, min(2, config.max_batch_size))
     in_names = [t.name for t in config.inputs]
     out_names = [t.name for t in config.outputs]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -46,29 +46,12 @@ def export_model(
         path = out_dir / f"{name}{fmt.suffix}"
         if path.exists() and not overwrite:
             raise InvalidInputError(f"{path}: exists; overwrite (--overwrite) replaces")
-        with warnings.catch_warnings():
-            # the exporters warn about tracing details and their own deprecations
-            warnings.simplefilter("ignore")
-            if fmt is ModelFormat.TORCH_EXPORT:
-                dynamic = None
-                if config.max_batch_size > 1:
-                    batch = torch.export.Dim("batch", min=1, max=config.max_batch_size)
-                    dynamic = tuple({0: batch} for _ in example)
-                program = torch.export.export(module, example, dynamic_shapes=dynamic)
-                torch.export.save(program, str(path))
-            elif fmt is ModelFormat.ONNX:
-                axes = {n: {0: "batch"} for n in [*in_names, *out_names]}
-                torch.onnx.export(
-                    module,
-                    example,
-                    str(path),
-                    dynamo=False,
-                    input_names=in_names,
-                    output_names=out_names,
-                    dynamic_axes=axes,
-                )
-            else:
-                raise InvalidInputError(f"cannot export to {fmt.value}")
+        if fmt is ModelFormat.TORCH_EXPORT:
+            export_pt2(module, example, config.max_batch_size, path)
+        elif fmt is ModelFormat.ONNX:
+            export_onnx(module, example, in_names, out_names, path)
+        else:
+            raise InvalidInputError(f"cannot export to {fmt.value}")
         written.append(path)
         if into is not None:
             import_model(
@@ -82,7 +65,51 @@ def export_model(
     return written
 
 
-def _example(inputs: Sequence[TensorSpec], batch: int) -> tuple[torch.Tensor, ...]:
+def export_pt2(
+    module: torch.nn.Module, example: tuple[torch.Tensor, ...], max_batch_size: int, path: Path
+) -> None:
+    """``torch.export`` ``module`` (batch dimension dynamic up to ``max_batch_size``) to
+    ``path``."""
+    dynamic = None
+    if max_batch_size > 1:
+        batch = torch.export.Dim("batch", min=1, max=max_batch_size)
+        dynamic = tuple({0: batch} for _ in example)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter warns about tracing details
+        program = torch.export.export(module, example, dynamic_shapes=dynamic)
+        torch.export.save(program, str(path))
+
+
+def export_onnx(
+    module: torch.nn.Module,
+    example: tuple[torch.Tensor, ...],
+    in_names: Sequence[str],
+    out_names: Sequence[str],
+    path: Path,
+) -> None:
+    """``module`` to an ONNX file at ``path``, the batch dimension dynamic.
+
+    With the TorchScript-based exporter (``dynamo=False``): it traces the module once (a few
+    seconds for MobileNetV2), needs nothing beyond torch and onnx, and its files run on ONNX
+    Runtime as they are; the dynamo exporter needs ``onnxscript`` besides and goes through
+    ``torch.export`` first (itself several seconds more here).
+    """
+    axes = {n: {0: "batch"} for n in [*in_names, *out_names]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter warns about its own deprecation
+        torch.onnx.export(
+            module,
+            example,
+            str(path),
+            dynamo=False,
+            input_names=list(in_names),
+            output_names=list(out_names),
+            dynamic_axes=axes,
+        )
+
+
+def example_inputs(inputs: Sequence[TensorSpec], batch: int) -> tuple[torch.Tensor, ...]:
+    """Inputs to trace with: random floats, zeros for integer tensors."""
     tensors: list[torch.Tensor] = []
     for spec in inputs:
         if spec.torch_dtype.is_floating_point:

@@ -246,6 +246,71 @@ def check_onnx_runs(path: Path, model: str | None = None) -> None:
         ) from e
 
 
+# ------------------------------------------------------------------------------- value ranges
+
+
+def pt2_input_ranges(program: ExportedProgram) -> dict[str, tuple[int, int]]:
+    """Input name -> (0, rows - 1) for each user input that indexes an embedding table (a
+    parameter or buffer) directly: the values an ``aten.embedding`` takes without failing."""
+    tables = {
+        **program.graph_signature.inputs_to_parameters,
+        **program.graph_signature.inputs_to_buffers,
+    }
+    user = set(program.graph_signature.user_inputs)
+    ranges: dict[str, tuple[int, int]] = {}
+    for node in program.graph.nodes:
+        if node.op != "call_function" or node.target is not torch.ops.aten.embedding.default:
+            continue
+        weight, indices = node.args[0], node.args[1]
+        name = getattr(indices, "name", None)
+        table = tables.get(getattr(weight, "name", ""))
+        if name not in user or table is None or table not in program.state_dict:
+            continue
+        rows = int(program.state_dict[table].shape[0])
+        _narrow(ranges, str(name), rows)
+    return ranges
+
+
+def onnx_input_ranges(path: Path) -> dict[str, tuple[int, int]]:
+    """Input name -> (0, rows - 1) for each graph input that a ``Gather`` on axis 0 of an
+    initializer takes as its indices (through ``Cast``/``Identity`` nodes): an embedding table.
+    ONNX's Gather would read a negative index from the table's end, which an embedding lookup
+    exported from torch never means, and fails past it."""
+    import onnx
+    from onnx import helper
+
+    proto = onnx.load(str(path), load_external_data=False)
+    rows = {init.name: int(init.dims[0]) for init in proto.graph.initializer if init.dims}
+    inputs = {v.name for v in proto.graph.input} - set(rows)
+    source: dict[str, str] = {}  # the output of a Cast or Identity -> what it passes on
+    for node in proto.graph.node:
+        if node.op_type in ("Cast", "Identity") and len(node.input) == 1:
+            source[node.output[0]] = node.input[0]
+
+    def origin(name: str) -> str:
+        seen = 0
+        while name in source and seen < 16:
+            name, seen = source[name], seen + 1
+        return name
+
+    ranges: dict[str, tuple[int, int]] = {}
+    for node in proto.graph.node:
+        if node.op_type != "Gather" or len(node.input) != 2:
+            continue
+        axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
+        data, indices = origin(node.input[0]), origin(node.input[1])
+        if axis == 0 and data in rows and indices in inputs:
+            _narrow(ranges, indices, rows[data])
+    return ranges
+
+
+def _narrow(ranges: dict[str, tuple[int, int]], name: str, rows: int) -> None:
+    if rows < 1:
+        return
+    known = ranges.get(name)
+    ranges[name] = (0, rows - 1 if known is None else min(known[1], rows - 1))
+
+
 # ------------------------------------------------------------------------------- both
 
 
@@ -259,7 +324,7 @@ def weights_sizes(repo: ModelRepository, name: str) -> list[tuple[str, int]]:
         return [(k, int(t.nbytes)) for k, t in repo.load_weights(name, version).items()]
     path = repo.weights_path(name, version)
     if config.format is ModelFormat.TORCH_EXPORT:
-        program = load_pt2(path, name)
+        program = repo.pt2_program(name, version)
         return [(k, int(t.nbytes)) for k, t in program.state_dict.items()]
     import onnx
     from onnx import helper

@@ -5,6 +5,11 @@ batch 1 and at ``max_batch_size`` on zeros (its outputs must have the declared s
 then written: ``REPO/NAME/<version>/model.pt2`` (or ``.onnx``, with any external data files
 beside it) and ``REPO/NAME/config.pbtxt`` in Triton's layout, its inputs and outputs taken from
 the file. Files are written atomically, the config last.
+
+An integer input that indexes an embedding table in the file (``aten.embedding`` in a ``.pt2``,
+a ``Gather`` on an initializer in ONNX) gets that table's rows as its value range in the config
+(``clockwork.value_range.<input>``; ``model_files.pt2_input_ranges``/``onnx_input_ranges``); for
+another integer input the config says that the range is not known and how to give one.
 """
 
 from __future__ import annotations
@@ -21,7 +26,15 @@ from clockwork.core.errors import InvalidInputError
 from clockwork.models.config import ModelConfig, check_model_name
 from clockwork.models.create import write_text_atomic
 from clockwork.models.formats import ModelFormat, format_of_file
-from clockwork.models.model_files import config_tensors, file_signature, load_pt2
+from clockwork.models.model_files import (
+    FileSignature,
+    config_tensors,
+    file_signature,
+    load_pt2,
+    onnx_input_ranges,
+    pt2_input_ranges,
+    pt2_signature,
+)
 from clockwork.models.tensors import TensorSpec
 from clockwork.models.triton_config import PBTXT_FILE, write_triton_config
 from clockwork.models.weights import temporary_sibling
@@ -57,13 +70,23 @@ def import_model(
     fmt = format_of_file(file.name)
     if not file.is_file():
         raise InvalidInputError(f"{file}: no such file")
-    sig = file_signature(fmt, file, name)
+    # a .pt2 is read once (seconds for a MobileNetV2): its signature and both runs use it
+    program = load_pt2(file, name) if fmt is ModelFormat.TORCH_EXPORT else None
+    sig: FileSignature = (
+        pt2_signature(program) if program is not None else file_signature(fmt, file, name)
+    )
     if max_batch_size is None:
         fixed = any(t.dims and t.dims[0] == 1 for t in sig.inputs)
         max_batch_size = 1 if fixed else DEFAULT_MAX_BATCH_SIZE
     if max_batch_size < 1:
         raise InvalidInputError(f"max_batch_size must be >= 1, got {max_batch_size}")
     inputs, outputs = config_tensors(sig, max_batch_size)
+    # the values an integer input may take, where the file shows them (an embedding's rows)
+    ranges = pt2_input_ranges(program) if program is not None else onnx_input_ranges(file)
+    inputs = tuple(
+        TensorSpec(t.name, t.dtype, t.shape, ranges.get(f.name))
+        for t, f in zip(inputs, sig.inputs, strict=True)
+    )
     if not sig.named:
         in_names: Sequence[str] = [t.name for t in inputs]
         out_names: Sequence[str] = [
@@ -77,7 +100,8 @@ def import_model(
                     f"names {list(in_names)}, {list(out_names)}"
                 )
         inputs = tuple(
-            TensorSpec(n, t.dtype, t.shape) for n, t in zip(in_names, inputs, strict=True)
+            TensorSpec(n, t.dtype, t.shape, t.value_range)
+            for n, t in zip(in_names, inputs, strict=True)
         )
         outputs = tuple(
             TensorSpec(n, t.dtype, t.shape) for n, t in zip(out_names, outputs, strict=True)
@@ -94,8 +118,9 @@ def import_model(
         format=fmt,
         model_filename=fmt.default_filename,
     )
+    module = program.module() if program is not None else None
     for batch in sorted({1, max_batch_size}):
-        try_run(fmt, file, config, batch)
+        try_run(fmt, file, config, batch, module)
 
     model_dir = Path(root) / name
     if model_dir.exists() and not overwrite:
@@ -115,13 +140,21 @@ def import_model(
     return config
 
 
-def try_run(fmt: ModelFormat, file: Path, config: ModelConfig, batch: int) -> None:
+def try_run(
+    fmt: ModelFormat,
+    file: Path,
+    config: ModelConfig,
+    batch: int,
+    module: torch.nn.Module | None = None,
+) -> None:
     """Run ``file`` once on zeros at ``batch``; InvalidInputError unless it runs and its
-    outputs have the config's shapes."""
+    outputs have the config's shapes. ``module``: a ``.pt2`` file's program's module, if read
+    already."""
     feeds = [np.zeros((batch, *s.shape), dtype=_numpy_dtype(s)) for s in config.inputs]
     try:
         if fmt is ModelFormat.TORCH_EXPORT:
-            module = load_pt2(file, config.name).module()
+            if module is None:
+                module = load_pt2(file, config.name).module()
             with torch.inference_mode():
                 result = module(*(torch.from_numpy(f) for f in feeds))
             results = list(result) if isinstance(result, tuple | list) else [result]

@@ -13,7 +13,9 @@ or, for a model of one's own (a ``.pt2`` torch.export program or an ``.onnx`` fi
       <model>/<version>/model.pt2          (or model.onnx, or the config's file name)
 
 A model file's signature is checked against its config when the config is loaded (memoized per
-file identity, like the weights headers).
+file identity, like the weights headers). A ``.pt2`` program is loaded once per file identity
+and kept (:meth:`ModelRepository.pt2_program`): the check, the profiler and the backend that
+serves it share that one program (``torch.export.load`` takes seconds for a MobileNetV2).
 
 Directories whose names start with ``_`` or ``.`` are not models and are skipped by
 :meth:`ModelRepository.scan`, as are plain files at the top level. Every problem raises
@@ -25,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -33,7 +36,12 @@ from clockwork.core.errors import InvalidInputError
 from clockwork.models.config import ModelConfig, check_model_name
 from clockwork.models.errors import ModelRepositoryError, UnknownModelError
 from clockwork.models.formats import ModelFormat
-from clockwork.models.model_files import check_signature, file_signature
+from clockwork.models.model_files import (
+    check_signature,
+    file_signature,
+    load_pt2,
+    pt2_signature,
+)
 from clockwork.models.pbtxt import PbtxtError
 from clockwork.models.triton_config import PBTXT_FILE, parse_triton_config
 from clockwork.models.weights import (
@@ -44,6 +52,9 @@ from clockwork.models.weights import (
     read_layout,
     tensors_layout,
 )
+
+if TYPE_CHECKING:
+    from torch.export import ExportedProgram
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -67,6 +78,8 @@ class ModelRepository:
         self._errors: list[ModelRepositoryError] = []
         self._layouts: dict[_ArchKey, Layout] = {}
         self._checked: set[_CheckedKey] = set()
+        # resolved path -> ((mtime_ns, size, inode), program): the last program read there
+        self._programs: dict[str, tuple[tuple[int, int, int], ExportedProgram]] = {}
 
     @property
     def root(self) -> Path:
@@ -119,6 +132,48 @@ class ModelRepository:
         model."""
         config = self._read_config(name)
         return self._weights_path(config, version)
+
+    def pt2_program(self, name: str, version: int) -> ExportedProgram:
+        """The ``torch.export`` program of ``.pt2`` model ``name`` version ``version``, read
+        with safe loaders (``load_pt2``) once per file identity (path, mtime, size, inode) and
+        kept for later calls: a replaced file is read again. A caller must not change the
+        program (``ExportedProgram.module()`` makes a new module each call)."""
+        config = self._read_config(name)
+        if config.format is not ModelFormat.TORCH_EXPORT:
+            raise ModelRepositoryError(
+                self._root / name, f"a {config.format.value} model, not a .pt2 program", name
+            )
+        return self._pt2_at(self._weights_path(config, version), name)
+
+    def measure_key(self, config: ModelConfig) -> tuple[object, ...]:
+        """``config.measure_key``, except that models of one's own whose latest version is one
+        file (links to it, as the demo repository's are) with the same tensors and batch sizes
+        share a key too: a profile measured on one serves all."""
+        if config.format is ModelFormat.BUILTIN:
+            return config.measure_key
+        path = self._weights_path(config, max(config.versions))
+        try:
+            resolved = path.resolve()
+            st = resolved.stat()
+        except OSError as e:
+            raise ModelRepositoryError(path, f"cannot read model file: {e}", config.name) from e
+        identity = (str(resolved), st.st_mtime_ns, st.st_size, st.st_ino)
+        tensors = (config.inputs, config.outputs, config.max_batch_size)
+        return (config.format.value, identity, tensors, config.batch_sizes)
+
+    def _pt2_at(self, path: Path, name: str) -> ExportedProgram:
+        try:
+            resolved = path.resolve()
+            st = resolved.stat()
+        except OSError as e:
+            raise ModelRepositoryError(path, f"cannot read model file: {e}", name) from e
+        identity = (st.st_mtime_ns, st.st_size, st.st_ino)
+        known = self._programs.get(str(resolved))
+        if known is not None and known[0] == identity:
+            return known[1]
+        program = load_pt2(path, name)
+        self._programs[str(resolved)] = (identity, program)
+        return program
 
     def load_weights(
         self, name: str, version: int, *, copy: bool = False
@@ -250,7 +305,10 @@ class ModelRepository:
         key = self._checked_key(config, path, "model file", (config.format.value, signature))
         if key is None:
             return
-        sig = file_signature(config.format, path, config.name)
+        if config.format is ModelFormat.TORCH_EXPORT:
+            sig = pt2_signature(self._pt2_at(path, config.name))
+        else:
+            sig = file_signature(config.format, path, config.name)
         try:
             check_signature(sig, config.inputs, config.outputs, config.max_batch_size)
         except InvalidInputError as e:

@@ -58,11 +58,16 @@ def triton_dtype_name(dtype: torch.dtype) -> str:
 
 @dataclass(frozen=True, slots=True)
 class TensorSpec:
-    """One input or output of a model: name, Triton dtype name, shape without the batch dim."""
+    """One input or output of a model: name, Triton dtype name, shape without the batch dim.
+
+    ``value_range``: for an integer input, the least and the greatest value the model can take
+    (both allowed), such as ``(0, vocabulary size - 1)`` for token ids that index an embedding;
+    None where it is not known (then only the dtype bounds the values)."""
 
     name: str
     dtype: str
     shape: tuple[int, ...]
+    value_range: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.shape, list):
@@ -84,6 +89,30 @@ class TensorSpec:
                 f"tensor {self.name!r}: shape must be a list of positive integers "
                 f"(fixed sizes, without the batch dimension), got {self.shape!r}"
             )
+        if self.value_range is not None:
+            self._check_range(self.value_range)
+
+    def _check_range(self, value_range: object) -> None:
+        bounds = dtype_bounds(self.dtype)
+        if bounds is None:
+            raise InvalidInputError(
+                f"tensor {self.name!r}: a value range is for integer tensors, not {self.dtype}"
+            )
+        if (
+            not isinstance(value_range, tuple | list)
+            or len(value_range) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value_range)
+        ):
+            raise InvalidInputError(
+                f"tensor {self.name!r}: value range must be [least, greatest], got {value_range!r}"
+            )
+        low, high = value_range
+        if not bounds[0] <= low <= high <= bounds[1]:
+            raise InvalidInputError(
+                f"tensor {self.name!r}: value range [{low}, {high}] must have least <= greatest, "
+                f"both within {self.dtype}'s [{bounds[0]}, {bounds[1]}]"
+            )
+        object.__setattr__(self, "value_range", (low, high))
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -103,14 +132,18 @@ class TensorSpec:
         return self.numel * self.torch_dtype.itemsize
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+        data: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+        if self.value_range is not None:
+            data["range"] = list(self.value_range)
+        return data
 
     @staticmethod
     def from_json(data: object) -> TensorSpec:
-        """Parse ``{"name", "dtype", "shape"}``; raises InvalidInputError naming the problem."""
+        """Parse ``{"name", "dtype", "shape"}`` and an optional ``"range": [least, greatest]``;
+        raises InvalidInputError naming the problem."""
         if not isinstance(data, Mapping):
             raise InvalidInputError(f"a tensor is an object with name, dtype, shape; got {data!r}")
-        extra = set(data) - {"name", "dtype", "shape"}
+        extra = set(data) - {"name", "dtype", "shape", "range"}
         if extra:
             raise InvalidInputError(f"tensor {data.get('name')!r}: unknown fields {sorted(extra)}")
         missing = {"name", "dtype", "shape"} - set(data)
@@ -123,4 +156,23 @@ class TensorSpec:
             raise InvalidInputError(
                 f"tensor {data['name']!r}: shape must be a list of integers, got {shape!r}"
             )
-        return TensorSpec(name=data["name"], dtype=data["dtype"], shape=tuple(shape))
+        value_range = data.get("range")
+        if value_range is not None and not isinstance(value_range, list):
+            raise InvalidInputError(
+                f"tensor {data['name']!r}: range must be [least, greatest], got {value_range!r}"
+            )
+        return TensorSpec(
+            name=data["name"],
+            dtype=data["dtype"],
+            shape=tuple(shape),
+            value_range=tuple(value_range) if value_range is not None else None,
+        )
+
+
+def dtype_bounds(dtype: str) -> tuple[int, int] | None:
+    """The least and greatest value of an integer Triton dtype (None: not an integer dtype)."""
+    torch_dtype = TRITON_DTYPES.get(dtype)
+    if torch_dtype is None or torch_dtype.is_floating_point or torch_dtype == torch.bool:
+        return None
+    info = torch.iinfo(torch_dtype)
+    return int(info.min), int(info.max)

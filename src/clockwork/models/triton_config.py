@@ -19,10 +19,16 @@ The fields that matter here:
   the preferred ones and ``max_batch_size`` (without it: powers of two up to it);
 - ``version_policy``: ``latest { num_versions: N }`` (default, N = 1), ``all { }``,
   ``specific { versions: [...] }``, over the numbered directories present;
-- ``default_model_filename``; ``name`` (optional; must match the directory).
+- ``default_model_filename``; ``name`` (optional; must match the directory);
+- ``parameters`` whose key is ``clockwork.value_range.<input>``: the values an integer input
+  may take, ``string_value: "LEAST..GREATEST"`` (both allowed), e.g. token ids below the
+  vocabulary size; a request with others is refused (400). Triton keeps such parameters and
+  ignores them, so the file stays a Triton config. ``clockwork models import`` writes them where
+  the file shows the range (an input that indexes an embedding), and a comment saying so where
+  it does not.
 
-Every other field (``instance_group``, ``optimization``, ``parameters``, ...) is kept in the
-config's ``notes`` as ignored, and ``clockwork models list`` shows them.
+Every other field (``instance_group``, ``optimization``, other ``parameters``, ...) is kept in
+the config's ``notes`` as ignored, and ``clockwork models list`` shows them.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from clockwork.core.errors import InvalidInputError
 from clockwork.models.config import ModelConfig
 from clockwork.models.formats import EXPORT_HINT, ModelFormat, format_of_file
 from clockwork.models.pbtxt import Enum, Scalar, TextMessage, parse_pbtxt
-from clockwork.models.tensors import TRITON_DTYPES, TensorSpec
+from clockwork.models.tensors import TRITON_DTYPES, TensorSpec, dtype_bounds
 
 PBTXT_FILE = "config.pbtxt"
 
@@ -49,8 +55,11 @@ _KNOWN = frozenset(
         "dynamic_batching",
         "version_policy",
         "default_model_filename",
+        "parameters",
     }
 )
+#: a ``parameters`` key that bounds an integer input's values (the input's name follows)
+RANGE_PARAMETER = "clockwork.value_range."
 _TENSOR_KNOWN = frozenset({"name", "data_type", "dims"})
 
 _ONNX_NAMES = ("onnxruntime_onnx", "onnxruntime")
@@ -101,7 +110,7 @@ def parse_triton_config(text: str, model_dir: Path) -> ModelConfig:
             "first dimension; set max_batch_size >= 1 (and export the batch dimension as "
             "dynamic)"
         )
-    inputs = _tensors(msg, "input", notes)
+    inputs = _with_ranges(_tensors(msg, "input", notes), _value_ranges(msg, notes))
     outputs = _tensors(msg, "output", notes)
     batch_sizes = _batch_sizes(msg, max_batch_size, notes)
     versions = _versions(msg, version_dirs(model_dir))
@@ -146,6 +155,19 @@ def write_triton_config(config: ModelConfig) -> str:
         lines.append("dynamic_batching { }")
     versions = ", ".join(map(str, config.versions))
     lines.append(f"version_policy: {{ specific {{ versions: [ {versions} ] }} }}")
+    for t in config.inputs:
+        key = f"{RANGE_PARAMETER}{t.name}"
+        if t.value_range is not None:
+            low, high = t.value_range
+            lines.append(
+                f'parameters {{ key: "{key}" value: {{ string_value: "{low}..{high}" }} }}'
+            )
+        elif dtype_bounds(t.dtype) is not None:
+            lines.append(
+                f"# input {t.name!r}: the file does not show which values it takes (only "
+                f"{t.dtype}'s bounds are checked); to refuse others, add\n"
+                f'# parameters {{ key: "{key}" value: {{ string_value: "LEAST..GREATEST" }} }}'
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -218,6 +240,52 @@ def _tensors(msg: TextMessage, key: str, notes: list[str]) -> tuple[TensorSpec, 
             )
         specs.append(TensorSpec(name, short, tuple(d for d in dims if isinstance(d, int))))
     return tuple(specs)
+
+
+def _value_ranges(msg: TextMessage, notes: list[str]) -> dict[str, tuple[int, int]]:
+    """input name -> (least, greatest) from ``parameters`` keyed ``clockwork.value_range.*``;
+    other parameters go to ``notes``."""
+    ranges: dict[str, tuple[int, int]] = {}
+    for entry in msg.values("parameters"):
+        if not isinstance(entry, TextMessage):
+            raise InvalidInputError("parameters must be messages { key: ... value: { ... } }")
+        key = _optional_string(entry, "key") or ""
+        if not key.startswith(RANGE_PARAMETER):
+            notes.append(f"parameter {key!r} is not used by this server; ignored")
+            continue
+        name = key.removeprefix(RANGE_PARAMETER)
+        values = entry.values("value")
+        text = (
+            _optional_string(values[0], "string_value")
+            if len(values) == 1 and isinstance(values[0], TextMessage)
+            else None
+        )
+        low, sep, high = (text or "").partition("..")
+        try:
+            if not sep:
+                raise ValueError
+            ranges[name] = (int(low), int(high))
+        except ValueError:
+            raise InvalidInputError(
+                f'parameter {key!r}: value must be {{ string_value: "LEAST..GREATEST" }} '
+                f"(integers, both allowed), got {text!r}"
+            ) from None
+    return ranges
+
+
+def _with_ranges(
+    inputs: tuple[TensorSpec, ...], ranges: dict[str, tuple[int, int]]
+) -> tuple[TensorSpec, ...]:
+    unknown = sorted(set(ranges) - {t.name for t in inputs})
+    if unknown:
+        raise InvalidInputError(
+            f"parameter {RANGE_PARAMETER}{unknown[0]}: the model has no input {unknown[0]!r} "
+            f"(its inputs: {', '.join(t.name for t in inputs)})"
+        )
+    return tuple(
+        TensorSpec(t.name, t.dtype, t.shape, ranges[t.name]) if t.name in ranges else t
+        for t in inputs
+    )
 
 
 def _batch_sizes(msg: TextMessage, max_batch_size: int, notes: list[str]) -> tuple[int, ...]:

@@ -488,7 +488,12 @@ def _dec_device_info(v: Any, what: str) -> DeviceInfo:
 
 
 def _enc_tensor_sigs(ts: tuple[TensorSignature, ...]) -> list[Any]:
-    return [[t.name, t.datatype, list(t.shape)] for t in ts]
+    # the value range, where there is one, as a 4th element (older peers send 3)
+    return [
+        [t.name, t.datatype, list(t.shape)]
+        + ([list(t.value_range)] if t.value_range is not None else [])
+        for t in ts
+    ]
 
 
 def _enc_signature(sig: ModelSignature | None) -> list[Any] | None:
@@ -506,12 +511,23 @@ def _enc_signature(sig: ModelSignature | None) -> list[Any] | None:
 def _dec_tensor_sigs(v: Any, what: str) -> tuple[TensorSignature, ...]:
     out = []
     for i, t in enumerate(_list(v, what)):
-        name, datatype, shape = _list(t, f"{what}[{i}]", 3)
+        fields = _list(t, f"{what}[{i}]")
+        if len(fields) not in (3, 4):
+            raise ProtocolError(f"{what}[{i}]: expected 3 or 4 items, got {len(fields)}")
+        name, datatype, shape = fields[:3]
+        value_range = None
+        if len(fields) == 4:
+            low, high = _list(fields[3], f"{what}[{i}].value_range", 2)
+            value_range = (
+                _int(low, f"{what}[{i}].value_range"),
+                _int(high, f"{what}[{i}].value_range"),
+            )
         out.append(
             TensorSignature(
                 _str(name, f"{what}[{i}].name"),
                 _str(datatype, f"{what}[{i}].datatype"),
                 tuple(_int(d, f"{what}[{i}].shape") for d in _list(shape, f"{what}[{i}].shape")),
+                value_range,
             )
         )
     return tuple(out)

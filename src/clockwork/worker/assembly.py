@@ -83,8 +83,12 @@ def emulated_signature(profile: ModelProfile) -> ModelSignature:
 def repository_signature(config: ModelConfig) -> ModelSignature:
     """What a repository model takes and returns, from its ``config.json``."""
 
+    ranges = config.input_ranges
+
     def sigs(specs: Sequence[TensorSpec]) -> tuple[TensorSignature, ...]:
-        return tuple(TensorSignature(t.name, t.dtype, tuple(t.shape)) for t in specs)
+        return tuple(
+            TensorSignature(t.name, t.dtype, tuple(t.shape), ranges.get(t.name)) for t in specs
+        )
 
     return ModelSignature(
         sigs(config.inputs),
@@ -272,7 +276,7 @@ class TorchRescan:
         for name in names:
             try:
                 config = repo.load_config(name)
-                key = config.measure_key
+                key = repo.measure_key(config)
                 profile = measured.get(key)
                 if profile is None:
                     log.info("profiling new model %s on %s", name, self.backend.device)

@@ -90,14 +90,11 @@ def sample_inputs(
     count: int,
     rng: np.random.Generator | None = None,
 ) -> list[dict[str, npt.NDArray[np.generic]]]:
-    """``count`` random valid requests for ``config``: normal floats, integers in range (token
-    ids below the transformer's vocabulary size), random booleans."""
+    """``count`` random valid requests for ``config``: normal floats, integers in the range
+    the model takes (``config.input_ranges``: token ids below the vocabulary size; else 0 or
+    1), random booleans."""
     rng = rng if rng is not None else np.random.default_rng(0)
-    high = 2
-    if config.architecture == "transformer":
-        vocab = config.arch_params["vocab_size"]
-        assert isinstance(vocab, int)
-        high = vocab
+    ranges = config.input_ranges
     requests: list[dict[str, npt.NDArray[np.generic]]] = []
     for _ in range(count):
         request: dict[str, npt.NDArray[np.generic]] = {}
@@ -108,7 +105,10 @@ def sample_inputs(
             elif dtype.kind == "b":
                 request[spec.name] = rng.integers(0, 2, spec.shape).astype(dtype)
             else:
-                request[spec.name] = rng.integers(0, high, spec.shape).astype(dtype)
+                low, high = ranges.get(spec.name, (0, 1))
+                request[spec.name] = rng.integers(low, high, spec.shape, endpoint=True).astype(
+                    dtype
+                )
         requests.append(request)
     return requests
 
@@ -257,7 +257,7 @@ def profile_repository(
     written: dict[str, tuple[ModelProfile, Path]] = {}
     for name in names:
         config = repo.load_config(name)
-        key = config.measure_key
+        key = repo.measure_key(config)
         profile = measured.get(key)
         if profile is None:
             profile = profile_model(

@@ -21,14 +21,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
 from clockwork.models.config import ModelConfig
 from clockwork.models.errors import ModelRepositoryError
-from clockwork.models.model_files import load_pt2
 from clockwork.worker.backends.bound_module import BoundModule
+
+if TYPE_CHECKING:
+    from torch.export import ExportedProgram
 
 
 class LoadedProgram(Protocol):
@@ -83,10 +85,12 @@ class ModuleProgram:
         return _ModuleCall(self.runner, views, self.arg_order)
 
 
-def open_pt2(path: Path, config: ModelConfig, device: torch.device) -> ModuleProgram:
-    """The program of a ``.pt2`` model file (see the module docstring); the host tensors are
-    the program's parameters and buffers, owned (not memory-mapped) CPU tensors."""
-    program = load_pt2(path, config.name)
+def open_pt2(
+    path: Path, program: ExportedProgram, config: ModelConfig, device: torch.device
+) -> ModuleProgram:
+    """What runs ``program`` (read from ``path``; see the module docstring); the host tensors
+    are the program's parameters and buffers, owned (not memory-mapped) CPU tensors, shared
+    with the program the repository keeps."""
     host = {name: t.detach() for name, t in program.state_dict.items()}
     module = program.module()
     if device.type != "cpu":

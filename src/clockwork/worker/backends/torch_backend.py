@@ -120,7 +120,8 @@ class _Model:
     program: Program
     plan: PagePlan
     worker_model: WorkerModel
-    index_bounds: dict[str, int]  # integer input -> exclusive upper bound of its values
+    # integer input -> the least and greatest value it may hold (ModelConfig.input_ranges)
+    value_ranges: dict[str, tuple[int, int]]
 
 
 class TorchBackend:
@@ -242,11 +243,6 @@ class TorchBackend:
             runner = self._runners[key] = BoundModule(skeleton, host.keys())
         plan = pack_tensors(host, self._page_size_bytes)
         self._check_dtypes(config)
-        bounds: dict[str, int] = {}
-        if config.architecture == "transformer":
-            vocab = config.arch_params["vocab_size"]
-            assert isinstance(vocab, int)
-            bounds = {spec.name: vocab for spec in config.inputs}
         return _Model(
             config,
             version,
@@ -254,7 +250,7 @@ class TorchBackend:
             ModuleProgram(host, runner),
             plan,
             WorkerModel(config.name, plan.num_pages, config.batch_sizes),
-            bounds,
+            config.input_ranges,
         )
 
     def _register_file(self, config: ModelConfig, version: int) -> _Model:
@@ -263,7 +259,9 @@ class TorchBackend:
         path = self.repository.weights_path(config.name, version)
         program: Program
         if config.format is ModelFormat.TORCH_EXPORT:
-            program = open_pt2(path, config, self.device)
+            # the program the repository read for its check: read once per file
+            pt2 = self.repository.pt2_program(config.name, version)
+            program = open_pt2(path, pt2, config, self.device)
         else:
             from clockwork.worker.backends.onnx_program import open_onnx
 
@@ -284,7 +282,7 @@ class TorchBackend:
             program,
             plan,
             WorkerModel(config.name, plan.num_pages, config.batch_sizes),
-            {},
+            config.input_ranges,
         )
 
     @staticmethod
@@ -464,7 +462,7 @@ class TorchBackend:
         for spec in config.inputs:
             dtype = _NUMPY_DTYPES[spec.dtype]
             buf = np.zeros((batch_size, *spec.shape), dtype=dtype)  # zero padding
-            bound = m.index_bounds.get(spec.name)
+            bounds = m.value_ranges.get(spec.name)
             for i, request in enumerate(inputs):
                 arr = request.get(spec.name)
                 if arr is None:
@@ -486,10 +484,14 @@ class TorchBackend:
                         f"{where}: request {i}: input tensor {spec.name!r} has "
                         f"shape {list(arr.shape)}, expected {list(spec.shape)}"
                     )
-                if bound is not None and arr.size and (arr.min() < 0 or arr.max() >= bound):
+                if (
+                    bounds is not None
+                    and arr.size
+                    and (arr.min() < bounds[0] or arr.max() > bounds[1])
+                ):
                     raise BackendError(
                         f"{where}: request {i}: input tensor {spec.name!r} has values outside "
-                        f"[0, {bound}) (min {arr.min()}, max {arr.max()})"
+                        f"[{bounds[0]}, {bounds[1] + 1}) (min {arr.min()}, max {arr.max()})"
                     )
                 buf[i] = arr
             stacked.append(buf)
