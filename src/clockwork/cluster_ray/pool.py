@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clockwork.cluster_ray import placement_groups
 from clockwork.cluster_ray.config import RayPoolConfig, RayWorkerConfig
 from clockwork.cluster_ray.placement import Placement, nodes_from_ray, plan_workers
 from clockwork.core.errors import ConfigurationError
@@ -36,6 +37,8 @@ class RayWorker:
 
     placement: Placement
     actor: Any
+    #: the placement group holding its devices (removed when it is let go)
+    group: Any = None
     link: WorkerLink | None = None
     address: tuple[str, int] | None = None
     failed: str | None = None
@@ -113,20 +116,31 @@ class RayWorkerPool:
                     num_cpus=0,
                     max_restarts=-1,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
+                    **self._detached("repository"),
                 )
                 .remote(str(self._repository.resolve()))
             )
 
-    def _start_actor(self, placement: Placement) -> RayWorker:
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    def _detached(self, what: str) -> dict[str, Any]:
+        """The options that name ``what``'s actor and let it outlive this process (none unless
+        ``detached_prefix``): a restarted controller gets the living actor back."""
+        prefix = self.config.detached_prefix
+        if prefix is None:
+            return {}
+        return {"name": f"{prefix}{what}", "lifetime": "detached", "get_if_exists": True}
 
-        actor = self._actor_class.options(
-            num_gpus=placement.num_gpus,
-            num_cpus=placement.num_cpus,
-            max_restarts=self.config.max_restarts,
-            # a worker's own placement: it restarts on its node or not at all
-            scheduling_strategy=NodeAffinitySchedulingStrategy(placement.node_id, soft=False),
-        ).remote(
+    def _start_actor(self, placement: Placement) -> RayWorker:
+        prefix = self.config.detached_prefix
+        name = None if prefix is None else f"{prefix}{placement.worker_id}"
+        group = placement_groups.reserve(placement, name, detached=prefix is not None)
+        options: dict[str, Any] = {
+            "num_gpus": placement.num_gpus,
+            "num_cpus": placement.num_cpus,
+            "max_restarts": self.config.max_restarts,
+            # a worker's own devices, on its node: it restarts there or not at all
+            "scheduling_strategy": placement_groups.scheduling(group),
+        }
+        actor = self._actor_class.options(**options, **self._detached(placement.worker_id)).remote(
             placement.worker_id,
             self.worker_config,
             self.config,
@@ -134,7 +148,7 @@ class RayWorkerPool:
             self._repository_server,
         )
         log.info("starting worker actor %s on node %s", placement.worker_id, placement.node_id)
-        return RayWorker(placement, actor)
+        return RayWorker(placement, actor, group)
 
     # ----------------------------------------------------------------- the watcher
 
@@ -214,6 +228,7 @@ class RayWorkerPool:
                     with contextlib.suppress(ValueError):
                         await self._controller.remove_worker(w.link)
                     w.link = None
+                placement_groups.release(w.group)
             else:
                 log.debug("worker %s: no address yet: %s", w.placement.worker_id, e)
             return
@@ -234,6 +249,7 @@ class RayWorkerPool:
                 await self._controller.remove_worker(w.link)
         with contextlib.suppress(Exception):
             ray_module().kill(w.actor, no_restart=True)
+        placement_groups.release(w.group)
 
     async def close(self) -> None:
         """Stop every worker actor (no restarts), and Ray if we started it."""
@@ -245,6 +261,7 @@ class RayWorkerPool:
             await asyncio.gather(*w.tasks, return_exceptions=True)
             with contextlib.suppress(Exception):
                 ray.kill(w.actor, no_restart=True)
+            placement_groups.release(w.group)
         if self._repository_server is not None:
             with contextlib.suppress(Exception):
                 ray.kill(self._repository_server, no_restart=True)
