@@ -155,7 +155,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_log_arguments(p)
     add_security_arguments(p)
     add_limits_arguments(p)
-    add_ray_arguments(p, backend="torch")  # --ray: Ray's workers instead of the local one
+    add_ray_arguments(p, backend="torch", controller_actor=True)  # --ray: Ray's workers
     p.set_defaults(func=run)
 
 
@@ -226,6 +226,10 @@ def run(args: argparse.Namespace) -> int:
         elif not repository.is_dir():
             raise ConfigurationError(f"--repository {repository}: no such directory")
 
+    if args.ray is not None and args.ray_controller:  # the controller in an actor Ray restarts
+        from clockwork.cluster_ray.supervised_serve import serve_supervised
+
+        return serve_supervised(args, remote, secret, repository)
     # the local worker: restarted the same way, on the same port, whenever it exits
     worker: ChildSupervisor | None = None
     addresses = list(remote)
@@ -355,7 +359,8 @@ async def _serve(
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
+        # not in the main thread (the Ray controller actor, stopped through Ray): no handler
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
 
     decoder = DecodePool(args.decode_processes)

@@ -113,12 +113,13 @@ class RayWorkerActor:
             "repository": None if self.repository is None else str(self.repository),
         }
 
-    def loads_received(self) -> int:
+    def loads_received(self) -> dict[str, int]:
+        """The ``LoadWeights`` received for each model, from any controller, since this start."""
         if self._service is None:
-            return 0
+            return {}
         # a copy taken in one step: the service's thread may be counting meanwhile
         received = list(self._service.received.items())
-        return sum(n for (kind, _), n in received if kind == "LoadWeights")
+        return {model: n for (kind, model), n in received if kind == "LoadWeights"}
 
     def sync(self) -> SyncReport | None:
         """Copy into this node's cache what the repository server has and we lack."""
