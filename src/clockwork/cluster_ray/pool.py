@@ -191,6 +191,18 @@ class RayWorkerPool:
             ):
                 self._spawn(w, self._reask(w))
 
+    async def wait_addresses(self, count: int, timeout_s: float) -> list[tuple[str, int]]:
+        """Without a controller (``run`` not started): place the workers and wait until
+        ``count`` of them listen; their addresses, for a controller started elsewhere (the
+        benches connect their own)."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                await self.poll()
+                ready = [w.address for w in self.workers.values() if w.address is not None]
+                if len(ready) >= count:
+                    return sorted(ready)
+                await asyncio.sleep(self.config.poll_interval_s)
+
     def _spawn(self, w: RayWorker, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)
         w.tasks.add(task)
