@@ -13,7 +13,9 @@ are never the bottleneck, so the controller is):
 
 Each rate runs ``clockwork bench-cluster``'s drive (``run_bench``: a fresh controller, the
 clockwork policy, Poisson arrivals, ``--slo-ms``) for ``--duration`` seconds against the same
-workers; printed per run: attainment, goodput, the controller's CPU per request, late submits.
+workers; printed per run: attainment, goodput, the controller's CPU per request, late submits,
+and the CPU seconds the run took in the worker processes and in Ray's other processes (its
+daemons, idle workers: read from /proc, this venv's processes only), which share the machine.
 
     .venv/bin/python bench/ray_controller_limit.py --gpus 16,32,64 --rates 1000,2000,3000
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Iterator
 
 from clockwork.core.policies import make_policy
@@ -73,6 +76,38 @@ async def ray_workers(nodes: int, per_node: int, models: int) -> AsyncIterator[t
         cluster.shutdown()
 
 
+def cpu_by_kind() -> dict[str, float]:
+    """CPU seconds so far of this process's descendants: the workers (``clockwork worker``
+    processes, Ray's worker actors) and the rest (Ray's daemons and idle workers: the simulated
+    cluster is started from here). Read from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    procs: dict[int, tuple[int, str, float]] = {}  # pid: parent, command line, CPU s
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                line = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # after the command name: state, ppid, ... utime (14th field), stime (15th)
+        procs[int(pid)] = (int(fields[1]), line, (int(fields[11]) + int(fields[12])) / tick)
+    ours = {os.getpid()}
+    changed = True
+    while changed:
+        changed = False
+        for pid, (parent, _, _) in procs.items():
+            if parent in ours and pid not in ours:
+                ours.add(pid)
+                changed = True
+    out = {"workers": 0.0, "ray": 0.0}
+    for pid in ours - {os.getpid()}:
+        _, line, cpu_s = procs[pid]
+        worker = "RayWorkerActor" in line or "clockwork.cli.main worker" in line
+        out["workers" if worker else "ray"] += cpu_s
+    return out
+
+
 async def sweep(addresses: list, secret: bytes, args: argparse.Namespace, label: str) -> None:
     gpus = args.nodes * args.per_node
     names = [f"resnet50_v2-{i:04d}" for i in range(args.models)]
@@ -80,6 +115,7 @@ async def sweep(addresses: list, secret: bytes, args: argparse.Namespace, label:
         workload = PoissonOpenLoop(
             names, rate, s_to_ns(args.duration), ms_to_ns(args.slo_ms), args.seed
         )
+        cpu0 = cpu_by_kind()
         result = await run_bench(
             make_policy("clockwork"),
             addresses,
@@ -102,6 +138,7 @@ async def sweep(addresses: list, secret: bytes, args: argparse.Namespace, label:
             scheduler_cpu_s=result.cpu_s,
             extra={},
         )
+        cpu1 = cpu_by_kind()
         s = summarize(result.requests.table(), result.actions.table(), info)
         n = max(1, result.submitted)
         attained = s["slo_attainment"]
@@ -110,7 +147,8 @@ async def sweep(addresses: list, secret: bytes, args: argparse.Namespace, label:
             f"{format_attainment(attained if isinstance(attained, float) else None)}  "
             f"goodput {float(str(s['goodput_rps'])):.0f}/s  requests {result.submitted}  "
             f"controller CPU {1e6 * result.cpu_s / n:.0f} us/request  "
-            f"late submits {result.late_submits}",
+            f"late submits {result.late_submits}  CPU s: workers "
+            f"{cpu1['workers'] - cpu0['workers']:.1f}, Ray's other {cpu1['ray'] - cpu0['ray']:.1f}",
             flush=True,
         )
 
