@@ -34,6 +34,7 @@ from clockwork.cluster_ray.cli_args import (
     ray_pool_from_args,
     start_ray_pool,
     stop_ray_pool,
+    wants_controller_actor,
 )
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES, POLICY_HELP
@@ -226,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
         elif not repository.is_dir():
             raise ConfigurationError(f"--repository {repository}: no such directory")
 
-    if args.ray is not None and args.ray_controller:  # the controller in an actor Ray restarts
+    if wants_controller_actor(args):  # the controller in an actor that Ray restarts
         from clockwork.cluster_ray.supervised_serve import serve_supervised
 
         return serve_supervised(args, remote, secret, repository)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clockwork.cluster_ray.config import BACKENDS, RayPoolConfig, RayWorkerConfig
+from clockwork.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from clockwork.cluster_ray.pool import RayWorkerPool
@@ -80,6 +81,15 @@ def add_ray_arguments(
             "Ray restarts when it dies (the workers stay up and keep their models); this "
             "process only starts it and stops it on SIGINT/SIGTERM",
         )
+
+
+def wants_controller_actor(args: argparse.Namespace) -> bool:
+    """Whether ``--ray-controller`` was given (with ``--ray``: alone, it is an error)."""
+    if not getattr(args, "ray_controller", False):
+        return False
+    if args.ray is None:
+        raise ConfigurationError("--ray-controller needs --ray (the cluster to run it on)")
+    return True
 
 
 def ray_pool_from_args(
