@@ -21,6 +21,8 @@ def test_one_worker_per_gpu_and_cpu_workers_on_nodes_without() -> None:
         ("ray-bbbbbbbbbbbb-c1", 0, 0.5),
     ]
     assert {p.node_id for p in plan} == {"aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"}
+    # each one's placement group bundle: its GPU, else its share of the CPUs
+    assert [p.bundle for p in plan] == [{"GPU": 1.0}, {"GPU": 1.0}, {"CPU": 0.5}, {"CPU": 0.5}]
     # 0: only the GPUs serve
     assert [p.worker_id for p in plan_workers(nodes, 0)] == [
         "ray-aaaaaaaaaaaa-g0",

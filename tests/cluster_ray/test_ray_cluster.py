@@ -63,6 +63,12 @@ def describe(pool: Any) -> dict[str, dict[str, Any]]:
     return {i["worker_id"]: i for i in infos}
 
 
+def group_state(group: Any) -> str:
+    import ray
+
+    return str(ray.util.placement_group_table(group)["state"])
+
+
 async def until(cond: Any, timeout_s: float = 60.0) -> None:
     async with asyncio.timeout(timeout_s):
         while not cond():
@@ -99,6 +105,11 @@ def test_workers_placed_one_per_declared_gpu(cluster: Any) -> None:
                 [("0",), ("1",)],
             ]
             assert set(ctrl.workers) == set(infos)
+            # each worker runs inside a placement group of its own, which holds its GPU
+            for wid, w in pool.workers.items():
+                assert infos[wid]["placement_group"] == w.group.id.hex()
+                assert group_state(w.group) == "CREATED"
+            assert len({i["placement_group"] for i in infos.values()}) == 3
             responses = await steady_load(ctrl, 30, 0.005)
             assert Counter(r.status for r in responses)[ResponseStatus.SUCCESS] >= 25
 
@@ -176,9 +187,12 @@ def test_node_added_while_serving_joins_and_a_removed_one_leaves(cluster: Any) -
             assert len(responses) == 60 and ctrl.pending() == 0
             (new,) = set(ctrl.workers) - first
             assert describe(pool)[new]["node_id"] == added[0].node_id
+            group = pool.workers[new].group
             cluster.remove_node(added[0])
             await until(lambda: new not in ctrl.workers and new not in pool.workers, 90)
             assert set(ctrl.workers) == first
+            # the worker let go, its placement group is gone too
+            await until(lambda: group_state(group) == "REMOVED", 30)
 
     run(main(), timeout_s=240)
 
@@ -269,6 +283,7 @@ def test_worker_out_of_restarts_is_let_go(cluster: Any) -> None:
             await until(lambda: victim not in ctrl.workers, 30)
             await until(lambda: pool.workers[victim].failed is not None, 60)
             assert ctrl.configured_workers == 2
+            await until(lambda: group_state(pool.workers[victim].group) == "REMOVED", 30)
             assert len(ctrl.workers) == 2
             response, _ = await ctrl.submit(sorted(ctrl.models)[0], timeout_ns=1000 * MS)
             assert response.status is ResponseStatus.SUCCESS

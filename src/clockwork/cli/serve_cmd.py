@@ -34,6 +34,7 @@ from clockwork.cluster_ray.cli_args import (
     ray_pool_from_args,
     start_ray_pool,
     stop_ray_pool,
+    wants_controller_actor,
 )
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.policies import POLICIES, POLICY_HELP
@@ -159,7 +160,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_log_arguments(p)
     add_security_arguments(p)
     add_limits_arguments(p)
-    add_ray_arguments(p, backend="torch")  # --ray: Ray's workers instead of the local one
+    add_ray_arguments(p, backend="torch", controller_actor=True)  # --ray: Ray's workers
     p.set_defaults(func=run)
 
 
@@ -217,6 +218,10 @@ def run(args: argparse.Namespace) -> int:
         elif not repository.is_dir():
             raise ConfigurationError(f"--repository {repository}: no such directory")
 
+    if wants_controller_actor(args):  # the controller in an actor that Ray restarts
+        from clockwork.cluster_ray.supervised_serve import serve_supervised
+
+        return serve_supervised(args, remote, secret, repository)
     # the local worker: restarted the same way, on the same port, whenever it exits
     worker: ChildSupervisor | None = None
     addresses = list(remote)
@@ -346,7 +351,8 @@ async def _serve(
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
+        # not in the main thread (the Ray controller actor, stopped through Ray): no handler
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
 
     decoder = DecodePool(args.decode_processes)

@@ -9,15 +9,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clockwork.cluster_ray.config import BACKENDS, RayPoolConfig, RayWorkerConfig
+from clockwork.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from clockwork.cluster_ray.pool import RayWorkerPool
     from clockwork.service.controller_service import ControllerService
 
 
-def add_ray_arguments(p: argparse.ArgumentParser, backend: str) -> None:
+def add_ray_arguments(
+    p: argparse.ArgumentParser, backend: str, controller_actor: bool = False
+) -> None:
     """``--ray [ADDRESS]`` and its ``--ray-*`` options on ``p``; ``backend``: what the workers
-    run unless ``--ray-backend`` says otherwise."""
+    run unless ``--ray-backend`` says otherwise; ``controller_actor``: ``--ray-controller`` too
+    (``clockwork serve``: the controller and front door in an actor Ray restarts)."""
     g = p.add_argument_group("Ray (needs the clockwork[ray] extra)")
     g.add_argument(
         "--ray",
@@ -69,6 +73,23 @@ def add_ray_arguments(p: argparse.ArgumentParser, backend: str) -> None:
         metavar="HOST",
         help="address the Ray workers listen on and report (default: each node's IP)",
     )
+    if controller_actor:
+        g.add_argument(
+            "--ray-controller",
+            action="store_true",
+            help="run the controller and front door in a Ray actor on this node too, which "
+            "Ray restarts when it dies (the workers stay up and keep their models); this "
+            "process only starts it and stops it on SIGINT/SIGTERM",
+        )
+
+
+def wants_controller_actor(args: argparse.Namespace) -> bool:
+    """Whether ``--ray-controller`` was given (with ``--ray``: alone, it is an error)."""
+    if not getattr(args, "ray_controller", False):
+        return False
+    if args.ray is None:
+        raise ConfigurationError("--ray-controller needs --ray (the cluster to run it on)")
+    return True
 
 
 def ray_pool_from_args(
@@ -85,6 +106,8 @@ def ray_pool_from_args(
             workers_per_node=args.ray_workers_per_node,
             node_resource=args.ray_node_resource,
             max_restarts=args.ray_max_restarts,
+            # set under --ray-controller: the workers outlive a controller actor's death
+            detached_prefix=getattr(args, "ray_detached_prefix", None),
         ),
         RayWorkerConfig(
             backend=args.ray_backend,

@@ -42,7 +42,9 @@ class RayPoolConfig:
     after a backoff doubling from ``restart_backoff_s[0]`` to ``restart_backoff_s[1]`` (from
     the low end again after ``stable_s`` up); ``poll_interval_s``: how often the node list is
     read for new nodes; ``start_timeout_s``: how long a worker may take to listen (a torch
-    worker profiles first)."""
+    worker profiles first); ``detached_prefix``: name each worker actor and its placement group
+    with this prefix and detach them from this process, so that they outlive it (a controller
+    actor that Ray restarts finds its workers, and their resident models, again)."""
 
     address: str | None = None
     workers_per_node: int = 1
@@ -52,6 +54,7 @@ class RayPoolConfig:
     stable_s: float = 60.0
     poll_interval_s: float = 2.0
     start_timeout_s: float = 900.0
+    detached_prefix: str | None = None
 
     def __post_init__(self) -> None:
         low, high = self.restart_backoff_s

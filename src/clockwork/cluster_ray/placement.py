@@ -32,6 +32,14 @@ class Placement:
     num_gpus: int
     num_cpus: float
 
+    @property
+    def bundle(self) -> dict[str, float]:
+        """Its placement group's one bundle: the devices Ray reserves for it (its GPUs, else
+        its share of the node's CPUs)."""
+        if self.num_gpus > 0:
+            return {"GPU": float(self.num_gpus)}
+        return {"CPU": self.num_cpus}
+
 
 def nodes_from_ray(records: Iterable[Mapping[str, Any]]) -> list[NodeResources]:
     """``ray.nodes()``'s records as ``NodeResources``."""

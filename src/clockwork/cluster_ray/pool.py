@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clockwork.cluster_ray import placement_groups
 from clockwork.cluster_ray.config import RayPoolConfig, RayWorkerConfig
 from clockwork.cluster_ray.placement import Placement, nodes_from_ray, plan_workers
 from clockwork.core.errors import ConfigurationError
@@ -36,6 +37,8 @@ class RayWorker:
 
     placement: Placement
     actor: Any
+    #: the placement group holding its devices (removed when it is let go)
+    group: Any = None
     link: WorkerLink | None = None
     address: tuple[str, int] | None = None
     failed: str | None = None
@@ -113,20 +116,31 @@ class RayWorkerPool:
                     num_cpus=0,
                     max_restarts=-1,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
+                    **self._detached("repository"),
                 )
                 .remote(str(self._repository.resolve()))
             )
 
-    def _start_actor(self, placement: Placement) -> RayWorker:
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    def _detached(self, what: str) -> dict[str, Any]:
+        """The options that name ``what``'s actor and let it outlive this process (none unless
+        ``detached_prefix``): a restarted controller gets the living actor back."""
+        prefix = self.config.detached_prefix
+        if prefix is None:
+            return {}
+        return {"name": f"{prefix}{what}", "lifetime": "detached", "get_if_exists": True}
 
-        actor = self._actor_class.options(
-            num_gpus=placement.num_gpus,
-            num_cpus=placement.num_cpus,
-            max_restarts=self.config.max_restarts,
-            # a worker's own placement: it restarts on its node or not at all
-            scheduling_strategy=NodeAffinitySchedulingStrategy(placement.node_id, soft=False),
-        ).remote(
+    def _start_actor(self, placement: Placement) -> RayWorker:
+        prefix = self.config.detached_prefix
+        name = None if prefix is None else f"{prefix}{placement.worker_id}"
+        group = placement_groups.reserve(placement, name, detached=prefix is not None)
+        options: dict[str, Any] = {
+            "num_gpus": placement.num_gpus,
+            "num_cpus": placement.num_cpus,
+            "max_restarts": self.config.max_restarts,
+            # a worker's own devices, on its node: it restarts there or not at all
+            "scheduling_strategy": placement_groups.scheduling(group),
+        }
+        actor = self._actor_class.options(**options, **self._detached(placement.worker_id)).remote(
             placement.worker_id,
             self.worker_config,
             self.config,
@@ -134,7 +148,7 @@ class RayWorkerPool:
             self._repository_server,
         )
         log.info("starting worker actor %s on node %s", placement.worker_id, placement.node_id)
-        return RayWorker(placement, actor)
+        return RayWorker(placement, actor, group)
 
     # ----------------------------------------------------------------- the watcher
 
@@ -177,6 +191,18 @@ class RayWorkerPool:
             ):
                 self._spawn(w, self._reask(w))
 
+    async def wait_addresses(self, count: int, timeout_s: float) -> list[tuple[str, int]]:
+        """Without a controller (``run`` not started): place the workers and wait until
+        ``count`` of them listen; their addresses, for a controller started elsewhere (the
+        benches connect their own)."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                await self.poll()
+                ready = [w.address for w in self.workers.values() if w.address is not None]
+                if len(ready) >= count:
+                    return sorted(ready)
+                await asyncio.sleep(self.config.poll_interval_s)
+
     def _spawn(self, w: RayWorker, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)
         w.tasks.add(task)
@@ -214,6 +240,7 @@ class RayWorkerPool:
                     with contextlib.suppress(ValueError):
                         await self._controller.remove_worker(w.link)
                     w.link = None
+                placement_groups.release(w.group)
             else:
                 log.debug("worker %s: no address yet: %s", w.placement.worker_id, e)
             return
@@ -234,6 +261,7 @@ class RayWorkerPool:
                 await self._controller.remove_worker(w.link)
         with contextlib.suppress(Exception):
             ray_module().kill(w.actor, no_restart=True)
+        placement_groups.release(w.group)
 
     async def close(self) -> None:
         """Stop every worker actor (no restarts), and Ray if we started it."""
@@ -245,6 +273,7 @@ class RayWorkerPool:
             await asyncio.gather(*w.tasks, return_exceptions=True)
             with contextlib.suppress(Exception):
                 ray.kill(w.actor, no_restart=True)
+            placement_groups.release(w.group)
         if self._repository_server is not None:
             with contextlib.suppress(Exception):
                 ray.kill(self._repository_server, no_restart=True)

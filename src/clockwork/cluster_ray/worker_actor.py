@@ -53,6 +53,9 @@ class RayWorkerActor:
         self.worker_id = worker_id
         self.node_id: str = ctx.get_node_id()
         self.gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+        group = ray.util.get_current_placement_group()
+        self.placement_group: str | None = None if group is None else group.id.hex()
+        self._service: Any = None
         self._config = config
         self._secret = secret
         self._server = repository_server
@@ -103,8 +106,20 @@ class RayWorkerActor:
             "pid": os.getpid(),
             "address": f"{self.host}:{self.port}",
             "starts": self.starts,
+            "placement_group": self.placement_group,
+            # LoadWeights received from any controller since this start: a restarted
+            # controller that re-learned what is resident sends none for it
+            "loads": self.loads_received(),
             "repository": None if self.repository is None else str(self.repository),
         }
+
+    def loads_received(self) -> dict[str, int]:
+        """The ``LoadWeights`` received for each model, from any controller, since this start."""
+        if self._service is None:
+            return {}
+        # a copy taken in one step: the service's thread may be counting meanwhile
+        received = list(self._service.received.items())
+        return {model: n for (kind, model), n in received if kind == "LoadWeights"}
 
     def sync(self) -> SyncReport | None:
         """Copy into this node's cache what the repository server has and we lack."""
@@ -184,6 +199,7 @@ async def _serve(actor: RayWorkerActor, port: int, ready: concurrent.futures.Fut
         secret=actor._secret,
         controller_silence_s=actor._config.controller_silence_s,
     )
+    actor._service = service
     actor._loop = asyncio.get_running_loop()
     actor._stop = asyncio.Event()
     try:
