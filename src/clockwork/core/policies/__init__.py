@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.estimator import EstimatorConfig
@@ -44,15 +45,15 @@ def make_policy(
         )
     if name != "clockwork":
         return POLICIES[name]()
-    ahead = {} if schedule_ahead_ns is None else {"schedule_ahead_ns": schedule_ahead_ns}
     try:
         config = ClockworkConfig(
             warm_start=warm_start,
             warm_first=warm_first,
             backlog_admission=backlog_admission,
             estimator=EstimatorConfig(level=admission_level),
-            **ahead,
         )
+        if schedule_ahead_ns is not None:
+            config = replace(config, schedule_ahead_ns=schedule_ahead_ns)
     except ValueError as e:
         raise ConfigurationError(str(e)) from None
     return ClockworkPolicy(config)
