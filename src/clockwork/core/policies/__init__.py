@@ -8,7 +8,11 @@ from dataclasses import replace
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.estimator import EstimatorConfig
 from clockwork.core.policies.base import PolicyBase
-from clockwork.core.policies.clockwork import ClockworkConfig, ClockworkPolicy
+from clockwork.core.policies.clockwork import (
+    SIMULATED_SCHEDULE_AHEAD_NS,
+    ClockworkConfig,
+    ClockworkPolicy,
+)
 from clockwork.core.policies.reactive import ReactiveConfig, ReactivePolicy
 
 POLICIES: dict[str, Callable[[], PolicyBase]] = {
@@ -62,6 +66,7 @@ def make_policy(
 __all__ = [
     "POLICIES",
     "POLICY_HELP",
+    "SIMULATED_SCHEDULE_AHEAD_NS",
     "ClockworkConfig",
     "ClockworkPolicy",
     "PolicyBase",
