@@ -17,7 +17,7 @@ import numpy as np
 
 from clockwork.build import build_kind
 from clockwork.core.events import ModelInfo
-from clockwork.core.policies import make_policy
+from clockwork.core.policies import SIMULATED_SCHEDULE_AHEAD_NS, make_policy
 from clockwork.core.profile import V100_32GB, shipped_profile
 from clockwork.core.units import NS_PER_MS, NS_PER_S
 from clockwork.sim.runner import SimConfig, Simulation
@@ -36,6 +36,12 @@ def main() -> None:
         default=0.0,
         help="the Clockwork policy's EstimatorConfig.level (0: the paper's p99 of 10)",
     )
+    ap.add_argument(
+        "--schedule-ahead-ms",
+        type=float,
+        default=SIMULATED_SCHEDULE_AHEAD_NS / NS_PER_MS,
+        help="the Clockwork horizon (default: `clockwork sim`'s)",
+    )
     args = ap.parse_args()
     profile = shipped_profile("resnet50_v2-V100-32GB")
     names = [f"m{i:04d}" for i in range(4026)]
@@ -52,7 +58,11 @@ def main() -> None:
         minute_ns=6 * NS_PER_S,
     )
     config = SimConfig(duration_ns=duration_ns, gpus=6, device_kind=V100_32GB)
-    policy = make_policy(args.policy, admission_level=args.admission_level)
+    policy = make_policy(
+        args.policy,
+        admission_level=args.admission_level,
+        schedule_ahead_ns=round(args.schedule_ahead_ms * NS_PER_MS),
+    )
     result = Simulation(config, models, workload, policy).run()
     status = result.requests.table().status
     ok = int(np.sum(status == result.requests.table().status_names.index("SUCCESS")))

@@ -540,7 +540,9 @@ def test_a_paused_worker_is_not_charged_to_its_models() -> None:
 
 
 def test_a_model_whose_estimate_jumped_is_probed_and_served_again() -> None:
-    s = make({"a": profile()})
+    # no long shots: the probe alone must heal it
+    config = ClockworkConfig(result_margin_ns=0, horizon_slo_fraction=0, long_shot_chance=0)
+    s = make({"a": profile()}, config=config)
     t = warm(s, "a")
     # a slower spell, twice 3.5 ms (under the outlier factor): the estimate is now 3.5 ms
     for i in range(2):
@@ -726,8 +728,12 @@ def test_admission_by_probability_serves_what_one_slow_run_would_refuse(level: f
     # and served
     from clockwork.core.estimator import EstimatorConfig
 
+    # (no long shots: they would try the refused request on the idle device)
     config = ClockworkConfig(
-        result_margin_ns=0, horizon_slo_fraction=0, estimator=EstimatorConfig(level=level)
+        result_margin_ns=0,
+        horizon_slo_fraction=0,
+        long_shot_chance=0,
+        estimator=EstimatorConfig(level=level),
     )
     s = make({"a": profile()}, config=config)
     t = warm(s, "a")
@@ -736,3 +742,83 @@ def test_admission_by_probability_serves_what_one_slow_run_would_refuse(level: f
         assert status is ResponseStatus.SUCCESS
     status, t = _serve_one(s, 99, t, slo_ms=3.2, run_ms=2.2)
     assert status is (ResponseStatus.SUCCESS if level else ResponseStatus.DEADLINE_INFEASIBLE)
+
+
+def test_a_request_refused_by_its_estimate_is_tried_on_an_idle_holder() -> None:
+    # batch 1 runs 2 ms (the profile's seed, no spread measured yet: the prior spread applies);
+    # 1.99 ms left: the estimate refuses it, but it has a fair chance on the idle device
+    s = make({"a": profile()})
+    t = warm(s, "a")
+    s.handle(req(1, "a", t, slo_ms=1.99), t)
+    out = s.poll(t)
+    assert not out.responses
+    (inf,) = only(out, Infer)
+    assert inf.request_ids == (1,) and inf.batch_size == 1
+    # the worker starts it only while the chance holds: before the deadline less a fast run
+    assert t <= inf.latest_ns < t + int(1.99 * MS) - int(1.9 * MS)
+    # another arrives while the device is busy with the try: refused at once, not queued
+    s.handle(req(2, "a", t, slo_ms=1.99), t)
+    (r,) = s.poll(t).responses
+    assert r.status is ResponseStatus.DEADLINE_INFEASIBLE
+    # the try misses: answered at its deadline (not late, not left waiting)
+    deadline = t + int(1.99 * MS)
+    out = s.poll(deadline + 1)
+    (r,) = out.responses
+    assert r.request_id == 1 and r.status is ResponseStatus.OVERLOADED
+    s.handle(finish(inf, t, t + 2 * MS), t + 2 * MS)
+    assert not s.poll(t + 2 * MS).responses
+    assert s.pending_requests() == 0
+
+
+def test_no_long_shot_without_a_chance_or_when_turned_off() -> None:
+    for chance, slo_ms in ((0.02, 1.5), (0.0, 1.99)):
+        config = ClockworkConfig(
+            result_margin_ns=0, horizon_slo_fraction=0, long_shot_chance=chance
+        )
+        s = make({"a": profile()}, config=config)
+        t = warm(s, "a")
+        s.handle(req(1, "a", t, slo_ms=slo_ms), t)
+        out = s.poll(t)
+        assert [r.status for r in out.responses] == [ResponseStatus.DEADLINE_INFEASIBLE]
+        assert not only(out, Infer)
+
+
+def test_the_margin_and_lead_are_learned_from_the_links() -> None:
+    # seed margin 1 ms: a request with 2.5 ms left for a 2 ms run is refused
+    config = ClockworkConfig(result_margin_ns=MS, horizon_slo_fraction=0, long_shot_chance=0)
+    s = make({"a": profile()}, config=config)
+    s.handle(req(1, "a", 0, slo_ms=100), 0)
+    (load,) = only(s.poll(0), LoadWeights)
+    s.handle(finish(load, 0, 5 * MS), 5 * MS)
+    (inf,) = only(s.poll(5 * MS), Infer)
+    # the links: received 0.1 ms after sent, result back 0.1 ms after the end
+    sent = 5 * MS
+    result = ActionResult(
+        inf.action_id, inf.device, inf.model, ActionStatus.SUCCESS,
+        sent + 100_000, sent + 100_000, sent + 2_100_000, 2 * MS,
+    )  # fmt: skip
+    s.handle(ActionFinished(result), sent + 2_200_000)
+    s.poll(sent + 2_200_000)
+    t = 10 * MS
+    s.handle(req(2, "a", t, slo_ms=2.5), t)
+    out = s.poll(t)
+    assert not out.responses
+    (inf,) = only(out, Infer)
+    # planned to start after the lead, and to end the learned margin before the deadline
+    assert inf.latest_ns == t + int(2.5 * MS) - 100_000 - 2 * MS
+
+
+def test_a_model_with_two_queued_does_not_pass_an_earlier_lone_request() -> None:
+    # batch 1, 2, 4, 8 take 2, 3, 5, 10 ms. At 17 ms "a" (one request due at 26 ms) can no
+    # longer run a batch of 8 (key 16) and is keyed for 4 (21); "b" (two due at 28) still has
+    # its batch-8 key (18), which it cannot fill: by the batch it would run (2: key 25), "a"
+    # is more urgent, and runs first
+    exec_ms: dict[int, float] = {1: 2, 2: 3, 4: 5, 8: 10}
+    s = make({"a": profile(2, exec_ms=exec_ms), "b": profile(2, exec_ms=exec_ms)})
+    t = warm(s, "a")
+    t = warm(s, "b", t)
+    s.handle(req(1, "a", t, slo_ms=26), t)
+    s.handle(req(2, "b", t, slo_ms=28), t)
+    s.handle(req(3, "b", t, slo_ms=28), t)
+    infers = only(s.poll(t + 17 * MS), Infer)
+    assert [(i.model, i.batch_size) for i in infers] == [("a", 1), ("b", 2)]

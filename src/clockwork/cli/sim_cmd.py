@@ -24,6 +24,7 @@ from clockwork.core.events import ModelInfo
 from clockwork.core.policies import (
     POLICIES,
     POLICY_HELP,
+    SIMULATED_SCHEDULE_AHEAD_NS,
     ClockworkConfig,
 )
 from clockwork.core.profile import (
@@ -122,8 +123,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument(
         "--schedule-ahead-ms",
         type=float,
-        default=_CW.schedule_ahead_ns / NS_PER_MS,
-        help="clockwork: how far ahead it plans (at most; tight SLOs shorten it)",
+        default=SIMULATED_SCHEDULE_AHEAD_NS / NS_PER_MS,
+        help="clockwork: how far ahead it plans (at most; tight SLOs shorten it). The "
+        "simulated controller never lags, so it plans closer than a real one "
+        f"({_CW.schedule_ahead_ns / NS_PER_MS:g} ms)",
     )
     s.add_argument(
         "--drain-s",

@@ -251,6 +251,14 @@ class LatencyEstimator:
         return self.estimate_ns != before
 
     @property
+    def last_measured_ns(self) -> int:
+        """When the newest measurement in the window was taken (-1: none yet)."""
+        ring = self._ring
+        if not ring:
+            return -1
+        return self._times[self._next - 1] if len(ring) == self._window else self._times[-1]
+
+    @property
     def samples(self) -> tuple[int, ...]:
         """The window, oldest first."""
         ring = self._ring

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.estimator import EstimatorConfig
 from clockwork.core.policies.base import PolicyBase
-from clockwork.core.policies.clockwork import ClockworkConfig, ClockworkPolicy
+from clockwork.core.policies.clockwork import (
+    SIMULATED_SCHEDULE_AHEAD_NS,
+    ClockworkConfig,
+    ClockworkPolicy,
+)
 from clockwork.core.policies.reactive import ReactiveConfig, ReactivePolicy
 
 POLICIES: dict[str, Callable[[], PolicyBase]] = {
@@ -44,15 +49,15 @@ def make_policy(
         )
     if name != "clockwork":
         return POLICIES[name]()
-    ahead = {} if schedule_ahead_ns is None else {"schedule_ahead_ns": schedule_ahead_ns}
     try:
         config = ClockworkConfig(
             warm_start=warm_start,
             warm_first=warm_first,
             backlog_admission=backlog_admission,
             estimator=EstimatorConfig(level=admission_level),
-            **ahead,
         )
+        if schedule_ahead_ns is not None:
+            config = replace(config, schedule_ahead_ns=schedule_ahead_ns)
     except ValueError as e:
         raise ConfigurationError(str(e)) from None
     return ClockworkPolicy(config)
@@ -61,6 +66,7 @@ def make_policy(
 __all__ = [
     "POLICIES",
     "POLICY_HELP",
+    "SIMULATED_SCHEDULE_AHEAD_NS",
     "ClockworkConfig",
     "ClockworkPolicy",
     "PolicyBase",

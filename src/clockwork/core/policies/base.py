@@ -192,6 +192,9 @@ class PolicyBase:
     def on_device_added(self, view: DeviceView, now_ns: int) -> None:
         """A device joined."""
 
+    def observe_link(self, flight: Flight, result: ActionResult, now_ns: int) -> None:
+        """A result of ``flight`` arrived: its timestamps say how long the links took."""
+
     def on_device_removed(self, view: DeviceView) -> None:
         """A device left (its worker was lost)."""
 
@@ -347,6 +350,7 @@ class PolicyBase:
         flight = self.inflight.pop(result.action_id, None)
         if flight is None:
             return  # from a worker we already gave up on, or a duplicate: nothing waits for it
+        self.observe_link(flight, result, now_ns)
         action = flight.action
         if type(action) is Infer:
             self._infer_done(flight, action, result, now_ns)

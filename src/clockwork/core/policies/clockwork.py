@@ -32,13 +32,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from clockwork.core.actions import Infer
+from clockwork.core.actions import ActionResult, Infer
 from clockwork.core.cluster import DeviceView
-from clockwork.core.estimator import EstimatorConfig, ModelEstimates
+from clockwork.core.estimator import EstimatorConfig, ModelEstimates, Spread
 from clockwork.core.events import ModelRegistered, WorkerModelsChanged
 from clockwork.core.ids import DeviceId
-from clockwork.core.policies.base import DONE, QUEUED, PendingRequest, PolicyBase
+from clockwork.core.policies.base import DONE, QUEUED, Flight, PendingRequest, PolicyBase
 from clockwork.core.policies.device_refusals import DeviceRefusals
+from clockwork.core.policies.link_delays import LinkDelays
 from clockwork.core.requests import ResponseStatus
 from clockwork.core.units import NS_PER_MS, NS_PER_S, NS_PER_US
 
@@ -72,6 +73,13 @@ EXPIRY_REQUEST: Final = 2
 TAKEN: Final = 2
 
 
+# the horizon ``clockwork sim`` plans with: its controller never falls behind (a real one's
+# event loop does, by 10-25 ms at moments: BENCHMARKS.md s.7, hence the 10 ms default), and
+# committing later makes fuller batches: 99.9936% against 99.9849% at Azure load factor 0.7
+# (BENCHMARKS.md s.21)
+SIMULATED_SCHEDULE_AHEAD_NS: Final = 5 * NS_PER_MS
+
+
 @dataclass(frozen=True, slots=True)
 class ClockworkConfig:
     """Tunables of the Clockwork policy; defaults are the paper's where it has one."""
@@ -86,8 +94,14 @@ class ClockworkConfig:
     min_schedule_ahead_ns: int = 1 * NS_PER_MS
     # loads outstanding per device at once
     max_loads_in_flight: int = 2
-    # time reserved between an action's end and the deadline, for the result to reach us
+    # time reserved between an action's end and the deadline, for the result to reach us:
+    # until results have been measured, or always if ``learn_link_delays`` is off
     result_margin_ns: int = 500 * NS_PER_US
+    # plan with the links' measured delays (the p99 of the last ``link_window`` results each):
+    # the margin above, and the lead from sending an action to its worker receiving it (an
+    # action cannot start before then); the two together never exceed ``result_margin_ns``
+    learn_link_delays: bool = True
+    link_window: int = 100
     # a device that had to refuse ``overload_drops`` queued requests within ``overload_window_ns``
     # counts as overloaded for ``overload_hold_ns`` after the last of them, and then prefers
     # fuller batches (goodput) over the strict most-urgent-first order. Holding longer than the
@@ -114,6 +128,15 @@ class ClockworkConfig:
     # it (an all-padding batch of the smallest size), at most this often: refused requests never
     # run, so nothing else would ever correct a stale high estimate (0: never)
     probe_interval_ns: int = 100 * NS_PER_MS
+    # a request whose estimate says it cannot make its deadline is still tried, alone, on a
+    # device holding its model that is idle (nothing planned), when the spread of recent runs
+    # gives it at least this chance: idle device time costs nothing the plan knows of, and a
+    # try that misses is answered at its deadline, never late. The worker starts it only while
+    # that chance holds. At an SLO within a few percent of the run time (1x batch 1 in
+    # ``bench/slo_steps.py``) nothing else is ever served (0: never try, the paper's rule)
+    long_shot_chance: float = 0.02
+    # the spread (sd of the log of durations) assumed for a series with fewer than 3 runs
+    long_shot_prior_log_sd: float = 0.02
     # load registered models that are on no device into free pages while nothing else needs the
     # load executors (no eviction), ``warm_first`` first, then in registration order: a server
     # that just started then serves its first requests warm. Off in the simulator, whose
@@ -138,6 +161,8 @@ class ClockworkConfig:
             raise ValueError("max_loads_in_flight must be >= 1")
         if self.result_margin_ns < 0:
             raise ValueError("result_margin_ns must be >= 0")
+        if self.link_window < 1:
+            raise ValueError("link_window must be >= 1")
         if self.overload_window_ns <= 0 or self.overload_drops < 1 or self.overload_hold_ns <= 0:
             raise ValueError(
                 "overload_window_ns and overload_hold_ns must be > 0 and overload_drops >= 1"
@@ -146,6 +171,8 @@ class ClockworkConfig:
             raise ValueError("spread_window_ns and spread_calm_ns must be >= 0")
         if self.efficient_batch < 1 or self.overload_lookahead < 0:
             raise ValueError("efficient_batch must be >= 1 and overload_lookahead >= 0")
+        if not 0.0 <= self.long_shot_chance < 1.0 or self.long_shot_prior_log_sd < 0:
+            raise ValueError("long_shot_chance must be in [0, 1) and long_shot_prior_log_sd >= 0")
         if self.refused_demand_window_ns < 0 or self.probe_interval_ns < 0:
             raise ValueError("refused_demand_window_ns and probe_interval_ns must be >= 0")
 
@@ -232,6 +259,9 @@ class ClockworkPolicy(PolicyBase):
         self._probe: dict[str, _ModelQueue] = {}
         # when a probe waits for (None: none waits)
         self._probe_wake_ns: int | None = None
+        # requests refused by their estimates, to try on an idle holder at the next plan (see
+        # ``ClockworkConfig.long_shot_chance``), or else refuse then
+        self._long_shots: list[PendingRequest] = []
         # Infers sent, by the earliest deadline among their unanswered requests: a request whose
         # result has not come back by its deadline is answered then (a paused or lost worker
         # must not hold its answer back): (deadline, tie-break, action id)
@@ -242,6 +272,26 @@ class ClockworkPolicy(PolicyBase):
         self._ahead_until_ns = 0
         # whether a warm-start pass could still load something (see ``_plan_warm``)
         self._warm_pending = config.warm_start
+        # the links' delays to plan with (``ClockworkConfig.learn_link_delays``): the margin
+        # between an action's end and the deadline, and the lead before an action can start
+        self._links = LinkDelays(0, config.result_margin_ns, config.link_window)
+        self._margin_ns = config.result_margin_ns
+        self._lead_ns = 0
+
+    def observe_link(self, flight: Flight, result: ActionResult, now_ns: int) -> None:
+        if self.config.learn_link_delays:
+            links = self._links
+            links.observe(flight.sent_ns, result.received_ns, result.ended_ns, now_ns)
+            # never more than the fixed margin in all: on a loaded host a message now and then
+            # waits for the event loop (leads of 2-15 ms measured in the front door's tests),
+            # and planning for the worst of those would refuse what the worker's own
+            # ``latest`` check handles; measured faster links give the difference back
+            cap = self.config.result_margin_ns
+            margin = links.margin.value_ns
+            self._margin_ns = margin if margin < cap else cap
+            lead = links.lead.value_ns
+            room = cap - self._margin_ns
+            self._lead_ns = lead if lead < room else room
 
     # ----------------------------------------------------------------- model state
 
@@ -348,14 +398,21 @@ class ClockworkPolicy(PolicyBase):
             while i > 0 and q[i - 1].request.deadline_ns > deadline:
                 i -= 1
             q.insert(i, p)
+        top = m.batch_sizes[-1]
+        n = len(q)
+        # the head's key may have been raised to a batch size its queue could fill (see
+        # ``_pop_valid``): when the queue grows into a larger size, its key at that size
+        grew = 1 < n <= top and m.pad(n) != m.pad(n - 1)
         for view in m.ready_on.values():
-            self._push_strategy(view, p, m.batch_sizes[-1])
-        margin = self.config.result_margin_ns
+            self._push_strategy(view, p, top)
+            if grew:
+                self._push_strategy(view, q[0], m.pad(n))
+        margin = self._margin_ns
         e1 = self._best_exec1_ns(m)
         needs_load = m.holders() == 0
         load = min(e.load.estimate_ns for e in m.ests) if needs_load else 0
         self._seq += 1
-        expires_ns = deadline - margin - e1 - load
+        expires_ns = deadline - margin - e1 - load - self._lead_ns
         _heappush(self._expiry, (expires_ns, self._seq, p, needs_load))
         self._update_candidacy(m, now_ns)
         return expires_ns
@@ -396,7 +453,7 @@ class ClockworkPolicy(PolicyBase):
             return
         self._seq += 1
         r = p.request
-        key = r.deadline_ns - self.config.result_margin_ns - e.exec_ns(batch_size)
+        key = r.deadline_ns - self._margin_ns - e.exec_ns(batch_size)
         _heappush(self._heaps[view.device], (key, -r.priority, self._seq, p, batch_size))
 
     def _remove_queued(self, m: _ModelQueue, p: PendingRequest) -> None:
@@ -442,10 +499,14 @@ class ClockworkPolicy(PolicyBase):
             self.respond(p, ResponseStatus.DEADLINE_INFEASIBLE, now_ns, why)
             return
         m = self._model(r.model)
-        budget = r.deadline_ns - now_ns - self.config.result_margin_ns
+        budget = r.deadline_ns - now_ns - self._lead_ns - self._margin_ns
         need = self._need_ns(m)
         if budget < need and self._refresh(m, now_ns):
             need = self._need_ns(m)  # the estimate was stale
+        level = self.config.long_shot_chance
+        if budget < need and level and m.ready_on and self._chance(m, budget) >= level:
+            self._long_shots.append(p)
+            return
         if budget < need:
             self._refused_infeasible(m, budget, now_ns)
             what = "running batch 1" if m.holders() else "loading the model and running batch 1"
@@ -460,7 +521,7 @@ class ClockworkPolicy(PolicyBase):
         if self.config.backlog_admission and m.ready_on:
             # with nothing queued ahead, the devices may still be planned past its deadline
             ahead = self._queued_ahead(m, r.deadline_ns) if m.queue else 0
-            can = self._capacity_by(m, r.deadline_ns - self.config.result_margin_ns, now_ns)
+            can = self._capacity_by(m, r.deadline_ns - self._margin_ns, now_ns)
             if ahead >= can:
                 self.respond(
                     p,
@@ -494,7 +555,8 @@ class ClockworkPolicy(PolicyBase):
             e = by_kind.get(view.kind_name)
             if e is None:
                 continue
-            t = view.infer_free_at_ns if view.infer_free_at_ns > now_ns else now_ns
+            earliest = now_ns + self._lead_ns
+            t = view.infer_free_at_ns if view.infer_free_at_ns > earliest else earliest
             sizes = e.batch_sizes
             for _ in range(256):  # batches back to back; a bound on the loop, not the answer
                 fit = 0
@@ -529,14 +591,26 @@ class ClockworkPolicy(PolicyBase):
         Held, and the estimate said no: re-measure on an idle holder."""
         if m.holders() == 0:
             window = self.config.refused_demand_window_ns
-            if window and budget_ns >= self._best_exec1_ns(m):
+            if not self._links.measured:
+                # the margin is still a guess, and nothing will run to measure it unless
+                # something is loaded: judge with the device alone
+                budget_ns += self._margin_ns + self._lead_ns
+            level = self.config.long_shot_chance
+            if window and (
+                budget_ns >= self._best_exec1_ns(m)
+                or (level and self._chance(m, budget_ns) >= level)
+            ):
                 refused = m.refused
                 refused.append(now_ns)
                 while refused[0] < now_ns - window:
                     refused.popleft()
                 self._wanted[m.name] = m
         elif self.config.probe_interval_ns:
-            self._probe[m.name] = m
+            since = now_ns - self.config.probe_interval_ns
+            b = m.batch_sizes[0]
+            # measured that recently (it runs, or was tried): its estimate is not stale
+            if not any(e.exec[b].last_measured_ns >= since for e in m.ests):
+                self._probe[m.name] = m
 
     def requeue(self, p: PendingRequest, now_ns: int) -> None:
         self._enqueue(p, self._model(p.request.model), now_ns)
@@ -605,6 +679,8 @@ class ClockworkPolicy(PolicyBase):
         if self._flight_expiry and self._flight_expiry[0][0] < now_ns:
             self._expire_flights(now_ns)
         if not self.devices:
+            if self._long_shots:
+                self._plan_long_shots(now_ns)
             return
         horizon = now_ns + self._ahead_ns
         ready = [v for v, heap in self._dev_heaps if heap and v.infer_free_at_ns < horizon]
@@ -615,6 +691,8 @@ class ClockworkPolicy(PolicyBase):
         self._load_wake_ns = None
         if self._on_no_device or self._short_of_devices or self._wanted:
             self._plan_loads(now_ns, horizon)
+        if self._long_shots:
+            self._plan_long_shots(now_ns)
         self._probe_wake_ns = None
         if self._probe:
             self._plan_probes(now_ns)
@@ -663,6 +741,86 @@ class ClockworkPolicy(PolicyBase):
         # done when nothing is left or nothing fits anywhere and no load slot is awaited
         self._warm_pending = bool(todo) and waiting
 
+    def _chance(self, m: _ModelQueue, budget_ns: int) -> float:
+        """The chance that batch 1 of ``m`` runs within ``budget_ns`` on its fastest kind, from
+        the spread of its recent runs (0 when long shots are off)."""
+        level = self.config.long_shot_chance
+        if not level or budget_ns <= 0:
+            return 0.0
+        best = 0.0
+        for e in m.ests:
+            c = self._spread(e, m.batch_sizes[0]).probability_within(budget_ns)
+            best = c if c > best else best
+        return best
+
+    def _spread(self, e: ModelEstimates, batch_size: int) -> Spread:
+        s = e.exec[batch_size].spread()
+        prior = self.config.long_shot_prior_log_sd
+        if s.samples < 3 and s.log_sd < prior:
+            return Spread(s.samples, s.median_ns, s.log_mean, prior)
+        return s
+
+    def _plan_long_shots(self, now_ns: int) -> None:
+        """Try the requests held back by ``accept`` on holders idle now, batch 1, each only
+        while it has ``long_shot_chance``; refuse the others as infeasible."""
+        shots = self._long_shots
+        self._long_shots = []
+        level = self.config.long_shot_chance
+        start = now_ns + self._lead_ns
+        margin = self._margin_ns
+        for p in shots:
+            if p.state != QUEUED:
+                continue
+            r = p.request
+            if r.model not in self.models:
+                self.respond(
+                    p, ResponseStatus.MODEL_REMOVED, now_ns, f"model {r.model!r} was removed"
+                )
+                continue
+            m = self._model(r.model)
+            b = m.batch_sizes[0]
+            budget = r.deadline_ns - margin - start
+            for view in m.ready_on.values():
+                e = self.estimates[m.name].get(view.kind_name)
+                if e is None or view.infer_free_at_ns > now_ns:
+                    continue
+                spread = self._spread(e, b)
+                if spread.probability_within(budget) < level:
+                    continue
+                latest = r.deadline_ns - margin - spread.quantile_ns(level)
+                expected = e.exec_ns(b)
+                action = Infer(
+                    self.new_action_id(),
+                    view.device,
+                    m.name,
+                    b,
+                    (r.request_id,),
+                    now_ns,
+                    max(now_ns, latest),
+                    expected,
+                )
+                view.infer_free_at_ns = start + expected
+                view.touch(m.name, now_ns)
+                # a try measures the model as a probe would
+                m.probe_at_ns = now_ns + self.config.probe_interval_ns
+                self.send(action, view, now_ns, [p])
+                self._seq += 1
+                _heappush(self._flight_expiry, (r.deadline_ns, self._seq, action.action_id))
+                self._settled = False
+                break
+            if p.state == QUEUED:
+                # (not ``_refused_infeasible``: the estimate gave it its chance, a busy device
+                # did not; probing would only take device time)
+                left = r.deadline_ns - now_ns - self._lead_ns - margin
+                self.respond(
+                    p,
+                    ResponseStatus.DEADLINE_INFEASIBLE,
+                    now_ns,
+                    f"running batch 1 is estimated at {self._need_ns(m) / NS_PER_MS:.3f} ms; "
+                    f"only {max(0, left) / NS_PER_MS:.3f} ms are left, and no device holding "
+                    "its model was idle to try it",
+                )
+
     def _plan_probes(self, now_ns: int) -> None:
         """Re-measure models whose estimates made them refuse work: an all-padding batch of the
         smallest size on a holder that is idle now, expected to take the window's median (not
@@ -702,7 +860,7 @@ class ClockworkPolicy(PolicyBase):
                 idle,
                 now_ns,
             )
-            idle.infer_free_at_ns = now_ns + expected
+            idle.infer_free_at_ns = now_ns + self._lead_ns + expected
             m.probe_at_ns = now_ns + self.config.probe_interval_ns
             del self._probe[name]
             self._settled = False
@@ -722,7 +880,7 @@ class ClockworkPolicy(PolicyBase):
                 _heappush(
                     expiry,
                     (
-                        p.request.deadline_ns - self.config.result_margin_ns - e1,
+                        p.request.deadline_ns - self._margin_ns - e1 - self._lead_ns,
                         self._seq,
                         p,
                         False,
@@ -771,8 +929,9 @@ class ClockworkPolicy(PolicyBase):
         heap = self._heaps[view.device]
         lookahead = self.config.overload_lookahead
         efficient = self.config.efficient_batch
+        earliest = now_ns + self._lead_ns
         while heap:
-            t = view.infer_free_at_ns if view.infer_free_at_ns > now_ns else now_ns
+            t = view.infer_free_at_ns if view.infer_free_at_ns > earliest else earliest
             if t >= horizon:
                 return
             popped = self._pop_valid(heap, view, t)
@@ -818,12 +977,32 @@ class ClockworkPolicy(PolicyBase):
                 e = self.estimates[m.name].get(view.kind_name)
                 nb = m.smaller(b)
                 if e is not None:
-                    limit = p.request.deadline_ns - self.config.result_margin_ns
+                    limit = p.request.deadline_ns - self._margin_ns
                     while nb and t > limit - e.exec_ns(nb):
                         nb = m.smaller(nb)
                 if nb:
                     self._push_strategy(view, p, nb)
                 continue
+            q = m.queue
+            n = len(q)
+            if 1 < n < b:
+                # a key at a batch size the queue cannot fill is earlier than the batch that
+                # will run: a model with 2 queued would pass one with 1 queued and an earlier
+                # deadline (BENCHMARKS.md s.21). Keys only ever grow here, so the heap still pops
+                # the least true key first; a longer queue later pushes its own entries
+                real = m.pad(n)
+                if real < b:
+                    e = self.estimates[m.name].get(view.kind_name)
+                    if e is not None:
+                        head = q[0].request.deadline_ns - self._margin_ns
+                        real_key = head - e.exec_ns(real)
+                        if real_key > key:
+                            self._seq += 1
+                            head_p = q[0]
+                            _heappush(
+                                heap, (real_key, -head_p.request.priority, self._seq, head_p, real)
+                            )
+                            continue
             return entry, m
         return None
 
@@ -859,13 +1038,13 @@ class ClockworkPolicy(PolicyBase):
     def _feasible_elsewhere(
         self, m: _ModelQueue, p: PendingRequest, here: DeviceView, now_ns: int
     ) -> bool:
-        deadline = p.request.deadline_ns - self.config.result_margin_ns
+        deadline = p.request.deadline_ns - self._margin_ns
         for holders, loading in ((m.ready_on, False), (m.loading_on, True)):
             for view in holders.values():
                 if view is here:
                     continue
                 e = self.estimates[m.name][view.kind_name]
-                t = max(now_ns, view.infer_free_at_ns)
+                t = max(now_ns + self._lead_ns, view.infer_free_at_ns)
                 if loading:
                     res = view.resident.get(m.name)
                     if res is not None:
@@ -886,7 +1065,7 @@ class ClockworkPolicy(PolicyBase):
         """The batch ``m`` would run on ``view`` starting at ``t``: (requests to skip at the
         head, batch size, requests taken). Refuses heads that no device can serve in time."""
         q = m.queue
-        margin = self.config.result_margin_ns
+        margin = self._margin_ns
         smallest = m.batch_sizes[0]
         first_end = t + e.exec_ns(smallest) + margin
         while q and first_end > q[0].request.deadline_ns:
@@ -957,7 +1136,7 @@ class ClockworkPolicy(PolicyBase):
         for _ in range(skip):
             head = q.popleft()
             self._give_up(head, now_ns, "shed under overload for a fuller batch")
-        margin = self.config.result_margin_ns
+        margin = self._margin_ns
         batch = [q.popleft() for _ in range(k)]
         expected = e.exec_ns(b)
         latest = batch[0].request.deadline_ns - margin - expected
@@ -1042,7 +1221,7 @@ class ClockworkPolicy(PolicyBase):
                 i, m, pages = chosen
                 e = self.estimates[m.name][view.kind_name]
                 if m.queue:
-                    head = m.queue[0].request.deadline_ns - self.config.result_margin_ns
+                    head = m.queue[0].request.deadline_ns - self._margin_ns
                     latest = head - e.exec_ns(m.batch_sizes[0]) - e.load.estimate_ns
                 else:  # wanted for refused requests: no deadline waits on it
                     latest = start + self._ahead_ns
@@ -1060,7 +1239,7 @@ class ClockworkPolicy(PolicyBase):
     def _load_start(self, view: DeviceView, now_ns: int, horizon: int) -> int | None:
         """When a load on ``view`` could start; None if not inside the horizon (then the
         scheduler wakes up when it comes inside)."""
-        start = max(now_ns, view.load_free_at_ns)
+        start = max(now_ns + self._lead_ns, view.load_free_at_ns)
         if start < horizon:
             return start
         w = start - self._ahead_ns
