@@ -14,7 +14,9 @@ Every arrival becomes exactly one row of the request log, whatever happens to it
 - status: an answer within the deadline is SUCCESS, after it LATE; a refusal maps to the
   ``ResponseStatus`` the server names (Clockwork puts it in the error) or else by code: 429 /
   RESOURCE_EXHAUSTED -> DEADLINE_INFEASIBLE, 404 / NOT_FOUND -> MODEL_NOT_FOUND, 400 /
-  INVALID_ARGUMENT -> INVALID_INPUT (a 503 is OVERLOADED only when the server says so);
+  INVALID_ARGUMENT -> INVALID_INPUT (a 503 is OVERLOADED only when the server says so, or when
+  its reason is a door shedding load: ``TOO_MANY_REQUESTS``, ``TOO_MANY_CONNECTIONS``,
+  ``BODY_MEMORY_FULL``);
 - anything else gets the closest ``ResponseStatus`` and is counted in ``client_errors`` by kind:
   no answer (``transport``, ``timeout``: the client waited the SLO plus the drain;
   ``unanswered``: still in flight when the drain ended) -> WORKER_LOST; another HTTP status or
@@ -81,6 +83,9 @@ SOURCE_GIVEN = "given list"
 _SUCCESS = ResponseStatus.SUCCESS.value
 _LATE = ResponseStatus.LATE.value
 _REFUSALS = frozenset(s.value for s in ResponseStatus if not s.delivered_result)
+# the reasons a front door (Clockwork's) gives when it sheds load before the scheduler sees the
+# request: refusals for overload, whatever the code
+_DOOR_OVERLOAD = frozenset({"TOO_MANY_REQUESTS", "TOO_MANY_CONNECTIONS", "BODY_MEMORY_FULL"})
 # refusals by HTTP status / gRPC code when the server names no reason; 503 only with a reason
 _BY_CODE: dict[int | str, str] = {
     429: ResponseStatus.DEADLINE_INFEASIBLE.value,
@@ -110,6 +115,8 @@ def status_of(outcome: Outcome, deadline_ns: int) -> tuple[str, str | None]:
         )
     if outcome.reason in _REFUSALS:
         return outcome.reason, None
+    if outcome.reason in _DOOR_OVERLOAD:
+        return ResponseStatus.OVERLOADED.value, None
     code = outcome.code if outcome.code is not None else "none"
     mapped = _BY_CODE.get(code)
     if mapped is not None:
