@@ -28,14 +28,6 @@ def add_limits_arguments(p: argparse.ArgumentParser) -> None:
         help="inference requests in flight (HTTP and gRPC together)",
     )
     g.add_argument(
-        "--inflight-floor",
-        type=int,
-        default=_DEFAULTS.inflight_floor,
-        help="the inference cap adapts between this and --max-inflight: it falls while "
-        "admitted requests miss their deadlines (refused OVERLOADED or answered late) and "
-        "rises while they are answered in time; set it to --max-inflight for a fixed cap",
-    )
-    g.add_argument(
         "--max-control-inflight",
         type=int,
         default=_DEFAULTS.max_control_inflight,
@@ -97,7 +89,6 @@ def limits_from_args(args: argparse.Namespace) -> DoorLimits:
         return DoorLimits(
             max_connections=args.max_connections,
             max_inflight=args.max_inflight,
-            inflight_floor=args.inflight_floor,
             max_control_inflight=args.max_control_inflight,
             max_streams_per_connection=args.max_streams_per_connection,
             max_inflight_body_bytes=round(args.max_inflight_body_mb * MIB),

@@ -348,8 +348,6 @@ async def _serve(
         ).why_broken
     max_bytes = round(args.max_body_mb * 2**20)
     door = Door(limits_from_args(args))  # one for both protocols: the caps are the server's
-    if door.adaptive is not None:  # the inference cap follows the answers' outcomes
-        attach_observer(controller, door.adaptive)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -81,22 +81,25 @@ class DoorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 
 def _message(door: Door, kind: RequestKind) -> str:
-    # the inference cap adapts: the message says what it is when the call is refused
-    return f"{door.cap(kind)} {kind.value} requests in flight, the limit now; retry later"
+    limits = door.limits
+    cap = limits.max_inflight if kind is RequestKind.INFERENCE else limits.max_control_inflight
+    return f"{cap} {kind.value} requests in flight, the limit; retry later"
 
 
 def _refusal_handler(door: Door, kind: RequestKind, stream: bool) -> grpc.RpcMethodHandler:
     """A handler that refuses at once, never decoding the request."""
+    message = _message(door, kind)
+
     if stream:
 
         async def refuse_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, _message(door, kind))
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
             yield  # pragma: no cover - abort raises; the yield makes this a stream handler
 
         return grpc.stream_stream_rpc_method_handler(refuse_stream)
 
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, _message(door, kind))
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
 
     return grpc.unary_unary_rpc_method_handler(refuse)
 

@@ -397,12 +397,9 @@ def door_middleware(door: Door, server: ModelServer) -> Callable[..., Awaitable[
         kind = RequestKind.INFERENCE if _is_inference(request) else RequestKind.CONTROL
         at_cap = door.at_cap(kind)
         if at_cap is not None:
+            cap = limits.max_inflight if at_cap is Refusal.INFLIGHT else limits.max_control_inflight
             return refuse(
-                request,
-                conn,
-                at_cap,
-                503,
-                f"{door.cap(kind)} {kind.value} requests in flight, the limit now",
+                request, conn, at_cap, 503, f"{cap} {kind.value} requests in flight, the limit"
             )
         size = request.content_length or 0
         encoding = request.headers.get("Content-Encoding", "identity").lower()

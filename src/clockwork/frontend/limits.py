@@ -19,8 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
-from clockwork.frontend.adaptive_limit import AdaptiveLimit
-
 if TYPE_CHECKING:  # imported when a Door is made: the CLI's flags need only DoorLimits
     from prometheus_client.metrics_core import Metric
 
@@ -38,11 +36,6 @@ class DoorLimits:
     max_connections: int = 1024
     #: inference requests (HTTP and gRPC together) being read, queued or run
     max_inflight: int = 512
-    #: the floor of the adaptive cap on inference requests in flight, which starts at
-    #: ``max_inflight``, falls while admitted requests miss their deadlines and rises while they
-    #: are answered in time (``clockwork.frontend.adaptive_limit``); ``>= max_inflight``: the cap
-    #: stays fixed
-    inflight_floor: int = 32
     #: every other request (health, metadata, metrics, statistics, repository) in flight
     max_control_inflight: int = 64
     #: concurrent gRPC (HTTP/2) streams on one connection; an HTTP/1.1 connection carries one
@@ -116,12 +109,6 @@ class Door:
             RequestKind.INFERENCE: self.limits.max_inflight,
             RequestKind.CONTROL: self.limits.max_control_inflight,
         }
-        #: the adaptive inference cap (a controller observer), None when it is fixed
-        self.adaptive = (
-            AdaptiveLimit(self.limits.inflight_floor, self.limits.max_inflight)
-            if self.limits.inflight_floor < self.limits.max_inflight
-            else None
-        )
         from prometheus_client import CollectorRegistry
 
         self._registry = CollectorRegistry(auto_describe=False)
@@ -131,15 +118,9 @@ class Door:
 
     def at_cap(self, kind: RequestKind) -> Refusal | None:
         """The refusal for one more request of ``kind`` now, or None if it fits."""
-        if self.inflight[kind] < self.cap(kind):
+        if self.inflight[kind] < self._caps[kind]:
             return None
         return Refusal.INFLIGHT if kind is RequestKind.INFERENCE else Refusal.CONTROL_INFLIGHT
-
-    def cap(self, kind: RequestKind) -> int:
-        """The most requests of ``kind`` in flight now."""
-        if kind is RequestKind.INFERENCE and self.adaptive is not None:
-            return self.adaptive.cap
-        return self._caps[kind]
 
     def body_fits(self, size_bytes: int) -> bool:
         # a body larger than the whole bound is refused even when nothing else is in flight
@@ -196,14 +177,6 @@ class _Collector:
         for kind, n in d.inflight.items():
             inflight.add_metric([kind.value], n)
         yield inflight
-        caps = GaugeMetricFamily(
-            "clockwork_door_inflight_limit",
-            "The cap on requests in flight now (inference: adaptive unless fixed)",
-            labels=["kind"],
-        )
-        for kind in RequestKind:
-            caps.add_metric([kind.value], d.cap(kind))
-        yield caps
         yield GaugeMetricFamily(
             "clockwork_door_body_bytes_in_flight",
             "Request body bytes being read or held by admitted requests",
