@@ -5,16 +5,12 @@ with every request answered exactly once, a node added (and removed) while servi
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +23,7 @@ from clockwork.core.requests import Response, ResponseStatus
 from clockwork.service import ControllerService
 from clockwork.service.bench_cluster import free_ports
 
+from support.http_model import infer_zeros, wait_ready
 from support.ray_cluster import SECRET, ray_cluster, ray_served
 
 pytestmark = [
@@ -232,31 +229,8 @@ def test_serve_command_with_ray_answers_over_http(cluster: Any) -> None:
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         base = f"http://127.0.0.1:{port}/v2/models/resnet50_v2-0000"
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
-            try:
-                with urllib.request.urlopen(f"{base}/ready", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the Ray workers' model never became ready"
-            time.sleep(0.5)
-        with urllib.request.urlopen(base, timeout=5) as r:
-            meta = json.load(r)
-        [tensor] = meta["inputs"]
-        # a batch of one (the metadata's shape is batch first, -1 for the batch)
-        shape = [d if d > 0 else 1 for d in tensor["shape"]]
-        body = {"inputs": [{**tensor, "shape": shape, "data": [0.0] * math.prod(shape)}]}
-        request = urllib.request.Request(
-            f"{base}/infer", json.dumps(body).encode(), {"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as r:
-                answer = json.load(r)
-        except urllib.error.HTTPError as e:
-            pytest.fail(f"{e}: {e.read()[:2000]!r}")
+        wait_ready(base, alive=proc)
+        answer = infer_zeros(base)
         assert answer["model_name"] == "resnet50_v2-0000" and answer["outputs"]
     finally:
         proc.send_signal(signal.SIGINT)

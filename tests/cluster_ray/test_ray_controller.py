@@ -5,15 +5,11 @@ the same workers re-join with their models, none is loaded again, and requests a
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +24,7 @@ from clockwork.cluster_ray.supervised_serve import (
 )
 from clockwork.service.bench_cluster import free_ports
 
+from support.http_model import infer_zeros, wait_ready
 from support.ray_cluster import SECRET, ray_cluster
 
 pytestmark = [
@@ -65,40 +62,6 @@ def serve_args(address: str, http_port: int, state_dir: str) -> argparse.Namespa
     return args
 
 
-def wait_ready(
-    base: str, timeout_s: float = 90.0, alive: subprocess.Popen[str] | None = None
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if alive is not None:
-            assert alive.poll() is None, alive.communicate()[1][-3000:]
-        try:
-            with urllib.request.urlopen(f"{base}/ready", timeout=5) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, "the model never became ready"
-        time.sleep(0.3)
-
-
-def infer(base: str) -> dict[str, Any]:
-    with urllib.request.urlopen(base, timeout=10) as r:
-        meta = json.load(r)
-    [tensor] = meta["inputs"]
-    shape = [d if d > 0 else 1 for d in tensor["shape"]]
-    body = {"inputs": [{**tensor, "shape": shape, "data": [0.0] * math.prod(shape)}]}
-    request = urllib.request.Request(
-        f"{base}/infer", json.dumps(body).encode(), {"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as r:
-            answer: dict[str, Any] = json.load(r)
-            return answer
-    except urllib.error.HTTPError as e:
-        pytest.fail(f"{e}: {e.read()[:2000]!r}")
-
-
 def workers(prefix: str) -> dict[str, dict[str, Any]]:
     """What each worker actor of the serve named ``prefix`` says of itself."""
     import ray
@@ -128,7 +91,7 @@ def test_killed_controller_actor_restarts_and_relearns_its_workers(
         assert not first["restarted"]
         wait_ready(base)
         for _ in range(3):
-            assert infer(base)["model_name"] == MODEL
+            assert infer_zeros(base)["model_name"] == MODEL
         before = workers(prefix)
         assert len(before) == 2  # one per declared GPU
         held = {w: set(i["loads"]) for w, i in before.items()}
@@ -150,7 +113,7 @@ def test_killed_controller_actor_restarts_and_relearns_its_workers(
         assert again["node_id"] == first["node_id"]
         wait_ready(base)
         for _ in range(3):
-            assert infer(base)["model_name"] == MODEL
+            assert infer_zeros(base)["model_name"] == MODEL
         after = workers(prefix)
         # the same worker actors (not restarted), each still with its groups' devices ...
         assert {w: i["pid"] for w, i in after.items()} == {w: i["pid"] for w, i in before.items()}
@@ -185,7 +148,7 @@ def test_serve_command_with_ray_controller_answers_and_cleans_up(
     try:
         base = f"http://127.0.0.1:{port}/v2/models/{MODEL}"
         wait_ready(base, alive=proc)
-        assert infer(base)["model_name"] == MODEL
+        assert infer_zeros(base)["model_name"] == MODEL
         ours = [
             a["name"]
             for a in ray.util.list_named_actors(all_namespaces=True)
