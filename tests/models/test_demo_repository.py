@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from clockwork.cli import demo_repository as demo
+from clockwork.cli import demo_state
 from clockwork.core.errors import InvalidInputError
 from clockwork.models.formats import ModelFormat
 from clockwork.models.repository import ModelRepository
@@ -43,8 +44,8 @@ def test_builtin_only_makes_the_builtin_models_and_then_nothing(tmp_path: Path) 
     assert choice is not None and choice.chosen is BUILTIN and choice.median_ms == {}
     assert "only the built-in form was asked for" in choice.describe()
     assert formats(root) == {n: BUILTIN for n in demo.model_names()}
-    assert not list((root / demo.FORMS_DIR).glob("*.onnx"))  # nothing exported
-    assert demo.read_choice(root) == choice.to_json()
+    assert not list((root / demo_state.FORMS_DIR).glob("*.onnx"))  # nothing exported
+    assert demo_state.read_choice(root) == choice.to_json()
     # made already, for this kind of device: left as it is
     assert demo.ensure_demo_repository(root, "cpu", forms=(BUILTIN, ONNX)) is None
     assert formats(root) == {n: BUILTIN for n in demo.model_names()}
@@ -58,8 +59,11 @@ def test_the_fastest_form_is_served_and_answers_as_the_builtin_one(tmp_path: Pat
     fastest = min(choice.median_ms, key=lambda f: choice.median_ms[f])
     assert choice.chosen.value == fastest
     assert formats(root) == {n: choice.chosen for n in demo.model_names()}
-    assert json.loads((root / demo.FORMS_DIR / demo.CHOICE_FILE).read_text())["chosen"] == fastest
-    assert (root / demo.FORMS_DIR / "mobilenet_v2-32-seed1.onnx").is_file()
+    assert (
+        json.loads((root / demo_state.FORMS_DIR / demo_state.CHOICE_FILE).read_text())["chosen"]
+        == fastest
+    )
+    assert (root / demo_state.FORMS_DIR / "mobilenet_v2-32-seed1.onnx").is_file()
 
     # the four share one file (or one architecture): measured once at first start
     written = profile_repository(ModelRepository(root), "cpu", runs=2, warmup=0, loads=1)
@@ -84,7 +88,7 @@ def test_the_fastest_form_is_served_and_answers_as_the_builtin_one(tmp_path: Pat
 def test_another_device_kind_chooses_again(tmp_path: Path) -> None:
     root = tmp_path / "demo"
     demo.ensure_demo_repository(root, "cpu", forms=(BUILTIN,))
-    path = root / demo.FORMS_DIR / demo.CHOICE_FILE
+    path = root / demo_state.FORMS_DIR / demo_state.CHOICE_FILE
     recorded = json.loads(path.read_text())
     path.write_text(json.dumps({**recorded, "device_kind": "NVIDIA H100 80GB HBM3"}))
     choice = demo.ensure_demo_repository(root, "cpu", forms=(BUILTIN, ONNX))
@@ -116,3 +120,28 @@ def test_a_form_that_fails_to_run_leaves_the_builtin_form(
     assert choice is not None and choice.chosen is BUILTIN
     assert choice.skipped == {"onnx": "timing failed: no session for you"}
     assert formats(tmp_path / "demo") == {n: BUILTIN for n in demo.model_names()}
+
+
+def test_a_ready_cpu_demo_repository_is_known_without_torch(tmp_path: Path) -> None:
+    """serve's controller process asks on every start; torch would cost it ~190 MB."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "demo"
+    (root / "m").mkdir(parents=True)
+    (root / "m" / "config.json").write_text("{}")
+    (root / demo_state.FORMS_DIR).mkdir()
+    (root / demo_state.FORMS_DIR / demo_state.CHOICE_FILE).write_text(
+        json.dumps({"device_kind": "cpu", "chosen": "onnx"})
+    )
+    code = (
+        "import sys; from pathlib import Path; "
+        "from clockwork.cli.serve_cmd import ensure_demo_repository; "
+        f"ensure_demo_repository(Path({str(root)!r}), 'cpu'); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
+    assert demo_state.ready_without_torch(root, "cpu")
+    assert not demo_state.ready_without_torch(tmp_path / "none", "cpu")
+    assert not demo_state.ready_without_torch(root, "cuda:0")  # torch must say what that is

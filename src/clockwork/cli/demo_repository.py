@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from clockwork.cli.demo_state import CHOICE_FILE, FORMS_DIR, has_models, read_choice
 from clockwork.core.errors import InvalidInputError
 from clockwork.models.formats import ModelFormat
 
@@ -58,8 +59,6 @@ ALL_FORMS = (ModelFormat.BUILTIN, ModelFormat.ONNX, ModelFormat.TORCH_EXPORT)
 #: costs about 12 s of CPU time, twice the rest of the preparation
 DEFAULT_FORMS = (ModelFormat.BUILTIN, ModelFormat.ONNX)
 #: where the exports and the record of the choice lie (a ``_`` directory is not a model)
-FORMS_DIR = "_demo"
-CHOICE_FILE = "choice.json"
 #: batch-1 runs per form: untimed first, then timed rounds (each form once per round, in turn)
 WARMUP_RUNS = 3
 TIMED_ROUNDS = 15
@@ -129,15 +128,6 @@ def model_names() -> list[str]:
     return names(DEMO_ARCH, DEMO_COPIES)
 
 
-def read_choice(root: Path) -> dict[str, object] | None:
-    """The recorded choice of the demo repository at ``root`` (None: none or unreadable)."""
-    try:
-        data = json.loads((root / FORMS_DIR / CHOICE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def ensure_demo_repository(
     root: Path,
     device: str = "auto",
@@ -151,12 +141,7 @@ def ensure_demo_repository(
 
     device = resolve_device(device)
     kind = default_kind(device).name
-    has_models = root.is_dir() and any(
-        (d / "config.json").is_file() or (d / "config.pbtxt").is_file()
-        for d in root.iterdir()
-        if d.is_dir()
-    )
-    if has_models:
+    if has_models(root):
         recorded = read_choice(root)
         if recorded is None or recorded.get("device_kind") == kind:
             return None

@@ -173,6 +173,10 @@ def ensure_demo_repository(
 ) -> None:
     """Create the demo repository at ``root`` unless it already holds models for this device
     kind, in the fastest of ``forms`` here (``clockwork.cli.demo_repository``)."""
+    from clockwork.cli.demo_state import ready_without_torch
+
+    if ready_without_torch(root, device):
+        return
     from clockwork.cli.demo_repository import ensure_demo_repository as ensure
     from clockwork.cli.demo_repository import parse_forms
 
@@ -211,7 +215,11 @@ def run(args: argparse.Namespace) -> int:
     if args.no_local_worker and not remote and args.ray is None:
         raise ConfigurationError("--no-local-worker needs --workers")
     repository = args.repository
-    if (args.ray is None and not args.no_local_worker) or args.ray_backend == "torch":
+    # a repository for the local worker, or for Ray's torch workers (an emulated or a remote
+    # worker brings its own models)
+    if (args.ray is None and not args.no_local_worker) or (
+        args.ray is not None and args.ray_backend == "torch"
+    ):
         if repository is None:
             repository = DEMO_REPOSITORY
             ensure_demo_repository(repository, args.device, args.demo_forms, args.threads)
