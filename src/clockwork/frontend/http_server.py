@@ -347,23 +347,17 @@ def decode_shared_http_infer(
     this)."""
     body = AttachedBody(name, size)
     try:
-        call, plan = decode_http_infer(
-            body.view,
-            encoding,
-            header_length,
-            model,
-            version,
-            max_body_bytes,
-            max_input_elements,
+        # the decoded call (views of the body) is gone with the callee's frame before the
+        # mapping is let go
+        return decode_http_infer_shared(
+            body.view, encoding, header_length, model, version, max_body_bytes, max_input_elements
         )
-        return share_call(call), plan
     finally:
-        call = None  # type: ignore[assignment]
         body.close()
 
 
 def decode_http_infer_shared(
-    body: bytes | bytearray,
+    body: bytes | bytearray | memoryview,
     encoding: str,
     header_length: str | None,
     model: str,
