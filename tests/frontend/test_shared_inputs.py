@@ -186,3 +186,26 @@ def test_a_large_grpc_request_goes_to_the_pool_and_back_in_shared_memory() -> No
 
     asyncio.run(main())
     all_gone(before, fake)
+
+
+def test_a_body_in_shared_memory_is_decoded_in_place_into_a_segment_of_its_own() -> None:
+    from clockwork.frontend.http_server import decode_shared_http_infer
+    from clockwork.frontend.shared_body import SharedBody
+
+    n = 100_000  # inputs large enough to travel in a segment
+    text = json.dumps(
+        {"inputs": [{"name": "x", "shape": [1, n], "datatype": "INT32", "data": list(range(n))}]}
+    ).encode()
+    body = SharedBody(len(text))
+    body.view[:] = text
+    try:
+        got, _ = decode_shared_http_infer(
+            body.name, body.size, "identity", None, "ident", "", MAX_BODY, None
+        )
+    finally:
+        body.release()
+    assert isinstance(got, SharedCall) and got.segment != body.name
+    opened, segment = open_call(got)
+    assert segment is not None and opened.inputs[0].data[0, -1] == n - 1
+    segment.release()
+    del opened
