@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Runtime), and write "
             "REPO/<model>/profile-<device kind>.json. exec_ns and load_ns are the 99th "
             "percentile of the timed runs; the p50/p99/max table is kept under 'extra'. Models "
-            "with the same architecture, parameters and batch sizes are measured once."
+            "with the same architecture, parameters and batch sizes, or the same model file, are "
+            "measured once."
         ),
     )
     parser.add_argument("repo", type=Path, metavar="REPO", help="model repository directory")

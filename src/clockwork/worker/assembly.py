@@ -253,7 +253,6 @@ class TorchRescan:
     def _profile(self, names: Sequence[str]) -> list[str]:
         """Profile ``names`` and write their profiles; return those that succeeded. Models of
         one architecture, parameters and batch sizes are measured once, as at start."""
-        import dataclasses
 
         from clockwork.core.profile import save_profile
         from clockwork.models.model_files import weights_sizes
@@ -264,6 +263,7 @@ class TorchRescan:
             DEFAULT_RUNS,
             DEFAULT_WARMUP,
             profile_model,
+            profile_of_copy,
         )
 
         repo = self.repository
@@ -298,15 +298,7 @@ class TorchRescan:
                     )
                     measured[key] = profile
                 else:
-                    profile = dataclasses.replace(
-                        profile,
-                        model=name,
-                        measured=dataclasses.replace(
-                            profile.measured,
-                            how=f"{profile.measured.how}; measured on "
-                            f"{profile.model}, same architecture, parameters and batch sizes",
-                        ),
-                    )
+                    profile = profile_of_copy(profile, name)
                 path = profile_path(repo, name, profile.device_kind)
                 save_profile(profile, path)
             except Exception as e:  # one model failing to profile must not stop the worker

@@ -272,20 +272,27 @@ def profile_repository(
             )
             measured[key] = profile
         elif profile.model != name:
-            profile = dataclasses.replace(
-                profile,
-                model=name,
-                measured=dataclasses.replace(
-                    profile.measured,
-                    how=f"{profile.measured.how}; measured on {profile.model}, same "
-                    "architecture, parameters and batch sizes",
-                ),
-            )
+            profile = profile_of_copy(profile, name)
         path = profile_path(repo, name, profile.device_kind, out)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_profile(profile, path)
         written[name] = (profile, path)
     return written
+
+
+def profile_of_copy(profile: ModelProfile, name: str) -> ModelProfile:
+    """``profile``, measured on another model with the same measurement key (the repository's
+    ``measure_key``: the same architecture, parameters and batch sizes, or the same model
+    file), as the profile of ``name``; it says where it was measured."""
+    return dataclasses.replace(
+        profile,
+        model=name,
+        measured=dataclasses.replace(
+            profile.measured,
+            how=f"{profile.measured.how}; measured on {profile.model}, the same network "
+            "(architecture, parameters and batch sizes, or model file)",
+        ),
+    )
 
 
 def profile_table(profile: ModelProfile) -> str:
