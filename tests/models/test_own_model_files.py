@@ -18,17 +18,12 @@ from clockwork.models.model_import import import_model
 from clockwork.models.repository import ModelRepository
 from clockwork.models.tensors import TensorSpec
 
-from support.own_models import example, export_onnx, export_pt2, make_net
+from support.own_models import example, export_both, make_net
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("files")
-    net = make_net("mlp")
-    return {
-        "pt2": export_pt2("mlp", net, root / "mlp.pt2"),
-        "onnx": export_onnx("mlp", net, root / "mlp.onnx"),
-    }
+    return export_both("mlp", tmp_path_factory.mktemp("files"))
 
 
 @pytest.mark.parametrize("fmt", ["pt2", "onnx"])

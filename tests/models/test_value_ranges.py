@@ -19,7 +19,7 @@ from clockwork.models.tensors import TensorSpec, dtype_bounds
 from clockwork.worker.backends.base import BackendError
 from clockwork.worker.backends.torch_backend import TorchBackend
 
-from support.own_models import VOCAB, export_onnx, export_pt2, make_net
+from support.own_models import VOCAB, export_both
 
 KEY = "clockwork.value_range"
 
@@ -38,12 +38,7 @@ class Counts(nn.Module):
 
 @pytest.fixture(scope="module")
 def encoder_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("files")
-    net = make_net("encoder")
-    return {
-        "pt2": export_pt2("encoder", net, root / "encoder.pt2"),
-        "onnx": export_onnx("encoder", net, root / "encoder.onnx"),
-    }
+    return export_both("encoder", tmp_path_factory.mktemp("files"))
 
 
 @pytest.mark.parametrize("fmt", ["pt2", "onnx"])

@@ -111,3 +111,12 @@ def export_onnx(kind: str, net: nn.Module, path: Path) -> Path:
             dynamic_axes={name: {0: "batch"}, "scores": {0: "batch"}},
         )
     return path
+
+
+def export_both(kind: str, root: Path) -> dict[str, Path]:
+    """The ``kind`` network (``make_net``) as ``ROOT/KIND.pt2`` and ``ROOT/KIND.onnx``, by form."""
+    net = make_net(kind)
+    return {
+        "pt2": export_pt2(kind, net, root / f"{kind}.pt2"),
+        "onnx": export_onnx(kind, net, root / f"{kind}.onnx"),
+    }
