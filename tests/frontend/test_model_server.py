@@ -18,6 +18,7 @@ from clockwork.frontend.api import (
     RequestedOutput,
     Tensor,
 )
+from clockwork.frontend.door_ticket import TICKET, DoorTicket
 from clockwork.frontend.metrics import ServingMetrics
 from clockwork.frontend.server import ControllerModelServer, scheduler_priority
 from clockwork.service import ControllerService, WorkerService
@@ -207,3 +208,28 @@ def test_unload_and_load_while_serving() -> None:
 def test_priorities_follow_tritons_convention() -> None:
     assert scheduler_priority(1) > scheduler_priority(2) > scheduler_priority(50)
     assert scheduler_priority(0) == scheduler_priority(10)
+
+
+def test_the_doors_ticket_carries_the_timeout_and_whether_the_server_had_room() -> None:
+    async def body(server: ControllerModelServer, ctrl: ControllerService) -> None:
+        served = DoorTicket(began_ns=0)
+        TICKET.set(served)
+        await server.infer(call(timeout_us=2_000_000))
+        assert served.timeout_ns == 2_000_000_000 and not served.failed
+        # no timeout given: the server's default SLO is the one it judged against
+        default = DoorTicket(began_ns=0)
+        TICKET.set(default)
+        await server.infer(call())
+        assert default.timeout_ns == ctrl.default_slo_ns and not default.failed
+        # an impossible deadline is the client's, not the server's load: not a failure
+        infeasible = DoorTicket(began_ns=0)
+        TICKET.set(infeasible)
+        await refused(server, call(timeout_us=1))
+        assert infeasible.timeout_ns == 1_000 and not infeasible.failed
+        # a bad request is never judged: the ticket says nothing of the load
+        bad = DoorTicket(began_ns=0)
+        TICKET.set(bad)
+        await refused(server, call(priority=-1))
+        assert bad.met(now_ns=1) is None
+
+    serve(body)

@@ -28,6 +28,38 @@ def add_limits_arguments(p: argparse.ArgumentParser) -> None:
         help="inference requests in flight (HTTP and gRPC together)",
     )
     g.add_argument(
+        "--fixed-inflight",
+        action="store_true",
+        help="let in up to --max-inflight inference requests at all times; by default the "
+        "door keeps them below it, at what the server answers in time (the limit is cut when "
+        "an admitted request misses its deadline and raised while answers come in time)",
+    )
+    g.add_argument(
+        "--initial-inflight",
+        type=int,
+        default=_DEFAULTS.initial_inflight,
+        help="where the adaptive limit starts",
+    )
+    g.add_argument(
+        "--min-inflight",
+        type=int,
+        default=_DEFAULTS.min_inflight,
+        help="the adaptive limit's floor",
+    )
+    g.add_argument(
+        "--queue-delay-target-ms",
+        type=float,
+        default=_DEFAULTS.queue_delay_target_s * 1000,
+        help="once every inference request has waited this long before the server read it, "
+        "for --queue-delay-interval-ms, such requests are refused unread (0: never)",
+    )
+    g.add_argument(
+        "--queue-delay-interval-ms",
+        type=float,
+        default=_DEFAULTS.queue_delay_interval_s * 1000,
+        help="how long a queue must stand before --queue-delay-target-ms refuses",
+    )
+    g.add_argument(
         "--max-control-inflight",
         type=int,
         default=_DEFAULTS.max_control_inflight,
@@ -89,6 +121,11 @@ def limits_from_args(args: argparse.Namespace) -> DoorLimits:
         return DoorLimits(
             max_connections=args.max_connections,
             max_inflight=args.max_inflight,
+            adaptive_inflight=not args.fixed_inflight,
+            initial_inflight=args.initial_inflight,
+            min_inflight=args.min_inflight,
+            queue_delay_target_s=args.queue_delay_target_ms / 1000,
+            queue_delay_interval_s=args.queue_delay_interval_ms / 1000,
             max_control_inflight=args.max_control_inflight,
             max_streams_per_connection=args.max_streams_per_connection,
             max_inflight_body_bytes=round(args.max_inflight_body_mb * MIB),

@@ -16,7 +16,7 @@ Every arrival becomes exactly one row of the request log, whatever happens to it
   RESOURCE_EXHAUSTED -> DEADLINE_INFEASIBLE, 404 / NOT_FOUND -> MODEL_NOT_FOUND, 400 /
   INVALID_ARGUMENT -> INVALID_INPUT (a 503 is OVERLOADED only when the server says so, or when
   its reason is a door shedding load: ``TOO_MANY_REQUESTS``, ``TOO_MANY_CONNECTIONS``,
-  ``BODY_MEMORY_FULL``);
+  ``BODY_MEMORY_FULL``, ``QUEUE_DELAY``);
 - anything else gets the closest ``ResponseStatus`` and is counted in ``client_errors`` by kind:
   no answer (``transport``, ``timeout``: the client waited the SLO plus the drain;
   ``unanswered``: still in flight when the drain ended) -> WORKER_LOST; another HTTP status or
@@ -85,7 +85,9 @@ _LATE = ResponseStatus.LATE.value
 _REFUSALS = frozenset(s.value for s in ResponseStatus if not s.delivered_result)
 # the reasons a front door (Clockwork's) gives when it sheds load before the scheduler sees the
 # request: refusals for overload, whatever the code
-_DOOR_OVERLOAD = frozenset({"TOO_MANY_REQUESTS", "TOO_MANY_CONNECTIONS", "BODY_MEMORY_FULL"})
+_DOOR_OVERLOAD = frozenset(
+    {"TOO_MANY_REQUESTS", "TOO_MANY_CONNECTIONS", "BODY_MEMORY_FULL", "QUEUE_DELAY"}
+)
 # refusals by HTTP status / gRPC code when the server names no reason; 503 only with a reason
 _BY_CODE: dict[int | str, str] = {
     429: ResponseStatus.DEADLINE_INFEASIBLE.value,

@@ -39,6 +39,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from clockwork.client.credentials import ClientCredentials
 from clockwork.core.errors import ClockworkError, ConfigurationError
@@ -661,10 +662,12 @@ def _answer_json(payload: bytes, header_len: str | None) -> Mapping[str, object]
     """The JSON part of a successful answer (the binary header, or a small JSON body); {} when
     there is none or it does not parse: it only feeds optional figures."""
     try:
+        # orjson: at a few hundred answers a second the standard parser took a sixth of this
+        # client's CPU, on the cores it shares with the server it measures
         if header_len is not None:
-            doc = json.loads(payload[: int(header_len)])
+            doc = orjson.loads(payload[: int(header_len)])
         elif len(payload) <= _PARSE_JSON_MAX_BYTES:
-            doc = json.loads(payload)
+            doc = orjson.loads(payload)
         else:
             return {}
     except ValueError:

@@ -11,11 +11,13 @@ is gRPC's own backstop.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 
+from clockwork.frontend.door_ticket import TICKET
 from clockwork.frontend.limits import Door, DoorLimits, RequestKind
 
 __all__ = ["DoorInterceptor", "grpc_options", "maximum_concurrent_rpcs"]
@@ -80,26 +82,19 @@ class DoorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return _counted(door, kind, handler)
 
 
-def _message(door: Door, kind: RequestKind) -> str:
-    limits = door.limits
-    cap = limits.max_inflight if kind is RequestKind.INFERENCE else limits.max_control_inflight
-    return f"{cap} {kind.value} requests in flight, the limit; retry later"
-
-
 def _refusal_handler(door: Door, kind: RequestKind, stream: bool) -> grpc.RpcMethodHandler:
     """A handler that refuses at once, never decoding the request."""
-    message = _message(door, kind)
 
     if stream:
 
         async def refuse_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, door.at_cap_message(kind))
             yield  # pragma: no cover - abort raises; the yield makes this a stream handler
 
         return grpc.stream_stream_rpc_method_handler(refuse_stream)
 
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, door.at_cap_message(kind))
 
     return grpc.unary_unary_rpc_method_handler(refuse)
 
@@ -111,10 +106,20 @@ def _counted(door: Door, kind: RequestKind, handler: grpc.RpcMethodHandler) -> A
 
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             door.enter(kind)
+            if kind is not RequestKind.INFERENCE:
+                try:
+                    return await inner(request, context)
+                finally:
+                    door.leave(kind)
+            # the first byte's time is gRPC's own: the ticket's begins at admission
+            ticket = door.ticket(time.perf_counter_ns())
+            token = TICKET.set(ticket)
             try:
                 return await inner(request, context)
             finally:
                 door.leave(kind)
+                TICKET.reset(token)
+                door.settle(ticket, time.perf_counter_ns())
 
         return grpc.unary_unary_rpc_method_handler(
             unary,

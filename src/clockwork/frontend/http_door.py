@@ -32,20 +32,25 @@ import asyncio
 import enum
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from aiohttp import web
 
 from clockwork.frontend.api import ErrorKind, FrontendError, ModelServer
+from clockwork.frontend.door_ticket import TICKET
 from clockwork.frontend.limits import Door, Refusal, RequestKind, Timeout
 
-__all__ = ["DoorRunner", "door_middleware"]
+__all__ = ["FIRST_BYTE_NS", "DoorRunner", "door_middleware"]
 
 _log = logging.getLogger(__name__)
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: the request's key for when its first byte arrived (perf_counter_ns): its handler counts the
+#: time since then as spent of the client's timeout
+FIRST_BYTE_NS = web.RequestKey("clockwork.first_byte_ns", int)
 # the bound on a chunked body is checked this often at most when the body stalls
 _MIN_CHECK_S = 0.05
 # answered to a connection over the cap before anything is read from it
@@ -80,6 +85,7 @@ class _Connection(asyncio.Protocol):
         "_door",
         "_draining",
         "_factory",
+        "_first_byte_ns",
         "_held",
         "_inner",
         "_loop",
@@ -102,6 +108,8 @@ class _Connection(asyncio.Protocol):
         self._phase = _Phase.IDLE
         self._timer: asyncio.TimerHandle | None = None
         self._received = 0  # bytes received on this connection
+        # perf_counter_ns of the current request's first byte; 0: taken by the middleware
+        self._first_byte_ns = 0
         self._request: web.BaseRequest | None = None
         self._body_start = 0.0
         self._body_mark = 0  # ``_received`` when the current request was admitted
@@ -143,6 +151,7 @@ class _Connection(asyncio.Protocol):
         self._received += len(data)
         phase = self._phase
         if phase is _Phase.IDLE:
+            self._first_byte_ns = time.perf_counter_ns()
             self._phase = _Phase.HEADERS
             self._arm(self._door.limits.header_timeout_s, self._headers_expired)
         elif phase is _Phase.BODY and self._chunked:
@@ -219,6 +228,12 @@ class _Connection(asyncio.Protocol):
             self._transport.abort()
 
     # ----------------------------------------------------------------- the middleware's calls
+
+    def take_first_byte_ns(self) -> int:
+        """When the current request's first byte arrived (perf_counter_ns), or 0 when that
+        is not known (a pipelined request arrived while the one before was handled)."""
+        first, self._first_byte_ns = self._first_byte_ns, 0
+        return first
 
     def request_started(self, request: web.BaseRequest, held_bytes: int) -> None:
         """Headers parsed and the request admitted, holding ``held_bytes`` of the door's
@@ -363,14 +378,15 @@ class DoorRunner(web.AppRunner):
 # --------------------------------------------------------------------------- the middleware
 
 
-def _refusal(status: int, message: str, reason: str) -> web.Response:
+def _refusal(status: int, message: str, reason: str, *, close: bool) -> web.Response:
     resp = web.Response(
         body=_error_body(message, reason), status=status, content_type="application/json"
     )
     if status in (429, 503):
         resp.headers["Retry-After"] = "1"
-    # the body was not read: the connection cannot carry another request
-    resp.force_close()
+    if close:
+        # the body was not read: the connection cannot carry another request
+        resp.force_close()
     return resp
 
 
@@ -384,23 +400,50 @@ def door_middleware(door: Door, server: ModelServer) -> Callable[..., Awaitable[
     limits = door.limits
 
     def refuse(
-        request: web.Request, conn: _Connection | None, why: Refusal, status: int, message: str
+        request: web.Request,
+        conn: _Connection | None,
+        why: Refusal,
+        status: int,
+        message: str,
+        reason: str = "",
     ) -> web.Response:
+        """Counted as ``why``; the error body's reason is ``reason``, else ``why``'s."""
         door.refused(why)
-        if conn is not None:
-            conn.request_refused(request)
-        return _refusal(status, message, why.value)
+        reason = reason or why.value
+        if conn is None:
+            return _refusal(status, message, reason, close=True)
+        if request.content.is_eof():
+            # the body is all in (under load, the usual case: it arrived while the request
+            # waited): nothing is left to drain, and the connection carries the client's next
+            # request rather than costing both ends a new one
+            conn.request_done()
+            return _refusal(status, message, reason, close=False)
+        conn.request_refused(request)
+        return _refusal(status, message, reason, close=True)
 
     @web.middleware
     async def door_admission(request: web.Request, handler: _Handler) -> web.StreamResponse:
         conn = _connections.get(request.protocol)
         kind = RequestKind.INFERENCE if _is_inference(request) else RequestKind.CONTROL
+        first_byte_ns = conn.take_first_byte_ns() if conn is not None else 0
         at_cap = door.at_cap(kind)
         if at_cap is not None:
-            cap = limits.max_inflight if at_cap is Refusal.INFLIGHT else limits.max_control_inflight
-            return refuse(
-                request, conn, at_cap, 503, f"{cap} {kind.value} requests in flight, the limit"
-            )
+            return refuse(request, conn, at_cap, 503, door.at_cap_message(kind))
+        if kind is RequestKind.INFERENCE and first_byte_ns:
+            request[FIRST_BYTE_NS] = first_byte_ns
+            now_ns = time.perf_counter_ns()
+            if not door.queue_delay.admit(now_ns - first_byte_ns, now_ns):
+                gate = door.queue_delay
+                return refuse(
+                    request,
+                    conn,
+                    Refusal.QUEUE_DELAY,
+                    503,
+                    f"the server is behind: this request waited "
+                    f"{(now_ns - first_byte_ns) / 1e6:.1f} ms before it was read, and every "
+                    f"request has waited over {gate.target_ns / 1e6:g} ms for "
+                    f"{gate.interval_ns / 1e6:g} ms; retry later",
+                )
         size = request.content_length or 0
         encoding = request.headers.get("Content-Encoding", "identity").lower()
         if size and encoding != "identity":
@@ -422,10 +465,7 @@ def door_middleware(door: Door, server: ModelServer) -> Callable[..., Awaitable[
             try:
                 ready = server.model_ready(model, info.get("version", ""))
             except FrontendError as e:
-                door.refused(Refusal.MODEL)
-                if conn is not None:
-                    conn.request_refused(request)
-                return _refusal(e.kind.http_status, e.message, e.reason)
+                return refuse(request, conn, Refusal.MODEL, e.kind.http_status, e.message, e.reason)
             if not ready:
                 return refuse(
                     request, conn, Refusal.MODEL, 503, f"model {model!r} is not ready; retry later"
@@ -434,10 +474,17 @@ def door_middleware(door: Door, server: ModelServer) -> Callable[..., Awaitable[
         door.reserve_body(size)
         if conn is not None:
             conn.request_started(request, size)
+        ticket = None
+        if kind is RequestKind.INFERENCE:
+            ticket = door.ticket(first_byte_ns or time.perf_counter_ns())
+            token = TICKET.set(ticket)
         try:
             resp = await handler(request)
         finally:
             door.leave(kind)
+            if ticket is not None:
+                TICKET.reset(token)
+                door.settle(ticket, time.perf_counter_ns())
             if conn is not None:
                 cut = conn.cut
                 conn.request_done()

@@ -47,7 +47,7 @@ from clockwork.frontend.api import (
 )
 from clockwork.frontend.auth import FrontDoorSecurity, http_middleware
 from clockwork.frontend.decode_pool import UNKNOWN_COST, DecodePool
-from clockwork.frontend.http_door import DoorRunner, door_middleware
+from clockwork.frontend.http_door import FIRST_BYTE_NS, DoorRunner, door_middleware
 from clockwork.frontend.inflate import inflate, normalise_encoding
 from clockwork.frontend.limits import Door
 from clockwork.frontend.pacing import Pacer, on_a_thread
@@ -689,7 +689,9 @@ class _Routes:
         return _json_response(self.server.model_config(*self._model(request)))
 
     async def infer(self, request: web.Request) -> web.Response:
-        t0 = time.perf_counter_ns()
+        # the client's timeout runs from when it sent the request: a wait before this handler
+        # ran (behind other requests on the loop) is spent of it too
+        t0 = request.get(FIRST_BYTE_NS) or time.perf_counter_ns()
         model, version = self._model(request)
         header_length = request.headers.get(HEADER_LENGTH)
         body, encoding = await self._body(request, header_length, shareable=True)

@@ -3,7 +3,9 @@
 Overload is refused at the door, before it costs memory: a connection over ``max_connections``
 is answered 503 at once, and a request over an in-flight cap or the bound on request bodies in
 flight is refused after its headers and before its body is read (``http_door`` for HTTP,
-``grpc_door`` for gRPC). Inference and control requests (health, metadata, metrics, repository)
+``grpc_door`` for gRPC). Below ``max_inflight``, an adaptive limit (``adaptive_limit``) keeps
+inference in flight at what the server answers in time, and the HTTP door refuses requests that
+stood in a queue before it (``queue_delay``). Inference and control requests (health, metadata, metrics, repository)
 have caps of their own, so ``/metrics`` and the health checks keep answering while inference is at
 its cap. Slow or idle connections are closed by timeouts: headers, body (a grace then a minimum
 rate), idle keep-alive, and an answer the client stops reading (HTTP).
@@ -19,6 +21,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
+from clockwork.core.units import s_to_ns
+from clockwork.frontend.adaptive_limit import AdaptiveLimit
+from clockwork.frontend.door_ticket import DoorTicket
+from clockwork.frontend.queue_delay import QueueDelayGate
+
 if TYPE_CHECKING:  # imported when a Door is made: the CLI's flags need only DoorLimits
     from prometheus_client.metrics_core import Metric
 
@@ -30,7 +37,8 @@ MIB = 2**20
 @dataclass(frozen=True, slots=True)
 class DoorLimits:
     """The front door's limits. Every count and duration must be > 0, except
-    ``max_connection_age_s`` (0: connections may live for ever)."""
+    ``max_connection_age_s`` (0: connections may live for ever) and ``queue_delay_target_s``
+    (0: no queue delay test)."""
 
     #: open client connections per protocol; more are answered 503 and closed at once
     max_connections: int = 1024
@@ -58,15 +66,37 @@ class DoorLimits:
     #: an answer its client stops reading (the socket takes nothing more) for this long is
     #: dropped and the connection aborted: the answer's memory is not held for ever
     write_timeout_s: float = 30.0
+    #: an inference request that waited this long between its first byte and the door, while
+    #: every request has waited as long for ``queue_delay_interval_s``, is refused before its
+    #: body is decoded (``queue_delay``); 0: never
+    queue_delay_target_s: float = 0.005
+    queue_delay_interval_s: float = 0.1
+    #: whether the door adapts its limit on inference requests in flight, below
+    #: ``max_inflight``, to what the server answers in time (``adaptive_limit``)
+    adaptive_inflight: bool = True
+    #: the adaptive limit starts here and never goes below ``min_inflight``
+    initial_inflight: int = 16
+    min_inflight: int = 4
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "max_connection_age_s":
+            if isinstance(value, bool):
+                continue
+            if f.name in _MAY_BE_ZERO:
                 if value < 0:
                     raise ValueError(f"{f.name} must be >= 0, got {value}")
             elif value <= 0:
                 raise ValueError(f"{f.name} must be > 0, got {value}")
+        if self.min_inflight > self.initial_inflight:
+            raise ValueError(
+                f"min_inflight ({self.min_inflight}) must be <= initial_inflight "
+                f"({self.initial_inflight})"
+            )
+
+
+# limits whose 0 means "off"
+_MAY_BE_ZERO = frozenset({"max_connection_age_s", "queue_delay_target_s"})
 
 
 class RequestKind(enum.Enum):
@@ -82,6 +112,7 @@ class Refusal(enum.Enum):
     CONTROL_INFLIGHT = "TOO_MANY_CONTROL_REQUESTS"
     BODY_MEMORY = "BODY_MEMORY_FULL"
     MODEL = "MODEL_NOT_READY"
+    QUEUE_DELAY = "QUEUE_DELAY"
 
 
 class Timeout(enum.Enum):
@@ -105,6 +136,19 @@ class Door:
         self.body_bytes = 0
         self.refusals: dict[Refusal, int] = dict.fromkeys(Refusal, 0)
         self.timeouts: dict[Timeout, int] = dict.fromkeys(Timeout, 0)
+        self.queue_delay = QueueDelayGate(
+            s_to_ns(self.limits.queue_delay_target_s), s_to_ns(self.limits.queue_delay_interval_s)
+        )
+        lim = self.limits
+        self.adaptive = (
+            AdaptiveLimit(
+                min(lim.initial_inflight, lim.max_inflight),
+                min(lim.min_inflight, lim.max_inflight),
+                lim.max_inflight,
+            )
+            if lim.adaptive_inflight
+            else None
+        )
         self._caps = {
             RequestKind.INFERENCE: self.limits.max_inflight,
             RequestKind.CONTROL: self.limits.max_control_inflight,
@@ -118,9 +162,43 @@ class Door:
 
     def at_cap(self, kind: RequestKind) -> Refusal | None:
         """The refusal for one more request of ``kind`` now, or None if it fits."""
-        if self.inflight[kind] < self._caps[kind]:
+        inflight = self.inflight[kind]
+        if kind is RequestKind.CONTROL:
+            return None if inflight < self._caps[kind] else Refusal.CONTROL_INFLIGHT
+        if inflight < self._caps[kind] and (
+            self.adaptive is None or self.adaptive.admits(inflight)
+        ):
             return None
-        return Refusal.INFLIGHT if kind is RequestKind.INFERENCE else Refusal.CONTROL_INFLIGHT
+        return Refusal.INFLIGHT
+
+    def at_cap_message(self, kind: RequestKind) -> str:
+        """What a refusal by ``at_cap`` says."""
+        cap = self.inflight_cap(kind)
+        if kind is RequestKind.INFERENCE and cap < self._caps[kind]:
+            return (
+                f"{cap} inference requests in flight, the most this server answers in time now "
+                "(its adaptive limit); retry later"
+            )
+        return f"{cap} {kind.value} requests in flight, the limit; retry later"
+
+    def inflight_cap(self, kind: RequestKind) -> int:
+        """The most requests of ``kind`` let in at once now (the adaptive limit, if any)."""
+        cap = self._caps[kind]
+        if kind is RequestKind.INFERENCE and self.adaptive is not None:
+            return min(cap, int(self.adaptive.limit))
+        return cap
+
+    def ticket(self, began_ns: int) -> DoorTicket:
+        """A ticket for an inference request admitted now, begun at ``began_ns``."""
+        return DoorTicket(began_ns)
+
+    def settle(self, ticket: DoorTicket, now_ns: int) -> None:
+        """The request of ``ticket`` ended at ``now_ns``: the adaptive limit learns from it."""
+        if self.adaptive is None:
+            return
+        met = ticket.met(now_ns)
+        if met is not None:
+            self.adaptive.answered(ticket.began_ns, now_ns, met=met)
 
     def body_fits(self, size_bytes: int) -> bool:
         # a body larger than the whole bound is refused even when nothing else is in flight
@@ -198,6 +276,17 @@ class _Collector:
         for which, n in d.timeouts.items():
             timeouts.add_metric([which.value], n)
         yield timeouts
+        if d.adaptive is not None:
+            yield GaugeMetricFamily(
+                "clockwork_door_inflight_limit",
+                "The adaptive limit on inference requests in flight, now",
+                value=d.adaptive.limit,
+            )
+            yield CounterMetricFamily(
+                "clockwork_door_inflight_limit_cuts",
+                "Times the adaptive limit was cut: an admitted request missed its deadline",
+                value=d.adaptive.cuts,
+            )
         limit = GaugeMetricFamily(
             "clockwork_door_limit", "The door's configured limits", labels=["name"]
         )

@@ -40,6 +40,7 @@ from clockwork.frontend.api import (
     Tensor,
 )
 from clockwork.frontend.availability import Availability
+from clockwork.frontend.door_ticket import TICKET
 from clockwork.frontend.metrics import ServingMetrics
 from clockwork.frontend.parameters import timeout_param
 from clockwork.frontend.single_flight import SingleFlight
@@ -58,6 +59,9 @@ _REFUSALS: dict[ResponseStatus, ErrorKind] = {
     ResponseStatus.WORKER_LOST: ErrorKind.UNAVAILABLE,
     ResponseStatus.EXECUTION_FAILED: ErrorKind.INTERNAL,
 }
+
+# what tells the door's limit that the server had no room for a request it admitted
+_LOAD_FAILURES = frozenset({ResponseStatus.OVERLOADED, ResponseStatus.LATE})
 
 _EMPTY_SIGNATURE_NOTE = "the worker did not describe this model's tensors"
 
@@ -195,6 +199,9 @@ class ControllerModelServer:
                 "BAD_PARAMETER",
             )
         priority = scheduler_priority(call.priority)
+        ticket = TICKET.get()
+        if ticket is not None:
+            ticket.timeout_ns = timeout_ns or info.default_slo_ns or self.controller.default_slo_ns
         try:
             answers = await asyncio.gather(
                 *(
@@ -212,6 +219,8 @@ class ControllerModelServer:
             raise FrontendError(
                 ErrorKind.UNAVAILABLE, f"server is shutting down: {e}", "SHUTTING_DOWN"
             ) from e
+        if ticket is not None:
+            ticket.failed = any(r.status in _LOAD_FAILURES for r, _ in answers)
         for response, _ in answers:
             if not response.status.delivered_result:
                 raise _refusal(response)
