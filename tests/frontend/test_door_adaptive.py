@@ -12,11 +12,12 @@ import tritonclient.grpc as tg
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
+from clockwork.frontend.adaptive_limit import AdaptiveLimit
 from clockwork.frontend.api import ErrorKind, FrontendError, InferenceCall, InferenceResult
 from clockwork.frontend.door_ticket import TICKET
 from clockwork.frontend.limits import DoorLimits, Refusal
 
-from support.door import connect, door_server, head, read_answer
+from support.door import DoorServer, connect, door_server, head, read_answer
 from support.fake_model_server import FakeModelServer
 
 INFER = "/v2/models/add/infer"
@@ -87,6 +88,12 @@ def test_the_queue_delay_test_can_be_turned_off() -> None:
         DoorLimits(queue_delay_interval_s=0)
 
 
+def adaptive(s: DoorServer) -> AdaptiveLimit:
+    limit = s.door.adaptive
+    assert limit is not None, "the door has no adaptive limit"
+    return limit
+
+
 def limit_metrics(port: int) -> dict[str, float]:
     sock = connect(port)
     sock.sendall(head("GET", "/metrics"))
@@ -114,7 +121,7 @@ def test_misses_the_server_reports_cut_the_adaptive_limit_over_http() -> None:
         seen = limit_metrics(s.port)
         assert seen["clockwork_door_inflight_limit"] < 10
         assert seen["clockwork_door_inflight_limit_cuts_total"] >= 1
-        assert s.call(lambda: s.door.adaptive.limit) == seen["clockwork_door_inflight_limit"]
+        assert s.call(lambda: adaptive(s).limit) == seen["clockwork_door_inflight_limit"]
 
 
 def test_misses_the_server_reports_cut_the_adaptive_limit_over_grpc() -> None:
@@ -132,8 +139,8 @@ def test_misses_the_server_reports_cut_the_adaptive_limit_over_grpc() -> None:
                     client.infer("add", inputs, client_timeout=5)
         finally:
             client.close()
-        assert s.call(lambda: s.door.adaptive.cuts) >= 1
-        assert s.call(lambda: s.door.adaptive.limit) < 10
+        assert s.call(lambda: adaptive(s).cuts) >= 1
+        assert s.call(lambda: adaptive(s).limit) < 10
 
 
 def test_a_fixed_limit_has_no_adaptive_one() -> None:
