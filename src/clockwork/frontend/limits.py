@@ -282,6 +282,11 @@ class _Collector:
                 "The adaptive limit on inference requests in flight, now",
                 value=d.adaptive.limit,
             )
+            yield GaugeMetricFamily(
+                "clockwork_door_inflight_miss_share",
+                "Moving average of the share of admitted requests that missed their deadline",
+                value=d.adaptive.miss_share,
+            )
             yield CounterMetricFamily(
                 "clockwork_door_inflight_limit_cuts",
                 "Times the adaptive limit was cut: an admitted request missed its deadline",
