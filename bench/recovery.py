@@ -145,8 +145,13 @@ def main() -> None:
     args = p.parse_args()
     out = args.out or Path(f"bench/results/recovery-{args.fault}")
     out.mkdir(parents=True, exist_ok=True)
+    # a model's folder holds config.json (built-in) or config.pbtxt (imported files)
     models = ",".join(
-        sorted(d.name for d in args.repository.iterdir() if (d / "config.json").is_file())
+        sorted(
+            d.name
+            for d in args.repository.iterdir()
+            if (d / "config.json").is_file() or (d / "config.pbtxt").is_file()
+        )
     )
     with serving(args.repository, out / "server.log", ("--status-interval", "5")) as (server, url):
         print(
