@@ -17,18 +17,8 @@ from clockwork.frontend.api import ErrorKind, FrontendError, InferenceCall, Infe
 from clockwork.frontend.door_ticket import TICKET
 from clockwork.frontend.limits import DoorLimits, Refusal
 
-from support.door import DoorServer, connect, door_server, head, read_answer
+from support.door import ADD_BODY, INFER, DoorServer, connect, door_server, head, read_answer
 from support.fake_model_server import FakeModelServer
-
-INFER = "/v2/models/add/infer"
-ADD_BODY = json.dumps(
-    {
-        "inputs": [
-            {"name": "a", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]},
-            {"name": "b", "datatype": "FP32", "shape": [1, 4], "data": [1, 1, 1, 1]},
-        ]
-    }
-).encode()
 
 
 def post(body: bytes, length: int | None = None) -> bytes:

@@ -11,17 +11,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from clockwork.frontend.limits import DoorLimits, Refusal, RequestKind, Timeout
 
-from support.door import DoorServer, closed_within, connect, door_server, head, read_answer
+from support.door import (
+    ADD_BODY,
+    INFER,
+    DoorServer,
+    closed_within,
+    connect,
+    door_server,
+    head,
+    read_answer,
+)
 
-INFER = "/v2/models/add/infer"
-ADD_BODY = json.dumps(
-    {
-        "inputs": [
-            {"name": "a", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]},
-            {"name": "b", "datatype": "FP32", "shape": [1, 4], "data": [1, 1, 1, 1]},
-        ]
-    }
-).encode()
 # long enough that only the timer under test can close a connection in these tests
 LONG_S = 30.0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -22,6 +23,17 @@ from clockwork.service.bench_cluster import free_ports
 from support.fake_model_server import FakeModelServer
 
 T = TypeVar("T")
+
+#: the fake's ``add`` model: its inference path and a valid JSON body for it
+INFER = "/v2/models/add/infer"
+ADD_BODY = json.dumps(
+    {
+        "inputs": [
+            {"name": "a", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]},
+            {"name": "b", "datatype": "FP32", "shape": [1, 4], "data": [1, 1, 1, 1]},
+        ]
+    }
+).encode()
 
 
 class GatedModelServer(FakeModelServer):
