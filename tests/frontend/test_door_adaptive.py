@@ -5,6 +5,7 @@ server reports, over HTTP and gRPC."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -143,3 +144,18 @@ def test_a_fixed_limit_has_no_adaptive_one() -> None:
         sock.close()
         assert s.door.adaptive is None
         assert limit_metrics(s.port) == {}
+
+
+def test_a_timeout_counts_from_the_requests_first_byte() -> None:
+    with door_server(DoorLimits()) as s:
+        sock = connect(s.port)
+        whole = post(ADD_BODY)
+        # the request line now, the rest 80 ms later: the handler starts only then, and the
+        # wait is spent of the client's timeout all the same
+        sock.sendall(whole[:20])
+        time.sleep(0.08)
+        sock.sendall(whole[20:])
+        assert read_answer(sock).status == 200
+        sock.close()
+        (call,) = s.fake.calls
+        assert call.overhead_ns >= 80_000_000
