@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
+from concurrent.futures import thread as cf_thread
 
 import numpy as np
 import pytest
 
 from clockwork.core.actions import Infer
 from clockwork.core.ids import DeviceId
-from clockwork.transport import InferInputs, InferMsg, ProtocolError
+from clockwork.transport import InferInputs, InferMsg, ProtocolError, shared_segments
 from clockwork.transport.codec import decode, encode_parts
 from clockwork.transport.shared_segments import (
     Segment,
@@ -172,3 +174,24 @@ def test_a_large_frame_is_written_in_pieces_the_loop_runs_between() -> None:
     assert during >= 5  # other callbacks ran while the frame was written
     arrays = got[0].input_arrays()
     assert [float(a["x"][0]) for a in arrays] == [float(i) for i in range(16)]
+
+
+def test_a_segment_freed_where_the_locks_are_held_does_not_hang_its_thread() -> None:
+    # a mapping's finalizer runs wherever its last view goes: here inside sections that hold
+    # the lock every thread pool's submit takes and this module's own lock, as the interpreter
+    # may free it mid-way through either (a test run hung so, in a finalizer inside a submit)
+    names: list[str] = []
+
+    def free_under_the_locks() -> None:
+        segment = Segment.create(4096)
+        names.append(segment.name)
+        with cf_thread._global_shutdown_lock, shared_segments._lock:
+            segment.release()
+            del segment
+
+    worker = threading.Thread(target=free_under_the_locks, daemon=True)
+    worker.start()
+    worker.join(5.0)
+    assert not worker.is_alive(), "freeing a segment under the locks hung its thread"
+    removals_done()
+    assert names and not exists(names[0])

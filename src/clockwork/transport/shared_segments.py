@@ -20,11 +20,13 @@ transport send a reference instead of the data (``codec``) without anyone passin
 from __future__ import annotations
 
 import _posixshmem  # type: ignore[import-not-found]
+import atexit
 import bisect
-import concurrent.futures
+import contextlib
 import errno
 import mmap
 import os
+import queue
 import re
 import secrets
 import threading
@@ -42,7 +44,10 @@ ROOM_MARGIN_BYTES = 64 * 1024 * 1024
 PREFIX = "cw_in_"
 NAME_RE = re.compile(r"cw_in_[0-9a-f]{16}")
 
-_lock = threading.Lock()
+# reentrant: a mapping's finalizer (``_Mapping.gone``) runs wherever the interpreter frees the
+# mapping or collects garbage, which may be inside a section that holds this lock on the same
+# thread; a plain lock would deadlock there
+_lock = threading.RLock()
 # live segments mapped in this process: start address -> (end address, name), and the starts
 # sorted for ``locate``
 _by_start: dict[int, tuple[int, str]] = {}
@@ -69,7 +74,9 @@ class _Mapping:
     def forget(self) -> None:
         with _lock:
             _owned.discard(self.name)
-            if _by_start.pop(self.start, None) is not None:
+            entry = _by_start.get(self.start)
+            if entry is not None and entry[1] == self.name:
+                del _by_start[self.start]
                 del _starts[bisect.bisect_left(_starts, self.start)]
 
     def gone(self) -> None:
@@ -79,23 +86,79 @@ class _Mapping:
             unlink_later(self.name)
 
 
-# removes segments off the timed loop (its thread starts with the first removal)
-_reaper = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="shm-reaper")
+# Names to remove, removed off the timed loop by the reaper thread. A finalizer asks for a
+# removal, so asking takes no lock: ``SimpleQueue.put`` is safe to call from a finalizer, where
+# an executor's ``submit`` (all of them share one module lock in ``concurrent.futures``) could
+# find that lock held by the very thread the finalizer interrupted, and hang it (seen in a test
+# run: a finalizer inside another executor's ``submit``).
+class _Reaper:
+    """The reaper thread and its queue of names to remove (and events to set once the names
+    before them are removed)."""
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[str | threading.Event | None] = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+        self.start_lock = threading.Lock()  # taken by ordinary code only, never in a finalizer
+        self.exiting = False
+
+    def run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if isinstance(item, threading.Event):
+                item.set()
+            else:
+                unlink(item)
+
+    def ensure(self) -> None:
+        """Start the thread (again, in a forked child) where none runs. Called where a segment
+        is made, so that it runs before any finalizer can ask for a removal."""
+        if self.thread is not None and self.thread.is_alive():
+            return
+        with self.start_lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self.run, name="shm-reaper", daemon=True)
+                self.thread.start()
+
+    def finish(self) -> None:
+        """At exit: the removals asked for are done before the daemon thread is stopped; those
+        asked for later (finalizers at the very end) are done where they are asked."""
+        if self.thread is not None and self.thread.is_alive():
+            with contextlib.suppress(TimeoutError):
+                removals_done(5.0)
+            self.queue.put(None)
+        self.exiting = True
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, str):
+                unlink(item)
+
+
+_reaper = _Reaper()
+atexit.register(_reaper.finish)
 
 
 def unlink_later(name: str) -> None:
     """``unlink(name)`` on a thread of its own: removing the last reference to a segment frees
     its pages, milliseconds for a few MB (12 ms for 9 MiB on a busy 2-core machine), which the
     timed loop must not wait out (the call lets go of the interpreter meanwhile)."""
-    try:
-        _reaper.submit(unlink, name)
-    except RuntimeError:  # the interpreter is shutting down: no threads any more
+    if _reaper.exiting:  # the reaper has stopped: nothing would take it
         unlink(name)
+        return
+    _reaper.queue.put(name)
 
 
 def removals_done(timeout_s: float = 10.0) -> None:
     """Wait until the removals asked for so far are done (tests, and a clean exit)."""
-    _reaper.submit(lambda: None).result(timeout_s)
+    _reaper.ensure()
+    done = threading.Event()
+    _reaper.queue.put(done)
+    if not done.wait(timeout_s):
+        raise TimeoutError(f"segment removals not done within {timeout_s} s")
 
 
 def unlink(name: str) -> None:
@@ -134,10 +197,13 @@ class Segment:
         self.view: memoryview = memoryview(mapped)[:size]
         start = _address(memoryview(mapped))
         self._mapping = _Mapping(name, start)
+        _reaper.ensure()
         with _lock:
             _owned.add(name)
+            if start not in _by_start:
+                bisect.insort(_starts, start)
+            # ``forget`` removes an entry only under its own name: it cannot take this one
             _by_start[start] = (start + max(1, size), name)
-            bisect.insort(_starts, start)
         # ``mmap`` unmaps when freed, once no view of it is left
         weakref.finalize(mapped, self._mapping.gone)
 
@@ -195,7 +261,10 @@ def locate(array: npt.NDArray[np.generic]) -> tuple[str, int] | None:
         if i < 0:
             return None
         start = _starts[i]
-        end, name = _by_start[start]
+        entry = _by_start.get(start)
+    if entry is None:
+        return None
+    end, name = entry
     if address + array.nbytes > end:
         return None
     return name, address - start
