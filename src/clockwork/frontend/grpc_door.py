@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 
-from clockwork.frontend.door_ticket import TICKET
+from clockwork.frontend.door_ticket import TICKET, DoorTicket
 from clockwork.frontend.limits import Door, DoorLimits, RequestKind
 
 __all__ = ["DoorInterceptor", "grpc_options", "maximum_concurrent_rpcs"]
@@ -112,7 +112,7 @@ def _counted(door: Door, kind: RequestKind, handler: grpc.RpcMethodHandler) -> A
                 finally:
                     door.leave(kind)
             # the first byte's time is gRPC's own: the ticket's begins at admission
-            ticket = door.ticket(time.perf_counter_ns())
+            ticket = DoorTicket(time.perf_counter_ns())
             token = TICKET.set(ticket)
             try:
                 return await inner(request, context)

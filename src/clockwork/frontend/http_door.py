@@ -39,7 +39,7 @@ from typing import Any, cast
 from aiohttp import web
 
 from clockwork.frontend.api import ErrorKind, FrontendError, ModelServer
-from clockwork.frontend.door_ticket import TICKET
+from clockwork.frontend.door_ticket import TICKET, DoorTicket
 from clockwork.frontend.limits import Door, Refusal, RequestKind, Timeout
 
 __all__ = ["FIRST_BYTE_NS", "DoorRunner", "door_middleware"]
@@ -476,7 +476,7 @@ def door_middleware(door: Door, server: ModelServer) -> Callable[..., Awaitable[
             conn.request_started(request, size)
         ticket = None
         if kind is RequestKind.INFERENCE:
-            ticket = door.ticket(first_byte_ns or time.perf_counter_ns())
+            ticket = DoorTicket(first_byte_ns or time.perf_counter_ns())
             token = TICKET.set(ticket)
         try:
             resp = await handler(request)

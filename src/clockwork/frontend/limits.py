@@ -188,10 +188,6 @@ class Door:
             return min(cap, int(self.adaptive.limit))
         return cap
 
-    def ticket(self, began_ns: int) -> DoorTicket:
-        """A ticket for an inference request admitted now, begun at ``began_ns``."""
-        return DoorTicket(began_ns)
-
     def settle(self, ticket: DoorTicket, now_ns: int) -> None:
         """The request of ``ticket`` ended at ``now_ns``: the adaptive limit learns from it."""
         if self.adaptive is None:

@@ -165,7 +165,7 @@ class ControllerModelServer:
         batch_sizes = sorted({b for p in info.profiles for b in p.exec_ns})
         # the scheduler batches across requests, as Triton's dynamic batcher does
         config["dynamic_batching"] = {"preferred_batch_size": batch_sizes}
-        slo_ns = info.default_slo_ns or self.controller.default_slo_ns
+        slo_ns = self.controller.timeout_ns_of(info)
         config["parameters"] = {"default_timeout_us": {"string_value": str(slo_ns // NS_PER_US)}}
         return config
 
@@ -201,7 +201,9 @@ class ControllerModelServer:
         priority = scheduler_priority(call.priority)
         ticket = TICKET.get()
         if ticket is not None:
-            ticket.timeout_ns = timeout_ns or info.default_slo_ns or self.controller.default_slo_ns
+            ticket.timeout_ns = (
+                timeout_ns if timeout_ns is not None else self.controller.timeout_ns_of(info)
+            )
         try:
             answers = await asyncio.gather(
                 *(

@@ -350,6 +350,12 @@ class ControllerService:
             spent_ns=spent_ns,
         )
 
+    def timeout_ns_of(self, info: ModelInfo | None) -> int:
+        """The timeout of a request that gives none: its model's default SLO, else the
+        server's."""
+        slo = info.default_slo_ns if info is not None else None
+        return slo if slo is not None else self.default_slo_ns
+
     def submit_nowait(
         self,
         model: str,
@@ -370,9 +376,7 @@ class ControllerService:
         now = self._clock()
         if deadline_ns is None:
             if timeout_ns is None:
-                info = self._models.get(model)
-                slo = info.default_slo_ns if info is not None else None
-                timeout_ns = slo if slo is not None else self.default_slo_ns
+                timeout_ns = self.timeout_ns_of(self._models.get(model))
             # a timeout used up before the controller saw it is infeasible, not invalid
             deadline_ns = now + max(1, timeout_ns - spent_ns)
         rid, fut = self._book.open(self._loop, inputs)
