@@ -342,6 +342,17 @@ def test_silent_worker_is_lost_then_rejoins() -> None:
             model = sorted(ctrl.models)[0]
             response, _ = await ctrl.submit(model, timeout_ns=200 * MS)
             assert response.status is ResponseStatus.SUCCESS
+            # silent as a stalled process is: nothing handled, nothing sent (its heartbeats
+            # included) on this connection
+            assert worker._session is not None
+            conn = worker._session.conn
+            send = conn.send
+
+            async def send_unless_silent(msg: Any) -> None:
+                if not silent:
+                    await send(msg)
+
+            conn.send = send_unless_silent  # type: ignore[method-assign]
             silent = True
             # a request sent into the silence is answered once the worker is declared lost
             response, _ = await ctrl.submit(model, timeout_ns=2000 * MS)
@@ -353,6 +364,42 @@ def test_silent_worker_is_lost_then_rejoins() -> None:
             assert response.status is ResponseStatus.SUCCESS
             assert not response.cold_start  # re-learnt as resident
             assert ctrl.stats.answered == ctrl.stats.submitted == 3
+        finally:
+            await ctrl.close()
+            await worker.close()
+
+    run(main())
+
+
+def test_a_worker_that_hears_nothing_but_heartbeats_is_not_lost() -> None:
+    """The controller's pings can wait behind a large frame on their way to the worker; the
+    worker's own heartbeats keep it live meanwhile (it was declared lost for want of a ping to
+    answer)."""
+
+    async def main() -> None:
+        worker = await start_worker("w0", models=1)
+        deaf = False
+        real = worker._on_message
+
+        def on_message(session: Any, msg: Any) -> None:
+            if not deaf:
+                real(session, msg)
+
+        worker._on_message = on_message  # type: ignore[method-assign]
+        ctrl = make_controller(worker, silence_pings=6, handshake_timeout_s=0.5)
+        await ctrl.start()
+        try:
+            await ctrl.wait_workers(1)
+            model = sorted(ctrl.models)[0]
+            response, _ = await ctrl.submit(model, timeout_ns=200 * MS)
+            assert response.status is ResponseStatus.SUCCESS
+            deaf = True
+            # twice the silence limit (6 pings of 50 ms) without a pong
+            await asyncio.sleep(0.6)
+            deaf = False
+            assert ctrl.stats.losses == 0 and len(ctrl.workers) == 1
+            response, _ = await ctrl.submit(model, timeout_ns=200 * MS)
+            assert response.status is ResponseStatus.SUCCESS
         finally:
             await ctrl.close()
             await worker.close()

@@ -20,7 +20,11 @@ Protocol (each side's messages are ``clockwork.transport`` messages):
   ``PROTOCOL_VERSION``; we answer with our own ``Hello``. Anything else (or nothing for
   ``hello_timeout_s``) closes it, with the reason logged.
 - ``Ping`` is answered with ``Pong`` (carrying our minimum one-way delta, for the controller's
-  clock sync); ``GetWorkerState`` with ``WorkerState``: the devices, each with the models resident
+  clock sync). Having sent nothing for ``heartbeat_s``, we send a ``Ping`` of our own: the
+  controller judges us by what it hears, and its own pings may wait behind a large frame on
+  the way here (a 9 MiB batch of inputs written a piece per turn of its loop took over 0.2 s on
+  a loaded host, and a live worker was declared lost for want of a ping to answer);
+  ``GetWorkerState`` with ``WorkerState``: the devices, each with the models resident
   on it, and every model registered on this worker. The answer waits (at most
   ``state_settle_s``) until no load is queued or running: a load a former controller sent would
   otherwise hold pages while its model looked absent, and the new controller would load it
@@ -73,6 +77,7 @@ from clockwork.transport import (
     LoadWeightsMsg,
     Message,
     Ping,
+    Pong,
     ProtocolError,
     Role,
     Server,
@@ -94,6 +99,9 @@ HELLO_TIMEOUT_S = 10.0
 #: a controller not heard from for longer than this no longer holds the worker (it pings
 #: every 0.2 s by default)
 CONTROLLER_SILENCE_S = 3.0
+#: we ping the controller after sending nothing for this long: a tenth of its default silence
+#: limit (8 of its 25 ms pings: 0.2 s)
+HEARTBEAT_S = 0.02
 # how long a GetWorkerState answer may wait for pending loads to settle, and how often it looks
 STATE_SETTLE_S = 30.0
 STATE_POLL_S = 0.002
@@ -103,7 +111,16 @@ NOT_SYNCED_DETAIL = "worker clock not synchronised with the controller yet"
 class _Session:
     """The admitted controller's connection (it says Hello next, then is served)."""
 
-    __slots__ = ("address", "conn", "controller", "number", "queue", "sender")
+    __slots__ = (
+        "address",
+        "conn",
+        "controller",
+        "heart",
+        "last_tx_ns",
+        "number",
+        "queue",
+        "sender",
+    )
 
     def __init__(self, number: int, conn: StreamConnection, controller: str, address: str) -> None:
         self.number = number
@@ -113,6 +130,9 @@ class _Session:
         self.address = address
         self.queue: asyncio.Queue[Message] = asyncio.Queue()
         self.sender: asyncio.Task[None] | None = None
+        self.heart: asyncio.Task[None] | None = None
+        #: when the sender last handed a message to the connection (our clock)
+        self.last_tx_ns = 0
 
     def describe(self) -> str:
         return f"controller {self.controller!r} ({self.address})"
@@ -150,9 +170,12 @@ class WorkerService:
         secret: bytes | None = None,
         controller_silence_s: float = CONTROLLER_SILENCE_S,
         shared_inputs: bool = False,
+        heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         if controller_silence_s <= 0:
             raise ValueError(f"controller_silence_s must be > 0, got {controller_silence_s}")
+        if heartbeat_s <= 0:
+            raise ValueError(f"heartbeat_s must be > 0, got {heartbeat_s}")
         for device, _ in runtime_devices:
             if device.worker != worker_id:
                 raise ValueError(f"device {device} does not belong to worker {worker_id!r}")
@@ -163,6 +186,7 @@ class WorkerService:
         self.rescan = rescan
         self.secret = secret
         self.controller_silence_s = controller_silence_s
+        self.heartbeat_s = heartbeat_s
         # whether inputs may come as shared segments to map (a worker on its controller's host)
         self.shared_inputs = shared_inputs
         self.takeovers = 0
@@ -363,6 +387,9 @@ class WorkerService:
         session.sender = asyncio.create_task(
             self._send_loop(session), name=f"worker {self.worker_id} sender"
         )
+        session.heart = asyncio.create_task(
+            self._heartbeat(session), name=f"worker {self.worker_id} heartbeat"
+        )
         session.queue.put_nowait(Hello(0, PROTOCOL_VERSION, Role.WORKER, self.worker_id))
         log.info("%s connected (connection %s)", session.describe(), session.conn.name)
 
@@ -371,8 +398,9 @@ class WorkerService:
             self._session = None
             log.info("controller connection %s ended: %s", session.conn.name, reason)
         session.conn.close(reason)
-        if session.sender is not None:
-            session.sender.cancel()
+        for task in (session.sender, session.heart):
+            if task is not None:
+                task.cancel()
 
     async def _send_loop(self, session: _Session) -> None:
         conn = session.conn
@@ -380,6 +408,7 @@ class WorkerService:
             msg = await session.queue.get()
             try:
                 await conn.send(msg)
+                session.last_tx_ns = self._clock()
             except ConnectionClosedError:
                 return
             except ProtocolError as e:
@@ -395,6 +424,21 @@ class WorkerService:
                     with contextlib.suppress(ProtocolError, ConnectionClosedError):
                         await conn.send(ActionResultMsg(0, fallback))
 
+    async def _heartbeat(self, session: _Session) -> None:
+        """A ``Ping`` whenever nothing was sent for ``heartbeat_s`` (module docstring)."""
+        interval_s = self.heartbeat_s
+        interval_ns = round(interval_s * 1e9)
+        seq = 0
+        while True:
+            await asyncio.sleep(interval_s)
+            if self._clock() - session.last_tx_ns < interval_ns or not session.queue.empty():
+                continue  # the controller hears from us anyway
+            sync = session.conn.clock_sync
+            session.queue.put_nowait(
+                Ping(0, seq, None if sync is None else sync.local_min_delta_ns)
+            )
+            seq += 1
+
     # ----------------------------------------------------------------- messages
 
     def state_message(self) -> WorkerState:
@@ -409,6 +453,8 @@ class WorkerService:
     def _on_message(self, session: _Session, msg: Message) -> None:
         if isinstance(msg, Ping):
             session.queue.put_nowait(pong_for(msg, session.conn.clock_sync))
+        elif isinstance(msg, Pong):
+            pass  # the answer to a heartbeat: hearing it was all (the connection kept its delta)
         elif isinstance(msg, GetWorkerState):
             if self._loads_pending():
                 self._spawn(self._answer_state(session), "state")
