@@ -6,18 +6,20 @@ preface within the header timeout), idle and maximum connection age, and keep-al
 ``DoorInterceptor`` counts RPCs in the door, inference (``ModelInfer``, ``ModelStreamInfer``: a
 stream counts as one) and control apart, and refuses one over its kind's cap with
 ``RESOURCE_EXHAUSTED`` before its handler runs. ``maximum_concurrent_rpcs`` (both caps together)
-is gRPC's own backstop.
+is gRPC's own backstop. An answer its client stops reading is bounded by the write timeout
+(``grpc_write_timeout``): keep-alive pings, a timer on each stream answer and on each unary send.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from clockwork.frontend.door_ticket import TICKET, DoorTicket
+from clockwork.frontend.grpc_write_timeout import keepalive_options, send_within, watch_unary_send
 from clockwork.frontend.limits import Door, DoorLimits, RequestKind
 
 __all__ = ["DoorInterceptor", "grpc_options", "maximum_concurrent_rpcs"]
@@ -39,6 +41,7 @@ def grpc_options(limits: DoorLimits) -> list[tuple[str, int]]:
         ("grpc.max_connection_idle_ms", round(limits.idle_timeout_s * 1000)),
         ("grpc.http2.min_ping_interval_without_data_ms", _MIN_PING_INTERVAL_MS),
         ("grpc.http2.max_ping_strikes", _MAX_PING_STRIKES),
+        *keepalive_options(limits),
     ]
     if limits.max_connection_age_s > 0:
         options += [
@@ -108,18 +111,22 @@ def _counted(door: Door, kind: RequestKind, handler: grpc.RpcMethodHandler) -> A
             door.enter(kind)
             if kind is not RequestKind.INFERENCE:
                 try:
-                    return await inner(request, context)
+                    response = await inner(request, context)
                 finally:
                     door.leave(kind)
+                watch_unary_send(context, door)
+                return response
             # the first byte's time is gRPC's own: the ticket's begins at admission
             ticket = DoorTicket(time.perf_counter_ns())
             token = TICKET.set(ticket)
             try:
-                return await inner(request, context)
+                response = await inner(request, context)
             finally:
                 door.leave(kind)
                 TICKET.reset(token)
                 door.settle(ticket, time.perf_counter_ns())
+            watch_unary_send(context, door)
+            return response
 
         return grpc.unary_unary_rpc_method_handler(
             unary,
@@ -129,13 +136,17 @@ def _counted(door: Door, kind: RequestKind, handler: grpc.RpcMethodHandler) -> A
     if handler.stream_stream is not None:
         inner_stream = handler.stream_stream
 
-        async def stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        # written here rather than yielded to gRPC, so that each write has the write timeout
+        async def stream(requests: Any, context: grpc.aio.ServicerContext) -> None:
             door.enter(kind)
+            responses = inner_stream(requests, context)
             try:
-                async for response in inner_stream(requests, context):
-                    yield response
+                await context.send_initial_metadata(())  # see ``send_within``
+                async for response in responses:
+                    await send_within(context, response, door)
             finally:
                 door.leave(kind)
+                await responses.aclose()
 
         return grpc.stream_stream_rpc_method_handler(
             stream,

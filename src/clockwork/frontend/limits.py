@@ -8,7 +8,8 @@ inference in flight at what the server answers in time, and the HTTP door refuse
 stood in a queue before it (``queue_delay``). Inference and control requests (health, metadata,
 metrics, repository) have caps of their own, so ``/metrics`` and the health checks keep answering
 while inference is at its cap. Slow or idle connections are closed by timeouts: headers, body (a
-grace then a minimum rate), idle keep-alive, and an answer the client stops reading (HTTP).
+grace then a minimum rate), idle keep-alive, and an answer the client stops reading (HTTP:
+``http_door``; gRPC: ``grpc_write_timeout``).
 
 One ``Door`` serves both protocols of a server, so the in-flight caps hold for the server as a
 whole; its counts are rendered as Prometheus text (``metrics_text``, appended to ``/metrics``).
@@ -64,7 +65,9 @@ class DoorLimits:
     #: gRPC connections are closed (gracefully) after this age; 0: never
     max_connection_age_s: float = 0.0
     #: an answer its client stops reading (the socket takes nothing more) for this long is
-    #: dropped and the connection aborted: the answer's memory is not held for ever
+    #: dropped and the connection aborted: the answer's memory is not held for ever (gRPC: a
+    #: keep-alive ping unanswered this long closes the connection, a stream answer not taken
+    #: this long ends the stream; ``grpc_write_timeout``)
     write_timeout_s: float = 30.0
     #: an inference request that waited this long between its first byte and the door, while
     #: every request has waited as long for ``queue_delay_interval_s``, is refused before its
