@@ -4,12 +4,12 @@ Overload is refused at the door, before it costs memory: a connection over ``max
 is answered 503 at once, and a request over an in-flight cap or the bound on request bodies in
 flight is refused after its headers and before its body is read (``http_door`` for HTTP,
 ``grpc_door`` for gRPC). Below ``max_inflight``, an adaptive limit (``adaptive_limit``) keeps
-inference in flight at what the server answers in time, and the HTTP door refuses requests that
-stood in a queue before it (``queue_delay``). Inference and control requests (health, metadata,
-metrics, repository) have caps of their own, so ``/metrics`` and the health checks keep answering
-while inference is at its cap. Slow or idle connections are closed by timeouts: headers, body (a
-grace then a minimum rate), idle keep-alive, and an answer the client stops reading (HTTP:
-``http_door``; gRPC: ``grpc_write_timeout``).
+inference in flight at what the server answers in time, and the door refuses requests that
+stood in a queue before it (``queue_delay``; gRPC: ``grpc_queue_delay``). Inference and control
+requests (health, metadata, metrics, repository) have caps of their own, so ``/metrics`` and the
+health checks keep answering while inference is at its cap. Slow or idle connections are closed
+by timeouts: headers, body (a grace then a minimum rate), idle keep-alive, and an answer the
+client stops reading (HTTP: ``http_door``; gRPC: ``grpc_write_timeout``).
 
 One ``Door`` serves both protocols of a server, so the in-flight caps hold for the server as a
 whole; its counts are rendered as Prometheus text (``metrics_text``, appended to ``/metrics``).
