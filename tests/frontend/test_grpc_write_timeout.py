@@ -60,14 +60,14 @@ def wait_for(
     return time.monotonic() - t0
 
 
-def add_served(client: tg.InferenceServerClient) -> None:
+def add_served(client: tg.InferenceServerClient, timeout_s: float = 2) -> None:
     """An inference for another client, on its own connection, answered in time."""
     inputs = []
     for name in ("a", "b"):
         t = tg.InferInput(name, [1, 4], "FP32")
         t.set_data_from_numpy(np.ones((1, 4), np.float32))
         inputs.append(t)
-    result = client.infer("add", inputs, client_timeout=2)
+    result = client.infer("add", inputs, client_timeout=timeout_s)
     assert result.as_numpy("sum").tolist() == [[2.0] * 4]
 
 
@@ -163,6 +163,22 @@ def test_a_client_stopped_for_less_than_the_write_timeout_gets_every_answer(
         assert server.call(lambda: server.door.timeouts[Timeout.WRITE]) == 0
     finally:
         stalled.kill()
+
+
+def test_a_long_call_that_sends_nothing_outlives_many_pings(
+    gated_server: tuple[DoorServer, GatedModelServer],
+) -> None:
+    """tritonclient's keep-alive defaults take a ping every write timeout while its call waits."""
+    server, gated = gated_server
+    client = tg.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+    try:
+        server.loop.call_soon_threadsafe(
+            server.loop.call_later, 3 * WRITE_TIMEOUT_S, gated.gate.set
+        )
+        add_served(client, timeout_s=3 * WRITE_TIMEOUT_S + 5)
+        assert server.call(lambda: server.door.timeouts[Timeout.WRITE]) == 0
+    finally:
+        client.close()
 
 
 def ident_request(i: int) -> pb.ModelInferRequest:

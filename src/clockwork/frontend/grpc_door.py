@@ -7,7 +7,7 @@ preface within the header timeout), idle and maximum connection age, and keep-al
 stream counts as one) and control apart, and refuses one over its kind's cap with
 ``RESOURCE_EXHAUSTED`` before its handler runs. ``maximum_concurrent_rpcs`` (both caps together)
 is gRPC's own backstop. An answer its client stops reading is bounded by the write timeout
-(``grpc_write_timeout``): keep-alive pings, a timer on each stream answer and on each unary send.
+(``grpc_write_timeout``): keep-alive pings, and a timer on each stream answer.
 Under a standing queue in front of the loop an inference call is refused as ``QUEUE_DELAY``
 (``grpc_queue_delay``: the loop's lateness stands for the call's wait).
 """
@@ -24,7 +24,7 @@ from clockwork.core.units import s_to_ns
 from clockwork.frontend.api import REASON_METADATA_KEY
 from clockwork.frontend.door_ticket import TICKET, DoorTicket
 from clockwork.frontend.grpc_queue_delay import LoopLag
-from clockwork.frontend.grpc_write_timeout import keepalive_options, send_within, watch_unary_send
+from clockwork.frontend.grpc_write_timeout import keepalive_options, send_within
 from clockwork.frontend.limits import Door, DoorLimits, Refusal, RequestKind
 from clockwork.frontend.queue_delay import QueueDelayGate
 
@@ -152,22 +152,18 @@ def _counted(door: Door, kind: RequestKind, handler: grpc.RpcMethodHandler) -> A
             door.enter(kind)
             if kind is not RequestKind.INFERENCE:
                 try:
-                    response = await inner(request, context)
+                    return await inner(request, context)
                 finally:
                     door.leave(kind)
-                watch_unary_send(context, door)
-                return response
             # the first byte's time is gRPC's own: the ticket's begins at admission
             ticket = DoorTicket(time.perf_counter_ns())
             token = TICKET.set(ticket)
             try:
-                response = await inner(request, context)
+                return await inner(request, context)
             finally:
                 door.leave(kind)
                 TICKET.reset(token)
                 door.settle(ticket, time.perf_counter_ns())
-            watch_unary_send(context, door)
-            return response
 
         return grpc.unary_unary_rpc_method_handler(
             unary,

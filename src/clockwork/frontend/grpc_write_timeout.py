@@ -3,7 +3,7 @@
 ``DoorLimits.write_timeout_s`` bounds, as on HTTP (``http_door``), how long an answer may wait
 for its client. gRPC core owns the sockets and has no write timer of its own, so two mechanisms
 share the job (grpcio 1.85, measured on 127.0.0.1 with a child client SIGSTOPped after it sent
-requests for 16 MiB answers; ``tests/frontend/test_grpc_write_timeout.py``):
+requests for 8 or 16 MiB answers; ``tests/frontend/test_grpc_write_timeout.py``):
 
 - **A client whose transport stops reading** (a stopped or stuck process, a dead host). Without
   keep-alive the server's end stayed ESTABLISHED with 3.7 MB in its send queue and the RPCs never
@@ -24,18 +24,22 @@ requests for 16 MiB answers; ``tests/frontend/test_grpc_write_timeout.py``):
   So each stream answer is written under ``write_timeout_s`` (``send_within``). aio gRPC cannot
   cancel a call from the server: on expiry the RPC's status (``UNAVAILABLE``, reason
   ``WRITE_TIMEOUT``) is queued behind the unsent answer and the handler's task ends as if the
-  client had cancelled, so the door slot, gRPC's concurrent-RPC slot and the answers not yet
-  written are released at once (measured: 1.1 s after the write began, with 1 s). A client that
-  reads again gets the answer being written, then that status. The initial metadata is sent
-  before the first answer: a write cut short leaves gRPC believing it unsent, and the status
-  would carry it a second time, which core refuses (``GRPC_CALL_ERROR_TOO_MANY_OPERATIONS``).
-  A unary answer is sent by gRPC after the handler returns: ``watch_unary_send`` ends the RPC's
-  task if the send has not completed within ``write_timeout_s``, which releases gRPC's slot
-  (the answer itself is still sent if the client reads on).
+  client had cancelled, so the door slot and the answers not yet written are released at once
+  (measured: 1.0 s after the write began, with 1 s). A client that reads again gets the answer
+  being written, then that status. The initial metadata is sent before the first answer: a
+  write cut short leaves gRPC believing it unsent, and the status would carry it a second time,
+  which core refuses (``GRPC_CALL_ERROR_TOO_MANY_OPERATIONS``).
 
-What stays held after such an expiry, until the client reads or its connection closes: the one
-answer being written, in core, per stalled RPC (bounded by ``max_streams_per_connection`` per
-connection). Nothing smaller than a whole connection can be released from Python.
+What no timer here releases, until the client reads or its connection closes: the call in core,
+with the one answer being written (a unary answer is sent by gRPC after the handler returns,
+out of Python's reach), and the call's place under gRPC's ``maximum_concurrent_rpcs``, which aio
+gRPC frees only when core ends the call (measured with keep-alive off: four unary answers
+stalled at a stopped client and a limit of four, a fifth call from another client was refused
+"Concurrent RPC limit exceeded!" though the stalled calls' tasks had ended). Keep-alive closes
+the connection of a client that stops altogether; a client that answers pings but never opens
+its flow-control windows (no gRPC library does; a hand-made HTTP/2 client can) keeps them until
+its connection is closed, by ``max_connection_age_s`` if set. Nothing smaller than a connection
+can be closed from Python.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ import grpc
 from clockwork.frontend.api import REASON_METADATA_KEY
 from clockwork.frontend.limits import Door, DoorLimits, Timeout
 
-__all__ = ["WRITE_TIMEOUT_REASON", "keepalive_options", "send_within", "watch_unary_send"]
+__all__ = ["WRITE_TIMEOUT_REASON", "keepalive_options", "send_within"]
 
 WRITE_TIMEOUT_REASON = "WRITE_TIMEOUT"
 
@@ -84,19 +88,3 @@ async def send_within(context: grpc.aio.ServicerContext, response: Any, door: Do
     status.cancel()
     # how gRPC ends an RPC whose client went away: no status of its own, no error logged
     raise asyncio.CancelledError
-
-
-def watch_unary_send(context: grpc.aio.ServicerContext, door: Door) -> None:
-    """Called by a unary handler as it returns its answer: if gRPC has not sent it within the
-    write timeout, the RPC's task is ended (the door counts a write timeout)."""
-    task = asyncio.current_task()
-    if task is None:  # pragma: no cover - handlers run in the RPC's task
-        return
-
-    def expire() -> None:
-        if not task.done():
-            door.timed_out(Timeout.WRITE)
-            task.cancel()
-
-    timer = asyncio.get_running_loop().call_later(door.limits.write_timeout_s, expire)
-    context.add_done_callback(lambda _: timer.cancel())
