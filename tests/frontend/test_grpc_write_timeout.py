@@ -34,6 +34,10 @@ WRITE_TIMEOUT_S = 1.0
 # stopped at once, a client is cut off after at most a ping period and a ping timeout (each the
 # write timeout); the rest is slack for a loaded machine
 CLOSED_WITHIN_S = 2 * WRITE_TIMEOUT_S + 2.0
+# the tests' own 8 MiB messages are decoded and encoded on the server's loop, which can then run
+# late long enough for the queue-delay test (``grpc_queue_delay``) to refuse the other client's
+# inference on a loaded machine: it is off, these tests are about writes
+LIMITS = DoorLimits(write_timeout_s=WRITE_TIMEOUT_S, queue_delay_target_s=0)
 
 
 def established_peers(port: int) -> set[int]:
@@ -117,7 +121,7 @@ class StallClient:
 @pytest.fixture
 def gated_server() -> Iterator[tuple[DoorServer, GatedModelServer]]:
     gated = GatedModelServer()
-    with door_server(DoorLimits(write_timeout_s=WRITE_TIMEOUT_S), gated, grpc=True) as s:
+    with door_server(LIMITS, gated, grpc=True) as s:
         yield s, gated
 
 
@@ -216,7 +220,7 @@ class RawStream:
 
 
 def test_a_stream_nobody_reads_is_ended_after_the_write_timeout() -> None:
-    with door_server(DoorLimits(write_timeout_s=WRITE_TIMEOUT_S), grpc=True) as server:
+    with door_server(LIMITS, grpc=True) as server:
         other = tg.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
         stream = RawStream(server.grpc_port)
         try:
@@ -245,7 +249,7 @@ def test_a_stream_nobody_reads_is_ended_after_the_write_timeout() -> None:
 
 
 def test_a_stream_read_slowly_gets_every_answer() -> None:
-    with door_server(DoorLimits(write_timeout_s=WRITE_TIMEOUT_S), grpc=True) as server:
+    with door_server(LIMITS, grpc=True) as server:
         stream = RawStream(server.grpc_port)
         try:
             got = []
