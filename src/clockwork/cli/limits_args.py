@@ -105,8 +105,9 @@ def add_limits_arguments(p: argparse.ArgumentParser) -> None:
         "--write-timeout-s",
         type=float,
         default=_DEFAULTS.write_timeout_s,
-        help="an HTTP answer its client stops reading for this long is dropped (connection "
-        "aborted)",
+        help="an answer its client stops reading for this long is dropped: HTTP aborts the "
+        "connection; gRPC closes a connection whose client does not answer a ping within it "
+        "(pinged this often) and ends a stream whose answer is not taken within it",
     )
     g.add_argument(
         "--max-connection-age-s",

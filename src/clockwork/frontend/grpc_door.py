@@ -6,19 +6,27 @@ preface within the header timeout), idle and maximum connection age, and keep-al
 ``DoorInterceptor`` counts RPCs in the door, inference (``ModelInfer``, ``ModelStreamInfer``: a
 stream counts as one) and control apart, and refuses one over its kind's cap with
 ``RESOURCE_EXHAUSTED`` before its handler runs. ``maximum_concurrent_rpcs`` (both caps together)
-is gRPC's own backstop.
+is gRPC's own backstop. An answer its client stops reading is bounded by the write timeout
+(``grpc_write_timeout``): keep-alive pings, and a timer on each stream answer.
+Under a standing queue in front of the loop an inference call is refused as ``QUEUE_DELAY``
+(``grpc_queue_delay``: the loop's lateness stands for the call's wait).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
+from clockwork.core.units import s_to_ns
+from clockwork.frontend.api import REASON_METADATA_KEY
 from clockwork.frontend.door_ticket import TICKET, DoorTicket
-from clockwork.frontend.limits import Door, DoorLimits, RequestKind
+from clockwork.frontend.grpc_queue_delay import LoopLag
+from clockwork.frontend.grpc_write_timeout import keepalive_options, send_within
+from clockwork.frontend.limits import Door, DoorLimits, Refusal, RequestKind
+from clockwork.frontend.queue_delay import QueueDelayGate
 
 __all__ = ["DoorInterceptor", "grpc_options", "maximum_concurrent_rpcs"]
 
@@ -39,6 +47,7 @@ def grpc_options(limits: DoorLimits) -> list[tuple[str, int]]:
         ("grpc.max_connection_idle_ms", round(limits.idle_timeout_s * 1000)),
         ("grpc.http2.min_ping_interval_without_data_ms", _MIN_PING_INTERVAL_MS),
         ("grpc.http2.max_ping_strikes", _MAX_PING_STRIKES),
+        *keepalive_options(limits),
     ]
     if limits.max_connection_age_s > 0:
         options += [
@@ -63,6 +72,12 @@ class DoorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             for kind in RequestKind
             for method_is_stream in (False, True)
         }
+        lim = door.limits
+        # gRPC's waits are the loop's lateness, not HTTP's first-byte waits: a gate of its own
+        self._queue_delay = QueueDelayGate(
+            s_to_ns(lim.queue_delay_target_s), s_to_ns(lim.queue_delay_interval_s)
+        )
+        self._loop_lag = LoopLag()
 
     async def intercept_service(
         self,
@@ -76,6 +91,13 @@ class DoorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if why is not None:
             door.refused(why)
             return self._refusals[kind, method == "ModelStreamInfer"]
+        if kind is RequestKind.INFERENCE and self._queue_delay.target_ns:
+            waited_ns = self._loop_lag.late_ns()
+            if not self._queue_delay.admit(waited_ns, time.monotonic_ns()):
+                door.refused(Refusal.QUEUE_DELAY)
+                return _queue_delay_refusal(
+                    self._queue_delay, waited_ns, method == "ModelStreamInfer"
+                )
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
@@ -95,6 +117,28 @@ def _refusal_handler(door: Door, kind: RequestKind, stream: bool) -> grpc.RpcMet
 
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
         await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, door.at_cap_message(kind))
+
+    return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+def _queue_delay_refusal(gate: QueueDelayGate, waited_ns: int, stream: bool) -> Any:
+    """A handler that refuses a call that stood in the loop's queue, never decoding it."""
+    message = (
+        f"the server is behind: its loop runs {waited_ns / 1e6:.1f} ms late, and has run over "
+        f"{gate.target_ns / 1e6:g} ms late for {gate.interval_ns / 1e6:g} ms; retry later"
+    )
+    reason = ((REASON_METADATA_KEY, Refusal.QUEUE_DELAY.value),)
+
+    if stream:
+
+        async def refuse_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message, reason)
+            yield  # pragma: no cover - abort raises; the yield makes this a stream handler
+
+        return grpc.stream_stream_rpc_method_handler(refuse_stream)
+
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message, reason)
 
     return grpc.unary_unary_rpc_method_handler(refuse)
 
@@ -129,13 +173,17 @@ def _counted(door: Door, kind: RequestKind, handler: grpc.RpcMethodHandler) -> A
     if handler.stream_stream is not None:
         inner_stream = handler.stream_stream
 
-        async def stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        # written here rather than yielded to gRPC, so that each write has the write timeout
+        async def stream(requests: Any, context: grpc.aio.ServicerContext) -> None:
             door.enter(kind)
+            responses = inner_stream(requests, context)
             try:
-                async for response in inner_stream(requests, context):
-                    yield response
+                await context.send_initial_metadata(())  # see ``send_within``
+                async for response in responses:
+                    await send_within(context, response, door)
             finally:
                 door.leave(kind)
+                await responses.aclose()
 
         return grpc.stream_stream_rpc_method_handler(
             stream,

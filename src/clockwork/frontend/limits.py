@@ -4,11 +4,12 @@ Overload is refused at the door, before it costs memory: a connection over ``max
 is answered 503 at once, and a request over an in-flight cap or the bound on request bodies in
 flight is refused after its headers and before its body is read (``http_door`` for HTTP,
 ``grpc_door`` for gRPC). Below ``max_inflight``, an adaptive limit (``adaptive_limit``) keeps
-inference in flight at what the server answers in time, and the HTTP door refuses requests that
-stood in a queue before it (``queue_delay``). Inference and control requests (health, metadata,
-metrics, repository) have caps of their own, so ``/metrics`` and the health checks keep answering
-while inference is at its cap. Slow or idle connections are closed by timeouts: headers, body (a
-grace then a minimum rate), idle keep-alive, and an answer the client stops reading (HTTP).
+inference in flight at what the server answers in time, and the door refuses requests that
+stood in a queue before it (``queue_delay``; gRPC: ``grpc_queue_delay``). Inference and control
+requests (health, metadata, metrics, repository) have caps of their own, so ``/metrics`` and the
+health checks keep answering while inference is at its cap. Slow or idle connections are closed
+by timeouts: headers, body (a grace then a minimum rate), idle keep-alive, and an answer the
+client stops reading (HTTP: ``http_door``; gRPC: ``grpc_write_timeout``).
 
 One ``Door`` serves both protocols of a server, so the in-flight caps hold for the server as a
 whole; its counts are rendered as Prometheus text (``metrics_text``, appended to ``/metrics``).
@@ -64,7 +65,9 @@ class DoorLimits:
     #: gRPC connections are closed (gracefully) after this age; 0: never
     max_connection_age_s: float = 0.0
     #: an answer its client stops reading (the socket takes nothing more) for this long is
-    #: dropped and the connection aborted: the answer's memory is not held for ever
+    #: dropped and the connection aborted: the answer's memory is not held for ever (gRPC: a
+    #: keep-alive ping unanswered this long closes the connection, a stream answer not taken
+    #: this long ends the stream; ``grpc_write_timeout``)
     write_timeout_s: float = 30.0
     #: an inference request that waited this long between its first byte and the door, while
     #: every request has waited as long for ``queue_delay_interval_s``, is refused before its
