@@ -20,7 +20,7 @@ import asyncio
 import time
 
 from clockwork.core.units import NS_PER_S
-from clockwork.service.scheduling_pump import timer_delay_s
+from clockwork.transport.loop import LoopLateness
 
 __all__ = ["DEFAULT_INTERVAL_NS", "LoopLag"]
 
@@ -32,43 +32,26 @@ _IDLE_NS = NS_PER_S
 class LoopLag:
     """How late the running loop runs a timer due every ``interval_ns``, measured while asked."""
 
-    __slots__ = ("_asked_ns", "_due_ns", "_interval_ns", "_late_ns", "_timer")
+    __slots__ = ("_asked_ns", "_late_ns", "_timer")
 
     def __init__(self, interval_ns: int = DEFAULT_INTERVAL_NS) -> None:
-        if interval_ns <= 0:
-            raise ValueError(f"interval_ns must be > 0, got {interval_ns}")
-        self._interval_ns = interval_ns
+        self._timer = LoopLateness(self._beat, interval_ns)
         self._late_ns = 0
         self._asked_ns = 0
-        self._due_ns = 0
-        self._timer: asyncio.TimerHandle | None = None
 
     def late_ns(self) -> int:
         """The last lateness measured (0 before the first, or after an idle second); keeps the
         timer going. Call on the loop."""
         self._asked_ns = time.monotonic_ns()
-        if self._timer is None:
-            self._arm(asyncio.get_running_loop())
+        if not self._timer.running:
+            self._timer.start(asyncio.get_running_loop())
         return self._late_ns
 
     def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.stop()
         self._late_ns = 0
 
-    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
-        delay_s = timer_delay_s(loop, self._interval_ns)
-        # the loop's clock is the monotonic one; counted from it, the timers' rounding (whole
-        # ms for uvloop) is not mistaken for lateness
-        self._due_ns = round((loop.time() + delay_s) * NS_PER_S)
-        self._timer = loop.call_later(delay_s, self._beat, loop)
-
-    def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
-        now_ns = time.monotonic_ns()
-        self._late_ns = max(0, now_ns - self._due_ns)
-        if now_ns - self._asked_ns > _IDLE_NS:
-            self._timer = None
-            self._late_ns = 0
-            return
-        self._arm(loop)
+    def _beat(self, late_ns: int) -> None:
+        self._late_ns = late_ns
+        if time.monotonic_ns() - self._asked_ns > _IDLE_NS:
+            self.stop()

@@ -1,22 +1,15 @@
-"""A heartbeat on the timed loop: a timer due every ``interval_s`` that reports how late it ran.
-
-Anything that holds the loop (a client's request decoded on it, a long frame, a slow hook)
-delays every callback due meanwhile; the heartbeat's lateness measures that, for the loop as a
-whole, busy or idle. It is counted from when the loop's own timer wheel deems the beat due (for
-uvloop, whose timers count whole milliseconds, the millisecond after the rounding), so that the
-timers' granularity is not mistaken for a held loop. (How late the scheduler's own wake-ups run,
-rounding included, is the pump's figure: ``on_wake_lateness``.)
-"""
+"""A heartbeat on the timed loop: every beat's lateness (``LoopLateness``), busy or idle, handed
+to ``observers.on_loop_lateness`` (the ``/metrics`` histogram). How late the scheduler's own
+wake-ups run, rounding included, is the pump's figure: ``on_wake_lateness``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from clockwork.core.units import s_to_ns
 from clockwork.service.observers import Observers
-from clockwork.service.scheduling_pump import timer_delay_s
+from clockwork.transport.loop import LoopLateness
 
 DEFAULT_INTERVAL_S = 0.01
 
@@ -30,34 +23,17 @@ class LoopHeartbeat:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
         self._observers = observers
-        self._interval_ns = s_to_ns(interval_s)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._due_ns = 0
+        self._timer = LoopLateness(self._beat, s_to_ns(interval_s))
         self.beats = 0
         self._broken = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._arm()
+        self._timer.start(loop)
 
     def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._loop = None
+        self._timer.stop()
 
-    def _arm(self) -> None:
-        loop = self._loop
-        if loop is None:
-            return
-        delay_s = timer_delay_s(loop, self._interval_ns)
-        # the loop's clock is the monotonic clock, in seconds (uvloop's in whole ms)
-        self._due_ns = s_to_ns(loop.time() + delay_s)
-        self._timer = loop.call_later(delay_s, self._beat)
-
-    def _beat(self) -> None:
-        late_ns = max(0, time.monotonic_ns() - self._due_ns)
+    def _beat(self, late_ns: int) -> None:
         self.beats += 1
         hook = self._observers.on_loop_lateness
         if hook is not None and not self._broken:
@@ -67,4 +43,3 @@ class LoopHeartbeat:
                 # logged once: a broken hook would otherwise log a hundred times a second
                 self._broken = True
                 log.exception("loop lateness hook %r raised; no longer called", hook)
-        self._arm()

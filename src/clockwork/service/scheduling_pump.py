@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
@@ -29,7 +28,6 @@ from clockwork.core.errors import ClockworkError
 from clockwork.core.events import ActionFinished, Event
 from clockwork.core.requests import Response
 from clockwork.core.scheduler import Scheduler
-from clockwork.core.units import NS_PER_MS, NS_PER_S, s_to_ns
 from clockwork.service.controller_stats import ControllerStats
 from clockwork.service.observers import Observers
 from clockwork.service.request_book import RequestBook
@@ -40,6 +38,7 @@ from clockwork.transport import (
     ProtocolError,
     action_message,
 )
+from clockwork.transport.loop import timer_delay_s
 
 log = logging.getLogger("clockwork.service.controller")
 
@@ -279,26 +278,6 @@ class SchedulingPump:
                 return
             self._observers.notify("on_wake_lateness", late_ns)
         self.run()
-
-
-_ms_timer_loops: dict[type, bool] = {}
-
-
-def timer_delay_s(loop: asyncio.AbstractEventLoop, delay_ns: int) -> float:
-    """What to give ``call_later`` for a timer due in ``delay_ns`` that must not fire before
-    (a timer that fires early costs a wake-up and a poll for nothing)."""
-    kind = type(loop)
-    ms_timers = _ms_timer_loops.get(kind)
-    if ms_timers is None:
-        ms_timers = _ms_timer_loops[kind] = kind.__module__.startswith("uvloop")
-    if not ms_timers:
-        return max(0, delay_ns) / NS_PER_S
-    # uvloop's timers fire when its cached clock (``loop.time()``, in whole ms, up to 1 ms
-    # behind) reaches that clock plus the delay rounded to whole ms: up to 1.5 ms early.
-    # Counted from that clock and rounded up, the delay ends at or after the due time (at
-    # most 1 ms after).
-    lag_ns = max(0, time.monotonic_ns() - s_to_ns(loop.time()))
-    return -(-(lag_ns + max(0, delay_ns)) // NS_PER_MS) / 1000
 
 
 def too_late(action: Action, now: int) -> ActionResult:
