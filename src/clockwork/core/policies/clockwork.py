@@ -43,16 +43,15 @@ from clockwork.core.policies.link_delays import LinkDelays
 from clockwork.core.requests import ResponseStatus
 from clockwork.core.units import NS_PER_MS, NS_PER_S, NS_PER_US
 
-# module-level Final aliases: compiled code calls them from a C static, not through a
-# module attribute lookup per call
+# Final aliases: a compiled-build accommodation (core/requests.py says why)
 _heappush: Final = heapq.heappush
 _heappop: Final = heapq.heappop
 _bisect_left: Final = bisect_left
 
 
-# Heap entries and batch choices are plain tuples, not NamedTuples: the compiled build reads a
-# tuple's fields by position in C, while it leaves a NamedTuple a Python-level class, built and
-# read through the interpreter on every step of planning. Their fields:
+# Heap entries and batch choices are plain tuples, their fields named by unpacking or by the
+# positions below, not NamedTuples: a compiled-build accommodation (core/requests.py says why).
+# Their fields:
 #
 # a strategy, one way to serve a request on a device (min-heap per device: latest start first,
 # then higher priority, then older): (latest start ns, -priority, tie-break, request, batch size)
