@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class DeviceId:
     """One device of one worker: ``worker/index`` (for example ``w0/0``)."""
 
@@ -19,6 +19,14 @@ class DeviceId:
 
     def __hash__(self) -> int:
         return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        # written out (the generated one is never compiled), with the common case first
+        if self is other:
+            return True
+        if type(other) is not DeviceId:
+            return NotImplemented
+        return self.index == other.index and self.worker == other.worker
 
     def __lt__(self, other: DeviceId) -> bool:
         return (self.worker, self.index) < (other.worker, other.index)
