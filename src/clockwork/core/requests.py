@@ -47,6 +47,8 @@ class ResponseStatus(enum.Enum):
 # - An enum member's value is read as ``_value_`` (documented by enum), not through the
 #   ``value`` property, which runs Python code even in a compiled module (+2.1% without).
 # Module constants read per event are Final for the aliases' reason (not measured apart).
+# Not for speed: DeviceId writes its __eq__ out because, compiled, a generated one compares by
+# identity (core/ids.py).
 @dataclass(slots=True, init=False, unsafe_hash=True)
 class InferRequest:
     """One client request. ``deadline_ns`` is absolute, on the controller's clock."""
