@@ -66,3 +66,11 @@ def test_defaults_and_value_semantics() -> None:
     assert repr(InferRequest(1, "m", 0, 5)) == (
         "InferRequest(request_id=1, model='m', arrival_ns=0, deadline_ns=5, priority=0)"
     )
+
+
+def test_device_id_equality_by_value() -> None:
+    # compiled, DeviceId's equality is its own written-out __eq__ (see core/ids.py)
+    a, b = DeviceId("w0", 1), DeviceId("w0", 1)
+    assert a is not b and a == b and hash(a) == hash(b) and {a: 1}[b] == 1
+    assert a != DeviceId("w0", 2) and a != DeviceId("w1", 1) and a != ("w0", 1)
+    assert DeviceId("w0", 2) > a and str(a) == "w0/1" and DeviceId.parse("w0/1") == a

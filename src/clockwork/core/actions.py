@@ -9,7 +9,8 @@ from typing import Final
 from clockwork.core.ids import DeviceId
 
 
-# per-request value: Final fields, not frozen=True (see core/requests.py)
+# per-request value: Final fields and a written-out __init__, not frozen=True: a
+# compiled-build accommodation (core/requests.py says why)
 @dataclass(slots=True, init=False, unsafe_hash=True)
 class LoadWeights:
     """Copy a model's weights from host memory into free pages of the device's weights cache."""

@@ -93,8 +93,7 @@ class Spread:
         return NormalDist(self.log_mean, self.log_sd).cdf(math.log(budget_ns))
 
 
-# module-level Final aliases: compiled code calls them from a C static, not through the module's
-# dict per call
+# Final aliases: a compiled-build accommodation (core/requests.py says why)
 _bisect_left: Final = bisect_left
 _insort: Final = insort
 

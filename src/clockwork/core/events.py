@@ -38,7 +38,8 @@ class DeviceInfo:
     resident_models: tuple[str, ...] = ()
 
 
-# per-request value: Final fields, not frozen=True (see core/requests.py)
+# per-request value: Final fields and a written-out __init__, not frozen=True: a
+# compiled-build accommodation (core/requests.py says why)
 @dataclass(slots=True, init=False, unsafe_hash=True)
 class RequestArrived:
     request: Final[InferRequest]

@@ -21,7 +21,8 @@ class DeviceId:
         return self._hash
 
     def __eq__(self, other: object) -> bool:
-        # written out (the generated one is never compiled), with the common case first
+        # written out: compiled, the generated one compares by identity (BENCHMARKS.md s.27;
+        # tests/core/test_value_inits.py fails under `make test-compiled` without it)
         if self is other:
             return True
         if type(other) is not DeviceId:

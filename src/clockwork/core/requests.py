@@ -29,11 +29,26 @@ class ResponseStatus(enum.Enum):
         return self is ResponseStatus.SUCCESS or self is ResponseStatus.LATE
 
 
-# A value made per request or per action: fields are Final (immutable under mypy --strict) and
-# __init__ is written out, where other values are frozen dataclasses. A frozen dataclass's
-# generated __init__ sets each field through object.__setattr__, and a generated one is never
-# compiled; written out, mypyc compiles it (BENCHMARKS.md section 4). The test
-# tests/core/test_value_inits.py keeps each __init__ in step with the fields.
+# How the modules that mypyc compiles (mypyc_modules.txt) are written, where that differs from
+# plain Python; the other places point here. Each was measured by removing it (BENCHMARKS.md
+# s.27: instructions inside the simulation, Azure replay at load factor 0.7) and kept because it
+# pays at least 2% of a compiled run:
+# - Values made per request or per action (the 13 in tests/core/test_value_inits.py) write
+#   their __init__ out, with Final fields, where other values are frozen dataclasses: a
+#   dataclass's generated __init__ is never compiled, and a frozen one sets each field through
+#   object.__setattr__ (+56% without). The test keeps each __init__ in step with the fields.
+# - Functions of other modules called per event are module-level Final aliases
+#   (``_heappush: Final = heapq.heappush``): compiled code calls them from a C static, not
+#   through a lookup in the module's dictionary per call (+3.5% without).
+# - Heap entries and choices made per planning step are plain tuples whose fields are named by
+#   unpacking or by Final positions, not NamedTuples: compiled, a tuple type is a C struct,
+#   while each NamedTuple is built through its class's Python-level __new__ (+12.5% as
+#   NamedTuples).
+# - An enum member's value is read as ``_value_`` (documented by enum), not through the
+#   ``value`` property, which runs Python code even in a compiled module (+2.1% without).
+# Module constants read per event are Final for the aliases' reason (not measured apart).
+# Not for speed: DeviceId writes its __eq__ out because, compiled, a generated one compares by
+# identity (core/ids.py).
 @dataclass(slots=True, init=False, unsafe_hash=True)
 class InferRequest:
     """One client request. ``deadline_ns`` is absolute, on the controller's clock."""

@@ -17,7 +17,8 @@ from clockwork.core.events import Event
 from clockwork.core.requests import Response
 
 
-# per-request value: Final fields, not frozen=True (see core/requests.py)
+# per-request value: Final fields and a written-out __init__, not frozen=True: a
+# compiled-build accommodation (core/requests.py says why)
 @dataclass(slots=True, init=False)
 class SchedulerOutput:
     """Everything a scheduler decided since the last poll."""

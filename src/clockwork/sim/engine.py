@@ -15,8 +15,7 @@ from __future__ import annotations
 import heapq
 from typing import Any, Final
 
-# module-level Final aliases: compiled code calls them from a C static, not through a
-# module attribute lookup per call
+# Final aliases: a compiled-build accommodation (core/requests.py says why)
 _heappush: Final = heapq.heappush
 _heappop: Final = heapq.heappop
 

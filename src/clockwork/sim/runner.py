@@ -49,8 +49,7 @@ _LOAD_WAKE: Final = 6
 _TO_CONTROLLER: Final = 7
 _SCHED_WAKE: Final = 8
 _SAMPLE: Final = 9
-# module-level Final aliases: compiled code calls them from a C static, not through a
-# module attribute lookup per call
+# Final aliases: a compiled-build accommodation (core/requests.py says why)
 _perf_counter: Final = time.perf_counter
 
 
@@ -393,8 +392,7 @@ class Simulation:
         del live[response.request_id]
         self._responses += 1
         if self.config.record_logs:
-            # ``_value_`` (the member's value, documented by enum) rather than the ``value``
-            # property, which runs Python code even when this module is compiled
+            # ``_value_``, not ``value``: a compiled-build accommodation (core/requests.py)
             status: str = response.status._value_
             self.request_log.append(
                 request.request_id,

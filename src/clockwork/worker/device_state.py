@@ -30,8 +30,7 @@ from clockwork.core.actions import (
 )
 from clockwork.core.ids import DeviceId
 
-# module-level Final aliases: compiled code calls them from a C static, not through a
-# module attribute lookup per call
+# Final aliases: a compiled-build accommodation (core/requests.py says why)
 _heappush: Final = heapq.heappush
 _heappop: Final = heapq.heappop
 
@@ -50,7 +49,8 @@ class WorkerModel:
     batch_sizes: tuple[int, ...]
 
 
-# per-request value: Final fields, not frozen=True (see core/requests.py)
+# per-request value: Final fields and a written-out __init__, not frozen=True: a
+# compiled-build accommodation (core/requests.py says why)
 @dataclass(slots=True, init=False, unsafe_hash=True)
 class Started:
     """The executor begins ``action`` at ``began_ns``; call ``finish`` when it is done."""

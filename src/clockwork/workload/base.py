@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 
-# per-request value: Final fields, not frozen=True (see core/requests.py)
+# per-request value: Final fields and a written-out __init__, not frozen=True: a
+# compiled-build accommodation (core/requests.py says why)
 @dataclass(slots=True, init=False, unsafe_hash=True)
 class Arrival:
     """One request to send: at ``time_ns`` (from the start of the run), for ``model``, with a

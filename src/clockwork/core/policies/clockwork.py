@@ -43,16 +43,15 @@ from clockwork.core.policies.link_delays import LinkDelays
 from clockwork.core.requests import ResponseStatus
 from clockwork.core.units import NS_PER_MS, NS_PER_S, NS_PER_US
 
-# module-level Final aliases: compiled code calls them from a C static, not through a
-# module attribute lookup per call
+# Final aliases: a compiled-build accommodation (core/requests.py says why)
 _heappush: Final = heapq.heappush
 _heappop: Final = heapq.heappop
 _bisect_left: Final = bisect_left
 
 
-# Heap entries and batch choices are plain tuples, not NamedTuples: the compiled build reads a
-# tuple's fields by position in C, while it leaves a NamedTuple a Python-level class, built and
-# read through the interpreter on every step of planning. Their fields:
+# Heap entries and batch choices are plain tuples, their fields named by unpacking or by the
+# positions below, not NamedTuples: a compiled-build accommodation (core/requests.py says why).
+# Their fields:
 #
 # a strategy, one way to serve a request on a device (min-heap per device: latest start first,
 # then higher priority, then older): (latest start ns, -priority, tie-break, request, batch size)
@@ -67,9 +66,13 @@ FlightExpiry = tuple[int, int, int]
 # overload for a fuller batch), then run the next ``taken`` in a batch of ``batch_size`` (padded
 # where ``taken`` is smaller): (skip, batch size, taken)
 BatchChoice = tuple[int, int, int]
-# the positions read outside unpacking
+# the positions of the fields read one at a time (elsewhere an entry is unpacked into named
+# locals); Final, so compiled code reads them as constants
 STRATEGY_REQUEST: Final = 3
+EXPIRY_NS: Final = 0
 EXPIRY_REQUEST: Final = 2
+FLIGHT_DEADLINE_NS: Final = 0
+FLIGHT_ACTION_ID: Final = 2
 TAKEN: Final = 2
 
 
@@ -676,7 +679,7 @@ class ClockworkPolicy(PolicyBase):
 
     def plan(self, now_ns: int) -> None:
         self._expire(now_ns)
-        if self._flight_expiry and self._flight_expiry[0][0] < now_ns:
+        if self._flight_expiry and self._flight_expiry[0][FLIGHT_DEADLINE_NS] < now_ns:
             self._expire_flights(now_ns)
         if not self.devices:
             if self._long_shots:
@@ -868,7 +871,7 @@ class ClockworkPolicy(PolicyBase):
 
     def _expire(self, now_ns: int) -> None:
         expiry = self._expiry
-        while expiry and expiry[0][0] < now_ns:
+        while expiry and expiry[0][EXPIRY_NS] < now_ns:
             _, _, p, assumed_load = _heappop(expiry)
             if p.state != QUEUED:
                 continue
@@ -903,7 +906,7 @@ class ClockworkPolicy(PolicyBase):
         refusal at the deadline, not an answer whenever the worker comes back. A result that
         comes later is measured and dropped."""
         heap = self._flight_expiry
-        while heap and heap[0][0] < now_ns:
+        while heap and heap[0][FLIGHT_DEADLINE_NS] < now_ns:
             _, _, action_id = _heappop(heap)
             flight = self.inflight.get(action_id)
             if flight is None:
@@ -1268,7 +1271,7 @@ class ClockworkPolicy(PolicyBase):
         while expiry and expiry[0][EXPIRY_REQUEST].state != QUEUED:
             _heappop(expiry)
         if expiry:
-            wake = expiry[0][0] + 1
+            wake = expiry[0][EXPIRY_NS] + 1
             found = True
         ahead = self._ahead_ns
         for view, heap in self._dev_heaps:
@@ -1280,10 +1283,10 @@ class ClockworkPolicy(PolicyBase):
                     wake = t
                     found = True
         flights = self._flight_expiry
-        while flights and flights[0][2] not in self.inflight:
+        while flights and flights[0][FLIGHT_ACTION_ID] not in self.inflight:
             _heappop(flights)
-        if flights and (not found or flights[0][0] + 1 < wake):
-            wake = flights[0][0] + 1
+        if flights and (not found or flights[0][FLIGHT_DEADLINE_NS] + 1 < wake):
+            wake = flights[0][FLIGHT_DEADLINE_NS] + 1
             found = True
         lw = self._load_wake_ns
         if lw is not None and (not found or lw < wake):

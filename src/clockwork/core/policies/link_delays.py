@@ -14,6 +14,7 @@ import math
 from bisect import bisect_left, insort
 from typing import Final
 
+# Final aliases: a compiled-build accommodation (core/requests.py says why)
 _bisect_left: Final = bisect_left
 _insort: Final = insort
 
