@@ -10,7 +10,9 @@ array), a 10x flood of 600 KB bodies (10x the rate the server completed in a clo
 slowloris (headers a line a second), many idle connections, a connection flood, and a worker
 killed with SIGKILL (then restarted on its port). For each row: requests or connections sent,
 answered, lost (no answer), 5xx answers, the server's RSS before / peak / after, the p99 of the
-answers that were refusals (503/429), the worst ``/metrics`` time during the row, the loop
+answers that were refusals (503/429) as this client timed them (its send and its loop included)
+and as the door did (``clockwork_door_refusal_seconds``: from the request's first byte to the
+refusal, the bucket its p99 falls in), the worst ``/metrics`` time during the row, the loop
 lateness p99 (``clockwork_loop_lateness_seconds`` from ``/metrics`` when the server has it), and
 the recovery time (end of the row until a normal inference succeeds). Writes ``attacks.json`` and
 ``attacks.md`` into ``--out`` and prints the table.
@@ -509,12 +511,17 @@ async def scrape(port: int) -> tuple[str | None, float]:
     return body.decode(errors="replace"), time.monotonic() - t0
 
 
-def lateness_buckets(text: str | None) -> dict[float, float] | None:
+LATENESS = "clockwork_loop_lateness_seconds"
+REFUSAL_TIME = "clockwork_door_refusal_seconds"
+
+
+def histogram_buckets(text: str | None, name: str) -> dict[float, float] | None:
+    """Histogram ``name``'s cumulative bucket counts in a ``/metrics`` text, by upper bound."""
     if text is None:
         return None
     out: dict[float, float] = {}
     for line in text.splitlines():
-        if line.startswith("clockwork_loop_lateness_seconds_bucket"):
+        if line.startswith(f"{name}_bucket"):
             le = line.split('le="', 1)[1].split('"', 1)[0]
             out[float(le)] = out.get(float(le), 0.0) + float(line.rsplit(" ", 1)[1])
     return out or None
@@ -607,7 +614,9 @@ async def run_row(
 ) -> dict[str, object]:
     progress(f"{name}: start")
     rss_before = rss.reset()
-    metrics_before = lateness_buckets((await scrape(t.port))[0])
+    text_before = (await scrape(t.port))[0]
+    metrics_before = histogram_buckets(text_before, LATENESS)
+    refusals_before = histogram_buckets(text_before, REFUSAL_TIME)
     scrapes: list[float] = []
     scrape_failures = 0
     stop = asyncio.Event()
@@ -639,7 +648,9 @@ async def run_row(
             recovery_s = time.monotonic() - ended
             break
         await asyncio.sleep(0.05)
-    metrics_after = lateness_buckets((await scrape(t.port))[0])
+    text_after = (await scrape(t.port))[0]
+    metrics_after = histogram_buckets(text_after, LATENESS)
+    refusals_after = histogram_buckets(text_after, REFUSAL_TIME)
     await asyncio.sleep(1.0)  # let the server settle before its RSS is read again
     row: dict[str, object] = {
         "attack": name,
@@ -650,6 +661,7 @@ async def run_row(
         "reasons": dict(REASONS - reasons_before),
         "refusal_p99_ms": _ms(quantile(tally.refusal_s, 0.99)),
         "refusal_p50_ms": _ms(quantile(tally.refusal_s, 0.5)),
+        "door_refusal_p99": p99_between(refusals_before, refusals_after),
         "rss_before_mb": round(rss_before / 2**20),
         "rss_peak_mb": round(rss.peak / 2**20),
         "rss_after_mb": round(cluster.rss_bytes() / 2**20),
@@ -679,6 +691,7 @@ COLUMNS = [
     ("errors_5xx", "5xx"),
     ("statuses", "statuses"),
     ("refusal_p99_ms", "refusal p99 ms"),
+    ("door_refusal_p99", "door's refusal p99"),
     ("rss_before_mb", "RSS before MB"),
     ("rss_peak_mb", "peak MB"),
     ("rss_after_mb", "after MB"),

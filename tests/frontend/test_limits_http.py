@@ -9,6 +9,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from clockwork.frontend.api import ErrorKind, FrontendError, InferenceCall, InferenceResult
 from clockwork.frontend.limits import DoorLimits, Refusal, RequestKind, Timeout
 
 from support.door import (
@@ -21,6 +22,7 @@ from support.door import (
     head,
     read_answer,
 )
+from support.fake_model_server import FakeModelServer
 
 # long enough that only the timer under test can close a connection in these tests
 LONG_S = 30.0
@@ -170,6 +172,56 @@ def test_over_the_inflight_cap_the_refusal_comes_before_the_body() -> None:
         answer = read_answer(ok)
         assert answer.status == 200, answer.body
         ok.close()
+
+
+def test_a_refusal_is_timed_from_the_request_s_first_byte() -> None:
+    with door_server(limits(max_inflight=1)) as s:
+        first = connect(s.port)
+        first.sendall(post(INFER, 10_000_000) + b'{"inputs": [')  # holds the one slot
+        deadline = time.monotonic() + 3
+        while s.call(lambda: s.door.inflight[RequestKind.INFERENCE]) == 0:
+            assert time.monotonic() < deadline, "the first request was never admitted"
+            time.sleep(0.01)
+        quick, slow = connect(s.port), connect(s.port)
+        quick.sendall(post(INFER, 10))
+        assert read_answer(quick, timeout_s=3.0).status == 503
+        request = post(INFER, 10)
+        slow.sendall(request[:10])  # its first byte, then the rest of its headers later
+        time.sleep(0.3)
+        slow.sendall(request[10:])
+        assert read_answer(slow, timeout_s=3.0).status == 503
+        seen = door_metrics(s)
+        assert seen["clockwork_door_refusal_seconds_count", ()] == 2
+        # the quick one in the lowest buckets, the slow one past 0.25 s (its wait for its
+        # headers counts: the client waited that long for its answer)
+        assert seen["clockwork_door_refusal_seconds_bucket", (("le", "0.1"),)] == 1
+        assert seen["clockwork_door_refusal_seconds_bucket", (("le", "0.25"),)] == 1
+        assert seen["clockwork_door_refusal_seconds_bucket", (("le", "1.0"),)] == 2
+        assert 0.3 <= seen["clockwork_door_refusal_seconds_sum", ()] < 1.1
+        for sock in (first, quick, slow):
+            sock.close()
+
+
+class OverloadedModelServer(FakeModelServer):
+    """A fake whose every inference the scheduler refuses, once its body was read."""
+
+    async def infer(self, call: InferenceCall) -> InferenceResult:
+        raise FrontendError(ErrorKind.OVERLOADED, "no device could fit it", "OVERLOADED")
+
+
+def test_a_refusal_past_the_door_is_timed_too() -> None:
+    with door_server(limits(), OverloadedModelServer()) as s:
+        sock = connect(s.port)
+        sock.sendall(post(INFER, len(ADD_BODY)) + ADD_BODY)
+        answer = read_answer(sock)
+        assert answer.status == 503 and json.loads(answer.body)["reason"] == "OVERLOADED"
+        sock.sendall(head("GET", "/v2/health/live"))  # answered, not a refusal: not timed
+        assert read_answer(sock).status == 200
+        sock.close()
+        seen = door_metrics(s)
+        assert seen["clockwork_door_refusal_seconds_count", ()] == 1
+        at_door = [n for (name, _), n in seen.items() if name == "clockwork_door_refusals_total"]
+        assert at_door and not any(at_door)  # none of the door's own
 
 
 def test_the_body_bound_refuses_what_would_cross_it() -> None:

@@ -51,6 +51,8 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: the request's key for when its first byte arrived (perf_counter_ns): its handler counts the
 #: time since then as spent of the client's timeout
 FIRST_BYTE_NS = web.RequestKey("clockwork.first_byte_ns", int)
+# the statuses of a refusal (come back later), timed in ``Door.refusal_times``
+_REFUSED = frozenset((429, 503))
 # the bound on a chunked body is checked this often at most when the body stalls
 _MIN_CHECK_S = 0.05
 # answered to a connection over the cap before anything is read from it
@@ -402,13 +404,15 @@ def door_middleware(door: Door, server: ModelServer) -> Callable[..., Awaitable[
     def refuse(
         request: web.Request,
         conn: _Connection | None,
+        first_byte_ns: int,
         why: Refusal,
         status: int,
         message: str,
         reason: str = "",
     ) -> web.Response:
-        """Counted as ``why``; the error body's reason is ``reason``, else ``why``'s."""
-        door.refused(why)
+        """Counted as ``why``, with its time since ``first_byte_ns`` (0: unknown); the error
+        body's reason is ``reason``, else ``why``'s."""
+        door.refused(why, time.perf_counter_ns() - first_byte_ns if first_byte_ns else None)
         reason = reason or why.value
         if conn is None:
             return _refusal(status, message, reason, close=True)
@@ -428,7 +432,7 @@ def door_middleware(door: Door, server: ModelServer) -> Callable[..., Awaitable[
         first_byte_ns = conn.take_first_byte_ns() if conn is not None else 0
         at_cap = door.at_cap(kind)
         if at_cap is not None:
-            return refuse(request, conn, at_cap, 503, door.at_cap_message(kind))
+            return refuse(request, conn, first_byte_ns, at_cap, 503, door.at_cap_message(kind))
         if kind is RequestKind.INFERENCE and first_byte_ns:
             request[FIRST_BYTE_NS] = first_byte_ns
             now_ns = time.perf_counter_ns()
@@ -437,6 +441,7 @@ def door_middleware(door: Door, server: ModelServer) -> Callable[..., Awaitable[
                 return refuse(
                     request,
                     conn,
+                    first_byte_ns,
                     Refusal.QUEUE_DELAY,
                     503,
                     f"the server is behind: this request waited "
@@ -454,6 +459,7 @@ def door_middleware(door: Door, server: ModelServer) -> Callable[..., Awaitable[
             return refuse(
                 request,
                 conn,
+                first_byte_ns,
                 Refusal.BODY_MEMORY,
                 503 if size <= limits.max_inflight_body_bytes else 413,
                 f"a body of {size} bytes would take the bodies in flight past "
@@ -465,10 +471,23 @@ def door_middleware(door: Door, server: ModelServer) -> Callable[..., Awaitable[
             try:
                 ready = server.model_ready(model, info.get("version", ""))
             except FrontendError as e:
-                return refuse(request, conn, Refusal.MODEL, e.kind.http_status, e.message, e.reason)
+                return refuse(
+                    request,
+                    conn,
+                    first_byte_ns,
+                    Refusal.MODEL,
+                    e.kind.http_status,
+                    e.message,
+                    e.reason,
+                )
             if not ready:
                 return refuse(
-                    request, conn, Refusal.MODEL, 503, f"model {model!r} is not ready; retry later"
+                    request,
+                    conn,
+                    first_byte_ns,
+                    Refusal.MODEL,
+                    503,
+                    f"model {model!r} is not ready; retry later",
                 )
         door.enter(kind)
         door.reserve_body(size)
@@ -491,6 +510,9 @@ def door_middleware(door: Door, server: ModelServer) -> Callable[..., Awaitable[
             else:
                 door.release_body(size)
                 cut = False
+        if first_byte_ns and resp.status in _REFUSED:
+            # refused past the door (the scheduler's OVERLOADED, say): the client waited as long
+            door.refusal_times.observe(time.perf_counter_ns() - first_byte_ns)
         if cut:
             # nothing more of the body will come: aiohttp must not wait to drain it
             request.content.feed_eof()

@@ -26,6 +26,7 @@ from clockwork.core.units import s_to_ns
 from clockwork.frontend.adaptive_limit import AdaptiveLimit
 from clockwork.frontend.door_ticket import DoorTicket
 from clockwork.frontend.queue_delay import QueueDelayGate
+from clockwork.frontend.refusal_times import RefusalTimes
 
 if TYPE_CHECKING:  # imported when a Door is made: the CLI's flags need only DoorLimits
     from prometheus_client.metrics_core import Metric
@@ -138,6 +139,7 @@ class Door:
         self.inflight: dict[RequestKind, int] = dict.fromkeys(RequestKind, 0)
         self.body_bytes = 0
         self.refusals: dict[Refusal, int] = dict.fromkeys(Refusal, 0)
+        self.refusal_times = RefusalTimes()
         self.timeouts: dict[Timeout, int] = dict.fromkeys(Timeout, 0)
         self.queue_delay = QueueDelayGate(
             s_to_ns(self.limits.queue_delay_target_s), s_to_ns(self.limits.queue_delay_interval_s)
@@ -215,8 +217,11 @@ class Door:
     def release_body(self, size_bytes: int) -> None:
         self.body_bytes -= size_bytes
 
-    def refused(self, why: Refusal) -> None:
+    def refused(self, why: Refusal, took_ns: int | None = None) -> None:
+        """A refusal for ``why``; ``took_ns``: since the request's first byte, where known."""
         self.refusals[why] += 1
+        if took_ns is not None:
+            self.refusal_times.observe(took_ns)
 
     def timed_out(self, which: Timeout) -> None:
         self.timeouts[which] += 1
@@ -267,6 +272,7 @@ class _Collector:
         for why, n in d.refusals.items():
             refusals.add_metric([why.value], n)
         yield refusals
+        yield d.refusal_times.metric()
         timeouts = CounterMetricFamily(
             "clockwork_door_timeouts",
             "Connections closed by a timeout, by what was awaited",
