@@ -12,7 +12,6 @@ from pathlib import Path
 from urllib.error import HTTPError
 
 import grpc
-import numpy as np
 import pytest
 import tritonclient.grpc as tg
 from tritonclient.utils import InferenceServerException
@@ -30,6 +29,7 @@ from clockwork.frontend.tokens import read_token_file, token_from
 
 from support.fake_model_server import SIGNATURES, FakeModelServer
 from support.front_door import FrontDoor
+from support.grpc_inputs import add_inputs
 from support.security import CONTROL_HEADERS, CONTROL_TOKEN, TOKEN, TOKEN_HEADERS, control_enabled
 
 INFER_BODY = {
@@ -104,15 +104,6 @@ def grpc_client(guarded: FrontDoor) -> Iterator[tg.InferenceServerClient]:
     c.close()
 
 
-def _add_inputs() -> list[tg.InferInput]:
-    out = []
-    for name in ("a", "b"):
-        t = tg.InferInput(name, [1, 4], "FP32")
-        t.set_data_from_numpy(np.ones((1, 4), dtype=np.float32))
-        out.append(t)
-    return out
-
-
 def _grpc_status(e: pytest.ExceptionInfo[InferenceServerException]) -> str:
     return str(e.value.status())
 
@@ -138,7 +129,7 @@ def test_model_control_is_refused_by_default_even_with_a_token(default_door: Fro
             assert _grpc_status(e) == "StatusCode.PERMISSION_DENIED"
             assert "--allow-model-control" in str(e.value.message())
         assert c.is_model_ready("add")
-        assert c.infer("add", _add_inputs()).as_numpy("sum").tolist() == [[2, 2, 2, 2]]
+        assert c.infer("add", add_inputs()).as_numpy("sum").tolist() == [[2, 2, 2, 2]]
 
 
 def test_http_unload_needs_the_control_token(guarded: FrontDoor) -> None:
@@ -219,7 +210,7 @@ def test_grpc_inference_needs_the_token(
     guarded: FrontDoor, grpc_client: tg.InferenceServerClient
 ) -> None:
     calls: tuple[Callable[[Mapping[str, str]], object], ...] = (
-        lambda h: grpc_client.infer("add", _add_inputs(), headers=h),
+        lambda h: grpc_client.infer("add", add_inputs(), headers=h),
         lambda h: grpc_client.get_model_metadata("add", headers=h),
         lambda h: grpc_client.get_server_metadata(headers=h),
         lambda h: grpc_client.get_model_repository_index(headers=h),
@@ -231,7 +222,7 @@ def test_grpc_inference_needs_the_token(
             assert _grpc_status(e) == "StatusCode.UNAUTHENTICATED"
         assert fn(TOKEN_HEADERS) is not None
         assert fn(CONTROL_HEADERS) is not None
-    result = grpc_client.infer("add", _add_inputs(), headers=TOKEN_HEADERS)
+    result = grpc_client.infer("add", add_inputs(), headers=TOKEN_HEADERS)
     assert result.as_numpy("sum").tolist() == [[2, 2, 2, 2]]
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 
-import numpy as np
 import pytest
 import tritonclient.grpc as tg
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,6 +19,7 @@ from clockwork.frontend.limits import DoorLimits, Refusal
 
 from support.door import ADD_BODY, INFER, DoorServer, connect, door_server, head, read_answer
 from support.fake_model_server import FakeModelServer
+from support.grpc_inputs import add_inputs
 
 
 def post(body: bytes, length: int | None = None) -> bytes:
@@ -120,11 +120,7 @@ def test_misses_the_server_reports_cut_the_adaptive_limit_over_grpc() -> None:
     with door_server(limits, OverloadedServer(), grpc=True) as s:
         client = tg.InferenceServerClient(f"127.0.0.1:{s.grpc_port}")
         try:
-            inputs = []
-            for name in ("a", "b"):
-                t = tg.InferInput(name, [1, 4], "FP32")
-                t.set_data_from_numpy(np.ones((1, 4), np.float32))
-                inputs.append(t)
+            inputs = add_inputs()
             for _ in range(12):
                 with pytest.raises(InferenceServerException, match="overloaded"):
                     client.infer("add", inputs, client_timeout=5)

@@ -8,7 +8,6 @@ import asyncio
 import time
 
 import grpc
-import numpy as np
 import pytest
 import tritonclient.grpc as tg
 from tritonclient.utils import InferenceServerException
@@ -17,17 +16,9 @@ from clockwork.frontend.grpc_queue_delay import LoopLag
 from clockwork.frontend.limits import DoorLimits, Refusal
 
 from support.door import DoorServer, door_server
+from support.grpc_inputs import add_inputs
 
 HOG_S = 0.02  # the loop is held this long at each turn: every callback runs that late
-
-
-def add_inputs() -> list[tg.InferInput]:
-    out = []
-    for name in ("a", "b"):
-        t = tg.InferInput(name, [1, 4], "FP32")
-        t.set_data_from_numpy(np.ones((1, 4), np.float32))
-        out.append(t)
-    return out
 
 
 class LoopHog:

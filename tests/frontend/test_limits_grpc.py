@@ -8,22 +8,13 @@ import time
 from typing import Any
 
 import grpc
-import numpy as np
 import tritonclient.grpc as tg
 from tritonclient.utils import InferenceServerException
 
 from clockwork.frontend.limits import DoorLimits, Refusal, RequestKind
 
 from support.door import GatedModelServer, connect, door_server, head, read_answer
-
-
-def add_inputs() -> list[tg.InferInput]:
-    out = []
-    for name in ("a", "b"):
-        t = tg.InferInput(name, [1, 4], "FP32")
-        t.set_data_from_numpy(np.ones((1, 4), np.float32))
-        out.append(t)
-    return out
+from support.grpc_inputs import add_inputs
 
 
 def test_grpc_over_the_inflight_cap_is_resource_exhausted() -> None:

@@ -324,41 +324,64 @@ def test_worker_refuses_actions_before_clock_sync() -> None:
     run(main())
 
 
-def test_silent_worker_is_lost_then_rejoins() -> None:
-    async def main() -> None:
-        worker = await start_worker("w0", models=1)
-        silent = False
+class _Gag:
+    """Makes a worker deaf (what its controller sends is dropped unhandled) or silent as a
+    stalled process is (deaf, and nothing it sends goes out, heartbeats included)."""
+
+    def __init__(self, worker: WorkerService) -> None:
+        self.worker = worker
+        self.deaf = False
+        self.silent = False
         real = worker._on_message
 
         def on_message(session: Any, msg: Any) -> None:
-            if not silent:
+            if not (self.deaf or self.silent):
                 real(session, msg)
 
         worker._on_message = on_message  # type: ignore[method-assign]
-        ctrl = make_controller(worker, silence_pings=6, handshake_timeout_s=0.5)
-        await ctrl.start()
+
+    def silence(self) -> None:
+        """Silent from now on, on its current connection, until ``silent`` is set False."""
+        assert self.worker._session is not None
+        conn = self.worker._session.conn
+        send = conn.send
+
+        async def send_unless_silent(msg: Any) -> None:
+            if not self.silent:
+                await send(msg)
+
+        conn.send = send_unless_silent  # type: ignore[method-assign]
+        self.silent = True
+
+
+async def _served_once(worker: WorkerService) -> tuple[ControllerService, str]:
+    """A started controller (6 pings of 50 ms of silence make a worker lost) that has served
+    one request of ``worker``'s model; the caller closes it."""
+    ctrl = make_controller(worker, silence_pings=6, handshake_timeout_s=0.5)
+    await ctrl.start()
+    try:
+        await ctrl.wait_workers(1)
+        model = sorted(ctrl.models)[0]
+        response, _ = await ctrl.submit(model, timeout_ns=200 * MS)
+        assert response.status is ResponseStatus.SUCCESS
+    except BaseException:
+        await ctrl.close()
+        raise
+    return ctrl, model
+
+
+def test_silent_worker_is_lost_then_rejoins() -> None:
+    async def main() -> None:
+        worker = await start_worker("w0", models=1)
+        gag = _Gag(worker)
+        ctrl, model = await _served_once(worker)
         try:
-            await ctrl.wait_workers(1)
-            model = sorted(ctrl.models)[0]
-            response, _ = await ctrl.submit(model, timeout_ns=200 * MS)
-            assert response.status is ResponseStatus.SUCCESS
-            # silent as a stalled process is: nothing handled, nothing sent (its heartbeats
-            # included) on this connection
-            assert worker._session is not None
-            conn = worker._session.conn
-            send = conn.send
-
-            async def send_unless_silent(msg: Any) -> None:
-                if not silent:
-                    await send(msg)
-
-            conn.send = send_unless_silent  # type: ignore[method-assign]
-            silent = True
+            gag.silence()
             # a request sent into the silence is answered once the worker is declared lost
             response, _ = await ctrl.submit(model, timeout_ns=2000 * MS)
             assert response.status is ResponseStatus.WORKER_LOST
             assert ctrl.stats.losses == 1 and ctrl.workers == ()
-            silent = False
+            gag.silent = False
             await ctrl.wait_workers(1, timeout_s=5.0)
             response, _ = await ctrl.submit(model, timeout_ns=200 * MS)
             assert response.status is ResponseStatus.SUCCESS
@@ -378,25 +401,13 @@ def test_a_worker_that_hears_nothing_but_heartbeats_is_not_lost() -> None:
 
     async def main() -> None:
         worker = await start_worker("w0", models=1)
-        deaf = False
-        real = worker._on_message
-
-        def on_message(session: Any, msg: Any) -> None:
-            if not deaf:
-                real(session, msg)
-
-        worker._on_message = on_message  # type: ignore[method-assign]
-        ctrl = make_controller(worker, silence_pings=6, handshake_timeout_s=0.5)
-        await ctrl.start()
+        gag = _Gag(worker)
+        ctrl, model = await _served_once(worker)
         try:
-            await ctrl.wait_workers(1)
-            model = sorted(ctrl.models)[0]
-            response, _ = await ctrl.submit(model, timeout_ns=200 * MS)
-            assert response.status is ResponseStatus.SUCCESS
-            deaf = True
+            gag.deaf = True
             # twice the silence limit (6 pings of 50 ms) without a pong
             await asyncio.sleep(0.6)
-            deaf = False
+            gag.deaf = False
             assert ctrl.stats.losses == 0 and len(ctrl.workers) == 1
             response, _ = await ctrl.submit(model, timeout_ns=200 * MS)
             assert response.status is ResponseStatus.SUCCESS
