@@ -4,6 +4,7 @@ the process does."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import tempfile
@@ -76,21 +77,27 @@ def test_the_controller_s_process_metrics_are_there_and_sane() -> None:
         0 < before[("process_open_fds", "controller")] <= before[("process_max_fds", "controller")]
     )
 
-    # CPU time counts the CPU spent; open files count the files opened
+    # CPU time counts the CPU spent
     cpu_before = before[("process_cpu_seconds_total", "controller")]
     _burn_cpu(0.3)
-    with (
-        tempfile.TemporaryFile() as a,
-        tempfile.TemporaryFile() as b,
-        tempfile.TemporaryFile() as c,
-    ):
-        after = scrape(metrics)
-        assert a.fileno() != b.fileno() != c.fileno()
-        assert (
-            after[("process_open_fds", "controller")]
-            >= before[("process_open_fds", "controller")] + 3
-        )
-    assert after[("process_cpu_seconds_total", "controller")] >= cpu_before + 0.25
+    assert scrape(metrics)[("process_cpu_seconds_total", "controller")] >= cpu_before + 0.25
+    # open files count the files opened. The count is the process's: another thread (a server
+    # an earlier test left stopping, a socket's finalizer) may close files meanwhile, so the
+    # collector runs first and a few tries are allowed
+    gc.collect()
+    grew = []
+    for _ in range(5):
+        fds_before = scrape(metrics)[("process_open_fds", "controller")]
+        with (
+            tempfile.TemporaryFile() as a,
+            tempfile.TemporaryFile() as b,
+            tempfile.TemporaryFile() as c,
+        ):
+            assert a.fileno() != b.fileno() != c.fileno()
+            grew.append(scrape(metrics)[("process_open_fds", "controller")] - fds_before)
+        if grew[-1] >= 3:
+            break
+    assert grew[-1] >= 3, f"open files grew by {grew} with three more open"
 
 
 def test_a_watched_child_is_labelled_and_dropped_when_gone(
