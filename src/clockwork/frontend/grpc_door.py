@@ -20,7 +20,6 @@ from typing import Any
 
 import grpc
 
-from clockwork.core.units import s_to_ns
 from clockwork.frontend.api import REASON_METADATA_KEY
 from clockwork.frontend.door_ticket import TICKET, DoorTicket
 from clockwork.frontend.grpc_queue_delay import LoopLag
@@ -72,11 +71,6 @@ class DoorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             for kind in RequestKind
             for method_is_stream in (False, True)
         }
-        lim = door.limits
-        # gRPC's waits are the loop's lateness, not HTTP's first-byte waits: a gate of its own
-        self._queue_delay = QueueDelayGate(
-            s_to_ns(lim.queue_delay_target_s), s_to_ns(lim.queue_delay_interval_s)
-        )
         self._loop_lag = LoopLag()
 
     async def intercept_service(
@@ -91,12 +85,12 @@ class DoorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if why is not None:
             door.refused(why)
             return self._refusals[kind, method == "ModelStreamInfer"]
-        if kind is RequestKind.INFERENCE and self._queue_delay.target_ns:
+        if kind is RequestKind.INFERENCE and door.grpc_queue_delay.target_ns:
             waited_ns = self._loop_lag.late_ns()
-            if not self._queue_delay.admit(waited_ns, time.monotonic_ns()):
+            if not door.grpc_queue_delay.admit(waited_ns, time.monotonic_ns()):
                 door.refused(Refusal.QUEUE_DELAY)
                 return _queue_delay_refusal(
-                    self._queue_delay, waited_ns, method == "ModelStreamInfer"
+                    door.grpc_queue_delay, waited_ns, method == "ModelStreamInfer"
                 )
         handler = await continuation(handler_call_details)
         if handler is None:
@@ -105,20 +99,8 @@ class DoorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 
 def _refusal_handler(door: Door, kind: RequestKind, stream: bool) -> grpc.RpcMethodHandler:
-    """A handler that refuses at once, never decoding the request."""
-
-    if stream:
-
-        async def refuse_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, door.at_cap_message(kind))
-            yield  # pragma: no cover - abort raises; the yield makes this a stream handler
-
-        return grpc.stream_stream_rpc_method_handler(refuse_stream)
-
-    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, door.at_cap_message(kind))
-
-    return grpc.unary_unary_rpc_method_handler(refuse)
+    """A handler that refuses a call over its kind's cap at once, never decoding it."""
+    return _refusing(stream, lambda: door.at_cap_message(kind))
 
 
 def _queue_delay_refusal(gate: QueueDelayGate, waited_ns: int, stream: bool) -> Any:
@@ -127,18 +109,25 @@ def _queue_delay_refusal(gate: QueueDelayGate, waited_ns: int, stream: bool) -> 
         f"the server is behind: its loop runs {waited_ns / 1e6:.1f} ms late, and has run over "
         f"{gate.target_ns / 1e6:g} ms late for {gate.interval_ns / 1e6:g} ms; retry later"
     )
-    reason = ((REASON_METADATA_KEY, Refusal.QUEUE_DELAY.value),)
+    return _refusing(stream, lambda: message, ((REASON_METADATA_KEY, Refusal.QUEUE_DELAY.value),))
+
+
+def _refusing(
+    stream: bool, message: Callable[[], str], metadata: tuple[tuple[str, str], ...] = ()
+) -> grpc.RpcMethodHandler:
+    """A unary or stream handler that answers ``RESOURCE_EXHAUSTED`` with ``message()`` (read
+    when it runs) and ``metadata``, never reading the request."""
 
     if stream:
 
         async def refuse_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message, reason)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message(), metadata)
             yield  # pragma: no cover - abort raises; the yield makes this a stream handler
 
         return grpc.stream_stream_rpc_method_handler(refuse_stream)
 
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message, reason)
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message(), metadata)
 
     return grpc.unary_unary_rpc_method_handler(refuse)
 

@@ -141,9 +141,11 @@ class Door:
         self.refusals: dict[Refusal, int] = dict.fromkeys(Refusal, 0)
         self.refusal_times = RefusalTimes()
         self.timeouts: dict[Timeout, int] = dict.fromkeys(Timeout, 0)
-        self.queue_delay = QueueDelayGate(
-            s_to_ns(self.limits.queue_delay_target_s), s_to_ns(self.limits.queue_delay_interval_s)
-        )
+        target_ns = s_to_ns(self.limits.queue_delay_target_s)
+        interval_ns = s_to_ns(self.limits.queue_delay_interval_s)
+        self.queue_delay = QueueDelayGate(target_ns, interval_ns)
+        # gRPC's waits are the loop's lateness, not HTTP's first-byte waits: a gate of its own
+        self.grpc_queue_delay = QueueDelayGate(target_ns, interval_ns)
         lim = self.limits
         self.adaptive = (
             AdaptiveLimit(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import TYPE_CHECKING, Final
 
-from clockwork.core.units import NS_PER_S
+from clockwork.core.units import NS_PER_S, s_to_ns
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -23,7 +23,7 @@ __all__ = ["BUCKETS_S", "RefusalTimes"]
 
 #: upper bounds of the buckets, in seconds (the last one, +Inf, is implied)
 BUCKETS_S: Final = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
-_BOUNDS_NS: Final = tuple(round(b * NS_PER_S) for b in BUCKETS_S)
+_BOUNDS_NS: Final = tuple(s_to_ns(b) for b in BUCKETS_S)
 
 
 class RefusalTimes:

@@ -65,6 +65,7 @@ from clockwork.core.actions import Action, ActionResult, ActionStatus, EvictWeig
 from clockwork.core.clock_sync import ClockSync
 from clockwork.core.events import DeviceInfo, ModelInfo
 from clockwork.core.ids import DeviceId
+from clockwork.core.units import s_to_ns
 from clockwork.transport import (
     PROTOCOL_VERSION,
     ActionResultMsg,
@@ -426,11 +427,10 @@ class WorkerService:
 
     async def _heartbeat(self, session: _Session) -> None:
         """A ``Ping`` whenever nothing was sent for ``heartbeat_s`` (module docstring)."""
-        interval_s = self.heartbeat_s
-        interval_ns = round(interval_s * 1e9)
+        interval_ns = s_to_ns(self.heartbeat_s)
         seq = 0
         while True:
-            await asyncio.sleep(interval_s)
+            await asyncio.sleep(self.heartbeat_s)
             if self._clock() - session.last_tx_ns < interval_ns or not session.queue.empty():
                 continue  # the controller hears from us anyway
             sync = session.conn.clock_sync
