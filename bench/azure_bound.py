@@ -51,6 +51,11 @@ def main() -> None:
         help="summary.json path pattern with {lf}, e.g. "
         "bench/results/sweep-lf{lf}-clockwork/summary.json",
     )
+    ap.add_argument(
+        "--windows",
+        default=",".join(f"{w:g}" for w in WINDOWS_S),
+        help="window lengths in seconds (each gives a valid bound; the tightest is kept)",
+    )
     ap.add_argument("--out", type=Path, help="write the table as JSON here")
     args = ap.parse_args()
 
@@ -62,12 +67,13 @@ def main() -> None:
     index = {n: i for i, n in enumerate(names)}
     slo_ns = round(args.slo_ms * NS_PER_MS)
     delay_ns = round(args.network_delay_us * NS_PER_US)
-    windows_ns = [round(w * NS_PER_S) for w in WINDOWS_S]
+    windows_s = [float(w) for w in args.windows.split(",")]
+    windows_ns = [round(w * NS_PER_S) for w in windows_s]
     print(
         f"trace {args.trace}, {args.models} models, {args.gpus} GPUs, SLO {args.slo_ms} ms, "
         f"{args.duration:g} s at {args.minute_s:g} s per trace minute from minute "
         f"{args.start_minute}, seed {args.seed}, network delay {args.network_delay_us:g} us "
-        f"each way; windows {', '.join(f'{w:g}' for w in WINDOWS_S)} s x 4 offsets",
+        f"each way; windows {', '.join(f'{w:g}' for w in windows_s)} s x 4 offsets",
         flush=True,
     )
     header = (
