@@ -6,7 +6,8 @@ usage: python bench/attacks.py [--out bench/results] [--flood-s 5] [--only ROW,.
 Starts an emulated worker (``clockwork worker --backend emulated``, resnet50 profile: 602,112-byte
 FP32 inputs) and ``clockwork serve --no-local-worker`` in front of it (shortened timeouts, see
 ``SERVE_FLAGS``), then runs one row per attack: a gzip bomb, JSON bombs (deep nesting, a huge
-array), a 10x flood of 600 KB bodies (10x the rate the server completed in a closed-loop warm-up),
+array), a 10x flood of 600 KB bodies (10x the rate the server completed in a closed-loop warm-up)
+with binary tensors and a timeout, the same in JSON naming no timeout (perf_analyzer's default),
 slowloris (headers a line a second), many idle connections, a connection flood, and a worker
 killed with SIGKILL (then restarted on its port). For each row: requests or connections sent,
 answered, lost (no answer), 5xx answers, the server's RSS before / peak / after, the p99 of the
@@ -56,7 +57,7 @@ SERVE_FLAGS = [
     "--max-inflight-body-mb",
     "128",
     "--status-interval",
-    "0",
+    "1",
     "--no-warm",
 ]
 TIMEOUT_US = 100_000  # the deadline of every inference: 100 ms
@@ -340,6 +341,17 @@ class Target:
                 "Content-Type": "application/octet-stream",
             },
         )
+        values = [0.25] * self.width
+        as_json = {
+            "inputs": [
+                {"name": self.input, "datatype": "FP32", "shape": [1, self.width], "data": values}
+            ]
+        }
+        self.normal_json = request(
+            self.path,
+            json.dumps(as_json, separators=(",", ":")).encode(),
+            {"Content-Type": "application/json"},
+        )
 
     async def normal_ok(self, timeout_s: float = 5.0) -> bool:
         status, _ = await http(self.port, self.normal, timeout_s)
@@ -377,40 +389,56 @@ async def json_bomb(t: Target, tally: Tally, _: argparse.Namespace) -> str:
     return f"4 x {depth}-deep nesting, 4 x a {len(huge) // 2**20} MiB array of 4M numbers"
 
 
-async def servable_rate(t: Target, seconds: float = 3.0) -> float:
+async def servable_rate(t: Target, raw: bytes, seconds: float = 3.0) -> float:
+    """Requests of ``raw`` served per second by 4 closed loops, once one has been served (the
+    model loaded: the server starts with ``--no-warm``, and a cold model's refusals are quick)."""
+    give_up = time.monotonic() + 60
+    while (await http(t.port, raw))[0] != 200 and time.monotonic() < give_up:
+        await asyncio.sleep(0.05)
     done = 0
     end = time.monotonic() + seconds
 
     async def loop() -> None:
         nonlocal done
         while time.monotonic() < end:
-            status, _ = await http(t.port, t.normal)
+            status, _ = await http(t.port, raw)
             done += status == 200
 
     await asyncio.gather(*(loop() for _ in range(4)))
     return done / seconds
 
 
-async def flood(t: Target, tally: Tally, args: argparse.Namespace) -> str:
-    rate = await servable_rate(t)
+async def flood_of(raw: bytes, what: str, t: Target, tally: Tally, seconds: float) -> str:
+    """``raw`` sent at 10x the rate the server completes it in a closed loop, for ``seconds``."""
+    rate = await servable_rate(t, raw)
     target_rate = 10 * max(rate, 1.0)
     progress(f"  servable rate {rate:.0f} req/s; flooding at {target_rate:.0f} req/s")
     tasks = []
     t0 = time.monotonic()
     n = 0
-    while (now := time.monotonic()) - t0 < args.flood_s:
+    while (now := time.monotonic()) - t0 < seconds:
         due = t0 + n / target_rate
         if due > now:
             await asyncio.sleep(due - now)
-        tasks.append(asyncio.create_task(http(t.port, t.normal, 15)))
+        tasks.append(asyncio.create_task(http(t.port, raw, 15)))
         n += 1
     sent_s = time.monotonic() - t0
     for status, took in await asyncio.gather(*tasks):
         tally.add(status, took)
     return (
-        f"600 KB bodies, {n} in {sent_s:.1f} s ({n / sent_s:.0f} req/s offered, servable "
-        f"{rate:.0f} req/s)"
+        f"{what}, {n} in {sent_s:.1f} s ({n / sent_s:.0f} req/s offered, servable {rate:.0f} req/s)"
     )
+
+
+async def flood(t: Target, tally: Tally, args: argparse.Namespace) -> str:
+    return await flood_of(t.normal, "600 KB bodies", t, tally, args.flood_s)
+
+
+async def flood_json(t: Target, tally: Tally, args: argparse.Namespace) -> str:
+    """The same flood in JSON with no timeout of its own (the server's default, 100 ms, as the
+    binary row's): what ``perf_analyzer`` sends by default."""
+    what = f"{len(t.normal_json) // 1000} KB JSON bodies naming no timeout"
+    return await flood_of(t.normal_json, what, t, tally, args.flood_s)
 
 
 async def slowloris(t: Target, tally: Tally, _: argparse.Namespace) -> str:
@@ -601,6 +629,7 @@ ATTACKS: dict[str, Attack] = {
     "gzip-bomb": gzip_bomb,
     "json-bomb": json_bomb,
     "flood-10x-600KB": flood,
+    "flood-10x-json": flood_json,
     "slowloris": slowloris,
     "idle-connections": idle,
     "connection-flood": connection_flood,

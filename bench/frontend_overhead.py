@@ -92,6 +92,9 @@ class EchoServer:
             "version_policy": {"specific": {"versions": [1]}},
         }
 
+    def refuse_early(self, model: str, version: str, timeout_us: int, spent_ns: int) -> None:
+        return None  # nothing to refuse: the echo answers everything
+
     async def infer(self, call: InferenceCall) -> InferenceResult:
         self._check(call.model)
         (tensor,) = call.inputs

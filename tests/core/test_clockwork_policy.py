@@ -720,6 +720,37 @@ def test_a_device_planned_past_the_deadline_refuses_at_arrival_with_admission() 
     assert s.pending_requests() == 0
 
 
+@pytest.mark.parametrize("admission", [True, False])
+def test_early_refusal_answers_as_arrival_would_and_changes_nothing(admission: bool) -> None:
+    config = ClockworkConfig(
+        result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=admission
+    )
+    s = make({"a": profile()}, config=config)
+    t = warm(s, "a")
+    # cold or unknown: only taking the request can tell (a load, demand for one)
+    assert s.early_refusal("b", t + 20 * MS, t) is None
+    assert s.early_refusal("a", t + 20 * MS, t) is None  # nothing queued: it would be served
+    for rid in range(25):  # as many as the holder can run in 20 ms (see above)
+        s.handle(req(rid, "a", t, slo_ms=20), t)
+    assert not s.poll(t).responses
+    before = (s.pending_requests(), len(s._queues["a"].queue))
+    verdict = s.early_refusal("a", t + 20 * MS, t)
+    # a deadline the backlog leaves no room for: refused as its arrival would be, or not asked
+    if not admission:
+        assert verdict is None
+        return
+    assert verdict is not None
+    status, detail = verdict
+    assert status is ResponseStatus.OVERLOADED and "requests of a are queued ahead" in detail
+    # a later deadline leaves room; a budget below batch 1 is the estimate's to refuse
+    assert s.early_refusal("a", t + 200 * MS, t) is None
+    assert s.early_refusal("a", t + 1 * MS, t) is None
+    assert (s.pending_requests(), len(s._queues["a"].queue)) == before
+    s.handle(req(99, "a", t, slo_ms=20), t)
+    (r,) = s.poll(t).responses
+    assert (r.request_id, r.status, r.detail) == (99, status, detail)
+
+
 @pytest.mark.parametrize("level", [0.0, 0.9])
 def test_admission_by_probability_serves_what_one_slow_run_would_refuse(level: float) -> None:
     # a noisy executor: batch 1 runs 2.0-2.6 ms and once 3.5 ms (under the outlier factor, so

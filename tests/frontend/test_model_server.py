@@ -34,13 +34,14 @@ def serve(
     body: Callable[[ControllerModelServer, ControllerService], Awaitable[None]],
     models: int = 2,
     timeout_s: float = 30.0,
+    backlog_admission: bool = False,
 ) -> None:
     async def main() -> None:
         devices, infos = emulated_setup("w0", 1, models, PROFILE)
         worker = WorkerService("w0", devices, infos)
         await worker.start("127.0.0.1", 0)
         ctrl = ControllerService(
-            make_policy("clockwork"),
+            make_policy("clockwork", backlog_admission=backlog_admission),
             [("127.0.0.1", worker.port)],
             ping_interval_s=0.05,
             connect_backoff_s=(0.02, 0.2),
@@ -233,3 +234,30 @@ def test_the_doors_ticket_carries_the_timeout_and_whether_the_server_had_room() 
         assert bad.met(now_ns=1) is None
 
     serve(body)
+
+
+def test_a_refusal_known_before_decoding_is_raised_counted_and_told_to_the_ticket() -> None:
+    async def body(server: ControllerModelServer, ctrl: ControllerService) -> None:
+        await server.infer(call(timeout_us=2_000_000))  # loads the model
+        server.refuse_early(MODEL, "", 8_000, 0)  # idle: it may be taken
+        # a burst plans the device a batch of 16 (17 ms) ahead: 8 ms is too short for anything
+        burst = [asyncio.ensure_future(server.infer(call(timeout_us=100_000))) for _ in range(30)]
+        while ctrl.scheduler.pending_requests() < 30:
+            await asyncio.sleep(0)
+        ticket = DoorTicket(began_ns=0)
+        TICKET.set(ticket)
+        with pytest.raises(FrontendError) as info:
+            server.refuse_early(MODEL, "", 8_000, 0)
+        assert info.value.kind is ErrorKind.OVERLOADED and "queued ahead" in str(info.value)
+        assert ticket.timeout_ns == 8_000_000 and ctrl.stats.refused_early == 1
+        # whatever only ``infer`` can judge is left to it: an unknown model, no refusal
+        server.refuse_early("nope", "", 8_000, 0)
+        server.refuse_early(MODEL, "", 5_000_000, 0)
+        await asyncio.gather(*burst, return_exceptions=True)
+        # counted as every request is: in the server's metrics too
+        text = server.metrics_text().decode()
+        line = f'clockwork_responses_total{{model="{MODEL}",status="OVERLOADED"}}'
+        assert any(row.startswith(line) and float(row.split()[-1]) >= 1 for row in text.splitlines())
+        assert ctrl.stats.submitted == ctrl.stats.answered
+
+    serve(body, backlog_admission=True)

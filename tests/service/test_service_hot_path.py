@@ -54,6 +54,11 @@ class StubScheduler:
     def pending_requests(self) -> int:
         return len(self._waiting)
 
+    def early_refusal(
+        self, model: str, deadline_ns: int, now_ns: int
+    ) -> tuple[ResponseStatus, str] | None:
+        return None
+
 
 def run(coro: Coroutine[Any, Any, None], use_uvloop: bool) -> None:
     with asyncio.Runner(loop_factory=loop_factory(use_uvloop)) as runner:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from clockwork.core.actions import EvictWeights, Infer, LoadWeights
 from clockwork.core.policies import make_policy
 from clockwork.core.policies.base import PolicyBase
+from clockwork.core.requests import ResponseStatus
 from clockwork.core.scheduler import SchedulerOutput
 from clockwork.sim.noise import NoiseConfig
 from clockwork.sim.runner import SimConfig, Simulation
@@ -39,6 +40,11 @@ class CheckedScheduler:
 
     def pending_requests(self) -> int:
         return self.inner.pending_requests()
+
+    def early_refusal(
+        self, model: str, deadline_ns: int, now_ns: int
+    ) -> tuple[ResponseStatus, str] | None:
+        return self.inner.early_refusal(model, deadline_ns, now_ns)
 
     def poll(self, now_ns: int) -> SchedulerOutput:
         out = self.inner.poll(now_ns)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from clockwork.core.policies import ClockworkConfig, ClockworkPolicy
 from clockwork.core.policies.base import PolicyBase
+from clockwork.core.requests import ResponseStatus
 from clockwork.core.scheduler import SchedulerOutput
 from clockwork.sim.noise import NoiseConfig
 from clockwork.sim.runner import SimConfig, SimResult, Simulation
@@ -39,6 +40,11 @@ class CountingScheduler:
 
     def pending_requests(self) -> int:
         return self.inner.pending_requests()
+
+    def early_refusal(
+        self, model: str, deadline_ns: int, now_ns: int
+    ) -> tuple[ResponseStatus, str] | None:
+        return self.inner.early_refusal(model, deadline_ns, now_ns)
 
     def poll(self, now_ns: int) -> SchedulerOutput:
         settled = self.inner._settled and (

@@ -56,6 +56,9 @@ class FakeModelServer:
         self.calls: list[InferenceCall] = []
         self.counts: dict[str, int] = dict.fromkeys(SIGNATURES, 0)
         self.is_ready = True
+        # what ``refuse_early`` raises (None: nothing), and the (model, timeout) it was asked about
+        self.early_refusal: FrontendError | None = None
+        self.asked_early: list[tuple[str, int]] = []
 
     def live(self) -> bool:
         return True
@@ -108,6 +111,11 @@ class FakeModelServer:
             "output": tensors(sig.outputs),
             "version_policy": {"specific": {"versions": list(sig.versions)}},
         }
+
+    def refuse_early(self, model: str, version: str, timeout_us: int, spent_ns: int) -> None:
+        self.asked_early.append((model, timeout_us))
+        if self.early_refusal is not None:
+            raise self.early_refusal
 
     async def infer(self, call: InferenceCall) -> InferenceResult:
         self.calls.append(call)

@@ -14,7 +14,7 @@ from typing import Final, Protocol
 
 from clockwork.core.actions import Action
 from clockwork.core.events import Event
-from clockwork.core.requests import Response
+from clockwork.core.requests import Response, ResponseStatus
 
 
 # per-request value: Final fields and a written-out __init__, not frozen=True: a
@@ -54,6 +54,14 @@ class Scheduler(Protocol):
 
     def poll(self, now_ns: int) -> SchedulerOutput:
         """Plan up to the policy's horizon and drain what was decided."""
+        ...
+
+    def early_refusal(
+        self, model: str, deadline_ns: int, now_ns: int
+    ) -> tuple[ResponseStatus, str] | None:
+        """The refusal a request of ``model`` due at ``deadline_ns`` would get at arrival now,
+        where that is known without changing anything (None: queue it, or only taking it can
+        tell): a front door asks before it decodes the request's inputs."""
         ...
 
     def pending_requests(self) -> int:

@@ -50,6 +50,7 @@ from clockwork.frontend.decode_pool import UNKNOWN_COST, DecodePool
 from clockwork.frontend.http_door import FIRST_BYTE_NS, DoorRunner, door_middleware
 from clockwork.frontend.inflate import inflate, normalise_encoding
 from clockwork.frontend.limits import Door
+from clockwork.frontend.own_timeout import UNKNOWN, stated_timeout_us
 from clockwork.frontend.pacing import Pacer, on_a_thread
 from clockwork.frontend.parameters import MAX_INT64, int_param, invalid, timeout_param
 from clockwork.frontend.protocol_log import protocol_logger
@@ -698,6 +699,13 @@ class _Routes:
         # the shared segments the request's inputs lie in: released once it is answered
         segments: list[Segment] = [body] if isinstance(body, SharedBody) else []
         try:
+            timeout_us = (
+                stated_timeout_us(body, header_length) if encoding == "identity" else UNKNOWN
+            )
+            if timeout_us != UNKNOWN:
+                # a refusal known before the inputs are decoded is given without decoding them
+                spent_ns = time.perf_counter_ns() - t0 + self._reply_cost.margin_ns
+                self.server.refuse_early(model, version, timeout_us, spent_ns)
             call, plan = await self._decode_infer(body, encoding, header_length, model, version)
             if isinstance(call, SharedCall):
                 call, segment = open_call(call)

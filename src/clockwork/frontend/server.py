@@ -40,7 +40,7 @@ from clockwork.frontend.api import (
     Tensor,
 )
 from clockwork.frontend.availability import Availability
-from clockwork.frontend.door_ticket import TICKET
+from clockwork.frontend.door_ticket import TICKET, DoorTicket
 from clockwork.frontend.metrics import ServingMetrics
 from clockwork.frontend.parameters import timeout_param
 from clockwork.frontend.single_flight import SingleFlight
@@ -199,11 +199,7 @@ class ControllerModelServer:
                 "BAD_PARAMETER",
             )
         priority = scheduler_priority(call.priority)
-        ticket = TICKET.get()
-        if ticket is not None:
-            ticket.timeout_ns = (
-                timeout_ns if timeout_ns is not None else self.controller.timeout_ns_of(info)
-            )
+        ticket = self._ticket(info, timeout_ns)
         try:
             answers = await asyncio.gather(
                 *(
@@ -227,6 +223,29 @@ class ControllerModelServer:
             if not response.status.delivered_result:
                 raise _refusal(response)
         return _result(call, sig, wanted, answers)
+
+    def refuse_early(self, model: str, version: str, timeout_us: int, spent_ns: int) -> None:
+        try:
+            info, registered = self._info(model, version)
+        except FrontendError:
+            return  # ``infer`` says what is wrong with the call
+        if not registered or info.signature is None or self.availability.why_unavailable(model):
+            return
+        timeout_ns = _timeout_ns(timeout_us)
+        response = self.controller.refuse_early(model, timeout_ns=timeout_ns, spent_ns=spent_ns)
+        if response is None:
+            return
+        self._ticket(info, timeout_ns)
+        raise _refusal(response)
+
+    def _ticket(self, info: ModelInfo, timeout_ns: int | None) -> DoorTicket | None:
+        """The door's ticket for this call (if any), told the call's timeout."""
+        ticket = TICKET.get()
+        if ticket is not None:
+            ticket.timeout_ns = (
+                timeout_ns if timeout_ns is not None else self.controller.timeout_ns_of(info)
+            )
+        return ticket
 
     # ----------------------------------------------------------------- repository
 

@@ -375,21 +375,54 @@ class ControllerService:
             raise ControllerClosedError("controller is not running")
         now = self._clock()
         if deadline_ns is None:
-            if timeout_ns is None:
-                timeout_ns = self.timeout_ns_of(self._models.get(model))
-            # a timeout used up before the controller saw it is infeasible, not invalid
-            deadline_ns = now + max(1, timeout_ns - spent_ns)
+            deadline_ns = self._deadline_ns(model, now, timeout_ns, spent_ns)
         rid, fut = self._book.open(self._loop, inputs)
-        self.stats.submitted += 1
         request = InferRequest(rid, model, now, deadline_ns, priority)
+        self._count_request(request)
+        self._pump.run_later(RequestArrived(request))
+        return fut
+
+    def refuse_early(
+        self,
+        model: str,
+        *,
+        timeout_ns: int | None = None,
+        priority: int = 0,
+        spent_ns: int = 0,
+    ) -> Response | None:
+        """The refusal a request of ``model`` (deadline as ``submit``'s) would get at arrival
+        now, where the scheduler can tell without taking it (``Scheduler.early_refusal``): the
+        request is then counted and answered as a submitted one, and its inputs are never
+        needed, so a front door need not decode them. None: submit it."""
+        if self._closing or self._loop is None:
+            return None
+        now = self._clock()
+        deadline_ns = self._deadline_ns(model, now, timeout_ns, spent_ns)
+        verdict = self._pump.scheduler.early_refusal(model, deadline_ns, now)
+        if verdict is None:
+            return None
+        request = InferRequest(self._book.new_id(), model, now, deadline_ns, priority)
+        self._count_request(request)
+        self.stats.refused_early += 1
+        status, detail = verdict
+        response = Response(request.request_id, model, status, now, detail)
+        self._pump.answer(response)
+        return response
+
+    def _deadline_ns(self, model: str, now: int, timeout_ns: int | None, spent_ns: int) -> int:
+        if timeout_ns is None:
+            timeout_ns = self.timeout_ns_of(self._models.get(model))
+        # a timeout used up before the controller saw it is infeasible, not invalid
+        return now + max(1, timeout_ns - spent_ns)
+
+    def _count_request(self, request: InferRequest) -> None:
+        self.stats.submitted += 1
         hook = self.observers.on_request
         if hook is not None:
             try:
                 hook(request)
             except Exception:
                 log.exception("telemetry hook %r raised", hook)
-        self._pump.run_later(RequestArrived(request))
-        return fut
 
     def pending(self) -> int:
         """Requests submitted and not answered yet."""

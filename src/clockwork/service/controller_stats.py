@@ -13,6 +13,8 @@ class ControllerStats:
     """Counters for status lines and tests."""
 
     submitted: int = 0
+    # of the submitted, those refused before the scheduler took them (``refuse_early``)
+    refused_early: int = 0
     responses: Counter[ResponseStatus] = field(default_factory=Counter)
     actions_sent: Counter[str] = field(default_factory=Counter)
     too_late_unsent: int = 0

@@ -48,8 +48,7 @@ class RequestBook:
         inputs: Mapping[str, npt.NDArray[np.generic]] | InferInputs | None,
     ) -> tuple[int, asyncio.Future[Answer]]:
         """A new request id and the future its answer will resolve."""
-        rid = self._next_id
-        self._next_id += 1
+        rid = self.new_id()
         fut: asyncio.Future[Answer] = loop.create_future()
         self._futures[rid] = fut
         if inputs is not None:
@@ -91,6 +90,12 @@ class RequestBook:
         for action_id, (w, _) in list(self._inferring.items()):
             if w == worker:
                 del self._inferring[action_id]
+
+    def new_id(self) -> int:
+        """A new request id with no future: a request answered as it arrives."""
+        rid = self._next_id
+        self._next_id += 1
+        return rid
 
     def answer(self, response: Response) -> None:
         """Resolve the request's future with ``response`` and, for a delivered result, the

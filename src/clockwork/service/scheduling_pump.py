@@ -240,6 +240,11 @@ class SchedulingPump:
             if action is not None and id(msg) not in unsent:
                 counts[type(action).__name__] += 1
 
+    def answer(self, response: Response) -> None:
+        """Give ``response`` now, as if the scheduler had (a refusal decided before the request
+        reached it: ``ControllerService.refuse_early``)."""
+        self._respond(response)
+
     def _respond(self, response: Response) -> None:
         self._stats.responses[response.status] += 1
         self._book.answer(response)

@@ -164,6 +164,8 @@ class StatusLine:
             # nothing answered yet has no attainment (100% would claim one)
             f"attainment {f'{100 * s.attainment:.1f}%' if s.answered else '-'}"
         )
+        if s.refused_early:
+            text += f"  refused before decoding {s.refused_early}"
         return f"{text}  {extra}" if extra else text
 
 

@@ -171,6 +171,14 @@ class PolicyBase:
     def wake_at(self, now_ns: int) -> int | None:
         return None
 
+    def early_refusal(
+        self, model: str, deadline_ns: int, now_ns: int
+    ) -> tuple[ResponseStatus, str] | None:
+        """The refusal a request of ``model`` due at ``deadline_ns`` would get if it arrived
+        now, where that is known without changing anything; None: it would be queued, or only
+        taking it can tell. A front door asks before it decodes a request's inputs."""
+        return None
+
     def accept(self, p: PendingRequest, now_ns: int) -> None:
         """A valid request for a known model arrived: queue it, or answer it."""
         raise NotImplementedError

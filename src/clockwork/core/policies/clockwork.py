@@ -522,23 +522,44 @@ class ClockworkPolicy(PolicyBase):
             )
             return
         if self.config.backlog_admission and m.ready_on:
-            # with nothing queued ahead, the devices may still be planned past its deadline
-            ahead = self._queued_ahead(m, r.deadline_ns) if m.queue else 0
-            can = self._capacity_by(m, r.deadline_ns - self._margin_ns, now_ns)
-            if ahead >= can:
-                self.respond(
-                    p,
-                    ResponseStatus.OVERLOADED,
-                    now_ns,
-                    f"{ahead} requests of {m.name} are queued ahead of it; the devices "
-                    f"holding it could run at most {can} before its deadline",
-                )
+            why = self._backlog_refusal(m, r.deadline_ns, now_ns)
+            if why:
+                self.respond(p, ResponseStatus.OVERLOADED, now_ns, why)
                 return
         name = m.name
         was_candidate = name in self._on_no_device or name in self._short_of_devices
         expires_ns = self._enqueue(p, m, now_ns)
         if self._settled_before_event and not moved:
             self._settle_arrival(m, expires_ns, was_candidate, now_ns)
+
+    def _backlog_refusal(self, m: _ModelQueue, deadline_ns: int, now_ns: int) -> str:
+        """Why a request of ``m`` due at ``deadline_ns`` cannot be served behind the requests
+        queued ahead of it on the devices holding ``m``; "" if it may be."""
+        # with nothing queued ahead, the devices may still be planned past its deadline
+        ahead = self._queued_ahead(m, deadline_ns) if m.queue else 0
+        can = self._capacity_by(m, deadline_ns - self._margin_ns, now_ns)
+        if ahead < can:
+            return ""
+        return (
+            f"{ahead} requests of {m.name} are queued ahead of it; the devices "
+            f"holding it could run at most {can} before its deadline"
+        )
+
+    def early_refusal(
+        self, model: str, deadline_ns: int, now_ns: int
+    ) -> tuple[ResponseStatus, str] | None:
+        # only the backlog rule: the others (an infeasible budget, no device) have effects of
+        # their own when they refuse (demand for a load, a re-measurement, a long shot)
+        if not self.config.backlog_admission:
+            return None
+        m = self._queues.get(model)
+        if m is None or not m.ready_on or model not in self.models:
+            return None
+        budget = deadline_ns - now_ns - self._lead_ns - self._margin_ns
+        if budget < self._need_ns(m):
+            return None
+        why = self._backlog_refusal(m, deadline_ns, now_ns)
+        return (ResponseStatus.OVERLOADED, why) if why else None
 
     @staticmethod
     def _queued_ahead(m: _ModelQueue, deadline_ns: int) -> int:
