@@ -16,6 +16,7 @@ from clockwork.core.events import (
     RequestArrived,
     WorkerJoined,
     WorkerLost,
+    WorkerModelsChanged,
 )
 from clockwork.core.ids import DeviceId
 from clockwork.core.policies import ClockworkConfig, ClockworkPolicy
@@ -153,6 +154,20 @@ def test_a_worker_joining_again_under_its_name_starts_from_the_prior() -> None:
     join(s, SLOW, t)  # the same worker again, without a WorkerLost first
     assert batch1_ns(s, SLOW) == SEED_NS
     assert batch1_ns(s, FAST) == SEED_NS
+
+
+def test_only_devices_serving_the_model_judge_its_requests() -> None:
+    s = make(per_device=True)
+    t = run_slower_on_slow(s)
+    s.handle(WorkerModelsChanged(FAST.worker, ()), t)  # the fast worker no longer serves m
+    assert [e.exec_ns(1) for e in s._queues["m"].ests] == [SLOWDOWN * SEED_NS]
+    s.handle(RequestArrived(InferRequest(100, "m", t, t + 2 * SEED_NS, 0)), t)
+    out = s.poll(t)
+    assert [r.status for r in out.responses] == [ResponseStatus.DEADLINE_INFEASIBLE]
+    # serving it again, the device keeps what it measured
+    s.handle(WorkerModelsChanged(FAST.worker, ("m",)), t)
+    assert sorted(e.exec_ns(1) for e in s._queues["m"].ests) == [SEED_NS, SLOWDOWN * SEED_NS]
+    assert s.estimates["m"][s.devices[FAST].estimates_key].exec[1].last_measured_ns > 0
 
 
 def test_a_model_registered_after_the_devices_gets_their_estimates() -> None:

@@ -333,12 +333,17 @@ class PolicyBase:
     def model_estimates(self, model: str) -> tuple[ModelEstimates, ...]:
         """Every estimate of registered ``model`` that can judge whether a request of it is
         feasible: one per device kind it has a profile for; with per-device estimates, one per
-        connected device that could run it, or the kinds' priors while there is none (a cold
-        model is then judged as with shared estimates)."""
+        connected device whose worker serves it (of a kind it has a profile for), or the kinds'
+        priors while there is none (a cold model is then judged as with shared estimates)."""
         by_key = self.estimates[model]
-        if by_key:
+        if not self.per_device_estimates:
             return tuple(by_key.values())
-        return tuple(self._prior_estimates[model].values())
+        found = tuple(
+            by_key[v.estimates_key]
+            for v in self.devices.values()
+            if v.estimates_key in by_key and (v.models is None or model in v.models)
+        )
+        return found or tuple(self._prior_estimates[model].values())
 
     def _seeded(self, profile: ModelProfile) -> ModelEstimates:
         """Fresh estimates seeded from ``profile``."""

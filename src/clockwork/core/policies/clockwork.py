@@ -200,8 +200,8 @@ class _ModelQueue:
         self.name = name
         self.batch_sizes = batch_sizes
         # the model's estimates on every device kind it has a profile for, or with per-device
-        # estimates on every connected device that could run it (``PolicyBase.model_estimates``;
-        # kept up to date as devices come and go)
+        # estimates on every connected device that serves it (``PolicyBase.model_estimates``;
+        # kept up to date as devices come and go and as what workers serve changes)
         self.ests = ests
         # queued requests in deadline order (oldest deadline first)
         self.queue: deque[PendingRequest] = deque()
@@ -312,10 +312,15 @@ class ClockworkPolicy(PolicyBase):
     def _best_exec1_ns(m: _ModelQueue) -> int:
         """The smallest batch's estimate on the fastest kind: the least any plan needs."""
         ests = m.ests
-        if len(ests) == 1:
-            e = ests[0]
-            return e.exec[e.batch_sizes[0]].estimate_ns
-        return min(e.exec[e.batch_sizes[0]].estimate_ns for e in ests)
+        e = ests[0]
+        best = e.exec[e.batch_sizes[0]].estimate_ns
+        # a loop, not min() of a generator: with per-device estimates there is one per device,
+        # read at every arrival
+        for i in range(1, len(ests)):
+            e = ests[i]
+            v = e.exec[e.batch_sizes[0]].estimate_ns
+            best = v if v < best else best
+        return best
 
     def is_cold(self, model: str) -> bool:
         m = self._queues.get(model)
@@ -641,6 +646,8 @@ class ClockworkPolicy(PolicyBase):
     def _on_worker_models_changed(self, event: WorkerModelsChanged, now_ns: int) -> None:
         super()._on_worker_models_changed(event, now_ns)
         self._warm_pending = self.config.warm_start
+        if self.per_device_estimates:
+            self._renew_ests()
 
     def on_device_added(self, view: DeviceView, now_ns: int) -> None:
         self._warm_pending = self.config.warm_start
@@ -660,7 +667,8 @@ class ClockworkPolicy(PolicyBase):
             self._renew_ests()
 
     def _renew_ests(self) -> None:
-        """Per-device estimates came or went with a device: every model's ``ests`` again."""
+        """Per-device estimates came or went with a device, or what a worker serves changed:
+        every model's ``ests`` again."""
         for m in self._queues.values():
             m.ests = self.model_estimates(m.name)
 
