@@ -310,7 +310,8 @@ class ClockworkPolicy(PolicyBase):
 
     @staticmethod
     def _best_exec1_ns(m: _ModelQueue) -> int:
-        """The smallest batch's estimate on the fastest kind: the least any plan needs."""
+        """The smallest batch's estimate on the fastest kind (or device): the least any plan
+        needs."""
         ests = m.ests
         e = ests[0]
         best = e.exec[e.batch_sizes[0]].estimate_ns
