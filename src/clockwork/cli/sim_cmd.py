@@ -240,6 +240,7 @@ def run(args: argparse.Namespace) -> int:
                 "noise": {f.name: getattr(noise, f.name) for f in fields(noise)},
                 "network_delay_us": args.network_delay_us,
                 "schedule_ahead_ms": args.schedule_ahead_ms,
+                "per_device_estimates": policy.per_device_estimates,
                 "responses": result.responses,
                 "samples": {
                     "t_s": [t / NS_PER_S for t, _, _ in result.samples],
