@@ -80,8 +80,10 @@ def make_controller(secret: bytes, rec: Record, addresses: list[tuple[str, int]]
 
     return ControllerService(
         # as `clockwork serve` runs it: warm start (a worker that re-joins gets models loaded),
-        # refusal at arrival of what the backlog cannot serve in time
-        make_policy("clockwork", warm_start=True, backlog_admission=True),
+        # refusal at arrival of what the backlog cannot serve in time, estimates per device
+        make_policy(
+            "clockwork", warm_start=True, backlog_admission=True, per_device_estimates=True
+        ),
         addresses,
         link_secret=secret,
         connect_backoff_s=(0.05, 0.5),

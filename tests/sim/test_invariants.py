@@ -77,6 +77,7 @@ class CheckedScheduler:
     slo_spread=st.sampled_from([0.0, 1.0]),
     noise=st.sampled_from(["none", "lognormal", "lognormal+straggler"]),
     seed=st.integers(0, 10_000),
+    per_device=st.booleans(),
     data=st.data(),
 )
 def test_run_invariants(
@@ -89,6 +90,7 @@ def test_run_invariants(
     slo_spread: float,
     noise: str,
     seed: int,
+    per_device: bool,
     data: st.DataObject,
 ) -> None:
     kind = small_kind(cache_pages)
@@ -105,7 +107,7 @@ def test_run_invariants(
         for w in range(workers)
     )
     served = {f"w{w}": None if ms is None else frozenset(ms) for w, ms in enumerate(worker_models)}
-    sched = CheckedScheduler(make_policy(policy), served)
+    sched = CheckedScheduler(make_policy(policy, per_device_estimates=per_device), served)
     cfg = SimConfig(
         duration_ns=S,
         gpus=gpus,

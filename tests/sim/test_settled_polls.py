@@ -14,6 +14,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from clockwork.core.estimator import EstimatorConfig
 from clockwork.core.policies import ClockworkConfig, ClockworkPolicy
 from clockwork.core.policies.base import PolicyBase
 from clockwork.core.requests import ResponseStatus
@@ -65,11 +66,14 @@ def _run(
     slo_ms: int,
     noise: str,
     seed: int,
+    per_device: bool = False,
 ) -> tuple[SimResult, CountingScheduler]:
     kind = small_kind(cache_pages)
     models = model_set(n_models, kind)
     wl = SkewedPoisson([m.name for m in models], rate, S, slo_ms * MS, seed, 1.0)
-    policy = ClockworkPolicy(ClockworkConfig())
+    policy = ClockworkPolicy(
+        ClockworkConfig(estimator=EstimatorConfig(per_device_estimates=per_device))
+    )
     policy.settles = settle  # False: plan on every poll, the reference
     sched = CountingScheduler(policy)
     cfg = SimConfig(
@@ -102,12 +106,21 @@ def _columns(result: SimResult) -> dict[str, object]:
     slo_ms=st.sampled_from([8, 15, 30, 100]),
     noise=st.sampled_from(["none", "lognormal+straggler"]),
     seed=st.integers(0, 10_000),
+    per_device=st.booleans(),
 )
 def test_settled_polls_decide_as_planning_every_poll(
-    n_models: int, gpus: int, cache_pages: int, rate: float, slo_ms: int, noise: str, seed: int
+    n_models: int,
+    gpus: int,
+    cache_pages: int,
+    rate: float,
+    slo_ms: int,
+    noise: str,
+    seed: int,
+    per_device: bool,
 ) -> None:
-    fast, fast_sched = _run(True, n_models, gpus, cache_pages, rate, slo_ms, noise, seed)
-    slow, slow_sched = _run(False, n_models, gpus, cache_pages, rate, slo_ms, noise, seed)
+    args = (n_models, gpus, cache_pages, rate, slo_ms, noise, seed, per_device)
+    fast, fast_sched = _run(True, *args)
+    slow, slow_sched = _run(False, *args)
     assert slow_sched.skipped == 0
     assert not Counter(slow_sched.poll_times) - Counter(fast_sched.poll_times)
     assert fast.events == slow.events

@@ -190,3 +190,12 @@ def test_compare_checks_every_policy_name_before_running(
     err = capsys.readouterr().err
     assert "'nope'" in err and "'worse'" in err and "clockwork, reactive" in err
     assert not out.exists()  # nothing ran, not even the first (known) policy
+
+
+def test_per_device_estimates_are_off_unless_asked_for(tmp_path: Path) -> None:
+    for flags, expected in (((), False), (("--per-device-estimates",), True)):
+        out = tmp_path / str(expected)
+        assert main([*SMALL, "--load-factor", "0.2", "--no-plots", *flags, "--out", str(out)]) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["extra"]["per_device_estimates"] is expected
+        assert summary["requests"] > 0

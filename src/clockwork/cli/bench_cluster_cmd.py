@@ -91,6 +91,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         help="clockwork policy: schedule-ahead (default: the policy's)",
     )
+    from clockwork.cli.policy_args import add_per_device_arguments
+
+    add_per_device_arguments(p, serving=True)  # a live cluster: per device, as `serve`
     p.add_argument(
         "--noise-sigma",
         type=float,

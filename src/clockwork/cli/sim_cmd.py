@@ -10,7 +10,7 @@ from pathlib import Path
 
 from clockwork.build import build_kind
 from clockwork.cli.help_format import HelpFormatter
-from clockwork.cli.policy_args import policy_from_args
+from clockwork.cli.policy_args import add_per_device_arguments, policy_from_args
 from clockwork.cli.workload_args import (
     DEFAULT_PROFILE,
     WORKLOADS,
@@ -128,6 +128,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "simulated controller never lags, so it plans closer than a real one "
         f"({_CW.schedule_ahead_ns / NS_PER_MS:g} ms)",
     )
+    add_per_device_arguments(s, serving=False)
     s.add_argument(
         "--drain-s",
         type=float,
@@ -239,6 +240,7 @@ def run(args: argparse.Namespace) -> int:
                 "noise": {f.name: getattr(noise, f.name) for f in fields(noise)},
                 "network_delay_us": args.network_delay_us,
                 "schedule_ahead_ms": args.schedule_ahead_ms,
+                "per_device_estimates": policy.per_device_estimates,
                 "responses": result.responses,
                 "samples": {
                     "t_s": [t / NS_PER_S for t, _, _ in result.samples],

@@ -32,11 +32,14 @@ class DeviceView:
     ``infer_free_at_ns``/``load_free_at_ns``: when the inference / load executor is predicted to
     be idle, given every action sent to it. ``resident`` is in least-recently-used order.
     ``models``: the models its worker can serve, shared by the worker's devices (None: all of
-    them); only these may be loaded here.
+    them); only these may be loaded here. ``estimates_key``: what its models' estimates are
+    kept under in ``PolicyBase.estimates`` (its kind's name, or with per-device estimates a
+    key of its own).
     """
 
     __slots__ = (
         "device",
+        "estimates_key",
         "free_pages",
         "infer_free_at_ns",
         "infers_in_flight",
@@ -50,12 +53,17 @@ class DeviceView:
     )
 
     def __init__(
-        self, device: DeviceId, kind: DeviceKind, models: frozenset[str] | None = None
+        self,
+        device: DeviceId,
+        kind: DeviceKind,
+        models: frozenset[str] | None = None,
+        estimates_key: str | None = None,
     ) -> None:
         self.device = device
         self.kind = kind
         # the kind's name, read on every plan step (DeviceKind is a plain Python class)
         self.kind_name = kind.name
+        self.estimates_key = kind.name if estimates_key is None else estimates_key
         self.models = models
         self.total_pages = kind.cache_pages
         self.free_pages = kind.cache_pages

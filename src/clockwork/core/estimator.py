@@ -1,7 +1,8 @@
 """Execution-time estimates from recent measurements (DESIGN.md s.5).
 
-Per (model, batch size, device kind) and per (model, device kind) for loads: a percentile of the
-last ``window`` measurements, seeded from the profile. The estimate is recomputed only when a
+Per (model, batch size, device kind) and per (model, device kind) for loads, or per device
+instead of per kind (``EstimatorConfig.per_device_estimates``): a percentile of the last
+``window`` measurements, seeded from the profile. The estimate is recomputed only when a
 measurement arrives, so reading it is a single attribute access on the hot path.
 
 Beyond the paper (DESIGN.md s.5, "measured on real, noisy executors"), an estimate must not lock a
@@ -54,6 +55,13 @@ class EstimatorConfig:
     # (0, 1): the duration one run stays within with this probability, from a log-normal fit of
     # the window (admission by probability: see the module docstring)
     level: float = 0.0
+    # False: one set of estimates per (model, device kind), shared by the devices of that kind
+    # (the paper's rule, kept by the simulator, whose devices of a kind are alike). True: one
+    # set per (model, device), each seeded from its kind's profile, so a device on a noisy or
+    # slower host neither drags up the estimates of the others of its kind nor hides behind
+    # them (what a serving process runs). Here, not in a policy's config: it is how estimates
+    # are kept, which every policy shares through ``PolicyBase``
+    per_device_estimates: bool = False
 
     def __post_init__(self) -> None:
         if self.window < 1:

@@ -35,18 +35,23 @@ def make_policy(
     backlog_admission: bool = False,
     admission_level: float = 0.0,
     schedule_ahead_ns: int | None = None,
+    per_device_estimates: bool = False,
 ) -> PolicyBase:
     """The named policy: the one factory of every command. With no options it is the policy
     with its defaults (the paper's, for the simulator). A serving process warms its cache at
     start (``ClockworkConfig.warm_start``; the reactive policy loads only on a miss), refuses at
     arrival what its backlog cannot serve in time (``backlog_admission``) and admits by the
     probability of meeting the deadline (``EstimatorConfig.level``); ``schedule_ahead_ns``
-    sets the Clockwork horizon (None: its default). A bad name or value is a
+    sets the Clockwork horizon (None: its default); ``per_device_estimates`` keeps estimates per
+    device rather than per device kind (``EstimatorConfig.per_device_estimates``: a serving
+    process's devices of one kind need not run alike). A bad name or value is a
     ``ConfigurationError`` naming it."""
     if name not in POLICIES:
         raise ConfigurationError(
             f"unknown policy {name!r}; choose one of {', '.join(sorted(POLICIES))}"
         )
+    if name == "reactive" and per_device_estimates:
+        return ReactivePolicy(ReactiveConfig(estimator=EstimatorConfig(per_device_estimates=True)))
     if name != "clockwork":
         return POLICIES[name]()
     try:
@@ -54,7 +59,9 @@ def make_policy(
             warm_start=warm_start,
             warm_first=warm_first,
             backlog_admission=backlog_admission,
-            estimator=EstimatorConfig(level=admission_level),
+            estimator=EstimatorConfig(
+                level=admission_level, per_device_estimates=per_device_estimates
+            ),
         )
         if schedule_ahead_ns is not None:
             config = replace(config, schedule_ahead_ns=schedule_ahead_ns)

@@ -37,6 +37,7 @@ from clockwork.core.events import (
     WorkerModelsChanged,
 )
 from clockwork.core.ids import DeviceId
+from clockwork.core.profile import ModelProfile
 from clockwork.core.requests import InferRequest, Response, ResponseStatus
 from clockwork.core.scheduler import SchedulerOutput
 
@@ -83,9 +84,15 @@ class PolicyBase:
 
     def __init__(self, estimator: EstimatorConfig) -> None:
         self.estimator_config = estimator
+        self.per_device_estimates = estimator.per_device_estimates
         self.models: dict[str, ModelInfo] = {}
-        # model -> device kind name -> estimates
+        # model -> ``DeviceView.estimates_key`` -> estimates: keyed by device kind name, or with
+        # per-device estimates by device (only devices connected now, of a kind the model has a
+        # profile for)
         self.estimates: dict[str, dict[str, ModelEstimates]] = {}
+        # with per-device estimates: model -> device kind name -> the profile's estimates, never
+        # measured (what judges a model while no device of a kind it has a profile for is here)
+        self._prior_estimates: dict[str, dict[str, ModelEstimates]] = {}
         self.devices: dict[DeviceId, DeviceView] = {}
         self.workers: dict[str, tuple[DeviceId, ...]] = {}
         # worker -> the models it serves (None: all); its devices' views share the same set
@@ -316,7 +323,7 @@ class PolicyBase:
         if view.models is not None and model not in view.models:
             # policies check first; this only keeps a bug from costing a worker round trip
             return None
-        est = self.estimates[model][view.kind_name].load.estimate_ns
+        est = self.estimates[model][view.estimates_key].load.estimate_ns
         res = view.reserve(model, pages, ready=False, ready_at_ns=start_ns + est)
         if res is None:
             return None
@@ -328,8 +335,27 @@ class PolicyBase:
         return res
 
     def infer_estimates(self, model: str, view: DeviceView) -> ModelEstimates | None:
-        by_kind = self.estimates.get(model)
-        return None if by_kind is None else by_kind.get(view.kind_name)
+        by_key = self.estimates.get(model)
+        return None if by_key is None else by_key.get(view.estimates_key)
+
+    def model_estimates(self, model: str) -> tuple[ModelEstimates, ...]:
+        """Every estimate of registered ``model`` that can judge whether a request of it is
+        feasible: one per device kind it has a profile for; with per-device estimates, one per
+        connected device whose worker serves it (of a kind it has a profile for), or the kinds'
+        priors while there is none (a cold model is then judged as with shared estimates)."""
+        by_key = self.estimates[model]
+        if not self.per_device_estimates:
+            return tuple(by_key.values())
+        found = tuple(
+            by_key[v.estimates_key]
+            for v in self.devices.values()
+            if v.estimates_key in by_key and (v.models is None or model in v.models)
+        )
+        return found or tuple(self._prior_estimates[model].values())
+
+    def _seeded(self, profile: ModelProfile) -> ModelEstimates:
+        """Fresh estimates seeded from ``profile``."""
+        return ModelEstimates(dict(profile.exec_ns), profile.load_ns, self.estimator_config)
 
     # ----------------------------------------------------------------- event handlers
 
@@ -426,7 +452,7 @@ class PolicyBase:
         view.loads_in_flight -= 1
         res = view.resident.get(action.model)
         if result.status is ActionStatus.SUCCESS:
-            est = self.estimates.get(action.model, {}).get(view.kind_name)
+            est = self.estimates.get(action.model, {}).get(view.estimates_key)
             if est is not None:
                 est.load.observe(result.exec_ns or (result.ended_ns - result.began_ns), now_ns)
             if view.loads_in_flight == 0:
@@ -470,7 +496,19 @@ class PolicyBase:
             self._add_device(info, served, now_ns)
 
     def _add_device(self, info: DeviceInfo, served: frozenset[str] | None, now_ns: int) -> None:
-        view = DeviceView(info.device, info.kind, served)
+        if self.per_device_estimates:
+            # device ids are unique among connected devices (a join checks), and with
+            # per-device estimates no kind name is a key of ``estimates``
+            view = DeviceView(info.device, info.kind, served, str(info.device))
+            kind = info.kind.name
+            for name, registered in self.models.items():
+                profile = registered.profile_for(kind)
+                if profile is not None:
+                    # from the kind's profile, not from what an earlier device of this id
+                    # measured: those were dropped when it left (``_on_worker_lost``)
+                    self.estimates[name][view.estimates_key] = self._seeded(profile)
+        else:
+            view = DeviceView(info.device, info.kind, served)
         self.devices[info.device] = view
         self.infer_chain[info.device] = deque()
         self.on_device_added(view, now_ns)
@@ -530,6 +568,14 @@ class PolicyBase:
             for model in list(view.resident):
                 view.release(model)
                 self.on_residency_gone(view, model)
+            if self.per_device_estimates:
+                # a worker that joins again under the same id starts from its kind's profile:
+                # it may be a restarted process, on another host or beside other load, and
+                # what the one that left measured need not hold for it (keeping them would
+                # also keep every device id ever seen)
+                key = view.estimates_key
+                for by_key in self.estimates.values():
+                    by_key.pop(key, None)
             self.on_device_removed(view)
 
     def _on_model_registered(self, event: ModelRegistered, now_ns: int) -> None:
@@ -539,10 +585,17 @@ class PolicyBase:
         if not info.profiles:
             raise InvalidInputError(f"model {info.name!r} has no profile")
         self.models[info.name] = info
-        self.estimates[info.name] = {
-            p.device_kind: ModelEstimates(dict(p.exec_ns), p.load_ns, self.estimator_config)
-            for p in info.profiles
-        }
+        by_kind = {p.device_kind: self._seeded(p) for p in info.profiles}
+        if not self.per_device_estimates:
+            self.estimates[info.name] = by_kind
+            return
+        self._prior_estimates[info.name] = by_kind
+        by_device: dict[str, ModelEstimates] = {}
+        for view in self.devices.values():
+            profile = info.profile_for(view.kind_name)
+            if profile is not None:
+                by_device[view.estimates_key] = self._seeded(profile)
+        self.estimates[info.name] = by_device
 
     def _on_model_removed(self, event: ModelRemoved, now_ns: int) -> None:
         if event.name not in self.models:
@@ -553,6 +606,7 @@ class PolicyBase:
             )
         del self.models[event.name]
         del self.estimates[event.name]
+        self._prior_estimates.pop(event.name, None)
         self._unservable.pop(event.name, None)
         for view in self.devices.values():
             res = view.resident.get(event.name)

@@ -199,7 +199,9 @@ class _ModelQueue:
     ) -> None:
         self.name = name
         self.batch_sizes = batch_sizes
-        # the model's estimates on every device kind it has a profile for
+        # the model's estimates on every device kind it has a profile for, or with per-device
+        # estimates on every connected device that serves it (``PolicyBase.model_estimates``;
+        # kept up to date as devices come and go and as what workers serve changes)
         self.ests = ests
         # queued requests in deadline order (oldest deadline first)
         self.queue: deque[PendingRequest] = deque()
@@ -302,18 +304,24 @@ class ClockworkPolicy(PolicyBase):
         m = self._queues.get(name)
         if m is None:
             sizes = sorted({b for p in self.models[name].profiles for b in p.exec_ns})
-            m = _ModelQueue(name, tuple(sizes), tuple(self.estimates[name].values()))
+            m = _ModelQueue(name, tuple(sizes), self.model_estimates(name))
             self._queues[name] = m
         return m
 
     @staticmethod
     def _best_exec1_ns(m: _ModelQueue) -> int:
-        """The smallest batch's estimate on the fastest kind: the least any plan needs."""
+        """The smallest batch's estimate on the fastest kind (or device): the least any plan
+        needs."""
         ests = m.ests
-        if len(ests) == 1:
-            e = ests[0]
-            return e.exec[e.batch_sizes[0]].estimate_ns
-        return min(e.exec[e.batch_sizes[0]].estimate_ns for e in ests)
+        e = ests[0]
+        best = e.exec[e.batch_sizes[0]].estimate_ns
+        # a loop, not min() of a generator: with per-device estimates there is one per device,
+        # read at every arrival
+        for i in range(1, len(ests)):
+            e = ests[i]
+            v = e.exec[e.batch_sizes[0]].estimate_ns
+            best = v if v < best else best
+        return best
 
     def is_cold(self, model: str) -> bool:
         m = self._queues.get(model)
@@ -451,7 +459,7 @@ class ClockworkPolicy(PolicyBase):
         self._settled_wake_ns = wake if wake > now_ns else now_ns + 1
 
     def _push_strategy(self, view: DeviceView, p: PendingRequest, batch_size: int) -> None:
-        e = self.estimates[p.request.model].get(view.kind_name)
+        e = self.estimates[p.request.model].get(view.estimates_key)
         if e is None:
             return
         self._seq += 1
@@ -574,9 +582,9 @@ class ClockworkPolicy(PolicyBase):
         when it is free, in the largest batches that fit, with no other model's work: a bound
         no schedule can beat."""
         total = 0
-        by_kind = self.estimates[m.name]
+        by_key = self.estimates[m.name]
         for view in m.ready_on.values():
-            e = by_kind.get(view.kind_name)
+            e = by_key.get(view.estimates_key)
             if e is None:
                 continue
             earliest = now_ns + self._lead_ns
@@ -660,6 +668,8 @@ class ClockworkPolicy(PolicyBase):
     def _on_worker_models_changed(self, event: WorkerModelsChanged, now_ns: int) -> None:
         super()._on_worker_models_changed(event, now_ns)
         self._warm_pending = self.config.warm_start
+        if self.per_device_estimates:
+            self._renew_ests()
 
     def on_device_added(self, view: DeviceView, now_ns: int) -> None:
         self._warm_pending = self.config.warm_start
@@ -667,12 +677,22 @@ class ClockworkPolicy(PolicyBase):
         self._heaps[view.device] = heap
         self._dev_heaps.append((view, heap))
         self._spreadable_at_ns = -1
+        if self.per_device_estimates:
+            self._renew_ests()
 
     def on_device_removed(self, view: DeviceView) -> None:
         self._heaps.pop(view.device, None)
         self._refusals.forget(view.device)
         self._spreadable_at_ns = -1
         self._dev_heaps = [(v, h) for v, h in self._dev_heaps if v is not view]
+        if self.per_device_estimates:
+            self._renew_ests()
+
+    def _renew_ests(self) -> None:
+        """Per-device estimates came or went with a device, or what a worker serves changed:
+        every model's ``ests`` again."""
+        for m in self._queues.values():
+            m.ests = self.model_estimates(m.name)
 
     def on_residency_ready(self, view: DeviceView, model: str, now_ns: int) -> None:
         m = self._model(model)
@@ -805,7 +825,7 @@ class ClockworkPolicy(PolicyBase):
             b = m.batch_sizes[0]
             budget = r.deadline_ns - margin - start
             for view in m.ready_on.values():
-                e = self.estimates[m.name].get(view.kind_name)
+                e = self.estimates[m.name].get(view.estimates_key)
                 if e is None or view.infer_free_at_ns > now_ns:
                     continue
                 spread = self._spread(e, b)
@@ -868,7 +888,7 @@ class ClockworkPolicy(PolicyBase):
             if idle is None:
                 continue
             b = m.batch_sizes[0]
-            e = self.estimates[name][idle.kind_name]
+            e = self.estimates[name][idle.estimates_key]
             expected = e.exec[b].spread().median_ns
             self.send(
                 Infer(
@@ -962,7 +982,7 @@ class ClockworkPolicy(PolicyBase):
             if popped is None:
                 return
             entry, m = popped
-            e = self.estimates[m.name][view.kind_name]
+            e = self.estimates[m.name][view.estimates_key]
             choice = self._candidate(view, m, e, t, now_ns)
             if choice is None:
                 continue
@@ -977,7 +997,7 @@ class ClockworkPolicy(PolicyBase):
                 if better is not None:
                     _heappush(heap, entry)  # deferred, not dropped
                     m, choice = better
-                    e = self.estimates[m.name][view.kind_name]
+                    e = self.estimates[m.name][view.estimates_key]
             self._commit(view, m, e, t, choice, now_ns)
 
     def _pop_valid(
@@ -998,7 +1018,7 @@ class ClockworkPolicy(PolicyBase):
                 # the next smaller size that is still feasible at t: a size that is not would be
                 # pushed and popped again at once (its key is below t, so below every feasible
                 # entry's)
-                e = self.estimates[m.name].get(view.kind_name)
+                e = self.estimates[m.name].get(view.estimates_key)
                 nb = m.smaller(b)
                 if e is not None:
                     limit = p.request.deadline_ns - self._margin_ns
@@ -1016,7 +1036,7 @@ class ClockworkPolicy(PolicyBase):
                 # the least true key first; a longer queue later pushes its own entries
                 real = m.pad(n)
                 if real < b:
-                    e = self.estimates[m.name].get(view.kind_name)
+                    e = self.estimates[m.name].get(view.estimates_key)
                     if e is not None:
                         head = q[0].request.deadline_ns - self._margin_ns
                         real_key = head - e.exec_ns(real)
@@ -1050,7 +1070,7 @@ class ClockworkPolicy(PolicyBase):
             if m is None or view.device not in m.ready_on:
                 continue
             seen.add(m.name)
-            e = self.estimates[m.name][view.kind_name]
+            e = self.estimates[m.name][view.estimates_key]
             choice = self._candidate(view, m, e, t, now_ns)
             if choice is not None and choice[TAKEN] >= self.config.efficient_batch:
                 found = (m, choice)
@@ -1067,7 +1087,7 @@ class ClockworkPolicy(PolicyBase):
             for view in holders.values():
                 if view is here:
                     continue
-                e = self.estimates[m.name][view.kind_name]
+                e = self.estimates[m.name][view.estimates_key]
                 t = max(now_ns + self._lead_ns, view.infer_free_at_ns)
                 if loading:
                     res = view.resident.get(m.name)
@@ -1243,7 +1263,7 @@ class ClockworkPolicy(PolicyBase):
                 if chosen is None:
                     break
                 i, m, pages = chosen
-                e = self.estimates[m.name][view.kind_name]
+                e = self.estimates[m.name][view.estimates_key]
                 if m.queue:
                     head = m.queue[0].request.deadline_ns - self._margin_ns
                     latest = head - e.exec_ns(m.batch_sizes[0]) - e.load.estimate_ns

@@ -133,7 +133,7 @@ class ReactivePolicy(PolicyBase):
         if chosen is None:
             return False
         q = self._waiting[chosen]
-        e = self.estimates[chosen][view.kind_name]
+        e = self.estimates[chosen][view.estimates_key]
         sizes = e.batch_sizes
         n = min(len(q), sizes[-1])
         i = bisect_left(sizes, n)
