@@ -257,7 +257,8 @@ def test_a_refusal_known_before_decoding_is_raised_counted_and_told_to_the_ticke
         # counted as every request is: in the server's metrics too
         text = server.metrics_text().decode()
         line = f'clockwork_responses_total{{model="{MODEL}",status="OVERLOADED"}}'
-        assert any(row.startswith(line) and float(row.split()[-1]) >= 1 for row in text.splitlines())
+        rows = text.splitlines()
+        assert any(row.startswith(line) and float(row.split()[-1]) >= 1 for row in rows)
         assert ctrl.stats.submitted == ctrl.stats.answered
 
     serve(body, backlog_admission=True)
