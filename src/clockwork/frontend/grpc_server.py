@@ -52,6 +52,7 @@ from clockwork.frontend.api import (
 from clockwork.frontend.auth import FrontDoorSecurity, GrpcAuthInterceptor
 from clockwork.frontend.decode_pool import DecodePool
 from clockwork.frontend.grpc_door import DoorInterceptor, grpc_options, maximum_concurrent_rpcs
+from clockwork.frontend.grpc_request_head import request_head
 from clockwork.frontend.grpc_shared import decode_elsewhere
 from clockwork.frontend.limits import Door
 from clockwork.frontend.parameters import MAX_INT64, int_param, invalid, timeout_param
@@ -444,6 +445,9 @@ class InferenceServicer:
     async def model_infer(self, request: pb.ModelInferRequest | _Encoded) -> pb.ModelInferResponse:
         t0 = time.perf_counter_ns()
         if isinstance(request, _Encoded):
+            head = request_head(request.data)
+            if head is not None:
+                self._refuse_early(head, t0)
             decoded = await self._decode(request)
             if decoded.error is not None:
                 raise decoded.error
@@ -451,6 +455,16 @@ class InferenceServicer:
             return await self._infer(decoded.call, decoded.classification, t0)
         call, classification = decode_infer_request(request)
         return await self._infer(call, classification, t0)
+
+    def _refuse_early(self, head: pb.ModelInferRequest, t0: int) -> None:
+        """Raise the refusal the scheduler would give a large request at arrival, before its
+        inputs are decoded (``ModelServer.refuse_early``; ``head``: ``request_head``)."""
+        try:
+            timeout_us = timeout_param(_parameters(head.parameters, "request"), "request")
+        except FrontendError:
+            return  # the decoder says what is wrong with it
+        spent_ns = time.perf_counter_ns() - t0 + self._reply_cost.margin_ns
+        self.server.refuse_early(head.model_name, head.model_version, timeout_us or 0, spent_ns)
 
     async def _infer(
         self, call: InferenceCall, classification: dict[str, int], t0: int
@@ -480,6 +494,10 @@ class InferenceServicer:
                 raise request.error()
             if isinstance(request, _Encoded):
                 t0 = time.perf_counter_ns()
+                head = request_head(request.data)
+                if head is not None:
+                    names = (head.model_name, head.model_version, head.id)
+                    self._refuse_early(head, t0)
                 decoded = await self._decode(request)
                 names = (decoded.model, decoded.version, decoded.id)
                 if decoded.error is not None:
