@@ -249,7 +249,9 @@ def test_a_refusal_known_before_decoding_is_raised_counted_and_told_to_the_ticke
         with pytest.raises(FrontendError) as info:
             server.refuse_early(MODEL, "", 8_000, 0)
         assert info.value.kind is ErrorKind.OVERLOADED and "queued ahead" in str(info.value)
-        assert ticket.timeout_ns == 8_000_000 and ctrl.stats.refused_early == 1
+        # a refusal for the server's load: the door's adaptive limit counts it as one
+        assert ticket.timeout_ns == 8_000_000 and ticket.failed and ticket.met(now_ns=1) is False
+        assert ctrl.stats.refused_early == 1
         # whatever only ``infer`` can judge is left to it: an unknown model, no refusal
         server.refuse_early("nope", "", 8_000, 0)
         server.refuse_early(MODEL, "", 5_000_000, 0)

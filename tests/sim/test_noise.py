@@ -40,3 +40,13 @@ def test_same_seed_same_draws_other_seed_other_draws() -> None:
     assert _draws(config, 9, n) == _draws(config, 9, n)
     assert _draws(config, 9, n) != _draws(config, 10, n)
     assert _draws(config, -9, 100) == _draws(config, 9, 100)
+
+
+def test_a_scaled_device_runs_that_many_times_the_profile_under_its_noise() -> None:
+    assert [Noise(NoiseConfig("none"), 1, 3.0).apply(d) for d in (1, 10**6)] == [3, 3 * 10**6]
+    config = NoiseConfig("lognormal", sigma=0.05)
+    plain, scaled = Noise(config, 4), Noise(config, 4, 2.5)
+    for _ in range(CHUNK + 3):  # the same draws, each scaled
+        assert scaled.apply(10**6) == pytest.approx(2.5 * plain.apply(10**6), abs=2)
+    with pytest.raises(ValueError, match="scale"):
+        Noise(config, 1, 0.0)

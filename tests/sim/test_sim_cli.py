@@ -118,6 +118,8 @@ def test_azure_replay_from_a_small_trace(tmp_path: Path) -> None:
         (["--workload", "azure", "--trace", "/nonexistent/inv.csv"], "/nonexistent/inv.csv"),
         (["--profile", "no-such-profile"], "no shipped profile"),
         (["--noise-sigma", "-1"], "sigma"),
+        (["--slow-devices", "3"], "slow devices"),
+        (["--slow-devices", "1", "--slow-factor", "0"], "slow devices"),
     ],
 )
 def test_impossible_configurations_are_refused_clearly(
@@ -199,3 +201,24 @@ def test_per_device_estimates_are_off_unless_asked_for(tmp_path: Path) -> None:
         summary = json.loads((out / "summary.json").read_text())
         assert summary["extra"]["per_device_estimates"] is expected
         assert summary["requests"] > 0
+
+
+def test_slow_devices_run_their_factor_slower(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    flags = ["--load-factor", "0.3", "--no-plots", "--noise", "none"]
+    assert (
+        main([*SMALL, *flags, "--slow-devices", "1", "--slow-factor", "3", "--out", str(tmp_path)])
+        == 0
+    )
+    actions = pq.read_table(tmp_path / "actions.parquet").to_pydict()
+    took: dict[tuple[str, int], set[int]] = {}
+    for kind, device, batch, actual in zip(
+        actions["kind"], actions["device"], actions["batch_size"], actions["actual_ns"], strict=True
+    ):
+        if kind == "Infer":
+            took.setdefault((device, batch), set()).add(actual)
+    fast, slow = took[("w0/1", 1)], took[("w0/0", 1)]
+    assert len(fast) == len(slow) == 1 and slow == {3 * d for d in fast}
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["extra"]["slow_devices"], summary["extra"]["slow_factor"]) == (1, 3.0)

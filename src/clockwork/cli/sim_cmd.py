@@ -119,6 +119,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=_NOISE.straggler_factor,
         help="how many times longer a straggler runs",
     )
+    s.add_argument(
+        "--slow-devices",
+        type=int,
+        default=0,
+        help="this many devices (the first ones) run --slow-factor times slower than the profile",
+    )
+    s.add_argument(
+        "--slow-factor", type=float, default=2.0, help="how much slower the slow devices run"
+    )
     s.add_argument("--network-delay-us", type=float, default=100.0, help="one-way")
     s.add_argument(
         "--schedule-ahead-ms",
@@ -197,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
         noise=noise,
         seed=args.seed,
         drain_ns=s_to_ns(args.drain_s),
+        slow_devices=args.slow_devices,
+        slow_factor=args.slow_factor,
     )
     policies = compared_policies(args.compare) if args.compare else [args.policy]
     summaries: dict[str, dict[str, object]] = {}
@@ -241,6 +252,8 @@ def run(args: argparse.Namespace) -> int:
                 "network_delay_us": args.network_delay_us,
                 "schedule_ahead_ms": args.schedule_ahead_ms,
                 "per_device_estimates": policy.per_device_estimates,
+                "slow_devices": args.slow_devices,
+                "slow_factor": args.slow_factor,
                 "responses": result.responses,
                 "samples": {
                     "t_s": [t / NS_PER_S for t, _, _ in result.samples],

@@ -235,7 +235,9 @@ class ControllerModelServer:
         response = self.controller.refuse_early(model, timeout_ns=timeout_ns, spent_ns=spent_ns)
         if response is None:
             return
-        self._ticket(info, timeout_ns)
+        ticket = self._ticket(info, timeout_ns)
+        if ticket is not None:
+            ticket.failed = response.status in _LOAD_FAILURES
         raise _refusal(response)
 
     def _ticket(self, info: ModelInfo, timeout_ns: int | None) -> DoorTicket | None:

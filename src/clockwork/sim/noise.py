@@ -35,12 +35,27 @@ class Noise:
     """Draws duration multipliers, ``CHUNK`` at a time from a private numpy generator (one draw
     each from Python's ``random`` cost about a tenth of a compiled simulation's time)."""
 
-    __slots__ = ("_factor", "_factors", "_i", "_lognormal", "_prob", "_rng", "_sigma", "_straggler")
+    __slots__ = (
+        "_factor",
+        "_factors",
+        "_i",
+        "_lognormal",
+        "_prob",
+        "_rng",
+        "_scale",
+        "_sigma",
+        "_straggler",
+    )
 
-    def __init__(self, config: NoiseConfig, seed: int) -> None:
+    def __init__(self, config: NoiseConfig, seed: int, scale: float = 1.0) -> None:
+        """``scale``: every duration is that many times the profile's before the noise (a
+        device slower than its kind, e.g. a throttled one)."""
+        if scale <= 0:
+            raise ValueError(f"noise: scale must be > 0, got {scale}")
         self._rng = np.random.default_rng(abs(seed))
         self._lognormal = "lognormal" in config.kind and config.sigma > 0
         self._straggler = "straggler" in config.kind and config.straggler_prob > 0
+        self._scale = scale
         self._sigma = config.sigma
         self._prob = config.straggler_prob
         self._factor = config.straggler_factor
@@ -56,11 +71,13 @@ class Noise:
         )
         if self._straggler:
             f = np.where(self._rng.random(n) < self._prob, f * self._factor, f)
+        if self._scale != 1.0:
+            f = f * self._scale
         self._factors = f.tolist()
         self._i = 0
 
     def apply(self, duration_ns: int) -> int:
-        if not (self._lognormal or self._straggler):
+        if not (self._lognormal or self._straggler or self._scale != 1.0):
             return max(1, duration_ns)
         i = self._i
         if i == len(self._factors):

@@ -74,6 +74,11 @@ class SimConfig:
     # model, announced as WorkerJoined(models=None). A worker asked to load another model
     # answers UNKNOWN_MODEL, as a real one does
     worker_models: tuple[tuple[str, ...] | None, ...] | None = None
+    # the first ``slow_devices`` devices (w0/0, w0/1, ... in order) run ``slow_factor`` times
+    # slower than their kind's profile, loads and executions alike (a throttled or shared
+    # device): what per-device estimates are for
+    slow_devices: int = 0
+    slow_factor: float = 1.0
 
     def __post_init__(self) -> None:
         if self.duration_ns <= 0:
@@ -87,6 +92,11 @@ class SimConfig:
             raise ConfigurationError("network delay and drain time must be >= 0")
         if self.sample_every_ns <= 0:
             raise ConfigurationError("sample_every_ns must be > 0")
+        if not 0 <= self.slow_devices <= self.gpus or self.slow_factor <= 0:
+            raise ConfigurationError(
+                f"slow devices must be 0..{self.gpus} and their factor > 0, got "
+                f"{self.slow_devices} and {self.slow_factor}"
+            )
         if self.worker_models is not None and len(self.worker_models) != self.workers:
             raise ConfigurationError(
                 f"worker_models names {len(self.worker_models)} workers; "
@@ -191,7 +201,9 @@ class Simulation:
             infos = []
             for i in range(min(cfg.gpus_per_worker, cfg.gpus - index)):
                 device = DeviceId(f"w{w}", i)
-                sim = SimDevice(device, cfg.device_kind, Noise(cfg.noise, cfg.seed * 7919 + index))
+                scale = cfg.slow_factor if index < cfg.slow_devices else 1.0
+                noise = Noise(cfg.noise, cfg.seed * 7919 + index, scale)
+                sim = SimDevice(device, cfg.device_kind, noise)
                 for name, entry in entries:
                     if entry is not None and (registered is None or name in registered):
                         sim.add_model(*entry)
