@@ -15,6 +15,8 @@ from clockwork.core.errors import InvalidInputError
 from clockwork.sim.attainment_bound import (
     attainment_bound,
     batch_costs,
+    drops_needed,
+    model_drop_cost,
     model_work,
     window_bound,
 )
@@ -218,3 +220,41 @@ def test_without_a_forced_miss_the_fullest_window_is_reported() -> None:
         times, models, slo_ns=SLO, costs=COSTS, devices=1, windows_ns=[1000, 100], offsets=1
     )
     assert (best.min_missed, best.window_ns, best.busiest_window_work_ns) == (0, 100, 60)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0, 0, 0, 5, 10, 25, 30, 60, 100]), st.integers(0, 2)),
+        min_size=1,
+        max_size=6,
+    ),
+    st.sampled_from([100, 130]),
+)
+def test_counting_what_drops_save_stays_a_bound_and_never_loosens_it(
+    reqs: list[tuple[int, int]], window: int
+) -> None:
+    costs = batch_costs({1: 45, 2: 55, 4: 70})
+    reqs.sort()
+    times = np.array([t for t, _ in reqs], dtype=np.int64)
+    models = np.array([m for _, m in reqs], dtype=np.int64)
+    kw = {"slo_ns": SLO, "costs": costs, "devices": 1, "window_ns": window}
+    simple = window_bound(times, models, **kw)  # type: ignore[arg-type]
+    exact = window_bound(times, models, exact_drops=True, **kw)  # type: ignore[arg-type]
+    assert simple.min_missed <= exact.min_missed
+    assert exact.min_missed <= exact_min_missed(times.tolist(), models.tolist(), costs)
+
+
+def test_drops_that_save_less_than_a_batch_of_one_are_counted_as_such() -> None:
+    # 32 requests of one model at once, one device, a window of 100: batches of 4 (60) hold 32
+    # in 480, 380 too many. Charged 30 (a batch of one) each, 13 drops; but a drop from a full
+    # batch of 4 saves 15, and L(lam) peaks at lam = 1/15: 380 / 15 = 25.3, so 26. (Exactly: a
+    # batch of 4 and one of 1 fit, 27 must go.)
+    times = np.zeros(32, dtype=np.int64)
+    models = np.zeros(32, dtype=np.int64)
+    kw = {"slo_ns": SLO, "costs": COSTS, "devices": 1, "window_ns": 100}
+    assert window_bound(times, models, **kw).min_missed == 13  # type: ignore[arg-type]
+    assert window_bound(times, models, exact_drops=True, **kw).min_missed == 26  # type: ignore[arg-type]
+    # nothing to drop, nothing counted
+    assert drops_needed([[0, 0, 0]], SLO, COSTS, 100) == 0
+    assert model_drop_cost([], SLO, COSTS, 0.5) == 0
