@@ -408,9 +408,16 @@ async def servable_rate(t: Target, raw: bytes, seconds: float = 3.0) -> float:
     return done / seconds
 
 
+#: the door's refusal-time buckets when a flood began (after its warm-up), for its row
+FLOOD_STARTED: dict[str, dict[float, float] | None] = {}
+
+
 async def flood_of(raw: bytes, what: str, t: Target, tally: Tally, seconds: float) -> str:
     """``raw`` sent at 10x the rate the server completes it in a closed loop, for ``seconds``."""
     rate = await servable_rate(t, raw)
+    # the door's refusal times count from here: the warm-up's own refusals (requests taken,
+    # then answered at their latest start) are not the flood's
+    FLOOD_STARTED["refusals"] = histogram_buckets((await scrape(t.port))[0], REFUSAL_TIME)
     target_rate = 10 * max(rate, 1.0)
     progress(f"  servable rate {rate:.0f} req/s; flooding at {target_rate:.0f} req/s")
     tasks = []
@@ -680,6 +687,7 @@ async def run_row(
     text_after = (await scrape(t.port))[0]
     metrics_after = histogram_buckets(text_after, LATENESS)
     refusals_after = histogram_buckets(text_after, REFUSAL_TIME)
+    refusals_before = FLOOD_STARTED.pop("refusals", refusals_before)
     await asyncio.sleep(1.0)  # let the server settle before its RSS is read again
     row: dict[str, object] = {
         "attack": name,
