@@ -258,3 +258,24 @@ def test_drops_that_save_less_than_a_batch_of_one_are_counted_as_such() -> None:
     # nothing to drop, nothing counted
     assert drops_needed([[0, 0, 0]], SLO, COSTS, 100) == 0
     assert model_drop_cost([], SLO, COSTS, 0.5) == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.sampled_from([0, 0, 5, 10, 20, 30, 40, 55, 70, 90]), min_size=0, max_size=8),
+    st.sampled_from([0.005, 0.01, 0.02, 0.05, 0.1]),
+    st.sampled_from([{1: 30, 2: 45, 4: 60}, {1: 10, 2: 12, 4: 15}]),
+)
+def test_a_models_drop_cost_is_the_best_over_every_subset_kept(
+    raw: list[int], lam: float, exec_ns: dict[int, int]
+) -> None:
+    # ranges longer than the largest batch included (the programme's sliding minimum)
+    costs = batch_costs(exec_ns)
+    times = sorted(raw)
+    n = len(times)
+    brute = min(
+        (n - len(kept)) + lam * model_work([times[i] for i in kept], SLO, costs)
+        for r in range(n + 1)
+        for kept in itertools.combinations(range(n), r)
+    )
+    assert model_drop_cost(times, SLO, costs, lam) == pytest.approx(brute, abs=1e-9)
