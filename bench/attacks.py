@@ -274,12 +274,31 @@ async def http(port: int, raw: bytes, timeout_s: float = 10.0) -> tuple[int | No
             body = await asyncio.wait_for(reader.readexactly(length), timeout_s)
             if status >= 400:
                 REASONS[_reason(status, body)] += 1
+            if status in (429, 503):
+                REFUSALS.append((_refused_when(body), took))
         return status, took
     except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError):
         return None, time.monotonic() - t0
     finally:
         if writer is not None:
             writer.close()
+
+
+#: (when, seconds) of every refusal read: "queued" for a request the scheduler took and then
+#: could not start in time (answered at its latest start), "arrival" for the rest (the door, or
+#: the scheduler at arrival), told by the refusal's message
+REFUSALS: list[tuple[str, float]] = []
+_AFTER_QUEUEING = (
+    b"could start it in time",
+    b"busy until past its deadline",
+    b"did not come back by its deadline",
+    b"shed under overload",
+    b"could not be loaded in time",
+)
+
+
+def _refused_when(body: bytes) -> str:
+    return "queued" if any(m in body for m in _AFTER_QUEUEING) else "arrival"
 
 
 #: "status reason" of every error answer read (the JSON body's ``reason``), for the row's table
@@ -419,6 +438,7 @@ async def flood_of(raw: bytes, what: str, t: Target, tally: Tally, seconds: floa
     # then answered at their latest start) are not the flood's
     FLOOD_STARTED["refusals"] = histogram_buckets((await scrape(t.port))[0], REFUSAL_TIME)
     target_rate = 10 * max(rate, 1.0)
+    first = len(REFUSALS)
     progress(f"  servable rate {rate:.0f} req/s; flooding at {target_rate:.0f} req/s")
     tasks = []
     t0 = time.monotonic()
@@ -432,8 +452,16 @@ async def flood_of(raw: bytes, what: str, t: Target, tally: Tally, seconds: floa
     sent_s = time.monotonic() - t0
     for status, took in await asyncio.gather(*tasks):
         tally.add(status, took)
+    by_when: dict[str, list[float]] = {}
+    for when, took in REFUSALS[first:]:
+        by_when.setdefault(when, []).append(took)
+    split = "".join(
+        f"; refused {when}: {len(v)}, p99 {_ms(quantile(v, 0.99))} ms"
+        for when, v in sorted(by_when.items())
+    )
     return (
-        f"{what}, {n} in {sent_s:.1f} s ({n / sent_s:.0f} req/s offered, servable {rate:.0f} req/s)"
+        f"{what}, {n} in {sent_s:.1f} s ({n / sent_s:.0f} req/s offered, servable {rate:.0f} "
+        f"req/s){split}"
     )
 
 
