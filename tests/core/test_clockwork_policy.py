@@ -15,34 +15,16 @@ from clockwork.core.events import (
 )
 from clockwork.core.ids import DeviceId
 from clockwork.core.policies import ClockworkConfig, ClockworkPolicy
-from clockwork.core.profile import DeviceKind, Measurement, ModelProfile
+from clockwork.core.profile import ModelProfile
 from clockwork.core.requests import InferRequest, ResponseStatus
 from clockwork.core.scheduler import SchedulerOutput
 
+from support.kind_profile import KIND, profile
 from support.units import MS, S
 
-KIND = DeviceKind("test-gpu", page_size_bytes=1 << 20, cache_pages=10)
 D0 = DeviceId("w0", 0)
 D1 = DeviceId("w0", 1)
 D2 = DeviceId("w0", 2)
-
-
-def profile(
-    pages: int = 4, load_ms: float = 5, exec_ms: dict[int, float] | None = None
-) -> ModelProfile:
-    exec_ms = exec_ms or {1: 2, 2: 3, 4: 4, 8: 6}
-    return ModelProfile(
-        "m",
-        KIND.name,
-        pages << 20,
-        1 << 20,
-        pages,
-        int(load_ms * MS),
-        {b: int(t * MS) for b, t in exec_ms.items()},
-        10,
-        10,
-        Measurement("test", "test", "test"),
-    )
 
 
 def make(

@@ -20,12 +20,13 @@ from clockwork.core.events import (
 )
 from clockwork.core.ids import DeviceId
 from clockwork.core.policies import ClockworkConfig, ClockworkPolicy
-from clockwork.core.profile import DeviceKind, Measurement, ModelProfile
+from clockwork.core.profile import ModelProfile
 from clockwork.core.requests import InferRequest, ResponseStatus
 
+from support.kind_profile import KIND
+from support.kind_profile import profile as kind_profile
 from support.units import MS
 
-KIND = DeviceKind("test-gpu", page_size_bytes=1 << 20, cache_pages=10)
 FAST = DeviceId("fast", 0)
 SLOW = DeviceId("slow", 0)
 # batch 1 only: two requests at once run one on each device
@@ -34,18 +35,7 @@ SLOWDOWN = 3
 
 
 def profile(exec_ns: int = SEED_NS) -> ModelProfile:
-    return ModelProfile(
-        "m",
-        KIND.name,
-        4 << 20,
-        1 << 20,
-        4,
-        5 * MS,
-        {1: exec_ns},
-        10,
-        10,
-        Measurement("t", "t", "t"),
-    )
+    return kind_profile(exec_ms={1: exec_ns / MS})
 
 
 def make(per_device: bool) -> ClockworkPolicy:

@@ -35,30 +35,13 @@ from clockwork.core.policies import (
     ReactiveConfig,
     ReactivePolicy,
 )
-from clockwork.core.profile import DeviceKind, Measurement, ModelProfile
 from clockwork.core.requests import InferRequest, Response, ResponseStatus
 
+from support.kind_profile import KIND, profile
 from support.units import MS
 
-KIND = DeviceKind("test-gpu", page_size_bytes=1 << 20, cache_pages=10)
 WA, WB = DeviceId("wa", 0), DeviceId("wb", 0)
 POLICIES = ["clockwork", "reactive"]
-
-
-def profile(exec_ms: dict[int, float] | None = None) -> ModelProfile:
-    exec_ms = exec_ms or {1: 2, 2: 3, 4: 4, 8: 6}
-    return ModelProfile(
-        "m",
-        KIND.name,
-        4 << 20,
-        1 << 20,
-        4,
-        5 * MS,
-        {b: int(t * MS) for b, t in exec_ms.items()},
-        10,
-        10,
-        Measurement("test", "test", "test"),
-    )
 
 
 def make(policy: str, exec_ms: dict[int, float] | None = None) -> PolicyBase:
@@ -68,7 +51,7 @@ def make(policy: str, exec_ms: dict[int, float] | None = None) -> PolicyBase:
         else ReactivePolicy(ReactiveConfig())
     )
     for name in ("a", "b"):
-        s.handle(ModelRegistered(ModelInfo(name, (profile(exec_ms),))), 0)
+        s.handle(ModelRegistered(ModelInfo(name, (profile(exec_ms=exec_ms),))), 0)
     return s
 
 
