@@ -40,6 +40,7 @@ class Noise:
         "_factors",
         "_i",
         "_lognormal",
+        "_plain",
         "_prob",
         "_rng",
         "_scale",
@@ -56,6 +57,8 @@ class Noise:
         self._lognormal = "lognormal" in config.kind and config.sigma > 0
         self._straggler = "straggler" in config.kind and config.straggler_prob > 0
         self._scale = scale
+        # every duration as the profile has it: no draw needed
+        self._plain = not (self._lognormal or self._straggler or scale != 1.0)
         self._sigma = config.sigma
         self._prob = config.straggler_prob
         self._factor = config.straggler_factor
@@ -77,7 +80,7 @@ class Noise:
         self._i = 0
 
     def apply(self, duration_ns: int) -> int:
-        if not (self._lognormal or self._straggler or self._scale != 1.0):
+        if self._plain:
             return max(1, duration_ns)
         i = self._i
         if i == len(self._factors):
