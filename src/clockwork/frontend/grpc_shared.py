@@ -40,12 +40,7 @@ async def decode_elsewhere(decoder: DecodePool, data: bytes) -> DecodedInfer:
 
         return await decoder.run_elsewhere(decode_encoded_infer, data)
     try:
-        pacer = Pacer()
-        wire = memoryview(data)
-        for start in range(0, len(data), pacer.step_bytes):
-            piece = wire[start : start + pacer.step_bytes]
-            body.view[start : start + len(piece)] = piece
-            await pacer.copied(len(piece))
+        await Pacer().copy(body.view, 0, data)
         result = await decoder.run_elsewhere(decode_shared_encoded_infer, body.name, body.size)
     finally:
         body.release()  # parsed: the inputs came back in a segment of their own

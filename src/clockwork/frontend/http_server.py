@@ -595,9 +595,8 @@ class _Routes:
                     end = got + len(chunk)
                     if end > size:
                         raise invalid(f"the body is longer than its Content-Length of {size} bytes")
-                    view[got:end] = chunk
+                    await pacer.copy(view, got, chunk)
                     got = end
-                    await pacer.copied(len(chunk))
                 if got < size:
                     raise _BrokenBodyError(
                         ErrorKind.INVALID_ARGUMENT,

@@ -2,40 +2,91 @@
 
 A request body that arrived while its handler waited is all in aiohttp's buffer: reading it
 into one buffer would copy (and fault in) megabytes in one step of the loop, a step nothing else
-runs during (9 MiB: 5-9 ms of CPU on a busy 2-core machine). ``Pacer`` gives the loop back
-after every ``step_bytes`` copied without a pause, so that one step copies at most about that.
+runs during (9 MiB: 5-9 ms of CPU on a busy 2-core machine). ``Pacer`` gives the loop back once
+``step_bytes`` were copied in a turn of the loop. The budget is the loop's, not the request's:
+every request ready in a turn runs in that turn before the loop looks at its timers, so four
+bodies each copying its own 256 KiB held a timer 3-6 ms (the JSON bomb's late heartbeats),
+where one budget for all of them holds it for one step.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
 
-#: the most bytes copied in one step of the loop: into fresh shared memory, page faults and
+#: the most bytes copied in one turn of the loop: into fresh shared memory, page faults and
 #: memcpy cost about 1.5 ms per MiB on a busy 2-core machine (bench/loop_profile.py --cprofile)
 DEFAULT_STEP_BYTES = 256 * 1024
 
 
-class Pacer:
-    """Counts bytes copied since the loop last ran something else; ``copied`` yields to it
-    once they reach ``step_bytes``."""
+class TurnBudget:
+    """Bytes copied during the current turn of one loop, by every ``Pacer`` on it."""
 
-    __slots__ = ("_since", "step_bytes")
+    __slots__ = ("__weakref__", "_loop", "_reset_due", "spent")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.spent = 0
+        self._reset_due = False
+
+    async def take(self, size_bytes: int, step_bytes: int) -> None:
+        """Count ``size_bytes`` copied; while this turn's ``step_bytes`` are spent, wait for
+        the next turn (the first to find them spent schedules their renewal, which then runs
+        before every copier that waits)."""
+        self.spent += size_bytes
+        while self.spent >= step_bytes:
+            if not self._reset_due:
+                self._reset_due = True
+                self._loop.call_soon(self._renew)
+            await asyncio.sleep(0)
+
+    def _renew(self) -> None:
+        self.spent = 0
+        self._reset_due = False
+
+
+# one budget per loop (the HTTP and the gRPC door share it); a closed loop takes its own along
+_BUDGETS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TurnBudget] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def turn_budget(loop: asyncio.AbstractEventLoop) -> TurnBudget:
+    """The budget of ``loop``'s turns."""
+    budget = _BUDGETS.get(loop)
+    if budget is None:
+        budget = _BUDGETS[loop] = TurnBudget(loop)
+    return budget
+
+
+class Pacer:
+    """One copy's side of its loop's ``TurnBudget``: ``copied`` yields to the loop once the
+    turn's ``step_bytes`` are spent, by this copy or any other."""
+
+    __slots__ = ("step_bytes",)
 
     def __init__(self, step_bytes: int = DEFAULT_STEP_BYTES) -> None:
         if step_bytes <= 0:
             raise ValueError(f"step_bytes must be > 0, got {step_bytes}")
         self.step_bytes = step_bytes
-        self._since = 0
 
     async def copied(self, size_bytes: int) -> None:
-        self._since += size_bytes
-        if self._since >= self.step_bytes:
-            self._since = 0
-            await asyncio.sleep(0)
+        await turn_budget(asyncio.get_running_loop()).take(size_bytes, self.step_bytes)
+
+    async def copy(self, dst: memoryview, at: int, src: bytes | bytearray | memoryview) -> None:
+        """``dst[at:at + len(src)] = src``, a step at most per turn: a chunk that arrived
+        whole (up to 256 KiB a read) is cut rather than copied in one go."""
+        budget = turn_budget(asyncio.get_running_loop())
+        whole = memoryview(src).cast("B")
+        step = self.step_bytes
+        for start in range(0, len(whole), step):
+            piece = whole[start : start + step]
+            dst[at + start : at + start + len(piece)] = piece
+            await budget.take(len(piece), step)
 
 
 async def on_a_thread(render: Callable[[], T]) -> T:
