@@ -29,6 +29,7 @@ import gzip
 import json
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -106,6 +107,8 @@ class Cluster:
                     "0",
                     *SERVE_FLAGS,
                     *(["--workers-share-memory"] if shared_inputs else []),
+                    # more flags to compare builds or settings with (as bench/peers reads it)
+                    *shlex.split(os.environ.get("CLOCKWORK_SERVE_ARGS", "")),
                 ],
                 stdout=f,
                 stderr=subprocess.STDOUT,

@@ -23,6 +23,7 @@ from clockwork.models.create import create_repository
 from clockwork.service.bench_cluster import free_ports
 from clockwork.service.recent_models import load_recent, state_file
 
+from support.realtime import may_run_realtime, policy_of
 from support.serve_process import serve_argv
 
 PARAMS = {"resolution": 32}
@@ -161,6 +162,26 @@ def test_the_banner_says_what_is_exposed(served: tuple[str, Path, object]) -> No
     assert "model control: enabled (control token)" in banner
     assert "WARNING" not in banner
     assert CONTROL_TOKEN not in banner
+    # the timed loop runs real-time where the host allows it (root here and in CI), and says so
+    if may_run_realtime():
+        assert "timed loop at SCHED_FIFO priority 1 (real-time)" in banner
+    else:
+        assert "timed loop at normal priority: SCHED_FIFO not permitted" in banner
+
+
+def test_only_the_loop_s_thread_runs_real_time(
+    served: tuple[str, Path, subprocess.Popen[bytes]],
+) -> None:
+    _, _, proc = served
+    if not may_run_realtime():
+        pytest.skip("this host allows no real-time thread")
+    assert policy_of(proc.pid) == os.SCHED_FIFO  # the main thread runs the loop
+    others = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
+    assert others and all(policy_of(t) == os.SCHED_OTHER for t in others)
+    # the local worker and the decode process, started by the loop's thread, run normal
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    assert len(children) >= 2
+    assert all(policy_of(int(c)) == os.SCHED_OTHER for c in children)
 
 
 def test_metrics_carry_the_controller_s_and_the_local_worker_s_process_metrics(

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from clockwork.cli.help_format import HelpFormatter
 from clockwork.cli.log_setup import add_log_arguments, setup_logging
+from clockwork.cli.loop_priority_args import add_loop_priority_argument, apply_loop_priority
 from clockwork.cli.policy_args import add_warm_arguments, policy_from_warm_args
 from clockwork.cluster_ray.cli_args import (
     add_ray_arguments,
@@ -108,6 +109,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--id", default="controller", help="controller id, shown in the workers' logs")
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
+    add_loop_priority_argument(p)
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     add_log_arguments(p)
     add_ray_arguments(p, backend="emulated")
@@ -194,7 +196,11 @@ def run(args: argparse.Namespace) -> int:
     ray_pool = ray_pool_from_args(args, secret, None)
 
     async def main() -> None:
+        apply_loop_priority(args)  # on the loop's thread, before it starts others
         await service.start()
+        from clockwork.service.startup_heap import freeze_startup_heap
+
+        freeze_startup_heap()  # what startup built is never scanned by a collection again
         ray_watcher = start_ray_pool(ray_pool, service)
         tasks = [asyncio.create_task(status()), asyncio.create_task(rotate())]
         if args.demo_rps > 0:

@@ -26,6 +26,7 @@ from clockwork.cli.config_file import add_config_arguments, apply_config, effect
 from clockwork.cli.help_format import HelpFormatter
 from clockwork.cli.limits_args import add_limits_arguments, limits_from_args
 from clockwork.cli.log_setup import add_log_arguments, setup_logging
+from clockwork.cli.loop_priority_args import add_loop_priority_argument, apply_loop_priority
 from clockwork.cli.policy_args import add_warm_arguments, policy_from_warm_args
 from clockwork.cli.security_args import add_security_arguments, security_from_args
 from clockwork.cli.serve_startup import check_ports_free, unless_stopped
@@ -156,6 +157,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="write the request and action logs (rotating Parquet) here",
     )
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
+    add_loop_priority_argument(p)
     p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     add_log_arguments(p)
     add_security_arguments(p)
@@ -309,9 +311,12 @@ async def _serve(
         default_state_dir,
         state_file,
     )
+    from clockwork.service.startup_heap import freeze_startup_heap
     from clockwork.service.telemetry import ControllerTelemetry, StatusLine
 
     pin_malloc_thresholds()  # bodies freed after a flood go back to the system
+    # before the loop starts its threads and processes: they keep the normal priority
+    priority = apply_loop_priority(args)
     # the loop shares the interpreter with the decode pool's feeder and result threads: a
     # thread that wants the lock waits up to this long for one running Python code
     sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -411,7 +416,9 @@ async def _serve(
                     "no worker joined within %.0f s; serving as they come", REMOTE_JOIN_WAIT_S
                 )
         if not stop.is_set():
-            _banner(args, server)
+            # what startup built lives as long as the server: no collection scans it again
+            freeze_startup_heap()
+            _banner(args, server, priority.detail)
         status = StatusLine(controller, len(addresses)) if args.status_interval > 0 else None
         # wake for whichever comes first: the status line, or saving the recent-models order
         tick_s = min(args.status_interval or SAVE_INTERVAL_S, SAVE_INTERVAL_S)
@@ -476,7 +483,7 @@ async def _wait_local_worker(
         await asyncio.sleep(0.1)
 
 
-def _banner(args: argparse.Namespace, server: ControllerModelServer) -> None:
+def _banner(args: argparse.Namespace, server: ControllerModelServer, priority: str) -> None:
     from clockwork.cli.security_args import exposure_lines
 
     index = server.repository_index(ready_only=True)
@@ -496,6 +503,7 @@ def _banner(args: argparse.Namespace, server: ControllerModelServer) -> None:
     ]
     if args.grpc_port:
         lines.append(f"  gRPC  {host}:{args.grpc_port} (inference.GRPCInferenceService)")
+    lines.append(f"  timed loop at {priority}")
     if index:
         model = index[0].name
         meta = server.model_metadata(model)

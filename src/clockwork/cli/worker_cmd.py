@@ -169,6 +169,10 @@ def run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, service.request_close)
+        from clockwork.service.startup_heap import freeze_startup_heap
+
+        # the runtime and its models are built: no collection need scan them again
+        freeze_startup_heap()
         try:
             await service.serve(host, port)
         finally:
