@@ -1,6 +1,6 @@
 """An HTTP inference request that the scheduler would refuse at arrival is refused before its
 inputs are decoded, where its timeout is known without decoding them: binary tensors, whose
-JSON header names it (``own_timeout``)."""
+JSON header names it, and JSON whose ``parameters`` come first or last (``own_timeout``)."""
 
 from __future__ import annotations
 
@@ -96,14 +96,32 @@ def test_a_binary_body_is_asked_with_the_timeout_its_header_names(
 
 
 @pytest.mark.parametrize("timeout", [None, 5_000_000])
-def test_an_all_json_body_is_decoded_first(
+def test_an_all_json_body_is_asked_with_the_timeout_its_last_parameters_name(
     live: tuple[LiveServer, FakeModelServer], fake: FakeModelServer, timeout: int | None
 ) -> None:
-    # its timeout could be anywhere in it: not searched for on the loop
-    body = add_body() if timeout is None else add_body(timeout=timeout)
+    # parameters after the inputs, as tritonclient and clockwork bench write them
+    body = add_body(priority=1) if timeout is None else add_body(priority=1, timeout=timeout)
     r = call(live, "POST", "/v2/models/add/infer", body)
-    assert r.status == 200 and not fake.asked_early and len(fake.calls) == 1
+    assert r.status == 503 and r.json()["reason"] == "OVERLOADED"
+    assert fake.asked_early == [("add", timeout or 0)] and not fake.calls
+    fake.early_refusal = None
+    r = call(live, "POST", "/v2/models/add/infer", body)
+    assert r.status == 200 and len(fake.calls) == 1
     assert fake.calls[0].timeout_us == timeout
+
+
+def test_an_all_json_body_whose_ends_do_not_tell_is_decoded_first(
+    live: tuple[LiveServer, FakeModelServer], fake: FakeModelServer
+) -> None:
+    fake.early_refusal = None
+    # no parameters: a timeout could be anywhere inside, which is not searched on the loop
+    r = call(live, "POST", "/v2/models/add/infer", add_body())
+    assert r.status == 200 and not fake.asked_early and len(fake.calls) == 1
+    # the parameters of an input are not the request's
+    body = add_body()
+    body["inputs"][1]["parameters"] = {"timeout": 7}
+    r = call(live, "POST", "/v2/models/add/infer", body)
+    assert r.status == 200 and not fake.asked_early and fake.calls[-1].timeout_us is None
 
 
 def test_a_compressed_body_is_decoded_first(

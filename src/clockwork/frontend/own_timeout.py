@@ -4,17 +4,28 @@ The front door asks the scheduler whether a request would be refused before it d
 request's inputs (``ModelServer.refuse_early``). The question needs the request's deadline, and
 a KServe request may name its own timeout in ``parameters.timeout``, inside its JSON. With
 binary tensors, the JSON is a small header before them (``Inference-Header-Content-Length``):
-it is parsed, bounded, and the tensors are not touched. An all-JSON body is not looked into: its
-timeout may be anywhere in it, and even a byte search for the key costs the loop milliseconds
-per MiB (about 5 ms for 9 MiB, 64 ms with a second pattern for escaped spellings), which is what
-the decode processes are there to keep off it. Such a body, a compressed one, or a header too
-large or malformed is ``UNKNOWN``: it is decoded first, as every body was.
+it is parsed, bounded, and the tensors are not touched.
+
+An all-JSON body is not searched: its timeout may be anywhere in it, and even a byte search for
+the key costs the loop milliseconds per MiB (about 5 ms for 9 MiB, 64 ms with a second pattern
+for escaped spellings), which is what the decode processes are there to keep off it. But clients
+write the request's ``parameters`` before or after the bulky ``inputs`` (tritonclient and
+``clockwork bench`` last, others first), so its two ends are read, a few KiB each:
+
+- the head: the top-level members before ``inputs`` or ``outputs``, parsed one by one;
+- the tail: the last ``"parameters"`` key, if its object is followed by nothing but the closing
+  brace of the body. Only a top-level member can be (a nested one is followed by at least two
+  closing brackets in a valid body; an invalid one gets its 400 from the decoder unless it is
+  refused first).
+
+A body whose ends do not tell, a compressed one, or a header too large or malformed is
+``UNKNOWN``: it is decoded first, as every body was.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Final
+from typing import Any, Final
 
 from clockwork.frontend.api import FrontendError
 from clockwork.frontend.parameters import timeout_param
@@ -27,14 +38,23 @@ UNKNOWN: Final = -1
 #: a binary body's JSON header is parsed for its timeout up to this size (a header is usually
 #: a few hundred bytes; the decoder takes larger ones elsewhere)
 MAX_HEADER_BYTES: Final = 64 * 1024
+#: how much of each end of an all-JSON body is read for its ``parameters``
+END_BYTES: Final = 4 * 1024
+
+_PARAMETERS_KEY: Final = '"parameters"'
+#: occurrences of the key tried from the tail's end
+_TAIL_TRIES: Final = 8
+_BULKY_MEMBERS: Final = frozenset({"inputs", "outputs"})
+_DECODER: Final = json.JSONDecoder()
 
 
 def stated_timeout_us(body: bytearray | SharedBody, header_length: str | None) -> int:
     """The timeout ``body`` names, in microseconds: 0 when it names none (the model's default
     applies, as Triton reads 0), ``UNKNOWN`` when only decoding it can tell. ``header_length``
-    is the value of ``Inference-Header-Content-Length`` (binary tensors follow the JSON)."""
+    is the value of ``Inference-Header-Content-Length`` (binary tensors follow the JSON); without
+    it the body is all JSON, and only its ends are read."""
     if header_length is None:
-        return UNKNOWN
+        return _json_ends_timeout(body.view if isinstance(body, SharedBody) else body)
     try:
         end = int(header_length)
     except ValueError:
@@ -52,3 +72,82 @@ def stated_timeout_us(body: bytearray | SharedBody, header_length: str | None) -
     except (ValueError, FrontendError):
         return UNKNOWN  # the decoder says what is wrong with it
     return timeout or 0
+
+
+def _json_ends_timeout(data: bytearray | memoryview) -> int:
+    """The timeout of an all-JSON body from the ``parameters`` at its head or tail."""
+    params = _head_parameters(data)
+    if params is None:
+        params = _tail_parameters(data)
+    if params is None:
+        return UNKNOWN
+    try:
+        timeout = timeout_param(params, "request")
+    except FrontendError:
+        return UNKNOWN  # the decoder says what is wrong with it
+    return timeout or 0
+
+
+def _skip_space(text: str, i: int) -> int:
+    while i < len(text) and text[i] in " \t\r\n":
+        i += 1
+    return i
+
+
+def _head_parameters(data: bytearray | memoryview) -> dict[str, Any] | None:
+    """``parameters`` if it comes among the top-level members before the bulky ones."""
+    text = bytes(data[:END_BYTES]).decode("utf-8", "replace")
+    i = _skip_space(text, 0)
+    if not text.startswith("{", i):
+        return None
+    i += 1
+    try:
+        while True:
+            i = _skip_space(text, i)
+            key, i = _DECODER.raw_decode(text, i)
+            if not isinstance(key, str) or key in _BULKY_MEMBERS:
+                return None
+            i = _skip_space(text, i)
+            if not text.startswith(":", i):
+                return None
+            value, i = _DECODER.raw_decode(text, _skip_space(text, i + 1))
+            if key == "parameters":
+                return value if isinstance(value, dict) else None
+            i = _skip_space(text, i)
+            if not text.startswith(",", i):
+                return None  # the object ended (no parameters) or the window did
+            i += 1
+    except ValueError:  # the window ends inside a member, or the JSON is bad
+        return None
+
+
+def _tail_parameters(data: bytearray | memoryview) -> dict[str, Any] | None:
+    """``parameters`` if it is the body's last top-level member (the key may also appear
+    inside its own value: each of the last few occurrences is tried, the last first)."""
+    text = bytes(data[-END_BYTES:]).decode("utf-8", "replace")
+    at = len(text)
+    for _ in range(_TAIL_TRIES):
+        at = text.rfind(_PARAMETERS_KEY, 0, at)
+        if at < 0:
+            return None
+        value = _last_member_at(text, at)
+        if value is not None:
+            return value
+    return None
+
+
+def _last_member_at(text: str, at: int) -> dict[str, Any] | None:
+    """The object of the key at ``at`` if nothing but the body's closing brace follows it."""
+    before = text[:at].rstrip(" \t\r\n")
+    if not before.endswith((",", "{")):  # a key, not a string inside a value
+        return None
+    i = _skip_space(text, at + len(_PARAMETERS_KEY))
+    if not text.startswith(":", i):
+        return None
+    try:
+        value, i = _DECODER.raw_decode(text, _skip_space(text, i + 1))
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or text[i:].strip(" \t\r\n") != "}":
+        return None
+    return value
