@@ -93,6 +93,19 @@ def test_each_loop_has_a_budget_of_its_own() -> None:
     assert asyncio.run(spent_on_a_new_loop()) == 0  # not carried over
 
 
+def test_a_closed_loop_is_not_kept_alive_by_its_budget() -> None:
+    import gc
+    import weakref
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(Pacer(KIB).copied(KIB // 2))
+    gone = weakref.ref(loop)
+    loop.close()
+    del loop
+    gc.collect()
+    assert gone() is None
+
+
 def test_a_step_must_be_positive() -> None:
     with pytest.raises(ValueError, match="step_bytes"):
         Pacer(0)

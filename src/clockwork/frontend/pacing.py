@@ -26,10 +26,10 @@ DEFAULT_STEP_BYTES = 256 * 1024
 class TurnBudget:
     """Bytes copied during the current turn of one loop, by every ``Pacer`` on it."""
 
-    __slots__ = ("__weakref__", "_loop", "_reset_due", "spent")
+    # no reference to its loop: the loop is the key of a weak dictionary holding the budget
+    __slots__ = ("_reset_due", "spent")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:
         self.spent = 0
         self._reset_due = False
 
@@ -41,7 +41,7 @@ class TurnBudget:
         while self.spent >= step_bytes:
             if not self._reset_due:
                 self._reset_due = True
-                self._loop.call_soon(self._renew)
+                asyncio.get_running_loop().call_soon(self._renew)
             await asyncio.sleep(0)
 
     def _renew(self) -> None:
@@ -59,7 +59,7 @@ def turn_budget(loop: asyncio.AbstractEventLoop) -> TurnBudget:
     """The budget of ``loop``'s turns."""
     budget = _BUDGETS.get(loop)
     if budget is None:
-        budget = _BUDGETS[loop] = TurnBudget(loop)
+        budget = _BUDGETS[loop] = TurnBudget()
     return budget
 
 
