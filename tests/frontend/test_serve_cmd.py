@@ -169,6 +169,15 @@ def test_the_banner_says_what_is_exposed(served: tuple[str, Path, object]) -> No
         assert "timed loop at normal priority: SCHED_FIFO not permitted" in banner
 
 
+def test_the_controller_s_process_does_not_load_torch(
+    served: tuple[str, Path, subprocess.Popen[bytes]],
+) -> None:
+    # the local worker runs the models; the controller only reads their configurations
+    _, _, proc = served
+    maps = Path(f"/proc/{proc.pid}/maps").read_text()
+    assert "libtorch" not in maps and "libc10" not in maps
+
+
 def test_only_the_loop_s_thread_runs_real_time(
     served: tuple[str, Path, subprocess.Popen[bytes]],
 ) -> None:

@@ -17,9 +17,12 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clockwork.models.errors import ModelRepositoryError, UnknownModelError
-from clockwork.models.repository import ModelRepository
+
+if TYPE_CHECKING:
+    from clockwork.models.repository import ModelRepository
 
 CHECK_TIMEOUT_S = 120.0
 
@@ -51,6 +54,10 @@ class RepositoryProblems:
 
 def check_model(root: Path, model: str) -> str:
     """The problem of ``model`` in the repository at ``root`` ("" if none), in this process."""
+    # here, not at the top: the controller imports this module for ``RepositoryProblems`` only,
+    # and reading configurations imports torch (the built-in architectures)
+    from clockwork.models.repository import ModelRepository
+
     try:
         ModelRepository(root).load_config(model)
     except UnknownModelError:
