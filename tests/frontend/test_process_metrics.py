@@ -43,10 +43,17 @@ def scrape(metrics: ServingMetrics) -> dict[tuple[str, str], float]:
 
 @pytest.fixture
 def child() -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE,
+    )
+    # its interpreter is up (and has its memory) before the test reads it: scraped right
+    # after the fork, a child still held only its exec stub (430 KB)
+    assert proc.stdout is not None and proc.stdout.readline() == b"up\n"
     yield proc
     proc.kill()
     proc.wait()
+    proc.stdout.close()
 
 
 def _burn_cpu(seconds: float) -> None:
