@@ -42,6 +42,8 @@ MAX_HEADER_BYTES: Final = 64 * 1024
 END_BYTES: Final = 4 * 1024
 
 _PARAMETERS_KEY: Final = '"parameters"'
+#: JSON's whitespace (str.strip's default would take more)
+_SPACE: Final = " \t\r\n"
 #: occurrences of the key tried from the tail's end
 _TAIL_TRIES: Final = 8
 _BULKY_MEMBERS: Final = frozenset({"inputs", "outputs"})
@@ -89,7 +91,7 @@ def _json_ends_timeout(data: bytearray | memoryview) -> int:
 
 
 def _skip_space(text: str, i: int) -> int:
-    while i < len(text) and text[i] in " \t\r\n":
+    while i < len(text) and text[i] in _SPACE:
         i += 1
     return i
 
@@ -138,7 +140,7 @@ def _tail_parameters(data: bytearray | memoryview) -> dict[str, Any] | None:
 
 def _last_member_at(text: str, at: int) -> dict[str, Any] | None:
     """The object of the key at ``at`` if nothing but the body's closing brace follows it."""
-    before = text[:at].rstrip(" \t\r\n")
+    before = text[:at].rstrip(_SPACE)
     if not before.endswith((",", "{")):  # a key, not a string inside a value
         return None
     i = _skip_space(text, at + len(_PARAMETERS_KEY))
@@ -148,6 +150,6 @@ def _last_member_at(text: str, at: int) -> dict[str, Any] | None:
         value, i = _DECODER.raw_decode(text, _skip_space(text, i + 1))
     except ValueError:
         return None
-    if not isinstance(value, dict) or text[i:].strip(" \t\r\n") != "}":
+    if not isinstance(value, dict) or text[i:].strip(_SPACE) != "}":
         return None
     return value

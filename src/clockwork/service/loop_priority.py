@@ -59,15 +59,6 @@ def raise_loop_priority(choice: LoopPriority) -> PriorityOutcome:
     return PriorityOutcome(True, f"SCHED_FIFO priority {REALTIME_PRIORITY} (real-time)")
 
 
-def current_is_realtime() -> bool:
-    """Whether the calling thread runs under a real-time policy."""
-    getter = getattr(os, "sched_getscheduler", None)
-    if getter is None:
-        return False
-    policy = getter(0) & ~getattr(os, "SCHED_RESET_ON_FORK", 0)
-    return policy in (os.SCHED_FIFO, os.SCHED_RR)
-
-
 def _refused(choice: LoopPriority, why: str) -> PriorityOutcome:
     if choice is LoopPriority.REALTIME:
         raise LoopPriorityError(
