@@ -147,3 +147,25 @@ def _written(dst: bytearray, at: int, src: bytes) -> int:
     while n < len(src) and dst[at + n : at + n + KIB] == src[n : n + KIB]:
         n += KIB
     return min(n, len(src))
+
+
+def test_small_copies_in_separate_turns_never_wait() -> None:
+    # what a turn copied is that turn's: small bodies, one per turn, do not add up to a step
+    async def run() -> int:
+        loop = asyncio.get_running_loop()
+        turns = 0
+
+        def tick() -> None:
+            nonlocal turns
+            turns += 1
+
+        pacer = Pacer(256 * KIB)
+        for _ in range(20):
+            loop.call_soon(tick)
+            before = turns
+            await pacer.copied(48 * KIB)  # no wait: the tick has not run
+            assert turns == before
+            await asyncio.sleep(0)  # the next turn
+        return turns
+
+    assert asyncio.run(run()) == 20

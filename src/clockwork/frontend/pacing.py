@@ -35,13 +35,14 @@ class TurnBudget:
 
     async def take(self, size_bytes: int, step_bytes: int) -> None:
         """Count ``size_bytes`` copied; while this turn's ``step_bytes`` are spent, wait for
-        the next turn (the first to find them spent schedules their renewal, which then runs
-        before every copier that waits)."""
+        the next turn. The first copy of a turn schedules the renewal, which then runs before
+        every copier that waits: what is counted is this turn's, not what small copies left
+        over several turns."""
+        if not self._reset_due:
+            self._reset_due = True
+            asyncio.get_running_loop().call_soon(self._renew)
         self.spent += size_bytes
         while self.spent >= step_bytes:
-            if not self._reset_due:
-                self._reset_due = True
-                asyncio.get_running_loop().call_soon(self._renew)
             await asyncio.sleep(0)
 
     def _renew(self) -> None:
