@@ -7,9 +7,10 @@ error names the tensor and what is wrong with it and is a ``FrontendError(INVALI
 
 from __future__ import annotations
 
+import array
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -125,17 +126,24 @@ def to_raw(array: npt.NDArray[np.generic]) -> bytes:
 
 
 def from_json(
-    datatype: str, shape: Sequence[object], data: object, tensor: str
+    datatype: str,
+    shape: Sequence[object],
+    data: object,
+    tensor: str,
+    *,
+    may_hold_bools: Callable[[], bool] = lambda: True,
 ) -> npt.NDArray[np.generic]:
     """A tensor from JSON ``data`` (flat or nested lists, row-major), checked element by
-    element against the datatype."""
+    element against the datatype. ``may_hold_bools``: whether the document ``data`` came from
+    may hold ``true`` or ``false`` (where it cannot, numbers need no check for them)."""
     dims = check_shape(shape, tensor)
     dt = numpy_dtype(datatype, tensor)
     n = element_count(dims)
     if type(data) is list and data and type(data[0]) is not list:
-        # flat data (what tritonclient and most clients send): the element types checked as a
-        # set, in C; a 12,288-float image costs 0.3 ms here against 2-3 ms element by element
-        fast = _from_flat_numbers(datatype, dt, dims, n, data, tensor)
+        # flat data (what tritonclient and most clients send): read and checked in C; a
+        # 12,288-float image costs 0.25 ms here against 1 ms as a checked set of types and
+        # numpy's conversion, and 2-3 ms element by element
+        fast = _from_flat_numbers(datatype, dt, dims, n, data, tensor, may_hold_bools)
         if fast is not None:
             return fast
     flat = _flatten(data, tensor)
@@ -191,32 +199,59 @@ def _check_finite(
     raise bad(tensor, f"{datatype} data out of range [{-largest:g}, {largest:g}]")
 
 
-_FLOAT_TYPES: Final = frozenset((int, float))
-_INT_TYPES: Final = frozenset((int,))
+# the C array type that reads a flat list of each datatype's JSON numbers (``array.array``
+# refuses, in C, any element that is not a number of the kind, or is out of the type's range)
+_ARRAY_CODES: Final = {
+    "INT8": "b",
+    "UINT8": "B",
+    "INT16": "h",
+    "UINT16": "H",
+    "INT32": "i",
+    "UINT32": "I",
+    "INT64": "q",
+    "UINT64": "Q",
+    "FP16": "d",
+    "FP32": "f",
+    "FP64": "d",
+}
+
+
+_FEW_TO_CHECK_ONE_BY_ONE: Final = 64
 
 
 def _from_flat_numbers(
-    datatype: str, dt: np.dtype[Any], dims: tuple[int, ...], n: int, data: list[Any], tensor: str
+    datatype: str,
+    dt: np.dtype[Any],
+    dims: tuple[int, ...],
+    n: int,
+    data: list[Any],
+    tensor: str,
+    may_hold_bools: Callable[[], bool],
 ) -> npt.NDArray[np.generic] | None:
-    """A numeric tensor from flat ``data`` whose elements are all of the datatype's JSON types;
-    None (the checked slow path decides, and words the error) otherwise."""
-    if dt.kind not in "iuf" or len(data) != n:
+    """A numeric tensor from flat ``data`` whose elements are all numbers of the datatype's
+    kind; None (the checked slow path decides, and words the error) otherwise."""
+    code = _ARRAY_CODES.get(datatype)
+    if code is None or len(data) != n:
         return None
-    types = set(map(type, data))
-    if not types <= (_INT_TYPES if dt.kind in "iu" else _FLOAT_TYPES):
-        return None
-    if dt.kind in "iu":
-        info = np.iinfo(dt)
-        if min(data) < info.min or max(data) > info.max:
-            raise bad(tensor, f"{datatype} data out of range [{info.min}, {info.max}]")
     try:
-        with np.errstate(over="ignore"):
-            array = np.array(data, dtype=dt).reshape(dims)
-    except (OverflowError, ValueError):
+        packed = array.array(code, data)
+    except (TypeError, OverflowError):
         return None
+    read = np.frombuffer(packed, dtype=np.dtype(code))
+    # array.array takes true and false as 1 and 0: only elements read as 0 or 1 can be one;
+    # where they are many (a zero image), the document is asked, then their types are
+    # checked as a set, in C
+    maybe_bool = np.flatnonzero((read == 0) | (read == 1))
+    if len(maybe_bool) > _FEW_TO_CHECK_ONE_BY_ONE:
+        if may_hold_bools() and bool in set(map(type, data)):
+            return None
+    elif any(type(data[i]) is bool for i in maybe_bool.tolist()):
+        return None
+    with np.errstate(over="ignore"):
+        out = read.astype(dt, copy=read.dtype != dt).reshape(dims)
     if dt.kind == "f":
-        _check_finite(array, data, datatype, tensor)
-    return array
+        _check_finite(out, data, datatype, tensor)
+    return out
 
 
 def _flatten(data: object, tensor: str) -> list[Any]:
