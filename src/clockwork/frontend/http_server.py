@@ -50,6 +50,7 @@ from clockwork.frontend.auth import FrontDoorSecurity, http_middleware
 from clockwork.frontend.decode_pool import UNKNOWN_COST, DecodePool
 from clockwork.frontend.http_door import FIRST_BYTE_NS, DoorRunner, door_middleware
 from clockwork.frontend.inflate import inflate, normalise_encoding
+from clockwork.frontend.json_request import loads_request
 from clockwork.frontend.limits import Door
 from clockwork.frontend.own_timeout import UNKNOWN, stated_timeout_us
 from clockwork.frontend.pacing import Pacer, on_a_thread
@@ -269,7 +270,9 @@ def decode_infer_request(
         if not 0 <= n <= len(body):
             raise invalid(f"{HEADER_LENGTH} is {n}, but the body has {len(body)} bytes")
         json_part, binary = body[:n], memoryview(body)[n:]
-    req = _loads(json_part, "the inference request")
+    req = loads_request(json_part)
+    if req is None:
+        req = _loads(json_part, "the inference request")
     if not isinstance(req, dict):
         raise invalid("the inference request must be a JSON object")
     request_id = req.get("id", "")

@@ -11,6 +11,7 @@ import array
 import math
 import struct
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
@@ -125,6 +126,30 @@ def to_raw(array: npt.NDArray[np.generic]) -> bytes:
     return np.ascontiguousarray(array, dtype=dt).tobytes()
 
 
+@dataclass(frozen=True, slots=True)
+class ParsedNumbers:
+    """A tensor's JSON data read straight into an array (``json_request``): flat, float64 for a
+    floating-point datatype, int64 or uint64 for an integer one; not yet checked against the
+    datatype's range nor the shape."""
+
+    values: npt.NDArray[np.float64] | npt.NDArray[np.int64] | npt.NDArray[np.uint64]
+
+    def as_array(self, dt: np.dtype[Any], dims: tuple[int, ...]) -> npt.NDArray[np.generic] | None:
+        """The tensor, or None where the values do not make one of ``dt`` and ``dims`` (the
+        checked path words why)."""
+        values = self.values
+        if len(values) != element_count(dims):
+            return None
+        if dt.kind in "iu":
+            info = np.iinfo(dt)
+            if len(values) and (values.min() < info.min or values.max() > info.max):
+                return None
+            return values.astype(dt).reshape(dims)
+        with np.errstate(over="ignore"):
+            out = values.astype(dt).reshape(dims)
+        return out if np.isfinite(out).all() else None
+
+
 def from_json(
     datatype: str,
     shape: Sequence[object],
@@ -133,12 +158,18 @@ def from_json(
     *,
     may_hold_bools: Callable[[], bool] = lambda: True,
 ) -> npt.NDArray[np.generic]:
-    """A tensor from JSON ``data`` (flat or nested lists, row-major), checked element by
-    element against the datatype. ``may_hold_bools``: whether the document ``data`` came from
-    may hold ``true`` or ``false`` (where it cannot, numbers need no check for them)."""
+    """A tensor from JSON ``data`` (flat or nested lists, row-major, or ``ParsedNumbers``),
+    checked element by element against the datatype. ``may_hold_bools``: whether the document
+    ``data`` came from may hold ``true`` or ``false`` (where it cannot, numbers need no check
+    for them)."""
     dims = check_shape(shape, tensor)
     dt = numpy_dtype(datatype, tensor)
     n = element_count(dims)
+    if isinstance(data, ParsedNumbers):
+        array = data.as_array(dt, dims) if dt.kind in "iuf" else None
+        if array is not None:
+            return array
+        data = data.values.tolist()  # the checked path decides, and words the error
     if type(data) is list and data and type(data[0]) is not list:
         # flat data (what tritonclient and most clients send): read and checked in C; a
         # 12,288-float image costs 0.25 ms here against 1 ms as a checked set of types and
