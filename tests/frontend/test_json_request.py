@@ -5,9 +5,12 @@ import json
 
 import numpy as np
 import orjson
+import pytest
+import simdjson
 from hypothesis import given
 from hypothesis import strategies as st
 
+from clockwork.frontend import json_request
 from clockwork.frontend.api import FrontendError
 from clockwork.frontend.json_request import _parse, loads_request
 from clockwork.frontend.tensor_codec import ParsedNumbers, from_json
@@ -105,3 +108,26 @@ def test_a_document_still_held_does_not_stop_the_next_read() -> None:
     req = loads_request(b'{"inputs": []}')
     assert req == {"inputs": []}
     assert held is not None
+
+
+def test_a_large_document_gets_a_parser_that_is_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a parser's buffers are sized for the largest document it read: kept after a bomb, they
+    # would hold several times its size for good
+    class Spy:
+        def __init__(self) -> None:
+            self.parser = simdjson.Parser()
+            self.sizes: list[int] = []
+
+        def parse(self, text: bytes) -> object:
+            self.sizes.append(len(text))
+            return self.parser.parse(text)
+
+    spy = Spy()
+    monkeypatch.setattr(json_request._parsers, "parser", spy)
+    n = json_request._KEEP_PARSER_MAX_BYTES // 4 + 1
+    body = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "data": [0.5] * n}]})
+    req = loads_request(body.encode())
+    assert req is not None and isinstance(req["inputs"][0]["data"], ParsedNumbers)
+    assert loads_request(b'{"inputs": []}') == {"inputs": []}
+    assert spy.sizes == [len(b'{"inputs": []}')]
+    assert json_request._parsers.parser is spy

@@ -45,8 +45,15 @@ _BUFFER_TYPES: Final[dict[str, tuple[Literal["d", "i", "u"], np.dtype[Any]]]] = 
 # thread (decode pools may run threads), replaced if a caller still holds its last document
 _parsers = threading.local()
 
+# ... and its buffers are sized for the largest document it read (several times the text): a
+# larger document gets a parser of its own, let go with it, so that memory comes back after
+# the largest inputs or a bomb
+_KEEP_PARSER_MAX_BYTES: Final = 1 << 20
+
 
 def _parse(json_part: bytes | bytearray | memoryview) -> object:
+    if len(json_part) > _KEEP_PARSER_MAX_BYTES:
+        return simdjson.Parser().parse(json_part)
     parser: simdjson.Parser | None = getattr(_parsers, "parser", None)
     if parser is not None:
         try:
