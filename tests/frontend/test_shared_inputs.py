@@ -20,6 +20,7 @@ from clockwork.frontend.http_server import decode_http_infer_shared
 from clockwork.frontend.shared_inputs import SharedCall, open_call, share_call
 from clockwork.transport.shared_segments import live_segments, locate, removals_done
 
+from support.decoding import decode_shared_after
 from support.fake_model_server import FakeModelServer
 from support.live_http import LiveServer, call
 
@@ -111,19 +112,26 @@ def test_a_large_binary_body_is_read_into_a_segment_its_inputs_view(
 def test_an_abandoned_decode_leaves_no_segment() -> None:
     before = segments_on_disk()
     n = 400_000
-    # nested data is read element by element: a decode long enough to be abandoned midway
-    data = [[i] for i in range(n)]
     body = json.dumps(
-        {"inputs": [{"name": "x", "shape": [n, 1], "datatype": "INT32", "data": data}]}
+        {"inputs": [{"name": "x", "shape": [1, n], "datatype": "INT32", "data": list(range(n))}]}
     ).encode()
 
     async def main() -> None:
         pool = DecodePool(1, inline_max_bytes=1024)
         await pool.start()
         try:
+            # a decode held up long enough to be abandoned midway (a real one takes ~30 ms)
             task = asyncio.create_task(
                 pool.run_elsewhere(
-                    decode_http_infer_shared, body, "identity", None, "ident", "", MAX_BODY, None
+                    decode_shared_after,
+                    0.5,
+                    body,
+                    "identity",
+                    None,
+                    "ident",
+                    "",
+                    MAX_BODY,
+                    None,
                 )
             )
             await asyncio.sleep(0.05)  # the decode process is at it
@@ -140,7 +148,7 @@ def test_an_abandoned_decode_leaves_no_segment() -> None:
             removals_done()
             assert segments_on_disk() - before == {got.segment}
             opened, segment = open_call(got)
-            assert segment is not None and opened.inputs[0].data[-1, 0] == n - 1
+            assert segment is not None and opened.inputs[0].data[0, -1] == n - 1
             segment.release()
             del opened
         finally:

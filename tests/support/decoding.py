@@ -1,4 +1,8 @@
-"""Comparing two ways of decoding a tensor: the same array, or the same error."""
+"""Decoding in tests: comparing two ways of decoding a tensor (the same array, or the same
+error), and a decode slow enough to be abandoned."""
+
+import time
+from typing import Any
 
 import numpy as np
 
@@ -11,3 +15,12 @@ def assert_same_outcome(got: object, expected: object) -> None:
         assert isinstance(got, np.ndarray) and isinstance(expected, np.ndarray)
         assert got.dtype == expected.dtype
         np.testing.assert_array_equal(got, expected)
+
+
+def decode_shared_after(delay_s: float, *args: Any) -> Any:
+    """``decode_http_infer_shared(*args)`` after ``delay_s``: a decode that is still at it when
+    its caller gives up (run in a decode process, which imports this module)."""
+    from clockwork.frontend.http_server import decode_http_infer_shared
+
+    time.sleep(delay_s)
+    return decode_http_infer_shared(*args)
