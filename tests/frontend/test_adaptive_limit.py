@@ -35,20 +35,28 @@ def test_it_admits_below_the_limit_only() -> None:
     assert limit.admits(3) and not limit.admits(4) and not limit.admits(9)
 
 
-def test_answers_in_time_raise_it_only_when_it_held_a_request_back() -> None:
-    limit = AdaptiveLimit(4, 1, 8)
+def test_answers_in_time_raise_it_only_while_it_binds() -> None:
+    limit = AdaptiveLimit(4, 1, 10)
     for i in range(10):
         limit.answered(i, i + 1, met=True)
     assert limit.limit == 4  # nothing was held back: nothing learnt
-    # slow start: one more for each answer in time after a request was held back
+    # slow start: one more for each answer in time from a request held back on
+    assert not limit.admits(4)
     for i in range(3):
-        assert not limit.admits(int(limit.limit))
         limit.answered(i, i + 1, met=True)
     assert limit.limit == 7
+    # still binding while what is let in finds half the limit or more in flight
+    assert limit.admits(4)
+    limit.answered(0, 1, met=True)
+    assert limit.limit == 8
+    # a request let in with less than half the limit in flight: it no longer binds
+    assert limit.admits(3)
+    limit.answered(0, 1, met=True)
+    assert limit.limit == 8
+    assert not limit.admits(8)
     for _ in range(5):
-        limit.admits(100)
         limit.answered(0, 1, met=True)
-    assert limit.limit == 8  # the ceiling
+    assert limit.limit == 10  # the ceiling
 
 
 def test_a_miss_now_and_then_is_noise_and_cuts_nothing() -> None:
@@ -82,10 +90,10 @@ def test_after_a_cut_it_grows_by_one_per_limits_worth_of_answers() -> None:
     limit = AdaptiveLimit(10, 1, 100, backoff=0.5)
     misses_until_cut(limit, 0)
     assert limit.limit == 5
+    assert not limit.admits(100)
     for _ in range(5):
-        limit.admits(100)
         limit.answered(10**12, 10**12 + 1, met=True)
-    assert 5.9 < limit.limit < 6.0
+    assert 5.9 < limit.limit < 6.0  # one over the limit each: about one a limit's worth
 
 
 @given(
