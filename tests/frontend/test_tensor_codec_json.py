@@ -85,7 +85,6 @@ def test_flat_data_errors(datatype: str, data: list[object], match: str) -> None
 def test_a_request_body_decodes_its_data_as_from_json_does(
     datatype: str, data: list[object]
 ) -> None:
-    # the body's decoder skips the check for true and false where its text holds neither
     body = json.dumps(
         {"inputs": [{"name": "t", "shape": [len(data)], "datatype": datatype, "data": data}]}
     ).encode()

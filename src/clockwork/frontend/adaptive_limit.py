@@ -36,8 +36,8 @@ class AdaptiveLimit:
     """An AIMD limit on requests in flight (see the module docstring)."""
 
     __slots__ = (
+        "_binds",
         "_cut_at_ns",
-        "_held_back",
         "_slow_start",
         "_smoothing",
         "backoff",
@@ -78,7 +78,7 @@ class AdaptiveLimit:
         self.cuts = 0
         self._slow_start = True
         self._cut_at_ns: int | None = None  # when the limit was last cut
-        self._held_back = False  # the limit binds (see the module docstring)
+        self._binds = False  # whether the limit binds (see the module docstring)
 
     def admits(self, inflight: int) -> bool:
         """Whether one more request fits beside ``inflight``; one that does not makes the limit
@@ -86,9 +86,9 @@ class AdaptiveLimit:
         limit in flight makes it not."""
         if inflight < int(self.limit):
             if 2 * inflight < self.limit:
-                self._held_back = False
+                self._binds = False
             return True
-        self._held_back = True
+        self._binds = True
         return False
 
     def answered(self, admitted_ns: int, now_ns: int, *, met: bool) -> None:
@@ -105,7 +105,7 @@ class AdaptiveLimit:
             self._slow_start = False
             self.cuts += 1
             return
-        if not self._held_back:
+        if not self._binds:
             return  # the limit does not bind: an answer in time says nothing of it
         self.limit = min(
             float(self.ceiling), self.limit + (1.0 if self._slow_start else 1.0 / self.limit)

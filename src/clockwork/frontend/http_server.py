@@ -23,7 +23,6 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import partial
 from importlib import resources
 from typing import Any
 
@@ -169,10 +168,7 @@ class OutputPlan:
     classification: Mapping[str, int]
 
 
-def _decode_inputs(
-    raw_inputs: object, binary: memoryview, may_hold_bools: Callable[[], bool]
-) -> tuple[Tensor, ...]:
-    """The inputs; ``may_hold_bools``: whether the JSON may hold true or false."""
+def _decode_inputs(raw_inputs: object, binary: memoryview) -> tuple[Tensor, ...]:
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise invalid("'inputs' must be a non-empty list of tensors")
     tensors: list[Tensor] = []
@@ -211,7 +207,7 @@ def _decode_inputs(
                 offset += size
                 params = {k: v for k, v in params.items() if k != "binary_data_size"}
             elif "data" in spec:
-                data = from_json(datatype, shape, spec["data"], name, may_hold_bools=may_hold_bools)
+                data = from_json(datatype, shape, spec["data"], name)
             else:
                 raise bad(name, "has neither 'data' nor parameters.binary_data_size")
         except (ValueError, OverflowError, TypeError, MemoryError) as e:
@@ -282,7 +278,7 @@ def decode_infer_request(
     timeout_us = timeout_param(params, "request")
     priority = int_param(params, "priority", "request") or 0
     binary_default = _bool_param(params, "binary_data_output", "request") or False
-    inputs = _decode_inputs(req.get("inputs"), binary, partial(_may_hold_bools, json_part))
+    inputs = _decode_inputs(req.get("inputs"), binary)
     outputs, binary_outputs, classification = _decode_outputs(req.get("outputs", []))
     if "binary_data_output" in params:
         # a transport detail of this protocol; the model server never needs it
@@ -299,14 +295,6 @@ def decode_infer_request(
         parameters=params,
     )
     return call, OutputPlan(binary_default, binary_outputs, classification)
-
-
-def _may_hold_bools(json_part: bytes | bytearray | memoryview) -> bool:
-    """Whether JSON text may hold true or false. A scan costs a fraction of checking the type
-    of each of many numbers: no character of a number is a 't' or an 'f'."""
-    if isinstance(json_part, memoryview):
-        return True  # no search on a view without a copy; the check decides
-    return b"true" in json_part or b"false" in json_part
 
 
 def _decode_cost(size_bytes: int, encoding: str, header_length: str | None) -> int:
