@@ -1,8 +1,8 @@
 """A small asynchronous Open Inference Protocol (KServe v2 / Triton) client, made for load
 generation: two transports behind one interface (``OIPClient``).
 
-- ``HttpClient``: HTTP/REST over one pooled ``aiohttp.ClientSession``; tensors as JSON or with
-  Triton's binary tensor extension (``Inference-Header-Content-Length``).
+- ``HttpClient``: HTTP/REST over pooled keep-alive connections (``http1.Http1Pool``); tensors
+  as JSON or with Triton's binary tensor extension (``Inference-Header-Content-Length``).
 - ``GrpcClient``: ``grpc.aio`` with the project's generated stubs
   (``clockwork.frontend.proto``, service ``inference.GRPCInferenceService``), one HTTP/2 channel.
 
@@ -36,12 +36,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 from urllib.parse import quote, urlsplit
 
-import aiohttp
 import numpy as np
 import numpy.typing as npt
 import orjson
 
 from clockwork.client.credentials import ClientCredentials
+from clockwork.client.http1 import Http1Pool
 from clockwork.core.errors import ClockworkError, ConfigurationError
 from clockwork.core.requests import ResponseStatus
 from clockwork.frontend.tensor_codec import NUMPY_DTYPES, to_json, to_raw
@@ -56,6 +56,8 @@ DEFAULT_RPC_TIMEOUT_S = 10.0
 #: successful HTTP responses up to this size without a binary header are parsed for their
 #: ``parameters`` (batch size, cold start); bigger JSON bodies are not worth the client's CPU
 _PARSE_JSON_MAX_BYTES = 64 * 1024
+_JSON_TYPE = b"Content-Type: application/json\r\n"
+_BINARY_TYPE = b"Content-Type: application/octet-stream\r\n"
 # refusal reasons only: SUCCESS or LATE in an error text are words, not reasons
 _REASONS = frozenset(s.value for s in ResponseStatus if not s.delivered_result)
 _LEADING_WORD = re.compile(r"^\s*([A-Z][A-Z0-9_]{2,})\b")
@@ -431,46 +433,57 @@ class HttpClient:
         self.binary = binary
         self.connect_timeout_s = connect_timeout_s
         self.rpc_timeout_s = rpc_timeout_s
-        # one connection per request in flight (HTTP/1.1 keep-alive): the pool is the bound
-        connector = aiohttp.TCPConnector(
-            limit=max(1, pool_size),
-            limit_per_host=0,
-            ssl=creds.ssl_context() if endpoint.secure else True,
+        parts = urlsplit(endpoint.base_url)
+        self._prefix = parts.path
+        # one connection per request in flight (HTTP/1.1 keep-alive): the pool is the bound.
+        # Responses are read as bytes, uncompressed: asked for as identity (MLServer gzips
+        # answers to clients that accept it)
+        self._pool: Http1Pool | None = None
+        self._pool_args = (
+            parts.hostname or "",
+            parts.port or (443 if endpoint.secure else 80),
+            creds.ssl_context() if endpoint.secure else None,
+            max(1, pool_size),
+            {"Accept-Encoding": "identity", **creds.http_headers()},
         )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None),
-            # the responses are read as bytes; no cookies, no decompression of big tensors, so
-            # ask for none (MLServer gzips answers to clients that accept it)
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-            headers={"Accept-Encoding": "identity", **creds.http_headers()},
-        )
-        self._infer_urls: dict[str, str] = {}
+        self._infer_targets: dict[str, str] = {}
 
-    def _url(self, path: str) -> str:
-        return self.endpoint.base_url + path
-
-    def _timeout(self, total_s: float | None) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=total_s, sock_connect=self.connect_timeout_s)
+    @property
+    def _http(self) -> Http1Pool:
+        """The pool, made on first use inside the running loop."""
+        if self._pool is None:
+            host, port, ctx, limit, headers = self._pool_args
+            self._pool = Http1Pool(
+                host,
+                port,
+                ssl_context=ctx,
+                limit=limit,
+                connect_timeout_s=self.connect_timeout_s,
+                headers=headers,
+            )
+        return self._pool
 
     async def _get_json(
         self, path: str, method: str = "GET", body: object = None
     ) -> tuple[int, object]:
-        url = self._url(path)
+        data = b"" if body is None else json.dumps(body).encode()
+        headers = _JSON_TYPE if body is not None else b""
         try:
-            async with self._session.request(
-                method, url, json=body, timeout=self._timeout(self.rpc_timeout_s)
-            ) as resp:
-                payload = _decoded(await resp.read(), resp.headers.get("Content-Encoding"))
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            resp = await self._http.request(
+                method,
+                self._prefix + path,
+                data,
+                headers=headers,
+                timeout_s=self.rpc_timeout_s,
+            )
+        except (TimeoutError, OSError) as e:
             detail = str(e) or type(e).__name__
             raise OIPError(f"cannot reach {self.endpoint.url}: {detail}") from e
+        payload = _decoded(resp.body, resp.headers.get("content-encoding"))
         try:
-            return status, json.loads(payload) if payload else None
+            return resp.status, json.loads(payload) if payload else None
         except ValueError:
-            return status, payload[:200].decode(errors="replace")
+            return resp.status, payload[:200].decode(errors="replace")
 
     @staticmethod
     def _error_text(body: object) -> tuple[str, str]:
@@ -548,12 +561,12 @@ class HttpClient:
             _tensor_specs(body.get("outputs"), model),
         )
 
-    def _infer_url(self, model: str) -> str:
-        url = self._infer_urls.get(model)
-        if url is None:
-            url = self._url(f"/v2/models/{quote(model, safe='')}/infer")
-            self._infer_urls[model] = url
-        return url
+    def _infer_target(self, model: str) -> str:
+        target = self._infer_targets.get(model)
+        if target is None:
+            target = f"{self._prefix}/v2/models/{quote(model, safe='')}/infer"
+            self._infer_targets[model] = target
+        return target
 
     async def infer(
         self,
@@ -586,10 +599,7 @@ class HttpClient:
                 )
             )
             body = header + inputs.raw_joined
-            headers = {
-                "Inference-Header-Content-Length": str(len(header)),
-                "Content-Type": "application/octet-stream",
-            }
+            headers = b"Inference-Header-Content-Length: %d\r\n%s" % (len(header), _BINARY_TYPE)
         else:
             body = b"".join(
                 (
@@ -602,18 +612,14 @@ class HttpClient:
                     b"}}",
                 )
             )
-            headers = {"Content-Type": "application/json"}
-        url = self._infer_url(model)
+            headers = _JSON_TYPE
+        target = self._infer_target(model)
         send_ns = time.monotonic_ns()
         try:
-            async with self._session.post(
-                url, data=body, headers=headers, timeout=self._timeout(client_timeout_s)
-            ) as resp:
-                payload = _decoded(await resp.read(), resp.headers.get("Content-Encoding"))
-                recv_ns = time.monotonic_ns()
-                status = resp.status
-                header_len = resp.headers.get("Inference-Header-Content-Length")
-        except TimeoutError as e:  # aiohttp's timeouts are TimeoutErrors too
+            resp = await self._http.request(
+                "POST", target, body, headers=headers, timeout_s=client_timeout_s
+            )
+        except TimeoutError as e:
             return Outcome(
                 OutcomeKind.ERROR,
                 send_ns,
@@ -622,7 +628,7 @@ class HttpClient:
                 TIMEOUT,
                 f"no answer within {client_timeout_s} s ({type(e).__name__})",
             )
-        except (aiohttp.ClientError, OSError) as e:
+        except OSError as e:
             return Outcome(
                 OutcomeKind.ERROR,
                 send_ns,
@@ -631,6 +637,10 @@ class HttpClient:
                 TRANSPORT,
                 f"{type(e).__name__}: {e}",
             )
+        recv_ns = time.monotonic_ns()
+        status = resp.status
+        payload = _decoded(resp.body, resp.headers.get("content-encoding"))
+        header_len = resp.headers.get("inference-header-content-length")
         if 200 <= status < 300:
             batch, cold = _answer_parameters(_answer_json(payload, header_len).get("parameters"))
             return Outcome(
@@ -644,7 +654,8 @@ class HttpClient:
         return Outcome(OutcomeKind.REFUSED, send_ns, recv_ns, status, reason, message)
 
     async def close(self) -> None:
-        await self._session.close()
+        if self._pool is not None:
+            await self._pool.close()
 
     async def __aenter__(self) -> Self:
         return self
