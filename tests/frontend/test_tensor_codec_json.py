@@ -3,13 +3,15 @@
 import json
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from clockwork.frontend.api import FrontendError
 from clockwork.frontend.http_server import _loads, decode_infer_request
-from clockwork.frontend.tensor_codec import from_json
+from clockwork.frontend.tensor_codec import from_json, to_json, to_json_flat
 
 from support.decoding import assert_same_outcome
 
@@ -96,3 +98,26 @@ def test_a_request_body_decodes_its_data_as_from_json_does(
     # beyond 64 bits, say, come back as floats)
     expected = _decode(datatype, [len(data)], _loads(body, "body")["inputs"][0]["data"])
     assert_same_outcome(decoded, expected)
+
+
+ANSWER_DTYPES = st.sampled_from(
+    [
+        *("float16", "float32", "float64"),
+        *("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool"),
+    ]
+)
+
+
+@given(
+    hnp.arrays(ANSWER_DTYPES, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5)),
+    st.booleans(),
+)
+def test_an_answer_array_is_written_as_its_list_is(array: np.ndarray, transpose: bool) -> None:
+    """NaN and infinities (null in the list) and a view that is not contiguous included."""
+    if transpose:
+        array = array.T
+    expected = orjson.dumps(to_json(array))
+    flat = to_json_flat(array)
+    assert orjson.dumps(flat, option=orjson.OPT_SERIALIZE_NUMPY) == expected
+    finite = array.dtype.kind != "f" or bool(np.isfinite(array).all())
+    assert isinstance(flat, np.ndarray) == finite
