@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from clockwork.frontend.api import InferenceCall, InferenceResult
+from clockwork.frontend.auth import FrontDoorSecurity
 from clockwork.frontend.grpc_server import start_grpc
 from clockwork.frontend.http_server import start_http
 from clockwork.frontend.limits import Door, DoorLimits
@@ -57,14 +58,20 @@ class DoorServer:
     """``start_http`` (and ``start_grpc`` when asked) with one ``Door``, on a loop thread."""
 
     def __init__(
-        self, limits: DoorLimits, server: FakeModelServer | None = None, grpc: bool = False
+        self,
+        limits: DoorLimits,
+        server: FakeModelServer | None = None,
+        grpc: bool = False,
+        security: FrontDoorSecurity | None = None,
     ) -> None:
         self.fake = server or FakeModelServer()
         self.door = Door(limits)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.runner: web.AppRunner = self.run(start_http(self.fake, "127.0.0.1", 0, door=self.door))
+        self.runner: web.AppRunner = self.run(
+            start_http(self.fake, "127.0.0.1", 0, door=self.door, security=security)
+        )
         self.port: int = self.runner.addresses[0][1]
         self.grpc: Any = None
         if grpc:
@@ -95,9 +102,12 @@ class DoorServer:
 
 @contextlib.contextmanager
 def door_server(
-    limits: DoorLimits, server: FakeModelServer | None = None, grpc: bool = False
+    limits: DoorLimits,
+    server: FakeModelServer | None = None,
+    grpc: bool = False,
+    security: FrontDoorSecurity | None = None,
 ) -> Iterator[DoorServer]:
-    s = DoorServer(limits, server, grpc)
+    s = DoorServer(limits, server, grpc, security)
     try:
         yield s
     finally:

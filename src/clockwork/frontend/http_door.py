@@ -24,6 +24,14 @@ drained (for at most ``linger_s``) so that the client reads the refusal. A chunk
 counted as it arrives and cut with a 503 when it crosses the bound; a compressed body counts as
 the largest body it may decode to (``client_max_size``). ``DoorRunner`` is an
 ``AppRunner`` that installs the wrapper and aiohttp's own keep-alive timer as a backstop.
+
+Under overload most inference requests are refused for the in-flight limit, and the middleware's
+refusal costs what any request costs aiohttp (its parser, request object, middlewares, response
+object; about 0.2 ms of the loop each). So where nothing needs checking first (inference needs no
+token) the wrapper refuses such a request itself, as the middleware would (same status, body and
+count), when the whole of it (head and ``Content-Length`` body) came in one read while the
+connection was idle and the door is at its limit: aiohttp never sees it. Anything else (a head or
+body split across reads, chunked, ``Expect``, HTTP/1.0, ``Connection: close``) goes the usual way.
 """
 
 from __future__ import annotations
@@ -65,6 +73,18 @@ _CONNECTIONS_REFUSAL = (
 )
 
 
+# the fast refusal (see the module docstring) looks for a head this long at most
+_FAST_HEAD_MAX = 8 * 1024
+_FAST_REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    b"Content-Type: application/json; charset=utf-8\r\n"
+    b"Retry-After: 1\r\n"
+    b"Content-Length: %d\r\n\r\n%s"
+)
+# headers after which the request is left to aiohttp
+_FAST_NO = frozenset((b"transfer-encoding", b"expect", b"upgrade", b"connection"))
+
+
 class _Phase(enum.Enum):
     IDLE = enum.auto()
     HEADERS = enum.auto()
@@ -87,6 +107,7 @@ class _Connection(asyncio.Protocol):
         "_door",
         "_draining",
         "_factory",
+        "_fast",
         "_first_byte_ns",
         "_held",
         "_inner",
@@ -101,9 +122,12 @@ class _Connection(asyncio.Protocol):
         "cut",
     )
 
-    def __init__(self, factory: Callable[[], asyncio.Protocol], door: Door) -> None:
+    def __init__(
+        self, factory: Callable[[], asyncio.Protocol], door: Door, fast_refusals: bool
+    ) -> None:
         self._factory = factory
         self._door = door
+        self._fast = fast_refusals
         self._loop = asyncio.get_running_loop()
         self._inner: asyncio.Protocol | None = None
         self._transport: asyncio.Transport | None = None
@@ -153,6 +177,14 @@ class _Connection(asyncio.Protocol):
         self._received += len(data)
         phase = self._phase
         if phase is _Phase.IDLE:
+            # pipelined requests are refused one after the other while the door stays full
+            while self._fast and self._door.at_cap(RequestKind.INFERENCE) is not None:
+                taken = self._refuse_fast(data, inner)
+                if not taken:
+                    break
+                if taken == len(data):
+                    return
+                data = data[taken:]
             self._first_byte_ns = time.perf_counter_ns()
             self._phase = _Phase.HEADERS
             self._arm(self._door.limits.header_timeout_s, self._headers_expired)
@@ -167,6 +199,50 @@ class _Connection(asyncio.Protocol):
         request = self._request
         if self._phase is _Phase.BODY and request is not None and request.content.is_eof():
             self._handling()
+
+    def _refuse_fast(self, data: bytes, inner: asyncio.Protocol) -> int:
+        """Refuse the inference request at the start of ``data`` for the in-flight limit, if
+        it is all there and plain (see the module docstring); the bytes it took, 0 if none."""
+        end = data.find(b"\r\n\r\n", 0, _FAST_HEAD_MAX)
+        if end < 0:
+            return 0
+        head = data[:end].split(b"\r\n")
+        parts = head[0].split(b" ")
+        if (
+            len(parts) != 3
+            or parts[0] != b"POST"
+            or parts[2] != b"HTTP/1.1"
+            or not parts[1].startswith(b"/v2/models/")
+            or not parts[1].split(b"?", 1)[0].endswith(b"/infer")
+        ):
+            return 0
+        length = -1
+        for line in head[1:]:
+            name, _, value = line.partition(b":")
+            key = name.strip().lower()
+            if key == b"content-length":
+                if length >= 0 or not value.strip().isdigit():
+                    return 0  # twice, or not a number: aiohttp answers that
+                length = int(value)
+            elif key in _FAST_NO:
+                return 0
+        taken = end + 4 + length
+        if length < 0 or taken > len(data):
+            return 0
+        door = self._door
+        refusal = door.at_cap(RequestKind.INFERENCE)
+        if refusal is None or self._transport is None:
+            return 0
+        door.refused(refusal, 0)
+        body = _error_body(door.at_cap_message(RequestKind.INFERENCE), refusal.value)
+        self._transport.write(_FAST_REFUSAL % (len(body), body))
+        self._arm(door.limits.idle_timeout_s, self._idle_expired)
+        # aiohttp's keep-alive backstop counts from the last request it saw: this one counts
+        handler: Any = inner
+        timeout = getattr(handler, "_keepalive_timeout", None)
+        if isinstance(timeout, float | int) and hasattr(handler, "_next_keepalive_close_time"):
+            handler._next_keepalive_close_time = self._loop.time() + timeout
+        return taken
 
     def eof_received(self) -> bool | None:
         if self._inner is None:
@@ -348,12 +424,13 @@ def _body_memory_error(door: Door) -> FrontendError:
 class _DoorServer:
     """aiohttp's ``web.Server`` (the protocol factory) with each protocol wrapped."""
 
-    def __init__(self, inner: web.Server, door: Door) -> None:
+    def __init__(self, inner: web.Server, door: Door, fast_refusals: bool) -> None:
         self._inner = inner
         self._door = door
+        self._fast = fast_refusals
 
     def __call__(self) -> asyncio.Protocol:
-        return _Connection(self._inner, self._door)
+        return _Connection(self._inner, self._door, self._fast)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -361,9 +438,13 @@ class _DoorServer:
 
 class DoorRunner(web.AppRunner):
     """An ``AppRunner`` whose connections go through the door. aiohttp's keep-alive timer stays
-    as a backstop, later than the door's own idle and header timers."""
+    as a backstop, later than the door's own idle and header timers. ``fast_refusals``: the
+    connections may refuse a request for the in-flight limit before aiohttp parses it (only
+    where inference needs no token: see the module docstring)."""
 
-    def __init__(self, app: web.Application, door: Door, **kwargs: Any) -> None:
+    def __init__(
+        self, app: web.Application, door: Door, *, fast_refusals: bool = False, **kwargs: Any
+    ) -> None:
         limits = door.limits
         kwargs.setdefault(
             "keepalive_timeout", limits.idle_timeout_s + limits.header_timeout_s + 1.0
@@ -371,10 +452,11 @@ class DoorRunner(web.AppRunner):
         kwargs.setdefault("lingering_time", limits.linger_s)
         super().__init__(app, **kwargs)
         self._door = door
+        self._fast = fast_refusals
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
-        return cast(web.Server, _DoorServer(server, self._door))
+        return cast(web.Server, _DoorServer(server, self._door, self._fast))
 
 
 # --------------------------------------------------------------------------- the middleware

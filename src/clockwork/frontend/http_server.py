@@ -45,7 +45,7 @@ from clockwork.frontend.api import (
     RequestedOutput,
     Tensor,
 )
-from clockwork.frontend.auth import FrontDoorSecurity, http_middleware
+from clockwork.frontend.auth import Access, FrontDoorSecurity, http_middleware
 from clockwork.frontend.decode_pool import UNKNOWN_COST, DecodePool
 from clockwork.frontend.http_door import FIRST_BYTE_NS, DoorRunner, door_middleware
 from clockwork.frontend.inflate import inflate, normalise_encoding
@@ -937,6 +937,8 @@ async def start_http(
     runner = DoorRunner(
         app,
         door,
+        # refusals for the in-flight limit before aiohttp parses them, where no token is due
+        fast_refusals=(security or FrontDoorSecurity()).check(Access.GUARDED, None) is None,
         access_log=logging.getLogger("aiohttp.access") if access_log else None,
         # bodies as sent: inflated with a bound by the decoder, off the loop (aiohttp would
         # inflate a gzip bomb whole, on the loop)
