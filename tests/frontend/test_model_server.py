@@ -97,6 +97,18 @@ def test_metadata_and_config_come_from_the_workers_signature() -> None:
     serve(body)
 
 
+def test_the_server_is_not_ready_while_serve_says_it_is_starting() -> None:
+    async def body(server: ControllerModelServer, ctrl: ControllerService) -> None:
+        assert ctrl.workers and server.ready()
+        server.starting = True  # ``clockwork serve`` during its warm start
+        assert not server.ready() and server.live()
+        assert server.model_ready(MODEL)  # a model's own readiness is its workers'
+        server.starting = False
+        assert server.ready()
+
+    serve(body)
+
+
 def test_inference_splits_a_batch_and_stacks_the_outputs() -> None:
     async def body(server: ControllerModelServer, ctrl: ControllerService) -> None:
         result = await server.infer(call(batch=3, id="r1"))

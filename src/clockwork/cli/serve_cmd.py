@@ -353,6 +353,7 @@ async def _serve(
         repository_model_names(args.repository or DEMO_REPOSITORY) if worker is not None else ()
     )
     server = ControllerModelServer(controller, metrics, expected)
+    server.starting = worker is not None  # not ready until the warm start is done
     if worker is not None:  # a repository load of a broken model answers why (400)
         from clockwork.models.problems import RepositoryProblems
 
@@ -407,6 +408,7 @@ async def _serve(
             # joined once: from now on an exit is a crash to recover from, not a bad setup
             supervision = asyncio.create_task(worker.run(), name="supervise the local worker")
             await _wait_warm(controller, stop)
+            server.starting = False
         else:
             # remote workers only: the banner names their models once one has joined
             with contextlib.suppress(TimeoutError):

@@ -90,6 +90,10 @@ class ControllerModelServer:
         self.availability = Availability(controller, expected_models)
         # concurrent loads of unknown names share one rescan
         self._rescan = SingleFlight(self._rescan_models)
+        # set by ``clockwork serve`` while its warm start loads the models: the server is not
+        # ready then, so that a client that waits for readiness finds its first model loaded
+        # (during the warm start a request to a model still queued for loading can be refused)
+        self.starting = False
 
     # ----------------------------------------------------------------- health and metadata
 
@@ -97,7 +101,7 @@ class ControllerModelServer:
         return True
 
     def ready(self) -> bool:
-        return bool(self.controller.workers)
+        return bool(self.controller.workers) and not self.starting
 
     def _info(self, model: str, version: str) -> tuple[ModelInfo, bool]:
         """The model and whether it is registered (False: unloaded by a client)."""
