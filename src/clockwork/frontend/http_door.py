@@ -31,7 +31,8 @@ object; about 0.2 ms of the loop each). So where nothing needs checking first (i
 token) the wrapper refuses such a request itself, as the middleware would (same status, body and
 count), when the whole of it (head and ``Content-Length`` body) came in one read while the
 connection was idle and the door is at its limit: aiohttp never sees it. Anything else (a head or
-body split across reads, chunked, ``Expect``, HTTP/1.0, ``Connection: close``) goes the usual way.
+body split across reads, chunked, ``Expect``, a ``Connection`` header, HTTP/1.0) goes the usual
+way.
 """
 
 from __future__ import annotations
@@ -178,8 +179,9 @@ class _Connection(asyncio.Protocol):
         phase = self._phase
         if phase is _Phase.IDLE:
             # pipelined requests are refused one after the other while the door stays full
-            while self._fast and self._door.at_cap(RequestKind.INFERENCE) is not None:
-                taken = self._refuse_fast(data, inner)
+            while self._fast:
+                refusal = self._door.at_cap(RequestKind.INFERENCE)
+                taken = self._refuse_fast(data, inner, refusal) if refusal is not None else 0
                 if not taken:
                     break
                 if taken == len(data):
@@ -200,9 +202,10 @@ class _Connection(asyncio.Protocol):
         if self._phase is _Phase.BODY and request is not None and request.content.is_eof():
             self._handling()
 
-    def _refuse_fast(self, data: bytes, inner: asyncio.Protocol) -> int:
-        """Refuse the inference request at the start of ``data`` for the in-flight limit, if
-        it is all there and plain (see the module docstring); the bytes it took, 0 if none."""
+    def _refuse_fast(self, data: bytes, inner: asyncio.Protocol, refusal: Refusal) -> int:
+        """Refuse the inference request at the start of ``data`` for ``refusal`` (the in-flight
+        limit), if it is all there and plain (see the module docstring); the bytes it took, 0
+        if none."""
         end = data.find(b"\r\n\r\n", 0, _FAST_HEAD_MAX)
         if end < 0:
             return 0
@@ -229,10 +232,9 @@ class _Connection(asyncio.Protocol):
         taken = end + 4 + length
         if length < 0 or taken > len(data):
             return 0
-        door = self._door
-        refusal = door.at_cap(RequestKind.INFERENCE)
-        if refusal is None or self._transport is None:
+        if self._transport is None:
             return 0
+        door = self._door
         door.refused(refusal, 0)
         body = _error_body(door.at_cap_message(RequestKind.INFERENCE), refusal.value)
         self._transport.write(_FAST_REFUSAL % (len(body), body))
