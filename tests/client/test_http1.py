@@ -19,9 +19,11 @@ class _Server:
     """Counts connections and requests; answers each whole request (head plus Content-Length
     body) with ``answer(request)``."""
 
-    def __init__(self, answer: Answer) -> None:
+    def __init__(self, answer: Answer, delay_s: float = 0.0) -> None:
         self.answer = answer
+        self.delay_s = delay_s
         self.connections = 0
+        self.ended = 0  # connections the client closed
         self.requests: list[bytes] = []
         self.server: asyncio.Server | None = None
         self.port = 0
@@ -47,12 +49,15 @@ class _Server:
                 body = await reader.readexactly(length)
                 self.requests.append(head + body)
                 data, close = self.answer(head + body)
+                await asyncio.sleep(self.delay_s)
                 if data:
                     writer.write(data)
                     await writer.drain()
                 if close:
                     break
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except asyncio.IncompleteReadError:
+            self.ended += 1
+        except ConnectionError:
             pass
         writer.close()
 
@@ -230,5 +235,23 @@ def test_unanswered_connect_is_an_os_error() -> None:
         with pytest.raises(OSError):
             await pool.request("GET", "/")
         await pool.close()
+
+    _run(go)
+
+
+def test_closing_the_pool_closes_idle_connections_and_those_in_use_after_their_answer() -> None:
+    async def go() -> None:
+        async with _Server(_ok(), delay_s=0.2) as srv:
+            pool = Http1Pool("127.0.0.1", srv.port)
+            await pool.request("GET", "/")  # one connection, now idle
+            busy = asyncio.ensure_future(pool.request("GET", "/"))  # takes the idle one
+            late = asyncio.ensure_future(pool.request("GET", "/"))  # opens a second
+            await asyncio.sleep(0.05)
+            await pool.close()
+            assert [(await busy).body, (await late).body] == [b"hello", b"hello"]
+            with pytest.raises(Http1Error, match="closed"):
+                await pool.request("GET", "/")
+            await asyncio.sleep(0.1)
+            assert (srv.connections, srv.ended) == (2, 2)
 
     _run(go)

@@ -320,14 +320,20 @@ class Http1Pool:
                     server_hostname=self.host if self.ssl_context is not None else None,
                 )
         except BaseException:
-            self._open -= 1
-            self._wake_one()
+            if conn.transport is not None:
+                conn.abort()  # made, then given up: its connection_lost counts it out
+            else:
+                self._open -= 1
+                self._wake_one()
             raise
         return conn
 
     def _release(self, conn: _Connection) -> None:
         if conn.closed:
-            return  # _lost has counted it
+            return  # _lost counts it out
+        if self._closing:
+            conn.abort()
+            return
         self._idle.append(conn)
         self._wake_one()
 
