@@ -14,7 +14,7 @@ import time
 import pytest
 
 from clockwork.frontend.auth import FrontDoorSecurity
-from clockwork.frontend.limits import DoorLimits, Refusal, RequestKind
+from clockwork.frontend.limits import Door, DoorLimits, Refusal, RequestKind
 
 from support.door import (
     ADD_BODY,
@@ -154,3 +154,14 @@ def test_a_refusal_at_the_limit_waits_for_the_token_check() -> None:
         assert answer.status == 503 and "server" in answer.headers
         first.close()
         sock.close()
+
+
+def test_full_agrees_with_at_cap_and_changes_nothing() -> None:
+    door = Door(DoorLimits(max_inflight=8, initial_inflight=4, min_inflight=2))
+    assert door.adaptive is not None
+    for inflight in range(10):
+        door.inflight[RequestKind.INFERENCE] = inflight
+        binds = door.adaptive._binds
+        full = door.full(RequestKind.INFERENCE)
+        assert door.adaptive._binds == binds  # asking did not touch the adaptive limit
+        assert full == (door.at_cap(RequestKind.INFERENCE) is not None)

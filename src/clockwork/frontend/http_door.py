@@ -179,9 +179,8 @@ class _Connection(asyncio.Protocol):
         phase = self._phase
         if phase is _Phase.IDLE:
             # pipelined requests are refused one after the other while the door stays full
-            while self._fast:
-                refusal = self._door.at_cap(RequestKind.INFERENCE)
-                taken = self._refuse_fast(data, inner, refusal) if refusal is not None else 0
+            while self._fast and self._door.full(RequestKind.INFERENCE):
+                taken = self._refuse_fast(data, inner)
                 if not taken:
                     break
                 if taken == len(data):
@@ -202,10 +201,11 @@ class _Connection(asyncio.Protocol):
         if self._phase is _Phase.BODY and request is not None and request.content.is_eof():
             self._handling()
 
-    def _refuse_fast(self, data: bytes, inner: asyncio.Protocol, refusal: Refusal) -> int:
-        """Refuse the inference request at the start of ``data`` for ``refusal`` (the in-flight
-        limit), if it is all there and plain (see the module docstring); the bytes it took, 0
-        if none."""
+    def _refuse_fast(self, data: bytes, inner: asyncio.Protocol) -> int:
+        """Refuse the inference request at the start of ``data`` for the in-flight limit, if
+        it is all there and plain (see the module docstring); the bytes it took, 0 if none.
+        Only such a request asks the door (``at_cap`` tells the adaptive limit it binds), as the
+        middleware would have."""
         end = data.find(b"\r\n\r\n", 0, _FAST_HEAD_MAX)
         if end < 0:
             return 0
@@ -232,9 +232,10 @@ class _Connection(asyncio.Protocol):
         taken = end + 4 + length
         if length < 0 or taken > len(data):
             return 0
-        if self._transport is None:
-            return 0
         door = self._door
+        refusal = door.at_cap(RequestKind.INFERENCE)
+        if refusal is None or self._transport is None:
+            return 0
         door.refused(refusal, 0)
         body = _error_body(door.at_cap_message(RequestKind.INFERENCE), refusal.value)
         self._transport.write(_FAST_REFUSAL % (len(body), body))

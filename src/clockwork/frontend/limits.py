@@ -178,6 +178,11 @@ class Door:
             return None
         return Refusal.INFLIGHT
 
+    def full(self, kind: RequestKind) -> bool:
+        """Whether ``kind`` is at its cap now; unlike ``at_cap``, asking changes nothing (the
+        adaptive limit learns that it binds only from a request it holds back)."""
+        return self.inflight[kind] >= self.inflight_cap(kind)
+
     def at_cap_message(self, kind: RequestKind) -> str:
         """What a refusal by ``at_cap`` says."""
         cap = self.inflight_cap(kind)
