@@ -130,36 +130,24 @@ def test_interim_answers_are_skipped_and_repeated_headers_joined() -> None:
 
 
 @pytest.mark.parametrize(
-    "answer",
+    ("answer", "ends"),
     [
-        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
-        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
-        b"HTTP/1.1 200 OK\r\n\r\nok",  # no length: the body runs until the server closes
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", True),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", True),
+        # no length: the body runs until the server closes
+        (b"HTTP/1.1 200 OK\r\n\r\nok", True),
+        (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", False),
     ],
-    ids=["connection-close", "http-1.0", "until-close"],
+    ids=["connection-close", "http-1.0", "until-close", "http-1.0-keep-alive"],
 )
-def test_an_answer_that_ends_the_connection_is_not_reused(answer: bytes) -> None:
+def test_a_connection_is_reused_unless_its_answer_ends_it(answer: bytes, ends: bool) -> None:
     async def go() -> None:
-        async with _Server(lambda _r: (answer, True)) as srv:
+        async with _Server(lambda _r: (answer, ends)) as srv:
             pool = Http1Pool("127.0.0.1", srv.port)
             for _ in range(2):
                 assert (await pool.request("GET", "/")).body == b"ok"
             await pool.close()
-        assert srv.connections == 2
-
-    _run(go)
-
-
-def test_http_1_0_keep_alive_is_reused() -> None:
-    answer = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok"
-
-    async def go() -> None:
-        async with _Server(lambda _r: (answer, False)) as srv:
-            pool = Http1Pool("127.0.0.1", srv.port)
-            for _ in range(2):
-                assert (await pool.request("GET", "/")).body == b"ok"
-            await pool.close()
-        assert srv.connections == 1
+        assert srv.connections == (2 if ends else 1)
 
     _run(go)
 
