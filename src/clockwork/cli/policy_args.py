@@ -31,11 +31,37 @@ def add_warm_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=DEFAULT_ADMISSION_LEVEL,
         metavar="P",
-        help="admit a request (and choose its batch) when it meets its deadline with at least "
-        "this probability, from the spread of the model's recent run times; 0 uses the "
-        "paper's estimate instead (the slowest of the last 10 runs)",
+        help=_ADMISSION_LEVEL_HELP,
     )
     add_per_device_arguments(p, serving=True)
+
+
+_ADMISSION_LEVEL_HELP = (
+    "admit a request (and choose its batch) when it meets its deadline with at least this "
+    "probability, from the spread of the model's recent run times; 0 uses the paper's estimate "
+    "instead (the slowest of the last 10 runs)"
+)
+
+
+def add_as_served_arguments(p: argparse._ActionsContainer) -> None:
+    """The simulator's ``--as-served`` and ``--admission-level``: its Clockwork policy configured
+    as a serving command configures it, so that a simulated run predicts a real server."""
+    p.add_argument(
+        "--as-served",
+        action="store_true",
+        help="clockwork: configure the policy as `clockwork serve` does, to predict a real "
+        "server: a warm start (models loaded into free pages at start), refusal at arrival of "
+        "what the backlog cannot serve in time, admission by --admission-level, per-device "
+        "estimates and the serving horizon (default: the paper's policy)",
+    )
+    p.add_argument(
+        "--admission-level",
+        type=float,
+        default=None,
+        metavar="P",
+        help=_ADMISSION_LEVEL_HELP
+        + f" (default: {DEFAULT_ADMISSION_LEVEL:g} with --as-served, as `serve`; else 0)",
+    )
 
 
 def add_per_device_arguments(p: argparse._ActionsContainer, serving: bool) -> None:
@@ -70,11 +96,20 @@ def per_device_from_args(args: argparse.Namespace) -> bool:
 
 def policy_from_args(name: str, args: argparse.Namespace) -> PolicyBase:
     """The policy ``name`` with the simulator's options (``--schedule-ahead-ms``,
-    ``--per-device-estimates``)."""
+    ``--per-device-estimates``, and where the command has them ``--as-served`` and
+    ``--admission-level``)."""
+    as_served = bool(getattr(args, "as_served", False))
+    level = getattr(args, "admission_level", None)
+    if level is None:
+        level = DEFAULT_ADMISSION_LEVEL if as_served else 0.0
+    ahead_ms = args.schedule_ahead_ms  # None: the policy's own (serving) horizon
     return make_policy(
         name,
-        schedule_ahead_ns=ms_to_ns(args.schedule_ahead_ms),
-        per_device_estimates=per_device_from_args(args),
+        warm_start=as_served,
+        backlog_admission=as_served,
+        admission_level=level,
+        schedule_ahead_ns=None if ahead_ms is None else ms_to_ns(ahead_ms),
+        per_device_estimates=as_served or per_device_from_args(args),
     )
 
 

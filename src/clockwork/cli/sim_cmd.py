@@ -10,7 +10,11 @@ from pathlib import Path
 
 from clockwork.build import build_kind
 from clockwork.cli.help_format import HelpFormatter
-from clockwork.cli.policy_args import add_per_device_arguments, policy_from_args
+from clockwork.cli.policy_args import (
+    add_as_served_arguments,
+    add_per_device_arguments,
+    policy_from_args,
+)
 from clockwork.cli.workload_args import (
     DEFAULT_PROFILE,
     WORKLOADS,
@@ -132,12 +136,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument(
         "--schedule-ahead-ms",
         type=float,
-        default=SIMULATED_SCHEDULE_AHEAD_NS / NS_PER_MS,
+        default=None,
         help="clockwork: how far ahead it plans (at most; tight SLOs shorten it). The "
-        "simulated controller never lags, so it plans closer than a real one "
-        f"({_CW.schedule_ahead_ns / NS_PER_MS:g} ms)",
+        "simulated controller never lags, so by default it plans closer "
+        f"({SIMULATED_SCHEDULE_AHEAD_NS / NS_PER_MS:g} ms) than a real one "
+        f"({_CW.schedule_ahead_ns / NS_PER_MS:g} ms, the default with --as-served)",
     )
     add_per_device_arguments(s, serving=False)
+    add_as_served_arguments(s)
     s.add_argument(
         "--drain-s",
         type=float,
@@ -174,6 +180,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--models must be > 0, got {args.models}")
     if args.duration <= 0 or args.slo_ms <= 0:
         raise ConfigurationError("--duration and --slo-ms must be > 0")
+    if args.schedule_ahead_ms is None:
+        ahead_ns = _CW.schedule_ahead_ns if args.as_served else SIMULATED_SCHEDULE_AHEAD_NS
+        args.schedule_ahead_ms = ahead_ns / NS_PER_MS
     kinds = DEVICE_KINDS
     profile = profile_from_spec(args.profile)
     kind = kinds.get(profile.device_kind)
@@ -252,6 +261,8 @@ def run(args: argparse.Namespace) -> int:
                 "network_delay_us": args.network_delay_us,
                 "schedule_ahead_ms": args.schedule_ahead_ms,
                 "per_device_estimates": policy.per_device_estimates,
+                "as_served": args.as_served,
+                "admission_level": args.admission_level,
                 "slow_devices": args.slow_devices,
                 "slow_factor": args.slow_factor,
                 "responses": result.responses,
