@@ -44,7 +44,7 @@ def _simulated_policy(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> Clock
 def test_as_served_is_the_serving_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
     served = _config(policy_from_warm_args(build_parser(["serve"]).parse_args(["serve"])))
     simulated = _simulated_policy([*SMALL, "--as-served"], monkeypatch)
-    # everything serve sets, except the models it warms first (a restart's recent ones)
+    # the whole configuration (serve's models to warm first are a restart's: none here)
     assert simulated == served
     assert simulated.warm_start and simulated.backlog_admission
     assert simulated.estimator.level == DEFAULT_ADMISSION_LEVEL
@@ -72,6 +72,15 @@ def test_explicit_options_win(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_bad_level_is_refused_by_name(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*SMALL, "--as-served", "--admission-level", "1.5"]) != 0
     assert "level" in capsys.readouterr().err
+
+
+def test_the_report_names_the_level_used(tmp_path: Path) -> None:
+    for flag, level in (([], 0.0), (["--as-served"], DEFAULT_ADMISSION_LEVEL)):
+        out = tmp_path / str(level)
+        argv = [*SMALL, *flag, "--workload", "poisson", "--rate", "5", "--out", str(out)]
+        assert main([*argv, "--no-plots"]) == 0
+        extra = json.loads((out / "summary.json").read_text())["extra"]
+        assert extra["admission_level"] == level and extra["as_served"] == bool(flag)
 
 
 def test_as_served_warms_every_model_before_any_asks(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from clockwork.build import build_kind
 from clockwork.cli.help_format import HelpFormatter
 from clockwork.cli.policy_args import (
+    DEFAULT_ADMISSION_LEVEL,
     add_as_served_arguments,
     add_per_device_arguments,
     policy_from_args,
@@ -183,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
     if args.schedule_ahead_ms is None:
         ahead_ns = _CW.schedule_ahead_ns if args.as_served else SIMULATED_SCHEDULE_AHEAD_NS
         args.schedule_ahead_ms = ahead_ns / NS_PER_MS
+    if args.admission_level is None:  # resolved here, so that the report says which
+        args.admission_level = DEFAULT_ADMISSION_LEVEL if args.as_served else 0.0
     kinds = DEVICE_KINDS
     profile = profile_from_spec(args.profile)
     kind = kinds.get(profile.device_kind)
