@@ -3,13 +3,14 @@ measure attainment and goodput at fractions of it, repeated and interleaved, and
 
 usage: python bench/capacity_rows.py --config REPO:ENCODING:SLO_MS:GUESS [--config ...]
            [--fractions 0.1x1,0.5,0.8,2] [--repeats 3] [--duration 20] [--warmup-s 3]
-           [--out bench/results/capacity-rows]
+           [--server-arg=--ARG ...] [--out bench/results/capacity-rows]
 
 A configuration is a model repository served by ``clockwork serve --threads 1``, the client's
 tensor encoding (``json`` or ``binary``), the deadline and a rough guess of the capacity in
 requests/s. Every run is a fresh server, a warm-up of ``--warmup-s`` at the run's rate (seed 99,
 not counted), then ``clockwork bench --url`` with Poisson arrivals over every model of the
-repository for ``--duration`` seconds.
+repository for ``--duration`` seconds. ``--server-arg=--ARG`` (with ``=``: the value starts
+with a dash) passes one more argument to every ``clockwork serve``.
 
 1. **Sweep.** Rates of 0.8, 1.0, 1.2 and 1.4 x the guess, and 1.2 x more while the highest
    goodput is at the top rate (up to seven rates), one run each, configurations interleaved.
