@@ -39,26 +39,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from clockwork.models.repository import ModelRepository
-from real_server import CLOCKWORK, ROOT, serving
-
-
-def _bench(
-    args: argparse.Namespace,
-    url: str,
-    models: list[str],
-    rate: float,
-    duration_s: float,
-    seed: int,
-    out: Path | None,
-) -> None:
-    command = [
-        *CLOCKWORK, "bench", "--url", url, "--models", ",".join(models), f"--{args.encoding}",
-        "--workload", "poisson", "--rate", f"{rate:g}", "--duration", f"{duration_s:g}",
-        "--slo-ms", f"{args.slo_ms:g}", "--seed", str(seed), "--no-plots", "--quiet",
-    ]  # fmt: skip
-    if out is not None:
-        command += ["--out", str(out)]
-    subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+from real_server import CLOCKWORK, ROOT, bench_command, run_bench, serving
 
 
 @dataclass(frozen=True)
@@ -88,10 +69,15 @@ def _serve_and_measure(
             out / f"server-r{rate:g}.log",
             ("--status-interval", "0", "--log-dir", str(logs)),
         ) as (_, url):
+            common = {"rate_rps": rate, "slo_ms": args.slo_ms, "encoding": args.encoding}
             if args.warmup_s > 0:
-                _bench(args, url, models, rate, args.warmup_s, 99, None)
+                run_bench(bench_command(url, models, duration_s=args.warmup_s, seed=99, **common))
             # the warm-up's executions are logged too: they are this rate's as much
-            _bench(args, url, models, rate, args.duration, args.seed, run)
+            run_bench(
+                bench_command(
+                    url, models, duration_s=args.duration, seed=args.seed, out=run, **common
+                )
+            )
         s = json.loads((run / "summary.json").read_text())
         actions = [
             r for f in sorted(logs.glob("actions-*.parquet")) for r in pq.read_table(f).to_pylist()

@@ -29,14 +29,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from clockwork.models.repository import ModelRepository
-from real_server import CLOCKWORK, ROOT, serving
+from real_server import bench_command, run_bench, serving
 
 SWEEP_FACTORS = (0.8, 1.0, 1.2, 1.4)
 SWEEP_MAX_RATES = 7
@@ -98,25 +97,6 @@ def _fractions(text: str, repeats: int) -> list[tuple[float, int]]:
     return out
 
 
-def _bench(
-    url: str,
-    models: list[str],
-    cfg: Config,
-    rate: int,
-    duration_s: float,
-    seed: int,
-    out: Path | None,
-) -> None:
-    args = [
-        *CLOCKWORK, "bench", "--url", url, "--models", ",".join(models), f"--{cfg.encoding}",
-        "--workload", "poisson", "--rate", str(rate), "--duration", f"{duration_s:g}",
-        "--slo-ms", f"{cfg.slo_ms:g}", "--seed", str(seed), "--no-plots", "--quiet",
-    ]  # fmt: skip
-    if out is not None:
-        args += ["--out", str(out)]
-    subprocess.run(args, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-
-
 def measure(
     cfg: Config, phase: str, fraction: float, rate: int, seed: int, args: argparse.Namespace
 ) -> Run:
@@ -127,9 +107,13 @@ def measure(
     run_dir.mkdir(parents=True, exist_ok=True)
     extra = ("--threads", "1", "--status-interval", "0", *args.server_arg)
     with serving(cfg.repository, run_dir / "server.log", extra) as (_, url):
+        common = {"rate_rps": rate, "slo_ms": cfg.slo_ms, "encoding": cfg.encoding}
         if args.warmup_s > 0:
-            _bench(url, models, cfg, rate, args.warmup_s, 99, None)
-        _bench(url, models, cfg, rate, args.duration, seed, run_dir / "bench")
+            run_bench(bench_command(url, models, duration_s=args.warmup_s, seed=99, **common))
+        out = run_dir / "bench"
+        run_bench(
+            bench_command(url, models, duration_s=args.duration, seed=seed, out=out, **common)
+        )
     s = json.loads((run_dir / "bench" / "summary.json").read_text())
     return Run(
         config=cfg.name, phase=phase, fraction=fraction, rate_rps=rate, seed=seed,
@@ -256,7 +240,9 @@ def report(c: Campaign, configs: list[Config], caps: dict[str, float]) -> None:
         sweep_text = ", ".join(
             f"{r.rate_rps} -> {r.goodput_rps:.1f} ({r.attainment:.1%})" for r in sw
         )
-        lines.append(f"| {cfg.name} | {sweep_text} | {cap:.1f} | " + " | ".join(cells) + " |")
+        # the sweep stopped while goodput was still growing: the capacity is a lower bound
+        top = " (the sweep's top rate: at least)" if sw and cap == sw[-1].goodput_rps else ""
+        lines.append(f"| {cfg.name} | {sweep_text} | {cap:.1f}{top} | " + " | ".join(cells) + " |")
         result.append(entry)
     lines += [
         "",

@@ -64,3 +64,31 @@ def serving(
             server.wait(60)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def bench_command(
+    url: str,
+    models: Sequence[str],
+    *,
+    rate_rps: float,
+    duration_s: float,
+    slo_ms: float,
+    seed: int,
+    encoding: str = "json",
+    out: Path | None = None,
+) -> list[str]:
+    """``clockwork bench --url``: Poisson arrivals over ``models`` with ``encoding``'s tensors
+    (``json`` or ``binary``), quiet, no plots; a report into ``out`` if given."""
+    command = [
+        *CLOCKWORK, "bench", "--url", url, "--models", ",".join(models), f"--{encoding}",
+        "--workload", "poisson", "--rate", f"{rate_rps:g}", "--duration", f"{duration_s:g}",
+        "--slo-ms", f"{slo_ms:g}", "--seed", str(seed), "--no-plots", "--quiet",
+    ]  # fmt: skip
+    if out is not None:
+        command += ["--out", str(out)]
+    return command
+
+
+def run_bench(command: list[str]) -> None:
+    """Run a ``bench_command`` to its end (its output dropped; a failure raises)."""
+    subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from real_server import CLOCKWORK, ROOT, serving
+from real_server import ROOT, bench_command, serving
 
 
 def _requests_seen(url: str) -> float:
@@ -56,30 +56,15 @@ def _worker_pid(server_pid: int) -> int:
 def _bench(
     url: str, models: str, rate: float, duration: float, slo_ms: float, seed: int, out: Path | None
 ) -> list[str]:
-    cmd = [
-        *CLOCKWORK,
-        "bench",
-        "--url",
+    return bench_command(
         url,
-        "--models",
-        models,
-        "--json",
-        "--workload",
-        "poisson",
-        "--rate",
-        f"{rate:g}",
-        "--duration",
-        f"{duration:g}",
-        "--slo-ms",
-        f"{slo_ms:g}",
-        "--seed",
-        str(seed),
-        "--no-plots",
-        "--quiet",
-    ]
-    if out is not None:
-        cmd += ["--out", str(out)]
-    return cmd
+        models.split(","),
+        rate_rps=rate,
+        duration_s=duration,
+        slo_ms=slo_ms,
+        seed=seed,
+        out=out,
+    )
 
 
 def per_second(requests: Path, duration_s: float) -> list[tuple[int, int]]:
