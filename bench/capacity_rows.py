@@ -114,7 +114,7 @@ def measure(
         run_bench(
             bench_command(url, models, duration_s=args.duration, seed=seed, out=out, **common)
         )
-    s = json.loads((run_dir / "bench" / "summary.json").read_text())
+    s = json.loads((out / "summary.json").read_text())
     return Run(
         config=cfg.name, phase=phase, fraction=fraction, rate_rps=rate, seed=seed,
         attainment=s["slo_attainment"], goodput_rps=s["goodput_rps"], requests=s["requests"],

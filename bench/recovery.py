@@ -54,11 +54,17 @@ def _worker_pid(server_pid: int) -> int:
 
 
 def _bench(
-    url: str, models: str, rate: float, duration: float, slo_ms: float, seed: int, out: Path | None
+    url: str,
+    models: list[str],
+    rate: float,
+    duration: float,
+    slo_ms: float,
+    seed: int,
+    out: Path | None,
 ) -> list[str]:
     return bench_command(
         url,
-        models.split(","),
+        models,
         rate_rps=rate,
         duration_s=duration,
         slo_ms=slo_ms,
@@ -131,12 +137,10 @@ def main() -> None:
     out = args.out or Path(f"bench/results/recovery-{args.fault}")
     out.mkdir(parents=True, exist_ok=True)
     # a model's folder holds config.json (built-in) or config.pbtxt (imported files)
-    models = ",".join(
-        sorted(
-            d.name
-            for d in args.repository.iterdir()
-            if (d / "config.json").is_file() or (d / "config.pbtxt").is_file()
-        )
+    models = sorted(
+        d.name
+        for d in args.repository.iterdir()
+        if (d / "config.json").is_file() or (d / "config.pbtxt").is_file()
     )
     with serving(args.repository, out / "server.log", ("--status-interval", "5")) as (server, url):
         print(
