@@ -114,6 +114,26 @@ def test_padding_that_costs_more_per_request_leaves_the_youngest_queued() -> Non
     assert (second.batch_size, second.request_ids) == (1, (4,))
 
 
+def test_the_request_left_over_by_a_split_is_planned_without_another_arrival() -> None:
+    # 3 padded to 4 take 4 ms (1.33 ms each); the 2 oldest alone take 2.5 ms (1.25 ms each).
+    # The one left over must still be planned on an idle device, with no later request of its
+    # model to carry it (a multi-sample request on an idle server was refused at its deadline)
+    s = make({"a": profile(exec_ms={1: 2, 2: 2.5, 4: 4, 8: 6})})
+    t = warm(s, "a")
+    for i in range(3):
+        s.handle(req(i, "a", t), t)
+    out = s.poll(t)
+    infers = only(out, Infer)
+    assert [a.request_ids for a in infers] == [(0, 1), (2,)]
+    end = t
+    for a in infers:
+        end = max(end, a.earliest_ns) + a.expected_duration_ns
+        s.handle(finish(a, end - a.expected_duration_ns, end), end)
+    done = [*out.responses, *s.poll(end).responses]
+    assert sorted(r.request_id for r in done) == [0, 1, 2]
+    assert all(r.status is ResponseStatus.SUCCESS for r in done)
+
+
 def test_no_split_when_the_requests_left_over_would_miss_their_deadline() -> None:
     # 7 padded to 8 take 7.5 ms; 4 alone cost less per request (1 ms), but the 3 left over
     # would end at 4 + 4 = 8 ms, past the 7.9 ms deadline they share: pad instead

@@ -11,6 +11,7 @@ import dataclasses
 from collections import Counter
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -123,7 +124,8 @@ def test_settled_polls_decide_as_planning_every_poll(
     slow, slow_sched = _run(False, *args)
     assert slow_sched.skipped == 0
     assert not Counter(slow_sched.poll_times) - Counter(fast_sched.poll_times)
-    assert fast.events == slow.events
+    # an early wake-up (see the module docstring) is one more event, never one fewer
+    assert fast.events >= slow.events
     assert _columns(fast) == _columns(slow)
 
 
@@ -135,10 +137,21 @@ def test_settling_skips_most_polls_after_arrivals_under_load() -> None:
     assert sched.skipped > 0.3 * sched.polls, (sched.skipped, sched.polls)
 
 
-def test_settled_wake_up_may_come_early_but_decides_the_same() -> None:
-    """Found by CI: an arrival kept a load wake-up that planning would have dropped (the
-    candidate's demand was met by then); the settled run polls once more, deciding the same."""
-    args = (9, 3, 14, 1877.625, 15, "lognormal+straggler", 6279)
+@pytest.mark.parametrize(
+    "args",
+    [
+        # found by CI: an arrival kept a load wake-up that planning would have dropped (the
+        # candidate's demand was met by then); the settled run polls once more
+        (9, 3, 14, 1877.625, 15, "lognormal+straggler", 6279, False),
+        # found by a random example: an arrival kept an infer wake-up 58 us before the one
+        # planning computes; the same polls, one more wake-up event
+        (7, 2, 21, 2693.0, 8, "lognormal+straggler", 633, True),
+    ],
+)
+def test_settled_wake_up_may_come_early_but_decides_the_same(
+    args: tuple[int, int, int, float, int, str, int, bool],
+) -> None:
+    """A settled run may wake up earlier than one planning on every poll; it decides the same."""
     fast, fast_sched = _run(True, *args)
     slow, slow_sched = _run(False, *args)
     assert not Counter(slow_sched.poll_times) - Counter(fast_sched.poll_times)

@@ -1207,6 +1207,17 @@ class ClockworkPolicy(PolicyBase):
                 del self._on_no_device[m.name]
             if m.name in self._short_of_devices:
                 del self._short_of_devices[m.name]
+        else:
+            # what was left (a batch smaller than the queue) must stay plannable: the entries of
+            # the requests left may have been re-keyed to the head just served (``_pop_valid``)
+            self._key_head(m)
+
+    def _key_head(self, m: _ModelQueue) -> None:
+        """Give ``m``'s queue head an entry at the batch its queue fills, on every holder."""
+        head = m.queue[0]
+        size = m.pad(min(len(m.queue), m.batch_sizes[-1]))
+        for view in m.ready_on.values():
+            self._push_strategy(view, head, size)
 
     def _plan_loads(self, now_ns: int, horizon: int) -> None:
         # (unmet demand, name, model, whether a holder is refusing its work: a spread candidate)
