@@ -535,6 +535,19 @@ def test_routes_and_methods(live: tuple[LiveServer, FakeModelServer]) -> None:
     assert call(live, "GET", "/v2/health/live").json() == {}
 
 
+@pytest.mark.parametrize("path", ["/v2/health/live", "/v2/health/ready", "/v2", "/metrics"])
+def test_head_answers_the_headers_of_get(
+    live: tuple[LiveServer, FakeModelServer], path: str
+) -> None:
+    """``curl -I`` and load balancers' checks ask with HEAD: the GET's status and headers, no
+    body."""
+    got, head = call(live, "GET", path), call(live, "HEAD", path)
+    assert head.status == got.status == 200
+    assert head.body == b""
+    assert head.headers["Content-Type"] == got.headers["Content-Type"]
+    assert call(live, "HEAD", "/v2/models/add/infer").status == 405  # POST only
+
+
 def test_repository_bodies(live: tuple[LiveServer, FakeModelServer], fake: FakeModelServer) -> None:
     for path in ("/v2/repository/index", "/v2/repository/models/add/load"):
         for body in (b"{", b"[1]", b'{"ready": "yes", "parameters": 3}'):
@@ -583,7 +596,10 @@ def test_openapi_document_lists_every_route(live: tuple[LiveServer, FakeModelSer
         path = route.resource.canonical if route.resource is not None else ""
         path = path.replace("{model}", "{model_name}").replace("{version}", "{model_version}")
         served.add((path, route.method.lower()))
-    assert served == documented
+    # HEAD is GET without the body: documented by its GET, as OpenAPI documents usually leave it
+    heads = {(path, "head") for path, method in served if method == "get"}
+    assert {r for r in served if r[1] == "head"} == heads
+    assert served - heads == documented
 
     def refs(node: Any) -> Iterator[str]:
         if isinstance(node, dict):

@@ -126,3 +126,32 @@ def test_a_malformed_request_is_logged_as_one_line(
     assert record.exc_info is None and not record.exc_text
     message = record.getMessage()
     assert "malformed request (400)" in message and "\n" not in message
+
+
+def _with_shared_memory(where: str) -> bytes:
+    """An ``add`` request that places one tensor (or the request) in a shared-memory region."""
+    region = {"shared_memory_region": "r0", "shared_memory_byte_size": 16}
+    a: dict[str, Any] = {"name": "a", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}
+    b: dict[str, Any] = {"name": "b", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}
+    request: dict[str, Any] = {"inputs": [a, b]}
+    if where == "input":
+        del a["data"]
+        a["parameters"] = region
+    elif where == "output":
+        request["outputs"] = [{"name": "sum", "parameters": region}]
+    else:
+        request["parameters"] = {"shared_memory_offset": 0}
+    return json.dumps(request).encode()
+
+
+@pytest.mark.parametrize("where", ["input", "output", "request"])
+def test_a_shared_memory_region_is_refused_by_name(live: LiveServer, where: str) -> None:
+    """Without the shared-memory extensions, an input in a region would read as missing and an
+    output would come back in the body while the client reads its region: both are a 400 that
+    says shared memory is not supported, before the model server sees the call."""
+    calls = len(live.fake.calls)
+    status, body = live.post("/v2/models/add/infer", _with_shared_memory(where))
+    assert status == 400, body
+    assert "shared memory is not supported" in body["error"], body
+    assert "shared_memory_" in body["error"], body
+    assert len(live.fake.calls) == calls

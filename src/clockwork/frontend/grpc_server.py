@@ -55,7 +55,13 @@ from clockwork.frontend.grpc_door import DoorInterceptor, grpc_options, maximum_
 from clockwork.frontend.grpc_request_head import request_head
 from clockwork.frontend.grpc_shared import decode_elsewhere
 from clockwork.frontend.limits import Door
-from clockwork.frontend.parameters import MAX_INT64, int_param, invalid, timeout_param
+from clockwork.frontend.parameters import (
+    MAX_INT64,
+    int_param,
+    invalid,
+    refuse_shared_memory,
+    timeout_param,
+)
 from clockwork.frontend.proto import inference_pb2 as pb
 from clockwork.frontend.reply_cost import ReplyCost
 from clockwork.frontend.tensor_codec import (
@@ -110,9 +116,6 @@ _WIDE_DTYPE: dict[str, np.dtype[Any]] = {
     "fp32_contents": np.dtype(np.float32),
     "fp64_contents": np.dtype(np.float64),
 }
-# Triton's shared-memory extensions are not served; silently reading no data would be worse
-_SHARED_MEMORY_KEYS = ("shared_memory_region", "shared_memory_offset", "shared_memory_byte_size")
-
 _log = logging.getLogger(__name__)
 
 
@@ -136,12 +139,7 @@ def _param_value(p: pb.InferParameter, where: str) -> Parameter:
 
 def _parameters(params: Mapping[str, pb.InferParameter], where: str) -> dict[str, Parameter]:
     out = {key: _param_value(value, f"{where}: parameter {key!r}") for key, value in params.items()}
-    for key in _SHARED_MEMORY_KEYS:
-        if key in out:
-            raise invalid(
-                f"{where}: {key}: shared memory is not supported by this server; "
-                "send the data in the request"
-            )
+    refuse_shared_memory(out, where)
     return out
 
 

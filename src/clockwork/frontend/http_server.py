@@ -53,7 +53,13 @@ from clockwork.frontend.json_request import loads_request
 from clockwork.frontend.limits import Door
 from clockwork.frontend.own_timeout import UNKNOWN, stated_timeout_us
 from clockwork.frontend.pacing import Pacer, on_a_thread
-from clockwork.frontend.parameters import MAX_INT64, int_param, invalid, timeout_param
+from clockwork.frontend.parameters import (
+    MAX_INT64,
+    int_param,
+    invalid,
+    refuse_shared_memory,
+    timeout_param,
+)
 from clockwork.frontend.protocol_log import protocol_logger
 from clockwork.frontend.reply_cost import ReplyCost
 from clockwork.frontend.shared_body import AttachedBody, SharedBody, body_buffer
@@ -149,6 +155,7 @@ def _parameters(obj: Mapping[str, object], where: str) -> dict[str, Parameter]:
                 f"{where}: parameter {key!r} must be a boolean, number or string, "
                 f"got {type(value).__name__}"
             )
+    refuse_shared_memory(raw, where)
     return raw
 
 
@@ -886,25 +893,30 @@ def make_app(
     r = _Routes(server, max_body_bytes, decoder or DecodePool(0), inflate_bodies)
     model_paths = ("/v2/models/{model}", "/v2/models/{model}/versions/{version}")
     add = app.router.add_route
+
+    def get(path: str, handler: _Handler) -> None:
+        # HEAD as well: the headers of the GET's answer (curl -I, load balancers' checks)
+        app.router.add_get(path, handler, allow_head=True)
+
     # the inference routes first: aiohttp tries routes under one prefix in registration order
     for base in model_paths:
         add("POST", base + "/infer", r.infer)
-    add("GET", "/v2/health/live", r.live)
-    add("GET", "/v2/health/ready", r.ready)
-    add("GET", "/v2", r.server_metadata)
-    add("GET", "/v2/models/stats", r.statistics)
+    get("/v2/health/live", r.live)
+    get("/v2/health/ready", r.ready)
+    get("/v2", r.server_metadata)
+    get("/v2/models/stats", r.statistics)
     for base in model_paths:
-        add("GET", base, r.model_metadata)
-        add("GET", base + "/ready", r.model_ready)
-        add("GET", base + "/config", r.model_config)
-        add("GET", base + "/stats", r.statistics)
-    add("GET", "/v2/repository/index", r.repository_index)
+        get(base, r.model_metadata)
+        get(base + "/ready", r.model_ready)
+        get(base + "/config", r.model_config)
+        get(base + "/stats", r.statistics)
+    get("/v2/repository/index", r.repository_index)
     add("POST", "/v2/repository/index", r.repository_index)
     add("POST", "/v2/repository/models/{model}/load", r.load)
     add("POST", "/v2/repository/models/{model}/unload", r.unload)
-    add("GET", "/metrics", r.metrics)
-    add("GET", "/v2/openapi.json", r.openapi_document)
-    add("GET", "/openapi.json", r.openapi_document)
+    get("/metrics", r.metrics)
+    get("/v2/openapi.json", r.openapi_document)
+    get("/openapi.json", r.openapi_document)
     return app
 
 

@@ -10,6 +10,10 @@ from clockwork.frontend.api import ErrorKind, FrontendError, Parameter
 MAX_INT64 = 2**63 - 1
 #: timeouts above this (an hour) are refused: a deadline that far is a client mistake
 MAX_TIMEOUT_US = 3600 * 10**6
+# Triton's shared-memory extensions are not served: a tensor that names a region would otherwise
+# be read as missing (an input) or answered in the body while the client reads its region (an
+# output)
+SHARED_MEMORY_KEYS = ("shared_memory_region", "shared_memory_offset", "shared_memory_byte_size")
 
 
 def invalid(message: str) -> FrontendError:
@@ -38,3 +42,13 @@ def timeout_param(params: Mapping[str, Parameter], where: str) -> int | None:
             f"[0, {MAX_TIMEOUT_US}] (at most an hour), got {value!r}"
         )
     return value
+
+
+def refuse_shared_memory(params: Mapping[str, Parameter], where: str) -> None:
+    """Refuse ``params`` that place a tensor in a shared-memory region."""
+    for key in SHARED_MEMORY_KEYS:
+        if key in params:
+            raise invalid(
+                f"{where}: {key}: shared memory is not supported by this server (it does not "
+                "implement the shared-memory extensions); send the data in the request"
+            )
