@@ -37,6 +37,7 @@ from clockwork.core.profile import (
     DeviceKind,
 )
 from clockwork.core.units import DEFAULT_SLO_MS, NS_PER_MS, NS_PER_S, s_to_ns, us_to_ns
+from clockwork.sim.host import HostConfig
 from clockwork.sim.noise import NOISE_KINDS, NoiseConfig
 from clockwork.sim.runner import SimConfig, Simulation
 
@@ -146,6 +147,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_per_device_arguments(s, serving=False)
     add_as_served_arguments(s)
     s.add_argument(
+        "--host",
+        type=Path,
+        default=None,
+        metavar="FILE.json",
+        help="simulate the serving host in front of the scheduler too: its loop's and its "
+        "client's CPU cost per request, its cores, the door's limits as serve runs them "
+        "(clockwork.sim.host; bench/calibrate_sim.py writes the file from a real run)",
+    )
+    s.add_argument(
         "--drain-s",
         type=float,
         default=10.0,
@@ -154,6 +164,41 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     s.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=run)
+
+
+def host_costs(host: HostConfig) -> dict[str, float]:
+    """What a ``--host`` file holds: every field but the door's limits (``serve``'s)."""
+    return {f.name: getattr(host, f.name) for f in fields(host) if f.name != "door"}
+
+
+def host_config_from_file(path: Path) -> HostConfig:
+    """The ``--host`` file: a JSON object of ``HostConfig``'s costs and cores."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigurationError(f"--host {path}: {e}") from e
+    names = {f.name for f in fields(HostConfig) if f.name != "door"}
+    if (
+        not isinstance(raw, dict)
+        or not set(raw) <= names
+        or not {
+            "take_ns",
+            "answer_ns",
+            "refuse_ns",
+        }
+        <= set(raw)
+    ):
+        raise ConfigurationError(
+            f"--host {path}: want a JSON object with take_ns, answer_ns and refuse_ns, and "
+            f"optionally {', '.join(sorted(names - {'take_ns', 'answer_ns', 'refuse_ns'}))}; "
+            f"got {raw!r}"[:400]
+        )
+    ints = {"take_ns", "answer_ns", "refuse_ns", "client_send_ns", "client_read_ns"}
+    try:
+        values = {k: (int(v) if k in ints else float(v)) for k, v in raw.items()}
+        return HostConfig(**values)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as e:
+        raise ConfigurationError(f"--host {path}: {e}") from e
 
 
 def compared_policies(spec: str) -> list[str]:
@@ -220,6 +265,7 @@ def run(args: argparse.Namespace) -> int:
         drain_ns=s_to_ns(args.drain_s),
         slow_devices=args.slow_devices,
         slow_factor=args.slow_factor,
+        host=None if args.host is None else host_config_from_file(args.host),
     )
     policies = compared_policies(args.compare) if args.compare else [args.policy]
     summaries: dict[str, dict[str, object]] = {}
@@ -268,6 +314,7 @@ def run(args: argparse.Namespace) -> int:
                 "admission_level": args.admission_level,
                 "slow_devices": args.slow_devices,
                 "slow_factor": args.slow_factor,
+                "host": None if config.host is None else host_costs(config.host),
                 "responses": result.responses,
                 "samples": {
                     "t_s": [t / NS_PER_S for t, _, _ in result.samples],

@@ -28,6 +28,7 @@ from clockwork.core.requests import InferRequest, Response
 from clockwork.core.scheduler import Scheduler
 from clockwork.core.units import NS_PER_S, NS_PER_US
 from clockwork.sim.engine import EventQueue
+from clockwork.sim.host import ClientDone, HostConfig, HostModel, Thread
 from clockwork.sim.noise import Noise, NoiseConfig
 from clockwork.sim.worker import SimDevice, worker_model_for
 from clockwork.telemetry.records import UNANSWERED, ActionLog, RequestLog
@@ -49,6 +50,7 @@ _LOAD_WAKE: Final = 6
 _TO_CONTROLLER: Final = 7
 _SCHED_WAKE: Final = 8
 _SAMPLE: Final = 9
+_HOST: Final = 10  # a thread of the serving host (``SimConfig.host``) ends its job
 # Final aliases: a compiled-build accommodation (core/requests.py says why)
 _perf_counter: Final = time.perf_counter
 
@@ -79,6 +81,9 @@ class SimConfig:
     # device): what per-device estimates are for
     slow_devices: int = 0
     slow_factor: float = 1.0
+    # the serving host in front of the scheduler: its loop, its door, its client (``sim.host``);
+    # None: requests reach the scheduler when they arrive and are answered when it answers
+    host: HostConfig | None = None
 
     def __post_init__(self) -> None:
         if self.duration_ns <= 0:
@@ -170,6 +175,14 @@ class Simulation:
         self._responses = 0
         self._sched_s = 0.0
         self._samples: list[tuple[int, int, int]] = []
+        self._host = (
+            None
+            if config.host is None
+            else HostModel(config.host, self._host_schedule, self._host_submit, self._host_done)
+        )
+        # with a host: request id -> (arrival, when the client meant to send it), until the
+        # client has its answer
+        self._at_host: dict[int, tuple[Arrival, int]] = {}
         self._check_fits()
 
     def _check_fits(self) -> None:
@@ -225,8 +238,14 @@ class Simulation:
             events = self._loop()
         finally:
             gc.unfreeze()
-        unanswered = len(self._live)
         last_ns = self.q.now_ns
+        if self._host is not None:
+            # what the host still holds: the client never had an answer
+            self._live = {
+                rid: (InferRequest(rid, a.model, sent, sent + a.slo_ns, a.priority), a)
+                for rid, (a, sent) in self._at_host.items()
+            }
+        unanswered = len(self._live)
         for request, _ in self._live.values():
             if self.config.record_logs:
                 self.request_log.append(
@@ -287,6 +306,11 @@ class Simulation:
                 self._arrive(payload, t)
                 self._push_next_arrival(arrivals, end_ns)
                 dirty = True
+            elif kind == _HOST:
+                host = self._host
+                assert host is not None
+                host.finish(payload, t)
+                dirty = True
             elif kind == _TO_CONTROLLER:
                 s = perf()
                 if policy is not None:
@@ -311,6 +335,8 @@ class Simulation:
                 else:
                     ex, began = Executor.LOAD, done_dev.began_load_ns
                 q.push_in_order(t + delay, _TO_CONTROLLER, done_dev.state.finish(ex, began, t))
+                if kind == _INFER_DONE and self._host is not None:
+                    self._host.execution_ended()
                 done_dev.advance(ex, t, done_cb, wake_cb, results)
             elif kind in (_INFER_WAKE, _LOAD_WAKE):
                 woken: SimDevice = payload
@@ -350,7 +376,7 @@ class Simulation:
                 if should_stop is not None and should_stop():
                     self._interrupted = True
                     break
-            if t >= end_ns and not self._live and not self._stream_left:
+            if t >= end_ns and not self._live and not self._at_host and not self._stream_left:
                 break
         return events
 
@@ -368,9 +394,16 @@ class Simulation:
     def _arrive(self, arrival: Arrival, now_ns: int) -> None:
         rid = self._next_request_id
         self._next_request_id = rid + 1
-        request = InferRequest(
-            rid, arrival.model, now_ns, now_ns + arrival.slo_ns, arrival.priority
-        )
+        host = self._host
+        if host is not None:
+            self._at_host[rid] = (arrival, now_ns)
+            host.arrive(rid, arrival, now_ns)
+            return
+        self._hand_over(rid, arrival, now_ns + arrival.slo_ns, now_ns)
+
+    def _hand_over(self, rid: int, arrival: Arrival, deadline_ns: int, now_ns: int) -> None:
+        """The scheduler takes request ``rid`` now."""
+        request = InferRequest(rid, arrival.model, now_ns, deadline_ns, arrival.priority)
         self._live[rid] = (request, arrival)
         s = _perf_counter()
         policy = self._policy
@@ -402,6 +435,9 @@ class Simulation:
         live = self._live
         request, arrival = live[response.request_id]
         del live[response.request_id]
+        if self._host is not None:
+            self._host.answer(response, now_ns)
+            return
         self._responses += 1
         if self.config.record_logs:
             # ``_value_``, not ``value``: a compiled-build accommodation (core/requests.py)
@@ -421,8 +457,39 @@ class Simulation:
         if nxt is not None and nxt.time_ns < self.config.duration_ns:
             self.q.push(max(nxt.time_ns, now_ns), _RESPONSE_ARRIVAL, nxt)
 
+    # ----------------------------------------------------------------- the host's callbacks
+
+    def _host_schedule(self, when_ns: int, thread: Thread) -> None:
+        self.q.push(when_ns, _HOST, thread)
+
+    def _host_submit(self, rid: int, arrival: Arrival, deadline_ns: int, now_ns: int) -> None:
+        self._hand_over(rid, arrival, deadline_ns, now_ns)
+
+    def _host_done(self, done: ClientDone) -> None:
+        """The client has the answer of ``done``: logged as the client saw it."""
+        del self._at_host[done.request_id]
+        self._responses += 1
+        r = done.response
+        if self.config.record_logs:
+            self.request_log.append(
+                done.request_id,
+                done.arrival.model,
+                done.sent_ns,
+                done.deadline_ns,
+                done.end_ns,
+                done.status._value_,
+                0 if r is None else r.batch_size,
+                -1 if r is None else r.action_id,
+                False if r is None else r.cold_start,
+            )
+        nxt = self.workload.on_response(done.arrival, done.end_ns)
+        if nxt is not None and nxt.time_ns < self.config.duration_ns:
+            self.q.push(max(nxt.time_ns, done.end_ns), _RESPONSE_ARRIVAL, nxt)
+
     def _schedule_done(self, when_ns: int, dev: SimDevice, ex: Executor, began_ns: int) -> None:
         if ex is Executor.INFER:
+            if self._host is not None:
+                self._host.execution_started()
             dev.began_infer_ns = began_ns
             self.q.push(when_ns, _INFER_DONE, dev)
         else:

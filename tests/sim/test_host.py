@@ -1,0 +1,159 @@
+"""The serving host in the simulator (``clockwork.sim.host``): the loop's and the client's CPU per
+request, and the door's limits, between the workload and the scheduler."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from clockwork.cli.sim_cmd import host_config_from_file
+from clockwork.core.errors import ConfigurationError
+from clockwork.core.policies import make_policy
+from clockwork.frontend.limits import DoorLimits
+from clockwork.sim.host import HostConfig
+from clockwork.sim.noise import NoiseConfig
+from clockwork.sim.runner import SimConfig, SimResult, Simulation
+
+from support.sim import SkewedPoisson, model_set, small_kind
+from support.units import MS, US, S
+
+#: a door that never refuses: the host's costs alone
+OPEN_DOOR = DoorLimits(adaptive_inflight=False, queue_delay_target_s=0.0)
+
+
+def run(
+    host: HostConfig | None,
+    rate: float = 300.0,
+    slo_ms: int = 100,
+    seed: int = 3,
+    n_models: int = 4,
+    gpus: int = 2,
+) -> tuple[SimResult, SkewedPoisson]:
+    kind = small_kind(40)
+    models = model_set(n_models, kind)
+    wl = SkewedPoisson([m.name for m in models], rate, S, slo_ms * MS, seed)
+    cfg = SimConfig(
+        duration_ns=S,
+        gpus=gpus,
+        device_kind=kind,
+        noise=NoiseConfig(kind="lognormal", sigma=0.05),
+        seed=seed,
+        drain_ns=30 * S,
+        host=host,
+    )
+    return Simulation(cfg, models, wl, make_policy("clockwork")).run(), wl
+
+
+def statuses(result: SimResult) -> Counter[str]:
+    req = result.requests.table()
+    return Counter(np.array(req.status_names)[req.status].tolist())
+
+
+def test_a_host_that_costs_nothing_changes_nothing() -> None:
+    """Zero costs and a door that never refuses: every request reaches the scheduler when it
+    arrives and the client has each answer when the scheduler gives it, as without a host."""
+    free = HostConfig(0, 0, 0, door=OPEN_DOOR)
+    plain, _ = run(None)
+    hosted, _ = run(free)
+    a, b = plain.requests.table(), hosted.requests.table()
+    assert len(a) == len(b) > 200
+    order_a, order_b = np.argsort(a.request_id), np.argsort(b.request_id)
+    assert (a.status[order_a] == b.status[order_b]).all()
+    assert (a.response_ns[order_a] == b.response_ns[order_b]).all()
+    assert (a.deadline_ns[order_a] == b.deadline_ns[order_b]).all()
+
+
+def test_a_loop_slower_than_the_arrivals_is_what_limits_goodput() -> None:
+    """At 1 ms of loop time per request, no more than 1,000 requests a second can be taken, however
+    fast the devices: offered 1,500, the goodput stays under 1,000 and the door refuses the
+    surplus (its queue-delay gate and its adaptive limit, as ``serve``'s)."""
+    slow = HostConfig(take_ns=800 * US, answer_ns=200 * US, refuse_ns=50 * US)
+    result, _ = run(slow, rate=1500.0, gpus=6)
+    counts = statuses(result)
+    assert counts["SUCCESS"] < 1000
+    assert counts["OVERLOADED"] > 300
+    baseline = statuses(run(None, rate=1500.0, gpus=6)[0])
+    assert baseline["SUCCESS"] > counts["SUCCESS"] + 300
+
+
+def test_an_answer_the_client_reads_after_the_deadline_is_late() -> None:
+    """The server answers in time, but the client needs 120 ms to read each answer: every
+    result reaches it past its 100 ms deadline, and the log says LATE, not SUCCESS."""
+    slow_reader = HostConfig(0, 0, 0, client_read_ns=120 * MS, door=OPEN_DOOR)
+    result, _ = run(slow_reader, rate=20.0)
+    counts = statuses(result)
+    assert counts["LATE"] > 10 and counts["SUCCESS"] == 0
+    req = result.requests.table()
+    # the times are the client's: sent at arrival, read 120 ms after the server's answer at least
+    assert (req.response_ns - req.arrival_ns >= 120 * MS).all()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    take_us=st.integers(0, 3000),
+    answer_us=st.integers(0, 1000),
+    refuse_us=st.integers(0, 500),
+    client_us=st.integers(0, 2000),
+    background=st.sampled_from([0.0, 0.5]),
+    rate=st.floats(50, 2000),
+    slo_ms=st.sampled_from([15, 50, 100]),
+    seed=st.integers(0, 1000),
+    adaptive=st.booleans(),
+)
+def test_every_request_is_answered_once_through_the_host(
+    take_us: int,
+    answer_us: int,
+    refuse_us: int,
+    client_us: int,
+    background: float,
+    rate: float,
+    slo_ms: int,
+    seed: int,
+    adaptive: bool,
+) -> None:
+    host = HostConfig(
+        take_us * US,
+        answer_us * US,
+        refuse_us * US,
+        client_us * US,
+        client_us * US,
+        background_cores=background,
+        door=DoorLimits(adaptive_inflight=adaptive),
+    )
+    result, wl = run(host, rate=rate, slo_ms=slo_ms, seed=seed)
+    req = result.requests.table()
+    assert result.unanswered == 0
+    assert len(req) == wl.generated == result.responses
+    assert len(np.unique(req.request_id)) == len(req)
+    status = np.array(req.status_names)[req.status] if len(req) else np.array([])
+    ok = status == "SUCCESS"
+    # in time as the client saw it: sent at arrival, read by the deadline
+    assert (req.response_ns[ok] <= req.deadline_ns[ok]).all()
+    assert (req.deadline_ns - req.arrival_ns == slo_ms * MS).all()
+    assert (req.response_ns >= req.arrival_ns).all()
+
+
+def test_host_file(tmp_path: Path) -> None:
+    good = tmp_path / "host.json"
+    good.write_text(json.dumps({"take_ns": 600_000, "answer_ns": 250_000, "refuse_ns": 90_000}))
+    host = host_config_from_file(good)
+    assert (host.take_ns, host.cores, host.door) == (600_000, 2.0, DoorLimits())
+    for bad, words in (
+        ({"take_ns": 1}, "take_ns, answer_ns and refuse_ns"),
+        ({"take_ns": 1, "answer_ns": 1, "refuse_ns": 1, "speed": 3}, "optionally"),
+        ({"take_ns": -1, "answer_ns": 1, "refuse_ns": 1}, ">= 0"),
+        ({"take_ns": 1, "answer_ns": 1, "refuse_ns": 1, "cores": 0.5}, "cores >= 1"),
+    ):
+        path = tmp_path / "bad.json"
+        path.write_text(json.dumps(bad))
+        with pytest.raises(ConfigurationError, match="--host") as e:
+            host_config_from_file(path)
+        assert words in str(e.value)
+    with pytest.raises(ConfigurationError, match="No such file"):
+        host_config_from_file(tmp_path / "missing.json")
