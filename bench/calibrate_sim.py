@@ -2,88 +2,130 @@
 simulator predicts the real server (issue "Predictable on real hardware").
 
 usage: python bench/calibrate_sim.py --repository DIR [--rates 20,40,60] [--duration 20]
-           [--warmup-s 3] [--slo-ms 100] [--seed 1] [--encoding json|binary]
+           [--warmup-s 3] [--slo-ms 100] [--seed 1] [--repeats 1] [--encoding json|binary]
            [--out bench/results/calibrate-sim]
 
-1. Serves the repository with ``clockwork serve --log-dir`` (a fresh server per rate) and
-   drives it with ``clockwork bench --url`` (``--encoding``'s tensors, Poisson over every
-   model) at each rate, after ``--warmup-s`` at that rate that is not counted.
-   A repository in either layout (``config.json`` or Triton's ``config.pbtxt``).
-2. Fits the noise from the server's action log: per batch size the median measured execution is
-   the nominal duration; ``sigma`` is the robust spread (1.4826 x MAD) of log(measured / median);
-   runs above exp(3 sigma) x the median are stragglers (their share is ``straggler_prob``, their
-   median ratio ``straggler_factor``). Writes a calibrated profile (nominal = median) beside it.
-   Fitted twice: on every rate's executions pooled, and on each rate's server alone (the
-   front door and the client share this host's cores with the executions, so a higher rate
-   slows them; the simulator models no host CPU, so only a per-rate fit carries that).
-3. Runs ``clockwork sim --as-served`` (the policy as ``serve`` configures it) with each fit's
-   profile and noise, one simulated device, the same models, rates, SLO, duration and seed, its own
-   warm-up's arrivals run first and not counted, and prints real (as the client saw it)
-   against simulated attainment.
+1. Serves the repository with ``clockwork serve --log-dir`` (a fresh server per rate and
+   repeat) and drives it with ``clockwork bench --url`` (``--encoding``'s tensors, Poisson over
+   every model) at each rate, after ``--warmup-s`` at that rate that is not counted; repeat
+   ``i`` uses seed ``--seed + i``. A repository in either layout (``config.json`` or Triton's
+   ``config.pbtxt``). During each measured run it reads the CPU time of every thread of the
+   server's process tree and of the client (``host_cpu.py``), and the door's refusals.
+2. Fits the noise from the server's action log, every run's executions pooled
+   (``clockwork.sim.calibration.fit_noise``: per batch size the median time the device was held
+   is the nominal duration, with a log-normal spread and stragglers around it), and writes a
+   calibrated profile (nominal = median).
+3. Fits what the serving host costs (``clockwork.sim.host``; ``calibration.fit_host``: least
+   squares of each thread's CPU time over the runs) and writes it as ``host.json``
+   (``clockwork sim --host``).
+4. Runs ``clockwork sim --as-served`` (the policy as ``serve`` configures it) with the fitted
+   profile and noise, one simulated device, the same models, rates, SLO, duration and seeds, its
+   own warm-up's arrivals run first and not counted, without and with the host, and prints real
+   (as the client saw it) against simulated attainment, medians over the repeats.
 
-Writes ``calibration.json`` and ``calibration.md`` into --out.
+Writes ``calibration.json``, ``calibration.md`` and ``host.json`` into --out.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from clockwork.models.repository import ModelRepository
+from clockwork.sim.calibration import HostSample, fit_host, fit_noise
+from host_cpu import CpuSplit, snapshot, split
 from real_server import CLOCKWORK, ROOT, bench_command, run_bench, serving
 
 
 @dataclass(frozen=True)
 class RealRun:
+    rate: float
+    seed: int
     client: float  # attainment as the client saw it
     requests: int
     actions: list[dict[str, object]]  # the server's action log, warm-up included
+    wall_s: float  # the measured run's length
+    cpu: CpuSplit  # the server's tree during it
+    client_cpu_s: float
+    door_refusals: int
 
 
-def _serve_and_measure(
-    args: argparse.Namespace, models: list[str], out: Path
-) -> dict[float, RealRun]:
-    """Per rate, on a fresh server (as the simulator starts afresh): the client's attainment,
-    its requests, and the server's action log of the run."""
-    real: dict[float, RealRun] = {}
-    for rate in args.rates:
-        logs = out / "server-logs" / f"r{rate:g}"
-        run = out / f"real-r{rate:g}"
-        print(
-            f"real server: {rate:g} requests/s, {args.warmup_s:g} s of warm-up, then "
-            f"{args.duration:g} s",
-            file=sys.stderr,
-            flush=True,
+def _door_refusals(url: str) -> int:
+    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    return round(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("clockwork_door_refusals_total")
         )
-        with serving(
-            args.repository,
-            out / f"server-r{rate:g}.log",
-            ("--status-interval", "0", "--log-dir", str(logs)),
-        ) as (_, url):
-            common = {"rate_rps": rate, "slo_ms": args.slo_ms, "encoding": args.encoding}
-            if args.warmup_s > 0:
-                run_bench(bench_command(url, models, duration_s=args.warmup_s, seed=99, **common))
-            # the warm-up's executions are logged too: they are this rate's as much
-            run_bench(
-                bench_command(
-                    url, models, duration_s=args.duration, seed=args.seed, out=run, **common
-                )
+    )
+
+
+def _serve_and_measure(args: argparse.Namespace, models: list[str], out: Path) -> list[RealRun]:
+    """Per rate and repeat, on a fresh server (as the simulator starts afresh): the client's
+    attainment, its requests, the server's action log and what the host spent."""
+    runs: list[RealRun] = []
+    for repeat in range(args.repeats):
+        seed = args.seed + repeat
+        for rate in args.rates:
+            name = f"r{rate:g}-s{seed}"
+            logs = out / "server-logs" / name
+            run = out / f"real-{name}"
+            print(
+                f"real server: {rate:g} requests/s, seed {seed}, {args.warmup_s:g} s of warm-up, "
+                f"then {args.duration:g} s",
+                file=sys.stderr,
+                flush=True,
             )
-        s = json.loads((run / "summary.json").read_text())
-        actions = [
-            r for f in sorted(logs.glob("actions-*.parquet")) for r in pq.read_table(f).to_pylist()
-        ]
-        real[rate] = RealRun(s["slo_attainment"], s["requests"], actions)
-    return real
+            with serving(
+                args.repository,
+                out / f"server-{name}.log",
+                ("--status-interval", "0", "--log-dir", str(logs)),
+            ) as (server, url):
+                common = {"rate_rps": rate, "slo_ms": args.slo_ms, "encoding": args.encoding}
+                if args.warmup_s > 0:
+                    run_bench(
+                        bench_command(url, models, duration_s=args.warmup_s, seed=99, **common)
+                    )
+                refused0, before, client0 = _door_refusals(url), snapshot(server.pid), os.times()
+                t0 = time.monotonic()
+                # the warm-up's executions are logged too: they are this rate's as much
+                run_bench(
+                    bench_command(
+                        url, models, duration_s=args.duration, seed=seed, out=run, **common
+                    )
+                )
+                wall_s = time.monotonic() - t0
+                cpu = split(server.pid, before, snapshot(server.pid))
+                client1 = os.times()
+                refused = _door_refusals(url) - refused0
+            s = json.loads((run / "summary.json").read_text())
+            actions = [
+                r
+                for f in sorted(logs.glob("actions-*.parquet"))
+                for r in pq.read_table(f).to_pylist()
+            ]
+            client_s = (client1.children_user - client0.children_user) + (
+                client1.children_system - client0.children_system
+            )
+            runs.append(
+                RealRun(
+                    rate, seed, s["slo_attainment"], s["requests"], actions, wall_s, cpu,
+                    client_s, refused,
+                )
+            )  # fmt: skip
+    return runs
 
 
 def _simulate(
@@ -92,9 +134,11 @@ def _simulate(
     cal_path: Path,
     fit: dict[str, object],
     rate: float,
+    seed: int,
+    host: Path | None = None,
 ) -> float:
     """The simulated attainment at ``rate``: the policy as served, the warm-up's arrivals run
-    first and not counted, as the real side's."""
+    first and not counted, as the real side's; with the serving host of ``host`` if given."""
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
             [
@@ -102,10 +146,11 @@ def _simulate(
                 "--models", str(len(models)), "--gpus", "1", "--profile", str(cal_path),
                 "--cache-pages", str(args.cache_pages), "--rate", f"{rate:g}",
                 "--duration", f"{args.warmup_s + args.duration:g}",
-                "--slo-ms", f"{args.slo_ms:g}", "--seed", str(args.seed),
+                "--slo-ms", f"{args.slo_ms:g}", "--seed", str(seed),
                 "--noise", "lognormal+straggler", "--noise-sigma", f"{fit['sigma']:.4f}",
                 "--straggler-prob", f"{fit['straggler_prob']:.4f}",
                 "--straggler-factor", f"{max(1.0, float(fit['straggler_factor'])):.3f}",
+                *(["--host", str(host)] if host is not None else []),
                 "--out", tmp, "--no-plots", "--quiet",
             ],
             check=True,
@@ -123,26 +168,6 @@ def _simulate(
         if a >= measured_from_ns
     ]
     return sum(st == "SUCCESS" for st in counted) / len(counted) if counted else 0.0
-
-
-def fit_noise(actions: list[dict[str, object]]) -> dict[str, object]:
-    by_batch: dict[int, list[int]] = {}
-    for a in actions:
-        if a["kind"] == "Infer" and a["status"] == "SUCCESS" and int(a["actual_ns"]) > 0:
-            by_batch.setdefault(int(a["batch_size"]), []).append(int(a["actual_ns"]))
-    medians = {b: statistics.median(v) for b, v in by_batch.items()}
-    logs = [math.log(x / medians[b]) for b, v in by_batch.items() for x in v]
-    mad = statistics.median(abs(x) for x in logs)
-    sigma = 1.4826 * mad
-    cut = 3 * sigma
-    high = [x for x in logs if x > cut]
-    return {
-        "medians_ns": {str(b): int(m) for b, m in sorted(medians.items())},
-        "runs": {str(b): len(v) for b, v in sorted(by_batch.items())},
-        "sigma": sigma,
-        "straggler_prob": len(high) / len(logs) if logs else 0.0,
-        "straggler_factor": math.exp(statistics.median(high)) if high else 1.0,
-    }
 
 
 def calibrated_profile(profile: dict[str, object], fit: dict[str, object]) -> dict[str, object]:
@@ -176,6 +201,9 @@ def main() -> None:
     p.add_argument("--slo-ms", type=float, default=100.0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
+        "--repeats", type=int, default=1, help="runs per rate (seeds --seed, --seed + 1, ...)"
+    )
+    p.add_argument(
         "--encoding", choices=("json", "binary"), default="json", help="the client's tensors"
     )
     p.add_argument(
@@ -187,63 +215,89 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("bench/results/calibrate-sim"))
     args = p.parse_args()
     args.rates = [float(r) for r in args.rates.split(",")]
+    if args.repeats < 1:
+        p.error("--repeats must be >= 1")
+    args.out = args.out.resolve()  # the benches run from the repository's root
     args.out.mkdir(parents=True, exist_ok=True)
     models = sorted(ModelRepository(args.repository).model_dirs())
     real = _serve_and_measure(args, models, args.out)
-    actions = [a for rate in args.rates for a in real[rate].actions]
-    fit = fit_noise(actions)
+    fit = fit_noise([a for r in real for a in r.actions])
     profile = json.loads((args.repository / models[0] / "profile-cpu.json").read_text())
-    pooled_path = args.out / "profile-cpu-calibrated.json"
-    pooled_path.write_text(json.dumps(calibrated_profile(profile, fit), indent=1))
+    cal_path = args.out / "profile-cpu-calibrated.json"
+    cal_path.write_text(json.dumps(calibrated_profile(profile, fit), indent=1))
+    host = fit_host(
+        [
+            HostSample(
+                r.wall_s, r.requests, r.door_refusals, r.cpu.loop_s, r.cpu.other_s, r.client_cpu_s
+            )
+            for r in real
+        ],
+        os.cpu_count() or 1,
+    )
+    host_path = args.out / "host.json"
+    host_path.write_text(json.dumps(host, indent=1))
     rows = []
     for rate in args.rates:
-        # the executions of this rate's measured run alone: on a host whose cores the front
-        # door and the client share, a higher rate slows them (the pooled fit averages that out)
-        own = fit_noise(real[rate].actions) if real[rate].actions else fit
-        own_path = args.out / f"profile-cpu-calibrated-r{rate:g}.json"
-        own_path.write_text(json.dumps(calibrated_profile(profile, own), indent=1))
+        runs = [r for r in real if r.rate == rate]
+        sims = [_simulate(args, models, cal_path, fit, rate, r.seed) for r in runs]
+        hosted = [_simulate(args, models, cal_path, fit, rate, r.seed, host_path) for r in runs]
         rows.append(
             {
                 "rate": rate,
-                "real_client": real[rate].client,
-                "sim": _simulate(args, models, pooled_path, fit, rate),
-                "sim_own_fit": _simulate(args, models, own_path, own, rate),
-                "own_fit": own,
-                "requests": real[rate].requests,
+                "real_client": [r.client for r in runs],
+                "sim": sims,
+                "sim_host": hosted,
+                "requests": [r.requests for r in runs],
+                "door_refusals": [r.door_refusals for r in runs],
+                "cpu": [
+                    {**asdict(r.cpu), "client_s": r.client_cpu_s, "wall_s": r.wall_s} for r in runs
+                ],
             }
         )
     result = {
         "fit": fit,
+        "host": host,
         "rows": rows,
         "repository": str(args.repository),
         "models": len(models),
         "slo_ms": args.slo_ms,
         "duration_s": args.duration,
         "warmup_s": args.warmup_s,
-        "seed": args.seed,
+        "seeds": [args.seed + i for i in range(args.repeats)],
+        "encoding": args.encoding,
     }
     (args.out / "calibration.json").write_text(json.dumps(result, indent=1))
+    table = _table(result)
+    print(table)
+    (args.out / "calibration.md").write_text(table + "\n")
+
+
+def _table(result: dict[str, object]) -> str:
+    fit, host = result["fit"], result["host"]
+    med = statistics.median
     lines = [
         f"noise fitted on {sum(fit['runs'].values()):,} real executions "
         f"(batch sizes {fit['runs']}): sigma {fit['sigma']:.3f}, stragglers "
-        f"{fit['straggler_prob']:.2%} x{fit['straggler_factor']:.2f}; medians (ms) "
-        + ", ".join(f"{b}: {v / 1e6:.2f}" for b, v in fit["medians_ns"].items()),
+        f"{fit['straggler_prob']:.2%} x{fit['straggler_factor']:.2f}; medians of the device's "
+        "time (ms) " + ", ".join(f"{b}: {v / 1e6:.2f}" for b, v in fit["medians_ns"].items()),
+        f"host fitted: take {host['take_ns'] / 1e3:.0f} us, answer {host['answer_ns'] / 1e3:.0f} "
+        f"us, refuse {host['refuse_ns'] / 1e3:.0f} us a request on the loop; client "
+        f"{(host['client_send_ns'] + host['client_read_ns']) / 1e3:.0f} us a request; "
+        f"{host['background_cores']:.2f} cores in other threads, {host['cores']:g} cores",
         "",
-        "| rate (req/s) | real (client) | simulated, pooled fit | difference (points) | "
-        "batch-1 median at this rate (ms) | simulated, this rate's fit | difference (points) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| rate (req/s) | real (client), each run | real, median | simulated, median | "
+        "difference (points) | simulated with the host, median | difference (points) |",
+        "|---:|---|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
-        b1 = r["own_fit"]["medians_ns"].get("1")
+    for r in result["rows"]:
+        real = med(r["real_client"])
+        sim, hosted = med(r["sim"]), med(r["sim_host"])
         lines.append(
-            f"| {r['rate']:g} | {r['real_client']:.2%} | {r['sim']:.2%} | "
-            f"{100 * (r['sim'] - r['real_client']):+.2f} | "
-            f"{'-' if b1 is None else f'{b1 / 1e6:.2f}'} | {r['sim_own_fit']:.2%} | "
-            f"{100 * (r['sim_own_fit'] - r['real_client']):+.2f} |"
+            f"| {r['rate']:g} | {', '.join(f'{x:.2%}' for x in r['real_client'])} | "
+            f"{real:.2%} | {sim:.2%} | {100 * (sim - real):+.2f} | {hosted:.2%} | "
+            f"{100 * (hosted - real):+.2f} |"
         )
-    table = "\n".join(lines)
-    print(table)
-    (args.out / "calibration.md").write_text(table + "\n")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

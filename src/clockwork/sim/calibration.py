@@ -1,0 +1,109 @@
+"""Fitting the simulator to a real server's run (``bench/calibrate_sim.py`` measures, these fit).
+
+- ``fit_noise``: from the worker's action log, per batch size the median time the device was
+  held (from an execution's start to its end as the worker stamps them: the inputs' assembly and
+  the outputs' hand-over included, which the simulated device's duration stands for too; the
+  worker's ``actual_ns`` is the model's run alone, 0.2-0.7 ms less on a 2-core host, BENCHMARKS.md
+  s.36), the log-normal spread around it (1.4826 x MAD of the log ratios) and the stragglers
+  (runs above exp(3 sigma) x the median: their share and median ratio).
+- ``fit_host``: what the serving host costs (``clockwork.sim.host.HostConfig``), by least squares
+  over runs at several rates: the loop's CPU time as a constant share of a core plus a cost per
+  request the door took and one per request it refused; the client's as a constant share plus a
+  cost per request. A taken request's loop time is split ``TAKE_SHARE`` before the scheduler
+  has it and the rest to answer it; a constant share slows that thread's jobs; the other threads'
+  CPU is ``background_cores``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["TAKE_SHARE", "HostSample", "fit_host", "fit_noise"]
+
+#: of a taken request's loop time, the share spent before the scheduler has it (reading,
+#: decoding, admitting); the rest answers it (a py-spy profile of the loop at 416 requests/s of
+#: 60 KB JSON bodies, BENCHMARKS.md s.36)
+TAKE_SHARE = 0.7
+
+
+@dataclass(frozen=True, slots=True)
+class HostSample:
+    """One measured run: its length, its requests and what each thread spent (CPU seconds)."""
+
+    wall_s: float
+    requests: int  # sent by the client
+    door_refusals: int  # of them, refused by the door before the scheduler saw them
+    loop_s: float  # the server's main thread: the controller's loop and the front door
+    other_s: float  # the server's other threads and processes, the executor's aside
+    client_s: float
+
+
+def fit_noise(actions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The noise of the successful executions in ``actions`` (rows of the action log)."""
+    by_batch: dict[int, list[int]] = {}
+    for a in actions:
+        if a["kind"] != "Infer" or a["status"] != "SUCCESS":
+            continue
+        held = int(a["ended_ns"]) - int(a["began_ns"])
+        if held > 0:
+            by_batch.setdefault(int(a["batch_size"]), []).append(held)
+    medians = {b: statistics.median(v) for b, v in by_batch.items()}
+    logs = [math.log(x / medians[b]) for b, v in by_batch.items() for x in v]
+    sigma = 1.4826 * statistics.median(abs(x) for x in logs) if logs else 0.0
+    high = [x for x in logs if x > 3 * sigma]
+    return {
+        "medians_ns": {str(b): int(m) for b, m in sorted(medians.items())},
+        "runs": {str(b): len(v) for b, v in sorted(by_batch.items())},
+        "sigma": sigma,
+        "straggler_prob": len(high) / len(logs) if logs else 0.0,
+        "straggler_factor": math.exp(statistics.median(high)) if high else 1.0,
+    }
+
+
+def _nonnegative_least_squares(rows: Sequence[Sequence[float]], y: Sequence[float]) -> list[float]:
+    """Least squares with the terms that come out negative dropped, one at a time (a few terms,
+    each a cost that cannot be negative); a dropped term is 0."""
+    keep = list(range(len(rows[0])))
+    while True:
+        a = np.array([[r[i] for i in keep] for r in rows], dtype=np.float64)
+        coef = np.linalg.lstsq(a, np.array(y, dtype=np.float64), rcond=None)[0]
+        if bool((coef >= 0).all()) or len(keep) == 1:
+            out = [0.0] * len(rows[0])
+            for i, c in zip(keep, coef.tolist(), strict=True):
+                out[i] = max(0.0, float(c))
+            return out
+        keep.pop(int(np.argmin(coef)))
+
+
+def fit_host(samples: Sequence[HostSample], cores: float) -> dict[str, float]:
+    """``HostConfig``'s fields (the door's limits aside) fitted on ``samples``, for a host of
+    ``cores`` cores; what ``clockwork sim --host`` reads."""
+    if not samples:
+        raise ValueError("fit_host needs at least one run")
+    loop = _nonnegative_least_squares(
+        [[s.wall_s, s.requests - s.door_refusals, s.door_refusals] for s in samples],
+        [s.loop_s for s in samples],
+    )
+    client = _nonnegative_least_squares(
+        [[s.wall_s, s.requests] for s in samples], [s.client_s for s in samples]
+    )
+    # a thread busy a constant share of the time has that much less for its jobs
+    loop_slow = 1.0 / max(0.05, 1.0 - loop[0])
+    client_slow = 1.0 / max(0.05, 1.0 - client[0])
+    per_request_s, refuse_s = loop[1] * loop_slow, loop[2] * loop_slow
+    client_s = client[1] * client_slow
+    return {
+        "take_ns": round(TAKE_SHARE * per_request_s * 1e9),
+        "answer_ns": round((1 - TAKE_SHARE) * per_request_s * 1e9),
+        "refuse_ns": round(refuse_s * 1e9),
+        "client_send_ns": round(client_s / 2 * 1e9),
+        "client_read_ns": round(client_s / 2 * 1e9),
+        "cores": float(cores),
+        "background_cores": round(statistics.mean(s.other_s / s.wall_s for s in samples), 3),
+    }
