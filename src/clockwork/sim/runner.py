@@ -24,7 +24,7 @@ from clockwork.core.events import (
 from clockwork.core.ids import DeviceId
 from clockwork.core.policies.base import PolicyBase
 from clockwork.core.profile import V100_32GB, DeviceKind
-from clockwork.core.requests import InferRequest, Response
+from clockwork.core.requests import InferRequest, Response, ResponseStatus
 from clockwork.core.scheduler import Scheduler
 from clockwork.core.units import NS_PER_S, NS_PER_US
 from clockwork.sim.engine import EventQueue
@@ -438,20 +438,31 @@ class Simulation:
         if self._host is not None:
             self._host.answer(response, now_ns)
             return
+        self._ended(request, arrival, response, response.status, response.time_ns, now_ns)
+
+    def _ended(
+        self,
+        request: InferRequest,
+        arrival: Arrival,
+        response: Response | None,
+        status: ResponseStatus,
+        end_ns: int,
+        now_ns: int,
+    ) -> None:
+        """``request`` ended with ``status`` at ``end_ns``: logged, and the workload told."""
         self._responses += 1
         if self.config.record_logs:
-            # ``_value_``, not ``value``: a compiled-build accommodation (core/requests.py)
-            status: str = response.status._value_
             self.request_log.append(
                 request.request_id,
                 request.model,
                 request.arrival_ns,
                 request.deadline_ns,
-                response.time_ns,
-                status,
-                response.batch_size,
-                response.action_id,
-                response.cold_start,
+                end_ns,
+                # ``_value_``, not ``value``: a compiled-build accommodation (core/requests.py)
+                status._value_,
+                0 if response is None else response.batch_size,
+                -1 if response is None else response.action_id,
+                False if response is None else response.cold_start,
             )
         nxt = self.workload.on_response(arrival, now_ns)
         if nxt is not None and nxt.time_ns < self.config.duration_ns:
@@ -466,25 +477,12 @@ class Simulation:
         self._hand_over(rid, arrival, deadline_ns, now_ns)
 
     def _host_done(self, done: ClientDone) -> None:
-        """The client has the answer of ``done``: logged as the client saw it."""
+        """The client has the answer of ``done``: logged as the client saw it, from when it meant
+        to send the request to when it had read the answer."""
         del self._at_host[done.request_id]
-        self._responses += 1
-        r = done.response
-        if self.config.record_logs:
-            self.request_log.append(
-                done.request_id,
-                done.arrival.model,
-                done.sent_ns,
-                done.deadline_ns,
-                done.end_ns,
-                done.status._value_,
-                0 if r is None else r.batch_size,
-                -1 if r is None else r.action_id,
-                False if r is None else r.cold_start,
-            )
-        nxt = self.workload.on_response(done.arrival, done.end_ns)
-        if nxt is not None and nxt.time_ns < self.config.duration_ns:
-            self.q.push(max(nxt.time_ns, done.end_ns), _RESPONSE_ARRIVAL, nxt)
+        a = done.arrival
+        request = InferRequest(done.request_id, a.model, done.sent_ns, done.deadline_ns, a.priority)
+        self._ended(request, a, done.response, done.status, done.end_ns, done.end_ns)
 
     def _schedule_done(self, when_ns: int, dev: SimDevice, ex: Executor, began_ns: int) -> None:
         if ex is Executor.INFER:
