@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from clockwork.core.events import ModelInfo
 from clockwork.core.profile import DeviceKind, Measurement, ModelProfile
@@ -69,3 +73,21 @@ class SkewedPoisson:
 
     def on_response(self, arrival: Arrival, now_ns: int) -> Arrival | None:
         return None
+
+
+def answered_once(result: Any, generated: int) -> npt.NDArray[np.str_]:
+    """Assert that every one of the ``generated`` requests of a simulation's ``result`` was
+    answered exactly once, a success only inside its deadline and a late result only after it;
+    return the requests' status names (in the log's order)."""
+    req = result.requests.table()
+    assert result.unanswered == 0
+    assert len(req) == generated == result.responses
+    assert len(np.unique(req.request_id)) == len(req)
+    status: npt.NDArray[np.str_] = (
+        np.array(req.status_names)[req.status] if len(req) else np.array([])
+    )
+    ok = status == "SUCCESS"
+    assert (req.response_ns[ok] <= req.deadline_ns[ok]).all()
+    late = status == "LATE"
+    assert (req.response_ns[late] > req.deadline_ns[late]).all()
+    return status

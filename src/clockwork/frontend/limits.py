@@ -98,6 +98,22 @@ class DoorLimits:
                 f"({self.initial_inflight})"
             )
 
+    def queue_delay_gate(self) -> QueueDelayGate:
+        """A gate with these limits' target and interval (``queue_delay``)."""
+        return QueueDelayGate(
+            s_to_ns(self.queue_delay_target_s), s_to_ns(self.queue_delay_interval_s)
+        )
+
+    def adaptive_limit(self) -> AdaptiveLimit | None:
+        """The adaptive limit on requests in flight these limits set, None if it is off."""
+        if not self.adaptive_inflight:
+            return None
+        return AdaptiveLimit(
+            min(self.initial_inflight, self.max_inflight),
+            min(self.min_inflight, self.max_inflight),
+            self.max_inflight,
+        )
+
 
 # limits whose 0 means "off"
 _MAY_BE_ZERO = frozenset({"max_connection_age_s", "queue_delay_target_s"})
@@ -141,21 +157,10 @@ class Door:
         self.refusals: dict[Refusal, int] = dict.fromkeys(Refusal, 0)
         self.refusal_times = RefusalTimes()
         self.timeouts: dict[Timeout, int] = dict.fromkeys(Timeout, 0)
-        target_ns = s_to_ns(self.limits.queue_delay_target_s)
-        interval_ns = s_to_ns(self.limits.queue_delay_interval_s)
-        self.queue_delay = QueueDelayGate(target_ns, interval_ns)
+        self.queue_delay = self.limits.queue_delay_gate()
         # gRPC's waits are the loop's lateness, not HTTP's first-byte waits: a gate of its own
-        self.grpc_queue_delay = QueueDelayGate(target_ns, interval_ns)
-        lim = self.limits
-        self.adaptive = (
-            AdaptiveLimit(
-                min(lim.initial_inflight, lim.max_inflight),
-                min(lim.min_inflight, lim.max_inflight),
-                lim.max_inflight,
-            )
-            if lim.adaptive_inflight
-            else None
-        )
+        self.grpc_queue_delay = self.limits.queue_delay_gate()
+        self.adaptive = self.limits.adaptive_limit()
         self._caps = {
             RequestKind.INFERENCE: self.limits.max_inflight,
             RequestKind.CONTROL: self.limits.max_control_inflight,

@@ -38,10 +38,7 @@ from dataclasses import dataclass, field
 
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.requests import Response, ResponseStatus
-from clockwork.core.units import s_to_ns
-from clockwork.frontend.adaptive_limit import AdaptiveLimit
 from clockwork.frontend.limits import DoorLimits
-from clockwork.frontend.queue_delay import QueueDelayGate
 from clockwork.workload.base import Arrival
 
 __all__ = ["ClientDone", "HostConfig", "HostModel", "Job", "Thread"]
@@ -129,19 +126,9 @@ class HostModel:
         self._done = done
         self.loop = Thread("loop")
         self.client = Thread("client")
-        limits = config.door
-        self.gate = QueueDelayGate(
-            s_to_ns(limits.queue_delay_target_s), s_to_ns(limits.queue_delay_interval_s)
-        )
-        self.limit = (
-            AdaptiveLimit(
-                min(limits.initial_inflight, limits.max_inflight),
-                min(limits.min_inflight, limits.max_inflight),
-                limits.max_inflight,
-            )
-            if limits.adaptive_inflight
-            else None
-        )
+        # the door's gate and limit, as ``serve``'s door builds them
+        self.gate = config.door.queue_delay_gate()
+        self.limit = config.door.adaptive_limit()
         self.inflight = 0
         self.executing = 0  # executions running now (each a busy thread)
         self.door_refusals = 0
