@@ -131,7 +131,6 @@ class HostModel:
         self.limit = config.door.adaptive_limit()
         self.inflight = 0
         self.executing = 0  # executions running now (each a busy thread)
-        self.door_refusals = 0
         # request id -> (the request, when its first byte reached the server)
         self._taken: dict[int, tuple[_Request, int]] = {}
 
@@ -173,11 +172,6 @@ class HostModel:
         then(now_ns)
         self._next(thread, now_ns)
 
-    @property
-    def pending(self) -> int:
-        """Requests on their way through the host: queued on a thread or with the scheduler."""
-        return len(self._taken) + len(self.loop.jobs) + len(self.client.jobs)
-
     # ----------------------------------------------------------------- a request's way
 
     def _first_byte(self, request: _Request, first_byte_ns: int) -> None:
@@ -191,7 +185,6 @@ class HostModel:
                 return self.config.take_ns, lambda e: self._submit(
                     request[0], request[1], deadline_ns, e
                 )
-            self.door_refusals += 1
             return self.config.refuse_ns, lambda e: self._to_client(
                 request, ResponseStatus.OVERLOADED, None, e
             )
