@@ -43,7 +43,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from clockwork.models.repository import ModelRepository
-from clockwork.sim.calibration import HostSample, fit_host, fit_noise
+from clockwork.sim.calibration import HostSample, fit_drift, fit_host, fit_noise
 from host_cpu import CpuSplit, snapshot, split
 from real_server import CLOCKWORK, ROOT, bench_command, run_bench, serving
 
@@ -128,6 +128,31 @@ def _serve_and_measure(args: argparse.Namespace, models: list[str], out: Path) -
     return runs
 
 
+def _earlier_runs(out: Path) -> list[RealRun]:
+    """The real runs of an earlier ``--out``: what its calibration.json says of each, and its
+    server's action log."""
+    earlier = json.loads((out / "calibration.json").read_text())
+    runs = []
+    for row in earlier["rows"]:
+        rate = float(row["rate"])
+        for i, seed in enumerate(earlier["seeds"]):
+            logs = out / "server-logs" / f"r{rate:g}-s{seed}"
+            actions = [
+                r
+                for f in sorted(logs.glob("actions-*.parquet"))
+                for r in pq.read_table(f).to_pylist()
+            ]
+            cpu = row["cpu"][i]
+            runs.append(
+                RealRun(
+                    rate, seed, row["real_client"][i], row["requests"][i], actions,
+                    cpu["wall_s"], CpuSplit(cpu["loop_s"], cpu["executor_s"], cpu["other_s"]),
+                    cpu["client_s"], row["door_refusals"][i],
+                )
+            )  # fmt: skip
+    return runs
+
+
 def _simulate(
     args: argparse.Namespace,
     models: list[str],
@@ -150,6 +175,8 @@ def _simulate(
                 "--noise", "lognormal+straggler", "--noise-sigma", f"{fit['sigma']:.4f}",
                 "--straggler-prob", f"{fit['straggler_prob']:.4f}",
                 "--straggler-factor", f"{max(1.0, float(fit['straggler_factor'])):.3f}",
+                "--noise-drift-sigma", f"{fit.get('drift_sigma', 0.0):.4f}",
+                "--noise-drift-tau-ms", f"{fit.get('drift_tau_ns', 1e9) / 1e6:.1f}",
                 *(["--host", str(host)] if host is not None else []),
                 "--out", tmp, "--no-plots", "--quiet",
             ],
@@ -212,6 +239,17 @@ def main() -> None:
         default=64,
         help="the simulated device's weights cache (the torch CPU worker's default)",
     )
+    p.add_argument(
+        "--no-drift", action="store_true", help="fit and simulate no drift of the speed in time"
+    )
+    p.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="serve nothing: fit and simulate the real runs an earlier --out DIR holds "
+        "(its calibration.json and server-logs/)",
+    )
     p.add_argument("--out", type=Path, default=Path("bench/results/calibrate-sim"))
     args = p.parse_args()
     args.rates = [float(r) for r in args.rates.split(",")]
@@ -220,8 +258,18 @@ def main() -> None:
     args.out = args.out.resolve()  # the benches run from the repository's root
     args.out.mkdir(parents=True, exist_ok=True)
     models = sorted(ModelRepository(args.repository).model_dirs())
-    real = _serve_and_measure(args, models, args.out)
+    if args.reuse is None:
+        real = _serve_and_measure(args, models, args.out)
+    else:
+        real = _earlier_runs(args.reuse)
+        earlier = json.loads((args.reuse / "calibration.json").read_text())
+        # simulated as they were served
+        args.rates = sorted({r.rate for r in real})
+        args.duration, args.warmup_s = earlier["duration_s"], earlier["warmup_s"]
+        args.slo_ms, args.encoding = earlier["slo_ms"], earlier.get("encoding", "json")
     fit = fit_noise([a for r in real for a in r.actions])
+    if not args.no_drift:
+        fit = fit_drift([r.actions for r in real], fit)
     profile = json.loads((args.repository / models[0] / "profile-cpu.json").read_text())
     cal_path = args.out / "profile-cpu-calibrated.json"
     cal_path.write_text(json.dumps(calibrated_profile(profile, fit), indent=1))
@@ -263,7 +311,7 @@ def main() -> None:
         "slo_ms": args.slo_ms,
         "duration_s": args.duration,
         "warmup_s": args.warmup_s,
-        "seeds": [args.seed + i for i in range(args.repeats)],
+        "seeds": sorted({r.seed for r in real}),
         "encoding": args.encoding,
     }
     (args.out / "calibration.json").write_text(json.dumps(result, indent=1))
@@ -278,7 +326,9 @@ def _table(result: dict[str, object]) -> str:
     lines = [
         f"noise fitted on {sum(fit['runs'].values()):,} real executions "
         f"(batch sizes {fit['runs']}): sigma {fit['sigma']:.3f}, stragglers "
-        f"{fit['straggler_prob']:.2%} x{fit['straggler_factor']:.2f}; medians of the device's "
+        f"{fit['straggler_prob']:.2%} x{fit['straggler_factor']:.2f}, drift sigma "
+        f"{fit.get('drift_sigma', 0.0):.3f} over {fit.get('drift_tau_ns', 0) / 1e9:.2f} s; "
+        "medians of the device's "
         "time (ms) " + ", ".join(f"{b}: {v / 1e6:.2f}" for b, v in fit["medians_ns"].items()),
         f"host fitted: take {host['take_ns'] / 1e3:.0f} us, answer {host['answer_ns'] / 1e3:.0f} "
         f"us, refuse {host['refuse_ns'] / 1e3:.0f} us a request on the loop; client "

@@ -50,3 +50,43 @@ def test_a_scaled_device_runs_that_many_times_the_profile_under_its_noise() -> N
         assert scaled.apply(10**6) == pytest.approx(2.5 * plain.apply(10**6), abs=2)
     with pytest.raises(ValueError, match="scale"):
         Noise(config, 1, 0.0)
+
+
+def test_a_drift_is_slow_in_time_and_has_its_configured_spread() -> None:
+    """With ``drift_sigma`` the durations share a factor exp(X(t)), X an Ornstein-Uhlenbeck
+    process: draws 1 ms apart move together (correlation exp(-1 ms / tau) ~ 0.99 at tau 100
+    ms), draws a second apart hardly (exp(-10) ~ 0), and log(duration) spreads by drift_sigma."""
+    config = NoiseConfig("none", drift_sigma=0.2, drift_tau_ns=100_000_000)
+    noise = Noise(config, 11)
+    logs = [math.log(noise.apply(1_000_000, t * 1_000_000) / 1_000_000) for t in range(100_000)]
+    assert statistics.stdev(logs) == pytest.approx(0.2, rel=0.1)
+    near = statistics.correlation(logs[:-1], logs[1:])
+    far = statistics.correlation(logs[:-1000], logs[1000:])
+    assert near > 0.95
+    assert abs(far) < 0.1
+    # without a drift the same kind leaves durations alone, whatever the time
+    plain = Noise(NoiseConfig("none"), 11)
+    assert {plain.apply(1_000_000, t) for t in range(0, 10**9, 10**7)} == {1_000_000}
+
+
+def test_a_drift_does_not_change_the_other_draws() -> None:
+    """The drift has a generator of its own: with it on, the log-normal draws are the same, each
+    times the drift's factor."""
+    base = NoiseConfig("lognormal", sigma=0.1)
+    drifting = NoiseConfig("lognormal", sigma=0.1, drift_sigma=0.3, drift_tau_ns=10**9)
+    a, b = Noise(base, 4), Noise(drifting, 4)
+    ratios = [b.apply(10**9, t * 10**6) / a.apply(10**9, t * 10**6) for t in range(5000)]
+    assert len({round(r, 3) for r in ratios}) > 100  # the drift moves
+    assert statistics.stdev(math.log(r) for r in ratios) == pytest.approx(0.3, rel=0.35)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"drift_sigma": -0.1},
+        {"drift_sigma": 0.1, "drift_tau_ns": 0},
+    ],
+)
+def test_a_bad_drift_is_refused(config: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="drift"):
+        NoiseConfig("lognormal", **config)  # type: ignore[arg-type]

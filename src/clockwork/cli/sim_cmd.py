@@ -36,7 +36,7 @@ from clockwork.core.profile import (
     DEVICE_KINDS,
     DeviceKind,
 )
-from clockwork.core.units import DEFAULT_SLO_MS, NS_PER_MS, NS_PER_S, s_to_ns, us_to_ns
+from clockwork.core.units import DEFAULT_SLO_MS, NS_PER_MS, NS_PER_S, ms_to_ns, s_to_ns, us_to_ns
 from clockwork.sim.host import HostConfig
 from clockwork.sim.noise import NOISE_KINDS, NoiseConfig
 from clockwork.sim.runner import SimConfig, Simulation
@@ -124,6 +124,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=float,
         default=_NOISE.straggler_factor,
         help="how many times longer a straggler runs",
+    )
+    s.add_argument(
+        "--noise-drift-sigma",
+        type=float,
+        default=_NOISE.drift_sigma,
+        help="a slow drift of each device's speed on top of the noise: the standard deviation "
+        "of its log (an Ornstein-Uhlenbeck process; 0: none)",
+    )
+    s.add_argument(
+        "--noise-drift-tau-ms",
+        type=float,
+        default=_NOISE.drift_tau_ns / NS_PER_MS,
+        help="the drift's correlation time",
     )
     s.add_argument(
         "--slow-devices",
@@ -250,7 +263,12 @@ def run(args: argparse.Namespace) -> int:
     make_workload = workload_factory(args, names, capacity)
     try:
         noise = NoiseConfig(
-            args.noise, args.noise_sigma, args.straggler_prob, args.straggler_factor
+            args.noise,
+            args.noise_sigma,
+            args.straggler_prob,
+            args.straggler_factor,
+            args.noise_drift_sigma,
+            ms_to_ns(args.noise_drift_tau_ms),
         )
     except ValueError as e:
         raise ConfigurationError(str(e)) from e

@@ -6,6 +6,12 @@
   worker's ``actual_ns`` is the model's run alone, 0.2-0.7 ms less on a 2-core host, BENCHMARKS.md
   s.36), the log-normal spread around it (1.4826 x MAD of the log ratios) and the stragglers
   (runs above exp(3 sigma) x the median: their share and median ratio).
+- ``fit_drift``: how the executions' speed drifts in time (``NoiseConfig.drift_sigma`` and
+  ``drift_tau_ns``): per run, the mean log ratio (held time / its batch size's median) of the
+  executions of each 100 ms window; the autocovariance of those means at lags of 1 to 20 windows
+  fitted as ``drift_sigma**2 * exp(-lag / drift_tau)`` (lag 0 is left out: there the
+  independent part of each execution adds its own variance). The independent part's ``sigma``
+  is then what is left of the spread.
 - ``fit_host``: what the serving host costs (``clockwork.sim.host.HostConfig``), by least squares
   over runs at several rates: the loop's CPU time as a constant share of a core plus a cost per
   request the door took and one per request it refused; the client's as a constant share plus a
@@ -24,7 +30,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TAKE_SHARE", "HostSample", "fit_host", "fit_noise"]
+__all__ = ["DRIFT_WINDOW_NS", "TAKE_SHARE", "HostSample", "fit_drift", "fit_host", "fit_noise"]
+
+#: the drift is fitted on the mean execution of each window this long (see ``fit_drift``)
+DRIFT_WINDOW_NS = 100_000_000
+#: and on the autocovariance of those means up to this many windows apart
+DRIFT_LAGS = 20
 
 #: of a taken request's loop time, the share spent before the scheduler has it (reading,
 #: decoding, admitting); the rest answers it (a py-spy profile of the loop at 416 requests/s of
@@ -64,6 +75,67 @@ def fit_noise(actions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "straggler_prob": len(high) / len(logs) if logs else 0.0,
         "straggler_factor": math.exp(statistics.median(high)) if high else 1.0,
     }
+
+
+def _log_ratios(
+    actions: Sequence[Mapping[str, Any]], medians_ns: Mapping[str, int]
+) -> tuple[list[int], list[float]]:
+    """The start and log(held / its batch size's median) of each successful execution."""
+    starts, ratios = [], []
+    for a in actions:
+        if a["kind"] != "Infer" or a["status"] != "SUCCESS":
+            continue
+        held = int(a["ended_ns"]) - int(a["began_ns"])
+        median = medians_ns.get(str(int(a["batch_size"])))
+        if held > 0 and median:
+            starts.append(int(a["began_ns"]))
+            ratios.append(math.log(held / median))
+    return starts, ratios
+
+
+def fit_drift(
+    runs: Sequence[Sequence[Mapping[str, Any]]], fit: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``fit`` (``fit_noise``'s) with the drift of ``runs`` (each a run's action log) added and
+    its ``sigma`` reduced to the independent part (see the module docstring)."""
+    sums = np.zeros(DRIFT_LAGS + 1)
+    counts = np.zeros(DRIFT_LAGS + 1)
+    for actions in runs:
+        starts, ratios = _log_ratios(actions, fit["medians_ns"])
+        if len(starts) < 2:
+            continue
+        t = np.array(starts, dtype=np.int64)
+        r = np.array(ratios)
+        r -= r.mean()
+        window = (t - t.min()) // DRIFT_WINDOW_NS
+        n = int(window.max()) + 1
+        per = np.bincount(window, minlength=n)
+        total = np.bincount(window, weights=r, minlength=n)
+        means = np.where(per > 0, total / np.maximum(per, 1), np.nan)
+        for lag in range(1, DRIFT_LAGS + 1):
+            if lag >= n:
+                break
+            pair = means[:-lag] * means[lag:]
+            ok = ~np.isnan(pair)
+            sums[lag] += float(pair[ok].sum())
+            counts[lag] += int(ok.sum())
+    lags = [k for k in range(1, DRIFT_LAGS + 1) if counts[k] > 0 and sums[k] > 0]
+    out = dict(fit)
+    if len(lags) < 2:
+        out.update(drift_sigma=0.0, drift_tau_ns=DRIFT_WINDOW_NS)
+        return out
+    cov = np.array([sums[k] / counts[k] for k in lags])
+    # log c_k = log(sigma_d^2) - k * window / tau: a line in k
+    slope, intercept = np.polyfit(np.array(lags, dtype=np.float64), np.log(cov), 1)
+    variance = float(math.exp(intercept))
+    tau_ns = DRIFT_WINDOW_NS / -slope if slope < 0 else 100.0 * DRIFT_WINDOW_NS
+    drift_sigma = math.sqrt(min(variance, float(fit["sigma"]) ** 2))
+    out.update(
+        drift_sigma=drift_sigma,
+        drift_tau_ns=round(tau_ns),
+        sigma=math.sqrt(max(0.0, float(fit["sigma"]) ** 2 - drift_sigma**2)),
+    )
+    return out
 
 
 def _nonnegative_least_squares(rows: Sequence[Sequence[float]], y: Sequence[float]) -> list[float]:

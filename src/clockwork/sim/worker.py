@@ -87,10 +87,11 @@ class SimDevice:
         self._load_ns[model.name] = profile.load_ns
         self.state.register_model(model)
 
-    def duration_ns(self, action: LoadWeights | Infer) -> int:
+    def duration_ns(self, action: LoadWeights | Infer, now_ns: int = 0) -> int:
+        """How long ``action``, starting at ``now_ns``, runs."""
         if type(action) is Infer:
-            return self.noise.apply(self._exec_ns[action.model][action.batch_size])
-        return self.noise.apply(self._load_ns[action.model])
+            return self.noise.apply(self._exec_ns[action.model][action.batch_size], now_ns)
+        return self.noise.apply(self._load_ns[action.model], now_ns)
 
     def receive(self, action: Action, now_ns: int) -> ActionResult | None:
         return self.state.receive(action, now_ns)
@@ -112,7 +113,7 @@ class SimDevice:
                 out.append(d.result)
                 continue
             if type(d) is Started:
-                done(now_ns + self.duration_ns(d.action), self, executor, now_ns)
+                done(now_ns + self.duration_ns(d.action, now_ns), self, executor, now_ns)
                 return
             assert type(d) is Wait
             if self.wake_ns(executor) != d.until_ns:
