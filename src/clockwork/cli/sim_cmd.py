@@ -179,6 +179,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
+# what a ``--host`` file must give (the rest have defaults)
+_HOST_REQUIRED = frozenset({"take_ns", "answer_ns", "refuse_ns"})
+
+
 def host_costs(host: HostConfig) -> dict[str, float]:
     """What a ``--host`` file holds: every field but the door's limits (``serve``'s)."""
     return {f.name: getattr(host, f.name) for f in fields(host) if f.name != "door"}
@@ -191,20 +195,10 @@ def host_config_from_file(path: Path) -> HostConfig:
     except (OSError, ValueError) as e:
         raise ConfigurationError(f"--host {path}: {e}") from e
     names = {f.name for f in fields(HostConfig) if f.name != "door"}
-    if (
-        not isinstance(raw, dict)
-        or not set(raw) <= names
-        or not {
-            "take_ns",
-            "answer_ns",
-            "refuse_ns",
-        }
-        <= set(raw)
-    ):
+    if not isinstance(raw, dict) or not set(raw) <= names or not set(raw) >= _HOST_REQUIRED:
         raise ConfigurationError(
             f"--host {path}: want a JSON object with take_ns, answer_ns and refuse_ns, and "
-            f"optionally {', '.join(sorted(names - {'take_ns', 'answer_ns', 'refuse_ns'}))}; "
-            f"got {raw!r}"[:400]
+            f"optionally {', '.join(sorted(names - _HOST_REQUIRED))}; got {raw!r}"[:400]
         )
     ints = {"take_ns", "answer_ns", "refuse_ns", "client_send_ns", "client_read_ns"}
     try:
