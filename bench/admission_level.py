@@ -64,6 +64,9 @@ def main() -> None:
         float(fit["sigma"]),
         float(fit["straggler_prob"]),
         max(1.0, float(fit["straggler_factor"])),
+        # a calibration since BENCHMARKS s.36 fits the drift too; older ones have none
+        float(fit.get("drift_sigma", 0.0)),
+        int(fit.get("drift_tau_ns", NS_PER_S)),
     )
     kind = DeviceKind(profile.device_kind, profile.page_size_bytes, args.cache_pages)
     names = [f"{profile.model}-{i:04d}" for i in range(args.models)]
