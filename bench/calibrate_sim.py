@@ -111,11 +111,7 @@ def _serve_and_measure(args: argparse.Namespace, models: list[str], out: Path) -
                 client1 = os.times()
                 refused = _door_refusals(url) - refused0
             s = json.loads((run / "summary.json").read_text())
-            actions = [
-                r
-                for f in sorted(logs.glob("actions-*.parquet"))
-                for r in pq.read_table(f).to_pylist()
-            ]
+            actions = _action_log(logs)
             client_s = (client1.children_user - client0.children_user) + (
                 client1.children_system - client0.children_system
             )
@@ -128,6 +124,11 @@ def _serve_and_measure(args: argparse.Namespace, models: list[str], out: Path) -
     return runs
 
 
+def _action_log(logs: Path) -> list[dict[str, object]]:
+    """The rows of the action log a ``serve --log-dir`` wrote into ``logs``."""
+    return [r for f in sorted(logs.glob("actions-*.parquet")) for r in pq.read_table(f).to_pylist()]
+
+
 def _earlier_runs(out: Path) -> list[RealRun]:
     """The real runs of an earlier ``--out``: what its calibration.json says of each, and its
     server's action log."""
@@ -137,11 +138,7 @@ def _earlier_runs(out: Path) -> list[RealRun]:
         rate = float(row["rate"])
         for i, seed in enumerate(earlier["seeds"]):
             logs = out / "server-logs" / f"r{rate:g}-s{seed}"
-            actions = [
-                r
-                for f in sorted(logs.glob("actions-*.parquet"))
-                for r in pq.read_table(f).to_pylist()
-            ]
+            actions = _action_log(logs)
             cpu = row["cpu"][i]
             runs.append(
                 RealRun(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,15 +55,23 @@ class HostSample:
     client_s: float
 
 
-def fit_noise(actions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The noise of the successful executions in ``actions`` (rows of the action log)."""
-    by_batch: dict[int, list[int]] = {}
+def _executions(actions: Iterable[Mapping[str, Any]]) -> Iterator[tuple[int, int, int]]:
+    """(start, batch size, time held) of each successful execution among ``actions`` (rows of
+    the action log)."""
     for a in actions:
         if a["kind"] != "Infer" or a["status"] != "SUCCESS":
             continue
-        held = int(a["ended_ns"]) - int(a["began_ns"])
+        began = int(a["began_ns"])
+        held = int(a["ended_ns"]) - began
         if held > 0:
-            by_batch.setdefault(int(a["batch_size"]), []).append(held)
+            yield began, int(a["batch_size"]), held
+
+
+def fit_noise(actions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The noise of the successful executions in ``actions`` (rows of the action log)."""
+    by_batch: dict[int, list[int]] = {}
+    for _, batch, held in _executions(actions):
+        by_batch.setdefault(batch, []).append(held)
     medians = {b: statistics.median(v) for b, v in by_batch.items()}
     logs = [math.log(x / medians[b]) for b, v in by_batch.items() for x in v]
     sigma = 1.4826 * statistics.median(abs(x) for x in logs) if logs else 0.0
@@ -82,13 +90,10 @@ def _log_ratios(
 ) -> tuple[list[int], list[float]]:
     """The start and log(held / its batch size's median) of each successful execution."""
     starts, ratios = [], []
-    for a in actions:
-        if a["kind"] != "Infer" or a["status"] != "SUCCESS":
-            continue
-        held = int(a["ended_ns"]) - int(a["began_ns"])
-        median = medians_ns.get(str(int(a["batch_size"])))
-        if held > 0 and median:
-            starts.append(int(a["began_ns"]))
+    for began, batch, held in _executions(actions):
+        median = medians_ns.get(str(batch))
+        if median:
+            starts.append(began)
             ratios.append(math.log(held / median))
     return starts, ratios
 
