@@ -455,16 +455,22 @@ async def flood_of(raw: bytes, what: str, t: Target, tally: Tally, seconds: floa
     sent_s = time.monotonic() - t0
     for status, took in await asyncio.gather(*tasks):
         tally.add(status, took)
+    return (
+        f"{what}, {n} in {sent_s:.1f} s ({n / sent_s:.0f} req/s offered, servable {rate:.0f} "
+        f"req/s){refusals_split(first)}"
+    )
+
+
+def refusals_split(first: int) -> str:
+    """The refusals read since ``REFUSALS[first]``, at arrival and after queueing: how many,
+    and their p50 and p99."""
     by_when: dict[str, list[float]] = {}
     for when, took in REFUSALS[first:]:
         by_when.setdefault(when, []).append(took)
-    split = "".join(
-        f"; refused {when}: {len(v)}, p99 {_ms(quantile(v, 0.99))} ms"
+    return "".join(
+        f"; refused {when}: {len(v)}, p50 {_ms(quantile(v, 0.5))} ms, "
+        f"p99 {_ms(quantile(v, 0.99))} ms"
         for when, v in sorted(by_when.items())
-    )
-    return (
-        f"{what}, {n} in {sent_s:.1f} s ({n / sent_s:.0f} req/s offered, servable {rate:.0f} "
-        f"req/s){split}"
     )
 
 
@@ -648,6 +654,7 @@ async def largest_inputs(t: Target, tally: Tally, args: argparse.Namespace) -> s
     )
     end = time.monotonic() + args.flood_s
     sent = 0
+    first = len(REFUSALS)
 
     async def one_client(raw: bytes) -> None:
         nonlocal sent
@@ -660,6 +667,7 @@ async def largest_inputs(t: Target, tally: Tally, args: argparse.Namespace) -> s
     return (
         f"{sent} requests of batch {batch}: binary ({len(binary) / 2**20:.1f} MiB) and JSON "
         f"({len(as_json) / 2**20:.1f} MiB), 4 at a time for {args.flood_s:g} s"
+        f"{refusals_split(first)}"
     )
 
 

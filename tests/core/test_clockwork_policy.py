@@ -855,3 +855,22 @@ def test_a_model_with_two_queued_does_not_pass_an_earlier_lone_request() -> None
     s.handle(req(3, "b", t, slo_ms=28), t)
     infers = only(s.poll(t + 17 * MS), Infer)
     assert [(i.model, i.batch_size) for i in infers] == [("a", 1), ("b", 2)]
+
+
+def test_early_refusal_of_a_call_counts_all_its_samples() -> None:
+    config = ClockworkConfig(result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=True)
+    s = make({"a": profile()}, config=config)
+    t = warm(s, "a")
+    for rid in range(20):  # 5 short of what the holder can run in 20 ms
+        s.handle(req(rid, "a", t, slo_ms=20), t)
+    assert not s.poll(t).responses
+    assert s.early_refusal("a", t + 20 * MS, t, 5) is None  # the last 5 fit
+    verdict = s.early_refusal("a", t + 20 * MS, t, 6)  # one of 6 would not: none is taken
+    assert verdict is not None
+    status, detail = verdict
+    assert status is ResponseStatus.OVERLOADED
+    # (some of the 20 were sent: those left queued and the room after the sent ones)
+    assert detail == (
+        "4 requests of a are queued ahead of its 6 samples; "
+        "the devices holding it could run at most 9 before its deadline"
+    )

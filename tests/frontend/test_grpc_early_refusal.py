@@ -35,7 +35,14 @@ def test_the_head_is_read_without_the_tensors() -> None:
     assert head is not None
     assert (head.model_name, head.model_version, head.id) == ("ident", "1", "r7")
     assert head.parameters["timeout"].int64_param == 5_000
-    assert not head.inputs and not head.raw_input_contents
+    # the input is small (its data comes apart): kept, its shape tells the samples
+    assert [list(i.shape) for i in head.inputs] == [[1, N]] and not head.raw_input_contents
+    # an input holding its data is not
+    inline = pb.ModelInferRequest(model_name="ident")
+    tensor = inline.inputs.add(name="x", datatype="INT32", shape=[1, N])
+    tensor.contents.int_contents.extend(range(N))
+    head = request_head(inline.SerializeToString())
+    assert head is not None and head.model_name == "ident" and not head.inputs
     # fields may come in any order (a message is also its concatenated parts)
     later = pb.ModelInferRequest(model_name="ident")
     later.parameters["timeout"].int64_param = 9
@@ -74,3 +81,14 @@ def test_a_refusal_known_at_arrival_is_given_before_decoding() -> None:
     fake.early_refusal = None
     result = servicer_call(fake, "model_infer", _Encoded(ident_request().SerializeToString()))
     assert result.id == "r7" and len(fake.calls) == 1 and fake.asked_early[-1] == ("ident", 0)
+
+
+def test_a_call_is_asked_about_with_the_samples_its_small_input_names() -> None:
+    fake = FakeModelServer()
+    fake.early_refusal = FrontendError(ErrorKind.OVERLOADED, "OVERLOADED: queued", "OVERLOADED")
+    req = pb.ModelInferRequest(model_name="ident", model_version="1")
+    req.inputs.add(name="x", datatype="INT32", shape=[4, N // 4])
+    req.raw_input_contents.append(np.arange(N, dtype=np.int32).tobytes())
+    with pytest.raises(FrontendError):
+        servicer_call(fake, "model_infer", _Encoded(req.SerializeToString()))
+    assert fake.asked_samples == [4]

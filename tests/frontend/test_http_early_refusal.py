@@ -33,6 +33,7 @@ def fake(live: tuple[LiveServer, FakeModelServer]) -> FakeModelServer:
     f = live[1]
     f.calls.clear()
     f.asked_early.clear()
+    f.asked_samples.clear()
     f.early_refusal = REFUSAL
     return f
 
@@ -152,3 +153,32 @@ def test_a_large_binary_body_in_shared_memory_is_asked_too(
     fake.early_refusal = None
     r = call(live, "POST", "/v2/models/ident/infer", raw, headers)
     assert r.status == 200 and fake.asked_early == [("ident", 0)] * 2 and len(fake.calls) == 1
+
+
+def test_a_call_is_asked_about_with_the_samples_its_shape_names(
+    live: tuple[LiveServer, FakeModelServer], fake: FakeModelServer
+) -> None:
+    # a call of 3 samples is judged as 3 requests: binary (from the header) and JSON (from the
+    # first input's shape, ahead of its data)
+    header = json.dumps(
+        {
+            "inputs": [
+                {"name": n, "shape": [3, 4], "datatype": "FP32"}
+                | {"parameters": {"binary_data_size": 48}}
+                for n in ("a", "b")
+            ]
+        }
+    ).encode()
+    data = ONES * 6
+    headers = {"Inference-Header-Content-Length": str(len(header))}
+    r = call(live, "POST", "/v2/models/add/infer", header + data, headers)
+    assert r.status == 503 and fake.asked_samples == [3]
+    body = {
+        "inputs": [
+            {"name": n, "shape": [3, 4], "datatype": "FP32", "data": [1.0] * 12} for n in ("a", "b")
+        ],
+        "parameters": {"timeout": 9_000},
+    }
+    r = call(live, "POST", "/v2/models/add/infer", body)
+    assert r.status == 503 and fake.asked_samples == [3, 3]
+    assert fake.asked_early[-1] == ("add", 9_000) and not fake.calls

@@ -46,11 +46,17 @@ def test_a_backlog_that_leaves_no_room_refuses_at_once_and_counts_it() -> None:
             # a deadline beyond the backlog, or a model the scheduler must judge itself
             assert ctrl.refuse_early(model, timeout_ns=5000 * MS) is None
             assert ctrl.refuse_early("no-such-model", timeout_ns=8 * MS) is None
+            # a call of 500 samples cannot all be run within 200 ms behind the burst: refused
+            # whole, each sample counted and answered
+            assert ctrl.refuse_early(model, timeout_ns=200 * MS) is None  # one would fit
+            whole = ctrl.refuse_early(model, timeout_ns=200 * MS, count=500)
+            assert whole is not None and "queued ahead of its 500 samples" in whole.detail
+            assert ctrl.stats.refused_early == 501
             await asyncio.gather(*burst)
             # counted and answered like every other request, exactly once
-            assert ctrl.stats.submitted == ctrl.stats.answered == 62
+            assert ctrl.stats.submitted == ctrl.stats.answered == 562
             ids = [r.request_id for r in responses]
-            assert len(ids) == len(set(ids)) == 62 and refusal in responses
+            assert len(ids) == len(set(ids)) == 562 and refusal in responses
             assert ctrl.pending() == 0
         finally:
             await ctrl.close()

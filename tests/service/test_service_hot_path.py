@@ -55,7 +55,7 @@ class StubScheduler:
         return len(self._waiting)
 
     def early_refusal(
-        self, model: str, deadline_ns: int, now_ns: int
+        self, model: str, deadline_ns: int, now_ns: int, count: int = 1
     ) -> tuple[ResponseStatus, str] | None:
         return None
 

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clockwork.core.actions import EvictWeights, Infer, LoadWeights
+from clockwork.core.events import RequestArrived, RequestsWithdrawn
 from clockwork.core.policies import make_policy
 from clockwork.core.policies.base import PolicyBase
 from clockwork.core.requests import ResponseStatus
@@ -26,7 +27,10 @@ class CheckedScheduler:
     their worker serves them, after every poll."""
 
     def __init__(
-        self, inner: PolicyBase, served: dict[str, frozenset[str] | None] | None = None
+        self,
+        inner: PolicyBase,
+        served: dict[str, frozenset[str] | None] | None = None,
+        withdraw_every: int = 0,
     ) -> None:
         self.inner = inner
         self.name = inner.name
@@ -34,17 +38,29 @@ class CheckedScheduler:
         self.polls = 0
         # worker -> the models it serves (absent or None: all)
         self.served = served or {}
+        # every n-th request is withdrawn by its caller at the next event (0: none is)
+        self.withdraw_every = withdraw_every
+        self._arrivals = 0
+        self._to_withdraw: list[int] = []
+        self.withdrawn: set[int] = set()  # answered WITHDRAWN
 
     def handle(self, event: object, now_ns: int) -> None:
+        if self._to_withdraw:
+            ids, self._to_withdraw = tuple(self._to_withdraw), []
+            self.inner.handle(RequestsWithdrawn(ids, "its caller went away"), now_ns)
         self.inner.handle(event, now_ns)
+        if self.withdraw_every and type(event) is RequestArrived:
+            self._arrivals += 1
+            if self._arrivals % self.withdraw_every == 0:
+                self._to_withdraw.append(event.request.request_id)
 
     def pending_requests(self) -> int:
         return self.inner.pending_requests()
 
     def early_refusal(
-        self, model: str, deadline_ns: int, now_ns: int
+        self, model: str, deadline_ns: int, now_ns: int, count: int = 1
     ) -> tuple[ResponseStatus, str] | None:
-        return self.inner.early_refusal(model, deadline_ns, now_ns)
+        return self.inner.early_refusal(model, deadline_ns, now_ns, count)
 
     def poll(self, now_ns: int) -> SchedulerOutput:
         out = self.inner.poll(now_ns)
@@ -56,7 +72,12 @@ class CheckedScheduler:
             for dev in self.sim._devices.values():
                 assert 0 <= dev.state.free_pages <= dev.state.total_pages
                 assert dev.state.used_pages() + dev.state.free_pages == dev.state.total_pages
+        self.withdrawn.update(
+            r.request_id for r in out.responses if r.status is ResponseStatus.WITHDRAWN
+        )
         for a in out.actions:
+            if type(a) is Infer:
+                assert not self.withdrawn.intersection(a.request_ids), f"{a} runs a withdrawn"
             if not isinstance(a, EvictWeights):
                 assert a.earliest_ns <= a.latest_ns, a
                 assert now_ns <= a.latest_ns, a
@@ -78,6 +99,7 @@ class CheckedScheduler:
     noise=st.sampled_from(["none", "lognormal", "lognormal+straggler"]),
     seed=st.integers(0, 10_000),
     per_device=st.booleans(),
+    withdraw_every=st.sampled_from([0, 0, 2, 5]),
     data=st.data(),
 )
 def test_run_invariants(
@@ -91,6 +113,7 @@ def test_run_invariants(
     noise: str,
     seed: int,
     per_device: bool,
+    withdraw_every: int,
     data: st.DataObject,
 ) -> None:
     kind = small_kind(cache_pages)
@@ -107,7 +130,9 @@ def test_run_invariants(
         for w in range(workers)
     )
     served = {f"w{w}": None if ms is None else frozenset(ms) for w, ms in enumerate(worker_models)}
-    sched = CheckedScheduler(make_policy(policy, per_device_estimates=per_device), served)
+    sched = CheckedScheduler(
+        make_policy(policy, per_device_estimates=per_device), served, withdraw_every
+    )
     cfg = SimConfig(
         duration_ns=S,
         gpus=gpus,
@@ -151,3 +176,6 @@ def test_run_invariants(
         if noise == "none":
             assert not late.any(), Counter(status)
         assert not (status == "UNANSWERED").any()
+    # only requests withdrawn while queued are answered WITHDRAWN (and then never ran)
+    assert (status == "WITHDRAWN").sum() == len(sched.withdrawn)
+    assert withdraw_every or not sched.withdrawn

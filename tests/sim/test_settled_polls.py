@@ -44,9 +44,9 @@ class CountingScheduler:
         return self.inner.pending_requests()
 
     def early_refusal(
-        self, model: str, deadline_ns: int, now_ns: int
+        self, model: str, deadline_ns: int, now_ns: int, count: int = 1
     ) -> tuple[ResponseStatus, str] | None:
-        return self.inner.early_refusal(model, deadline_ns, now_ns)
+        return self.inner.early_refusal(model, deadline_ns, now_ns, count)
 
     def poll(self, now_ns: int) -> SchedulerOutput:
         settled = self.inner._settled and (

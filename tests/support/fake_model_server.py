@@ -59,6 +59,8 @@ class FakeModelServer:
         # what ``refuse_early`` raises (None: nothing), and the (model, timeout) it was asked about
         self.early_refusal: FrontendError | None = None
         self.asked_early: list[tuple[str, int]] = []
+        # the samples each of those calls was said to carry
+        self.asked_samples: list[int] = []
 
     def live(self) -> bool:
         return True
@@ -112,8 +114,11 @@ class FakeModelServer:
             "version_policy": {"specific": {"versions": list(sig.versions)}},
         }
 
-    def refuse_early(self, model: str, version: str, timeout_us: int, spent_ns: int) -> None:
+    def refuse_early(
+        self, model: str, version: str, timeout_us: int, spent_ns: int, samples: int = 1
+    ) -> None:
         self.asked_early.append((model, timeout_us))
+        self.asked_samples.append(samples)
         if self.early_refusal is not None:
             raise self.early_refusal
 

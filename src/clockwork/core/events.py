@@ -91,6 +91,17 @@ class ModelRemoved:
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class RequestsWithdrawn:
+    """Nobody waits for these requests any more: another sample of their call was refused, or
+    the caller went away. Those still queued are answered ``WITHDRAWN`` at once, so that no
+    device time goes to them; those sent already run and are answered as usual; ids already
+    answered are passed over (the answer and the withdrawal may cross)."""
+
+    request_ids: tuple[int, ...]
+    why: str
+
+
 Event = (
     RequestArrived
     | ActionFinished
@@ -99,4 +110,5 @@ Event = (
     | WorkerLost
     | ModelRegistered
     | ModelRemoved
+    | RequestsWithdrawn
 )

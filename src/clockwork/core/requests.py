@@ -19,6 +19,7 @@ class ResponseStatus(enum.Enum):
     INVALID_INPUT = "INVALID_INPUT"
     WORKER_LOST = "WORKER_LOST"  # its device went away and no other could serve it in time
     EXECUTION_FAILED = "EXECUTION_FAILED"  # the worker failed it and no retry was possible
+    WITHDRAWN = "WITHDRAWN"  # its caller stopped waiting before it ran (``RequestsWithdrawn``)
 
     @property
     def is_success(self) -> bool:

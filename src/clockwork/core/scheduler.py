@@ -57,11 +57,12 @@ class Scheduler(Protocol):
         ...
 
     def early_refusal(
-        self, model: str, deadline_ns: int, now_ns: int
+        self, model: str, deadline_ns: int, now_ns: int, count: int = 1
     ) -> tuple[ResponseStatus, str] | None:
-        """The refusal a request of ``model`` due at ``deadline_ns`` would get at arrival now,
-        where that is known without changing anything (None: queue it, or only taking it can
-        tell): a front door asks before it decodes the request's inputs."""
+        """The refusal ``count`` requests of ``model`` due at ``deadline_ns`` (the samples of
+        one call, refused together or not at all) would get at arrival now, where that is known
+        without changing anything (None: queue them, or only taking them can tell): a front
+        door asks before it decodes the request's inputs."""
         ...
 
     def pending_requests(self) -> int:

@@ -212,10 +212,13 @@ class ModelServer(Protocol):
 
     async def infer(self, call: InferenceCall) -> InferenceResult: ...
 
-    def refuse_early(self, model: str, version: str, timeout_us: int, spent_ns: int) -> None:
+    def refuse_early(
+        self, model: str, version: str, timeout_us: int, spent_ns: int, samples: int = 1
+    ) -> None:
         """Raise the refusal an inference call of ``model`` with ``timeout_us`` (0: none of its
-        own) would get now, where that is known before its inputs are decoded; return if it may
-        be taken (or only ``infer`` can tell). ``spent_ns``: as ``InferenceCall.overhead_ns``."""
+        own) and ``samples`` samples would get now, where that is known before its inputs are
+        decoded; return if it may be taken (or only ``infer`` can tell). ``spent_ns``: as
+        ``InferenceCall.overhead_ns``."""
         ...
 
     def repository_index(self, ready_only: bool = False) -> Sequence[RepositoryEntry]: ...

@@ -462,7 +462,12 @@ class InferenceServicer:
         except FrontendError:
             return  # the decoder says what is wrong with it
         spent_ns = time.perf_counter_ns() - t0 + self._reply_cost.margin_ns
-        self.server.refuse_early(head.model_name, head.model_version, timeout_us or 0, spent_ns)
+        # inputs are batch first: a small input's shape tells the call's samples
+        shape = head.inputs[0].shape if head.inputs else ()
+        samples = shape[0] if shape and shape[0] > 1 else 1
+        self.server.refuse_early(
+            head.model_name, head.model_version, timeout_us or 0, spent_ns, samples
+        )
 
     async def _infer(
         self, call: InferenceCall, classification: dict[str, int], t0: int

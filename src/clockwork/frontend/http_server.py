@@ -64,6 +64,7 @@ from clockwork.frontend.protocol_log import protocol_logger
 from clockwork.frontend.reply_cost import ReplyCost
 from clockwork.frontend.shared_body import AttachedBody, SharedBody, body_buffer
 from clockwork.frontend.shared_inputs import SHARE_MIN_BYTES, SharedCall, open_call, share_call
+from clockwork.frontend.stated_samples import stated_samples
 from clockwork.frontend.tensor_codec import bad, classify, from_json, from_raw, to_json_flat, to_raw
 from clockwork.frontend.tls import server_ssl_context
 from clockwork.transport.shared_segments import Segment
@@ -715,7 +716,8 @@ class _Routes:
             if timeout_us != UNKNOWN:
                 # a refusal known before the inputs are decoded is given without decoding them
                 spent_ns = time.perf_counter_ns() - t0 + self._reply_cost.margin_ns
-                self.server.refuse_early(model, version, timeout_us, spent_ns)
+                samples = stated_samples(body, header_length)
+                self.server.refuse_early(model, version, timeout_us, spent_ns, samples)
             call, plan = await self._decode_infer(body, encoding, header_length, model, version)
             if isinstance(call, SharedCall):
                 call, segment = open_call(call)

@@ -58,6 +58,8 @@ _REFUSALS: dict[ResponseStatus, ErrorKind] = {
     ResponseStatus.INVALID_INPUT: ErrorKind.INVALID_ARGUMENT,
     ResponseStatus.WORKER_LOST: ErrorKind.UNAVAILABLE,
     ResponseStatus.EXECUTION_FAILED: ErrorKind.INTERNAL,
+    # (never a call's own answer: the call was answered when its samples were withdrawn)
+    ResponseStatus.WITHDRAWN: ErrorKind.UNAVAILABLE,
 }
 
 # what tells the door's limit that the server had no room for a request it admitted
@@ -205,17 +207,13 @@ class ControllerModelServer:
         priority = scheduler_priority(call.priority)
         ticket = self._ticket(info, timeout_ns)
         try:
-            answers = await asyncio.gather(
-                *(
-                    self.controller.submit(
-                        call.model,
-                        sample,
-                        timeout_ns=timeout_ns,
-                        priority=priority,
-                        spent_ns=call.overhead_ns,
-                    )
-                    for sample in samples
-                )
+            # a refused sample ends the call at once (its other samples are withdrawn)
+            answers = await self.controller.submit_call(
+                call.model,
+                samples,
+                timeout_ns=timeout_ns,
+                priority=priority,
+                spent_ns=call.overhead_ns,
             )
         except ControllerClosedError as e:
             raise FrontendError(
@@ -228,15 +226,22 @@ class ControllerModelServer:
                 raise _refusal(response)
         return _result(call, sig, wanted, answers)
 
-    def refuse_early(self, model: str, version: str, timeout_us: int, spent_ns: int) -> None:
+    def refuse_early(
+        self, model: str, version: str, timeout_us: int, spent_ns: int, samples: int = 1
+    ) -> None:
         try:
             info, registered = self._info(model, version)
         except FrontendError:
             return  # ``infer`` says what is wrong with the call
-        if not registered or info.signature is None or self.availability.why_unavailable(model):
+        sig = info.signature
+        if not registered or sig is None or self.availability.why_unavailable(model):
             return
         timeout_ns = _timeout_ns(timeout_us)
-        response = self.controller.refuse_early(model, timeout_ns=timeout_ns, spent_ns=spent_ns)
+        # (a count the model cannot take is the decoder's to refuse, as a bad request)
+        count = samples if 1 <= samples <= sig.max_batch_size else 1
+        response = self.controller.refuse_early(
+            model, timeout_ns=timeout_ns, spent_ns=spent_ns, count=count
+        )
         if response is None:
             return
         ticket = self._ticket(info, timeout_ns)

@@ -34,6 +34,7 @@ from clockwork.core.events import (
     ModelRegistered,
     ModelRemoved,
     RequestArrived,
+    RequestsWithdrawn,
     WorkerJoined,
     WorkerLost,
     WorkerModelsChanged,
@@ -376,11 +377,87 @@ class ControllerService:
         now = self._clock()
         if deadline_ns is None:
             deadline_ns = self._deadline_ns(model, now, timeout_ns, spent_ns)
-        rid, fut = self._book.open(self._loop, inputs)
+        return self._open(self._loop, model, inputs, now, deadline_ns, priority)[1]
+
+    async def submit_call(
+        self,
+        model: str,
+        samples: Sequence[Mapping[str, npt.NDArray[np.generic]] | InferInputs | None],
+        *,
+        timeout_ns: int | None = None,
+        priority: int = 0,
+        spent_ns: int = 0,
+    ) -> list[Answer]:
+        """Submit the samples of one client call, one request each, due together (deadline as
+        ``submit``'s), and wait for their answers: all of them, in order, when every one
+        delivers a result; else the first answer that delivers none, alone, as soon as it comes.
+        Samples the backlog cannot all serve in time are refused together at arrival
+        (``Scheduler.early_refusal`` with their count); a call that fails later has its
+        requests still queued withdrawn (answered ``WITHDRAWN`` without taking device time from
+        others), and so does a cancelled wait."""
+        if self._closing or self._loop is None:
+            raise ControllerClosedError("controller is not running")
+        loop = self._loop
+        now = self._clock()
+        deadline_ns = self._deadline_ns(model, now, timeout_ns, spent_ns)
+        if len(samples) > 1:
+            # all or none: samples taken while others are refused would only take device time
+            refused = self._refuse_call(model, now, deadline_ns, priority, len(samples))
+            if refused is not None:
+                return [(refused, None)]
+        opened = [self._open(loop, model, s, now, deadline_ns, priority) for s in samples]
+        futs = [f for _, f in opened]
+        call: asyncio.Future[list[Answer]] = loop.create_future()
+        left = len(futs)
+
+        def answered(f: asyncio.Future[Answer]) -> None:
+            nonlocal left
+            if call.done():
+                return
+            error = f.exception()
+            if error is not None:
+                call.set_exception(error)
+                return
+            answer = f.result()
+            if not answer[0].status.delivered_result:
+                call.set_result([answer])
+                return
+            left -= 1
+            if not left:
+                call.set_result([g.result() for g in futs])
+
+        for f in futs:
+            f.add_done_callback(answered)
+        try:
+            answers = await call
+        except asyncio.CancelledError:
+            self._withdraw(opened, "its caller stopped waiting")
+            raise
+        if len(answers) < len(futs):
+            self._withdraw(
+                opened, f"another sample of its call was refused ({answers[0][0].status.name})"
+            )
+        return answers
+
+    def _open(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        model: str,
+        inputs: Mapping[str, npt.NDArray[np.generic]] | InferInputs | None,
+        now: int,
+        deadline_ns: int,
+        priority: int,
+    ) -> tuple[int, asyncio.Future[Answer]]:
+        rid, fut = self._book.open(loop, inputs)
         request = InferRequest(rid, model, now, deadline_ns, priority)
         self._count_request(request)
         self._pump.run_later(RequestArrived(request))
-        return fut
+        return rid, fut
+
+    def _withdraw(self, opened: Sequence[tuple[int, asyncio.Future[Answer]]], why: str) -> None:
+        waiting = tuple(rid for rid, f in opened if not f.done())
+        if waiting and not self._closing:
+            self._pump.run_later(RequestsWithdrawn(waiting, why))
 
     def refuse_early(
         self,
@@ -389,25 +466,38 @@ class ControllerService:
         timeout_ns: int | None = None,
         priority: int = 0,
         spent_ns: int = 0,
+        count: int = 1,
     ) -> Response | None:
-        """The refusal a request of ``model`` (deadline as ``submit``'s) would get at arrival
-        now, where the scheduler can tell without taking it (``Scheduler.early_refusal``): the
-        request is then counted and answered as a submitted one, and its inputs are never
-        needed, so a front door need not decode them. None: submit it."""
+        """The refusal a call of ``count`` requests of ``model`` (deadline as ``submit``'s)
+        would get at arrival now, where the scheduler can tell without taking it
+        (``Scheduler.early_refusal``): the requests are then counted and answered as submitted
+        ones, and their inputs are never needed, so a front door need not decode them (the
+        first's response is returned). None: submit them."""
         if self._closing or self._loop is None:
             return None
         now = self._clock()
         deadline_ns = self._deadline_ns(model, now, timeout_ns, spent_ns)
-        verdict = self._pump.scheduler.early_refusal(model, deadline_ns, now)
+        return self._refuse_call(model, now, deadline_ns, priority, count)
+
+    def _refuse_call(
+        self, model: str, now: int, deadline_ns: int, priority: int, count: int
+    ) -> Response | None:
+        """Refuse the ``count`` requests of one call at once, where the scheduler can tell
+        that it would (each counted and answered as a submitted request); the first's
+        response, or None."""
+        verdict = self._pump.scheduler.early_refusal(model, deadline_ns, now, count)
         if verdict is None:
             return None
-        request = InferRequest(self._book.new_id(), model, now, deadline_ns, priority)
-        self._count_request(request)
-        self.stats.refused_early += 1
         status, detail = verdict
-        response = Response(request.request_id, model, status, now, detail)
-        self._pump.answer(response)
-        return response
+        first: Response | None = None
+        for _ in range(count):
+            request = InferRequest(self._book.new_id(), model, now, deadline_ns, priority)
+            self._count_request(request)
+            self.stats.refused_early += 1
+            response = Response(request.request_id, model, status, now, detail)
+            self._pump.answer(response)
+            first = first or response
+        return first
 
     def _deadline_ns(self, model: str, now: int, timeout_ns: int | None, spent_ns: int) -> int:
         if timeout_ns is None:

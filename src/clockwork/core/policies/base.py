@@ -32,6 +32,7 @@ from clockwork.core.events import (
     ModelRegistered,
     ModelRemoved,
     RequestArrived,
+    RequestsWithdrawn,
     WorkerJoined,
     WorkerLost,
     WorkerModelsChanged,
@@ -125,6 +126,7 @@ class PolicyBase:
             WorkerLost: self._on_worker_lost,
             ModelRegistered: self._on_model_registered,
             ModelRemoved: self._on_model_removed,
+            RequestsWithdrawn: self._on_withdrawn,
         }
 
     # ----------------------------------------------------------------- the interface
@@ -179,11 +181,12 @@ class PolicyBase:
         return None
 
     def early_refusal(
-        self, model: str, deadline_ns: int, now_ns: int
+        self, model: str, deadline_ns: int, now_ns: int, count: int = 1
     ) -> tuple[ResponseStatus, str] | None:
-        """The refusal a request of ``model`` due at ``deadline_ns`` would get if it arrived
-        now, where that is known without changing anything; None: it would be queued, or only
-        taking it can tell. A front door asks before it decodes a request's inputs."""
+        """The refusal ``count`` requests of ``model`` due at ``deadline_ns`` (the samples of
+        one call) would get if they arrived now, where that is known without changing anything;
+        None: they would be queued, or only taking them can tell. A front door asks before it
+        decodes a request's inputs."""
         return None
 
     def accept(self, p: PendingRequest, now_ns: int) -> None:
@@ -196,6 +199,11 @@ class PolicyBase:
 
     def drop_queued(self, model: str) -> list[PendingRequest]:
         """Remove and return every queued request of ``model`` (it is being unregistered)."""
+        raise NotImplementedError
+
+    def unqueue(self, p: PendingRequest, now_ns: int) -> None:
+        """Take QUEUED ``p`` out of whatever holds it (it is being withdrawn); ``respond``
+        answers it after."""
         raise NotImplementedError
 
     def on_residency_ready(self, view: DeviceView, model: str, now_ns: int) -> None:
@@ -616,3 +624,11 @@ class PolicyBase:
                 # still loading: forget it now; the load's result evicts it on the worker
                 view.release(event.name)
                 self.on_residency_gone(view, event.name)
+
+    def _on_withdrawn(self, event: RequestsWithdrawn, now_ns: int) -> None:
+        for rid in event.request_ids:
+            p = self.pending.get(rid)
+            if p is None or p.state != QUEUED:
+                continue
+            self.unqueue(p, now_ns)
+            self.respond(p, ResponseStatus.WITHDRAWN, now_ns, event.why)

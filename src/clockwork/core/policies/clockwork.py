@@ -540,21 +540,24 @@ class ClockworkPolicy(PolicyBase):
         if self._settled_before_event and not moved:
             self._settle_arrival(m, expires_ns, was_candidate, now_ns)
 
-    def _backlog_refusal(self, m: _ModelQueue, deadline_ns: int, now_ns: int) -> str:
-        """Why a request of ``m`` due at ``deadline_ns`` cannot be served behind the requests
-        queued ahead of it on the devices holding ``m``; "" if it may be."""
+    def _backlog_refusal(
+        self, m: _ModelQueue, deadline_ns: int, now_ns: int, count: int = 1
+    ) -> str:
+        """Why ``count`` requests of ``m`` due at ``deadline_ns`` cannot all be served behind
+        the requests queued ahead of them on the devices holding ``m``; "" if they may be."""
         # with nothing queued ahead, the devices may still be planned past its deadline
         ahead = self._queued_ahead(m, deadline_ns) if m.queue else 0
         can = self._capacity_by(m, deadline_ns - self._margin_ns, now_ns)
-        if ahead < can:
+        if ahead + count <= can:
             return ""
+        them = "it" if count == 1 else f"its {count} samples"
         return (
-            f"{ahead} requests of {m.name} are queued ahead of it; the devices "
+            f"{ahead} requests of {m.name} are queued ahead of {them}; the devices "
             f"holding it could run at most {can} before its deadline"
         )
 
     def early_refusal(
-        self, model: str, deadline_ns: int, now_ns: int
+        self, model: str, deadline_ns: int, now_ns: int, count: int = 1
     ) -> tuple[ResponseStatus, str] | None:
         # only the backlog rule: the others (an infeasible budget, no device) have effects of
         # their own when they refuse (demand for a load, a re-measurement, a long shot)
@@ -566,7 +569,7 @@ class ClockworkPolicy(PolicyBase):
         budget = deadline_ns - now_ns - self._lead_ns - self._margin_ns
         if budget < self._need_ns(m):
             return None
-        why = self._backlog_refusal(m, deadline_ns, now_ns)
+        why = self._backlog_refusal(m, deadline_ns, now_ns, count)
         return (ResponseStatus.OVERLOADED, why) if why else None
 
     @staticmethod
@@ -646,6 +649,17 @@ class ClockworkPolicy(PolicyBase):
 
     def requeue(self, p: PendingRequest, now_ns: int) -> None:
         self._enqueue(p, self._model(p.request.model), now_ns)
+
+    def unqueue(self, p: PendingRequest, now_ns: int) -> None:
+        m = self._queues.get(p.request.model)
+        # (a long shot waits outside its model's queue: answered, it is passed over there)
+        if m is None or p not in m.queue:
+            return
+        self._remove_queued(m, p)
+        if m.queue:
+            # the requests left may hold no strategy entry of their own (``_commit`` says why)
+            self._key_head(m)
+        self._update_candidacy(m, now_ns)
 
     def drop_queued(self, model: str) -> list[PendingRequest]:
         m = self._queues.pop(model, None)

@@ -69,6 +69,16 @@ class ReactivePolicy(PolicyBase):
         self._unplaced.pop(model, None)
         return list(self._waiting.pop(model, ()))
 
+    def unqueue(self, p: PendingRequest, now_ns: int) -> None:
+        model = p.request.model
+        q = self._waiting.get(model)
+        if q is None or p not in q:
+            return
+        q.remove(p)
+        if not q:
+            del self._waiting[model]
+            self._unplaced.pop(model, None)
+
     def on_residency_gone(self, view: DeviceView, model: str) -> None:
         if model in self._waiting and self.is_cold(model):
             self._unplaced[model] = None
