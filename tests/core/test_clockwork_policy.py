@@ -874,3 +874,22 @@ def test_early_refusal_of_a_call_counts_all_its_samples() -> None:
         "4 requests of a are queued ahead of its 6 samples; "
         "the devices holding it could run at most 9 before its deadline"
     )
+
+
+def test_the_backlog_rule_counts_from_the_end_of_a_load_in_flight() -> None:
+    # cold: the first request starts a load (5 ms); requests due at 12 ms can run from 5 ms,
+    # one batch of 8 (6 ms) by their deadline, not 9
+    config = ClockworkConfig(result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=True)
+    s = make({"a": profile()}, config=config)
+    s.handle(req(0, "a", 0), 0)
+    (load,) = only(s.poll(0), LoadWeights)
+    assert s.early_refusal("a", 12 * MS, 0, 8) is None
+    assert s.early_refusal("a", 12 * MS, 0, 9) is not None
+    for rid in range(1, 10):
+        s.handle(req(rid, "a", 0, slo_ms=12), 0)
+    (refused,) = s.poll(0).responses
+    assert refused.request_id == 9 and refused.status is ResponseStatus.OVERLOADED
+    assert "could run at most 8 before its deadline" in refused.detail
+    s.handle(finish(load, 0, 5 * MS), 5 * MS)
+    infers = only(s.poll(5 * MS), Infer)
+    assert set(range(1, 9)) <= {r for a in infers for r in a.request_ids}

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 from clockwork.frontend.api import ErrorKind, FrontendError
+from clockwork.frontend.limits import DoorLimits
 
+from support.door import closed_within, connect, door_server, head, read_answer
 from support.fake_model_server import FakeModelServer
 from support.live_http import LiveServer, call
 
@@ -182,3 +184,54 @@ def test_a_call_is_asked_about_with_the_samples_its_shape_names(
     r = call(live, "POST", "/v2/models/add/infer", body)
     assert r.status == 503 and fake.asked_samples == [3, 3]
     assert fake.asked_early[-1] == ("add", 9_000) and not fake.calls
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_a_large_body_is_refused_once_its_head_is_in_and_the_rest_is_not_read(
+    binary: bool,
+) -> None:
+    # 4 MiB of tensor data follow a head that says enough (a binary header; JSON whose
+    # parameters and shape come first): the refusal comes while the client has sent 64 KiB
+    fake = FakeModelServer()
+    fake.early_refusal = REFUSAL
+    n = 1 << 20  # floats
+    if binary:
+        header = json.dumps(
+            {
+                "inputs": [
+                    {"name": x, "shape": [2, n // 2], "datatype": "FP32"}
+                    | {"parameters": {"binary_data_size": 4 * n}}
+                    for x in ("a", "b")
+                ],
+                "parameters": {"timeout": 7_000},
+            }
+        ).encode()
+        size = len(header) + 8 * n
+        extra = {"Inference-Header-Content-Length": str(len(header))}
+        start = header
+    else:
+        start = b'{"parameters": {"timeout": 7000}, "inputs": [{"name": "a", "shape": [2, 2]'
+        size = 8 * n
+        extra = {}
+    with door_server(DoorLimits(), fake) as s:
+        sock = connect(s.port)
+        try:
+            sock.sendall(
+                head(
+                    "POST",
+                    "/v2/models/add/infer",
+                    {"Content-Length": str(size), "Content-Type": "application/json", **extra},
+                )
+                + start
+                + b" " * (65536 - len(start))
+            )
+            answer = read_answer(sock)
+            assert answer.status == 503 and json.loads(answer.body)["reason"] == "OVERLOADED"
+            assert answer.headers.get("connection", "").lower() == "close"
+            assert fake.asked_early == [("add", 7_000)] and fake.asked_samples == [2]
+            assert not fake.calls
+            # the rest of the body is taken and dropped, then the connection closes
+            sock.sendall(b" " * (size - 65536))
+            assert closed_within(sock, 5.0) is not None
+        finally:
+            sock.close()

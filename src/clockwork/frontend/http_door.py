@@ -51,7 +51,7 @@ from clockwork.frontend.api import ErrorKind, FrontendError, ModelServer
 from clockwork.frontend.door_ticket import TICKET, DoorTicket
 from clockwork.frontend.limits import Door, Refusal, RequestKind, Timeout
 
-__all__ = ["FIRST_BYTE_NS", "DoorRunner", "door_middleware"]
+__all__ = ["FIRST_BYTE_NS", "DoorRunner", "door_middleware", "refused_mid_body"]
 
 _log = logging.getLogger(__name__)
 
@@ -345,6 +345,8 @@ class _Connection(asyncio.Protocol):
         self.release()
         self._request = None
         self._chunked = False
+        if self._draining is not None:
+            return  # refused mid-body: the rest drains, then the connection closes
         if self._phase is not _Phase.CLOSED:
             self._phase = _Phase.IDLE
             self._arm(self._door.limits.idle_timeout_s, self._idle_expired)
@@ -413,6 +415,15 @@ class _Connection(asyncio.Protocol):
 
 # aiohttp's protocol of each open connection -> its wrapper (the middleware's way in)
 _connections: dict[object, _Connection] = {}
+
+
+def refused_mid_body(request: web.BaseRequest) -> None:
+    """``request``'s handler refused it before reading all of its body (its head said enough):
+    the rest is drained, not buffered, and the connection closes, as after the door's own
+    refusals (the answer must say ``Connection: close``)."""
+    conn = _connections.get(request.protocol)
+    if conn is not None:
+        conn.request_refused(request)
 
 
 def _body_memory_error(door: Door) -> FrontendError:

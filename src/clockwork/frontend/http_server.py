@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
@@ -47,11 +47,16 @@ from clockwork.frontend.api import (
 )
 from clockwork.frontend.auth import Access, FrontDoorSecurity, http_middleware
 from clockwork.frontend.decode_pool import UNKNOWN_COST, DecodePool
-from clockwork.frontend.http_door import FIRST_BYTE_NS, DoorRunner, door_middleware
+from clockwork.frontend.http_door import (
+    FIRST_BYTE_NS,
+    DoorRunner,
+    door_middleware,
+    refused_mid_body,
+)
 from clockwork.frontend.inflate import inflate, normalise_encoding
 from clockwork.frontend.json_request import loads_request
 from clockwork.frontend.limits import Door
-from clockwork.frontend.own_timeout import UNKNOWN, stated_timeout_us
+from clockwork.frontend.own_timeout import END_BYTES, MAX_HEADER_BYTES, UNKNOWN, stated_timeout_us
 from clockwork.frontend.pacing import Pacer, on_a_thread
 from clockwork.frontend.parameters import (
     MAX_INT64,
@@ -105,6 +110,22 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 class _BrokenBodyError(FrontendError):
     """The body stream failed; the connection cannot carry another request."""
+
+
+# a head check that never runs (a body of this size is over every limit)
+_NEVER: Final = 1 << 62
+
+
+class _RefusedMidBodyError(FrontendError):
+    """A refusal given before the body was all read: the rest is drained, then the connection
+    closes (``http_door.refused_mid_body``)."""
+
+    def __init__(self, refusal: FrontendError) -> None:
+        super().__init__(refusal.kind, refusal.message, refusal.reason)
+
+
+# a check of a body's head, once its first bytes are in: it raises the call's refusal
+HeadCheck = tuple[int, Callable[[bytearray | SharedBody], None]]
 
 
 def _json_response(payload: object, status: int = 200) -> web.Response:
@@ -303,6 +324,18 @@ def decode_infer_request(
         parameters=params,
     )
     return call, OutputPlan(binary_default, binary_outputs, classification)
+
+
+def _head_bytes(header_length: str | None) -> int:
+    """How much of a body tells its timeout and samples, if any does (``own_timeout``,
+    ``stated_samples``): a binary body's JSON header, or an all-JSON body's first KiBs."""
+    if header_length is None:
+        return END_BYTES
+    try:
+        n = int(header_length)
+    except ValueError:
+        return _NEVER
+    return n if 0 < n <= MAX_HEADER_BYTES else _NEVER
 
 
 def _decode_cost(size_bytes: int, encoding: str, header_length: str | None) -> int:
@@ -549,11 +582,17 @@ class _Routes:
         self._reply_cost = ReplyCost()
 
     async def _body(
-        self, request: web.Request, header_length: str | None = None, shareable: bool = False
+        self,
+        request: web.Request,
+        header_length: str | None = None,
+        shareable: bool = False,
+        head: HeadCheck | None = None,
     ) -> tuple[bytearray | SharedBody, str]:
         """The body as sent and its encoding ("identity" once aiohttp has decoded it). With
         ``shareable``, a body the decode pool will decode (its length, encoding and
-        ``header_length`` say so) is read into shared memory: the caller releases it."""
+        ``header_length`` say so) is read into shared memory: the caller releases it. ``head``:
+        (n, check) to run ``check`` on the body once its first n bytes are in, where its length
+        is known and it arrives as sent; a refusal it raises is given before the rest is read."""
         header = request.headers.get("Content-Encoding")
         if self.inflate_bodies:
             encoding = normalise_encoding(header)
@@ -578,7 +617,9 @@ class _Routes:
             # a large body goes to shared memory: a decode process reads it there, or its
             # inputs, decoded in place, are views of it that a local worker maps
             shared = shareable and known is not None and known >= SHARE_MIN_BYTES
-            return await self._read(request, known, shared), encoding
+            if encoding != "identity":
+                head = None  # what arrives is compressed: its head says nothing yet
+            return await self._read(request, known, shared, head), encoding
         except (web.RequestPayloadError, HttpProcessingError, ConnectionError) as e:
             # a body that cannot be decoded (bad gzip, truncated chunks) or a client gone
             # mid-body: the stream is broken, so it is marked finished (aiohttp would otherwise
@@ -591,16 +632,21 @@ class _Routes:
             ) from None
 
     async def _read(
-        self, request: web.Request, size: int | None, shared: bool = False
+        self,
+        request: web.Request,
+        size: int | None,
+        shared: bool = False,
+        head: HeadCheck | None = None,
     ) -> bytearray | SharedBody:
         """The body, read into one buffer as it arrives (aiohttp's ``read`` copies a large body
         once more at its end, on the loop), shared memory if ``shared``; at most
-        ``max_body_bytes``."""
+        ``max_body_bytes``. ``head``: as ``_body``'s."""
         limit = self.max_body_bytes
         if size is not None:
             body = body_buffer(size, shared)
             view = body.view if isinstance(body, SharedBody) else memoryview(body)
             pacer = Pacer()
+            check_at, check = head if head is not None else (0, None)
             try:
                 got = 0
                 while chunk := await request.content.readany():
@@ -609,6 +655,13 @@ class _Routes:
                         raise invalid(f"the body is longer than its Content-Length of {size} bytes")
                     await pacer.copy(view, got, chunk)
                     got = end
+                    if check is not None and check_at <= got < size:
+                        try:
+                            check(body)
+                        except FrontendError as e:
+                            refused_mid_body(request)
+                            raise _RefusedMidBodyError(e) from None
+                        check = None
                 if got < size:
                     raise _BrokenBodyError(
                         ErrorKind.INVALID_ARGUMENT,
@@ -706,18 +759,26 @@ class _Routes:
         t0 = request.get(FIRST_BYTE_NS) or time.perf_counter_ns()
         model, version = self._model(request)
         header_length = request.headers.get(HEADER_LENGTH)
-        body, encoding = await self._body(request, header_length, shareable=True)
-        # the shared segments the request's inputs lie in: released once it is answered
-        segments: list[Segment] = [body] if isinstance(body, SharedBody) else []
-        try:
-            timeout_us = (
-                stated_timeout_us(body, header_length) if encoding == "identity" else UNKNOWN
-            )
+
+        def refuse_early(body: bytearray | SharedBody) -> None:
+            """Raise the refusal the call would get at arrival, where its body's head (or
+            tail) says its timeout: given without decoding its inputs."""
+            timeout_us = stated_timeout_us(body, header_length)
             if timeout_us != UNKNOWN:
-                # a refusal known before the inputs are decoded is given without decoding them
                 spent_ns = time.perf_counter_ns() - t0 + self._reply_cost.margin_ns
                 samples = stated_samples(body, header_length)
                 self.server.refuse_early(model, version, timeout_us, spent_ns, samples)
+
+        # a large body's head is judged as soon as it is in, before the rest is read
+        head = _head_bytes(header_length)
+        body, encoding = await self._body(
+            request, header_length, shareable=True, head=(head, refuse_early)
+        )
+        # the shared segments the request's inputs lie in: released once it is answered
+        segments: list[Segment] = [body] if isinstance(body, SharedBody) else []
+        try:
+            if encoding == "identity":
+                refuse_early(body)
             call, plan = await self._decode_infer(body, encoding, header_length, model, version)
             if isinstance(call, SharedCall):
                 call, segment = open_call(call)
@@ -857,7 +918,7 @@ async def _errors(request: web.Request, handler: _Handler) -> web.StreamResponse
         return await handler(request)
     except FrontendError as e:
         resp = _error_response(e.kind.http_status, e.message, e.reason)
-        if isinstance(e, _BrokenBodyError):
+        if isinstance(e, (_BrokenBodyError, _RefusedMidBodyError)):
             resp.force_close()
         return resp
     except web.HTTPException as e:

@@ -529,7 +529,7 @@ class ClockworkPolicy(PolicyBase):
                 f"only {max(0, budget) / NS_PER_MS:.3f} ms are left",
             )
             return
-        if self.config.backlog_admission and m.ready_on:
+        if self.config.backlog_admission and m.holders():
             why = self._backlog_refusal(m, r.deadline_ns, now_ns)
             if why:
                 self.respond(p, ResponseStatus.OVERLOADED, now_ns, why)
@@ -564,7 +564,7 @@ class ClockworkPolicy(PolicyBase):
         if not self.config.backlog_admission:
             return None
         m = self._queues.get(model)
-        if m is None or not m.ready_on or model not in self.models:
+        if m is None or not m.holders() or model not in self.models:
             return None
         budget = deadline_ns - now_ns - self._lead_ns - self._margin_ns
         if budget < self._need_ns(m):
@@ -581,17 +581,20 @@ class ClockworkPolicy(PolicyBase):
         return sum(1 for p in q if p.request.deadline_ns <= deadline_ns)
 
     def _capacity_by(self, m: _ModelQueue, end_ns: int, now_ns: int) -> int:
-        """The most requests of ``m`` the devices holding it could run by ``end_ns``, each from
-        when it is free, in the largest batches that fit, with no other model's work: a bound
-        no schedule can beat."""
+        """The most requests of ``m`` the devices holding it (or loading it) could run by
+        ``end_ns``, each from when it is free (and the model loaded), in the largest batches
+        that fit, with no other model's work: a bound no schedule can beat."""
         total = 0
         by_key = self.estimates[m.name]
-        for view in m.ready_on.values():
+        for view in (*m.ready_on.values(), *m.loading_on.values()):
             e = by_key.get(view.estimates_key)
             if e is None:
                 continue
             earliest = now_ns + self._lead_ns
             t = view.infer_free_at_ns if view.infer_free_at_ns > earliest else earliest
+            res = view.resident.get(m.name)
+            if res is not None and not res.ready and res.ready_at_ns > t:
+                t = res.ready_at_ns
             sizes = e.batch_sizes
             for _ in range(256):  # batches back to back; a bound on the loop, not the answer
                 fit = 0
