@@ -760,11 +760,16 @@ class _Routes:
         model, version = self._model(request)
         header_length = request.headers.get(HEADER_LENGTH)
 
+        asked = False
+
         def refuse_early(body: bytearray | SharedBody) -> None:
             """Raise the refusal the call would get at arrival, where its body's head (or
-            tail) says its timeout: given without decoding its inputs."""
+            tail) says its timeout: given without decoding its inputs. Asked once: the
+            scheduler judges the call again when it arrives."""
+            nonlocal asked
             timeout_us = stated_timeout_us(body, header_length)
             if timeout_us != UNKNOWN:
+                asked = True
                 spent_ns = time.perf_counter_ns() - t0 + self._reply_cost.margin_ns
                 samples = stated_samples(body, header_length)
                 self.server.refuse_early(model, version, timeout_us, spent_ns, samples)
@@ -777,7 +782,7 @@ class _Routes:
         # the shared segments the request's inputs lie in: released once it is answered
         segments: list[Segment] = [body] if isinstance(body, SharedBody) else []
         try:
-            if encoding == "identity":
+            if encoding == "identity" and not asked:
                 refuse_early(body)
             call, plan = await self._decode_infer(body, encoding, header_length, model, version)
             if isinstance(call, SharedCall):
