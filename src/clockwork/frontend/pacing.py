@@ -19,8 +19,11 @@ from typing import TypeVar
 T = TypeVar("T")
 
 #: the most bytes copied in one turn of the loop: into fresh shared memory, page faults and
-#: memcpy cost about 1.5 ms per MiB on a busy 2-core machine (bench/loop_profile.py --cprofile)
-DEFAULT_STEP_BYTES = 256 * 1024
+#: memcpy cost about 1.5 ms per MiB on a busy 2-core machine (bench/loop_profile.py --cprofile),
+#: and up to 1.56 ms for 256 KiB measured there since; a turn also holds the sockets' reads
+#: (up to 0.76 ms each), so with four 9 MiB bodies at once 256 KiB steps left the loop late
+#: 3-5 ms at p99 and 128 KiB steps 1.5-2 ms (BENCHMARKS.md s.37)
+DEFAULT_STEP_BYTES = 128 * 1024
 
 
 class TurnBudget:
