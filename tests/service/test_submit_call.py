@@ -4,13 +4,16 @@ answered when all its samples are, or at its first refusal, its other samples wi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 from clockwork.core.actions import Action, Infer
 from clockwork.core.policies import ClockworkConfig, ClockworkPolicy, make_policy
-from clockwork.core.policies.base import PendingRequest
+from clockwork.core.policies.base import PendingRequest, PolicyBase
 from clockwork.core.requests import Response, ResponseStatus
 from clockwork.service import ControllerService
 from clockwork.service.memory_network import MemoryNetwork
+from clockwork.service.request_book import Answer
 
 from support.memory_cluster import controller, run, worker
 from support.units import MS
@@ -37,6 +40,43 @@ class Seen:
         return {rid for rid, r in self.responses.items() if r.status is ResponseStatus.WITHDRAWN}
 
 
+@contextlib.asynccontextmanager
+async def one_worker(
+    policy: PolicyBase | None = None,
+) -> AsyncIterator[tuple[ControllerService, str, Seen]]:
+    """A controller with ``policy`` (default: the serving one, whose short horizon keeps the
+    samples behind a running batch queued) and one emulated worker; its first model loaded and
+    measured. Yields the controller, that model and what it answers and sends from then on."""
+    net = MemoryNetwork()
+    a = worker("a")
+    net.plug("mem", 1, a)
+    ctrl = controller(
+        net,
+        1,
+        policy=policy or make_policy("clockwork", backlog_admission=True, admission_level=0.99),
+    )
+    await ctrl.start()
+    try:
+        await ctrl.wait_workers(1)
+        model = sorted(ctrl.models)[0]
+        await ctrl.submit(model, timeout_ns=1000 * MS)
+        yield ctrl, model, Seen(ctrl)
+    finally:
+        await ctrl.close()
+        await a.close()
+
+
+async def keep_busy(
+    ctrl: ControllerService, model: str, seen: Seen
+) -> asyncio.Future[list[Answer]]:
+    """A call of 16 samples, sent to the device (a batch of 16: 17 ms)."""
+    busy = asyncio.ensure_future(ctrl.submit_call(model, [None] * 16, timeout_ns=1000 * MS))
+    async with asyncio.timeout(5):
+        while not seen.ran:
+            await asyncio.sleep(0.001)
+    return busy
+
+
 async def settle(ctrl: ControllerService) -> None:
     async with asyncio.timeout(5):
         while ctrl.pending():
@@ -45,48 +85,20 @@ async def settle(ctrl: ControllerService) -> None:
 
 def test_a_call_is_answered_when_all_its_samples_are_in_order() -> None:
     async def main() -> None:
-        net = MemoryNetwork()
-        a = worker("a")
-        net.plug("mem", 1, a)
-        ctrl = controller(net, 1)
-        await ctrl.start()
-        try:
-            await ctrl.wait_workers(1)
-            model = sorted(ctrl.models)[0]
+        async with one_worker() as (ctrl, model, _):
             answers = await ctrl.submit_call(model, [None] * 5, timeout_ns=1000 * MS)
             assert [r.status for r, _ in answers] == [ResponseStatus.SUCCESS] * 5
             ids = [r.request_id for r, _ in answers]
             assert ids == sorted(ids) and len(set(ids)) == 5
-        finally:
-            await ctrl.close()
-            await a.close()
 
     run(main())
 
 
-def serving(net: MemoryNetwork) -> ControllerService:
-    # the serving policy: a short horizon (the samples behind a batch stay queued) and the
-    # backlog rule
-    return controller(
-        net, 1, policy=make_policy("clockwork", backlog_admission=True, admission_level=0.99)
-    )
-
-
 def test_a_call_the_backlog_cannot_serve_is_refused_whole_at_arrival() -> None:
     async def main() -> None:
-        net = MemoryNetwork()
-        a = worker("a")
-        net.plug("mem", 1, a)
-        ctrl = serving(net)
-        await ctrl.start()
-        try:
-            await ctrl.wait_workers(1)
-            model = sorted(ctrl.models)[0]
-            await ctrl.submit(model, timeout_ns=1000 * MS)  # loaded and measured
-            seen = Seen(ctrl)
-            # behind a batch of 16 (17 ms), 64 samples due in 60 ms: a few batches fit, not 64
-            busy = asyncio.ensure_future(ctrl.submit_call(model, [None] * 16, timeout_ns=1000 * MS))
-            await asyncio.sleep(0)
+        async with one_worker() as (ctrl, model, seen):
+            busy = await keep_busy(ctrl, model, seen)
+            # 64 samples due in 60 ms behind the busy batch: a few batches fit, not 64
             answers = await ctrl.submit_call(model, [None] * 64, timeout_ns=60 * MS)
             assert len(answers) == 1
             refusal = answers[0][0]
@@ -100,9 +112,6 @@ def test_a_call_the_backlog_cannot_serve_is_refused_whole_at_arrival() -> None:
             # a call the backlog can take is taken
             answers = await ctrl.submit_call(model, [None] * 8, timeout_ns=60 * MS)
             assert [r.status for r, _ in answers] == [ResponseStatus.SUCCESS] * 8
-        finally:
-            await ctrl.close()
-            await a.close()
 
     run(main())
 
@@ -126,21 +135,9 @@ class RefusesOne(ClockworkPolicy):
 
 def test_a_sample_refused_after_others_were_taken_ends_its_call_and_withdraws_them() -> None:
     async def main() -> None:
-        net = MemoryNetwork()
-        a = worker("a")
-        net.plug("mem", 1, a)
         policy = RefusesOne()
-        ctrl = controller(net, 1, policy=policy)
-        await ctrl.start()
-        try:
-            await ctrl.wait_workers(1)
-            model = sorted(ctrl.models)[0]
-            await ctrl.submit(model, timeout_ns=1000 * MS)
-            seen = Seen(ctrl)
-            busy = asyncio.ensure_future(ctrl.submit_call(model, [None] * 16, timeout_ns=1000 * MS))
-            async with asyncio.timeout(5):
-                while not seen.ran:  # the busy batch was taken and sent
-                    await asyncio.sleep(0.001)
+        async with one_worker(policy) as (ctrl, model, seen):
+            busy = await keep_busy(ctrl, model, seen)
             policy.countdown = 6  # the call's 6th sample
             answers = await ctrl.submit_call(model, [None] * 8, timeout_ns=1000 * MS)
             assert [(r.status, r.detail) for r, _ in answers] == [
@@ -154,27 +151,14 @@ def test_a_sample_refused_after_others_were_taken_ends_its_call_and_withdraws_th
             assert {seen.responses[rid].detail for rid in withdrawn} == {
                 "another sample of its call was refused (OVERLOADED)"
             }
-        finally:
-            await ctrl.close()
-            await a.close()
 
     run(main())
 
 
 def test_a_call_whose_caller_stops_waiting_withdraws_its_queued_samples() -> None:
     async def main() -> None:
-        net = MemoryNetwork()
-        a = worker("a")
-        net.plug("mem", 1, a)
-        ctrl = serving(net)
-        await ctrl.start()
-        try:
-            await ctrl.wait_workers(1)
-            model = sorted(ctrl.models)[0]
-            await ctrl.submit(model, timeout_ns=1000 * MS)
-            seen = Seen(ctrl)
-            busy = asyncio.ensure_future(ctrl.submit_call(model, [None] * 16, timeout_ns=1000 * MS))
-            await asyncio.sleep(0)
+        async with one_worker() as (ctrl, model, seen):
+            busy = await keep_busy(ctrl, model, seen)
             waiting = asyncio.ensure_future(
                 ctrl.submit_call(model, [None] * 3, timeout_ns=1000 * MS)
             )
@@ -187,8 +171,5 @@ def test_a_call_whose_caller_stops_waiting_withdraws_its_queued_samples() -> Non
             assert {seen.responses[rid].detail for rid in withdrawn} == {
                 "its caller stopped waiting"
             }
-        finally:
-            await ctrl.close()
-            await a.close()
 
     run(main())

@@ -29,6 +29,10 @@ __all__ = ["stated_samples"]
 
 _SPACE: Final = " \t\r\n"
 _DECODER: Final = json.JSONDecoder()
+# the members that end a walk: the bulky ones at the top level, and in an input its shape or
+# (too late) its data
+_BULKY: Final = frozenset({"inputs", "outputs"})
+_SHAPE_OR_DATA: Final = frozenset({"shape", "data"})
 
 
 def stated_samples(body: bytearray | SharedBody, header_length: str | None) -> int:
@@ -68,45 +72,34 @@ def _json_head_samples(text: str) -> int:
     """The first input's batch from the members before its ``data``, walking the top-level
     members up to ``inputs`` (nothing after a bulky member can be reached without reading it)."""
     try:
-        i = _skip(text, 0)
-        if not text.startswith("{", i):
+        top = _member(text, _skip(text, 0), _BULKY)
+        if top is None or top[0] != "inputs" or not text.startswith("[", top[1]):
             return 1
-        i += 1
-        while True:
-            key, i = _DECODER.raw_decode(text, _skip(text, i))
-            i = _skip(text, i)
-            if not isinstance(key, str) or not text.startswith(":", i):
-                return 1
-            i = _skip(text, i + 1)
-            if key == "inputs":
-                return _first_input_batch(text, i)
-            if key == "outputs":
-                return 1
-            _, i = _DECODER.raw_decode(text, i)
-            i = _skip(text, i)
-            if not text.startswith(",", i):
-                return 1
-            i += 1
+        first = _member(text, _skip(text, top[1] + 1), _SHAPE_OR_DATA)
+        if first is None or first[0] != "shape":
+            return 1
+        return _batch(_DECODER.raw_decode(text, first[1])[0])
     except ValueError:  # the window ends inside a member, or the JSON is bad
         return 1
 
 
-def _first_input_batch(text: str, i: int) -> int:
-    if not text.startswith("[", i):
-        return 1
-    i = _skip(text, i + 1)
+def _member(text: str, i: int, wanted: frozenset[str]) -> tuple[str, int] | None:
+    """In the object that opens at ``i``, the first member whose key is in ``wanted``: its key
+    and where its value starts; None if the object ends first (``ValueError`` if the text
+    does)."""
     if not text.startswith("{", i):
-        return 1
+        return None
     i += 1
     while True:
         key, i = _DECODER.raw_decode(text, _skip(text, i))
         i = _skip(text, i)
-        if not isinstance(key, str) or not text.startswith(":", i) or key == "data":
-            return 1
-        value, i = _DECODER.raw_decode(text, _skip(text, i + 1))
-        if key == "shape":
-            return _batch(value)
+        if not isinstance(key, str) or not text.startswith(":", i):
+            return None
+        i = _skip(text, i + 1)
+        if key in wanted:
+            return key, i
+        _, i = _DECODER.raw_decode(text, i)
         i = _skip(text, i)
         if not text.startswith(",", i):
-            return 1
+            return None
         i += 1
