@@ -113,18 +113,29 @@ def test_an_all_json_body_is_asked_with_the_timeout_its_last_parameters_name(
     assert fake.calls[0].timeout_us == timeout
 
 
+def test_an_all_json_body_naming_no_timeout_anywhere_is_asked_with_the_default(
+    live: tuple[LiveServer, FakeModelServer], fake: FakeModelServer
+) -> None:
+    # no "parameters" key and no backslash anywhere in it (perf_analyzer's JSON): the model's
+    # default, asked before decoding
+    r = call(live, "POST", "/v2/models/add/infer", add_body())
+    assert r.status == 503 and fake.asked_early == [("add", 0)] and not fake.calls
+
+
 def test_an_all_json_body_whose_ends_do_not_tell_is_decoded_first(
     live: tuple[LiveServer, FakeModelServer], fake: FakeModelServer
 ) -> None:
     fake.early_refusal = None
-    # no parameters: a timeout could be anywhere inside, which is not searched on the loop
-    r = call(live, "POST", "/v2/models/add/infer", add_body())
-    assert r.status == 200 and not fake.asked_early and len(fake.calls) == 1
-    # the parameters of an input are not the request's
+    # the parameters of an input are not the request's, but a key by that name is there: only
+    # decoding tells where it is
     body = add_body()
     body["inputs"][1]["parameters"] = {"timeout": 7}
     r = call(live, "POST", "/v2/models/add/infer", body)
     assert r.status == 200 and not fake.asked_early and fake.calls[-1].timeout_us is None
+    # a backslash could spell the key another way ("\u0070arameters")
+    raw = json.dumps(add_body()).replace('"name": "a"', '"name": "\\u0061"').encode()
+    r = call(live, "POST", "/v2/models/add/infer", raw, {"Content-Type": "application/json"})
+    assert r.status == 200 and not fake.asked_early and len(fake.calls) == 2
 
 
 def test_a_compressed_body_is_decoded_first(

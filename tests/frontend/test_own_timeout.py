@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clockwork.frontend.own_timeout import END_BYTES, UNKNOWN, stated_timeout_us
+from clockwork.frontend.own_timeout import END_BYTES, SEARCH_MAX_BYTES, UNKNOWN, stated_timeout_us
 
 # what might confuse a reader of the ends: the key inside strings, nested objects, escapes
 TRICKY = [
@@ -105,9 +105,9 @@ def test_the_bench_client_s_and_tritonclient_s_layouts() -> None:
         }
     ).encode()
     assert stated_timeout_us(bytearray(triton), None) == 25_000
-    # no parameters at all: only decoding can tell that none is deeper inside
+    # no parameters at all: the whole body is searched, and names no timeout
     bare = json.dumps({"inputs": [{"name": "x", "data": [1]}]}).encode()
-    assert stated_timeout_us(bytearray(bare), None) == UNKNOWN
+    assert stated_timeout_us(bytearray(bare), None) == 0
     # a nested input's parameters are not the request's
     nested = json.dumps(
         {"inputs": [{"name": "x", "data": [1], "parameters": {"timeout": 5}}]}
@@ -119,3 +119,20 @@ def test_the_bench_client_s_and_tritonclient_s_layouts() -> None:
     # a bad timeout is the decoder's to refuse
     bad = json.dumps({"inputs": [], "parameters": {"timeout": -1}}).encode()
     assert stated_timeout_us(bytearray(bad), None) == UNKNOWN
+
+
+def test_a_body_whose_ends_do_not_tell_is_searched_whole_once_complete() -> None:
+    bare = json.dumps({"inputs": [{"name": "x", "data": [1]}]}).encode()
+    # no "parameters" and no backslash anywhere: it names no timeout
+    assert stated_timeout_us(bytearray(bare), None) == 0
+    # its first bytes only (the rest of the buffer not read yet): only the rest could tell
+    assert stated_timeout_us(bytearray(bare), None, complete=False) == UNKNOWN
+    # the key anywhere (here an input's parameters), or a backslash (which could spell it as
+    # "\u0070arameters"): only decoding can tell
+    nested = json.dumps({"inputs": [{"name": "x", "parameters": {"a": 1}, "data": [1]}]})
+    assert stated_timeout_us(bytearray(nested.encode()), None) == UNKNOWN
+    escaped = json.dumps({"inputs": [{"name": "\n", "data": [1]}]}).encode()
+    assert b"\\" in escaped and stated_timeout_us(bytearray(escaped), None) == UNKNOWN
+    # over the size bound: not searched
+    big = json.dumps({"inputs": [{"name": "x", "data": [1] * (SEARCH_MAX_BYTES // 2)}]})
+    assert stated_timeout_us(bytearray(big.encode()), None) == UNKNOWN

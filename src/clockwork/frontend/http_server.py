@@ -762,12 +762,12 @@ class _Routes:
 
         asked = False
 
-        def refuse_early(body: bytearray | SharedBody) -> None:
-            """Raise the refusal the call would get at arrival, where its body's head (or
-            tail) says its timeout: given without decoding its inputs. Asked once: the
-            scheduler judges the call again when it arrives."""
+        def refuse_early(body: bytearray | SharedBody, complete: bool = False) -> None:
+            """Raise the refusal the call would get at arrival, where its body (its head, once
+            ``complete`` the whole of it) says its timeout: given without decoding its inputs.
+            Asked once: the scheduler judges the call again when it arrives."""
             nonlocal asked
-            timeout_us = stated_timeout_us(body, header_length)
+            timeout_us = stated_timeout_us(body, header_length, complete)
             if timeout_us != UNKNOWN:
                 asked = True
                 spent_ns = time.perf_counter_ns() - t0 + self._reply_cost.margin_ns
@@ -783,7 +783,7 @@ class _Routes:
         segments: list[Segment] = [body] if isinstance(body, SharedBody) else []
         try:
             if encoding == "identity" and not asked:
-                refuse_early(body)
+                refuse_early(body, complete=True)
             call, plan = await self._decode_infer(body, encoding, header_length, model, version)
             if isinstance(call, SharedCall):
                 call, segment = open_call(call)
