@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
+
+import pytest
 
 from clockwork.core.actions import Action, Infer
 from clockwork.core.policies import ClockworkConfig, ClockworkPolicy, make_policy
 from clockwork.core.policies.base import PendingRequest, PolicyBase
 from clockwork.core.requests import Response, ResponseStatus
 from clockwork.service import ControllerService
+from clockwork.service.controller_service import ControllerClosedError
 from clockwork.service.memory_network import MemoryNetwork
 from clockwork.service.request_book import Answer
 
@@ -171,5 +175,28 @@ def test_a_call_whose_caller_stops_waiting_withdraws_its_queued_samples() -> Non
             assert {seen.responses[rid].detail for rid in withdrawn} == {
                 "its caller stopped waiting"
             }
+
+    run(main())
+
+
+def test_a_call_waiting_when_the_controller_closes_fails_once_and_leaves_no_stray_error() -> None:
+    async def main() -> None:
+        stray: list[dict[str, object]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: stray.append(ctx))
+        async with one_worker() as (ctrl, model, seen):
+            busy = await keep_busy(ctrl, model, seen)
+            waiting = asyncio.ensure_future(
+                ctrl.submit_call(model, [None] * 3, timeout_ns=1000 * MS)
+            )
+            await asyncio.sleep(0.001)
+            await ctrl.close()
+            with pytest.raises(ControllerClosedError):
+                await waiting
+            with contextlib.suppress(ControllerClosedError):
+                await busy
+        gc.collect()
+        await asyncio.sleep(0)
+        # every sample's failure was taken by the call, not left for the garbage collector
+        assert not [c for c in stray if "never retrieved" in str(c.get("message"))]
 
     run(main())

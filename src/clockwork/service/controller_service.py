@@ -412,9 +412,14 @@ class ControllerService:
 
         def answered(f: asyncio.Future[Answer]) -> None:
             nonlocal left
+            if f.cancelled():  # (nothing here cancels one; were it to, the call ends too)
+                if not call.done():
+                    call.cancel()
+                return
+            # taken even once the call is over, or the loop reports it as never retrieved
+            error = f.exception()
             if call.done():
                 return
-            error = f.exception()
             if error is not None:
                 call.set_exception(error)
                 return
