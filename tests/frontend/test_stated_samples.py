@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clockwork.frontend.own_timeout import END_BYTES
-from clockwork.frontend.stated_samples import stated_samples
+from clockwork.frontend.own_timeout import END_BYTES, UNKNOWN
+from clockwork.frontend.stated_samples import stated_call, stated_samples
 
 
 def tensor(batch: int, order: list[str], data_items: int = 8) -> dict[str, Any]:
@@ -73,3 +73,19 @@ def test_a_body_that_does_not_tell_counts_as_one() -> None:
     # a negative or zero batch is the decoder's to refuse
     raw = json.dumps({"inputs": [{"shape": [0, 2], "data": []}]}).encode()
     assert stated_samples(bytearray(raw), None) == 1
+
+
+def test_a_call_s_timeout_and_samples_are_read_together() -> None:
+    header = json.dumps(
+        {
+            "inputs": [{"name": "x", "shape": [4, 3], "datatype": "FP32"}],
+            "parameters": {"timeout": 9},
+        }
+    ).encode()
+    body = bytearray(header + bytes(4 * 12))
+    assert stated_call(body, str(len(header))) == (9, 4)
+    # where no timeout is told the samples are not looked for (nothing is asked)
+    bad = json.dumps({"inputs": [{"shape": [4, 3]}], "parameters": {"timeout": -1}}).encode()
+    assert stated_call(bytearray(bad + bytes(8)), str(len(bad))) == (UNKNOWN, 1)
+    raw = json.dumps({"inputs": [{"name": "x", "shape": [5, 2], "data": [1.0] * 10}]}).encode()
+    assert stated_call(bytearray(raw), None) == (0, 5)

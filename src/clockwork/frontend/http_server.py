@@ -56,7 +56,7 @@ from clockwork.frontend.http_door import (
 from clockwork.frontend.inflate import inflate, normalise_encoding
 from clockwork.frontend.json_request import loads_request
 from clockwork.frontend.limits import Door
-from clockwork.frontend.own_timeout import END_BYTES, MAX_HEADER_BYTES, UNKNOWN, stated_timeout_us
+from clockwork.frontend.own_timeout import END_BYTES, MAX_HEADER_BYTES, UNKNOWN
 from clockwork.frontend.pacing import Pacer, on_a_thread
 from clockwork.frontend.parameters import (
     MAX_INT64,
@@ -69,7 +69,7 @@ from clockwork.frontend.protocol_log import protocol_logger
 from clockwork.frontend.reply_cost import ReplyCost
 from clockwork.frontend.shared_body import AttachedBody, SharedBody, body_buffer
 from clockwork.frontend.shared_inputs import SHARE_MIN_BYTES, SharedCall, open_call, share_call
-from clockwork.frontend.stated_samples import stated_samples
+from clockwork.frontend.stated_samples import stated_call
 from clockwork.frontend.tensor_codec import bad, classify, from_json, from_raw, to_json_flat, to_raw
 from clockwork.frontend.tls import server_ssl_context
 from clockwork.transport.shared_segments import Segment
@@ -767,11 +767,10 @@ class _Routes:
             ``complete`` the whole of it) says its timeout: given without decoding its inputs.
             Asked once: the scheduler judges the call again when it arrives."""
             nonlocal asked
-            timeout_us = stated_timeout_us(body, header_length, complete)
+            timeout_us, samples = stated_call(body, header_length, complete)
             if timeout_us != UNKNOWN:
                 asked = True
                 spent_ns = time.perf_counter_ns() - t0 + self._reply_cost.margin_ns
-                samples = stated_samples(body, header_length)
                 self.server.refuse_early(model, version, timeout_us, spent_ns, samples)
 
         # a large body's head is judged as soon as it is in, before the rest is read

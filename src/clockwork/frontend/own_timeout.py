@@ -35,7 +35,16 @@ from clockwork.frontend.api import FrontendError
 from clockwork.frontend.parameters import timeout_param
 from clockwork.frontend.shared_body import SharedBody
 
-__all__ = ["MAX_HEADER_BYTES", "SEARCH_MAX_BYTES", "UNKNOWN", "stated_timeout_us"]
+__all__ = [
+    "JSON_DECODER",
+    "MAX_HEADER_BYTES",
+    "SEARCH_MAX_BYTES",
+    "UNKNOWN",
+    "binary_header",
+    "header_timeout_us",
+    "skip_space",
+    "stated_timeout_us",
+]
 
 #: only decoding the body can tell its timeout
 UNKNOWN: Final = -1
@@ -54,7 +63,7 @@ _SPACE: Final = " \t\r\n"
 #: occurrences of the key tried from the tail's end
 _TAIL_TRIES: Final = 8
 _BULKY_MEMBERS: Final = frozenset({"inputs", "outputs"})
-_DECODER: Final = json.JSONDecoder()
+JSON_DECODER: Final = json.JSONDecoder()
 
 
 def stated_timeout_us(
@@ -73,21 +82,39 @@ def stated_timeout_us(
             if _KEY not in raw and b"\\" not in raw:
                 return 0
         return stated
+    return header_timeout_us(binary_header(body, header_length))
+
+
+def binary_header(body: bytearray | SharedBody, header_length: str) -> dict[str, Any] | None:
+    """The JSON header of a body with binary tensors (``header_length``: the value of
+    ``Inference-Header-Content-Length``), parsed if it is at most ``MAX_HEADER_BYTES``; None
+    when it cannot be (the decoder says what is wrong with it)."""
     try:
         end = int(header_length)
     except ValueError:
-        return UNKNOWN
+        return None
     size = body.size if isinstance(body, SharedBody) else len(body)
     if not 0 < end <= min(size, MAX_HEADER_BYTES):
-        return UNKNOWN
+        return None
     data = body.view if isinstance(body, SharedBody) else body
     try:
         header = json.loads(bytes(data[:end]))
-        params = header.get("parameters", {}) if isinstance(header, dict) else None
-        if not isinstance(params, dict):
-            return UNKNOWN
+    except ValueError:
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def header_timeout_us(header: dict[str, Any] | None) -> int:
+    """The timeout a binary body's parsed header (``binary_header``) names, as
+    ``stated_timeout_us`` says it."""
+    if header is None:
+        return UNKNOWN
+    params = header.get("parameters", {})
+    if not isinstance(params, dict):
+        return UNKNOWN
+    try:
         timeout = timeout_param(params, "request")
-    except (ValueError, FrontendError):
+    except FrontendError:
         return UNKNOWN  # the decoder says what is wrong with it
     return timeout or 0
 
@@ -106,7 +133,8 @@ def _json_ends_timeout(data: bytearray | memoryview) -> int:
     return timeout or 0
 
 
-def _skip_space(text: str, i: int) -> int:
+def skip_space(text: str, i: int) -> int:
+    """The first index from ``i`` that is not JSON whitespace."""
     while i < len(text) and text[i] in _SPACE:
         i += 1
     return i
@@ -115,23 +143,23 @@ def _skip_space(text: str, i: int) -> int:
 def _head_parameters(data: bytearray | memoryview) -> dict[str, Any] | None:
     """``parameters`` if it comes among the top-level members before the bulky ones."""
     text = bytes(data[:END_BYTES]).decode("utf-8", "replace")
-    i = _skip_space(text, 0)
+    i = skip_space(text, 0)
     if not text.startswith("{", i):
         return None
     i += 1
     try:
         while True:
-            i = _skip_space(text, i)
-            key, i = _DECODER.raw_decode(text, i)
+            i = skip_space(text, i)
+            key, i = JSON_DECODER.raw_decode(text, i)
             if not isinstance(key, str) or key in _BULKY_MEMBERS:
                 return None
-            i = _skip_space(text, i)
+            i = skip_space(text, i)
             if not text.startswith(":", i):
                 return None
-            value, i = _DECODER.raw_decode(text, _skip_space(text, i + 1))
+            value, i = JSON_DECODER.raw_decode(text, skip_space(text, i + 1))
             if key == "parameters":
                 return value if isinstance(value, dict) else None
-            i = _skip_space(text, i)
+            i = skip_space(text, i)
             if not text.startswith(",", i):
                 return None  # the object ended (no parameters) or the window did
             i += 1
@@ -159,11 +187,11 @@ def _last_member_at(text: str, at: int) -> dict[str, Any] | None:
     before = text[:at].rstrip(_SPACE)
     if not before.endswith((",", "{")):  # a key, not a string inside a value
         return None
-    i = _skip_space(text, at + len(_PARAMETERS_KEY))
+    i = skip_space(text, at + len(_PARAMETERS_KEY))
     if not text.startswith(":", i):
         return None
     try:
-        value, i = _DECODER.raw_decode(text, _skip_space(text, i + 1))
+        value, i = JSON_DECODER.raw_decode(text, skip_space(text, i + 1))
     except ValueError:
         return None
     if not isinstance(value, dict) or text[i:].strip(_SPACE) != "}":

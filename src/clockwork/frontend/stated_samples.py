@@ -19,39 +19,52 @@ decoder, unless it is refused first).
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
-from clockwork.frontend.own_timeout import END_BYTES, MAX_HEADER_BYTES
+from clockwork.frontend.own_timeout import (
+    END_BYTES,
+    JSON_DECODER,
+    UNKNOWN,
+    binary_header,
+    header_timeout_us,
+    skip_space,
+    stated_timeout_us,
+)
 from clockwork.frontend.shared_body import SharedBody
 
-__all__ = ["stated_samples"]
+__all__ = ["stated_call", "stated_samples"]
 
-_SPACE: Final = " \t\r\n"
-_DECODER: Final = json.JSONDecoder()
 # the members that end a walk: the bulky ones at the top level, and in an input its shape or
 # (too late) its data
 _BULKY: Final = frozenset({"inputs", "outputs"})
 _SHAPE_OR_DATA: Final = frozenset({"shape", "data"})
 
 
+def stated_call(
+    body: bytearray | SharedBody, header_length: str | None, complete: bool = True
+) -> tuple[int, int]:
+    """The timeout ``body`` names (``own_timeout.stated_timeout_us``, ``UNKNOWN`` included) and,
+    where it does name one, the samples it carries (else 1): a binary header parsed once for
+    both."""
+    if header_length is None:
+        timeout_us = stated_timeout_us(body, None, complete)
+        return timeout_us, stated_samples(body, None) if timeout_us != UNKNOWN else 1
+    header = binary_header(body, header_length)
+    timeout_us = header_timeout_us(header)
+    return timeout_us, _header_samples(header) if timeout_us != UNKNOWN else 1
+
+
 def stated_samples(body: bytearray | SharedBody, header_length: str | None) -> int:
     """The samples ``body`` carries by its first input's shape; 1 when that cannot be told
     without decoding it. ``header_length``: as ``own_timeout.stated_timeout_us``'s."""
-    data = body.view if isinstance(body, SharedBody) else body
     if header_length is None:
+        data = body.view if isinstance(body, SharedBody) else body
         return _json_head_samples(bytes(data[:END_BYTES]).decode("utf-8", "replace"))
-    try:
-        end = int(header_length)
-    except ValueError:
-        return 1
-    if not 0 < end <= min(len(data), MAX_HEADER_BYTES):
-        return 1
-    try:
-        header = json.loads(bytes(data[:end]))
-    except ValueError:
-        return 1
-    inputs = header.get("inputs") if isinstance(header, dict) else None
+    return _header_samples(binary_header(body, header_length))
+
+
+def _header_samples(header: dict[str, Any] | None) -> int:
+    inputs = header.get("inputs") if header is not None else None
     first = inputs[0] if isinstance(inputs, list) and inputs else None
     return _batch(first.get("shape") if isinstance(first, dict) else None)
 
@@ -62,23 +75,17 @@ def _batch(shape: Any) -> int:
     return 1
 
 
-def _skip(text: str, i: int) -> int:
-    while i < len(text) and text[i] in _SPACE:
-        i += 1
-    return i
-
-
 def _json_head_samples(text: str) -> int:
     """The first input's batch from the members before its ``data``, walking the top-level
     members up to ``inputs`` (nothing after a bulky member can be reached without reading it)."""
     try:
-        top = _member(text, _skip(text, 0), _BULKY)
+        top = _member(text, skip_space(text, 0), _BULKY)
         if top is None or top[0] != "inputs" or not text.startswith("[", top[1]):
             return 1
-        first = _member(text, _skip(text, top[1] + 1), _SHAPE_OR_DATA)
+        first = _member(text, skip_space(text, top[1] + 1), _SHAPE_OR_DATA)
         if first is None or first[0] != "shape":
             return 1
-        return _batch(_DECODER.raw_decode(text, first[1])[0])
+        return _batch(JSON_DECODER.raw_decode(text, first[1])[0])
     except ValueError:  # the window ends inside a member, or the JSON is bad
         return 1
 
@@ -91,15 +98,15 @@ def _member(text: str, i: int, wanted: frozenset[str]) -> tuple[str, int] | None
         return None
     i += 1
     while True:
-        key, i = _DECODER.raw_decode(text, _skip(text, i))
-        i = _skip(text, i)
+        key, i = JSON_DECODER.raw_decode(text, skip_space(text, i))
+        i = skip_space(text, i)
         if not isinstance(key, str) or not text.startswith(":", i):
             return None
-        i = _skip(text, i + 1)
+        i = skip_space(text, i + 1)
         if key in wanted:
             return key, i
-        _, i = _DECODER.raw_decode(text, i)
-        i = _skip(text, i)
+        _, i = JSON_DECODER.raw_decode(text, i)
+        i = skip_space(text, i)
         if not text.startswith(",", i):
             return None
         i += 1
