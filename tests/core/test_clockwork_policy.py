@@ -893,3 +893,85 @@ def test_the_backlog_rule_counts_from_the_end_of_a_load_in_flight() -> None:
     s.handle(finish(load, 0, 5 * MS), 5 * MS)
     infers = only(s.poll(5 * MS), Infer)
     assert set(range(1, 9)) <= {r for a in infers for r in a.request_ids}
+
+
+@pytest.mark.parametrize("admission", [True, False])
+def test_a_tighter_deadline_that_would_push_accepted_requests_late_is_refused(
+    admission: bool,
+) -> None:
+    # 25 requests due in 20 ms are as many as the holder can run by then (see above); one due
+    # sooner would run first and push the last of them past its deadline: it is the newcomer
+    # that is refused, at once, not a request already taken later
+    config = ClockworkConfig(
+        result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=admission
+    )
+    s = make({"a": profile()}, config=config)
+    t = warm(s, "a")
+    for rid in range(25):
+        s.handle(req(rid, "a", t, slo_ms=20), t)
+    verdict = s.early_refusal("a", t + 10 * MS, t)
+    s.handle(req(99, "a", t, slo_ms=10), t)
+    out = s.poll(t)
+    later = _drive(s, out, t, t + 40 * MS)
+    if admission:
+        assert verdict is not None and "push requests of a queued before it" in verdict[1]
+        (r,) = out.responses
+        assert (r.request_id, r.status, r.detail) == (99, ResponseStatus.OVERLOADED, verdict[1])
+        assert later == [ResponseStatus.SUCCESS] * 25
+    else:
+        assert verdict is None and not out.responses
+        # taken, it ran first, and one accepted before it was refused at its latest start
+        assert later.count(ResponseStatus.SUCCESS) == 25
+        assert later.count(ResponseStatus.OVERLOADED) == 1
+    assert s.pending_requests() == 0
+
+
+def test_a_deadline_with_room_behind_the_queue_is_still_taken() -> None:
+    # the same newcomer with 24 queued: the last of them still fits behind it
+    config = ClockworkConfig(result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=True)
+    s = make({"a": profile()}, config=config)
+    t = warm(s, "a")
+    for rid in range(24):
+        s.handle(req(rid, "a", t, slo_ms=20), t)
+    assert s.early_refusal("a", t + 10 * MS, t) is None
+    s.handle(req(99, "a", t, slo_ms=10), t)
+    out = s.poll(t)
+    assert not out.responses
+    assert _drive(s, out, t, t + 40 * MS) == [ResponseStatus.SUCCESS] * 25
+
+
+@pytest.mark.parametrize("admission", [True, False])
+def test_requests_an_infer_did_not_run_are_admitted_again_by_the_backlog_rule(
+    admission: bool,
+) -> None:
+    # 16 due in 14 ms: two batches of 8 (6 ms each) back to back. The first is refused too
+    # late at 3 ms; the second still runs from there (to 9 ms), after which only a batch of 4
+    # fits by 14 ms: 4 of the 8 requeued are answered now, not at their latest start
+    config = ClockworkConfig(
+        result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=admission
+    )
+    s = make({"a": profile()}, config=config)
+    t = warm(s, "a")
+    for rid in range(16):
+        s.handle(req(rid, "a", t, slo_ms=14), t)
+    first, second = sorted(only(s.poll(t), Infer), key=lambda a: a.earliest_ns)
+    assert (first.batch_size, second.batch_size) == (8, 8)
+    s.handle(finish(first, t + 3 * MS, t + 3 * MS, ActionStatus.TOO_LATE), t + 3 * MS)
+    out = s.poll(t + 3 * MS)
+    if admission:
+        assert [r.status for r in out.responses] == [ResponseStatus.OVERLOADED] * 4
+        assert {r.request_id for r in out.responses} == set(first.request_ids[4:])
+        assert "could run at most 4 before its deadline" in out.responses[0].detail
+    else:
+        assert not out.responses
+    (again,) = only(out, Infer)
+    assert set(again.request_ids) == set(first.request_ids[:4]) and again.batch_size == 4
+    s.handle(finish(second, t + 3 * MS, t + 9 * MS), t + 9 * MS)
+    served = [r.status for r in s.poll(t + 9 * MS).responses]
+    s.handle(finish(again, t + 9 * MS, t + 13 * MS), t + 13 * MS)
+    served += [r.status for r in s.poll(t + 13 * MS).responses]
+    later = served + _drive(s, s.poll(t + 30 * MS), t + 30 * MS, t + 40 * MS)
+    assert later.count(ResponseStatus.SUCCESS) == 12
+    # without the rule the 4 the backlog could not serve waited for their latest start
+    assert later.count(ResponseStatus.OVERLOADED) == (0 if admission else 4)
+    assert s.pending_requests() == 0

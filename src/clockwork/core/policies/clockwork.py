@@ -548,13 +548,36 @@ class ClockworkPolicy(PolicyBase):
         # with nothing queued ahead, the devices may still be planned past its deadline
         ahead = self._queued_ahead(m, deadline_ns) if m.queue else 0
         can = self._capacity_by(m, deadline_ns - self._margin_ns, now_ns)
-        if ahead + count <= can:
-            return ""
         them = "it" if count == 1 else f"its {count} samples"
-        return (
-            f"{ahead} requests of {m.name} are queued ahead of {them}; the devices "
-            f"holding it could run at most {can} before its deadline"
-        )
+        if ahead + count > can:
+            return (
+                f"{ahead} requests of {m.name} are queued ahead of {them}; the devices "
+                f"holding it could run at most {can} before its deadline"
+            )
+        return self._displaced(m, ahead, count, them, now_ns)
+
+    def _displaced(self, m: _ModelQueue, ahead: int, count: int, them: str, now_ns: int) -> str:
+        """Why taking ``count`` requests at queue position ``ahead`` (a tighter deadline than
+        the requests queued from there on) would push one of those past what the holders can
+        run before its deadline; "" if none. The requests taken first keep their place: a
+        newcomer is refused rather than a request already accepted lost."""
+        q = m.queue
+        n = len(q)
+        i = ahead
+        margin = self._margin_ns
+        while i < n:  # (usually none: one SLO per model queues in arrival order)
+            deadline = q[i].request.deadline_ns
+            while i + 1 < n and q[i + 1].request.deadline_ns == deadline:
+                i += 1
+            # the last of the requests sharing a deadline is the one pushed furthest
+            can = self._capacity_by(m, deadline - margin, now_ns)
+            if i + 1 + count > can:
+                return (
+                    f"taking {them} would push requests of {m.name} queued before it past "
+                    f"their deadlines: the devices holding it could run at most {can} by then"
+                )
+            i += 1
+        return ""
 
     def early_refusal(
         self, model: str, deadline_ns: int, now_ns: int, count: int = 1
@@ -651,7 +674,16 @@ class ClockworkPolicy(PolicyBase):
                 self._probe[m.name] = m
 
     def requeue(self, p: PendingRequest, now_ns: int) -> None:
-        self._enqueue(p, self._model(p.request.model), now_ns)
+        m = self._model(p.request.model)
+        if self.config.backlog_admission and m.holders():
+            # its Infer did not run (refused too late, or its worker was lost): admitted again
+            # by the rule that admitted it, so that a request the backlog can no longer serve
+            # is answered now, not at its latest start after a device ran part of its call
+            why = self._backlog_refusal(m, p.request.deadline_ns, now_ns)
+            if why:
+                self._give_up(p, now_ns, why)
+                return
+        self._enqueue(p, m, now_ns)
 
     def unqueue(self, p: PendingRequest, now_ns: int) -> None:
         m = self._queues.get(p.request.model)
