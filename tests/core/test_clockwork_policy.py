@@ -975,3 +975,69 @@ def test_requests_an_infer_did_not_run_are_admitted_again_by_the_backlog_rule(
     # without the rule the 4 the backlog could not serve waited for their latest start
     assert later.count(ResponseStatus.OVERLOADED) == (0 if admission else 4)
     assert s.pending_requests() == 0
+
+
+@pytest.mark.parametrize("gap_ms", [0, 1])
+def test_the_backlog_rule_counts_the_workers_turnaround_between_infers(gap_ms: int) -> None:
+    # the worker starts each Infer queued behind another ``gap_ms`` after that one ends (a
+    # result sent, inputs copied). Learned from results, the rule counts it before every batch
+    # behind the device's planned work: 3 batches of 8 back to back by a deadline 18 ms after
+    # the device frees fit with no gap; with 1 ms before each they need 21 ms
+    config = ClockworkConfig(result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=True)
+    s = make({"a": profile()}, config=config)
+    t = warm(s, "a")
+    gap = gap_ms * MS
+    rid = 0
+    for _ in range(6):  # one Infer ends as the next, sent behind it, starts a gap later
+        t += MS  # (the device idle before the first: its start is no turnaround)
+        s.handle(req(rid, "a", t, slo_ms=8), t)
+        (a,) = only(s.poll(t), Infer)
+        s.handle(req(rid + 1, "a", t, slo_ms=8), t)
+        (b,) = only(s.poll(t), Infer)  # planned behind ``a``
+        rid += 2
+        s.handle(finish(a, t, t + a.expected_duration_ns), t + a.expected_duration_ns)
+        t += a.expected_duration_ns
+        began = t + gap
+        t = began + b.expected_duration_ns
+        s.handle(
+            ActionFinished(
+                ActionResult(
+                    b.action_id,
+                    b.device,
+                    b.model,
+                    ActionStatus.SUCCESS,
+                    t - 5 * MS,
+                    began,
+                    t,
+                    b.expected_duration_ns,
+                )
+            ),
+            t,
+        )
+        assert [r.status for r in s.poll(t).responses] == [ResponseStatus.SUCCESS] * 2
+    assert s._gaps.typical.value_ns == gap
+    s.devices[D0].infer_free_at_ns = t + 4 * MS  # planned work: 4 ms more
+    due = t + 22 * MS  # 4 + 18
+    verdict = s.early_refusal("a", due, t, 24)
+    if gap_ms:
+        assert verdict is not None and "could run at most 18" in verdict[1]  # 8, 8 and 2
+    else:
+        assert verdict is None
+
+
+@pytest.mark.parametrize(("count", "refused"), [(1, False), (2, True)])
+def test_the_requests_right_behind_a_tighter_deadline_are_the_ones_it_would_push(
+    count: int, refused: bool
+) -> None:
+    # 16 due at 14 ms (room for 17: 8, 8 and 1) and 20 due at 40 ms (room for far more): a call
+    # due at 10 ms fits itself, and pushes the 16 past their room only if it has 2 samples
+    config = ClockworkConfig(result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=True)
+    s = make({"a": profile()}, config=config)
+    t = warm(s, "a")
+    for rid in range(36):
+        s.handle(req(rid, "a", t, slo_ms=14 if rid < 16 else 40), t)
+    verdict = s.early_refusal("a", t + 10 * MS, t, count)
+    if refused:
+        assert verdict is not None and "could run at most 17 by then" in verdict[1]
+    else:
+        assert verdict is None

@@ -39,7 +39,7 @@ from clockwork.core.events import ModelRegistered, WorkerModelsChanged
 from clockwork.core.ids import DeviceId
 from clockwork.core.policies.base import DONE, QUEUED, Flight, PendingRequest, PolicyBase
 from clockwork.core.policies.device_refusals import DeviceRefusals
-from clockwork.core.policies.link_delays import LinkDelays
+from clockwork.core.policies.link_delays import LinkDelays, StartGaps
 from clockwork.core.requests import ResponseStatus
 from clockwork.core.units import NS_PER_MS, NS_PER_S, NS_PER_US
 
@@ -282,8 +282,14 @@ class ClockworkPolicy(PolicyBase):
         self._links = LinkDelays(0, config.result_margin_ns, config.link_window)
         self._margin_ns = config.result_margin_ns
         self._lead_ns = 0
+        # the workers' turnaround between Infers, for the backlog rule (zero until measured)
+        self._gaps = StartGaps(config.link_window)
 
     def observe_link(self, flight: Flight, result: ActionResult, now_ns: int) -> None:
+        if self.config.backlog_admission and type(flight.action) is Infer:
+            self._gaps.observe(
+                flight.device.device, result.received_ns, result.began_ns, result.ended_ns
+            )
         if self.config.learn_link_delays:
             links = self._links
             links.observe(flight.sent_ns, result.received_ns, result.ended_ns, now_ns)
@@ -563,20 +569,23 @@ class ClockworkPolicy(PolicyBase):
         newcomer is refused rather than a request already accepted lost."""
         q = m.queue
         n = len(q)
-        i = ahead
-        margin = self._margin_ns
-        while i < n:  # (usually none: one SLO per model queues in arrival order)
-            deadline = q[i].request.deadline_ns
-            while i + 1 < n and q[i + 1].request.deadline_ns == deadline:
-                i += 1
-            # the last of the requests sharing a deadline is the one pushed furthest
-            can = self._capacity_by(m, deadline - margin, now_ns)
+        if ahead >= n:  # (usually: one SLO per model queues in arrival order)
+            return ""
+        # two of them, not each: requests reach the queue a little out of deadline order
+        # (decoded in parallel), and one capacity each would cost the loop per arrival. The
+        # first pushed has the least room when the holders run more than its model's arrivals
+        # (room grows with the deadline), the last when they run less
+        first = ahead
+        deadline = q[first].request.deadline_ns
+        while first + 1 < n and q[first + 1].request.deadline_ns == deadline:
+            first += 1
+        for i in (first, n - 1) if first < n - 1 else (first,):
+            can = self._capacity_by(m, q[i].request.deadline_ns - self._margin_ns, now_ns)
             if i + 1 + count > can:
                 return (
                     f"taking {them} would push requests of {m.name} queued before it past "
                     f"their deadlines: the devices holding it could run at most {can} by then"
                 )
-            i += 1
         return ""
 
     def early_refusal(
@@ -609,12 +618,20 @@ class ClockworkPolicy(PolicyBase):
         that fit, with no other model's work: a bound no schedule can beat."""
         total = 0
         by_key = self.estimates[m.name]
+        gap = self._gaps.typical.value_ns
+        tail = self._gaps.tail.value_ns - gap
         for view in (*m.ready_on.values(), *m.loading_on.values()):
             e = by_key.get(view.estimates_key)
             if e is None:
                 continue
             earliest = now_ns + self._lead_ns
-            t = view.infer_free_at_ns if view.infer_free_at_ns > earliest else earliest
+            end = end_ns
+            t = earliest
+            if view.infer_free_at_ns > earliest:
+                # behind the work planned on it: each batch after the worker's turnaround,
+                # and room for one slow turnaround
+                t = view.infer_free_at_ns + gap
+                end -= tail
             res = view.resident.get(m.name)
             if res is not None and not res.ready and res.ready_at_ns > t:
                 t = res.ready_at_ns
@@ -622,13 +639,13 @@ class ClockworkPolicy(PolicyBase):
             for _ in range(256):  # batches back to back; a bound on the loop, not the answer
                 fit = 0
                 for b in reversed(sizes):
-                    if t + e.exec_ns(b) <= end_ns:
+                    if t + e.exec_ns(b) <= end:
                         fit = b
                         break
                 if not fit:
                     break
                 total += fit
-                t += e.exec_ns(fit)
+                t += e.exec_ns(fit) + gap
         return total
 
     def _need_ns(self, m: _ModelQueue) -> int:
@@ -732,6 +749,7 @@ class ClockworkPolicy(PolicyBase):
     def on_device_removed(self, view: DeviceView) -> None:
         self._heaps.pop(view.device, None)
         self._refusals.forget(view.device)
+        self._gaps.forget(view.device)
         self._spreadable_at_ns = -1
         self._dev_heaps = [(v, h) for v, h in self._dev_heaps if v is not view]
         if self.per_device_estimates:

@@ -14,6 +14,8 @@ import math
 from bisect import bisect_left, insort
 from typing import Final
 
+from clockwork.core.ids import DeviceId
+
 # Final aliases: a compiled-build accommodation (core/requests.py says why)
 _bisect_left: Final = bisect_left
 _insort: Final = insort
@@ -73,3 +75,30 @@ class LinkDelays:
     def observe(self, sent_ns: int, received_ns: int, ended_ns: int, now_ns: int) -> None:
         self.lead.observe(received_ns - sent_ns)
         self.margin.observe(now_ns - ended_ns)
+
+
+class StartGaps:
+    """How long a worker takes to start an Infer queued behind another once that one ended (its
+    turnaround: the last result sent, the next inputs put in place), learned per result: the
+    median and the p99 of the last ``window``. The plan runs Infers back to back; the backlog
+    rule counts a gap before each batch behind another, and the tail once, so that a request
+    it takes is not one the worker must then refuse as too late by a fraction of a millisecond."""
+
+    __slots__ = ("_last_end", "tail", "typical")
+
+    def __init__(self, window: int) -> None:
+        self.typical = DelayWindow(0, window, 50.0)
+        self.tail = DelayWindow(0, window, 99.0)
+        # per device: when its last Infer ended (or was refused), on the controller's clock
+        self._last_end: dict[DeviceId, int] = {}
+
+    def observe(self, device: DeviceId, received_ns: int, began_ns: int, ended_ns: int) -> None:
+        last = self._last_end.get(device)
+        if last is not None and received_ns <= last:  # it waited for that one to end
+            gap = began_ns - last
+            self.typical.observe(gap)
+            self.tail.observe(gap)
+        self._last_end[device] = ended_ns
+
+    def forget(self, device: DeviceId) -> None:
+        self._last_end.pop(device, None)
