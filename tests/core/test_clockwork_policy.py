@@ -15,46 +15,12 @@ from clockwork.core.events import (
 )
 from clockwork.core.ids import DeviceId
 from clockwork.core.policies import ClockworkConfig, ClockworkPolicy
-from clockwork.core.profile import ModelProfile
 from clockwork.core.requests import InferRequest, ResponseStatus
 from clockwork.core.scheduler import SchedulerOutput
 
 from support.kind_profile import KIND, profile
+from support.policy_by_hand import D0, D1, D2, finish, make, only, req, warm
 from support.units import MS, S
-
-D0 = DeviceId("w0", 0)
-D1 = DeviceId("w0", 1)
-D2 = DeviceId("w0", 2)
-
-
-def make(
-    models: dict[str, ModelProfile], devices: int = 1, config: ClockworkConfig | None = None
-) -> ClockworkPolicy:
-    # a fixed 10 ms horizon unless a test says otherwise: the tests of the paper's rules plan
-    # with it at SLOs of a few ms
-    s = ClockworkPolicy(config or ClockworkConfig(result_margin_ns=0, horizon_slo_fraction=0))
-    for name, p in models.items():
-        s.handle(ModelRegistered(ModelInfo(name, (p,))), 0)
-    s.handle(
-        WorkerJoined("w0", tuple(DeviceInfo(DeviceId("w0", i), KIND) for i in range(devices))), 0
-    )
-    return s
-
-
-def req(rid: int, model: str, now: int, slo_ms: float = 100, prio: int = 0) -> RequestArrived:
-    return RequestArrived(InferRequest(rid, model, now, now + int(slo_ms * MS), prio))
-
-
-def finish(
-    a: LoadWeights | Infer, began: int, ended: int, status: ActionStatus = ActionStatus.SUCCESS
-) -> ActionFinished:
-    return ActionFinished(
-        ActionResult(a.action_id, a.device, a.model, status, began, began, ended, ended - began)
-    )
-
-
-def only(out: SchedulerOutput, kind: type) -> list:  # type: ignore[type-arg]
-    return [a for a in out.actions if isinstance(a, kind)]
 
 
 def test_cold_request_loads_then_infers_inside_its_window() -> None:
@@ -77,19 +43,6 @@ def test_cold_request_loads_then_infers_inside_its_window() -> None:
     assert resp.status is ResponseStatus.SUCCESS and resp.request_id == 1
     assert resp.cold_start and resp.action_id == inf.action_id
     assert s.pending_requests() == 0
-
-
-def warm(s: ClockworkPolicy, model: str, now: int = 0) -> int:
-    """Load ``model`` on its first device by sending one request through; returns the time."""
-    s.handle(req(10_000 + now, model, now), now)
-    (load,) = only(s.poll(now), LoadWeights)
-    t = now + load.expected_duration_ns
-    s.handle(finish(load, now, t), t)
-    (inf,) = only(s.poll(t), Infer)
-    s.handle(finish(inf, t, t + inf.expected_duration_ns), t + inf.expected_duration_ns)
-    end: int = t + inf.expected_duration_ns
-    s.poll(end)
-    return end
 
 
 def test_batch_grows_to_the_padded_size_the_oldest_deadline_allows() -> None:

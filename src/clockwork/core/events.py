@@ -102,8 +102,19 @@ class RequestsWithdrawn:
     why: str
 
 
+@dataclass(frozen=True, slots=True)
+class CallArrived:
+    """The samples of one client call, one request each, served or refused together: once one
+    is answered without a result, those of the others still queued are answered ``WITHDRAWN``
+    before anything more is planned, so that no device runs part of a call that has failed
+    (those sent already run and are answered as usual)."""
+
+    requests: tuple[InferRequest, ...]
+
+
 Event = (
     RequestArrived
+    | CallArrived
     | ActionFinished
     | WorkerJoined
     | WorkerModelsChanged

@@ -29,6 +29,7 @@ from clockwork.core.actions import Action, ActionResult
 from clockwork.core.errors import ClockworkError
 from clockwork.core.events import (
     ActionFinished,
+    CallArrived,
     DeviceInfo,
     ModelInfo,
     ModelRegistered,
@@ -405,7 +406,7 @@ class ControllerService:
             refused = self._refuse_call(model, now, deadline_ns, priority, len(samples))
             if refused is not None:
                 return [(refused, None)]
-        opened = [self._open(loop, model, s, now, deadline_ns, priority) for s in samples]
+        opened = self._open_call(loop, model, samples, now, deadline_ns, priority)
         futs = [f for _, f in opened]
         call: asyncio.Future[list[Answer]] = loop.create_future()
         left = len(futs)
@@ -458,6 +459,29 @@ class ControllerService:
         self._count_request(request)
         self._pump.run_later(RequestArrived(request))
         return rid, fut
+
+    def _open_call(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        model: str,
+        samples: Sequence[Mapping[str, npt.NDArray[np.generic]] | InferInputs | None],
+        now: int,
+        deadline_ns: int,
+        priority: int,
+    ) -> list[tuple[int, asyncio.Future[Answer]]]:
+        if len(samples) == 1:
+            return [self._open(loop, model, samples[0], now, deadline_ns, priority)]
+        opened = []
+        requests = []
+        for inputs in samples:
+            rid, fut = self._book.open(loop, inputs)
+            request = InferRequest(rid, model, now, deadline_ns, priority)
+            self._count_request(request)
+            requests.append(request)
+            opened.append((rid, fut))
+        # one event: the scheduler serves them together or withdraws the rest at once
+        self._pump.run_later(CallArrived(tuple(requests)))
+        return opened
 
     def _withdraw(self, opened: Sequence[tuple[int, asyncio.Future[Answer]]], why: str) -> None:
         waiting = tuple(rid for rid, f in opened if not f.done())

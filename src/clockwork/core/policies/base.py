@@ -27,6 +27,7 @@ from clockwork.core.errors import InvalidInputError
 from clockwork.core.estimator import EstimatorConfig, ModelEstimates
 from clockwork.core.events import (
     ActionFinished,
+    CallArrived,
     DeviceInfo,
     ModelInfo,
     ModelRegistered,
@@ -51,7 +52,7 @@ DONE: Final = 2
 class PendingRequest:
     """An accepted, unanswered request and what the scheduler knows about it."""
 
-    __slots__ = ("cold", "lost", "request", "state")
+    __slots__ = ("call", "cold", "lost", "request", "state")
 
     def __init__(self, request: InferRequest, cold: bool) -> None:
         self.request = request
@@ -59,6 +60,23 @@ class PendingRequest:
         self.state = QUEUED
         # its device was lost once: if it cannot be served any more, say WORKER_LOST
         self.lost = False
+        # the call it is a sample of (``CallArrived``), or None
+        self.call: Call | None = None
+
+
+class Call:
+    """The requests of one ``CallArrived``; ``failed``: the status of the first answered
+    without a result (None while none was)."""
+
+    __slots__ = ("failed", "members")
+
+    def __init__(self) -> None:
+        self.members: list[PendingRequest] = []
+        self.failed: ResponseStatus | None = None
+
+
+def _withdrawn_why(status: ResponseStatus) -> str:
+    return f"another sample of its call was refused ({status._value_})"
 
 
 class Flight:
@@ -127,7 +145,10 @@ class PolicyBase:
             ModelRegistered: self._on_model_registered,
             ModelRemoved: self._on_model_removed,
             RequestsWithdrawn: self._on_withdrawn,
+            CallArrived: self._on_call_event,
         }
+        # calls that failed since their queued samples were last withdrawn
+        self._failed_calls: list[Call] = []
 
     # ----------------------------------------------------------------- the interface
 
@@ -145,6 +166,8 @@ class PolicyBase:
             self._on_result_event(event, now_ns)
         else:
             self._handlers[kind](event, now_ns)
+        if self._failed_calls:
+            self.withdraw_failed_calls(now_ns)
 
     def poll(self, now_ns: int) -> SchedulerOutput:
         wake = self._settled_wake_ns
@@ -156,6 +179,8 @@ class PolicyBase:
         ):
             self._settled = self.settles
             self.plan(now_ns)
+            if self._failed_calls:
+                self.withdraw_failed_calls(now_ns)
             wake = self.wake_at(now_ns)
             self._settled_wake_ns = wake
         if not self._actions and not self._responses:
@@ -263,6 +288,24 @@ class PolicyBase:
         self._responses.append(
             Response(r.request_id, r.model, status, now_ns, detail, action_id, batch_size, p.cold)
         )
+        call = p.call
+        if call is not None and call.failed is None and not status.delivered_result:
+            call.failed = status
+            self._failed_calls.append(call)
+
+    def withdraw_failed_calls(self, now_ns: int) -> None:
+        """Answer ``WITHDRAWN`` the queued samples of the calls that failed. Called where
+        nothing is being iterated: after each event, and by a policy's ``plan`` before it plans
+        anything a failed call could be part of."""
+        failed = self._failed_calls
+        self._failed_calls = []
+        for call in failed:
+            assert call.failed is not None
+            why = _withdrawn_why(call.failed)
+            for q in call.members:
+                if q.state == QUEUED:
+                    self.unqueue(q, now_ns)
+                    self.respond(q, ResponseStatus.WITHDRAWN, now_ns, why)
 
     def new_action_id(self) -> int:
         a = self._next_action_id
@@ -371,7 +414,30 @@ class PolicyBase:
         r = event.request
         if r.request_id in self.pending:
             raise InvalidInputError(f"request id {r.request_id} is already pending")
-        p = PendingRequest(r, cold=False)
+        self._arrive(PendingRequest(r, cold=False), now_ns)
+
+    def _on_call_event(self, event: CallArrived, now_ns: int) -> None:
+        ids = [r.request_id for r in event.requests]
+        if len(set(ids)) < len(ids) or any(i in self.pending for i in ids):
+            raise InvalidInputError(f"a call's request ids {ids} repeat or are already pending")
+        call = Call()
+        for i, r in enumerate(event.requests):
+            if i:
+                # each sample as an event of its own: an arrival may keep the scheduler settled
+                # only if nothing since the last poll, the samples before it included, unsettled it
+                self._settled_before_event = self._settled
+                self._settled = False
+            p = PendingRequest(r, cold=False)
+            p.call = call
+            call.members.append(p)
+            if call.failed is not None:  # an earlier sample was refused at arrival
+                self.pending[r.request_id] = p
+                self.respond(p, ResponseStatus.WITHDRAWN, now_ns, _withdrawn_why(call.failed))
+            else:
+                self._arrive(p, now_ns)
+
+    def _arrive(self, p: PendingRequest, now_ns: int) -> None:
+        r = p.request
         self.pending[r.request_id] = p
         if r.model not in self.models:
             self.respond(p, ResponseStatus.MODEL_NOT_FOUND, now_ns, f"no model named {r.model!r}")

@@ -789,6 +789,8 @@ class ClockworkPolicy(PolicyBase):
         self._expire(now_ns)
         if self._flight_expiry and self._flight_expiry[0][FLIGHT_DEADLINE_NS] < now_ns:
             self._expire_flights(now_ns)
+        if self._failed_calls:  # a sample expired: its call's others are not planned
+            self.withdraw_failed_calls(now_ns)
         if not self.devices:
             if self._long_shots:
                 self._plan_long_shots(now_ns)
@@ -1247,6 +1249,14 @@ class ClockworkPolicy(PolicyBase):
         for _ in range(skip):
             head = q.popleft()
             self._give_up(head, now_ns, "shed under overload for a fuller batch")
+        if self._failed_calls:
+            # a sample shed ends its call: the call's other samples leave this batch too
+            self.withdraw_failed_calls(now_ns)
+            if len(q) < k:
+                k = len(q)
+                if not k:
+                    return
+                b = m.pad(k)
         margin = self._margin_ns
         batch = [q.popleft() for _ in range(k)]
         expected = e.exec_ns(b)

@@ -1,0 +1,123 @@
+"""The samples of one call (``CallArrived``): served together, or, once one is refused, the
+others still queued are answered WITHDRAWN before anything more is planned."""
+
+from __future__ import annotations
+
+import pytest
+
+from clockwork.core.actions import ActionStatus, Infer, LoadWeights
+from clockwork.core.errors import InvalidInputError
+from clockwork.core.events import CallArrived, ModelInfo, ModelRegistered
+from clockwork.core.policies import ClockworkConfig
+from clockwork.core.requests import InferRequest, ResponseStatus
+
+from support.kind_profile import profile
+from support.policy_by_hand import finish, make, only, warm
+from support.units import MS
+
+ADMIT = ClockworkConfig(result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=True)
+
+
+def call(first_id: int, n: int, model: str, now: int, slo_ms: float) -> CallArrived:
+    return CallArrived(
+        tuple(InferRequest(first_id + i, model, now, now + int(slo_ms * MS)) for i in range(n))
+    )
+
+
+def test_a_call_is_served_as_its_samples_would_be() -> None:
+    s = make({"a": profile()}, config=ADMIT)
+    t = warm(s, "a")
+    s.handle(call(0, 8, "a", t, 20), t)
+    (inf,) = only(s.poll(t), Infer)
+    assert sorted(inf.request_ids) == list(range(8)) and inf.batch_size == 8
+    end = t + inf.expected_duration_ns
+    s.handle(finish(inf, t, end), end)
+    assert [r.status for r in s.poll(end).responses] == [ResponseStatus.SUCCESS] * 8
+
+
+def test_a_sample_refused_at_arrival_refuses_the_call_and_nothing_runs() -> None:
+    # room for 25 by the deadline (test_clockwork_policy): the 26th sample is refused, the 25
+    # before it were taken and are withdrawn, the 4 after it are never taken
+    s = make({"a": profile()}, config=ADMIT)
+    t = warm(s, "a")
+    s.handle(call(0, 30, "a", t, 20), t)
+    out = s.poll(t)
+    assert not only(out, Infer)
+    by_id = {r.request_id: r for r in out.responses}
+    assert len(by_id) == 30 and s.pending_requests() == 0
+    assert by_id[25].status is ResponseStatus.OVERLOADED
+    withdrawn = [i for i, r in by_id.items() if r.status is ResponseStatus.WITHDRAWN]
+    assert sorted(withdrawn) == [i for i in range(30) if i != 25]
+    assert by_id[0].detail == "another sample of its call was refused (OVERLOADED)"
+
+
+def test_a_call_ended_by_a_requeue_leaves_none_of_its_samples_planned() -> None:
+    # as test_requests_an_infer_did_not_run_are_admitted_again_by_the_backlog_rule, one call:
+    # 4 of the 8 requeued cannot be served, so the call has failed, and the other 4 are
+    # withdrawn before the poll could plan them (the 8 sent on behind run and are answered)
+    s = make({"a": profile()}, config=ADMIT)
+    t = warm(s, "a")
+    s.handle(call(0, 16, "a", t, 14), t)
+    first, second = sorted(only(s.poll(t), Infer), key=lambda a: a.earliest_ns)
+    s.handle(finish(first, t + 3 * MS, t + 3 * MS, ActionStatus.TOO_LATE), t + 3 * MS)
+    out = s.poll(t + 3 * MS)
+    assert not only(out, Infer)
+    statuses = sorted(r.status.name for r in out.responses)
+    assert statuses == ["OVERLOADED"] * 4 + ["WITHDRAWN"] * 4
+    assert {r.request_id for r in out.responses} == set(first.request_ids)
+    s.handle(finish(second, t + 3 * MS, t + 9 * MS), t + 9 * MS)
+    assert [r.status for r in s.poll(t + 9 * MS).responses] == [ResponseStatus.SUCCESS] * 8
+    assert s.pending_requests() == 0
+
+
+def test_samples_alone_are_not_withdrawn_with_others() -> None:
+    # the same requeue with 16 requests of their own: the 4 that fit are planned again
+    s = make({"a": profile()}, config=ADMIT)
+    t = warm(s, "a")
+    for i in range(16):
+        s.handle(call(i, 1, "a", t, 14), t)
+    first, _ = sorted(only(s.poll(t), Infer), key=lambda a: a.earliest_ns)
+    s.handle(finish(first, t + 3 * MS, t + 3 * MS, ActionStatus.TOO_LATE), t + 3 * MS)
+    out = s.poll(t + 3 * MS)
+    assert [r.status for r in out.responses] == [ResponseStatus.OVERLOADED] * 4
+    (again,) = only(out, Infer)
+    assert again.batch_size == 4
+
+
+@pytest.mark.parametrize("ids", [(1, 1), (7, 8)])
+def test_a_call_with_a_repeated_or_pending_id_is_refused_whole(ids: tuple[int, int]) -> None:
+    s = make({"a": profile()}, config=ADMIT)
+    t = warm(s, "a")
+    s.handle(call(7, 1, "a", t, 100), t)  # id 7 pending
+    before = s.pending_requests()
+    bad = CallArrived(tuple(InferRequest(i, "a", t, t + 100 * MS) for i in ids))
+    with pytest.raises(InvalidInputError):
+        s.handle(bad, t)
+    assert s.pending_requests() == before
+
+
+def test_a_call_of_an_unknown_model_is_answered_once_per_sample() -> None:
+    s = make({"a": profile()}, config=ADMIT)
+    s.handle(ModelRegistered(ModelInfo("b", (profile(),))), 0)
+    s.handle(call(0, 3, "nope", 0, 100), 0)
+    out = s.poll(0)
+    assert [r.status for r in out.responses] == [
+        ResponseStatus.MODEL_NOT_FOUND,
+        ResponseStatus.WITHDRAWN,
+        ResponseStatus.WITHDRAWN,
+    ]
+    assert s.pending_requests() == 0
+
+
+@pytest.mark.parametrize("settled", [False, True])
+def test_a_call_on_a_cold_model_loads_it(settled: bool) -> None:
+    # after a poll that planned everything, the first sample makes the model a load candidate:
+    # the samples after it must not find the scheduler still settled
+    s = make({"a": profile()}, config=ADMIT)
+    if settled:
+        assert not s.poll(0).actions
+    s.handle(call(0, 3, "a", 0, 100), 0)
+    (load,) = only(s.poll(0), LoadWeights)
+    s.handle(finish(load, 0, load.expected_duration_ns), load.expected_duration_ns)
+    (inf,) = only(s.poll(load.expected_duration_ns), Infer)
+    assert sorted(inf.request_ids) == [0, 1, 2]
