@@ -454,11 +454,7 @@ class ControllerService:
         deadline_ns: int,
         priority: int,
     ) -> tuple[int, asyncio.Future[Answer]]:
-        rid, fut = self._book.open(loop, inputs)
-        request = InferRequest(rid, model, now, deadline_ns, priority)
-        self._count_request(request)
-        self._pump.run_later(RequestArrived(request))
-        return rid, fut
+        return self._open_call(loop, model, (inputs,), now, deadline_ns, priority)[0]
 
     def _open_call(
         self,
@@ -469,8 +465,6 @@ class ControllerService:
         deadline_ns: int,
         priority: int,
     ) -> list[tuple[int, asyncio.Future[Answer]]]:
-        if len(samples) == 1:
-            return [self._open(loop, model, samples[0], now, deadline_ns, priority)]
         opened = []
         requests = []
         for inputs in samples:
@@ -479,8 +473,10 @@ class ControllerService:
             self._count_request(request)
             requests.append(request)
             opened.append((rid, fut))
-        # one event: the scheduler serves them together or withdraws the rest at once
-        self._pump.run_later(CallArrived(tuple(requests)))
+        # a call's samples in one event: the scheduler serves them together or withdraws the
+        # others at once
+        event = RequestArrived(requests[0]) if len(requests) == 1 else CallArrived(tuple(requests))
+        self._pump.run_later(event)
         return opened
 
     def _withdraw(self, opened: Sequence[tuple[int, asyncio.Future[Answer]]], why: str) -> None:
