@@ -8,14 +8,13 @@ import pytest
 from clockwork.core.actions import ActionStatus, Infer, LoadWeights
 from clockwork.core.errors import InvalidInputError
 from clockwork.core.events import CallArrived, ModelInfo, ModelRegistered
-from clockwork.core.policies import ClockworkConfig
 from clockwork.core.requests import InferRequest, ResponseStatus
 
 from support.kind_profile import profile
-from support.policy_by_hand import finish, make, only, warm
+from support.policy_by_hand import backlog_config, finish, make, only, warm
 from support.units import MS
 
-ADMIT = ClockworkConfig(result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=True)
+ADMIT = backlog_config()
 
 
 def call(first_id: int, n: int, model: str, now: int, slo_ms: float) -> CallArrived:

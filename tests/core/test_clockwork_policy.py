@@ -19,7 +19,7 @@ from clockwork.core.requests import InferRequest, ResponseStatus
 from clockwork.core.scheduler import SchedulerOutput
 
 from support.kind_profile import KIND, profile
-from support.policy_by_hand import D0, D1, D2, finish, make, only, req, warm
+from support.policy_by_hand import D0, D1, D2, backlog_config, finish, make, only, req, warm
 from support.units import MS, S
 
 
@@ -640,9 +640,7 @@ def _drive(s: ClockworkPolicy, out: SchedulerOutput, now: int, until: int) -> li
 
 @pytest.mark.parametrize("admission", [True, False])
 def test_backlog_beyond_what_the_holders_can_run_is_refused_at_arrival(admission: bool) -> None:
-    config = ClockworkConfig(
-        result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=admission
-    )
+    config = backlog_config(admission)
     s = make({"a": profile()}, config=config)
     t = warm(s, "a")
     # 60 requests at once, 20 ms to go: batches of 8 (6 ms) three times and one of 1 (2 ms)
@@ -665,7 +663,7 @@ def test_backlog_beyond_what_the_holders_can_run_is_refused_at_arrival(admission
 
 
 def test_a_device_planned_past_the_deadline_refuses_at_arrival_with_admission() -> None:
-    config = ClockworkConfig(result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=True)
+    config = backlog_config()
     s = make({"a": profile()}, config=config)
     t = warm(s, "a")
     s.devices[D0].infer_free_at_ns = t + 500 * MS  # the only holder is planned for 500 ms
@@ -677,9 +675,7 @@ def test_a_device_planned_past_the_deadline_refuses_at_arrival_with_admission() 
 
 @pytest.mark.parametrize("admission", [True, False])
 def test_early_refusal_answers_as_arrival_would_and_changes_nothing(admission: bool) -> None:
-    config = ClockworkConfig(
-        result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=admission
-    )
+    config = backlog_config(admission)
     s = make({"a": profile()}, config=config)
     t = warm(s, "a")
     # cold or unknown: only taking the request can tell (a load, demand for one)
@@ -811,7 +807,7 @@ def test_a_model_with_two_queued_does_not_pass_an_earlier_lone_request() -> None
 
 
 def test_early_refusal_of_a_call_counts_all_its_samples() -> None:
-    config = ClockworkConfig(result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=True)
+    config = backlog_config()
     s = make({"a": profile()}, config=config)
     t = warm(s, "a")
     for rid in range(20):  # 5 short of what the holder can run in 20 ms
@@ -832,7 +828,7 @@ def test_early_refusal_of_a_call_counts_all_its_samples() -> None:
 def test_the_backlog_rule_counts_from_the_end_of_a_load_in_flight() -> None:
     # cold: the first request starts a load (5 ms); requests due at 12 ms can run from 5 ms,
     # one batch of 8 (6 ms) by their deadline, not 9
-    config = ClockworkConfig(result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=True)
+    config = backlog_config()
     s = make({"a": profile()}, config=config)
     s.handle(req(0, "a", 0), 0)
     (load,) = only(s.poll(0), LoadWeights)
@@ -855,9 +851,7 @@ def test_a_tighter_deadline_that_would_push_accepted_requests_late_is_refused(
     # 25 requests due in 20 ms are as many as the holder can run by then (see above); one due
     # sooner would run first and push the last of them past its deadline: it is the newcomer
     # that is refused, at once, not a request already taken later
-    config = ClockworkConfig(
-        result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=admission
-    )
+    config = backlog_config(admission)
     s = make({"a": profile()}, config=config)
     t = warm(s, "a")
     for rid in range(25):
@@ -881,7 +875,7 @@ def test_a_tighter_deadline_that_would_push_accepted_requests_late_is_refused(
 
 def test_a_deadline_with_room_behind_the_queue_is_still_taken() -> None:
     # the same newcomer with 24 queued: the last of them still fits behind it
-    config = ClockworkConfig(result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=True)
+    config = backlog_config()
     s = make({"a": profile()}, config=config)
     t = warm(s, "a")
     for rid in range(24):
@@ -900,9 +894,7 @@ def test_requests_an_infer_did_not_run_are_admitted_again_by_the_backlog_rule(
     # 16 due in 14 ms: two batches of 8 (6 ms each) back to back. The first is refused too
     # late at 3 ms; the second still runs from there (to 9 ms), after which only a batch of 4
     # fits by 14 ms: 4 of the 8 requeued are answered now, not at their latest start
-    config = ClockworkConfig(
-        result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=admission
-    )
+    config = backlog_config(admission)
     s = make({"a": profile()}, config=config)
     t = warm(s, "a")
     for rid in range(16):
@@ -936,7 +928,7 @@ def test_the_backlog_rule_counts_the_workers_turnaround_between_infers(gap_ms: i
     # result sent, inputs copied). Learned from results, the rule counts it before every batch
     # behind the device's planned work: 3 batches of 8 back to back by a deadline 18 ms after
     # the device frees fit with no gap; with 1 ms before each they need 21 ms
-    config = ClockworkConfig(result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=True)
+    config = backlog_config()
     s = make({"a": profile()}, config=config)
     t = warm(s, "a")
     gap = gap_ms * MS
@@ -984,7 +976,7 @@ def test_the_requests_right_behind_a_tighter_deadline_are_the_ones_it_would_push
 ) -> None:
     # 16 due at 14 ms (room for 17: 8, 8 and 1) and 20 due at 40 ms (room for far more): a call
     # due at 10 ms fits itself, and pushes the 16 past their room only if it has 2 samples
-    config = ClockworkConfig(result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=True)
+    config = backlog_config()
     s = make({"a": profile()}, config=config)
     t = warm(s, "a")
     for rid in range(36):

@@ -40,6 +40,11 @@ def make(
     return s
 
 
+def backlog_config(admission: bool = True) -> ClockworkConfig:
+    """``make``'s default config with the backlog rule (``backlog_admission``) on or off."""
+    return ClockworkConfig(result_margin_ns=0, horizon_slo_fraction=0, backlog_admission=admission)
+
+
 def req(rid: int, model: str, now: int, slo_ms: float = 100, prio: int = 0) -> RequestArrived:
     return RequestArrived(InferRequest(rid, model, now, now + int(slo_ms * MS), prio))
 
