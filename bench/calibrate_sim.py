@@ -16,8 +16,9 @@ usage: python bench/calibrate_sim.py --repository DIR [--rates 20,40,60] [--dura
    is the nominal duration, with a log-normal spread and stragglers around it), and writes a
    calibrated profile (nominal = median).
 3. Fits what the serving host costs (``clockwork.sim.host``; ``calibration.fit_host``: least
-   squares of each thread's CPU time over the runs) and writes it as ``host.json``
-   (``clockwork sim --host``).
+   squares of each thread's CPU time over the runs) and the worker's turnaround between
+   Infers (``calibration.fit_turnaround``: the median gap before an Infer that waited for the
+   one before it), and writes it as ``host.json`` (``clockwork sim --host``).
 4. Runs ``clockwork sim --as-served`` (the policy as ``serve`` configures it) with the fitted
    profile and noise, one simulated device, the same models, rates, SLO, duration and seeds, its
    own warm-up's arrivals run first and not counted, without and with the host, and prints real
@@ -43,7 +44,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from clockwork.models.repository import ModelRepository
-from clockwork.sim.calibration import HostSample, fit_drift, fit_host, fit_noise
+from clockwork.sim.calibration import (
+    HostSample,
+    fit_drift,
+    fit_host,
+    fit_noise,
+    fit_turnaround,
+)
 from host_cpu import CpuSplit, snapshot, split
 from real_server import CLOCKWORK, ROOT, bench_command, run_bench, serving
 
@@ -240,6 +247,11 @@ def main() -> None:
         "--no-drift", action="store_true", help="fit and simulate no drift of the speed in time"
     )
     p.add_argument(
+        "--no-turnaround",
+        action="store_true",
+        help="simulate the host without the worker's turnaround between Infers (to compare)",
+    )
+    p.add_argument(
         "--reuse",
         type=Path,
         default=None,
@@ -278,6 +290,9 @@ def main() -> None:
             for r in real
         ],
         os.cpu_count() or 1,
+    )
+    host["worker_turnaround_ns"] = (
+        0 if args.no_turnaround else fit_turnaround([r.actions for r in real])
     )
     host_path = args.out / "host.json"
     host_path.write_text(json.dumps(host, indent=1))

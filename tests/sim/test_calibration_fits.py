@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from clockwork.sim.calibration import TAKE_SHARE, HostSample, fit_drift, fit_host, fit_noise
+from clockwork.sim.calibration import (
+    TAKE_SHARE,
+    HostSample,
+    fit_drift,
+    fit_host,
+    fit_noise,
+    fit_turnaround,
+)
 from clockwork.sim.noise import Noise, NoiseConfig
 
 
@@ -96,3 +103,34 @@ def test_the_drift_is_found_in_executions_that_drift() -> None:
     steady = runs(NoiseConfig("lognormal", sigma=0.15))
     plain = fit_drift(steady, fit_noise([a for r in steady for a in r]))
     assert plain["drift_sigma"] < 0.03
+
+
+def test_the_turnaround_is_the_median_gap_before_an_infer_that_waited() -> None:
+    """Only an Infer sent before the one ahead of it on its device ended waited for it; an
+    Infer sent to an idle device, or one on another device, says nothing of the turnaround."""
+
+    def infer(device: str, sent: int, began: int, ended: int) -> dict[str, Any]:
+        return {"kind": "Infer", "device": device, "sent_ns": sent, "began_ns": began,
+                "ended_ns": ended, "status": "SUCCESS"}  # fmt: skip
+
+    actions = [
+        infer("w0/0", 0, 10, 1_000),
+        infer("w0/0", 500, 1_100, 2_000),  # waited: 100
+        infer("w0/0", 900, 2_300, 3_000),  # waited: 300
+        infer("w0/0", 5_000, 5_050, 6_000),  # sent to an idle device
+        infer("w0/1", 0, 2_900, 3_500),  # another device
+        infer("w0/1", 3_000, 3_700, 4_000),  # waited: 200
+        {
+            "kind": "LoadWeights",
+            "device": "w0/0",
+            "sent_ns": 0,
+            "began_ns": 1,
+            "ended_ns": 2,
+            "status": "SUCCESS",
+        },
+    ]
+    assert fit_turnaround([actions]) == 200
+    assert fit_turnaround([actions[3:5]]) == 0  # none waited
+    # each run on its own clock: a second run's Infers are not paired with the first's
+    later = [infer("w0/0", 0, 400, 900), infer("w0/0", 100, 1_300, 2_000)]  # waited: 400
+    assert fit_turnaround([actions, later]) == 250

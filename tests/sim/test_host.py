@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,47 @@ def test_an_answer_the_client_reads_after_the_deadline_is_late() -> None:
     assert (req.response_ns - req.arrival_ns >= 120 * MS).all()
 
 
+def _infers(result: SimResult) -> list[tuple[int, int, int, int, str]]:
+    """(device, began, ended, sent, status) of every Infer, by device and start."""
+    act = result.actions.table()
+    kinds = np.array(act.kind_names)[act.kind]
+    names = np.array(act.status_names)[act.status]
+    rows = [
+        (int(act.device[i]), int(act.began_ns[i]), int(act.ended_ns[i]), int(act.sent_ns[i]),
+         str(names[i]))
+        for i in range(len(act))
+        if kinds[i] == "Infer"
+    ]  # fmt: skip
+    return sorted(rows)
+
+
+@pytest.mark.parametrize("turnaround_us", [0, 300])
+def test_the_worker_turnaround_holds_back_an_infer_queued_behind_another(
+    turnaround_us: int,
+) -> None:
+    """An Infer sent before the one ahead of it on its device ended starts the worker's
+    turnaround after that end, never sooner; with none, it starts at the end."""
+    host = HostConfig(0, 0, 0, door=OPEN_DOOR, worker_turnaround_ns=turnaround_us * US)
+    result, _ = run(host, rate=1500.0, gpus=1)
+    rows = _infers(result)
+    waited = [
+        b[1] - a[2]
+        for a, b in pairwise(rows)
+        if a[0] == b[0] and a[4] == "SUCCESS" and b[4] == "SUCCESS" and b[3] <= a[2]
+    ]
+    assert len(waited) > 50
+    assert min(waited) == turnaround_us * US
+    if turnaround_us:
+        # it costs device time: fewer answered in time than with none at this overload
+        free = statuses(run(HostConfig(0, 0, 0, door=OPEN_DOOR), rate=1500.0, gpus=1)[0])
+        assert statuses(result)["SUCCESS"] < free["SUCCESS"]
+
+
+def test_a_negative_turnaround_is_refused() -> None:
+    with pytest.raises(ConfigurationError):
+        HostConfig(0, 0, 0, worker_turnaround_ns=-1)
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     take_us=st.integers(0, 3000),
@@ -105,6 +147,7 @@ def test_an_answer_the_client_reads_after_the_deadline_is_late() -> None:
     slo_ms=st.sampled_from([15, 50, 100]),
     seed=st.integers(0, 1000),
     adaptive=st.booleans(),
+    turnaround_us=st.sampled_from([0, 0, 150, 2000]),
 )
 def test_every_request_is_answered_once_through_the_host(
     take_us: int,
@@ -116,6 +159,7 @@ def test_every_request_is_answered_once_through_the_host(
     slo_ms: int,
     seed: int,
     adaptive: bool,
+    turnaround_us: int,
 ) -> None:
     host = HostConfig(
         take_us * US,
@@ -125,6 +169,7 @@ def test_every_request_is_answered_once_through_the_host(
         client_us * US,
         background_cores=background,
         door=DoorLimits(adaptive_inflight=adaptive),
+        worker_turnaround_ns=turnaround_us * US,
     )
     result, wl = run(host, rate=rate, slo_ms=slo_ms, seed=seed)
     # in time as the client saw it: sent at arrival, read by the deadline
@@ -139,10 +184,15 @@ def test_host_file(tmp_path: Path) -> None:
     good.write_text(json.dumps({"take_ns": 600_000, "answer_ns": 250_000, "refuse_ns": 90_000}))
     host = host_config_from_file(good)
     assert (host.take_ns, host.cores, host.door) == (600_000, 2.0, DoorLimits())
+    assert host.worker_turnaround_ns == 0
+    turn = tmp_path / "turn.json"
+    turn.write_text(json.dumps({**json.loads(good.read_text()), "worker_turnaround_ns": 52_000}))
+    assert host_config_from_file(turn).worker_turnaround_ns == 52_000
     for bad, words in (
         ({"take_ns": 1}, "take_ns, answer_ns and refuse_ns"),
         ({"take_ns": 1, "answer_ns": 1, "refuse_ns": 1, "speed": 3}, "optionally"),
         ({"take_ns": -1, "answer_ns": 1, "refuse_ns": 1}, ">= 0"),
+        ({"take_ns": 1, "answer_ns": 1, "refuse_ns": 1, "worker_turnaround_ns": -5}, ">= 0"),
         ({"take_ns": 1, "answer_ns": 1, "refuse_ns": 1, "cores": 0.5}, "cores >= 1"),
     ):
         path = tmp_path / "bad.json"

@@ -165,7 +165,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         metavar="FILE.json",
         help="simulate the serving host in front of the scheduler too: its loop's and its "
-        "client's CPU cost per request, its cores, the door's limits as serve runs them "
+        "client's CPU cost per request, its cores, the door's limits as serve runs them, its "
+        "worker's turnaround between Infers "
         "(clockwork.sim.host; bench/calibrate_sim.py writes the file from a real run)",
     )
     s.add_argument(
@@ -200,7 +201,14 @@ def host_config_from_file(path: Path) -> HostConfig:
             f"--host {path}: want a JSON object with take_ns, answer_ns and refuse_ns, and "
             f"optionally {', '.join(sorted(names - _HOST_REQUIRED))}; got {raw!r}"[:400]
         )
-    ints = {"take_ns", "answer_ns", "refuse_ns", "client_send_ns", "client_read_ns"}
+    ints = {
+        "take_ns",
+        "answer_ns",
+        "refuse_ns",
+        "client_send_ns",
+        "client_read_ns",
+        "worker_turnaround_ns",
+    }
     try:
         values = {k: (int(v) if k in ints else float(v)) for k, v in raw.items()}
         return HostConfig(**values)  # type: ignore[arg-type]

@@ -18,6 +18,9 @@
   cost per request. A taken request's loop time is split ``TAKE_SHARE`` before the scheduler
   has it and the rest to answer it; a constant share slows that thread's jobs; the other threads'
   CPU is ``background_cores``.
+- ``fit_turnaround``: the worker's turnaround between Infers (``HostConfig.worker_turnaround_ns``):
+  the median gap from an Infer's end to the start of the next one, sent before that end, on the
+  same device.
 """
 
 from __future__ import annotations
@@ -26,11 +29,20 @@ import math
 import statistics
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
 
-__all__ = ["DRIFT_WINDOW_NS", "TAKE_SHARE", "HostSample", "fit_drift", "fit_host", "fit_noise"]
+__all__ = [
+    "DRIFT_WINDOW_NS",
+    "TAKE_SHARE",
+    "HostSample",
+    "fit_drift",
+    "fit_host",
+    "fit_noise",
+    "fit_turnaround",
+]
 
 #: the drift is fitted on the mean execution of each window this long (see ``fit_drift``)
 DRIFT_WINDOW_NS = 100_000_000
@@ -65,6 +77,24 @@ def _executions(actions: Iterable[Mapping[str, Any]]) -> Iterator[tuple[int, int
         held = int(a["ended_ns"]) - began
         if held > 0:
             yield began, int(a["batch_size"]), held
+
+
+def fit_turnaround(runs: Sequence[Sequence[Mapping[str, Any]]]) -> int:
+    """The worker's turnaround (``HostConfig.worker_turnaround_ns``): the median time from an
+    Infer's end to the start of the next one on its device that was sent before that end (it
+    waited for it), over the action logs of ``runs`` (each its own clock); 0 with none."""
+    gaps = []
+    for actions in runs:
+        infers = sorted(
+            (a for a in actions if a["kind"] == "Infer" and a["began_ns"] and a["ended_ns"]),
+            key=lambda a: (str(a["device"]), int(a["began_ns"])),
+        )
+        gaps += [
+            int(b["began_ns"]) - int(a["ended_ns"])
+            for a, b in pairwise(infers)
+            if a["device"] == b["device"] and int(b["sent_ns"]) <= int(a["ended_ns"])
+        ]
+    return max(0, int(statistics.median(gaps))) if gaps else 0
 
 
 def fit_noise(actions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

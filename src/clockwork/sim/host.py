@@ -58,9 +58,12 @@ class HostConfig:
     background_cores: float = 0.0
     #: the door's limits, as ``serve`` runs them by default
     door: DoorLimits = field(default_factory=DoorLimits)
+    #: the worker's turnaround: how long after an Infer ends the next one queued behind it
+    #: starts (the result sent, the next inputs put in place), while the device waits
+    worker_turnaround_ns: int = 0
 
     def __post_init__(self) -> None:
-        costs = (self.take_ns, self.answer_ns, self.refuse_ns)
+        costs = (self.take_ns, self.answer_ns, self.refuse_ns, self.worker_turnaround_ns)
         if min(costs) < 0 or self.client_send_ns < 0 or self.client_read_ns < 0:
             raise ConfigurationError(f"host costs must be >= 0 ns, got {self}")
         if self.cores < 1 or not 0 <= self.background_cores < self.cores:

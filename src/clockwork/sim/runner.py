@@ -216,7 +216,8 @@ class Simulation:
                 device = DeviceId(f"w{w}", i)
                 scale = cfg.slow_factor if index < cfg.slow_devices else 1.0
                 noise = Noise(cfg.noise, cfg.seed * 7919 + index, scale)
-                sim = SimDevice(device, cfg.device_kind, noise)
+                turnaround = cfg.host.worker_turnaround_ns if cfg.host is not None else 0
+                sim = SimDevice(device, cfg.device_kind, noise, turnaround)
                 for name, entry in entries:
                     if entry is not None and (registered is None or name in registered):
                         sim.add_model(*entry)
@@ -335,8 +336,10 @@ class Simulation:
                 else:
                     ex, began = Executor.LOAD, done_dev.began_load_ns
                 q.push_in_order(t + delay, _TO_CONTROLLER, done_dev.state.finish(ex, began, t))
-                if kind == _INFER_DONE and self._host is not None:
-                    self._host.execution_ended()
+                if kind == _INFER_DONE:
+                    if self._host is not None:
+                        self._host.execution_ended()
+                    done_dev.infer_ended(t)
                 done_dev.advance(ex, t, done_cb, wake_cb, results)
             elif kind in (_INFER_WAKE, _LOAD_WAKE):
                 woken: SimDevice = payload

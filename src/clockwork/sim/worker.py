@@ -49,12 +49,16 @@ class SimDevice:
         "kind",
         "noise",
         "profiles",
+        "resume_infer_ns",
         "state",
+        "turnaround_ns",
         "wake_infer_ns",
         "wake_load_ns",
     )
 
-    def __init__(self, device: DeviceId, kind: DeviceKind, noise: Noise) -> None:
+    def __init__(
+        self, device: DeviceId, kind: DeviceKind, noise: Noise, turnaround_ns: int = 0
+    ) -> None:
         self.device = device
         self.kind = kind
         self.state = DeviceState(device, kind.cache_pages)
@@ -69,6 +73,14 @@ class SimDevice:
         # when each executor's running action began (the simulator's end event reads it)
         self.began_infer_ns = -1
         self.began_load_ns = -1
+        # the worker's turnaround after each Infer (``HostConfig.worker_turnaround_ns``): the
+        # inference executor starts nothing before ``resume_infer_ns``
+        self.turnaround_ns = turnaround_ns
+        self.resume_infer_ns = -1
+
+    def infer_ended(self, now_ns: int) -> None:
+        """An Infer ended at ``now_ns``: the next starts after the worker's turnaround."""
+        self.resume_infer_ns = now_ns + self.turnaround_ns
 
     def wake_ns(self, executor: Executor) -> int:
         return self.wake_infer_ns if executor is Executor.INFER else self.wake_load_ns
@@ -105,6 +117,11 @@ class SimDevice:
         out: list[ActionResult],
     ) -> None:
         """Let ``executor`` start what it can at ``now_ns``; refusals go to ``out``."""
+        if executor is Executor.INFER and now_ns < self.resume_infer_ns:
+            if self.wake_infer_ns != self.resume_infer_ns:
+                self.wake_infer_ns = self.resume_infer_ns
+                wake(self.resume_infer_ns, self, executor)
+            return
         while True:
             d = self.state.next(executor, now_ns)
             if d is None:
