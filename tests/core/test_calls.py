@@ -52,7 +52,7 @@ def test_a_sample_refused_at_arrival_refuses_the_call_and_nothing_runs() -> None
 
 def test_a_call_ended_by_a_requeue_leaves_none_of_its_samples_planned() -> None:
     # as test_requests_an_infer_did_not_run_are_admitted_again_by_the_backlog_rule, one call:
-    # 4 of the 8 requeued cannot be served, so the call has failed, and the other 4 are
+    # the 5th of the 8 requeued cannot be served, so the call has failed, and the other 7 are
     # withdrawn before the poll could plan them (the 8 sent on behind run and are answered)
     s = make({"a": profile()}, config=ADMIT)
     t = warm(s, "a")
@@ -61,8 +61,9 @@ def test_a_call_ended_by_a_requeue_leaves_none_of_its_samples_planned() -> None:
     s.handle(finish(first, t + 3 * MS, t + 3 * MS, ActionStatus.TOO_LATE), t + 3 * MS)
     out = s.poll(t + 3 * MS)
     assert not only(out, Infer)
+    # the first the backlog cannot serve ends the call: the rest are not queued again
     statuses = sorted(r.status.name for r in out.responses)
-    assert statuses == ["OVERLOADED"] * 4 + ["WITHDRAWN"] * 4
+    assert statuses == ["OVERLOADED"] + ["WITHDRAWN"] * 7
     assert {r.request_id for r in out.responses} == set(first.request_ids)
     s.handle(finish(second, t + 3 * MS, t + 9 * MS), t + 9 * MS)
     assert [r.status for r in s.poll(t + 9 * MS).responses] == [ResponseStatus.SUCCESS] * 8
@@ -120,3 +121,22 @@ def test_a_call_on_a_cold_model_loads_it(settled: bool) -> None:
     s.handle(finish(load, 0, load.expected_duration_ns), load.expected_duration_ns)
     (inf,) = only(s.poll(load.expected_duration_ns), Infer)
     assert sorted(inf.request_ids) == [0, 1, 2]
+
+
+def test_samples_back_from_an_infer_that_did_not_run_are_withdrawn_if_their_call_failed() -> None:
+    # a call of 5 due in 5 ms: 4 run in one batch (4 ms), the 5th expires at 3 ms, so the call
+    # has failed with 4 samples in flight. Their Infer is then refused too late: they are
+    # answered WITHDRAWN, not queued again for a call nobody waits for any more
+    s = make({"a": profile()})
+    t = warm(s, "a")
+    s.handle(call(0, 5, "a", t, 5), t)
+    (inf,) = only(s.poll(t), Infer)
+    assert inf.request_ids == (0, 1, 2, 3)
+    (expired,) = s.poll(t + 3 * MS + 1).responses
+    assert (expired.request_id, expired.status) == (4, ResponseStatus.OVERLOADED)
+    s.handle(finish(inf, t + 4 * MS, t + 4 * MS, ActionStatus.TOO_LATE), t + 4 * MS)
+    back = s.poll(t + 4 * MS)
+    assert not only(back, Infer)
+    assert sorted(r.request_id for r in back.responses) == [0, 1, 2, 3]
+    assert {r.status for r in back.responses} == {ResponseStatus.WITHDRAWN}
+    assert s.pending_requests() == 0

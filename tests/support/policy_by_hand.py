@@ -14,6 +14,7 @@ from clockwork.core.events import (
 )
 from clockwork.core.ids import DeviceId
 from clockwork.core.policies import ClockworkConfig, ClockworkPolicy
+from clockwork.core.policies.base import PolicyBase
 from clockwork.core.profile import ModelProfile
 from clockwork.core.requests import InferRequest
 from clockwork.core.scheduler import SchedulerOutput
@@ -32,12 +33,17 @@ def make(
     # a fixed 10 ms horizon unless a test says otherwise: the tests of the paper's rules plan
     # with it at SLOs of a few ms
     s = ClockworkPolicy(config or ClockworkConfig(result_margin_ns=0, horizon_slo_fraction=0))
+    join(s, models, devices)
+    return s
+
+
+def join(s: PolicyBase, models: dict[str, ModelProfile], devices: int = 1) -> None:
+    """Register ``models`` with ``s`` and join one worker of ``devices`` devices."""
     for name, p in models.items():
         s.handle(ModelRegistered(ModelInfo(name, (p,))), 0)
     s.handle(
         WorkerJoined("w0", tuple(DeviceInfo(DeviceId("w0", i), KIND) for i in range(devices))), 0
     )
-    return s
 
 
 def backlog_config(admission: bool = True) -> ClockworkConfig:

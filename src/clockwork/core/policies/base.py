@@ -307,6 +307,14 @@ class PolicyBase:
                     self.unqueue(q, now_ns)
                     self.respond(q, ResponseStatus.WITHDRAWN, now_ns, why)
 
+    def _back_to_queue(self, p: PendingRequest, now_ns: int) -> None:
+        """``p``'s Infer did not run: queued again, unless its call failed meanwhile."""
+        call = p.call
+        if call is not None and call.failed is not None:
+            self.respond(p, ResponseStatus.WITHDRAWN, now_ns, _withdrawn_why(call.failed))
+        else:
+            self.requeue(p, now_ns)
+
     def new_action_id(self) -> int:
         a = self._next_action_id
         self._next_action_id = a + 1
@@ -517,7 +525,7 @@ class PolicyBase:
                 )
                 continue
             p.state = QUEUED
-            self.requeue(p, now_ns)
+            self._back_to_queue(p, now_ns)
 
     def _load_done(
         self, flight: Flight, action: LoadWeights, result: ActionResult, now_ns: int
@@ -635,7 +643,7 @@ class PolicyBase:
                     continue
                 p.state = QUEUED
                 p.lost = True
-                self.requeue(p, now_ns)
+                self._back_to_queue(p, now_ns)
         for device in ids:
             view = self.devices.pop(device)
             self.infer_chain.pop(device, None)
