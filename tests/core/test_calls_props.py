@@ -39,7 +39,9 @@ OPS = st.one_of(
 MODELS = {"a": profile(), "b": profile(exec_ms={1: 1, 2: 2, 4: 3, 8: 5})}
 
 
-class _CheckedClockwork(ClockworkPolicy):
+class _SendChecked:
+    """Checks every Infer as a policy sends it (see ``_check_sent``)."""
+
     def send(
         self,
         action: Action,
@@ -48,19 +50,15 @@ class _CheckedClockwork(ClockworkPolicy):
         requests: list[PendingRequest] | None = None,
     ) -> None:
         _check_sent(action, requests)
-        super().send(action, view, now_ns, requests)
+        super().send(action, view, now_ns, requests)  # type: ignore[misc]
 
 
-class _CheckedReactive(ReactivePolicy):
-    def send(
-        self,
-        action: Action,
-        view: DeviceView,
-        now_ns: int,
-        requests: list[PendingRequest] | None = None,
-    ) -> None:
-        _check_sent(action, requests)
-        super().send(action, view, now_ns, requests)
+class _CheckedClockwork(_SendChecked, ClockworkPolicy):
+    pass
+
+
+class _CheckedReactive(_SendChecked, ReactivePolicy):
+    pass
 
 
 def _check_sent(action: Action, requests: list[PendingRequest] | None) -> None:
