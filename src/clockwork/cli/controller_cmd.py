@@ -197,6 +197,9 @@ def run(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         apply_loop_priority(args)  # on the loop's thread, before it starts others
+        from clockwork.service.interpreter_lock import bound_lock_waits
+
+        bound_lock_waits()  # the loop shares the interpreter with the decode pool's threads
         await service.start()
         from clockwork.service.startup_heap import freeze_startup_heap
 

@@ -166,10 +166,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-#: how long a thread may keep the interpreter from the timed loop (CPython's default: 5 ms)
-SWITCH_INTERVAL_S = 0.0005
-
-
 def ensure_demo_repository(
     root: Path, device: str = "auto", forms: str = "builtin,onnx", threads: int = 1
 ) -> None:
@@ -303,6 +299,7 @@ async def _serve(
     from clockwork.frontend.metrics import ServingMetrics
     from clockwork.frontend.server import ControllerModelServer
     from clockwork.service.controller_service import ControllerService
+    from clockwork.service.interpreter_lock import bound_lock_waits
     from clockwork.service.malloc_tuning import pin_malloc_thresholds
     from clockwork.service.observers import attach_observer
     from clockwork.service.recent_models import (
@@ -317,9 +314,8 @@ async def _serve(
     pin_malloc_thresholds()  # bodies freed after a flood go back to the system
     # before the loop starts its threads and processes: they keep the normal priority
     priority = apply_loop_priority(args)
-    # the loop shares the interpreter with the decode pool's feeder and result threads: a
-    # thread that wants the lock waits up to this long for one running Python code
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    # the loop shares the interpreter with the decode pool's feeder and result threads
+    bound_lock_waits()
     recent = RecentModels(
         state_file(args.repository or DEMO_REPOSITORY, args.state_dir or default_state_dir())
     )

@@ -178,6 +178,10 @@ def run(args: argparse.Namespace) -> int:
         finally:
             await service.close()
 
+    from clockwork.service.interpreter_lock import bound_lock_waits
+
+    # an execution that ends waits for the lock while the event loop's thread runs Python
+    bound_lock_waits()
     try:
         with asyncio.Runner(loop_factory=loop_factory(not args.no_uvloop)) as runner:
             runner.run(main())

@@ -174,8 +174,12 @@ class RayWorkerActor:
         return devices, models, synced_rescan
 
     def _run(self, port: int, ready: concurrent.futures.Future[int]) -> None:
+        from clockwork.service.interpreter_lock import bound_lock_waits
         from clockwork.transport import loop_factory
 
+        # the actor's process is the worker's own: its executor waits for the lock as the
+        # command's does (``interpreter_lock``)
+        bound_lock_waits()
         try:
             with asyncio.Runner(loop_factory=loop_factory(True)) as runner:
                 runner.run(_serve(self, port, ready))
