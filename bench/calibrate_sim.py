@@ -18,7 +18,8 @@ usage: python bench/calibrate_sim.py --repository DIR [--rates 20,40,60] [--dura
 3. Fits what the serving host costs (``clockwork.sim.host``; ``calibration.fit_host``: least
    squares of each thread's CPU time over the runs) and the worker's turnaround between
    Infers (``calibration.fit_turnaround``: the median gap before an Infer that waited for the
-   one before it), and writes it as ``host.json`` (``clockwork sim --host``).
+   one before it; ``fit_turnaround_quantiles``: all of them, which the simulator draws each
+   turnaround from), and writes it as ``host.json`` (``clockwork sim --host``).
 4. Runs ``clockwork sim --as-served`` (the policy as ``serve`` configures it) with the fitted
    profile and noise, one simulated device, the same models, rates, SLO, duration and seeds, its
    own warm-up's arrivals run first and not counted, without and with the host, and prints real
@@ -50,6 +51,7 @@ from clockwork.sim.calibration import (
     fit_host,
     fit_noise,
     fit_turnaround,
+    fit_turnaround_quantiles,
 )
 from host_cpu import CpuSplit, snapshot, split
 from real_server import CLOCKWORK, ROOT, bench_command, run_bench, serving
@@ -294,6 +296,10 @@ def main() -> None:
     host["worker_turnaround_ns"] = (
         0 if args.no_turnaround else fit_turnaround([r.actions for r in real])
     )
+    if not args.no_turnaround:
+        host["worker_turnaround_quantiles_ns"] = fit_turnaround_quantiles(
+            [r.actions for r in real]
+        )
     host_path = args.out / "host.json"
     host_path.write_text(json.dumps(host, indent=1))
     rows = []

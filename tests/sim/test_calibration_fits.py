@@ -14,6 +14,7 @@ from clockwork.sim.calibration import (
     fit_host,
     fit_noise,
     fit_turnaround,
+    fit_turnaround_quantiles,
 )
 from clockwork.sim.noise import Noise, NoiseConfig
 
@@ -134,3 +135,7 @@ def test_the_turnaround_is_the_median_gap_before_an_infer_that_waited() -> None:
     # each run on its own clock: a second run's Infers are not paired with the first's
     later = [infer("w0/0", 0, 400, 900), infer("w0/0", 100, 1_300, 2_000)]  # waited: 400
     assert fit_turnaround([actions, later]) == 250
+    # the whole distribution: the least, the median and the greatest of 100, 200, 300, 400
+    quantiles = fit_turnaround_quantiles([actions, later], count=5)
+    assert quantiles == [100, 175, 250, 325, 400]
+    assert fit_turnaround_quantiles([actions[3:5]]) == []

@@ -131,6 +131,27 @@ def test_the_worker_turnaround_holds_back_an_infer_queued_behind_another(
         assert statuses(result)["SUCCESS"] < free["SUCCESS"]
 
 
+def test_turnarounds_drawn_from_quantiles_hold_back_each_infer_by_one_of_them() -> None:
+    """With the turnaround's quantiles (300 us to 2 ms), an Infer that waited starts at least
+    300 us and at most 2 ms after the one ahead ended, the gaps spread between, and fewer are
+    answered in time than with the constant 300 us."""
+    quantiles = (300 * US, 600 * US, 2_000 * US)
+    host = HostConfig(0, 0, 0, door=OPEN_DOOR, worker_turnaround_quantiles_ns=quantiles)
+    result, _ = run(host, rate=1500.0, gpus=1)
+    rows = _infers(result)
+    waited = [
+        b[1] - a[2]
+        for a, b in pairwise(rows)
+        if a[0] == b[0] and a[4] == "SUCCESS" and b[4] == "SUCCESS" and b[3] <= a[2]
+    ]
+    assert len(waited) > 30
+    assert min(waited) >= 300 * US and max(waited) <= 2_000 * US
+    assert len(set(waited)) > 10
+    constant = HostConfig(0, 0, 0, door=OPEN_DOOR, worker_turnaround_ns=300 * US)
+    fixed = statuses(run(constant, rate=1500.0, gpus=1)[0])
+    assert statuses(result)["SUCCESS"] < fixed["SUCCESS"]
+
+
 def test_a_negative_turnaround_is_refused() -> None:
     with pytest.raises(ConfigurationError):
         HostConfig(0, 0, 0, worker_turnaround_ns=-1)
@@ -188,12 +209,30 @@ def test_host_file(tmp_path: Path) -> None:
     turn = tmp_path / "turn.json"
     turn.write_text(json.dumps({**json.loads(good.read_text()), "worker_turnaround_ns": 52_000}))
     assert host_config_from_file(turn).worker_turnaround_ns == 52_000
+    drawn = tmp_path / "drawn.json"
+    drawn.write_text(
+        json.dumps({**json.loads(good.read_text()), "worker_turnaround_quantiles_ns": [0, 9, 90]})
+    )
+    assert host_config_from_file(drawn).worker_turnaround_quantiles_ns == (0, 9, 90)
     for bad, words in (
         ({"take_ns": 1}, "take_ns, answer_ns and refuse_ns"),
         ({"take_ns": 1, "answer_ns": 1, "refuse_ns": 1, "speed": 3}, "optionally"),
         ({"take_ns": -1, "answer_ns": 1, "refuse_ns": 1}, ">= 0"),
         ({"take_ns": 1, "answer_ns": 1, "refuse_ns": 1, "worker_turnaround_ns": -5}, ">= 0"),
         ({"take_ns": 1, "answer_ns": 1, "refuse_ns": 1, "cores": 0.5}, "cores >= 1"),
+        (
+            {
+                "take_ns": 1,
+                "answer_ns": 1,
+                "refuse_ns": 1,
+                "worker_turnaround_quantiles_ns": [5, 4],
+            },
+            "must not decrease",
+        ),
+        (
+            {"take_ns": 1, "answer_ns": 1, "refuse_ns": 1, "worker_turnaround_quantiles_ns": 5},
+            "--host",
+        ),
     ):
         path = tmp_path / "bad.json"
         path.write_text(json.dumps(bad))

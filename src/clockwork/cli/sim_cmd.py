@@ -210,7 +210,16 @@ def host_config_from_file(path: Path) -> HostConfig:
         "worker_turnaround_ns",
     }
     try:
-        values = {k: (int(v) if k in ints else float(v)) for k, v in raw.items()}
+        values: dict[str, object] = {
+            k: (
+                tuple(int(x) for x in v)
+                if k == "worker_turnaround_quantiles_ns"
+                else int(v)
+                if k in ints
+                else float(v)
+            )
+            for k, v in raw.items()
+        }
         return HostConfig(**values)  # type: ignore[arg-type]
     except (TypeError, ValueError) as e:
         raise ConfigurationError(f"--host {path}: {e}") from e

@@ -20,7 +20,8 @@
   CPU is ``background_cores``.
 - ``fit_turnaround``: the worker's turnaround between Infers (``HostConfig.worker_turnaround_ns``):
   the median gap from an Infer's end to the start of the next one, sent before that end, on the
-  same device.
+  same device; ``fit_turnaround_quantiles`` keeps the whole distribution (its tail is what makes
+  an Infer reach the worker too late), which the simulator then draws from.
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ import numpy as np
 __all__ = [
     "DRIFT_WINDOW_NS",
     "TAKE_SHARE",
+    "TURNAROUND_QUANTILES",
     "HostSample",
     "fit_drift",
     "fit_host",
     "fit_noise",
     "fit_turnaround",
+    "fit_turnaround_quantiles",
 ]
 
 #: the drift is fitted on the mean execution of each window this long (see ``fit_drift``)
@@ -53,6 +56,9 @@ DRIFT_LAGS = 20
 #: decoding, admitting); the rest answers it (a py-spy profile of the loop at 416 requests/s of
 #: 60 KB JSON bodies, BENCHMARKS.md s.36)
 TAKE_SHARE = 0.7
+#: the turnaround's quantiles kept (every 0.1%: its tail above the p99 is where the worker
+#: refuses Infers as too late, so it is kept fine)
+TURNAROUND_QUANTILES = 1001
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +89,24 @@ def fit_turnaround(runs: Sequence[Sequence[Mapping[str, Any]]]) -> int:
     """The worker's turnaround (``HostConfig.worker_turnaround_ns``): the median time from an
     Infer's end to the start of the next one on its device that was sent before that end (it
     waited for it), over the action logs of ``runs`` (each its own clock); 0 with none."""
-    gaps = []
+    gaps = _turnarounds(runs)
+    return max(0, int(statistics.median(gaps))) if gaps else 0
+
+
+def fit_turnaround_quantiles(
+    runs: Sequence[Sequence[Mapping[str, Any]]], count: int = TURNAROUND_QUANTILES
+) -> list[int]:
+    """The turnarounds of ``fit_turnaround`` as ``count`` quantiles at evenly spaced
+    probabilities from 0 to 1 (``HostConfig.worker_turnaround_quantiles_ns``); empty with
+    none."""
+    gaps = np.maximum(np.asarray(_turnarounds(runs), dtype=np.float64), 0.0)
+    if not gaps.size:
+        return []
+    return [round(float(q)) for q in np.quantile(gaps, np.linspace(0.0, 1.0, count))]
+
+
+def _turnarounds(runs: Sequence[Sequence[Mapping[str, Any]]]) -> list[int]:
+    gaps: list[int] = []
     for actions in runs:
         infers = sorted(
             (a for a in actions if a["kind"] == "Infer" and a["began_ns"] and a["ended_ns"]),
@@ -94,7 +117,7 @@ def fit_turnaround(runs: Sequence[Sequence[Mapping[str, Any]]]) -> int:
             for a, b in pairwise(infers)
             if a["device"] == b["device"] and int(b["sent_ns"]) <= int(a["ended_ns"])
         ]
-    return max(0, int(statistics.median(gaps))) if gaps else 0
+    return gaps
 
 
 def fit_noise(actions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from clockwork.core.errors import ConfigurationError
 from clockwork.core.requests import Response, ResponseStatus
 from clockwork.frontend.limits import DoorLimits
+from clockwork.sim.turnarounds import check_quantiles
 from clockwork.workload.base import Arrival
 
 __all__ = ["ClientDone", "HostConfig", "HostModel", "Job", "Thread"]
@@ -61,11 +62,17 @@ class HostConfig:
     #: the worker's turnaround: how long after an Infer ends the next one queued behind it
     #: starts (the result sent, the next inputs put in place), while the device waits
     worker_turnaround_ns: int = 0
+    #: or each turnaround drawn from these, the measured turnaround's quantiles at evenly
+    #: spaced probabilities from 0 to 1 (``sim.turnarounds``); empty: the constant above
+    worker_turnaround_quantiles_ns: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         costs = (self.take_ns, self.answer_ns, self.refuse_ns, self.worker_turnaround_ns)
         if min(costs) < 0 or self.client_send_ns < 0 or self.client_read_ns < 0:
             raise ConfigurationError(f"host costs must be >= 0 ns, got {self}")
+        why = check_quantiles(self.worker_turnaround_quantiles_ns)
+        if why:
+            raise ConfigurationError(f"worker_turnaround_quantiles_ns: {why}")
         if self.cores < 1 or not 0 <= self.background_cores < self.cores:
             raise ConfigurationError(
                 f"need cores >= 1 and 0 <= background cores < cores, got {self.cores} and "

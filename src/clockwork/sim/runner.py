@@ -30,6 +30,7 @@ from clockwork.core.units import NS_PER_S, NS_PER_US
 from clockwork.sim.engine import EventQueue
 from clockwork.sim.host import ClientDone, HostConfig, HostModel, Thread
 from clockwork.sim.noise import Noise, NoiseConfig
+from clockwork.sim.turnarounds import Turnarounds
 from clockwork.sim.worker import SimDevice, worker_model_for
 from clockwork.telemetry.records import UNANSWERED, ActionLog, RequestLog
 from clockwork.worker.device_state import Executor
@@ -216,8 +217,14 @@ class Simulation:
                 device = DeviceId(f"w{w}", i)
                 scale = cfg.slow_factor if index < cfg.slow_devices else 1.0
                 noise = Noise(cfg.noise, cfg.seed * 7919 + index, scale)
-                turnaround = cfg.host.worker_turnaround_ns if cfg.host is not None else 0
-                sim = SimDevice(device, cfg.device_kind, noise, turnaround)
+                host = cfg.host
+                turnaround = host.worker_turnaround_ns if host is not None else 0
+                drawn = (
+                    Turnarounds(host.worker_turnaround_quantiles_ns, cfg.seed * 7919 + index)
+                    if host is not None and host.worker_turnaround_quantiles_ns
+                    else None
+                )
+                sim = SimDevice(device, cfg.device_kind, noise, turnaround, drawn)
                 for name, entry in entries:
                     if entry is not None and (registered is None or name in registered):
                         sim.add_model(*entry)

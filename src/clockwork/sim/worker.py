@@ -13,6 +13,7 @@ from clockwork.core.events import ModelInfo
 from clockwork.core.ids import DeviceId
 from clockwork.core.profile import DeviceKind, ModelProfile
 from clockwork.sim.noise import Noise
+from clockwork.sim.turnarounds import Turnarounds
 from clockwork.worker.device_state import (
     DeviceState,
     Executor,
@@ -52,12 +53,18 @@ class SimDevice:
         "resume_infer_ns",
         "state",
         "turnaround_ns",
+        "turnarounds",
         "wake_infer_ns",
         "wake_load_ns",
     )
 
     def __init__(
-        self, device: DeviceId, kind: DeviceKind, noise: Noise, turnaround_ns: int = 0
+        self,
+        device: DeviceId,
+        kind: DeviceKind,
+        noise: Noise,
+        turnaround_ns: int = 0,
+        turnarounds: Turnarounds | None = None,
     ) -> None:
         self.device = device
         self.kind = kind
@@ -76,11 +83,14 @@ class SimDevice:
         # the worker's turnaround after each Infer (``HostConfig.worker_turnaround_ns``): the
         # inference executor starts nothing before ``resume_infer_ns``
         self.turnaround_ns = turnaround_ns
+        # or each drawn from the measured ones (``HostConfig.worker_turnaround_quantiles_ns``)
+        self.turnarounds = turnarounds
         self.resume_infer_ns = -1
 
     def infer_ended(self, now_ns: int) -> None:
         """An Infer ended at ``now_ns``: the next starts after the worker's turnaround."""
-        self.resume_infer_ns = now_ns + self.turnaround_ns
+        drawn = self.turnarounds
+        self.resume_infer_ns = now_ns + (self.turnaround_ns if drawn is None else drawn.next_ns())
 
     def wake_ns(self, executor: Executor) -> int:
         return self.wake_infer_ns if executor is Executor.INFER else self.wake_load_ns
