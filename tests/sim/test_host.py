@@ -109,6 +109,15 @@ def _infers(result: SimResult) -> list[tuple[int, int, int, int, str]]:
     return sorted(rows)
 
 
+def _waited(result: SimResult) -> list[int]:
+    """How long after the one ahead of it ended each Infer that waited for it started."""
+    return [
+        b[1] - a[2]
+        for a, b in pairwise(_infers(result))
+        if a[0] == b[0] and a[4] == "SUCCESS" and b[4] == "SUCCESS" and b[3] <= a[2]
+    ]
+
+
 @pytest.mark.parametrize("turnaround_us", [0, 300])
 def test_the_worker_turnaround_holds_back_an_infer_queued_behind_another(
     turnaround_us: int,
@@ -117,12 +126,7 @@ def test_the_worker_turnaround_holds_back_an_infer_queued_behind_another(
     turnaround after that end, never sooner; with none, it starts at the end."""
     host = HostConfig(0, 0, 0, door=OPEN_DOOR, worker_turnaround_ns=turnaround_us * US)
     result, _ = run(host, rate=1500.0, gpus=1)
-    rows = _infers(result)
-    waited = [
-        b[1] - a[2]
-        for a, b in pairwise(rows)
-        if a[0] == b[0] and a[4] == "SUCCESS" and b[4] == "SUCCESS" and b[3] <= a[2]
-    ]
+    waited = _waited(result)
     assert len(waited) > 50
     assert min(waited) == turnaround_us * US
     if turnaround_us:
@@ -138,12 +142,7 @@ def test_turnarounds_drawn_from_quantiles_hold_back_each_infer_by_one_of_them() 
     quantiles = (300 * US, 600 * US, 2_000 * US)
     host = HostConfig(0, 0, 0, door=OPEN_DOOR, worker_turnaround_quantiles_ns=quantiles)
     result, _ = run(host, rate=1500.0, gpus=1)
-    rows = _infers(result)
-    waited = [
-        b[1] - a[2]
-        for a, b in pairwise(rows)
-        if a[0] == b[0] and a[4] == "SUCCESS" and b[4] == "SUCCESS" and b[3] <= a[2]
-    ]
+    waited = _waited(result)
     assert len(waited) > 30
     assert min(waited) >= 300 * US and max(waited) <= 2_000 * US
     assert len(set(waited)) > 10
