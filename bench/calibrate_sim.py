@@ -297,9 +297,7 @@ def main() -> None:
         0 if args.no_turnaround else fit_turnaround([r.actions for r in real])
     )
     if not args.no_turnaround:
-        host["worker_turnaround_quantiles_ns"] = fit_turnaround_quantiles(
-            [r.actions for r in real]
-        )
+        host["worker_turnaround_quantiles_ns"] = fit_turnaround_quantiles([r.actions for r in real])
     host_path = args.out / "host.json"
     host_path.write_text(json.dumps(host, indent=1))
     rows = []
