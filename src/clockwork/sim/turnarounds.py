@@ -16,10 +16,9 @@ from itertools import pairwise
 
 import numpy as np
 
-__all__ = ["Turnarounds", "check_quantiles"]
+from clockwork.sim.noise import CHUNK
 
-# draws made at once (one numpy call per chunk, not one per Infer)
-_CHUNK = 4096
+__all__ = ["Turnarounds", "check_quantiles"]
 
 
 def check_quantiles(quantiles_ns: Sequence[int]) -> str:
@@ -56,10 +55,10 @@ class Turnarounds:
         """The next turnaround."""
         i = self._i
         if i == len(self._draws):
-            u = self._rng.random(_CHUNK)
+            u = self._rng.random(CHUNK)  # drawn a chunk at a time, as the noise is
             self._draws = (
                 np.interp(u, self._steps, self._quantiles).round().astype(np.int64).tolist()
             )
             i = 0
         self._i = i + 1
-        return int(self._draws[i])
+        return self._draws[i]
