@@ -356,6 +356,41 @@ def test_overloaded_device_prefers_a_fuller_batch() -> None:
     assert first.model == "a" and first.batch_size == 8
 
 
+def _first_when_overloaded(urgent: int, fuller: int) -> Infer:
+    """On an overloaded device, ``urgent`` requests of "b" (the most urgent) beside ``fuller``
+    less urgent ones of "a": the first Infer."""
+    s, t = overload_policy()
+    s.devices[D0].infer_free_at_ns = t + 40 * MS
+    s.handle(req(1, "a", t, slo_ms=30), t)
+    s.poll(t)
+    t += 29 * MS
+    (r,) = s.poll(t).responses
+    assert r.status is ResponseStatus.OVERLOADED
+    s.devices[D0].infer_free_at_ns = t
+    for i in range(urgent):
+        s.handle(req(100 + i, "b", t, slo_ms=20), t)
+    for i in range(fuller):
+        s.handle(req(200 + i, "a", t, slo_ms=40), t)
+    first: Infer = only(s.poll(t), Infer)[0]
+    return first
+
+
+def test_overloaded_device_passes_a_lone_request_over_for_a_pair() -> None:
+    # alone, a request costs the most device time per request: a pair is twice as full
+    first = _first_when_overloaded(urgent=1, fuller=2)
+    assert first.model == "a" and len(first.request_ids) == 2
+
+
+def test_overloaded_device_passes_a_batch_over_only_for_one_twice_as_full() -> None:
+    first = _first_when_overloaded(urgent=2, fuller=3)
+    assert first.model == "b" and len(first.request_ids) == 2
+    first = _first_when_overloaded(urgent=2, fuller=4)
+    assert first.model == "a" and len(first.request_ids) == 4
+    # at least ``efficient_batch`` (4) is enough, whatever the urgent batch
+    first = _first_when_overloaded(urgent=3, fuller=4)
+    assert first.model == "a" and len(first.request_ids) == 4
+
+
 def test_overload_lasts_for_the_hold_after_the_last_refusal() -> None:
     # counted within 50 ms, held for 100: still overloaded 80 ms after the refusal
     first = _first_after_a_refusal(*overload_policy(hold_ms=100), later_ms=80)

@@ -77,10 +77,12 @@ TAKEN: Final = 2
 
 
 # the horizon ``clockwork sim`` plans with: its controller never falls behind (a real one's
-# event loop does, by 10-25 ms at moments: BENCHMARKS.md s.7, hence the 10 ms default), and
-# committing later makes fuller batches: 99.9936% against 99.9849% at Azure load factor 0.7
-# (BENCHMARKS.md s.21)
-SIMULATED_SCHEDULE_AHEAD_NS: Final = 5 * NS_PER_MS
+# event loop does, by 10-25 ms at moments: BENCHMARKS.md s.7, hence the 10 ms default), so it
+# needs only the simulated link's round trip (0.2 ms) and some room, and committing later makes
+# fuller batches. On the Azure replay 5 ms took load factor 0.7 from 99.9849% (10 ms) to 99.9936%
+# (BENCHMARKS.md s.23); 1 ms took 0.8 from 96.70% to 97.03% and 1.0 from 86.69% to 86.89%
+# (s.40); 0.5 ms was below 1 ms at both
+SIMULATED_SCHEDULE_AHEAD_NS: Final = 1 * NS_PER_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +114,14 @@ class ClockworkConfig:
     overload_window_ns: int = 30 * NS_PER_MS
     overload_drops: int = 4
     overload_hold_ns: int = 100 * NS_PER_MS
-    # batches of fewer requests than this are inefficient enough to be passed over in overload
+    # batches of fewer requests than this are inefficient enough to be passed over in overload,
+    # for one at least twice as full (or this full): a request run alone costs most per request
+    # (2.73 ms on the V100, 2.03 in a pair, 1.47 in four), so a lone one gives way to a pair
     efficient_batch: int = 4
-    # how many further strategies an overloaded device looks at for a fuller batch (0: never)
-    overload_lookahead: int = 32
+    # how many further strategies an overloaded device looks at for a fuller batch (0: never);
+    # at Azure load factor 1.0, 64 served more than 32, and 128 fewer: a fuller batch taken far
+    # ahead of its time runs with fewer requests than it would have (BENCHMARKS.md s.40)
+    overload_lookahead: int = 64
     # a device that refused a queued request within this long is not counted among the devices
     # that can take its models' queued work: those models become load candidates for devices
     # that refused nothing for ``spread_calm_ns``, which spreads an overloaded device's models
@@ -1062,7 +1068,8 @@ class ClockworkPolicy(PolicyBase):
             ):
                 # overloaded: a small batch now would push a fuller one past its deadline, and
                 # goodput is what is left to save; look a little further for a fuller batch
-                better = self._fuller_batch(heap, view, t, now_ns, m)
+                want = min(efficient, 2 * choice[TAKEN])
+                better = self._fuller_batch(heap, view, t, now_ns, m, want)
                 if better is not None:
                     _heappush(heap, entry)  # deferred, not dropped
                     m, choice = better
@@ -1120,10 +1127,16 @@ class ClockworkPolicy(PolicyBase):
         return None
 
     def _fuller_batch(
-        self, heap: list[Strategy], view: DeviceView, t: int, now_ns: int, first: _ModelQueue
+        self,
+        heap: list[Strategy],
+        view: DeviceView,
+        t: int,
+        now_ns: int,
+        first: _ModelQueue,
+        want: int,
     ) -> tuple[_ModelQueue, BatchChoice] | None:
         """Among the next few most urgent models on this device, one whose batch now would be
-        at least ``efficient_batch`` requests."""
+        at least ``want`` requests."""
         held: list[Strategy] = []
         seen = {first.name}
         found = None
@@ -1141,7 +1154,7 @@ class ClockworkPolicy(PolicyBase):
             seen.add(m.name)
             e = self.estimates[m.name][view.estimates_key]
             choice = self._candidate(view, m, e, t, now_ns)
-            if choice is not None and choice[TAKEN] >= self.config.efficient_batch:
+            if choice is not None and choice[TAKEN] >= want:
                 found = (m, choice)
                 break
         for entry in held:
