@@ -11,7 +11,7 @@ import pytest
 from clockwork.cli.main import build_parser, main
 from clockwork.cli.policy_args import DEFAULT_ADMISSION_LEVEL, policy_from_warm_args
 from clockwork.cli.sim_cmd import run as run_sim
-from clockwork.core.policies import SIMULATED_SCHEDULE_AHEAD_NS, PolicyBase
+from clockwork.core.policies import SIMULATED_ROOM_NS, SIMULATED_SCHEDULE_AHEAD_NS, PolicyBase
 from clockwork.core.policies.clockwork import ClockworkConfig, ClockworkPolicy
 
 SMALL = ["sim", "--models", "8", "--gpus", "1", "--duration", "2", "--quiet", "--seed", "5"]
@@ -56,6 +56,17 @@ def test_the_default_is_the_papers_policy(monkeypatch: pytest.MonkeyPatch) -> No
     cfg = _simulated_policy(SMALL, monkeypatch)
     assert not cfg.warm_start and not cfg.backlog_admission
     assert cfg.estimator.level == 0.0 and not cfg.estimator.per_device_estimates
+    assert cfg.schedule_ahead_ns == SIMULATED_SCHEDULE_AHEAD_NS
+
+
+def test_the_default_horizon_covers_a_slow_links_round_trip(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 2 ms each way: an action planned 1 ms ahead would reach its worker after its start
+    cfg = _simulated_policy([*SMALL, "--network-delay-us", "2000"], monkeypatch)
+    assert cfg.schedule_ahead_ns == 4_000_000 + SIMULATED_ROOM_NS
+    # a fast link keeps the floor
+    cfg = _simulated_policy([*SMALL, "--network-delay-us", "10"], monkeypatch)
     assert cfg.schedule_ahead_ns == SIMULATED_SCHEDULE_AHEAD_NS
 
 

@@ -29,8 +29,10 @@ from clockwork.core.events import ModelInfo
 from clockwork.core.policies import (
     POLICIES,
     POLICY_HELP,
+    SIMULATED_ROOM_NS,
     SIMULATED_SCHEDULE_AHEAD_NS,
     ClockworkConfig,
+    simulated_schedule_ahead_ns,
 )
 from clockwork.core.profile import (
     DEVICE_KINDS,
@@ -154,7 +156,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         help="clockwork: how far ahead it plans (at most; tight SLOs shorten it). The "
         "simulated controller never lags, so by default it plans closer "
-        f"({SIMULATED_SCHEDULE_AHEAD_NS / NS_PER_MS:g} ms) than a real one "
+        f"({SIMULATED_SCHEDULE_AHEAD_NS / NS_PER_MS:g} ms, or the links' round trip and "
+        f"{SIMULATED_ROOM_NS / NS_PER_MS:g} ms if longer) than a real one "
         f"({_CW.schedule_ahead_ns / NS_PER_MS:g} ms, the default with --as-served)",
     )
     add_per_device_arguments(s, serving=False)
@@ -251,7 +254,11 @@ def run(args: argparse.Namespace) -> int:
     if args.duration <= 0 or args.slo_ms <= 0:
         raise ConfigurationError("--duration and --slo-ms must be > 0")
     if args.schedule_ahead_ms is None:
-        ahead_ns = _CW.schedule_ahead_ns if args.as_served else SIMULATED_SCHEDULE_AHEAD_NS
+        ahead_ns = (
+            _CW.schedule_ahead_ns
+            if args.as_served
+            else simulated_schedule_ahead_ns(us_to_ns(args.network_delay_us))
+        )
         args.schedule_ahead_ms = ahead_ns / NS_PER_MS
     if args.admission_level is None:  # resolved here, so that the report says which
         args.admission_level = DEFAULT_ADMISSION_LEVEL if args.as_served else 0.0

@@ -9,9 +9,11 @@ from clockwork.core.errors import ConfigurationError
 from clockwork.core.estimator import EstimatorConfig
 from clockwork.core.policies.base import PolicyBase
 from clockwork.core.policies.clockwork import (
+    SIMULATED_ROOM_NS,
     SIMULATED_SCHEDULE_AHEAD_NS,
     ClockworkConfig,
     ClockworkPolicy,
+    simulated_schedule_ahead_ns,
 )
 from clockwork.core.policies.reactive import ReactiveConfig, ReactivePolicy
 
@@ -73,6 +75,7 @@ def make_policy(
 __all__ = [
     "POLICIES",
     "POLICY_HELP",
+    "SIMULATED_ROOM_NS",
     "SIMULATED_SCHEDULE_AHEAD_NS",
     "ClockworkConfig",
     "ClockworkPolicy",
@@ -80,4 +83,5 @@ __all__ = [
     "ReactiveConfig",
     "ReactivePolicy",
     "make_policy",
+    "simulated_schedule_ahead_ns",
 ]

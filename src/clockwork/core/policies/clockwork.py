@@ -83,6 +83,17 @@ TAKEN: Final = 2
 # (BENCHMARKS.md s.23); 1 ms took 0.8 from 96.70% to 97.03% and 1.0 from 86.69% to 86.89%
 # (s.40); 0.5 ms was below 1 ms at both
 SIMULATED_SCHEDULE_AHEAD_NS: Final = 1 * NS_PER_MS
+# ... and what it plans ahead beyond a simulated link's round trip, where that is longer: an
+# action must reach its worker before its start (0.8 Azure replay with 2 ms each way: 95.41% at
+# 4.5 ms, 95.29% at 5 ms, 90.82% at 1 ms; with 0.5 ms each way 1 ms and 1.5 ms are within 0.07
+# points, s.40)
+SIMULATED_ROOM_NS: Final = 500 * NS_PER_US
+
+
+def simulated_schedule_ahead_ns(network_delay_ns: int) -> int:
+    """The horizon ``clockwork sim`` plans with on links of ``network_delay_ns`` each way:
+    ``SIMULATED_SCHEDULE_AHEAD_NS``, or the round trip and ``SIMULATED_ROOM_NS`` if longer."""
+    return max(SIMULATED_SCHEDULE_AHEAD_NS, 2 * network_delay_ns + SIMULATED_ROOM_NS)
 
 
 @dataclass(frozen=True, slots=True)
