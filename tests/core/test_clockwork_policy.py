@@ -333,9 +333,11 @@ def overload_policy(hold_ms: float = 50) -> tuple[ClockworkPolicy, int]:
     return s, t
 
 
-def _first_after_a_refusal(s: ClockworkPolicy, t: int, later_ms: float = 0) -> Infer:
-    """Make D0 refuse a request, then ``later_ms`` after that offer it one urgent request of "b"
-    (batch 1) beside eight less urgent ones of "a" (batch 8); returns the first Infer."""
+def _first_after_a_refusal(
+    s: ClockworkPolicy, t: int, later_ms: float = 0, urgent: int = 1, fuller: int = 8
+) -> Infer:
+    """Make D0 refuse a request, then ``later_ms`` after that offer it ``urgent`` requests of
+    "b" (the most urgent) beside ``fuller`` less urgent ones of "a"; returns the first Infer."""
     s.devices[D0].infer_free_at_ns = t + 40 * MS
     s.handle(req(1, "a", t, slo_ms=30), t)
     s.poll(t)
@@ -343,29 +345,6 @@ def _first_after_a_refusal(s: ClockworkPolicy, t: int, later_ms: float = 0) -> I
     (r,) = s.poll(t).responses
     assert r.status is ResponseStatus.OVERLOADED
     t += int(later_ms * MS)
-    s.devices[D0].infer_free_at_ns = t
-    s.handle(req(2, "b", t, slo_ms=20), t)  # most urgent, but alone: batch 1
-    for i in range(3, 11):
-        s.handle(req(i, "a", t, slo_ms=40), t)  # eight of them: batch 8
-    first: Infer = only(s.poll(t), Infer)[0]
-    return first
-
-
-def test_overloaded_device_prefers_a_fuller_batch() -> None:
-    first = _first_after_a_refusal(*overload_policy())
-    assert first.model == "a" and first.batch_size == 8
-
-
-def _first_when_overloaded(urgent: int, fuller: int) -> Infer:
-    """On an overloaded device, ``urgent`` requests of "b" (the most urgent) beside ``fuller``
-    less urgent ones of "a": the first Infer."""
-    s, t = overload_policy()
-    s.devices[D0].infer_free_at_ns = t + 40 * MS
-    s.handle(req(1, "a", t, slo_ms=30), t)
-    s.poll(t)
-    t += 29 * MS
-    (r,) = s.poll(t).responses
-    assert r.status is ResponseStatus.OVERLOADED
     s.devices[D0].infer_free_at_ns = t
     for i in range(urgent):
         s.handle(req(100 + i, "b", t, slo_ms=20), t)
@@ -375,19 +354,24 @@ def _first_when_overloaded(urgent: int, fuller: int) -> Infer:
     return first
 
 
+def test_overloaded_device_prefers_a_fuller_batch() -> None:
+    first = _first_after_a_refusal(*overload_policy())
+    assert first.model == "a" and first.batch_size == 8
+
+
 def test_overloaded_device_passes_a_lone_request_over_for_a_pair() -> None:
     # alone, a request costs the most device time per request: a pair is twice as full
-    first = _first_when_overloaded(urgent=1, fuller=2)
+    first = _first_after_a_refusal(*overload_policy(), urgent=1, fuller=2)
     assert first.model == "a" and len(first.request_ids) == 2
 
 
 def test_overloaded_device_passes_a_batch_over_only_for_one_twice_as_full() -> None:
-    first = _first_when_overloaded(urgent=2, fuller=3)
+    first = _first_after_a_refusal(*overload_policy(), urgent=2, fuller=3)
     assert first.model == "b" and len(first.request_ids) == 2
-    first = _first_when_overloaded(urgent=2, fuller=4)
+    first = _first_after_a_refusal(*overload_policy(), urgent=2, fuller=4)
     assert first.model == "a" and len(first.request_ids) == 4
     # at least ``efficient_batch`` (4) is enough, whatever the urgent batch
-    first = _first_when_overloaded(urgent=3, fuller=4)
+    first = _first_after_a_refusal(*overload_policy(), urgent=3, fuller=4)
     assert first.model == "a" and len(first.request_ids) == 4
 
 
