@@ -18,6 +18,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -428,6 +429,10 @@ def test_http_binary_statuses_and_report(http_server: StandIn, tmp_path: Path) -
     assert ((t.deadline_ns - t.arrival_ns) == SLO_MS * NS_PER_MS).all()
     mapping = s["model_mapping"]
     assert isinstance(mapping, dict) and mapping["models"] == models
+    extra = s["extra"]
+    assert isinstance(extra, dict)
+    if sys.platform == "linux":  # the kernel's per-thread run-queue times
+        assert 0 <= extra["client_cpu_wait_s"] <= extra["client_wall_s"]
 
     out = tmp_path / "run"
     written = write_bench_report(out, result)

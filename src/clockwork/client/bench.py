@@ -50,6 +50,7 @@ from typing import TextIO
 
 import numpy as np
 
+from clockwork.client.cpu_wait import cpu_wait
 from clockwork.client.credentials import ClientCredentials
 from clockwork.client.oip_client import (
     TIMEOUT,
@@ -583,10 +584,11 @@ async def bench_url(
             if progress is not None
             else None
         )
-        cpu0, wall0 = time.process_time(), time.perf_counter()
+        cpu0, wall0, sched0 = time.process_time(), time.perf_counter(), cpu_wait()
         with _interrupts_to(driver, progress, drain_ns) if stop_on_sigint else nullcontext():
             await driver.run(printer)
-        cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
+        cpu_s, wall_s, sched1 = time.process_time() - cpu0, time.perf_counter() - wall0, cpu_wait()
+        waited = None if sched0 is None or sched1 is None else (sched1 - sched0).wait_ns
         if printer is not None:
             printer.close(
                 driver.end_ns - driver.t0,
@@ -632,6 +634,9 @@ async def bench_url(
             "answered": driver.answered,
             "client_cpu_s": cpu_s,
             "client_cpu_us_per_request": (1e6 * cpu_s / n) if n else None,
+            # runnable but not running (None: the kernel does not say)
+            "client_cpu_wait_s": None if waited is None else waited / NS_PER_S,
+            "client_wall_s": wall_s,
             "late_submits": driver.late,
             "max_submit_lateness_ms": driver.lateness_max / NS_PER_MS,
             "mean_submit_lateness_ms": (
@@ -780,7 +785,30 @@ def format_bench_lines(summary: Mapping[str, object]) -> str:
         f"{summary.get('client_dropped')}; client errors {summary.get('client_errors')}"
         + (f" ({kinds})" if kinds else ""),
     ]
+    starved = _starved_line(extra) if isinstance(extra, Mapping) else None
+    if starved:
+        lines.append(starved)
     return "\n".join(lines)
+
+
+#: the share of a run's wall time the client may wait for a core before its figures say so
+STARVED_SHARE = 0.1
+
+
+def _starved_line(extra: Mapping[str, object]) -> str | None:
+    """A warning where the client waited, runnable, for a core for more than ``STARVED_SHARE``
+    of the run (``client.cpu_wait``): its latencies include those waits."""
+    waited, wall = extra.get("client_cpu_wait_s"), extra.get("client_wall_s")
+    if not isinstance(waited, int | float) or not isinstance(wall, int | float) or wall <= 0:
+        return None
+    if waited <= STARVED_SHARE * wall:
+        return None
+    return (
+        f"warning: this client waited {waited:.1f} s of the run's {wall:.1f} s for a CPU core "
+        "(the host's cores were busy); answers that came meanwhile were read late, and the "
+        "latencies above include that: run the client on cores of its own (taskset) or on "
+        "another host"
+    )
 
 
 __all__ = [
