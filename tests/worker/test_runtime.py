@@ -7,7 +7,6 @@ inferences at once) rather than exact times, since the test machine is small and
 from __future__ import annotations
 
 import itertools
-import os
 import random
 import threading
 import time
@@ -237,30 +236,6 @@ def test_infer_starts_no_earlier_than_earliest_and_returns_outputs() -> None:
             starts.append(r.began_ns - earliest)
         # loose: the spin makes starts land close to earliest; the machine is noisy
         assert sorted(starts)[len(starts) // 2] < 5 * MS
-
-
-def _timeslices(thread_name: str) -> int:
-    """How many times the kernel has run the thread so named (Linux's per-thread schedstat)."""
-    (t,) = [t for t in threading.enumerate() if t.name == thread_name]
-    with open(f"/proc/self/task/{t.native_id}/schedstat") as f:
-        return int(f.read().split()[2])
-
-
-@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux's /proc")
-def test_inferences_do_not_wake_the_idle_load_executor() -> None:
-    # each wake-up of the load thread is a context switch and a turn of the interpreter's lock
-    # taken from the threads that serve; with one condition for both executors it woke at every
-    # inference submitted and every one finished
-    sink = Collector()
-    with runtime(FakeBackend(), sink) as rt:
-        loaded(rt, sink, "a", 1)
-        time.sleep(0.01)
-        before = _timeslices(f"clockwork-{D}-load")
-        for aid in range(2, 102):
-            rt.submit(infer(aid, "a"))
-            assert sink.wait(aid).ok
-        woken = _timeslices(f"clockwork-{D}-load") - before
-    assert woken < 10, f"the load executor ran {woken} times during 100 inferences"
 
 
 def test_infer_whose_latest_passed_while_queued_is_refused_without_running() -> None:

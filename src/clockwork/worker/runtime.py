@@ -5,18 +5,13 @@ simulator; this module only supplies time, threads and a backend. It never evict
 reorders on its own: it does what it is told, when it is told (DESIGN.md s.4).
 
 Per device: one ``DeviceState`` (``backend.kind.cache_pages`` pages, ``backend.models()``, and
-later the models ``refresh_models`` finds the backend has gained), one lock, and two executor
-threads, ``INFER`` and ``LOAD``, each running strictly one action at a time and each with a
-condition variable of its own on that lock. An executor thread loops: under the lock it asks
-``state.next(executor, clock_ns())``; a ``Refused`` is reported; a ``Wait`` parks it on its
-condition variable until ``earliest`` (or until an action for it is submitted, since a new action
-may have an earlier ``earliest``); a ``Started`` runs the backend call *outside* the lock, then
+later the models ``refresh_models`` finds the backend has gained), one lock with a condition
+variable, and two executor threads, ``INFER`` and ``LOAD``, each running strictly one action at a
+time. An executor thread loops: under the lock it asks
+``state.next(executor, clock_ns())``; a ``Refused`` is reported; a ``Wait`` parks it on the
+condition variable until ``earliest`` (or until something is submitted, since a new action may have
+an earlier ``earliest``); a ``Started`` runs the backend call *outside* the lock, then
 ``state.finish`` under it, then reports the result (with the outputs of a successful ``Infer``).
-What an executor does next depends on its own queue only, so a submission wakes the executor
-that will run it and no other: with one condition for both, every inference submitted and every
-one finished woke the idle load executor too, 1,000-1,400 times a second at 666 requests/s on
-this project's 2-core machine, each a context switch and a turn of the interpreter's lock taken
-from the threads that serve.
 A backend that raises gives ``EXECUTION_ERROR`` with the exception's message; the executor keeps
 serving.
 
@@ -115,23 +110,20 @@ class DeviceSnapshot:
 class _Device:
     __slots__ = (
         "backend",
+        "cond",
         "deferred_evicts",
         "device",
         "inputs",
-        "lock",
         "state",
         "threads",
         "unanswered",
-        "wakeups",
     )
 
     def __init__(self, device: DeviceId, backend: Backend) -> None:
         self.device = device
         self.backend = backend
         self.state = DeviceState(device, backend.kind.cache_pages, backend.models())
-        self.lock = threading.Lock()
-        # each executor waits on its own condition (see the module docstring)
-        self.wakeups = {executor: threading.Condition(self.lock) for executor in Executor}
+        self.cond = threading.Condition()
         # action id -> (action, received_ns): accepted, not answered yet
         self.unanswered: dict[int, tuple[LoadWeights | Infer, int]] = {}
         # action id -> inputs of a queued Infer
@@ -139,12 +131,6 @@ class _Device:
         # models whose backend.evict waits for the running action of that executor
         self.deferred_evicts: dict[Executor, list[str]] = {Executor.INFER: [], Executor.LOAD: []}
         self.threads: list[threading.Thread] = []
-
-    def wake_all(self) -> None:
-        """Under ``lock``: make both executors look again (closing, a fake clock's jump, a
-        deferred eviction done)."""
-        for wakeup in self.wakeups.values():
-            wakeup.notify_all()
 
 
 def _message(e: BaseException) -> str:
@@ -222,7 +208,7 @@ class WorkerRuntime:
     def state(self, device: DeviceId) -> DeviceSnapshot:
         """A consistent snapshot of ``device`` (``KeyError`` for an unknown device)."""
         dev = self._devices[device]
-        with dev.lock:
+        with dev.cond:
             s = dev.state
             running_infer = s.busy(Executor.INFER)
             running_load = s.busy(Executor.LOAD)
@@ -245,7 +231,7 @@ class WorkerRuntime:
         added: set[str] = set()
         for dev in self._devices.values():
             models = dict(dev.backend.models())  # a copy: the backend may grow it meanwhile
-            with dev.lock:
+            with dev.cond:
                 for name, model in models.items():
                     if name not in dev.state.models:
                         dev.state.register_model(model)
@@ -270,27 +256,27 @@ class WorkerRuntime:
                 None,
             )
             return
-        with dev.lock:
+        with dev.cond:
             now = self._clock()
             result = self._receive(dev, action, inputs, now)
             if result is None:
-                dev.wakeups[Executor.INFER if type(action) is Infer else Executor.LOAD].notify()
+                dev.cond.notify_all()
         if result is not None:
             self._report(result, None)
 
     def wake(self) -> None:
         """Make every executor look at its queue again now (after a jump of a fake clock)."""
         for dev in self._devices.values():
-            with dev.lock:
-                dev.wake_all()
+            with dev.cond:
+                dev.cond.notify_all()
 
     def close(self, timeout_s: float | None = None) -> None:
         """Stop: see "Shutdown rule" in the module docstring. Idempotent."""
         with self._close_lock:
             for dev in self._devices.values():
-                with dev.lock:
+                with dev.cond:
                     self._closed = True
-                    dev.wake_all()
+                    dev.cond.notify_all()
             current = threading.current_thread()
             for dev in self._devices.values():
                 for t in dev.threads:
@@ -298,7 +284,7 @@ class WorkerRuntime:
                         t.join(timeout_s)
             drained: list[ActionResult] = []
             for dev in self._devices.values():
-                with dev.lock:
+                with dev.cond:
                     now = self._clock()
                     for action, received_ns in dev.unanswered.values():
                         drained.append(
@@ -403,7 +389,7 @@ class WorkerRuntime:
                 # its result (SUCCESS, from the state) has been reported already
                 _log.exception("device %s: deferred backend evict of %r failed", dev.device, model)
         models.clear()
-        dev.wake_all()  # a load waits for these (``_step``)
+        dev.cond.notify_all()
 
     # ----------------------------------------------------------------- executors
 
@@ -418,19 +404,18 @@ class WorkerRuntime:
         """One turn of an executor; False when it is to stop."""
         answered = False
         inputs: list[Mapping[str, npt.NDArray[np.generic]]] = []
-        wakeup = dev.wakeups[executor]
-        with dev.lock:
+        with dev.cond:
             if self._closed:
                 return False
             now = self._clock()
             decision = dev.state.next(executor, now)
             if decision is None:
-                wakeup.wait()
+                dev.cond.wait()
                 return True
             if type(decision) is Wait:
                 remaining = decision.until_ns - now
                 if remaining > self._spin_ns:
-                    wakeup.wait(min((remaining - self._spin_ns) / 1e9, MAX_SLEEP_S))
+                    dev.cond.wait(min((remaining - self._spin_ns) / 1e9, MAX_SLEEP_S))
                     return True
             elif type(decision) is Refused:
                 answered = dev.unanswered.pop(decision.result.action_id, None) is not None
@@ -442,7 +427,7 @@ class WorkerRuntime:
                 else:
                     # never copy into pages whose backend eviction waits for an inference
                     while dev.deferred_evicts[Executor.INFER]:
-                        wakeup.wait()
+                        dev.cond.wait()
         # outside the lock
         if type(decision) is Wait:
             self._spin_until(decision.until_ns)
@@ -489,7 +474,7 @@ class WorkerRuntime:
                 "device %s: %s of %r failed: %s", dev.device, executor.value, action.model, error
             )
         ended = self._clock()
-        with dev.lock:
+        with dev.cond:
             self._run_deferred_evicts(dev, executor)
             result = dev.state.finish(
                 executor,
@@ -501,6 +486,7 @@ class WorkerRuntime:
                 error=error,
             )
             answered = dev.unanswered.pop(action.action_id, None) is not None
+            dev.cond.notify_all()
         if answered:
             self._report(result, outputs if result.ok and type(action) is Infer else None)
 
