@@ -123,6 +123,11 @@ class _Device:
         self.device = device
         self.backend = backend
         self.state = DeviceState(device, backend.kind.cache_pages, backend.models())
+        # one condition for both executors, so each inference submitted or finished also wakes
+        # the idle load executor (about 1,000 times a second at 666 requests/s). A condition per
+        # executor removed those wake-ups and, on a 2-core host under twice its capacity, cost a
+        # client on the same host about 8% of its goodput: it waited longer for a core and read
+        # more answers late (BENCHMARKS.md s.41). Measure that case before splitting it.
         self.cond = threading.Condition()
         # action id -> (action, received_ns): accepted, not answered yet
         self.unanswered: dict[int, tuple[LoadWeights | Infer, int]] = {}
