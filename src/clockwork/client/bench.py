@@ -636,7 +636,6 @@ async def bench_url(
             "client_cpu_us_per_request": (1e6 * cpu_s / n) if n else None,
             # runnable but not running (None: the kernel does not say)
             "client_cpu_wait_s": None if waited is None else waited / NS_PER_S,
-            "client_wall_s": wall_s,
             "late_submits": driver.late,
             "max_submit_lateness_ms": driver.lateness_max / NS_PER_MS,
             "mean_submit_lateness_ms": (
@@ -785,7 +784,9 @@ def format_bench_lines(summary: Mapping[str, object]) -> str:
         f"{summary.get('client_dropped')}; client errors {summary.get('client_errors')}"
         + (f" ({kinds})" if kinds else ""),
     ]
-    starved = _starved_line(extra) if isinstance(extra, Mapping) else None
+    starved = (
+        _starved_line(extra, summary.get("sim_wall_s")) if isinstance(extra, Mapping) else None
+    )
     if starved:
         lines.append(starved)
     return "\n".join(lines)
@@ -795,10 +796,10 @@ def format_bench_lines(summary: Mapping[str, object]) -> str:
 STARVED_SHARE = 0.1
 
 
-def _starved_line(extra: Mapping[str, object]) -> str | None:
+def _starved_line(extra: Mapping[str, object], wall: object) -> str | None:
     """A warning where the client waited, runnable, for a core for more than ``STARVED_SHARE``
-    of the run (``client.cpu_wait``): its latencies include those waits."""
-    waited, wall = extra.get("client_cpu_wait_s"), extra.get("client_wall_s")
+    of the run's ``wall`` seconds (``client.cpu_wait``): its latencies include those waits."""
+    waited = extra.get("client_cpu_wait_s")
     if not isinstance(waited, int | float) or not isinstance(wall, int | float) or wall <= 0:
         return None
     if waited <= STARVED_SHARE * wall:
